@@ -1,0 +1,118 @@
+//! Every command-line definition, in one place. Values that come from logs or admins
+//! are taken raw here and validated into model types by each command, so errors name
+//! the field in our own one-line format.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "f2b-mailguard",
+    version,
+    about = "Catch and contain compromised mail accounts, fed by Fail2ban",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Configuration file
+    #[arg(long, global = true, env = "F2B_MAILGUARD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// SQLite database (overrides `database` in the config)
+    #[arg(long, global = true, env = "F2B_MAILGUARD_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store one successful login and re-evaluate the account (run by Fail2ban)
+    Record(Record),
+    /// Show accounts with recent activity, or one account in detail
+    Status(Status),
+    /// Manage networks that never count (office NATs, VPNs)
+    #[command(subcommand)]
+    Whitelist(Whitelist),
+    /// Delete logins older than the retention period
+    Prune(Prune),
+    /// Inspect the configuration
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+/// All options are optional to clap so that a missing one gets our one-line error.
+#[derive(Debug, Args)]
+pub struct Record {
+    /// smtp, imap, pop3 or webmail
+    #[arg(long, allow_hyphen_values = true)]
+    pub source: Option<OsString>,
+    /// Name of the Fail2ban jail that matched
+    #[arg(long, allow_hyphen_values = true)]
+    pub jail: Option<OsString>,
+    /// SASL login name from the log
+    #[arg(long, allow_hyphen_values = true)]
+    pub user: Option<OsString>,
+    /// Client IP address from the log
+    #[arg(long, allow_hyphen_values = true)]
+    pub ip: Option<OsString>,
+    /// Log time in seconds since 1970 (Fail2ban's <time>); default: now
+    #[arg(long, allow_hyphen_values = true)]
+    pub time: Option<OsString>,
+    /// Fail2ban ticket id (<fid>), kept for reference
+    #[arg(long, allow_hyphen_values = true)]
+    pub fid: Option<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct Status {
+    /// Show one account: every network, the level history
+    pub user: Option<OsString>,
+    /// Machine-readable output (stable shape, see README)
+    #[arg(long)]
+    pub json: bool,
+    /// Look back this far (default: detection.window), e.g. 24h
+    #[arg(long, value_name = "SPAN")]
+    pub window: Option<String>,
+    /// Evaluate as of this time (seconds since 1970) instead of now, for replayed logs
+    #[arg(long, value_name = "EPOCH")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Whitelist {
+    /// Never count logins from CIDR (for every account, or only --user)
+    Add {
+        cidr: String,
+        #[arg(long, allow_hyphen_values = true)]
+        user: Option<OsString>,
+        #[arg(long, allow_hyphen_values = true)]
+        note: Option<OsString>,
+    },
+    /// List whitelist entries, from the database, the config file and built in
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a database entry
+    Remove {
+        cidr: String,
+        #[arg(long, allow_hyphen_values = true)]
+        user: Option<OsString>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Prune {
+    /// Delete logins older than this (default: retention from the config)
+    #[arg(long, value_name = "SPAN")]
+    pub older_than: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the configuration and print the effective values
+    Check,
+}

@@ -1,0 +1,72 @@
+//! One file per subcommand, each an `impl Run`.
+
+mod config;
+mod prune;
+mod record;
+mod status;
+mod whitelist;
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::error::{Invalid, Result};
+use crate::model::{LogTime, SaslUser};
+
+/// Global options every command may need.
+pub struct App {
+    config_path: Option<PathBuf>,
+    db: Option<PathBuf>,
+}
+
+impl App {
+    pub fn new(cli: &Cli) -> Self {
+        Self {
+            config_path: cli.config.clone(),
+            db: cli.db.clone(),
+        }
+    }
+
+    /// Loads the config; `--db` / `F2B_MAILGUARD_DB` wins over its `database`.
+    pub fn config(&self) -> Result<Config> {
+        let mut cfg = Config::load(self.config_path.as_deref())?;
+        if let Some(db) = &self.db {
+            cfg.database = db.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+pub trait Run {
+    fn run(&self, app: &App) -> Result<()>;
+}
+
+impl Run for Command {
+    fn run(&self, app: &App) -> Result<()> {
+        match self {
+            Command::Record(c) => c.run(app),
+            Command::Status(c) => c.run(app),
+            Command::Whitelist(c) => c.run(app),
+            Command::Prune(c) => c.run(app),
+            Command::Config(c) => c.run(app),
+        }
+    }
+}
+
+/// A raw argument as UTF-8 text, or an error naming the field.
+fn text<'a>(field: &'static str, raw: Option<&'a OsStr>) -> Result<&'a str, Invalid> {
+    raw.ok_or_else(|| Invalid::new(field, "is missing"))?
+        .to_str()
+        .ok_or_else(|| Invalid::new(field, "is not valid UTF-8"))
+}
+
+fn user_arg(raw: Option<&OsStr>) -> Result<Option<SaslUser>, Invalid> {
+    raw.map(|r| SaslUser::parse(text("user", Some(r))?))
+        .transpose()
+}
+
+/// `--at`: evaluate as of a given log time instead of now.
+fn at_arg(raw: Option<&str>) -> Result<LogTime, Invalid> {
+    raw.map_or(Ok(LogTime::now()), |r| LogTime::parse("at", r))
+}

@@ -1,0 +1,47 @@
+//! `prune`: deletes old logins in bounded batches (each its own short transaction, so
+//! Fail2ban's `record` calls keep getting through), and writes down expired notifies.
+
+use super::{App, Run};
+use crate::cli::Prune;
+use crate::detect;
+use crate::error::Result;
+use crate::model::{LogTime, Span};
+use crate::store;
+
+const BATCH: u32 = 10_000;
+
+impl Run for Prune {
+    fn run(&self, app: &App) -> Result<()> {
+        let cfg = app.config()?;
+        let older_than = match &self.older_than {
+            Some(s) => Span::parse("older-than", s)?,
+            None => cfg.retention,
+        };
+        let now = LogTime::now();
+        let mut store = store::open(&cfg)?;
+        let before = now.minus(older_than);
+        let mut total = 0;
+        loop {
+            let n = store.prune_batch(before, BATCH)?;
+            total += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
+        }
+        let mut cleared = 0;
+        for account in store.flagged()? {
+            if let Some(t) = detect::quiet_expiry(&cfg, &account.state, now) {
+                store.change_level(&account.user, now, &t, "prune", None)?;
+                cleared += 1;
+            }
+        }
+        store.set_meta("last_prune", &now.millis().to_string())?;
+        println!(
+            "pruned {total} login{} older than {older_than}; {cleared} notify level{} cleared after {}",
+            if total == 1 { "" } else { "s" },
+            if cleared == 1 { "" } else { "s" },
+            cfg.detection.notify_quiet
+        );
+        Ok(())
+    }
+}

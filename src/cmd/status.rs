@@ -1,0 +1,333 @@
+//! `status`: the overview (worst accounts first) and one account in detail.
+//! The JSON shapes are documented in the README and kept stable.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{at_arg, user_arg, App, Run};
+use crate::cli::Status;
+use crate::config::Config;
+use crate::detect::{self, AccountState, Seen, Whitelist};
+use crate::error::{Error, Result};
+use crate::model::{Cidr, ClientNet, Level, LogTime, SaslUser, Source, Span};
+use crate::store::{self, Store, WhitelistEntry};
+
+#[derive(Serialize)]
+struct Overview {
+    mode: &'static str,
+    window_secs: i64,
+    at: f64,
+    accounts: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    user: SaslUser,
+    level: Level,
+    enforced: bool,
+    /// `would block` in warn mode: what the admin reads.
+    state: String,
+    networks: usize,
+    logins: u32,
+    last_seen: Option<f64>,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct Detail {
+    user: SaslUser,
+    level: Level,
+    enforced: bool,
+    state: String,
+    counting_from: Option<f64>,
+    networks: Vec<NetRow>,
+    history: Vec<HistoryRow>,
+}
+
+#[derive(Serialize)]
+struct NetRow {
+    network: String,
+    first_seen: f64,
+    last_seen: f64,
+    count: u64,
+    whitelisted: bool,
+    sources: BTreeSet<Source>,
+    addresses: BTreeSet<String>,
+}
+
+#[derive(Serialize)]
+struct HistoryRow {
+    time: f64,
+    from: Level,
+    to: Level,
+    enforced: bool,
+    reason: String,
+    actor: String,
+}
+
+impl Run for Status {
+    fn run(&self, app: &App) -> Result<()> {
+        let user = user_arg(self.user.as_deref())?;
+        let at = at_arg(self.at.as_deref())?;
+        let mut cfg = app.config()?;
+        if let Some(w) = &self.window {
+            cfg.detection.window = Span::parse("window", w)?;
+        }
+        let mut store = store::open(&cfg)?;
+        match user {
+            Some(user) => {
+                let detail = detail(&cfg, store.as_mut(), &user, at)?;
+                if self.json {
+                    print_json(&detail);
+                } else {
+                    print_detail(&cfg, &detail);
+                }
+            }
+            None => {
+                let overview = overview(&cfg, store.as_mut(), at)?;
+                if self.json {
+                    print_json(&overview);
+                } else {
+                    print_overview(&cfg, &overview);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    // Serialising plain structs of strings and numbers cannot fail.
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
+/// even before the next login of that account writes the change down.
+fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, bool) {
+    match detect::quiet_expiry(cfg, state, at) {
+        Some(t) => (t.to, t.enforced),
+        None => (state.level, state.enforced),
+    }
+}
+
+fn applying(entries: &[WhitelistEntry], user: &SaslUser) -> Vec<Cidr> {
+    entries
+        .iter()
+        .filter(|e| e.user.as_ref().is_none_or(|u| u == user))
+        .map(|e| e.cidr)
+        .collect()
+}
+
+fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview> {
+    let since = at.minus(cfg.detection.window);
+    let mut seen: BTreeMap<SaslUser, Vec<Seen>> = BTreeMap::new();
+    for (user, s) in store.activity(since, at)? {
+        seen.entry(user).or_default().push(s);
+    }
+    let mut states: BTreeMap<SaslUser, (AccountState, Option<LogTime>)> = BTreeMap::new();
+    for a in store.flagged()? {
+        states.insert(a.user, (a.state, a.last_seen));
+    }
+    let entries = store.whitelist()?;
+    let users: BTreeSet<SaslUser> = seen.keys().chain(states.keys()).cloned().collect();
+    let mut rows = Vec::with_capacity(users.len());
+    for user in users {
+        let logins = seen.remove(&user).unwrap_or_default();
+        let (state, stored_last_seen) = states.remove(&user).unwrap_or_default();
+        let (level, enforced) = effective(cfg, &state, at);
+        let eval = detect::evaluate(
+            cfg,
+            &user,
+            &logins,
+            &Whitelist::new(cfg, &user, &applying(&entries, &user)),
+        );
+        let reason = if level > Level::Ok {
+            last_reason(store, &user)?.unwrap_or_else(|| eval.reason())
+        } else {
+            eval.reason()
+        };
+        let last_seen = logins.iter().map(|s| s.time).max().or(stored_last_seen);
+        rows.push(Row {
+            state: level.describe(enforced),
+            user,
+            level,
+            enforced,
+            networks: eval.networks(),
+            logins: eval.logins(),
+            last_seen: last_seen.map(LogTime::secs_f64),
+            reason,
+        });
+    }
+    rows.sort_by(|a, b| {
+        (
+            b.level,
+            b.enforced,
+            b.networks,
+            b.last_seen.map(|t| t as i64),
+        )
+            .cmp(&(
+                a.level,
+                a.enforced,
+                a.networks,
+                a.last_seen.map(|t| t as i64),
+            ))
+            .then_with(|| a.user.cmp(&b.user))
+    });
+    Ok(Overview {
+        mode: cfg.mode.as_str(),
+        window_secs: cfg.detection.window.as_secs(),
+        at: at.secs_f64(),
+        accounts: rows,
+    })
+}
+
+fn last_reason(store: &mut dyn Store, user: &SaslUser) -> Result<Option<String>> {
+    Ok(store.history(user)?.pop().map(|c| c.reason))
+}
+
+fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime) -> Result<Detail> {
+    let account = store
+        .account(user)?
+        .ok_or_else(|| Error::Usage(format!("no login of {user} is recorded")))?;
+    let entries = store.whitelist()?;
+    let whitelist = Whitelist::new(cfg, user, &applying(&entries, user));
+    let mut nets: BTreeMap<ClientNet, NetRow> = BTreeMap::new();
+    for a in store.addresses(user)? {
+        let net = a.addr.net(cfg.detection.prefixes);
+        let row = nets.entry(net).or_insert_with(|| NetRow {
+            network: net.to_string(),
+            first_seen: a.first_seen.secs_f64(),
+            last_seen: a.last_seen.secs_f64(),
+            count: 0,
+            whitelisted: true,
+            sources: BTreeSet::new(),
+            addresses: BTreeSet::new(),
+        });
+        row.first_seen = row.first_seen.min(a.first_seen.secs_f64());
+        row.last_seen = row.last_seen.max(a.last_seen.secs_f64());
+        row.count += a.count;
+        row.whitelisted &= whitelist.covers(a.addr);
+        row.sources.insert(a.source);
+        row.addresses.insert(a.addr.to_string());
+    }
+    let mut networks: Vec<NetRow> = nets.into_values().collect();
+    networks.sort_by(|a, b| b.last_seen.total_cmp(&a.last_seen));
+    let history = store
+        .history(user)?
+        .into_iter()
+        .map(|c| HistoryRow {
+            time: c.time.secs_f64(),
+            from: c.from,
+            to: c.to,
+            enforced: c.enforced,
+            reason: c.reason,
+            actor: c.actor,
+        })
+        .collect();
+    let (level, enforced) = effective(cfg, &account.state, at);
+    let from = account.state.count_from;
+    Ok(Detail {
+        user: user.clone(),
+        level,
+        enforced,
+        state: level.describe(enforced),
+        counting_from: (from.millis() > 0).then(|| from.secs_f64()),
+        networks,
+        history,
+    })
+}
+
+fn when(secs: f64) -> String {
+    LogTime::from_millis((secs * 1000.0) as i64).rfc3339()
+}
+
+/// Cuts to `width` characters, marking the cut, so columns stay aligned.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('~');
+    out
+}
+
+fn print_overview(cfg: &Config, o: &Overview) {
+    println!(
+        "mode {} · window {} · as of {}",
+        o.mode,
+        cfg.detection.window,
+        when(o.at)
+    );
+    if o.accounts.is_empty() {
+        println!(
+            "no account logged in during the last {}",
+            cfg.detection.window
+        );
+        return;
+    }
+    println!(
+        "{:<30} {:<12} {:>5} {:>6}  LAST SEEN (UTC)",
+        "USER", "LEVEL", "NETS", "LOGINS"
+    );
+    for r in &o.accounts {
+        let last = r
+            .last_seen
+            .map(|t| when(t)[..16].to_owned())
+            .unwrap_or_default();
+        println!(
+            "{:<30} {:<12} {:>5} {:>6}  {}",
+            fit(r.user.as_str(), 30),
+            r.state,
+            r.networks,
+            r.logins,
+            last
+        );
+        if r.level > Level::Ok || !r.reason.is_empty() && r.networks > 1 {
+            println!("    {}", fit(&r.reason, 74));
+        }
+    }
+}
+
+fn print_detail(cfg: &Config, d: &Detail) {
+    println!("{}: {} (mode {})", d.user, d.state, cfg.mode.as_str());
+    if let Some(from) = d.counting_from {
+        println!("counting logins from {} (last release)", when(from));
+    }
+    println!();
+    println!(
+        "{:<24} {:<16} {:<16} {:>6}  SOURCES",
+        "NETWORK", "FIRST SEEN", "LAST SEEN", "COUNT"
+    );
+    for n in &d.networks {
+        let sources: Vec<&str> = n.sources.iter().map(|s| s.as_str()).collect();
+        println!(
+            "{:<24} {:<16} {:<16} {:>6}  {}{}",
+            fit(&n.network, 24),
+            &when(n.first_seen)[..16],
+            &when(n.last_seen)[..16],
+            n.count,
+            sources.join(","),
+            if n.whitelisted { " (whitelisted)" } else { "" }
+        );
+    }
+    println!();
+    if d.history.is_empty() {
+        println!("level history: none (never flagged)");
+        return;
+    }
+    println!("level history:");
+    for h in &d.history {
+        println!(
+            "  {}  {} -> {}  by {}",
+            when(h.time),
+            h.from,
+            h.to.describe(h.enforced),
+            h.actor
+        );
+        println!("      {}", fit(&h.reason, 72));
+    }
+}

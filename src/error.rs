@@ -1,0 +1,87 @@
+use std::path::PathBuf;
+
+/// Input from outside (CLI, Fail2ban tags) that does not pass validation.
+/// Displayed as `invalid --FIELD: REASON`, always on one line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid --{field}: {reason}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+
+    #[error("{file}: {key}: {reason}")]
+    Config {
+        file: String,
+        key: String,
+        reason: String,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("database {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("database {path}: {reason}")]
+    StoreState { path: PathBuf, reason: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// 2 for anything a retry cannot fix (bad input or config); 1 for runtime failures
+    /// such as a database locked past the busy timeout, which a retry may fix.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) | Error::Config { .. } | Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Renders an error and its causes on a single line, so Fail2ban's log keeps it whole.
+pub fn one_line(err: &Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out.replace(['\n', '\r'], " ")
+}

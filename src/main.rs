@@ -1,0 +1,44 @@
+mod cli;
+mod cmd;
+mod config;
+mod detect;
+mod error;
+mod model;
+mod store;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cmd::{App, Run};
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // Keep clap's first line only: Fail2ban logs stderr, one line per failure.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "f2b-mailguard: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let app = App::new(&cli);
+    match cli.command.run(&app) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("f2b-mailguard: {}", error::one_line(&e));
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Validated types for everything that comes from outside (Fail2ban tags, CLI, config).
+//! Once a value has one of these types, later code does not need to check it again.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::error::Invalid;
+
+/// Longest accepted SASL user name: RFC 5321 address limit (64 + 1 + 255).
+pub const MAX_USER_BYTES: usize = 320;
+const MAX_LABEL_BYTES: usize = 256;
+
+fn check_printable(field: &'static str, value: &str) -> Result<(), Invalid> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(Invalid::new(
+            field,
+            format!("contains a control character (U+{:04X})", c as u32),
+        ));
+    }
+    Ok(())
+}
+
+/// A SASL login name as the mail server logged it. Opaque: no case folding,
+/// since Postfix and Dovecot may treat case differently per backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SaslUser(String);
+
+impl SaslUser {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw.is_empty() {
+            return Err(Invalid::new("user", "is empty"));
+        }
+        if raw.len() > MAX_USER_BYTES {
+            return Err(Invalid::new(
+                "user",
+                format!("is {} bytes long (at most {MAX_USER_BYTES})", raw.len()),
+            ));
+        }
+        check_printable("user", raw)?;
+        if raw.chars().any(char::is_whitespace) {
+            return Err(Invalid::new("user", "contains whitespace"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SaslUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A client IP address; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is stored as IPv4 so the
+/// same client never counts twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientAddr(IpAddr);
+
+impl ClientAddr {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        // Postfix logs IPv6 clients as `[2001:db8::1]`; Fail2ban hands us the bare address.
+        let addr = IpAddr::from_str(raw)
+            .map_err(|_| Invalid::new("ip", format!("{:?} is not an IPv4 or IPv6 address", raw)))?;
+        Ok(Self::from(addr))
+    }
+
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+
+    /// The network this address is counted as, given the configured prefix lengths.
+    pub fn net(self, prefixes: NetPrefixes) -> ClientNet {
+        let len = match self.0 {
+            IpAddr::V4(_) => prefixes.v4,
+            IpAddr::V6(_) => prefixes.v6,
+        };
+        // Prefix lengths are validated in the config, so this cannot fail.
+        let net = IpNet::new(self.0, len)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| IpNet::from(self.0));
+        ClientNet(net)
+    }
+}
+
+impl From<IpAddr> for ClientAddr {
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(IpAddr::V4(v4)),
+                None => Self(addr),
+            },
+            v4 => Self(v4),
+        }
+    }
+}
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Prefix lengths that group client addresses into networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetPrefixes {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+/// The unit of counting: one client network (by default one IPv4 address or one IPv6 /64,
+/// since privacy extensions give a single device many addresses inside its /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientNet(IpNet);
+
+impl fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A whitelist CIDR. A bare address means a single host. Host bits must be zero,
+/// because `192.0.2.7/24` is almost always a typo the admin wants to hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(IpNet);
+
+impl Cidr {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        let net = match IpNet::from_str(raw) {
+            Ok(net) => net,
+            Err(_) => match IpAddr::from_str(raw) {
+                Ok(addr) => IpNet::from(ClientAddr::from(addr).ip()),
+                Err(_) => {
+                    return Err(Invalid::new(
+                        field,
+                        format!("{raw:?} is not a CIDR such as 192.0.2.0/24 or 2001:db8::/48"),
+                    ))
+                }
+            },
+        };
+        if net.trunc() != net {
+            return Err(Invalid::new(
+                field,
+                format!("{raw:?} has host bits set; did you mean {}?", net.trunc()),
+            ));
+        }
+        Ok(Self(net))
+    }
+
+    pub fn contains(&self, addr: ClientAddr) -> bool {
+        self.0.contains(&addr.ip())
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Self::parse("cidr", s)
+    }
+}
+
+/// Where a login was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Smtp,
+    Imap,
+    Pop3,
+    Webmail,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [Source::Smtp, Source::Imap, Source::Pop3, Source::Webmail];
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| {
+                Invalid::new(
+                    "source",
+                    format!("{raw:?} is not one of smtp, imap, pop3, webmail"),
+                )
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Smtp => "smtp",
+            Source::Imap => "imap",
+            Source::Pop3 => "pop3",
+            Source::Webmail => "webmail",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How worried we are about an account. Ordered: `Ok < Notify < Block < Lock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Notify,
+    Block,
+    Lock,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Notify => "notify",
+            Level::Block => "block",
+            Level::Lock => "lock",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> Option<Self> {
+        [Level::Ok, Level::Notify, Level::Block, Level::Lock]
+            .into_iter()
+            .find(|l| l.as_str() == raw)
+    }
+
+    /// Block and lock only take effect in enforce mode; notify is always "real".
+    pub fn needs_enforcement(self) -> bool {
+        self >= Level::Block
+    }
+
+    /// What an admin reads: `block`, or `would block` when only warned.
+    pub fn describe(self, enforced: bool) -> String {
+        if self.needs_enforcement() && !enforced {
+            format!("would {}", self.as_str())
+        } else {
+            self.as_str().to_owned()
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `warn` computes every level but only reports block/lock; `enforce` acts on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Warn,
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Warn => "warn",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// A point in time from the log, in milliseconds since the epoch. Millisecond integers
+/// keep "the same event twice" an exact comparison, unlike floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogTime(i64);
+
+impl LogTime {
+    /// Accepts what Fail2ban's `<time>` gives (`1795418066.0`) and plain integers.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        let secs: f64 = raw.trim().parse().map_err(|_| {
+            Invalid::new(
+                field,
+                format!("{raw:?} is not a number of seconds since 1970"),
+            )
+        })?;
+        // Before 1970 or beyond year 9999 is a broken clock or a forged value, not a login.
+        if !secs.is_finite() || !(0.0..=253_402_300_799.0).contains(&secs) {
+            return Err(Invalid::new(
+                field,
+                format!("{raw:?} is not a time between 1970 and 9999"),
+            ));
+        }
+        Ok(Self((secs * 1000.0).round() as i64))
+    }
+
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(d.as_millis() as i64)
+    }
+
+    pub fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn secs_f64(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+
+    pub fn minus(self, span: Span) -> Self {
+        Self(self.0.saturating_sub(span.millis()))
+    }
+
+    /// RFC 3339 in UTC, for humans and mail.
+    pub fn rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+}
+
+/// A length of time written as `90s`, `15m`, `1h`, `30d` (or combinations like `1h30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(i64);
+
+impl Span {
+    pub const fn secs(s: i64) -> Self {
+        Self(s * 1000)
+    }
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        let bad = || {
+            Invalid::new(
+                field,
+                format!("{raw:?} is not a duration such as 90s, 15m, 1h or 30d"),
+            )
+        };
+        let mut total: i64 = 0;
+        let mut digits = String::new();
+        let mut any = false;
+        for c in raw.trim().chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 604_800,
+                _ => return Err(bad()),
+            };
+            let n: i64 = digits.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            digits.clear();
+            any = true;
+        }
+        if !digits.is_empty() || !any {
+            return Err(bad());
+        }
+        if total == 0 {
+            return Err(Invalid::new(field, "must be longer than 0s"));
+        }
+        // Ten years is far beyond any sensible window and keeps millisecond maths in range.
+        if total > 10 * 365 * 86_400 {
+            return Err(Invalid::new(
+                field,
+                format!("{raw:?} is longer than ten years"),
+            ));
+        }
+        Ok(Self(total * 1000))
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn as_secs(self) -> i64 {
+        self.0 / 1000
+    }
+}
+
+impl fmt::Display for Span {
+    /// The shortest exact form: `1h`, `30d`, `90m`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.as_secs();
+        for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
+            if s % len == 0 {
+                return write!(f, "{}{unit}", s / len);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+/// A short free-text label (jail name, Fail2ban ticket id, whitelist note):
+/// stored and shown, never interpreted, so only control characters are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label(String);
+
+impl Label {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        if raw.len() > MAX_LABEL_BYTES {
+            return Err(Invalid::new(
+                field,
+                format!("is {} bytes long (at most {MAX_LABEL_BYTES})", raw.len()),
+            ));
+        }
+        check_printable(field, raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_v4_is_v4() {
+        let a = ClientAddr::parse("::ffff:192.0.2.1").unwrap();
+        assert_eq!(a.to_string(), "192.0.2.1");
+    }
+
+    #[test]
+    fn v6_groups_by_64() {
+        let p = NetPrefixes { v4: 32, v6: 64 };
+        let a = ClientAddr::parse("2001:db8:1:2:aaaa::1").unwrap().net(p);
+        let b = ClientAddr::parse("2001:db8:1:2:bbbb::9").unwrap().net(p);
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(Span::parse("w", "1h").unwrap().as_secs(), 3600);
+        assert_eq!(Span::parse("w", "1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(Span::parse("w", "30d").unwrap().to_string(), "30d");
+        assert!(Span::parse("w", "1x").is_err());
+        assert!(Span::parse("w", "10").is_err());
+        assert!(Span::parse("w", "0s").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            LogTime::parse("time", "1795418066.0").unwrap().millis(),
+            1_795_418_066_000
+        );
+        assert!(LogTime::parse("time", "nan").is_err());
+        assert!(LogTime::parse("time", "inf").is_err());
+        assert!(LogTime::parse("time", "-1").is_err());
+    }
+
+    #[test]
+    fn cidr_host_bits() {
+        assert!(Cidr::parse("cidr", "192.0.2.7/24").is_err());
+        assert!(Cidr::parse("cidr", "192.0.2.0/24").is_ok());
+        assert!(Cidr::parse("cidr", "192.0.2.7").is_ok());
+    }
+}

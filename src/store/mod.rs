@@ -1,0 +1,131 @@
+//! Persistence. Every query lives behind [`Store`], so a shared backend (PostgreSQL,
+//! several mail servers seeing one account's logins together) can be added beside SQLite.
+
+mod schema;
+mod sqlite;
+
+use crate::config::Config;
+use crate::detect::{AccountState, Seen, Transition};
+use crate::error::Result;
+use crate::model::{Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source, Span};
+
+pub use sqlite::SqliteStore;
+
+/// A successful login as Fail2ban reported it.
+#[derive(Debug, Clone)]
+pub struct LoginEvent {
+    pub time: LogTime,
+    pub source: Source,
+    pub user: SaslUser,
+    pub addr: ClientAddr,
+    pub jail: Label,
+    pub fid: Option<Label>,
+}
+
+/// What the hot path hands to detection, read inside the same transaction as the insert.
+pub struct Evidence<'a> {
+    pub user: &'a SaslUser,
+    pub at: LogTime,
+    pub state: &'a AccountState,
+    pub seen: &'a [Seen],
+    pub whitelist: &'a [Cidr],
+}
+
+/// Detection's answer: the account's next state and, if its level changed, why.
+pub struct Verdict {
+    pub state: AccountState,
+    pub transition: Option<Transition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    /// The same (source, user, address, time) was already stored: nothing changed.
+    Duplicate,
+}
+
+/// An account with its stored state.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: SaslUser,
+    pub state: AccountState,
+    pub last_seen: Option<LogTime>,
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone)]
+pub struct LevelChange {
+    pub time: LogTime,
+    pub from: Level,
+    pub to: Level,
+    pub enforced: bool,
+    pub reason: String,
+    pub actor: String,
+}
+
+/// All logins of one account from one address and source.
+#[derive(Debug, Clone)]
+pub struct AddrSummary {
+    pub addr: ClientAddr,
+    pub source: Source,
+    pub first_seen: LogTime,
+    pub last_seen: LogTime,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhitelistEntry {
+    pub cidr: Cidr,
+    pub user: Option<SaslUser>,
+    pub note: Option<String>,
+    pub added: LogTime,
+}
+
+pub trait Store {
+    /// Stores a login and re-evaluates its account in one transaction: `decide` sees the
+    /// account's logins in `window` (ending at the event) and returns its next state.
+    fn record(
+        &mut self,
+        event: &LoginEvent,
+        window: Span,
+        decide: &mut dyn FnMut(&Evidence) -> Verdict,
+    ) -> Result<Recorded>;
+
+    /// Logins of every account in `(since, until]`, for the overview.
+    fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>>;
+
+    /// Accounts whose stored level is above ok.
+    fn flagged(&mut self) -> Result<Vec<Account>>;
+
+    fn account(&mut self, user: &SaslUser) -> Result<Option<Account>>;
+
+    /// Every stored login of one account, grouped by address and source.
+    fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;
+
+    fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>>;
+
+    /// Applies a transition decided outside `record` (quiet expiry, admin release).
+    fn change_level(
+        &mut self,
+        user: &SaslUser,
+        at: LogTime,
+        transition: &Transition,
+        actor: &str,
+        count_from: Option<LogTime>,
+    ) -> Result<()>;
+
+    fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>>;
+    /// Returns false if the entry already existed (the note is then updated).
+    fn whitelist_add(&mut self, entry: &WhitelistEntry) -> Result<bool>;
+    /// Returns false if there was no such entry.
+    fn whitelist_remove(&mut self, cidr: &Cidr, user: Option<&SaslUser>) -> Result<bool>;
+
+    /// Deletes at most `batch` logins older than `before`; returns how many went.
+    fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Opens the configured store, creating and migrating it as needed.
+pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
+    Ok(Box::new(SqliteStore::open(cfg)?))
+}

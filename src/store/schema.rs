@@ -1,0 +1,99 @@
+//! Versioned schema. `PRAGMA user_version` holds the version; each migration runs once,
+//! in order, inside one transaction with the version bump.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Migration N (1-based) brings the schema from version N-1 to N. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: logins, accounts, audit trail, whitelist.
+    "
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        level         TEXT NOT NULL DEFAULT 'ok',
+        enforced      INTEGER NOT NULL DEFAULT 0,
+        last_hit_ms   INTEGER,
+        count_from_ms INTEGER NOT NULL DEFAULT 0,
+        last_seen_ms  INTEGER
+    );
+    CREATE INDEX users_flagged ON users(level) WHERE level <> 'ok';
+
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        ts_ms   INTEGER NOT NULL,
+        source  TEXT NOT NULL,
+        ip      TEXT NOT NULL,
+        jail    TEXT NOT NULL,
+        fid     TEXT
+    );
+    -- Doubles as the idempotency key and the per-user window index.
+    CREATE UNIQUE INDEX events_key ON events(user_id, ts_ms, source, ip);
+    CREATE INDEX events_ts ON events(ts_ms);
+
+    CREATE TABLE level_changes (
+        id         INTEGER PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users(id),
+        ts_ms      INTEGER NOT NULL,
+        from_level TEXT NOT NULL,
+        to_level   TEXT NOT NULL,
+        enforced   INTEGER NOT NULL,
+        reason     TEXT NOT NULL,
+        actor      TEXT NOT NULL
+    );
+    CREATE INDEX level_changes_user ON level_changes(user_id, id);
+
+    CREATE TABLE whitelist (
+        id       INTEGER PRIMARY KEY,
+        cidr     TEXT NOT NULL,
+        user     TEXT NOT NULL DEFAULT '',   -- '' = every account
+        note     TEXT,
+        added_ms INTEGER NOT NULL,
+        UNIQUE(cidr, user)
+    );
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ",
+];
+
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the schema up to date. Returns an error string if the database is newer
+/// than this binary (a downgrade would silently misread it).
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let v = version(conn)?;
+    if v == CURRENT {
+        return Ok(());
+    }
+    if v > CURRENT {
+        return Err(MigrateError::TooNew(v));
+    }
+    if v == 0 {
+        // Must run outside a transaction; persistent once set.
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    }
+    // IMMEDIATE: two processes opening a fresh database must not both migrate.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let v = version(&tx)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("schema version {0} is newer than this f2b-mailguard understands ({CURRENT}); upgrade the binary")]
+    TooNew(i64),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
