@@ -1,0 +1,177 @@
+//! `config check`, config errors, and one source of truth for the reference:
+//! the code's defaults == config.example.toml == the README's config reference.
+
+mod support;
+
+use support::Sandbox;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn defaults_from_check() -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let out = std::process::Command::new(support::BIN)
+        .args(["--config", empty.to_str().unwrap(), "config", "check"])
+        .env_remove("F2B_MAILGUARD_DB")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `# key = value` and `# [table]` lines: the documented defaults.
+fn documented(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn example_config_documents_exactly_the_defaults() {
+    let example = std::fs::read_to_string(format!("{ROOT}/config.example.toml")).unwrap();
+    assert_eq!(documented(&example), defaults_from_check());
+}
+
+#[test]
+fn readme_reference_is_the_example_config() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{ROOT}/config.example.toml")).unwrap();
+    let start = readme
+        .find("<!-- config-reference -->")
+        .expect("README has the config reference marker");
+    let block = &readme[start..];
+    let body = block
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("toml block after marker");
+    assert_eq!(
+        body, example,
+        "README's config reference differs from config.example.toml"
+    );
+}
+
+#[test]
+fn example_config_is_valid_and_equal_to_defaults() {
+    let s = Sandbox::new(&std::fs::read_to_string(format!("{ROOT}/config.example.toml")).unwrap());
+    s.ok(&["config", "check"]);
+}
+
+#[test]
+fn config_check_names_file_key_and_reason() {
+    for (text, expect) in [
+        (
+            "mode = \"block\"",
+            "mode: \"block\" is not \"warn\" or \"enforce\"",
+        ),
+        ("colour = true", "colour: unknown key"),
+        (
+            "[detection]\nwindow = \"soon\"",
+            "detection.window: \"soon\" is not a duration",
+        ),
+        (
+            "[detection]\nipv6_prefix = 200",
+            "detection.ipv6_prefix: 200 is outside 1..=128",
+        ),
+        (
+            "[detection]\nwhitelist = [\"192.0.2.1/24\"]",
+            "detection.whitelist: \"192.0.2.1/24\" has host bits set",
+        ),
+        (
+            "[thresholds.smtp]\nblock = 3",
+            "thresholds.smtp: notify (5) must be below block (3)",
+        ),
+        (
+            "[thresholds.smpt]\nblock = 3",
+            "thresholds.smpt: unknown key",
+        ),
+        (
+            "[users.\"a b\"]\nexempt = true",
+            "users.\"a b\": contains whitespace",
+        ),
+        (
+            "[users.\"bob\"]\nexempt = \"yes\"",
+            "users.bob.exempt: must be a boolean, not a string",
+        ),
+        ("mode = ", "(syntax)"),
+    ] {
+        let s = Sandbox::new(text);
+        let out = s.run(&["config", "check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let file = s.config_path().display().to_string();
+        assert!(
+            err.contains(&format!("{file}: {expect}")),
+            "{text}: got {err:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_explicit_config_is_an_error_missing_default_is_not() {
+    let out = std::process::Command::new(support::BIN)
+        .args(["--config", "/nonexistent/mailguard.toml", "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/mailguard.toml"));
+}
+
+#[test]
+fn config_check_prints_the_effective_values() {
+    let s = Sandbox::new(
+        "mode = \"enforce\"\n[detection]\nwindow = \"2h\"\nwhitelist = [\"192.0.2.0/24\"]",
+    );
+    let out = s.ok(&["config", "check"]);
+    assert!(out.contains("mode = \"enforce\""));
+    assert!(out.contains("window = \"2h\""));
+    assert!(out.contains("whitelist = [\"192.0.2.0/24\"]"));
+    assert!(out.contains("[thresholds.smtp]\nnotify = 5"));
+}
+
+#[test]
+fn whitelist_lists_config_and_database_entries() {
+    let s = Sandbox::new("[detection]\nwhitelist = [\"192.0.2.0/24\"]");
+    s.ok(&["whitelist", "add", "203.0.113.0/24", "--note", "VPN exit"]);
+    let out = s.ok(&[
+        "whitelist",
+        "add",
+        "203.0.113.0/24",
+        "--note",
+        "VPN exit (new)",
+    ]);
+    assert!(out.starts_with("updated"));
+    let list: serde_json::Value =
+        serde_json::from_str(&s.ok(&["whitelist", "list", "--json"])).unwrap();
+    let find = |cidr: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["cidr"] == cidr)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find("192.0.2.0/24")["origin"], "config");
+    assert_eq!(find("203.0.113.0/24")["origin"], "database");
+    assert_eq!(find("203.0.113.0/24")["note"], "VPN exit (new)");
+    assert_eq!(find("127.0.0.0/8")["origin"], "builtin");
+    // Config entries are edited in the file, not here.
+    let out = s.run(&["whitelist", "remove", "192.0.2.0/24"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("edit it there"));
+    s.ok(&["whitelist", "remove", "203.0.113.0/24"]);
+    assert_eq!(
+        s.run(&["whitelist", "remove", "203.0.113.0/24"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

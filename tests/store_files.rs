@@ -1,0 +1,113 @@
+//! The database is created private, and the schema is versioned.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::{Sandbox, T0};
+
+#[test]
+fn database_is_0600_in_a_0700_directory_and_wal() {
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s.db()), 0o600);
+    assert_eq!(mode(s.db().parent().unwrap()), 0o700);
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    let jm: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(jm, "wal");
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(v >= 1);
+}
+
+#[test]
+fn db_option_and_env_override_the_config() {
+    let s = Sandbox::new("");
+    let other = s.path().join("other.db");
+    s.ok(&[
+        "--db",
+        other.to_str().unwrap(),
+        "record",
+        "--source=smtp",
+        "--jail=j",
+        "--user=a",
+        "--ip=198.51.100.1",
+    ]);
+    assert!(other.exists());
+    assert!(!s.db().exists());
+    let third = s.path().join("third.db");
+    let out = s
+        .cmd()
+        .env("F2B_MAILGUARD_DB", &third)
+        .args([
+            "record",
+            "--source=smtp",
+            "--jail=j",
+            "--user=a",
+            "--ip=198.51.100.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(third.exists());
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_misread() {
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    rusqlite::Connection::open(s.db())
+        .unwrap()
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    let out = s.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("schema version 999 is newer"));
+}
+
+#[test]
+fn prune_deletes_old_logins_and_keeps_recent_ones() {
+    let s = Sandbox::new("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for i in 0..30 {
+        s.record(
+            "smtp",
+            "alice@example.com",
+            &format!("198.51.100.{}", i + 1),
+            now - 40 * 86_400 + i,
+        );
+    }
+    s.record("smtp", "alice@example.com", "198.51.100.200", now - 60);
+    let out = s.ok(&["prune"]);
+    assert!(out.starts_with("pruned 30 logins older than 30d"), "{out}");
+    assert_eq!(s.rows("events"), 1);
+    let out = s.ok(&["prune", "--older-than", "30s"]);
+    assert!(out.starts_with("pruned 1 login older than 30s"), "{out}");
+    assert_eq!(s.rows("events"), 0);
+}
+
+#[test]
+fn retention_is_applied_automatically_while_recording() {
+    let s = Sandbox::new("retention = \"1d\"");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 600 old logins, then enough new ones to pass an automatic prune point.
+    for i in 0..600 {
+        s.record(
+            "smtp",
+            &format!("u{}@example.com", i % 7),
+            "198.51.100.1",
+            now - 5 * 86_400 + i,
+        );
+    }
+    assert!(s.rows("events") < 600, "old logins were never pruned");
+}
