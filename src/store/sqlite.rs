@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::schema;
@@ -46,6 +47,12 @@ impl SqliteStore {
         // loss can drop the last transactions, never corrupt the file.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| sql_err(&path, e))?;
+        // Index lookups through a memory map instead of a read() per page.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)
+            .map_err(|e| sql_err(&path, e))?;
+        // Each `record` is its own short process; see `keep_wal_small`.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| sql_err(&path, e))?;
         schema::migrate(&mut conn).map_err(|e| match e {
             schema::MigrateError::Sql(e) => sql_err(&path, e),
             other => Error::StoreState {
@@ -53,6 +60,7 @@ impl SqliteStore {
                 reason: other.to_string(),
             },
         })?;
+        keep_wal_small(&conn, &path, cfg.busy_timeout);
         Ok(Self {
             conn,
             path,
@@ -105,6 +113,30 @@ fn create_private(path: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io(path, e)),
     }
+}
+
+/// Above this, the next opener folds the WAL back into the database.
+const WAL_TRUNCATE_BYTES: u64 = 256 * 1024;
+
+/// By default, closing the last connection checkpoints the WAL and deletes it, and the
+/// next process creates it again: fsyncs of new and removed files on every login, the
+/// bulk of `record`'s time. We skip that on close instead. But a new process cannot
+/// know what an earlier one checkpointed (it rebuilds the WAL index from the file), so
+/// the WAL would only grow, and every open reads all of it. So whoever opens the
+/// database and finds the WAL large truncates it: one checkpoint per few hundred
+/// kilobytes, and small reads at every open.
+fn keep_wal_small(conn: &Connection, path: &Path, busy_timeout: Span) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
+    if !big {
+        return;
+    }
+    // Never wait for this: if another process is busy, it or a later one will do it.
+    // Failure only postpones the truncation, so it is not an error for the caller.
+    let _ = conn.busy_timeout(Duration::ZERO);
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    let _ = conn.busy_timeout(Duration::from_millis(busy_timeout.millis() as u64));
 }
 
 fn level_of(raw: &str) -> rusqlite::Result<Level> {
