@@ -6,10 +6,10 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::schema;
 use super::{
@@ -30,6 +30,7 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     retention: Span,
+    busy_timeout: Span,
 }
 
 impl SqliteStore {
@@ -53,7 +54,12 @@ impl SqliteStore {
         // Each `record` is its own short process; see `keep_wal_small`.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(|e| sql_err(&path, e))?;
-        schema::migrate(&mut conn).map_err(|e| match e {
+        retry_busy(cfg.busy_timeout, || match schema::migrate(&mut conn) {
+            Err(schema::MigrateError::Sql(e)) => Err(e),
+            other => Ok(other),
+        })
+        .map_err(|e| sql_err(&path, e))?
+        .map_err(|e| match e {
             schema::MigrateError::Sql(e) => sql_err(&path, e),
             other => Error::StoreState {
                 path: path.clone(),
@@ -65,6 +71,7 @@ impl SqliteStore {
             conn,
             path,
             retention: cfg.retention,
+            busy_timeout: cfg.busy_timeout,
         })
     }
 
@@ -112,6 +119,27 @@ fn create_private(path: &Path) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Runs `f` again while SQLite answers "busy" and `timeout` has not passed.
+/// The busy handler covers most contention, but a few WAL paths (an opener rebuilding
+/// the WAL index while another process checkpoints) report busy at once. Every
+/// caller is a single transaction, so running it again is safe.
+fn retry_busy<T>(timeout: Span, mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + Duration::from_millis(timeout.millis() as u64);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -224,85 +252,12 @@ impl Store for SqliteStore {
         window: Span,
         decide: &mut dyn FnMut(&Evidence) -> Verdict,
     ) -> Result<Recorded> {
-        let path = self.path.clone();
         let retention = self.retention;
-        let e = |err| sql_err(&path, err);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
-        let at = event.time;
-        let (user_id, state): (i64, AccountState) = tx
-            .prepare_cached(
-                "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)
-                 RETURNING id, level, enforced, last_hit_ms, count_from_ms",
-            )
-            .map_err(e)?
-            .query_row(params![event.user.as_str(), at.millis()], |r| {
-                Ok((
-                    r.get(0)?,
-                    AccountState {
-                        level: level_of(&r.get::<_, String>(1)?)?,
-                        enforced: r.get(2)?,
-                        last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
-                        count_from: LogTime::from_millis(r.get(4)?),
-                    },
-                ))
-            })
-            .map_err(e)?;
-        let inserted = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(e)?
-            .execute(params![
-                user_id,
-                at.millis(),
-                event.source.as_str(),
-                event.addr.to_string(),
-                event.jail.as_str(),
-                event.fid.as_ref().map(|f| f.as_str()),
-            ])
-            .map_err(e)?;
-        if inserted == 0 {
-            tx.commit().map_err(e)?;
-            return Ok(Recorded::Duplicate);
-        }
-        let event_id = tx.last_insert_rowid();
-
-        let since = at.minus(window).max(state.count_from);
-        let seen = seen_in(&tx, user_id, since, at).map_err(e)?;
-        let whitelist = whitelist_of(&tx, event.user.as_str()).map_err(e)?;
-        let verdict = decide(&Evidence {
-            user: &event.user,
-            at,
-            state: &state,
-            seen: &seen,
-            whitelist: &whitelist,
-        });
-        if verdict.state != state {
-            tx.prepare_cached(
-                "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
-            )
-            .map_err(e)?
-            .execute(params![
-                user_id,
-                verdict.state.level.as_str(),
-                verdict.state.enforced,
-                verdict.state.last_hit.map(LogTime::millis),
-            ])
-            .map_err(e)?;
-        }
-        if let Some(t) = &verdict.transition {
-            insert_change(&tx, user_id, at, t, "detector").map_err(e)?;
-        }
-        if event_id % AUTO_PRUNE_EVERY == 0 {
-            prune(&tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH).map_err(e)?;
-        }
-        tx.commit().map_err(e)?;
-        Ok(Recorded::New)
+        let conn = &mut self.conn;
+        retry_busy(self.busy_timeout, || {
+            record_once(conn, retention, event, window, decide)
+        })
+        .map_err(|e| sql_err(&self.path, e))
     }
 
     fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>> {
@@ -502,6 +457,85 @@ impl Store for SqliteStore {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
+}
+
+/// One attempt at storing a login and re-evaluating its account; see `Store::record`.
+fn record_once(
+    conn: &mut Connection,
+    retention: Span,
+    event: &LoginEvent,
+    window: Span,
+    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+) -> rusqlite::Result<Recorded> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let at = event.time;
+    let (user_id, state): (i64, AccountState) = tx
+        .prepare_cached(
+            "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)
+             RETURNING id, level, enforced, last_hit_ms, count_from_ms",
+        )
+        ?
+        .query_row(params![event.user.as_str(), at.millis()], |r| {
+            Ok((
+                r.get(0)?,
+                AccountState {
+                    level: level_of(&r.get::<_, String>(1)?)?,
+                    enforced: r.get(2)?,
+                    last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
+                    count_from: LogTime::from_millis(r.get(4)?),
+                },
+            ))
+        })
+        ?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            user_id,
+            at.millis(),
+            event.source.as_str(),
+            event.addr.to_string(),
+            event.jail.as_str(),
+            event.fid.as_ref().map(|f| f.as_str()),
+        ])?;
+    if inserted == 0 {
+        tx.commit()?;
+        return Ok(Recorded::Duplicate);
+    }
+    let event_id = tx.last_insert_rowid();
+
+    let since = at.minus(window).max(state.count_from);
+    let seen = seen_in(&tx, user_id, since, at)?;
+    let whitelist = whitelist_of(&tx, event.user.as_str())?;
+    let verdict = decide(&Evidence {
+        user: &event.user,
+        at,
+        state: &state,
+        seen: &seen,
+        whitelist: &whitelist,
+    });
+    if verdict.state != state {
+        tx.prepare_cached(
+            "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            user_id,
+            verdict.state.level.as_str(),
+            verdict.state.enforced,
+            verdict.state.last_hit.map(LogTime::millis),
+        ])?;
+    }
+    if let Some(t) = &verdict.transition {
+        insert_change(&tx, user_id, at, t, "detector")?;
+    }
+    if event_id % AUTO_PRUNE_EVERY == 0 {
+        prune(&tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
+    }
+    tx.commit()?;
+    Ok(Recorded::New)
 }
 
 fn seen_in(
