@@ -38,6 +38,10 @@ pub enum Command {
     Whitelist(Whitelist),
     /// Delete logins older than the retention period
     Prune(Prune),
+    /// Run queued containment actions (started by `record`, and by a timer for retries)
+    RunActions,
+    /// Put a flagged account back to ok: unblock, release its held mail, restart counting
+    Release(Release),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -102,6 +106,15 @@ pub enum Whitelist {
         #[arg(long, allow_hyphen_values = true)]
         user: Option<OsString>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct Release {
+    /// The account to release
+    pub user: OsString,
+    /// Delete the account's held mail instead of sending it
+    #[arg(long)]
+    pub purge_held: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,11 @@
+mod actions;
 mod cli;
 mod cmd;
 mod config;
 mod detect;
 mod error;
 mod model;
+mod report;
 mod store;
 
 use std::io::Write;

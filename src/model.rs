@@ -322,6 +322,10 @@ impl LogTime {
         self.0 as f64 / 1000.0
     }
 
+    pub fn plus(self, span: Span) -> Self {
+        Self(self.0.saturating_add(span.millis()))
+    }
+
     pub fn minus(self, span: Span) -> Self {
         Self(self.0.saturating_sub(span.millis()))
     }

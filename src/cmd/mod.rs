@@ -3,6 +3,8 @@
 mod config;
 mod prune;
 mod record;
+mod release;
+mod run_actions;
 mod status;
 mod whitelist;
 
@@ -16,8 +18,8 @@ use crate::model::{LogTime, SaslUser};
 
 /// Global options every command may need.
 pub struct App {
-    config_path: Option<PathBuf>,
-    db: Option<PathBuf>,
+    pub config_path: Option<PathBuf>,
+    pub db: Option<PathBuf>,
 }
 
 impl App {
@@ -50,6 +52,8 @@ impl Run for Command {
             Command::Whitelist(c) => c.run(app),
             Command::Prune(c) => c.run(app),
             Command::Config(c) => c.run(app),
+            Command::RunActions => run_actions::run(app),
+            Command::Release(c) => c.run(app),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! under its global action lock. No network, no external command, one transaction.
 
 use super::{text, App, Run};
+use crate::actions;
 use crate::cli::Record;
 use crate::detect::{self, Whitelist};
 use crate::error::{Invalid, Result};
@@ -42,12 +43,25 @@ impl Run for Record {
         let event = self.event()?;
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
-        store.record(&event, cfg.detection.window, &mut |ev| {
+        let recorded = store.record(&event, cfg.detection.window, &mut |ev| {
             let whitelist = Whitelist::new(&cfg, ev.user, ev.whitelist);
             let eval = detect::evaluate(&cfg, ev.user, ev.seen, &whitelist);
             let (state, transition) = detect::decide(&cfg, ev.state, &eval, ev.at);
-            Verdict { state, transition }
+            let actions = transition
+                .as_ref()
+                .map(|t| actions::plan(&cfg, t))
+                .unwrap_or_default();
+            Verdict {
+                state,
+                transition,
+                actions,
+                mail_cooldown: cfg.contain.mail.cooldown,
+            }
         })?;
+        if recorded.queued > 0 {
+            // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
+            actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
+        }
         Ok(())
     }
 }

@@ -9,16 +9,25 @@ use super::{at_arg, user_arg, App, Run};
 use crate::cli::Status;
 use crate::config::Config;
 use crate::detect::{self, AccountState, Seen, Whitelist};
-use crate::error::{Error, Result};
-use crate::model::{Cidr, ClientNet, Level, LogTime, SaslUser, Source, Span};
-use crate::store::{self, Store, WhitelistEntry};
+use crate::error::Result;
+use crate::model::{Level, LogTime, SaslUser, Span};
+use crate::report::{self, applying, effective, Detail};
+use crate::store::{self, Store};
 
 #[derive(Serialize)]
 struct Overview {
     mode: &'static str,
     window_secs: i64,
     at: f64,
+    actions: ActionSummary,
     accounts: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct ActionSummary {
+    pending: u64,
+    failed: u64,
+    oldest_pending: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -34,38 +43,6 @@ struct Row {
     reason: String,
 }
 
-#[derive(Serialize)]
-struct Detail {
-    user: SaslUser,
-    level: Level,
-    enforced: bool,
-    state: String,
-    counting_from: Option<f64>,
-    networks: Vec<NetRow>,
-    history: Vec<HistoryRow>,
-}
-
-#[derive(Serialize)]
-struct NetRow {
-    network: String,
-    first_seen: f64,
-    last_seen: f64,
-    count: u64,
-    whitelisted: bool,
-    sources: BTreeSet<Source>,
-    addresses: BTreeSet<String>,
-}
-
-#[derive(Serialize)]
-struct HistoryRow {
-    time: f64,
-    from: Level,
-    to: Level,
-    enforced: bool,
-    reason: String,
-    actor: String,
-}
-
 impl Run for Status {
     fn run(&self, app: &App) -> Result<()> {
         let user = user_arg(self.user.as_deref())?;
@@ -77,7 +54,7 @@ impl Run for Status {
         let mut store = store::open(&cfg)?;
         match user {
             Some(user) => {
-                let detail = detail(&cfg, store.as_mut(), &user, at)?;
+                let detail = report::detail(&cfg, store.as_mut(), &user, at)?;
                 if self.json {
                     print_json(&detail);
                 } else {
@@ -103,23 +80,6 @@ fn print_json<T: Serialize>(value: &T) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
-}
-
-/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
-/// even before the next login of that account writes the change down.
-fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, bool) {
-    match detect::quiet_expiry(cfg, state, at) {
-        Some(t) => (t.to, t.enforced),
-        None => (state.level, state.enforced),
-    }
-}
-
-fn applying(entries: &[WhitelistEntry], user: &SaslUser) -> Vec<Cidr> {
-    entries
-        .iter()
-        .filter(|e| e.user.as_ref().is_none_or(|u| u == user))
-        .map(|e| e.cidr)
-        .collect()
 }
 
 fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview> {
@@ -177,7 +137,13 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
             ))
             .then_with(|| a.user.cmp(&b.user))
     });
+    let totals = store.action_totals()?;
     Ok(Overview {
+        actions: ActionSummary {
+            pending: totals.pending,
+            failed: totals.failed,
+            oldest_pending: totals.oldest_pending.map(LogTime::secs_f64),
+        },
         mode: cfg.mode.as_str(),
         window_secs: cfg.detection.window.as_secs(),
         at: at.secs_f64(),
@@ -187,58 +153,6 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
 
 fn last_reason(store: &mut dyn Store, user: &SaslUser) -> Result<Option<String>> {
     Ok(store.history(user)?.pop().map(|c| c.reason))
-}
-
-fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime) -> Result<Detail> {
-    let account = store
-        .account(user)?
-        .ok_or_else(|| Error::Usage(format!("no login of {user} is recorded")))?;
-    let entries = store.whitelist()?;
-    let whitelist = Whitelist::new(cfg, user, &applying(&entries, user));
-    let mut nets: BTreeMap<ClientNet, NetRow> = BTreeMap::new();
-    for a in store.addresses(user)? {
-        let net = a.addr.net(cfg.detection.prefixes);
-        let row = nets.entry(net).or_insert_with(|| NetRow {
-            network: net.to_string(),
-            first_seen: a.first_seen.secs_f64(),
-            last_seen: a.last_seen.secs_f64(),
-            count: 0,
-            whitelisted: true,
-            sources: BTreeSet::new(),
-            addresses: BTreeSet::new(),
-        });
-        row.first_seen = row.first_seen.min(a.first_seen.secs_f64());
-        row.last_seen = row.last_seen.max(a.last_seen.secs_f64());
-        row.count += a.count;
-        row.whitelisted &= whitelist.covers(a.addr);
-        row.sources.insert(a.source);
-        row.addresses.insert(a.addr.to_string());
-    }
-    let mut networks: Vec<NetRow> = nets.into_values().collect();
-    networks.sort_by(|a, b| b.last_seen.total_cmp(&a.last_seen));
-    let history = store
-        .history(user)?
-        .into_iter()
-        .map(|c| HistoryRow {
-            time: c.time.secs_f64(),
-            from: c.from,
-            to: c.to,
-            enforced: c.enforced,
-            reason: c.reason,
-            actor: c.actor,
-        })
-        .collect();
-    let (level, enforced) = effective(cfg, &account.state, at);
-    let from = account.state.count_from;
-    Ok(Detail {
-        user: user.clone(),
-        level,
-        enforced,
-        state: level.describe(enforced),
-        counting_from: (from.millis() > 0).then(|| from.secs_f64()),
-        networks,
-        history,
-    })
 }
 
 fn when(secs: f64) -> String {
@@ -262,6 +176,17 @@ fn print_overview(cfg: &Config, o: &Overview) {
         cfg.detection.window,
         when(o.at)
     );
+    if o.actions.pending + o.actions.failed > 0 {
+        let oldest = o
+            .actions
+            .oldest_pending
+            .map(|t| format!(", oldest queued {}", when(t)))
+            .unwrap_or_default();
+        println!(
+            "actions: {} pending, {} failed{oldest} (status USER shows them)",
+            o.actions.pending, o.actions.failed
+        );
+    }
     if o.accounts.is_empty() {
         println!(
             "no account logged in during the last {}",
@@ -319,6 +244,32 @@ fn print_detail(cfg: &Config, d: &Detail) {
         println!("level history: none (never flagged)");
         return;
     }
+    print_history(d);
+    if d.actions.is_empty() {
+        return;
+    }
+    println!("\nactions:");
+    for a in &d.actions {
+        let when_done = a.updated.or(Some(a.created)).map(when).unwrap_or_default();
+        let retry = a
+            .next_attempt
+            .map(|t| format!(", next try {}", when(t)))
+            .unwrap_or_default();
+        println!(
+            "  #{} {} ({}): {} after {} attempt(s), {when_done}{retry}",
+            a.id,
+            a.kind,
+            a.level.describe(a.enforced),
+            a.state,
+            a.attempts
+        );
+        if let Some(o) = &a.outcome {
+            println!("      {}", fit(o, 72));
+        }
+    }
+}
+
+fn print_history(d: &Detail) {
     println!("level history:");
     for h in &d.history {
         println!(

@@ -4,6 +4,7 @@
 mod schema;
 mod sqlite;
 
+use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::detect::{AccountState, Seen, Transition};
 use crate::error::Result;
@@ -31,17 +32,86 @@ pub struct Evidence<'a> {
     pub whitelist: &'a [Cidr],
 }
 
-/// Detection's answer: the account's next state and, if its level changed, why.
+/// Detection's answer: the account's next state and, if its level changed, why and
+/// which actions to queue.
 pub struct Verdict {
     pub state: AccountState,
     pub transition: Option<Transition>,
+    pub actions: Vec<ActionKind>,
+    /// A mail for the same account and level within this log time is not queued again.
+    pub mail_cooldown: Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    New,
+pub struct Recorded {
     /// The same (source, user, address, time) was already stored: nothing changed.
-    Duplicate,
+    pub duplicate: bool,
+    /// Actions queued for the worker.
+    pub queued: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionState {
+    Pending,
+    Done,
+    Skipped,
+    Failed,
+    Cancelled,
+}
+
+impl ActionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionState::Pending => "pending",
+            ActionState::Done => "done",
+            ActionState::Skipped => "skipped",
+            ActionState::Failed => "failed",
+            ActionState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> Option<Self> {
+        use ActionState::*;
+        [Pending, Done, Skipped, Failed, Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// A queued action as the worker needs it.
+#[derive(Debug, Clone)]
+pub struct QueuedAction {
+    pub id: i64,
+    /// The level change that queued it; actions of one escalation share it.
+    pub change_id: i64,
+    pub user: SaslUser,
+    pub kind: ActionKind,
+    pub level: Level,
+    pub enforced: bool,
+    pub attempts: u32,
+}
+
+/// One action with its history, for status and mail.
+#[derive(Debug, Clone)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub change_id: i64,
+    pub kind: ActionKind,
+    pub level: Level,
+    pub enforced: bool,
+    pub state: ActionState,
+    pub attempts: u32,
+    pub created: LogTime,
+    pub updated: Option<LogTime>,
+    pub next: LogTime,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActionTotals {
+    pub pending: u64,
+    pub failed: u64,
+    pub oldest_pending: Option<LogTime>,
 }
 
 /// An account with its stored state.
@@ -119,6 +189,26 @@ pub trait Store {
     fn whitelist_add(&mut self, entry: &WhitelistEntry) -> Result<bool>;
     /// Returns false if there was no such entry.
     fn whitelist_remove(&mut self, cidr: &Cidr, user: Option<&SaslUser>) -> Result<bool>;
+
+    /// Pending actions due at `now` (wall clock), oldest first.
+    fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>>;
+    /// When the next pending action is due.
+    fn next_pending(&mut self) -> Result<Option<LogTime>>;
+    /// Stores an attempt's outcome: `retry_at` keeps it pending until then.
+    fn finish_action(
+        &mut self,
+        id: i64,
+        now: LogTime,
+        state: ActionState,
+        outcome: &str,
+        retry_at: Option<LogTime>,
+    ) -> Result<()>;
+    fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>>;
+    fn action_totals(&mut self) -> Result<ActionTotals>;
+    /// Cancels an account's pending actions (on release); returns how many.
+    fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64>;
+    /// Accounts whose block or lock is enforced: the content of the SASL block map.
+    fn blocked(&mut self) -> Result<Vec<SaslUser>>;
 
     /// Deletes at most `batch` logins older than `before`; returns how many went.
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;

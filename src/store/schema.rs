@@ -57,6 +57,27 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     ",
+    // 2: the outbox. Rows are written in the same transaction as the level change that
+    // decided them, so a crash can delay an action but never lose it.
+    "
+    CREATE TABLE actions (
+        id         INTEGER PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users(id),
+        change_id  INTEGER NOT NULL REFERENCES level_changes(id),
+        kind       TEXT NOT NULL,
+        level      TEXT NOT NULL,
+        enforced   INTEGER NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'pending',  -- pending done skipped failed cancelled
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        logged_ms  INTEGER NOT NULL,   -- log time of the login that decided it
+        created_ms INTEGER NOT NULL,   -- wall clock, like the two below
+        next_ms    INTEGER NOT NULL,
+        updated_ms INTEGER,
+        outcome    TEXT
+    );
+    CREATE INDEX actions_due ON actions(next_ms) WHERE state = 'pending';
+    CREATE INDEX actions_user ON actions(user_id, kind, level);
+    ",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

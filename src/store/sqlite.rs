@@ -13,9 +13,10 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 
 use super::schema;
 use super::{
-    Account, AddrSummary, Evidence, LevelChange, LoginEvent, Recorded, Store, Verdict,
-    WhitelistEntry,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Evidence, LevelChange,
+    LoginEvent, QueuedAction, Recorded, Store, Verdict, WhitelistEntry,
 };
+use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::detect::{AccountState, Seen, Transition};
 use crate::error::{Error, Result};
@@ -185,6 +186,22 @@ fn addr_of(raw: &str) -> rusqlite::Result<ClientAddr> {
     })
 }
 
+fn kind_of(raw: &str) -> rusqlite::Result<ActionKind> {
+    raw.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn state_of(raw: &str) -> rusqlite::Result<ActionState> {
+    ActionState::from_db(raw).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            "action state".into(),
+        )
+    })
+}
+
 fn user_of(raw: &str) -> rusqlite::Result<SaslUser> {
     SaslUser::parse(raw).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -218,7 +235,7 @@ fn insert_change(
     at: LogTime,
     t: &Transition,
     actor: &str,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -232,7 +249,48 @@ fn insert_change(
         t.reason,
         actor
     ])?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
+}
+
+/// Queues one action of a transition; a mail is skipped if one for the same account
+/// and level was queued within `cooldown` of log time. Returns how many were queued.
+fn queue_action(
+    tx: &Connection,
+    user_id: i64,
+    change_id: i64,
+    kind: ActionKind,
+    t: &Transition,
+    at: LogTime,
+    cooldown: Span,
+) -> rusqlite::Result<usize> {
+    if kind == ActionKind::Mail {
+        let recent: bool = tx
+            .prepare_cached(
+                "SELECT count(*) > 0 FROM actions WHERE user_id = ?1 AND kind = 'mail' AND level = ?2
+                 AND enforced = ?3 AND logged_ms > ?4 AND state <> 'cancelled'",
+            )?
+            .query_row(
+                params![user_id, t.to.as_str(), t.enforced, at.minus(cooldown).millis()],
+                |r| r.get(0),
+            )?;
+        if recent {
+            return Ok(0);
+        }
+    }
+    let now = LogTime::now().millis();
+    tx.prepare_cached(
+        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![
+        user_id,
+        change_id,
+        kind.as_str(),
+        t.to.as_str(),
+        t.enforced,
+        at.millis(),
+        now
+    ])
 }
 
 fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
@@ -443,6 +501,133 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
+    fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.id, u.name, a.kind, a.level, a.enforced, a.attempts, a.change_id
+                 FROM actions a JOIN users u ON u.id = a.user_id
+                 WHERE a.state = 'pending' AND a.next_ms <= ?1 ORDER BY a.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([now.millis()], |r| {
+                Ok(QueuedAction {
+                    id: r.get(0)?,
+                    user: user_of(&r.get::<_, String>(1)?)?,
+                    kind: kind_of(&r.get::<_, String>(2)?)?,
+                    level: level_of(&r.get::<_, String>(3)?)?,
+                    enforced: r.get(4)?,
+                    attempts: r.get(5)?,
+                    change_id: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
+        rows.map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn next_pending(&mut self) -> Result<Option<LogTime>> {
+        self.conn
+            .query_row(
+                "SELECT min(next_ms) FROM actions WHERE state = 'pending'",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.map(LogTime::from_millis))
+            .map_err(|e| self.err(e))
+    }
+
+    fn finish_action(
+        &mut self,
+        id: i64,
+        now: LogTime,
+        state: ActionState,
+        outcome: &str,
+        retry_at: Option<LogTime>,
+    ) -> Result<()> {
+        let (state, next) = match retry_at {
+            Some(t) => (ActionState::Pending, t.millis()),
+            None => (state, now.millis()),
+        };
+        self.conn
+            .execute(
+                "UPDATE actions SET state = ?2, attempts = attempts + 1, next_ms = ?3,
+                     updated_ms = ?4, outcome = ?5 WHERE id = ?1",
+                params![id, state.as_str(), next, now.millis(), outcome],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.id, a.kind, a.level, a.enforced, a.state, a.attempts, a.created_ms,
+                        a.updated_ms, a.next_ms, a.outcome, a.change_id
+                 FROM actions a JOIN users u ON u.id = a.user_id WHERE u.name = ?1 ORDER BY a.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([user.as_str()], |r| {
+                Ok(ActionRecord {
+                    id: r.get(0)?,
+                    kind: kind_of(&r.get::<_, String>(1)?)?,
+                    level: level_of(&r.get::<_, String>(2)?)?,
+                    enforced: r.get(3)?,
+                    state: state_of(&r.get::<_, String>(4)?)?,
+                    attempts: r.get(5)?,
+                    created: LogTime::from_millis(r.get(6)?),
+                    updated: r.get::<_, Option<i64>>(7)?.map(LogTime::from_millis),
+                    next: LogTime::from_millis(r.get(8)?),
+                    outcome: r.get(9)?,
+                    change_id: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
+        rows.map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn action_totals(&mut self) -> Result<ActionTotals> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'failed'), 0),
+                        min(CASE WHEN state = 'pending' THEN created_ms END)
+                 FROM actions WHERE state IN ('pending', 'failed')",
+                [],
+                |r| {
+                    Ok(ActionTotals {
+                        pending: r.get::<_, i64>(0)? as u64,
+                        failed: r.get::<_, i64>(1)? as u64,
+                        oldest_pending: r.get::<_, Option<i64>>(2)?.map(LogTime::from_millis),
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64> {
+        self.conn
+            .execute(
+                "UPDATE actions SET state = 'cancelled', updated_ms = ?2, outcome = 'cancelled by release'
+                 WHERE state = 'pending' AND user_id = (SELECT id FROM users WHERE name = ?1)",
+                params![user.as_str(), now.millis()],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    fn blocked(&mut self) -> Result<Vec<SaslUser>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced = 1 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| user_of(&r.get::<_, String>(0)?))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
+        rows.map_err(|e| sql_err(&self.path, e))
+    }
+
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64> {
         prune(&self.conn, before, batch).map_err(|e| self.err(e))
     }
@@ -503,7 +688,10 @@ fn record_once(
         ])?;
     if inserted == 0 {
         tx.commit()?;
-        return Ok(Recorded::Duplicate);
+        return Ok(Recorded {
+            duplicate: true,
+            queued: 0,
+        });
     }
     let event_id = tx.last_insert_rowid();
 
@@ -528,14 +716,21 @@ fn record_once(
             verdict.state.last_hit.map(LogTime::millis),
         ])?;
     }
+    let mut queued = 0;
     if let Some(t) = &verdict.transition {
-        insert_change(&tx, user_id, at, t, "detector")?;
+        let change_id = insert_change(&tx, user_id, at, t, "detector")?;
+        for kind in &verdict.actions {
+            queued += queue_action(&tx, user_id, change_id, *kind, t, at, verdict.mail_cooldown)?;
+        }
     }
     if event_id % AUTO_PRUNE_EVERY == 0 {
         prune(&tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
     tx.commit()?;
-    Ok(Recorded::New)
+    Ok(Recorded {
+        duplicate: false,
+        queued,
+    })
 }
 
 fn seen_in(

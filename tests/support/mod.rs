@@ -2,6 +2,9 @@
 //! a private temp directory holding the config and the SQLite database.
 #![allow(dead_code)]
 
+pub mod mailstack;
+pub mod smtp_sink;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -10,15 +13,43 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
 /// A fixed log time (2026-11-23 07:00:00 UTC) so tests never depend on the clock.
 pub const T0: i64 = 1_795_417_200;
 
+/// Wall-clock seconds since 1970, for tests that mix log time with real actions.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// Whether containment actions run; off unless a test is about them, so no
+    /// worker is started behind other tests' backs.
+    actions: bool,
+    /// Extra environment for every run (e.g. MAIL_CONFIG of a private Postfix),
+    /// inherited by the worker `record` starts.
+    pub env: Vec<(String, PathBuf)>,
 }
 
 impl Sandbox {
-    /// A sandbox whose config holds `config` (TOML) plus the database path.
+    /// A sandbox whose config holds `config` (TOML) plus the database path, with
+    /// every containment action switched off.
     pub fn new(config: &str) -> Self {
+        Self::build(config, false)
+    }
+
+    /// A sandbox whose config (with an `[actions]` table or the defaults) queues actions.
+    pub fn acting(config: &str) -> Self {
+        Self::build(config, true)
+    }
+
+    fn build(config: &str, actions: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let s = Self { dir };
+        let s = Self {
+            dir,
+            actions,
+            env: Vec::new(),
+        };
         s.write_config(config);
         s
     }
@@ -36,10 +67,13 @@ impl Sandbox {
     }
 
     pub fn write_config(&self, extra: &str) {
-        let text = format!(
+        let mut text = format!(
             "database = {:?}\n{extra}\n",
             self.db().display().to_string()
         );
+        if !self.actions {
+            text.push_str("[actions]\nnotify = []\nblock = []\nlock = []\n");
+        }
         std::fs::write(self.config_path(), text).expect("write config");
     }
 
@@ -49,6 +83,9 @@ impl Sandbox {
         c.env_remove("F2B_MAILGUARD_DB")
             .env("F2B_MAILGUARD_CONFIG", self.config_path())
             .env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
@@ -101,6 +138,27 @@ impl Sandbox {
             .cloned()
     }
 
+    /// Waits until `ok` holds for the account's `status USER --json`, returning it.
+    pub fn wait_user(
+        &self,
+        user: &str,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let d = self.status_user(user, now());
+            if ok(&d) {
+                return d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {d:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Rows in a table, read straight from the SQLite file.
     pub fn rows(&self, table: &str) -> i64 {
         if !self.db().exists() {
@@ -110,4 +168,28 @@ impl Sandbox {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count rows")
     }
+}
+
+impl Drop for Sandbox {
+    /// Stops, by pid, any `run-actions` worker a `record` of this sandbox started.
+    fn drop(&mut self) {
+        let config = self.config_path().display().to_string();
+        for pid in processes_mentioning(&config) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
 }

@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Invalid, Result};
+mod actions;
+mod walker;
+
+pub use actions::{ContainConfig, MailSecurity, MailTransport, PasswordBackend};
+
+use crate::error::{Error, Result};
 use crate::model::{Cidr, Mode, NetPrefixes, SaslUser, Source, Span};
+use walker::{quote, Walker};
 
 pub const DEFAULT_CONFIG: &str = "/etc/f2b-mailguard/config.toml";
 pub const DEFAULT_DATABASE: &str = "/var/lib/f2b-mailguard/mailguard.db";
@@ -95,6 +101,7 @@ pub struct Config {
     pub busy_timeout: Span,
     pub retention: Span,
     pub detection: Detection,
+    pub contain: ContainConfig,
     pub users: BTreeMap<SaslUser, UserPolicy>,
 }
 
@@ -120,6 +127,7 @@ impl Default for Config {
                 whitelist_builtin: true,
                 thresholds,
             },
+            contain: ContainConfig::default(),
             users: BTreeMap::new(),
         }
     }
@@ -235,6 +243,7 @@ impl Config {
             }
             users.finish()?;
         }
+        actions::parse(&mut root, &mut cfg.contain)?;
         root.finish()?;
         Ok(cfg)
     }
@@ -280,6 +289,7 @@ impl Config {
             let _ = writeln!(out, "block = {}", th(t.block));
             let _ = writeln!(out, "lock = {}", th(t.lock));
         }
+        actions::render(&mut out, &self.contain);
         for (user, p) in &self.users {
             let _ = writeln!(out, "\n[users.{}]", q(user.as_str()));
             let _ = writeln!(out, "exempt = {}", p.exempt);
@@ -298,145 +308,6 @@ impl Config {
             }
         }
         out
-    }
-}
-
-/// A TOML basic string. JSON's string escapes are a subset of TOML's.
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-/// Walks one TOML table, removing keys as they are read so leftovers can be reported.
-struct Walker {
-    file: String,
-    prefix: String,
-    table: toml::Table,
-}
-
-impl Walker {
-    fn new(file: &str, prefix: &str, table: toml::Table) -> Self {
-        Self {
-            file: file.to_owned(),
-            prefix: prefix.to_owned(),
-            table,
-        }
-    }
-
-    fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_owned()
-        } else if key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            format!("{}.{key}", self.prefix)
-        } else {
-            format!("{}.{}", self.prefix, quote(key))
-        }
-    }
-
-    fn bad(&self, key: &str, reason: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.file.clone(),
-            key: self.path(key),
-            reason: reason.into(),
-        }
-    }
-
-    fn bad_here(&self, reason: impl Into<String>) -> Error {
-        Error::Config {
-            file: self.file.clone(),
-            key: self.prefix.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.table.keys().cloned().collect()
-    }
-
-    fn take(&mut self, key: &str, want: &str) -> Result<Option<toml::Value>> {
-        match self.table.remove(key) {
-            None => Ok(None),
-            Some(v) if v.type_str() == want => Ok(Some(v)),
-            Some(v) => Err(self.bad(key, format!("must be a {want}, not a {}", v.type_str()))),
-        }
-    }
-
-    fn string(&mut self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .take(key, "string")?
-            .and_then(|v| v.as_str().map(str::to_owned)))
-    }
-
-    fn boolean(&mut self, key: &str) -> Result<Option<bool>> {
-        Ok(self.take(key, "boolean")?.and_then(|v| v.as_bool()))
-    }
-
-    fn int(&mut self, key: &str, min: i64, max: i64) -> Result<Option<i64>> {
-        let Some(v) = self.take(key, "integer")?.and_then(|v| v.as_integer()) else {
-            return Ok(None);
-        };
-        if !(min..=max).contains(&v) {
-            return Err(self.bad(key, format!("{v} is outside {min}..={max}")));
-        }
-        Ok(Some(v))
-    }
-
-    fn span(&mut self, key: &str) -> Result<Option<Span>> {
-        let Some(v) = self.string(key)? else {
-            return Ok(None);
-        };
-        Span::parse("", &v)
-            .map(Some)
-            .map_err(|e| self.bad(key, e.reason))
-    }
-
-    fn cidrs(&mut self, key: &str) -> Result<Option<Vec<Cidr>>> {
-        let Some(v) = self.take(key, "array")? else {
-            return Ok(None);
-        };
-        let items = v.as_array().cloned().unwrap_or_default();
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let s = item
-                .as_str()
-                .ok_or_else(|| self.bad(key, "must list CIDRs as strings"))?;
-            out.push(Cidr::parse("", s).map_err(|e: Invalid| self.bad(key, e.reason))?);
-        }
-        Ok(Some(out))
-    }
-
-    fn threshold(&mut self, key: &str) -> Result<Option<Option<u32>>> {
-        let v = self.int(key, 0, 1_000_000)?;
-        Ok(v.map(|n| if n == 0 { None } else { Some(n as u32) }))
-    }
-
-    fn thresholds(&mut self) -> Result<PartialThresholds> {
-        Ok(PartialThresholds {
-            notify: self.threshold("notify")?,
-            block: self.threshold("block")?,
-            lock: self.threshold("lock")?,
-        })
-    }
-
-    fn table(&mut self, key: &str) -> Result<Option<Walker>> {
-        let path = self.path(key);
-        Ok(self.take(key, "table")?.and_then(|v| match v {
-            toml::Value::Table(t) => Some(Walker {
-                file: self.file.clone(),
-                prefix: path,
-                table: t,
-            }),
-            _ => None,
-        }))
-    }
-
-    fn finish(self) -> Result<()> {
-        match self.table.keys().next() {
-            Some(k) => Err(self.bad(k, "unknown key")),
-            None => Ok(()),
-        }
     }
 }
 

@@ -1,0 +1,219 @@
+//! The admin mail: which account, which level, the evidence, what was (or would have
+//! been) done, and the exact release command. Built with lettre, never by a shell or
+//! mail(1), so log-derived text cannot become headers or commands.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
+
+use super::ActionKind;
+use crate::config::{Config, MailSecurity, MailTransport};
+use crate::model::{LogTime, Mode};
+use crate::report::Detail;
+use crate::store::QueuedAction;
+
+/// Networks listed in the mail; the rest are counted.
+const MAX_NETWORKS: usize = 40;
+
+fn when(secs: f64) -> String {
+    LogTime::from_millis((secs * 1000.0) as i64).rfc3339()
+}
+
+/// Single-quotes for a POSIX shell, so the release line can be pasted as is.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+pub fn subject(action: &QueuedAction) -> String {
+    format!(
+        "[f2b-mailguard] {}: {}",
+        action.user,
+        action.level.describe(action.enforced)
+    )
+}
+
+pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
+    let mut b = String::new();
+    let host = hostname();
+    let _ = writeln!(
+        b,
+        "f2b-mailguard on {host} flagged the mail account {}.\n",
+        d.user
+    );
+    let _ = writeln!(
+        b,
+        "Level:  {} (mode {})",
+        action.level.describe(action.enforced),
+        cfg.mode.as_str()
+    );
+    if let Some(h) = d.history.iter().rev().find(|h| h.to == action.level) {
+        let _ = writeln!(b, "Since:  {}", when(h.time));
+        let _ = writeln!(b, "Why:    {}", h.reason);
+    }
+    let _ = writeln!(b, "Now:    {}", d.state);
+
+    let planned: Vec<ActionKind> = cfg
+        .contain
+        .actions
+        .for_level(action.level)
+        .iter()
+        .copied()
+        .filter(|k| *k != ActionKind::Mail)
+        .collect();
+    if action.enforced || !action.level.needs_enforcement() {
+        let done: Vec<_> = d
+            .actions
+            .iter()
+            .filter(|a| a.change_id == action.change_id && a.kind != ActionKind::Mail)
+            .collect();
+        if !done.is_empty() {
+            let _ = writeln!(b, "\nDone:");
+            for a in done {
+                let outcome = a.outcome.as_deref().unwrap_or("");
+                let _ = writeln!(b, "  - {}: {} {}", a.kind.describe(), a.state, outcome);
+            }
+        }
+    } else if !planned.is_empty() {
+        let _ = writeln!(
+            b,
+            "\nWould have done (mode is {}; set mode = \"enforce\" to act):",
+            Mode::Warn.as_str()
+        );
+        for k in planned {
+            let _ = writeln!(b, "  - {}", k.describe());
+        }
+    }
+
+    let _ = writeln!(b, "\nNetworks seen (most recent first):");
+    let _ = writeln!(
+        b,
+        "  {:<24} {:<20} {:<20} {:>6}  SOURCES",
+        "NETWORK", "FIRST SEEN", "LAST SEEN", "COUNT"
+    );
+    for n in d.networks.iter().take(MAX_NETWORKS) {
+        let sources: Vec<&str> = n.sources.iter().map(|s| s.as_str()).collect();
+        let _ = writeln!(
+            b,
+            "  {:<24} {:<20} {:<20} {:>6}  {}{}",
+            n.network,
+            &when(n.first_seen)[..19],
+            &when(n.last_seen)[..19],
+            n.count,
+            sources.join(","),
+            if n.whitelisted { " (whitelisted)" } else { "" }
+        );
+    }
+    if d.networks.len() > MAX_NETWORKS {
+        let _ = writeln!(
+            b,
+            "  ... and {} more (f2b-mailguard status)",
+            d.networks.len() - MAX_NETWORKS
+        );
+    }
+
+    let _ = writeln!(b, "\nLevel history:");
+    for h in &d.history {
+        let _ = writeln!(
+            b,
+            "  {}  {} -> {}  by {}: {}",
+            when(h.time),
+            h.from,
+            h.to.describe(h.enforced),
+            h.actor,
+            h.reason
+        );
+    }
+
+    let user = shell_quote(d.user.as_str());
+    let _ = writeln!(b, "\nTo see everything:   f2b-mailguard status -- {user}");
+    let _ = writeln!(b, "To release it:       f2b-mailguard release -- {user}");
+    let _ = writeln!(
+        b,
+        "  (held mail is released too; add --purge-held to delete it instead)"
+    );
+    if action.level >= crate::model::Level::Lock && action.enforced {
+        let _ = writeln!(b, "\nThe password was replaced by a random one: set a new one with the user before release.");
+    }
+    b
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "this server".into())
+}
+
+pub fn send(cfg: &Config, action: &QueuedAction, d: &Detail) -> Result<String, String> {
+    let m = &cfg.contain.mail;
+    let mut builder = Message::builder()
+        .from(Mailbox::new(Some("f2b-mailguard".into()), m.from.clone()))
+        .subject(subject(action))
+        .header(ContentType::TEXT_PLAIN);
+    for to in &m.to {
+        builder = builder.to(Mailbox::new(None, to.clone()));
+    }
+    let message = builder
+        .body(body(cfg, action, d))
+        .map_err(|e| format!("building the mail: {e}"))?;
+    let to: Vec<String> = m.to.iter().map(|a| a.to_string()).collect();
+    match m.transport {
+        MailTransport::Smtp => {
+            let timeout = Some(Duration::from_millis(
+                cfg.contain.actions.command_timeout.millis() as u64,
+            ));
+            let builder = match m.smtp_security {
+                MailSecurity::None => SmtpTransport::builder_dangerous(&m.smtp_host),
+                MailSecurity::Starttls => {
+                    SmtpTransport::starttls_relay(&m.smtp_host).map_err(|e| e.to_string())?
+                }
+                MailSecurity::Tls => {
+                    SmtpTransport::relay(&m.smtp_host).map_err(|e| e.to_string())?
+                }
+            };
+            let mut builder = builder.port(m.smtp_port).timeout(timeout);
+            if !m.smtp_user.is_empty() {
+                builder = builder.credentials(Credentials::new(
+                    m.smtp_user.clone(),
+                    m.smtp_password.clone(),
+                ));
+            }
+            let reply = builder
+                .build()
+                .send(&message)
+                .map_err(|e| format!("SMTP {}:{}: {e}", m.smtp_host, m.smtp_port))?;
+            let text: Vec<&str> = reply.message().collect();
+            Ok(format!(
+                "sent to {} via {}:{}: {} {}",
+                to.join(", "),
+                m.smtp_host,
+                m.smtp_port,
+                reply.code(),
+                text.join(" ")
+            ))
+        }
+        MailTransport::Sendmail => {
+            SendmailTransport::new_with_command(&m.sendmail)
+                .send(&message)
+                .map_err(|e| format!("{}: {e}", m.sendmail.display()))?;
+            Ok(format!(
+                "sent to {} via {}",
+                to.join(", "),
+                m.sendmail.display()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_for_paste() {
+        assert_eq!(shell_quote("a@b"), "'a@b'");
+        assert_eq!(shell_quote("x'$(id)"), r"'x'\''$(id)'");
+    }
+}

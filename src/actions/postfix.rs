@@ -1,0 +1,155 @@
+//! Postfix: the check_sasl_access map (who may not send) and the queue (hold, release,
+//! purge an account's mail).
+
+use serde::Deserialize;
+
+use super::{exec, write_atomically};
+use crate::config::Config;
+use crate::model::{SaslUser, Span};
+
+/// Rewrites the whole map from the list of blocked accounts (the database is the truth,
+/// so a crash half-way or a release in between cannot leave a stale entry), atomically
+/// (temp file + rename), then builds the indexed map with postmap.
+pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, String> {
+    let p = &cfg.contain.postfix;
+    let mut text = String::from(
+        "# Written by f2b-mailguard: accounts blocked from sending. Do not edit;\n\
+         # use `f2b-mailguard release USER`.\n",
+    );
+    let mut written = 0;
+    for user in blocked {
+        // A key starting with '#' would be read as a comment, and one starting with
+        // whitespace as a continuation; SaslUser already excludes whitespace.
+        if user.as_str().starts_with('#') {
+            continue;
+        }
+        text.push_str(user.as_str());
+        text.push(' ');
+        text.push_str(&p.reject);
+        text.push('\n');
+        written += 1;
+    }
+    let map = &p.sasl_map;
+    write_atomically(map, text.as_bytes(), 0o644, None)
+        .map_err(|e| format!("{}: {e}", map.display()))?;
+    let arg = format!("{}:{}", p.map_type, map.display());
+    let ran = exec::run(
+        &p.postmap,
+        &[&arg],
+        None,
+        cfg.contain.actions.command_timeout,
+    )?;
+    if !ran.success() {
+        return Err(ran.failure(&p.postmap));
+    }
+    Ok(format!("{written} account(s) in {arg}"))
+}
+
+/// One line of `postqueue -j`; other fields are ignored, as Postfix asks.
+#[derive(Debug, Deserialize)]
+pub struct QueuedMessage {
+    pub queue_name: String,
+    pub queue_id: String,
+    #[serde(default)]
+    pub sender: String,
+}
+
+/// Parses `postqueue -j` output. Lines that are not JSON objects of the expected shape
+/// are skipped: Postfix may print warnings, and a message can vanish while listing.
+pub fn parse_queue(json_lines: &[u8]) -> Vec<QueuedMessage> {
+    String::from_utf8_lossy(json_lines)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<QueuedMessage>(l).ok())
+        // Queue ids are [0-9A-Za-z]; anything else is not passed to postsuper.
+        .filter(|m| !m.queue_id.is_empty() && m.queue_id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .collect()
+}
+
+fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
+    let p = &cfg.contain.postfix;
+    let ran = exec::run(
+        &p.postqueue,
+        &["-j"],
+        None,
+        cfg.contain.actions.command_timeout,
+    )?;
+    if !ran.success() {
+        return Err(ran.failure(&p.postqueue));
+    }
+    Ok(parse_queue(&ran.stdout))
+}
+
+/// The envelope sender of an account's mail is normally its login; domains are
+/// case-insensitive, and so are local parts on every common mail store.
+fn sent_by(m: &QueuedMessage, user: &SaslUser) -> bool {
+    m.sender.eq_ignore_ascii_case(user.as_str())
+}
+
+/// Runs `postsuper FLAG -` [QUEUE] with the ids on stdin; returns how many were given.
+fn postsuper(
+    cfg: &Config,
+    flag: &str,
+    queue: Option<&str>,
+    ids: &[String],
+    timeout: Span,
+) -> Result<usize, String> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let p = &cfg.contain.postfix;
+    let mut args = vec![flag, "-"];
+    args.extend(queue);
+    let input = ids.join("\n") + "\n";
+    let ran = exec::run(&p.postsuper, &args, Some(input.as_bytes()), timeout)?;
+    if !ran.success() {
+        return Err(ran.failure(&p.postsuper));
+    }
+    Ok(ids.len())
+}
+
+/// Puts every queued message of the account (not already held) on hold.
+pub fn hold(cfg: &Config, user: &SaslUser) -> Result<String, String> {
+    let ids: Vec<String> = queue(cfg)?
+        .into_iter()
+        .filter(|m| m.queue_name != "hold" && sent_by(m, user))
+        .map(|m| m.queue_id)
+        .collect();
+    let n = postsuper(cfg, "-h", None, &ids, cfg.contain.actions.command_timeout)?;
+    Ok(format!("{n} queued message(s) put on hold"))
+}
+
+/// Releases (or, with `purge`, deletes) the account's messages in the hold queue.
+/// Ids are re-listed from the hold queue, so a new message elsewhere is never hit.
+pub fn release_held(cfg: &Config, user: &SaslUser, purge: bool) -> Result<String, String> {
+    let ids: Vec<String> = queue(cfg)?
+        .into_iter()
+        .filter(|m| m.queue_name == "hold" && sent_by(m, user))
+        .map(|m| m.queue_id)
+        .collect();
+    let timeout = cfg.contain.actions.command_timeout;
+    if purge {
+        let n = postsuper(cfg, "-d", Some("hold"), &ids, timeout)?;
+        Ok(format!("{n} held message(s) deleted"))
+    } else {
+        let n = postsuper(cfg, "-H", Some("hold"), &ids, timeout)?;
+        Ok(format!("{n} held message(s) released"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_json_lines() {
+        let out = br#"{"queue_name": "deferred", "queue_id": "32BC4C620F", "arrival_time": 1, "sender": "a@example.test", "recipients": []}
+postqueue: warning: Mail system is down -- accessing queue directly
+{"queue_name": "hold", "queue_id": "A1B6CC6235", "sender": "", "recipients": [{"address": "x@y"}]}
+{"queue_name": "active", "queue_id": "BAD;ID", "sender": "a@example.test"}
+"#;
+        let q = parse_queue(out);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].queue_id, "32BC4C620F");
+        assert_eq!(q[1].sender, "");
+    }
+}

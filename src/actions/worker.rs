@@ -1,0 +1,175 @@
+//! `run-actions`: the one worker that executes queued actions, records each outcome
+//! and retries failures with backoff. Started detached by `record`, and by a timer.
+
+use std::fs::{OpenOptions, TryLockError};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{dovecot, mail, password, postfix, ActionKind, Outcome};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::{Level, LogTime, Span};
+use crate::report;
+use crate::store::{ActionState, QueuedAction, Store};
+
+/// A worker waits in-process for retries due this soon; later ones are left to the
+/// next `record` or the timer.
+const LINGER: Span = Span::secs(120);
+const MAX_BACKOFF: Span = Span::secs(3600);
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub done: u32,
+    pub skipped: u32,
+    pub retrying: u32,
+    pub failed: u32,
+}
+
+/// Starts `run-actions` fully detached: own process group (Fail2ban kills the action's
+/// group on timeout) and no inherited pipes (Fail2ban reads them until EOF).
+/// Failing to start is not an error for the caller: the rows stay pending for the timer.
+pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = Command::new(exe);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    if let Some(d) = db {
+        cmd.arg("--db").arg(d);
+    }
+    let _ = cmd
+        .arg("run-actions")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+/// One worker at a time, by a lock file beside the database. A worker that finds the
+/// lock taken exits at once (a burst of escalations must not pile up processes), so the
+/// holder re-checks after unlocking: rows committed while it was finishing are then
+/// either seen by it or by a worker started after its unlock.
+pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
+    let mut lock_path = cfg.database.clone().into_os_string();
+    lock_path.push(".worker.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    let mut summary = Summary::default();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(summary),
+            Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let ran = drain(cfg, store, &mut summary);
+        let _ = lock.unlock();
+        ran?;
+        let due = store.next_pending()?.is_some_and(|t| t <= LogTime::now());
+        if !due {
+            return Ok(summary);
+        }
+    }
+}
+
+/// Runs due actions until none is due within `LINGER`.
+fn drain(cfg: &Config, store: &mut dyn Store, summary: &mut Summary) -> Result<()> {
+    loop {
+        let now = LogTime::now();
+        for action in store.due_actions(now)? {
+            let outcome = execute(cfg, store, &action);
+            let finished = LogTime::now();
+            let (state, text, retry) = match outcome {
+                Outcome::Done(t) => (ActionState::Done, t, None),
+                Outcome::Skipped(t) => (ActionState::Skipped, t, None),
+                Outcome::Failed(t) if action.attempts + 1 < cfg.contain.actions.max_attempts => {
+                    let wait = backoff(cfg.contain.actions.retry_base, action.attempts);
+                    (ActionState::Pending, t, Some(finished.plus(wait)))
+                }
+                Outcome::Failed(t) => (ActionState::Failed, t, None),
+            };
+            match (state, retry) {
+                (_, Some(_)) => summary.retrying += 1,
+                (ActionState::Done, _) => summary.done += 1,
+                (ActionState::Skipped, _) => summary.skipped += 1,
+                _ => summary.failed += 1,
+            }
+            store.finish_action(action.id, finished, state, &text, retry)?;
+        }
+        match store.next_pending()? {
+            Some(next) if next.millis() <= LogTime::now().plus(LINGER).millis() => {
+                let wait = (next.millis() - LogTime::now().millis()).clamp(10, LINGER.millis());
+                std::thread::sleep(Duration::from_millis(wait as u64));
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// retry_base, doubled per failed attempt, at most an hour.
+fn backoff(base: Span, attempts: u32) -> Span {
+    let factor = 1i64 << attempts.min(20);
+    Span::secs((base.as_secs() * factor).min(MAX_BACKOFF.as_secs()).max(1))
+}
+
+fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcome {
+    let user = &action.user;
+    let account = match store.account(user) {
+        Ok(Some(a)) => a,
+        Ok(None) => return Outcome::Skipped("account unknown".into()),
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    // An admin may have released the account since this was queued.
+    let still_contained =
+        account.state.level >= action.level.max(Level::Block) && account.state.enforced;
+    let result = match action.kind {
+        ActionKind::Mail => match report::detail(cfg, store, user, LogTime::now()) {
+            Ok(d) => mail::send(cfg, action, &d),
+            Err(e) => Err(e.to_string()),
+        },
+        ActionKind::SaslBlock => return sasl_block(cfg, store, action),
+        _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
+        ActionKind::HoldQueue => postfix::hold(cfg, user),
+        ActionKind::ResetPassword => password::reset(cfg, user),
+        ActionKind::DovecotKick => dovecot::flush_and_kick(cfg, user),
+    };
+    match result {
+        Ok(text) => Outcome::Done(text),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// The map is rewritten from the database even if the account was released since:
+/// the rewrite then drops it, which is what the admin asked for.
+fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcome {
+    let blocked = match store.blocked() {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    match postfix::write_sasl_map(cfg, &blocked) {
+        Err(e) => Outcome::Failed(e),
+        Ok(done) if blocked.contains(&action.user) => Outcome::Done(done),
+        Ok(done) => Outcome::Skipped(format!("account no longer blocked; {done}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        let base = Span::secs(30);
+        assert_eq!(backoff(base, 0).as_secs(), 30);
+        assert_eq!(backoff(base, 1).as_secs(), 60);
+        assert_eq!(backoff(base, 10).as_secs(), 3600);
+    }
+}

@@ -1,0 +1,148 @@
+//! What is known about one account, in one shape for `status USER`, its JSON, and
+//! the admin mail.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::actions::ActionKind;
+use crate::config::Config;
+use crate::detect::{self, AccountState, Whitelist};
+use crate::error::{Error, Result};
+use crate::model::{Cidr, ClientNet, Level, LogTime, SaslUser, Source};
+use crate::store::{ActionState, Store, WhitelistEntry};
+
+#[derive(Serialize)]
+pub struct Detail {
+    pub user: SaslUser,
+    pub level: Level,
+    pub enforced: bool,
+    pub state: String,
+    pub counting_from: Option<f64>,
+    pub networks: Vec<NetRow>,
+    pub history: Vec<HistoryRow>,
+    pub actions: Vec<ActionRow>,
+}
+
+#[derive(Serialize)]
+pub struct NetRow {
+    pub network: String,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub count: u64,
+    pub whitelisted: bool,
+    pub sources: BTreeSet<Source>,
+    pub addresses: BTreeSet<String>,
+}
+
+#[derive(Serialize)]
+pub struct HistoryRow {
+    pub time: f64,
+    pub from: Level,
+    pub to: Level,
+    pub enforced: bool,
+    pub reason: String,
+    pub actor: String,
+}
+
+#[derive(Serialize)]
+pub struct ActionRow {
+    pub id: i64,
+    pub change_id: i64,
+    pub kind: ActionKind,
+    pub level: Level,
+    pub enforced: bool,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub created: f64,
+    pub updated: Option<f64>,
+    pub next_attempt: Option<f64>,
+    pub outcome: Option<String>,
+}
+
+/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
+/// even before the next login of that account writes the change down.
+pub fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, bool) {
+    match detect::quiet_expiry(cfg, state, at) {
+        Some(t) => (t.to, t.enforced),
+        None => (state.level, state.enforced),
+    }
+}
+
+pub fn applying(entries: &[WhitelistEntry], user: &SaslUser) -> Vec<Cidr> {
+    entries
+        .iter()
+        .filter(|e| e.user.as_ref().is_none_or(|u| u == user))
+        .map(|e| e.cidr)
+        .collect()
+}
+
+pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime) -> Result<Detail> {
+    let account = store
+        .account(user)?
+        .ok_or_else(|| Error::Usage(format!("no login of {user} is recorded")))?;
+    let entries = store.whitelist()?;
+    let whitelist = Whitelist::new(cfg, user, &applying(&entries, user));
+    let mut nets: BTreeMap<ClientNet, NetRow> = BTreeMap::new();
+    for a in store.addresses(user)? {
+        let net = a.addr.net(cfg.detection.prefixes);
+        let row = nets.entry(net).or_insert_with(|| NetRow {
+            network: net.to_string(),
+            first_seen: a.first_seen.secs_f64(),
+            last_seen: a.last_seen.secs_f64(),
+            count: 0,
+            whitelisted: true,
+            sources: BTreeSet::new(),
+            addresses: BTreeSet::new(),
+        });
+        row.first_seen = row.first_seen.min(a.first_seen.secs_f64());
+        row.last_seen = row.last_seen.max(a.last_seen.secs_f64());
+        row.count += a.count;
+        row.whitelisted &= whitelist.covers(a.addr);
+        row.sources.insert(a.source);
+        row.addresses.insert(a.addr.to_string());
+    }
+    let mut networks: Vec<NetRow> = nets.into_values().collect();
+    networks.sort_by(|a, b| b.last_seen.total_cmp(&a.last_seen));
+    let history = store
+        .history(user)?
+        .into_iter()
+        .map(|c| HistoryRow {
+            time: c.time.secs_f64(),
+            from: c.from,
+            to: c.to,
+            enforced: c.enforced,
+            reason: c.reason,
+            actor: c.actor,
+        })
+        .collect();
+    let actions = store
+        .actions_of(user)?
+        .into_iter()
+        .map(|a| ActionRow {
+            id: a.id,
+            change_id: a.change_id,
+            kind: a.kind,
+            level: a.level,
+            enforced: a.enforced,
+            state: a.state.as_str(),
+            attempts: a.attempts,
+            created: a.created.secs_f64(),
+            updated: a.updated.map(LogTime::secs_f64),
+            next_attempt: (a.state == ActionState::Pending).then(|| a.next.secs_f64()),
+            outcome: a.outcome,
+        })
+        .collect();
+    let (level, enforced) = effective(cfg, &account.state, at);
+    let from = account.state.count_from;
+    Ok(Detail {
+        user: user.clone(),
+        level,
+        enforced,
+        state: level.describe(enforced),
+        counting_from: (from.millis() > 0).then(|| from.secs_f64()),
+        networks,
+        history,
+        actions,
+    })
+}

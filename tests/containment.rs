@@ -1,0 +1,333 @@
+//! Containment through the real binary, a private real Postfix, and an SMTP sink:
+//! admin mail (warn and enforce), the SASL block map, queue hold, release, retries.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::mailstack::{Postfix, PostfixSetup};
+use support::smtp_sink::{free_port, SmtpSink};
+use support::{now, Sandbox};
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+
+fn config(mode: &str, sink_port: u16, pf: Option<&Postfix>) -> String {
+    let map = pf.map_or("/nonexistent/map".into(), |p| {
+        p.sasl_map.display().to_string()
+    });
+    format!(
+        "mode = \"{mode}\"\n\
+         [actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n\
+         [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {sink_port}\nfrom = \"mailguard@example.test\"\nto = [\"postmaster@example.test\"]\n\
+         [postfix]\nsasl_map = \"{map}\"\n"
+    )
+}
+
+fn sandbox(text: &str, pf: Option<&Postfix>) -> Sandbox {
+    let mut s = Sandbox::acting(text);
+    if let Some(pf) = pf {
+        let (k, v) = pf.env();
+        s.env.push((k.into(), v.to_path_buf()));
+    }
+    s
+}
+
+/// `n` logins of `user` from `n` public addresses within the last minutes.
+fn burst(s: &Sandbox, user: &str, n: usize, first: i64) {
+    for i in 0..n {
+        s.record(
+            "smtp",
+            user,
+            &format!("198.51.100.{}", i + 1),
+            first + i as i64,
+        );
+    }
+}
+
+/// A running private Postfix that keeps outbound mail queued (deferred).
+fn queueing_postfix(dir: &std::path::Path, sink: &SmtpSink) -> Postfix {
+    let mut pf = Postfix::configure(
+        dir,
+        &PostfixSetup {
+            relay_port: sink.port,
+            defer_outbound: true,
+            sasl_socket: None,
+        },
+    );
+    pf.start();
+    pf
+}
+
+fn map_lookup(pf: &Postfix, user: &str) -> Option<String> {
+    let out = Command::new("/usr/sbin/postmap")
+        .arg("-q")
+        .arg(user)
+        .arg(format!("lmdb:{}", pf.sasl_map.display()))
+        .env("MAIL_CONFIG", &pf.config_dir)
+        .output()
+        .expect("postmap -q");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn sendmail(pf: &Postfix, from: &str, to: &str) {
+    let mut child = Command::new("/usr/sbin/sendmail")
+        .args(["-f", from, to])
+        .env("MAIL_CONFIG", &pf.config_dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sendmail");
+    use std::io::Write;
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Subject: test\n\nhello\n");
+    assert!(child.wait().expect("sendmail").success());
+}
+
+fn actions(d: &serde_json::Value) -> Vec<(String, String)> {
+    d["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn warn_mode_sends_only_mail_saying_what_would_be_done() {
+    let sink = SmtpSink::start();
+    let s = sandbox(&config("warn", sink.port, None), None);
+    burst(&s, ALICE, 11, now() - 300);
+    let mails = sink.wait_for(2, Duration::from_secs(20));
+    let subjects: Vec<String> = mails.iter().filter_map(|m| m.header("Subject")).collect();
+    assert!(
+        subjects.contains(&format!("[f2b-mailguard] {ALICE}: notify")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.contains(&format!("[f2b-mailguard] {ALICE}: would block")),
+        "{subjects:?}"
+    );
+    let block = mails
+        .iter()
+        .find(|m| m.header("Subject").unwrap().ends_with("would block"))
+        .unwrap();
+    assert_eq!(block.to, ["postmaster@example.test"]);
+    assert!(
+        block.data.contains("Would have done (mode is warn"),
+        "{}",
+        block.data
+    );
+    assert!(block
+        .data
+        .contains("block sending (Postfix check_sasl_access)"));
+    assert!(block
+        .data
+        .contains("smtp: 11 networks in 1h (threshold 10)"));
+    assert!(block.data.contains("198.51.100.11/32"));
+    assert!(block
+        .data
+        .contains(&format!("f2b-mailguard release -- '{ALICE}'")));
+    let d = s.wait_user(ALICE, "mails done", |d| {
+        actions(d).iter().all(|(_, st)| st == "done")
+    });
+    assert_eq!(
+        actions(&d),
+        [
+            ("mail".into(), "done".into()),
+            ("mail".into(), "done".into())
+        ]
+    );
+}
+
+#[test]
+fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pf = queueing_postfix(dir.path(), &sink);
+    for _ in 0..3 {
+        sendmail(&pf, ALICE, "friend@remote.example");
+    }
+    sendmail(&pf, BOB, "friend@remote.example");
+    pf.wait_queue("4 deferred messages", |p| {
+        p.queued(ALICE, "deferred") == 3 && p.queued(BOB, "deferred") == 1
+    });
+
+    let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
+    burst(&s, ALICE, 11, now() - 300);
+    let d = s.wait_user(ALICE, "block actions done", |d| {
+        let a = actions(d);
+        a.len() == 4 && a.iter().all(|(_, st)| st == "done")
+    });
+    assert_eq!(d["state"], "block");
+    let kinds: Vec<String> = actions(&d).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["mail", "sasl_block", "hold_queue", "mail"]);
+    assert_eq!(
+        map_lookup(&pf, ALICE).as_deref(),
+        Some("550 5.7.1 Account suspended after suspicious logins, contact your postmaster")
+    );
+    assert_eq!(map_lookup(&pf, BOB), None);
+    assert_eq!(pf.queued(ALICE, "hold"), 3);
+    assert_eq!(
+        pf.queued(BOB, "deferred"),
+        1,
+        "another account's mail is untouched"
+    );
+    let mails = sink.wait_for(2, Duration::from_secs(10));
+    let block = mails
+        .iter()
+        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": block")))
+        .expect("block mail");
+    assert!(block.data.contains("Done:"), "{}", block.data);
+    assert!(
+        block.data.contains("3 queued message(s) put on hold"),
+        "{}",
+        block.data
+    );
+
+    // Release: unblocked, mail back in the queue, level ok, counting restarted.
+    let out = s.ok(&["release", ALICE]);
+    assert!(out.contains("3 held message(s) released"), "{out}");
+    assert_eq!(map_lookup(&pf, ALICE), None);
+    pf.wait_queue("released mail deferred again", |p| {
+        p.queued(ALICE, "hold") == 0 && p.queued(ALICE, "deferred") == 3
+    });
+    let d = s.status_user(ALICE, now());
+    assert_eq!(d["level"], "ok");
+    let last = d["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["to"], "ok");
+    assert!(last["actor"].as_str().unwrap().starts_with("admin"));
+    // The old evidence no longer counts: one more login does not re-block.
+    s.record("smtp", ALICE, "203.0.113.50", now() + 1);
+    assert_eq!(s.status_user(ALICE, now() + 2)["level"], "ok");
+}
+
+#[test]
+fn purge_held_deletes_the_held_mail() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pf = queueing_postfix(dir.path(), &sink);
+    sendmail(&pf, ALICE, "friend@remote.example");
+    pf.wait_queue("deferred", |p| p.queued(ALICE, "deferred") == 1);
+    let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
+    burst(&s, ALICE, 11, now() - 300);
+    s.wait_user(ALICE, "held", |d| {
+        actions(d)
+            .iter()
+            .any(|(k, st)| k == "hold_queue" && st == "done")
+    });
+    assert_eq!(pf.queued(ALICE, "hold"), 1);
+    let out = s.ok(&["release", "--purge-held", ALICE]);
+    assert!(out.contains("1 held message(s) deleted"), "{out}");
+    assert!(pf.queue().is_empty());
+}
+
+#[test]
+fn admin_mail_is_retried_until_the_smtp_server_is_back() {
+    let port = free_port();
+    let s = sandbox(&config("warn", port, None), None);
+    burst(&s, ALICE, 6, now() - 300);
+    let d = s.wait_user(ALICE, "a failed attempt", |d| {
+        d["actions"][0]["attempts"].as_u64() >= Some(1)
+    });
+    assert_eq!(d["actions"][0]["state"], "pending");
+    assert!(
+        d["actions"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1"),
+        "{d:#}"
+    );
+    let sink = SmtpSink::start_on(port);
+    let mails = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(mails.len(), 1);
+    let d = s.wait_user(ALICE, "mail done", |d| d["actions"][0]["state"] == "done");
+    assert!(d["actions"][0]["attempts"].as_u64().unwrap() >= 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sink.messages().len(), 1, "sent exactly once");
+}
+
+#[test]
+fn one_mail_per_account_and_level_within_the_cooldown() {
+    let sink = SmtpSink::start();
+    let text = config("warn", sink.port, None) + "[detection]\nnotify_quiet = \"10m\"\n";
+    let s = sandbox(&text, None);
+    let t = now() - 7200;
+    burst(&s, ALICE, 6, t);
+    // Quiet for an hour: notify clears; then a second burst within the 6h cooldown.
+    s.record("smtp", ALICE, "203.0.113.1", t + 3600);
+    for i in 0..6 {
+        s.record(
+            "smtp",
+            ALICE,
+            &format!("203.0.113.{}", 10 + i),
+            t + 3700 + i,
+        );
+    }
+    let levels: Vec<String> = s.status_user(ALICE, now())["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["to"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(levels, ["notify", "ok", "notify"]);
+    let d = s.wait_user(ALICE, "mail done", |d| {
+        actions(d).iter().all(|(_, st)| st == "done")
+    });
+    assert_eq!(
+        actions(&d).len(),
+        1,
+        "second notify within the cooldown: no second mail"
+    );
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+}
+
+#[test]
+fn a_burst_of_escalations_loses_no_action_and_piles_up_no_workers() {
+    let sink = SmtpSink::start();
+    let s = sandbox(&config("warn", sink.port, None), None);
+    let config = s.config_path();
+    let t = now() - 600;
+    // 20 accounts reach notify at about the same time, from 4 parallel writers.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                for u in (w..20).step_by(4) {
+                    for i in 0..6 {
+                        let st = Command::new(support::BIN)
+                            .env("F2B_MAILGUARD_CONFIG", &config)
+                            .args([
+                                "record",
+                                "--source=smtp",
+                                "--jail=burst",
+                                &format!("--user=user{u}@example.com"),
+                                &format!("--ip=198.51.100.{}", i + 1),
+                                &format!("--time={}", t + i),
+                            ])
+                            .status()
+                            .expect("record");
+                        assert!(st.success());
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let mails = sink.wait_for(20, Duration::from_secs(30));
+    assert_eq!(mails.len(), 20, "one notify mail per account");
+    let running = support::processes_mentioning(&config.display().to_string());
+    assert!(running.len() <= 1, "workers piled up: {running:?}");
+}
