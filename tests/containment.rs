@@ -331,3 +331,119 @@ fn a_burst_of_escalations_loses_no_action_and_piles_up_no_workers() {
     let running = support::processes_mentioning(&config.display().to_string());
     assert!(running.len() <= 1, "workers piled up: {running:?}");
 }
+
+#[test]
+fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password() {
+    use support::mailstack::{submit, Dovecot};
+    const A: &str = "alice@example.test";
+    const B: &str = "bob@example.test";
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let mut dv = Dovecot::configure(dir.path(), &[(A, "alice-pw"), (B, "bob-pw")]);
+    dv.start();
+    let mut pf = Postfix::configure(
+        dir.path(),
+        &PostfixSetup {
+            relay_port: sink.port,
+            defer_outbound: true,
+            sasl_socket: Some(&dv.auth_socket),
+        },
+    );
+    pf.start();
+    let send = |user: &str, pw: &str, addr: &str| {
+        submit(
+            pf.submission_port,
+            addr,
+            (user, pw),
+            user,
+            "friend@remote.example",
+        )
+    };
+    send(A, "alice-pw", "203.0.113.1").expect("alice sends before");
+    assert!(pf.log().contains(&format!(
+        "client=unknown[203.0.113.1], sasl_method=PLAIN, sasl_username={A}"
+    )));
+
+    let text = config("enforce", sink.port, Some(&pf))
+        + &format!(
+            "[password]\nbackend = \"dovecot-passwd-file\"\npasswd_file = \"{}\"\n[dovecot]\ndoveadm = \"{}\"\n",
+            dv.users.display(),
+            dv.doveadm.display()
+        );
+    let s = sandbox(&text, Some(&pf));
+    burst(&s, A, 11, now() - 300);
+    s.wait_user(A, "blocked", |d| {
+        actions(d)
+            .iter()
+            .any(|(k, st)| k == "sasl_block" && st == "done")
+    });
+    let rejected = send(A, "alice-pw", "203.0.113.2").expect_err("blocked account must not send");
+    assert!(rejected.starts_with("550 5.7.1"), "{rejected}");
+    assert!(rejected.contains("Account suspended"), "{rejected}");
+    send(B, "bob-pw", "198.51.100.77").expect("another account still sends");
+
+    // Lock: new password in Dovecot, the old one refused for IMAP and SMTP AUTH.
+    assert!(dv.imap_login(A, "alice-pw"));
+    burst(&s, A, 21, now() - 200);
+    let d = s.wait_user(A, "lock actions done", |d| {
+        ["reset_password", "dovecot_kick"].iter().all(|k| {
+            actions(d)
+                .iter()
+                .any(|(kind, st)| kind == k && st == "done")
+        })
+    });
+    assert_eq!(d["state"], "lock");
+    // Dovecot re-reads a passwd-file at most once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while dv.imap_login(A, "alice-pw") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old password still works"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let users = std::fs::read_to_string(&dv.users).unwrap();
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with(&format!("{A}:{{SSHA512}}"))),
+        "{users}"
+    );
+    assert!(
+        users.contains(&format!("{B}:{{PLAIN}}bob-pw")),
+        "other accounts untouched"
+    );
+    assert!(dv.imap_login(B, "bob-pw"));
+    let kick = d["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "dovecot_kick")
+        .unwrap()
+        .clone();
+    assert!(
+        kick["outcome"].as_str().unwrap().contains("flushed"),
+        "{kick:#}"
+    );
+    let mails = sink.wait_for(3, Duration::from_secs(10));
+    let lock_mail = mails
+        .iter()
+        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": lock")))
+        .expect("lock mail");
+    assert!(!lock_mail.data.contains("alice-pw"));
+    assert!(
+        lock_mail.data.contains("reset the password: done"),
+        "{}",
+        lock_mail.data
+    );
+
+    // Release (after the admin set a password with the user): sending works again.
+    s.ok(&["release", A]);
+    std::fs::write(
+        &dv.users,
+        format!("{A}:{{PLAIN}}new-pw::::::\n{B}:{{PLAIN}}bob-pw::::::\n"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // passwd-file is re-read at most once a second
+    send(A, "new-pw", "203.0.113.3").expect("released account sends again");
+}

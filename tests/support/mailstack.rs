@@ -26,6 +26,23 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts a daemon that forks into the background. Its output goes to a file, not a
+/// pipe: the daemon keeps the inherited descriptors, and a pipe would never see EOF.
+fn start_daemon(cmd: &mut Command, errors: &Path) {
+    let file = std::fs::File::create(errors).expect("daemon output file");
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        status.success(),
+        "{cmd:?} failed: {}",
+        std::fs::read_to_string(errors).unwrap_or_default()
+    );
+}
+
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -217,4 +234,212 @@ impl Drop for Postfix {
             }
         }
     }
+}
+
+/// A private Dovecot: passwd-file users, IMAP on a loopback port, and the auth socket
+/// Postfix uses for SMTP AUTH.
+pub struct Dovecot {
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub users: PathBuf,
+    pub auth_socket: PathBuf,
+    pub imap_port: u16,
+    /// `doveadm` bound to this instance's config, for f2b-mailguard's `[dovecot] doveadm`.
+    pub doveadm: PathBuf,
+    master_pid: Option<u32>,
+}
+
+impl Dovecot {
+    /// `users`: (login, password) pairs.
+    pub fn configure(root: &Path, users: &[(&str, &str)]) -> Self {
+        need("/usr/sbin/dovecot");
+        let root = root.join("dovecot");
+        for d in ["run", "state", "mail"] {
+            std::fs::create_dir_all(root.join(d)).expect("dovecot dirs");
+        }
+        run(Command::new("chown")
+            .args(["nobody:nogroup"])
+            .arg(root.join("mail")));
+        let users_file = root.join("users");
+        let lines: String = users
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}::::::\n"))
+            .collect();
+        std::fs::write(&users_file, lines).expect("users");
+        let auth_socket = root.join("postfix-auth");
+        let imap_port = free_port();
+        let r = root.display();
+        let conf = format!(
+            "base_dir = {r}/run\n\
+             state_dir = {r}/state\n\
+             instance_name = mailguard-test-{imap_port}\n\
+             log_path = {r}/dovecot.log\n\
+             protocols = imap\n\
+             listen = 127.0.0.1\n\
+             ssl = no\n\
+             disable_plaintext_auth = no\n\
+             auth_mechanisms = plain login\n\
+             auth_verbose = yes\n\
+             auth_cache_size = 1M\n\
+             default_internal_user = dovecot\n\
+             default_login_user = dovenull\n\
+             first_valid_uid = 1\n\
+             mail_location = maildir:{r}/mail/%u\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {users}\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={r}/mail/%u\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n}}\n\
+             service auth {{\n  unix_listener {sock} {{\n    mode = 0660\n    user = postfix\n    group = postfix\n  }}\n}}\n",
+            users = users_file.display(),
+            sock = auth_socket.display(),
+        );
+        let config = root.join("dovecot.conf");
+        std::fs::write(&config, conf).expect("dovecot.conf");
+        let doveadm = root.join("doveadm");
+        std::fs::write(
+            &doveadm,
+            format!(
+                "#!/bin/sh\nexec /usr/bin/doveadm -c {} \"$@\"\n",
+                config.display()
+            ),
+        )
+        .expect("doveadm wrapper");
+        run(Command::new("chmod").arg("755").arg(&doveadm));
+        Self {
+            root,
+            config,
+            users: users_file,
+            auth_socket,
+            imap_port,
+            doveadm,
+            master_pid: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        start_daemon(
+            Command::new("/usr/sbin/dovecot")
+                .arg("-c")
+                .arg(&self.config),
+            &self.root.join("start.out"),
+        );
+        let pidfile = self.root.join("run/master.pid");
+        wait_until("dovecot master pid", Duration::from_secs(10), || {
+            std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<u32>().is_ok())
+        });
+        self.master_pid = Some(
+            std::fs::read_to_string(&pidfile)
+                .expect("pid")
+                .trim()
+                .parse()
+                .expect("pid"),
+        );
+        let (port, sock) = (self.imap_port, self.auth_socket.clone());
+        wait_until("dovecot imap and auth", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && sock.exists()
+        });
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Whether `user` can log in with `password` (a real IMAP LOGIN).
+    pub fn imap_login(&self, user: &str, password: &str) -> bool {
+        use std::io::{BufRead, BufReader, Write};
+        let Ok(conn) = std::net::TcpStream::connect(("127.0.0.1", self.imap_port)) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut out = conn.try_clone().expect("clone");
+        let mut input = BufReader::new(conn);
+        let mut line = String::new();
+        let _ = input.read_line(&mut line);
+        let _ = write!(out, "a1 LOGIN \"{user}\" \"{password}\"\r\n");
+        loop {
+            line.clear();
+            if input.read_line(&mut line).unwrap_or(0) == 0 {
+                return false;
+            }
+            if line.starts_with("a1 ") {
+                let _ = out.write_all(b"a2 LOGOUT\r\n");
+                return line.starts_with("a1 OK");
+            }
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(pid) = self.master_pid {
+            kill(pid);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// One authenticated submission through Postfix, as a mail client would do it, from a
+/// faked client address (XCLIENT, allowed from loopback in the private Postfix).
+/// Returns the server's final reply, or the first rejection.
+pub fn submit(
+    port: u16,
+    client_addr: &str,
+    login: (&str, &str),
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
+    use base64::Engine as _;
+    use std::io::{BufRead, BufReader, Write};
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let mut out = conn.try_clone().map_err(|e| e.to_string())?;
+    let mut input = BufReader::new(conn);
+    let mut reply = || -> Result<String, String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if input.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err(format!("connection closed after {all:?}"));
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(all.trim_end().to_owned());
+            }
+        }
+    };
+    let mut step = |cmd: Option<String>, want: char| -> Result<String, String> {
+        if let Some(c) = cmd {
+            out.write_all(c.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        let r = reply()?;
+        if r.starts_with(want) {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    };
+    step(None, '2')?;
+    step(Some("EHLO client.example.net\r\n".into()), '2')?;
+    step(
+        Some(format!("XCLIENT ADDR={client_addr} NAME=[UNAVAILABLE]\r\n")),
+        '2',
+    )?;
+    step(Some("EHLO client.example.net\r\n".into()), '2')?;
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", login.0, login.1));
+    step(Some(format!("AUTH PLAIN {token}\r\n")), '2')?;
+    step(Some(format!("MAIL FROM:<{from}>\r\n")), '2')?;
+    step(Some(format!("RCPT TO:<{to}>\r\n")), '2')?;
+    step(Some("DATA\r\n".into()), '3')?;
+    let done = step(
+        Some(format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: test\r\n\r\nhello\r\n.\r\n"
+        )),
+        '2',
+    )?;
+    let _ = step(Some("QUIT\r\n".into()), '2');
+    Ok(done)
 }
