@@ -2,6 +2,7 @@
 //! a private temp directory holding the config and the SQLite database.
 #![allow(dead_code)]
 
+pub mod fail2ban;
 pub mod mailstack;
 pub mod smtp_sink;
 
