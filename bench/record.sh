@@ -69,6 +69,8 @@ hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$W/times.json" \
     -n "record, busy account (15 networks in window), $stored stored" "$busy" >&2
 
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
+# The cases are command lines: split on purpose.
+# shellcheck disable=SC2086
 python3 - "$W/times.json" "$(rss /bin/true)" "$(rss $empty)" "$(rss $quiet)" "$(rss $busy)" <<'PY'
 import json, statistics, sys
 data = json.load(open(sys.argv[1]))["results"]

@@ -1,0 +1,195 @@
+//! install.sh into a DESTDIR: the expected tree, idempotence, dry run, uninstall.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
+
+fn install(destdir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(Path::new(ROOT).join("install.sh"))
+        .args(args)
+        .env("DESTDIR", destdir)
+        .output()
+        .expect("install.sh");
+    assert!(
+        out.status.success(),
+        "install.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every path below `root` with its mode, size, content hash and mtime.
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir") {
+            let p = e.expect("entry").path();
+            let m = std::fs::symlink_metadata(&p).expect("meta");
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let content = if m.is_file() {
+                std::fs::read(&p).expect("read")
+            } else {
+                Vec::new()
+            };
+            let sum: u64 = content.iter().fold(1469598103934665603u64, |h, b| {
+                (h ^ *b as u64).wrapping_mul(1099511628211)
+            });
+            out.insert(
+                rel,
+                format!(
+                    "{:o} {} {:x} {}",
+                    m.permissions().mode() & 0o7777,
+                    m.len(),
+                    sum,
+                    m.mtime_nsec()
+                ),
+            );
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777
+}
+
+#[test]
+fn installs_the_expected_tree_twice_without_change() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    install(root, &["--binary", BIN]);
+    let bin = root.join("usr/local/bin/f2b-mailguard");
+    assert_eq!(mode(&bin), 0o755);
+    for f in [
+        "mailguard-postfix-sasl",
+        "mailguard-dovecot-login",
+        "mailguard-roundcube-login",
+    ] {
+        let p = root.join(format!("etc/fail2ban/filter.d/{f}.conf"));
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(format!("{ROOT}/fail2ban/filter.d/{f}.conf")).unwrap()
+        );
+        assert_eq!(mode(&p), 0o644);
+    }
+    assert!(root.join("etc/fail2ban/jail.d/mailguard.conf").is_file());
+    let action =
+        std::fs::read_to_string(root.join("etc/fail2ban/action.d/mailguard.conf")).unwrap();
+    assert!(action.contains("\nbinary = /usr/local/bin/f2b-mailguard\n"));
+    let config = root.join("etc/f2b-mailguard/config.toml");
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        std::fs::read(format!("{ROOT}/config.example.toml")).unwrap()
+    );
+    assert_eq!(mode(&root.join("var/lib/f2b-mailguard")), 0o700);
+    // The installed binary accepts the installed config.
+    let check = Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let before = listing(root);
+    let out = install(root, &["--binary", BIN]);
+    assert_eq!(listing(root), before, "second run changed the tree");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\ninstalled "),
+        "second run installed something"
+    );
+}
+
+#[test]
+fn prefix_moves_the_binary_and_the_action_follows() {
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["--prefix", "/opt/mailguard", "--binary", BIN]);
+    assert!(d.path().join("opt/mailguard/bin/f2b-mailguard").is_file());
+    let action =
+        std::fs::read_to_string(d.path().join("etc/fail2ban/action.d/mailguard.conf")).unwrap();
+    assert!(action.contains("\nbinary = /opt/mailguard/bin/f2b-mailguard\n"));
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let out = install(d.path(), &["--dry-run", "--binary", BIN]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would run: install"));
+    assert!(
+        listing(d.path()).is_empty(),
+        "dry run wrote {:?}",
+        listing(d.path())
+    );
+}
+
+#[test]
+fn existing_config_is_never_overwritten() {
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("etc/f2b-mailguard/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "mode = \"enforce\"\n").unwrap();
+    install(d.path(), &["--binary", BIN]);
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "mode = \"enforce\"\n"
+    );
+}
+
+#[test]
+fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    install(root, &["--binary", BIN]);
+    let config = root.join("etc/f2b-mailguard/config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}mode = \"enforce\"\n",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let db = root.join("var/lib/f2b-mailguard/mailguard.db");
+    std::fs::write(&db, "data").unwrap();
+    install(root, &["--uninstall"]);
+    assert!(!root.join("usr/local/bin/f2b-mailguard").exists());
+    for dir in ["filter.d", "action.d", "jail.d"] {
+        let left: Vec<_> = std::fs::read_dir(root.join("etc/fail2ban").join(dir))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{dir} not emptied");
+    }
+    assert!(config.exists(), "edited config removed");
+    assert!(db.exists(), "database removed");
+
+    // An untouched config goes with the rest.
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["--binary", BIN]);
+    install(d.path(), &["--uninstall"]);
+    assert!(!d.path().join("etc/f2b-mailguard/config.toml").exists());
+    assert!(d.path().join("var/lib/f2b-mailguard").is_dir());
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let out = Command::new(Path::new(ROOT).join("install.sh"))
+        .arg("--frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option --frobnicate"));
+}
