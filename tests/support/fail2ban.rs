@@ -40,6 +40,17 @@ impl Fail2ban {
     /// Starts `fail2ban-server` with the shipped files, `binary` and `config` injected
     /// into the action, the given jails enabled on their log files.
     pub fn start(root: &Path, binary: &Path, config: &Path, jails: &[Jail]) -> Self {
+        Self::start_with_env(root, binary, config, jails, &[])
+    }
+
+    /// As `start`, with extra environment for the server and so for every action it runs.
+    pub fn start_with_env(
+        root: &Path,
+        binary: &Path,
+        config: &Path,
+        jails: &[Jail],
+        env: &[(&str, &Path)],
+    ) -> Self {
         need("/usr/bin/fail2ban-server");
         let base = root.join("fail2ban");
         let conf = base.join("conf");
@@ -95,6 +106,7 @@ impl Fail2ban {
             .arg("-p")
             .arg(&pidfile)
             .args(["-x", "-f", "start"])
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)
