@@ -22,9 +22,11 @@ RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q --ta
 BIN=$PWD/target/$host/release/f2b-mailguard
 
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+# Stop any worker an escalation started (by pid), then remove the scratch files.
+trap 'pkill -f -- "--config.$W/" || true; rm -rf "$W"' EXIT
 export F2B_MAILGUARD_CONFIG="$W/config.toml"
-printf 'database = "%s/mg.db"\n' "$W" > "$F2B_MAILGUARD_CONFIG"
+# The plain cases measure recording; no action is queued (the escalation case below does).
+printf 'database = "%s/mg.db"\n[actions]\nnotify = []\nblock = []\nlock = []\n' "$W" > "$F2B_MAILGUARD_CONFIG"
 
 now_ms=$(($(date +%s) * 1000))
 # Let the binary create the schema, then fill it in bulk: USERS accounts, EVENTS logins
@@ -68,13 +70,33 @@ hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$W/times.json" \
     -n "record, quiet account, $stored stored" "$quiet" \
     -n "record, busy account (15 networks in window), $stored stored" "$busy" >&2
 
+# Escalation: an account with 5 networks in the window gets a 6th, so every run crosses
+# the notify threshold, queues an action and starts the detached worker. --prepare puts
+# the account back to ok before each run. The action (dovecot_kick with doveadm =
+# /bin/true) is skipped at once by the worker, which then exits.
+esc_cfg="$W/escalate.toml"
+printf 'database = "%s/mg.db"\n[actions]\nnotify = ["dovecot_kick"]\n[dovecot]\ndoveadm = "/bin/true"\n' "$W" > "$esc_cfg"
+sqlite3 "$W/mg.db" <<SQL
+INSERT INTO users (name) VALUES ('escalate@example.com');
+INSERT INTO events (user_id, ts_ms, source, ip, jail)
+  SELECT id, $now_ms - 600000 + 1000 * n, 'smtp', '192.0.2.' || n, 'bench'
+  FROM users, (SELECT 1 AS n UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5)
+  WHERE name = 'escalate@example.com';
+SQL
+escalate="$BIN --config=$esc_cfg record --source=smtp --jail=bench --user=escalate@example.com --ip=198.18.0.6"
+reset="sqlite3 -cmd '.timeout 5000' $W/mg.db \"UPDATE users SET level = 'ok', last_hit_ms = NULL WHERE name = 'escalate@example.com'\""
+hyperfine -N --warmup 20 --runs "$((RUNS / 4))" --prepare "$reset" --export-json "$W/escalate.json" \
+    -n "record that escalates (queues an action, starts the worker), $stored stored" "$escalate" >&2
+queued=$(sqlite3 "$W/mg.db" "SELECT count(*) FROM actions")
+echo "actions queued by the escalation runs: $queued" >&2
+
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
 # The cases are command lines: split on purpose.
 # shellcheck disable=SC2086
-python3 - "$W/times.json" "$(rss /bin/true)" "$(rss $empty)" "$(rss $quiet)" "$(rss $busy)" <<'PY'
+python3 - "$W/times.json" "$W/escalate.json" "$(rss /bin/true)" "$(rss $empty)" "$(rss $quiet)" "$(rss $busy)" "$(rss $escalate)" <<'PY'
 import json, statistics, sys
-data = json.load(open(sys.argv[1]))["results"]
-rss = sys.argv[2:]
+data = json.load(open(sys.argv[1]))["results"] + json.load(open(sys.argv[2]))["results"]
+rss = sys.argv[3:]
 floor = statistics.median(data[0]["times"])
 print("| case | median | p99 | x /bin/true | max RSS |")
 print("|---|---|---|---|---|")
