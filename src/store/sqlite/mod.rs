@@ -2,6 +2,10 @@
 //! so concurrent writers queue instead of failing, `BEGIN IMMEDIATE` so a write
 //! transaction never has to upgrade its lock half-way.
 
+mod outbox;
+mod rows;
+mod write;
+
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -11,21 +15,17 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, ACCOUNT_COLS};
+use self::write::{insert_change, prune, record_once};
 use super::schema;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Evidence, LevelChange,
     LoginEvent, QueuedAction, Recorded, Store, Verdict, WhitelistEntry,
 };
-use crate::actions::ActionKind;
 use crate::config::Config;
-use crate::detect::{AccountState, Seen, Transition};
+use crate::detect::{Seen, Transition};
 use crate::error::{Error, Result};
-use crate::model::{Cidr, ClientAddr, Level, LogTime, SaslUser, Source, Span};
-
-/// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
-/// rows: a few milliseconds now and then instead of an unbounded table.
-const AUTO_PRUNE_EVERY: i64 = 256;
-const AUTO_PRUNE_BATCH: u32 = 2000;
+use crate::model::{Cidr, LogTime, SaslUser, Span};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -166,141 +166,6 @@ fn keep_wal_small(conn: &Connection, path: &Path, busy_timeout: Span) {
     let _ = conn.busy_timeout(Duration::ZERO);
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     let _ = conn.busy_timeout(Duration::from_millis(busy_timeout.millis() as u64));
-}
-
-fn level_of(raw: &str) -> rusqlite::Result<Level> {
-    Level::from_db(raw).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, "level".into())
-    })
-}
-
-fn source_of(raw: &str) -> rusqlite::Result<Source> {
-    Source::parse(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn addr_of(raw: &str) -> rusqlite::Result<ClientAddr> {
-    ClientAddr::parse(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn kind_of(raw: &str) -> rusqlite::Result<ActionKind> {
-    raw.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-    })
-}
-
-fn state_of(raw: &str) -> rusqlite::Result<ActionState> {
-    ActionState::from_db(raw).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            "action state".into(),
-        )
-    })
-}
-
-fn user_of(raw: &str) -> rusqlite::Result<SaslUser> {
-    SaslUser::parse(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn cidr_of(raw: &str) -> rusqlite::Result<Cidr> {
-    Cidr::parse("cidr", raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-const ACCOUNT_COLS: &str = "name, level, enforced, last_hit_ms, count_from_ms, last_seen_ms";
-
-fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
-    Ok(Account {
-        user: user_of(&r.get::<_, String>(0)?)?,
-        state: AccountState {
-            level: level_of(&r.get::<_, String>(1)?)?,
-            enforced: r.get(2)?,
-            last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
-            count_from: LogTime::from_millis(r.get(4)?),
-        },
-        last_seen: r.get::<_, Option<i64>>(5)?.map(LogTime::from_millis),
-    })
-}
-
-fn insert_change(
-    tx: &Connection,
-    user_id: i64,
-    at: LogTime,
-    t: &Transition,
-    actor: &str,
-) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        user_id,
-        at.millis(),
-        t.from.as_str(),
-        t.to.as_str(),
-        t.enforced,
-        t.reason,
-        actor
-    ])?;
-    Ok(tx.last_insert_rowid())
-}
-
-/// Queues one action of a transition; a mail is skipped if one for the same account
-/// and level was queued within `cooldown` of log time. Returns how many were queued.
-fn queue_action(
-    tx: &Connection,
-    user_id: i64,
-    change_id: i64,
-    kind: ActionKind,
-    t: &Transition,
-    at: LogTime,
-    cooldown: Span,
-) -> rusqlite::Result<usize> {
-    if kind == ActionKind::Mail {
-        let recent: bool = tx
-            .prepare_cached(
-                "SELECT count(*) > 0 FROM actions WHERE user_id = ?1 AND kind = 'mail' AND level = ?2
-                 AND enforced = ?3 AND logged_ms > ?4 AND state <> 'cancelled'",
-            )?
-            .query_row(
-                params![user_id, t.to.as_str(), t.enforced, at.minus(cooldown).millis()],
-                |r| r.get(0),
-            )?;
-        if recent {
-            return Ok(0);
-        }
-    }
-    let now = LogTime::now().millis();
-    tx.prepare_cached(
-        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-    )?
-    .execute(params![
-        user_id,
-        change_id,
-        kind.as_str(),
-        t.to.as_str(),
-        t.enforced,
-        at.millis(),
-        now
-    ])
-}
-
-fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
-    let n = tx
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN
-               (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
-        )?
-        .execute(params![before.millis(), batch])?;
-    Ok(n as u64)
 }
 
 impl Store for SqliteStore {
@@ -502,39 +367,11 @@ impl Store for SqliteStore {
     }
 
     fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT a.id, u.name, a.kind, a.level, a.enforced, a.attempts, a.change_id
-                 FROM actions a JOIN users u ON u.id = a.user_id
-                 WHERE a.state = 'pending' AND a.next_ms <= ?1 ORDER BY a.id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([now.millis()], |r| {
-                Ok(QueuedAction {
-                    id: r.get(0)?,
-                    user: user_of(&r.get::<_, String>(1)?)?,
-                    kind: kind_of(&r.get::<_, String>(2)?)?,
-                    level: level_of(&r.get::<_, String>(3)?)?,
-                    enforced: r.get(4)?,
-                    attempts: r.get(5)?,
-                    change_id: r.get(6)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-        rows.map_err(|e| sql_err(&self.path, e))
+        outbox::due_actions(&self.conn, now).map_err(|e| self.err(e))
     }
 
     fn next_pending(&mut self) -> Result<Option<LogTime>> {
-        self.conn
-            .query_row(
-                "SELECT min(next_ms) FROM actions WHERE state = 'pending'",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|v| v.map(LogTime::from_millis))
-            .map_err(|e| self.err(e))
+        outbox::next_pending(&self.conn).map_err(|e| self.err(e))
     }
 
     fn finish_action(
@@ -545,87 +382,24 @@ impl Store for SqliteStore {
         outcome: &str,
         retry_at: Option<LogTime>,
     ) -> Result<()> {
-        let (state, next) = match retry_at {
-            Some(t) => (ActionState::Pending, t.millis()),
-            None => (state, now.millis()),
-        };
-        self.conn
-            .execute(
-                "UPDATE actions SET state = ?2, attempts = attempts + 1, next_ms = ?3,
-                     updated_ms = ?4, outcome = ?5 WHERE id = ?1",
-                params![id, state.as_str(), next, now.millis(), outcome],
-            )
-            .map(|_| ())
+        outbox::finish_action(&self.conn, id, now, state, outcome, retry_at)
             .map_err(|e| self.err(e))
     }
 
     fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT a.id, a.kind, a.level, a.enforced, a.state, a.attempts, a.created_ms,
-                        a.updated_ms, a.next_ms, a.outcome, a.change_id
-                 FROM actions a JOIN users u ON u.id = a.user_id WHERE u.name = ?1 ORDER BY a.id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([user.as_str()], |r| {
-                Ok(ActionRecord {
-                    id: r.get(0)?,
-                    kind: kind_of(&r.get::<_, String>(1)?)?,
-                    level: level_of(&r.get::<_, String>(2)?)?,
-                    enforced: r.get(3)?,
-                    state: state_of(&r.get::<_, String>(4)?)?,
-                    attempts: r.get(5)?,
-                    created: LogTime::from_millis(r.get(6)?),
-                    updated: r.get::<_, Option<i64>>(7)?.map(LogTime::from_millis),
-                    next: LogTime::from_millis(r.get(8)?),
-                    outcome: r.get(9)?,
-                    change_id: r.get(10)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-        rows.map_err(|e| sql_err(&self.path, e))
+        outbox::actions_of(&self.conn, user).map_err(|e| self.err(e))
     }
 
     fn action_totals(&mut self) -> Result<ActionTotals> {
-        self.conn
-            .query_row(
-                "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'failed'), 0),
-                        min(CASE WHEN state = 'pending' THEN created_ms END)
-                 FROM actions WHERE state IN ('pending', 'failed')",
-                [],
-                |r| {
-                    Ok(ActionTotals {
-                        pending: r.get::<_, i64>(0)? as u64,
-                        failed: r.get::<_, i64>(1)? as u64,
-                        oldest_pending: r.get::<_, Option<i64>>(2)?.map(LogTime::from_millis),
-                    })
-                },
-            )
-            .map_err(|e| self.err(e))
+        outbox::action_totals(&self.conn).map_err(|e| self.err(e))
     }
 
     fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64> {
-        self.conn
-            .execute(
-                "UPDATE actions SET state = 'cancelled', updated_ms = ?2, outcome = 'cancelled by release'
-                 WHERE state = 'pending' AND user_id = (SELECT id FROM users WHERE name = ?1)",
-                params![user.as_str(), now.millis()],
-            )
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
+        outbox::cancel_pending(&self.conn, user, now).map_err(|e| self.err(e))
     }
 
     fn blocked(&mut self) -> Result<Vec<SaslUser>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced = 1 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| user_of(&r.get::<_, String>(0)?))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-        rows.map_err(|e| sql_err(&self.path, e))
+        outbox::blocked(&self.conn).map_err(|e| self.err(e))
     }
 
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64> {
@@ -642,119 +416,4 @@ impl Store for SqliteStore {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
-}
-
-/// One attempt at storing a login and re-evaluating its account; see `Store::record`.
-fn record_once(
-    conn: &mut Connection,
-    retention: Span,
-    event: &LoginEvent,
-    window: Span,
-    decide: &mut dyn FnMut(&Evidence) -> Verdict,
-) -> rusqlite::Result<Recorded> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let at = event.time;
-    let (user_id, state): (i64, AccountState) = tx
-        .prepare_cached(
-            "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)
-             RETURNING id, level, enforced, last_hit_ms, count_from_ms",
-        )
-        ?
-        .query_row(params![event.user.as_str(), at.millis()], |r| {
-            Ok((
-                r.get(0)?,
-                AccountState {
-                    level: level_of(&r.get::<_, String>(1)?)?,
-                    enforced: r.get(2)?,
-                    last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
-                    count_from: LogTime::from_millis(r.get(4)?),
-                },
-            ))
-        })
-        ?;
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            user_id,
-            at.millis(),
-            event.source.as_str(),
-            event.addr.to_string(),
-            event.jail.as_str(),
-            event.fid.as_ref().map(|f| f.as_str()),
-        ])?;
-    if inserted == 0 {
-        tx.commit()?;
-        return Ok(Recorded {
-            duplicate: true,
-            queued: 0,
-        });
-    }
-    let event_id = tx.last_insert_rowid();
-
-    let since = at.minus(window).max(state.count_from);
-    let seen = seen_in(&tx, user_id, since, at)?;
-    let whitelist = whitelist_of(&tx, event.user.as_str())?;
-    let verdict = decide(&Evidence {
-        user: &event.user,
-        at,
-        state: &state,
-        seen: &seen,
-        whitelist: &whitelist,
-    });
-    if verdict.state != state {
-        tx.prepare_cached(
-            "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
-        )?
-        .execute(params![
-            user_id,
-            verdict.state.level.as_str(),
-            verdict.state.enforced,
-            verdict.state.last_hit.map(LogTime::millis),
-        ])?;
-    }
-    let mut queued = 0;
-    if let Some(t) = &verdict.transition {
-        let change_id = insert_change(&tx, user_id, at, t, "detector")?;
-        for kind in &verdict.actions {
-            queued += queue_action(&tx, user_id, change_id, *kind, t, at, verdict.mail_cooldown)?;
-        }
-    }
-    if event_id % AUTO_PRUNE_EVERY == 0 {
-        prune(&tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
-    }
-    tx.commit()?;
-    Ok(Recorded {
-        duplicate: false,
-        queued,
-    })
-}
-
-fn seen_in(
-    conn: &Connection,
-    user_id: i64,
-    since: LogTime,
-    until: LogTime,
-) -> rusqlite::Result<Vec<Seen>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT source, ip, ts_ms FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3",
-    )?;
-    let rows = stmt.query_map(params![user_id, since.millis(), until.millis()], |r| {
-        Ok(Seen {
-            source: source_of(&r.get::<_, String>(0)?)?,
-            addr: addr_of(&r.get::<_, String>(1)?)?,
-            time: LogTime::from_millis(r.get(2)?),
-        })
-    })?;
-    rows.collect()
-}
-
-fn whitelist_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Cidr>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
-    let rows = stmt.query_map([user], |r| cidr_of(&r.get::<_, String>(0)?))?;
-    rows.collect()
 }

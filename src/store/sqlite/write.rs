@@ -1,0 +1,204 @@
+//! The hot path's transaction (store a login, evaluate, queue actions) and the
+//! writes it shares with the rest of the store.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::rows::{addr_of, cidr_of, level_of, source_of};
+use crate::actions::ActionKind;
+use crate::detect::{AccountState, Seen, Transition};
+use crate::model::{Cidr, LogTime, Span};
+use crate::store::{Evidence, LoginEvent, Recorded, Verdict};
+
+/// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
+/// rows: a few milliseconds now and then instead of an unbounded table.
+const AUTO_PRUNE_EVERY: i64 = 256;
+const AUTO_PRUNE_BATCH: u32 = 2000;
+
+pub(super) fn insert_change(
+    tx: &Connection,
+    user_id: i64,
+    at: LogTime,
+    t: &Transition,
+    actor: &str,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        user_id,
+        at.millis(),
+        t.from.as_str(),
+        t.to.as_str(),
+        t.enforced,
+        t.reason,
+        actor
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Queues one action of a transition; a mail is skipped if one for the same account
+/// and level was queued within `cooldown` of log time. Returns how many were queued.
+fn queue_action(
+    tx: &Connection,
+    user_id: i64,
+    change_id: i64,
+    kind: ActionKind,
+    t: &Transition,
+    at: LogTime,
+    cooldown: Span,
+) -> rusqlite::Result<usize> {
+    if kind == ActionKind::Mail {
+        let recent: bool = tx
+            .prepare_cached(
+                "SELECT count(*) > 0 FROM actions WHERE user_id = ?1 AND kind = 'mail' AND level = ?2
+                 AND enforced = ?3 AND logged_ms > ?4 AND state <> 'cancelled'",
+            )?
+            .query_row(
+                params![user_id, t.to.as_str(), t.enforced, at.minus(cooldown).millis()],
+                |r| r.get(0),
+            )?;
+        if recent {
+            return Ok(0);
+        }
+    }
+    let now = LogTime::now().millis();
+    tx.prepare_cached(
+        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![
+        user_id,
+        change_id,
+        kind.as_str(),
+        t.to.as_str(),
+        t.enforced,
+        at.millis(),
+        now
+    ])
+}
+
+pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN
+               (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+        )?
+        .execute(params![before.millis(), batch])?;
+    Ok(n as u64)
+}
+
+/// One attempt at storing a login and re-evaluating its account; see `Store::record`.
+pub(super) fn record_once(
+    conn: &mut Connection,
+    retention: Span,
+    event: &LoginEvent,
+    window: Span,
+    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+) -> rusqlite::Result<Recorded> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let at = event.time;
+    let (user_id, state): (i64, AccountState) = tx
+        .prepare_cached(
+            "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)
+             RETURNING id, level, enforced, last_hit_ms, count_from_ms",
+        )
+        ?
+        .query_row(params![event.user.as_str(), at.millis()], |r| {
+            Ok((
+                r.get(0)?,
+                AccountState {
+                    level: level_of(&r.get::<_, String>(1)?)?,
+                    enforced: r.get(2)?,
+                    last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
+                    count_from: LogTime::from_millis(r.get(4)?),
+                },
+            ))
+        })
+        ?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            user_id,
+            at.millis(),
+            event.source.as_str(),
+            event.addr.to_string(),
+            event.jail.as_str(),
+            event.fid.as_ref().map(|f| f.as_str()),
+        ])?;
+    if inserted == 0 {
+        tx.commit()?;
+        return Ok(Recorded {
+            duplicate: true,
+            queued: 0,
+        });
+    }
+    let event_id = tx.last_insert_rowid();
+
+    let since = at.minus(window).max(state.count_from);
+    let seen = seen_in(&tx, user_id, since, at)?;
+    let whitelist = whitelist_of(&tx, event.user.as_str())?;
+    let verdict = decide(&Evidence {
+        user: &event.user,
+        at,
+        state: &state,
+        seen: &seen,
+        whitelist: &whitelist,
+    });
+    if verdict.state != state {
+        tx.prepare_cached(
+            "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            user_id,
+            verdict.state.level.as_str(),
+            verdict.state.enforced,
+            verdict.state.last_hit.map(LogTime::millis),
+        ])?;
+    }
+    let mut queued = 0;
+    if let Some(t) = &verdict.transition {
+        let change_id = insert_change(&tx, user_id, at, t, "detector")?;
+        for kind in &verdict.actions {
+            queued += queue_action(&tx, user_id, change_id, *kind, t, at, verdict.mail_cooldown)?;
+        }
+    }
+    if event_id % AUTO_PRUNE_EVERY == 0 {
+        prune(&tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
+    }
+    tx.commit()?;
+    Ok(Recorded {
+        duplicate: false,
+        queued,
+    })
+}
+
+fn seen_in(
+    conn: &Connection,
+    user_id: i64,
+    since: LogTime,
+    until: LogTime,
+) -> rusqlite::Result<Vec<Seen>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT source, ip, ts_ms FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3",
+    )?;
+    let rows = stmt.query_map(params![user_id, since.millis(), until.millis()], |r| {
+        Ok(Seen {
+            source: source_of(&r.get::<_, String>(0)?)?,
+            addr: addr_of(&r.get::<_, String>(1)?)?,
+            time: LogTime::from_millis(r.get(2)?),
+        })
+    })?;
+    rows.collect()
+}
+
+pub(super) fn whitelist_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Cidr>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
+    let rows = stmt.query_map([user], |r| cidr_of(&r.get::<_, String>(0)?))?;
+    rows.collect()
+}
