@@ -146,6 +146,12 @@ trap 'rm -f "$tmp"' EXIT
 sed "s|^binary = .*|binary = $BIN|" "$HERE/fail2ban/action.d/mailguard.conf" >"$tmp"
 install_file "$tmp" "$F2B/action.d/mailguard.conf" 0644
 
+# systemd units, installed but not enabled: the admin chooses (see the next steps).
+for f in "$HERE"/systemd/*; do
+    sed "s|/usr/local/bin/f2b-mailguard|$BIN|g" "$f" >"$tmp"
+    install_file "$tmp" "/etc/systemd/system/$(basename "$f")" 0644
+done
+
 # The pristine default config, kept to tell an edited config from an untouched one.
 install_file "$HERE/config.example.toml" "$SHARE/config.example.toml" 0644
 if [ -e "$DESTDIR$CONFIG" ]; then
@@ -182,5 +188,9 @@ f2b-mailguard is installed. Next steps:
   3. Reload Fail2ban:          fail2ban-client reload
   4. For the SASL block, add to Postfix's main.cf, before permit_sasl_authenticated:
        check_sasl_access lmdb:/etc/postfix/mailguard_sasl_access
-  5. Watch:                    f2b-mailguard status
+  5. Retry queued actions and prune old logins (units installed, not enabled):
+       systemctl daemon-reload
+       systemctl enable --now f2b-mailguard-actions.timer f2b-mailguard-prune.timer
+     optionally f2b-mailguard-metrics.timer for node_exporter's textfile collector.
+  6. Watch:                    f2b-mailguard status   (monitoring: f2b-mailguard check)
 EOF

@@ -42,6 +42,10 @@ pub enum Command {
     RunActions,
     /// Put a flagged account back to ok: unblock, release its held mail, restart counting
     Release(Release),
+    /// Nagios/Icinga plugin: one status line with performance data, exit 0/1/2/3
+    Check(Check),
+    /// Prometheus metrics, to stdout or atomically to a node_exporter textfile
+    Metrics(Metrics),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -115,6 +119,21 @@ pub struct Release {
     /// Delete the account's held mail instead of sending it
     #[arg(long)]
     pub purge_held: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Check {
+    /// WARNING when a queued action has waited longer than this (worker not running)
+    #[arg(long, value_name = "SPAN", default_value = "10m")]
+    pub pending_age: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Metrics {
+    /// Write to this file (atomically) instead of stdout, e.g.
+    /// /var/lib/prometheus/node-exporter/f2b_mailguard.prom
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,10 @@ pub enum Error {
     #[error("database {path}: {reason}")]
     StoreState { path: PathBuf, reason: String },
 
+    /// Leave with this exit status; the command already printed what it had to say.
+    #[error("")]
+    Exit(u8),
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -57,6 +61,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Config { .. } | Error::Usage(_) => 2,
+            Error::Exit(code) => i32::from(*code),
             _ => 1,
         }
     }

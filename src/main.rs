@@ -4,6 +4,7 @@ mod cmd;
 mod config;
 mod detect;
 mod error;
+mod files;
 mod model;
 mod report;
 mod store;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     let app = App::new(&cli);
     match cli.command.run(&app) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error::Error::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("f2b-mailguard: {}", error::one_line(&e));

@@ -146,3 +146,41 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
         actions,
     })
 }
+
+/// The state of the whole installation, for monitoring (`check`, `metrics`).
+pub struct Health {
+    /// Accounts above ok, with their effective level and enforcement.
+    pub flagged: Vec<(SaslUser, Level, bool)>,
+    pub pending: u64,
+    pub failed: u64,
+    pub oldest_pending: Option<LogTime>,
+}
+
+impl Health {
+    pub fn count(&self, level: Level, enforced: bool) -> usize {
+        self.flagged
+            .iter()
+            .filter(|(_, l, e)| *l == level && (*e == enforced || !level.needs_enforcement()))
+            .count()
+    }
+}
+
+pub fn health(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Health> {
+    let mut flagged: Vec<(SaslUser, Level, bool)> = store
+        .flagged()?
+        .into_iter()
+        .map(|a| {
+            let (level, enforced) = effective(cfg, &a.state, at);
+            (a.user, level, enforced)
+        })
+        .filter(|(_, level, _)| *level > Level::Ok)
+        .collect();
+    flagged.sort_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)).then_with(|| a.0.cmp(&b.0)));
+    let totals = store.action_totals()?;
+    Ok(Health {
+        flagged,
+        pending: totals.pending,
+        failed: totals.failed,
+        oldest_pending: totals.oldest_pending,
+    })
+}

@@ -92,6 +92,15 @@ fn installs_the_expected_tree_twice_without_change() {
         std::fs::read(format!("{ROOT}/config.example.toml")).unwrap()
     );
     assert_eq!(mode(&root.join("var/lib/f2b-mailguard")), 0o700);
+    let unit =
+        std::fs::read_to_string(root.join("etc/systemd/system/f2b-mailguard-actions.service"))
+            .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/f2b-mailguard run-actions"));
+    for t in ["actions", "prune", "metrics"] {
+        assert!(root
+            .join(format!("etc/systemd/system/f2b-mailguard-{t}.timer"))
+            .is_file());
+    }
     // The installed binary accepts the installed config.
     let check = Command::new(&bin)
         .arg("--config")

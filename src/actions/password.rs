@@ -10,8 +10,9 @@ use std::path::Path;
 use base64::Engine as _;
 use sha2::{Digest, Sha512};
 
-use super::{exec, write_atomically};
+use super::exec;
 use crate::config::{Config, PasswordBackend};
+use crate::files::write_atomically;
 use crate::model::SaslUser;
 
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{exec, write_atomically};
+use super::exec;
 use crate::config::Config;
+use crate::files::write_atomically;
 use crate::model::{SaslUser, Span};
 
 /// Rewrites the whole map from the list of blocked accounts (the database is the truth,

@@ -1,6 +1,8 @@
 //! One file per subcommand, each an `impl Run`.
 
+mod check;
 mod config;
+mod metrics;
 mod prune;
 mod record;
 mod release;
@@ -54,6 +56,8 @@ impl Run for Command {
             Command::Config(c) => c.run(app),
             Command::RunActions => run_actions::run(app),
             Command::Release(c) => c.run(app),
+            Command::Check(c) => c.run(app),
+            Command::Metrics(c) => c.run(app),
         }
     }
 }

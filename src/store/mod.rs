@@ -205,6 +205,8 @@ pub trait Store {
     ) -> Result<()>;
     fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>>;
     fn action_totals(&mut self) -> Result<ActionTotals>;
+    /// How many actions there are of each kind in each state.
+    fn action_counts(&mut self) -> Result<Vec<(ActionKind, ActionState, u64)>>;
     /// Cancels an account's pending actions (on release); returns how many.
     fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64>;
     /// Accounts whose block or lock is enforced: the content of the SASL block map.
@@ -213,6 +215,7 @@ pub trait Store {
     /// Deletes at most `batch` logins older than `before`; returns how many went.
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
+    fn meta(&mut self, key: &str) -> Result<Option<String>>;
 }
 
 /// Opens the configured store, creating and migrating it as needed.

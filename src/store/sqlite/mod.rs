@@ -406,6 +406,17 @@ impl Store for SqliteStore {
         prune(&self.conn, before, batch).map_err(|e| self.err(e))
     }
 
+    fn action_counts(&mut self) -> Result<Vec<(crate::actions::ActionKind, ActionState, u64)>> {
+        outbox::action_counts(&self.conn).map_err(|e| self.err(e))
+    }
+
+    fn meta(&mut self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.conn
             .execute(

@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection};
 
 use super::rows::{kind_of, level_of, state_of, user_of};
+use crate::actions::ActionKind;
 use crate::model::{LogTime, SaslUser};
 use crate::store::{ActionRecord, ActionState, ActionTotals, QueuedAction};
 
@@ -123,4 +124,19 @@ pub(super) fn blocked(conn: &Connection) -> rusqlite::Result<Vec<SaslUser>> {
         .query_map([], |r| user_of(&r.get::<_, String>(0)?))
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
     rows
+}
+
+pub(super) fn action_counts(
+    conn: &Connection,
+) -> rusqlite::Result<Vec<(ActionKind, ActionState, u64)>> {
+    let mut stmt =
+        conn.prepare("SELECT kind, state, count(*) FROM actions GROUP BY kind, state")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            kind_of(&r.get::<_, String>(0)?)?,
+            state_of(&r.get::<_, String>(1)?)?,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    rows.collect()
 }

@@ -1,0 +1,124 @@
+//! `check`: a Nagios/Icinga plugin. One status line with performance data; exit 0 OK,
+//! 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the plugin could not look).
+
+use super::{App, Run};
+use crate::cli::Check;
+use crate::error::{Error, Result};
+use crate::model::{Level, LogTime, SaslUser, Span};
+use crate::report::{self, Health};
+use crate::store;
+
+const OK: u8 = 0;
+const WARNING: u8 = 1;
+const CRITICAL: u8 = 2;
+const UNKNOWN: u8 = 3;
+
+impl Run for Check {
+    fn run(&self, app: &App) -> Result<()> {
+        let code = match self.look(app) {
+            Ok((code, line)) => {
+                println!(
+                    "F2B-MAILGUARD {} - {line}",
+                    ["OK", "WARNING", "CRITICAL", "UNKNOWN"][code as usize]
+                );
+                code
+            }
+            Err(e) => {
+                println!("F2B-MAILGUARD UNKNOWN - {}", crate::error::one_line(&e));
+                UNKNOWN
+            }
+        };
+        Err(Error::Exit(code))
+    }
+}
+
+/// Up to three names, then a count.
+fn names(users: &[&SaslUser]) -> String {
+    let shown: Vec<String> = users.iter().take(3).map(|u| u.to_string()).collect();
+    match users.len() {
+        n if n > 3 => format!("{} and {} more", shown.join(", "), n - 3),
+        _ => shown.join(", "),
+    }
+}
+
+impl Check {
+    fn look(&self, app: &App) -> Result<(u8, String)> {
+        let pending_age = Span::parse("pending-age", &self.pending_age)?;
+        let cfg = app.config()?;
+        let mut store = store::open(&cfg)?;
+        let now = LogTime::now();
+        let h = report::health(&cfg, store.as_mut(), now)?;
+        let oldest = h
+            .oldest_pending
+            .map_or(0, |t| (now.millis() - t.millis()).max(0) / 1000);
+        let mut problems = Vec::new();
+        let mut code = OK;
+        // Block and lock are critical even when enforced: the account is compromised and
+        // its owner needs a new password; in warn mode nobody has contained it yet.
+        for (level, enforced) in [
+            (Level::Lock, true),
+            (Level::Lock, false),
+            (Level::Block, true),
+            (Level::Block, false),
+        ] {
+            let users: Vec<&SaslUser> = h
+                .flagged
+                .iter()
+                .filter(|(_, l, e)| *l == level && *e == enforced)
+                .map(|(u, ..)| u)
+                .collect();
+            if !users.is_empty() {
+                code = CRITICAL;
+                problems.push(format!(
+                    "{} {}: {}",
+                    users.len(),
+                    level.describe(enforced),
+                    names(&users)
+                ));
+            }
+        }
+        if h.failed > 0 {
+            code = CRITICAL;
+            problems.push(format!("{} action(s) failed for good", h.failed));
+        }
+        let notify: Vec<&SaslUser> = h
+            .flagged
+            .iter()
+            .filter(|(_, l, _)| *l == Level::Notify)
+            .map(|(u, ..)| u)
+            .collect();
+        if !notify.is_empty() {
+            code = code.max(WARNING);
+            problems.push(format!("{} notify: {}", notify.len(), names(&notify)));
+        }
+        if oldest > pending_age.as_secs() {
+            code = code.max(WARNING);
+            problems.push(format!(
+                "an action has waited {oldest}s (is run-actions running?)"
+            ));
+        }
+        let summary = if problems.is_empty() {
+            format!(
+                "no account flagged, {} action(s) pending (mode {})",
+                h.pending,
+                cfg.mode.as_str()
+            )
+        } else {
+            problems.join("; ")
+        };
+        Ok((code, format!("{summary} | {}", perfdata(&h, oldest))))
+    }
+}
+
+fn perfdata(h: &Health, oldest: i64) -> String {
+    format!(
+        "notify={} block={} lock={} would_block={} would_lock={} pending={} failed={} oldest_pending={oldest}s",
+        h.count(Level::Notify, false),
+        h.count(Level::Block, true),
+        h.count(Level::Lock, true),
+        h.count(Level::Block, false),
+        h.count(Level::Lock, false),
+        h.pending,
+        h.failed
+    )
+}

@@ -1,0 +1,138 @@
+//! `metrics`: Prometheus text exposition, for node_exporter's textfile collector.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{App, Run};
+use crate::actions::ActionKind;
+use crate::cli::Metrics;
+use crate::error::{Error, Result};
+use crate::files::write_atomically;
+use crate::model::{Level, LogTime, Source};
+use crate::report;
+use crate::store::{self, ActionState};
+
+fn family(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP f2b_mailguard_{name} {help}");
+    let _ = writeln!(out, "# TYPE f2b_mailguard_{name} gauge");
+}
+
+impl Run for Metrics {
+    fn run(&self, app: &App) -> Result<()> {
+        let cfg = app.config()?;
+        let mut store = store::open(&cfg)?;
+        let now = LogTime::now();
+        let h = report::health(&cfg, store.as_mut(), now)?;
+        let mut out = String::new();
+
+        family(
+            &mut out,
+            "accounts",
+            "Accounts by level; would_block and would_lock are decided in warn mode.",
+        );
+        for (state, level, enforced) in [
+            ("notify", Level::Notify, false),
+            ("block", Level::Block, true),
+            ("lock", Level::Lock, true),
+            ("would_block", Level::Block, false),
+            ("would_lock", Level::Lock, false),
+        ] {
+            let _ = writeln!(
+                out,
+                "f2b_mailguard_accounts{{state=\"{state}\"}} {}",
+                h.count(level, enforced)
+            );
+        }
+
+        family(
+            &mut out,
+            "logins",
+            "Logins recorded within the detection window, by source.",
+        );
+        let mut logins: BTreeMap<Source, u64> = Source::ALL.iter().map(|s| (*s, 0)).collect();
+        for (_, seen) in store.activity(now.minus(cfg.detection.window), now)? {
+            *logins.entry(seen.source).or_default() += 1;
+        }
+        for (source, n) in &logins {
+            let _ = writeln!(out, "f2b_mailguard_logins{{source=\"{source}\"}} {n}");
+        }
+
+        family(
+            &mut out,
+            "actions",
+            "Containment actions by kind and state.",
+        );
+        let counts: BTreeMap<(ActionKind, &str), u64> = store
+            .action_counts()?
+            .into_iter()
+            .map(|(k, s, n)| ((k, s.as_str()), n))
+            .collect();
+        for kind in ActionKind::ALL {
+            for state in [
+                ActionState::Pending,
+                ActionState::Done,
+                ActionState::Skipped,
+                ActionState::Failed,
+                ActionState::Cancelled,
+            ] {
+                let n = counts.get(&(kind, state.as_str())).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "f2b_mailguard_actions{{kind=\"{kind}\",state=\"{}\"}} {n}",
+                    state.as_str()
+                );
+            }
+        }
+
+        family(
+            &mut out,
+            "oldest_pending_action_age_seconds",
+            "How long the oldest queued action has waited.",
+        );
+        let age = h
+            .oldest_pending
+            .map_or(0, |t| (now.millis() - t.millis()).max(0) / 1000);
+        let _ = writeln!(out, "f2b_mailguard_oldest_pending_action_age_seconds {age}");
+
+        family(
+            &mut out,
+            "database_bytes",
+            "Size of the SQLite database and its write-ahead log.",
+        );
+        let size = |suffix: &str| {
+            let mut p = cfg.database.clone().into_os_string();
+            p.push(suffix);
+            std::fs::metadata(&p).map_or(0, |m| m.len())
+        };
+        let _ = writeln!(
+            out,
+            "f2b_mailguard_database_bytes {}",
+            size("") + size("-wal")
+        );
+
+        family(
+            &mut out,
+            "last_prune_timestamp_seconds",
+            "When `prune` last ran (0: never).",
+        );
+        let last = store
+            .meta("last_prune")?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "f2b_mailguard_last_prune_timestamp_seconds {}",
+            last / 1000
+        );
+
+        match &self.textfile {
+            Some(path) => {
+                write_atomically(path, out.as_bytes(), 0o644, None).map_err(|e| Error::io(path, e))
+            }
+            None => {
+                print!("{out}");
+                Ok(())
+            }
+        }
+    }
+}
