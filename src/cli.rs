@@ -46,6 +46,9 @@ pub enum Command {
     Check(Check),
     /// Prometheus metrics, to stdout or atomically to a node_exporter textfile
     Metrics(Metrics),
+    /// Print the man page (roff) or a shell completion script, for packaging
+    #[command(hide = true)]
+    Generate(Generate),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -134,6 +137,14 @@ pub struct Metrics {
     /// /var/lib/prometheus/node-exporter/f2b_mailguard.prom
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Generate {
+    /// `man`, or a shell: bash, zsh, fish, elvish, powershell
+    pub what: String,
+    /// For `man`: the directory to write the pages into
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod check;
 mod config;
+mod generate;
 mod metrics;
 mod prune;
 mod record;
@@ -58,6 +59,7 @@ impl Run for Command {
             Command::Release(c) => c.run(app),
             Command::Check(c) => c.run(app),
             Command::Metrics(c) => c.run(app),
+            Command::Generate(c) => c.run(app),
         }
     }
 }
