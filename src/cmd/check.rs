@@ -91,6 +91,10 @@ impl Check {
             code = code.max(WARNING);
             problems.push(format!("{} notify: {}", notify.len(), names(&notify)));
         }
+        for w in cfg.warnings() {
+            code = code.max(WARNING);
+            problems.push(w);
+        }
         if oldest > pending_age.as_secs() {
             code = code.max(WARNING);
             problems.push(format!(

@@ -9,6 +9,9 @@ impl Run for ConfigCmd {
         match self {
             ConfigCmd::Check => {
                 let cfg = app.config()?;
+                for w in cfg.warnings() {
+                    eprintln!("f2b-mailguard: warning: {w}");
+                }
                 let origin = cfg
                     .file
                     .as_ref()

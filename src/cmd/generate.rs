@@ -1,7 +1,6 @@
 //! `generate man DIR | SHELL`: the man pages and completions, from the same clap
 //! definitions as the parser, so they cannot drift. install.sh writes them into place.
 
-
 use clap::CommandFactory;
 
 use super::{App, Run};

@@ -48,6 +48,9 @@ impl Run for Status {
         let user = user_arg(self.user.as_deref())?;
         let at = at_arg(self.at.as_deref())?;
         let mut cfg = app.config()?;
+        for w in cfg.warnings() {
+            eprintln!("f2b-mailguard: warning: {w}");
+        }
         if let Some(w) = &self.window {
             cfg.detection.window = Span::parse("window", w)?;
         }
@@ -169,7 +172,28 @@ fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// Colour only for a person at a terminal, and never with NO_COLOR set (no-color.org).
+fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Red for block and lock, yellow for notify; the padding stays outside the codes.
+fn paint(text: &str, level: Level, colour: bool) -> String {
+    let code = match level {
+        Level::Block | Level::Lock => "31",
+        Level::Notify => "33",
+        Level::Ok => return text.to_owned(),
+    };
+    if !colour {
+        return text.to_owned();
+    }
+    let trimmed = text.trim_end();
+    format!("\x1b[{code}m{trimmed}\x1b[0m{}", &text[trimmed.len()..])
+}
+
 fn print_overview(cfg: &Config, o: &Overview) {
+    let colour = use_colour();
     println!(
         "mode {} · window {} · as of {}",
         o.mode,
@@ -204,9 +228,9 @@ fn print_overview(cfg: &Config, o: &Overview) {
             .map(|t| when(t)[..16].to_owned())
             .unwrap_or_default();
         println!(
-            "{:<30} {:<12} {:>5} {:>6}  {}",
+            "{:<30} {} {:>5} {:>6}  {}",
             fit(r.user.as_str(), 30),
-            r.state,
+            paint(&format!("{:<12}", r.state), r.level, colour),
             r.networks,
             r.logins,
             last

@@ -153,6 +153,25 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Problems worth telling an admin about that do not stop the program.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(file) = &self.file else {
+            return out;
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let readable_by_others =
+            std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+        if readable_by_others && !self.contain.mail.smtp_password.is_empty() {
+            out.push(format!(
+                "{} is readable by other users and holds mail.smtp_password: chmod 600 {}",
+                file.display(),
+                file.display()
+            ));
+        }
+        out
+    }
+
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let table: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
             file: file.to_owned(),

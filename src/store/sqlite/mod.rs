@@ -8,7 +8,7 @@ mod write;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,8 @@ fn sql_err(path: &Path, source: rusqlite::Error) -> Error {
 
 /// Creates the database directory `0700` and the file `0600` before SQLite touches them;
 /// SQLite gives its `-wal` and `-shm` files the database file's permissions.
+/// A directory other users can write to is refused: they could swap the database
+/// (and the evidence in it) or plant a link where root is about to create it.
 fn create_private(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
@@ -109,6 +111,19 @@ fn create_private(path: &Path) -> Result<()> {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| Error::io(dir, e))?;
+        }
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .permissions()
+            .mode();
+        if mode & 0o002 != 0 {
+            return Err(Error::StoreState {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "is writable by other users (mode {:o}); keep the database in a private directory such as /var/lib/f2b-mailguard (chmod 700)",
+                    mode & 0o7777
+                ),
+            });
         }
     }
     match OpenOptions::new()
