@@ -1,14 +1,21 @@
 //! A real Fail2ban server (Debian's package) as a private instance: own config dir,
-//! socket, pidfile, in-memory database, polling temp logs. The shipped filter, action
-//! and jail files are copied unmodified; paths reach them only through `.local` files.
+//! socket, pidfile, in-memory database, `polling` backend on temporary logs. The
+//! shipped filter, action and jail files are copied unmodified; paths reach them only
+//! through `.local` files, as an admin would set them.
+//!
+//! Used by tests/fail2ban_e2e.rs (`#[path]`) and by the core's tests via support/mod.rs.
+//! Only std: the server is stopped by its pid, also when a test panics (Drop).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const SERVER: &str = "/usr/bin/fail2ban-server";
+const CLIENT: &str = "/usr/bin/fail2ban-client";
 
-/// One shipped jail to enable, reading `logpath`.
+/// One jail to enable, reading `logpath`.
 pub struct Jail<'a> {
     pub name: &'a str,
     pub logpath: &'a Path,
@@ -21,10 +28,12 @@ pub struct Fail2ban {
     server: Child,
 }
 
-fn need(program: &str) {
+/// Fails (never skips) when a program the tests drive is missing.
+pub fn need(program: &str) {
     assert!(
         Path::new(program).exists(),
-        "{program} is missing: run tests/run, which installs fail2ban from Debian's packages"
+        "{program} is missing: run tests/run, which installs fail2ban (and the other \
+         packages the tests drive) from Debian's packages"
     );
 }
 
@@ -32,15 +41,65 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read_dir") {
         let e = e.expect("entry");
-        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        if e.file_type().expect("file type").is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
     }
+}
+
+/// A Fail2ban config dir under `dir`: the shipped filter.d, action.d and jail.d files
+/// unmodified, the system's common.conf beside the filters, `binary` and `config`
+/// injected with action.d/mailguard.local, `jails` enabled on their log files with
+/// jail.d/mailguard.local, and `extra` files (relative path, content) added as given.
+pub fn conf_dir(
+    dir: &Path,
+    binary: &Path,
+    config: &Path,
+    jails: &[Jail],
+    extra: &[(&str, &str)],
+) -> PathBuf {
+    need(SERVER);
+    let conf = dir.join("conf");
+    for d in ["filter.d", "action.d", "jail.d"] {
+        copy_dir(&Path::new(ROOT).join("fail2ban").join(d), &conf.join(d));
+    }
+    std::fs::copy(
+        "/etc/fail2ban/filter.d/common.conf",
+        conf.join("filter.d/common.conf"),
+    )
+    .expect("system common.conf");
+    std::fs::write(conf.join("jail.conf"), "[DEFAULT]\nbackend = polling\n").expect("jail.conf");
+    std::fs::write(
+        conf.join("action.d/mailguard.local"),
+        format!(
+            "[Init]\nbinary = {}\nconfig = {}\n",
+            binary.display(),
+            config.display()
+        ),
+    )
+    .expect("action local");
+    let mut local = String::new();
+    for j in jails {
+        local.push_str(&format!(
+            "[{}]\nenabled = true\nlogpath = {}\nbackend = polling\n\n",
+            j.name,
+            j.logpath.display()
+        ));
+    }
+    std::fs::write(conf.join("jail.d/mailguard.local"), local).expect("jail local");
+    for (path, content) in extra {
+        let p = conf.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("extra file");
+    }
+    conf
 }
 
 impl Fail2ban {
     /// Starts `fail2ban-server` with the shipped files, `binary` and `config` injected
     /// into the action, the given jails enabled on their log files.
     pub fn start(root: &Path, binary: &Path, config: &Path, jails: &[Jail]) -> Self {
-        Self::start_with_env(root, binary, config, jails, &[])
+        Self::start_with(root, binary, config, jails, &[], &[])
     }
 
     /// As `start`, with extra environment for the server and so for every action it runs.
@@ -51,54 +110,40 @@ impl Fail2ban {
         jails: &[Jail],
         env: &[(&str, &Path)],
     ) -> Self {
-        need("/usr/bin/fail2ban-server");
+        Self::start_with(root, binary, config, jails, env, &[])
+    }
+
+    /// As `start_with_env`, with extra config files (e.g. a test-only filter and jail).
+    pub fn start_with(
+        root: &Path,
+        binary: &Path,
+        config: &Path,
+        jails: &[Jail],
+        env: &[(&str, &Path)],
+        extra: &[(&str, &str)],
+    ) -> Self {
+        need(CLIENT);
         let base = root.join("fail2ban");
-        let conf = base.join("conf");
+        let conf = conf_dir(&base, binary, config, jails, extra);
         let run = base.join("run");
         std::fs::create_dir_all(&run).expect("run dir");
-        for d in ["filter.d", "action.d", "jail.d"] {
-            copy_dir(&Path::new(ROOT).join("fail2ban").join(d), &conf.join(d));
-        }
-        std::fs::copy(
-            "/etc/fail2ban/filter.d/common.conf",
-            conf.join("filter.d/common.conf"),
-        )
-        .expect("common.conf");
         let log = base.join("fail2ban.log");
         let socket = run.join("f2b.sock");
         let pidfile = run.join("f2b.pid");
         std::fs::write(
             conf.join("fail2ban.conf"),
             format!(
-                "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = :memory:\n",
+                "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\n\
+                 dbfile = :memory:\n",
                 log.display(),
                 socket.display(),
                 pidfile.display()
             ),
         )
         .expect("fail2ban.conf");
-        std::fs::write(conf.join("jail.conf"), "[DEFAULT]\nbackend = polling\n")
-            .expect("jail.conf");
-        std::fs::write(
-            conf.join("action.d/mailguard.local"),
-            format!(
-                "[Init]\nbinary = {}\nconfig = {}\n",
-                binary.display(),
-                config.display()
-            ),
-        )
-        .expect("action local");
-        let mut local = String::new();
-        for j in jails {
-            local.push_str(&format!(
-                "[{}]\nenabled = true\nlogpath = {}\nbackend = polling\n\n",
-                j.name,
-                j.logpath.display()
-            ));
-        }
-        std::fs::write(conf.join("jail.d/mailguard.local"), local).expect("jail local");
         let out = std::fs::File::create(base.join("server.out")).expect("server.out");
-        let server = Command::new("/usr/bin/fail2ban-server")
+        // -f: foreground, so the child we hold is the server itself; -x: drop a stale socket.
+        let server = Command::new(SERVER)
             .arg("-c")
             .arg(&conf)
             .arg("-s")
@@ -126,9 +171,10 @@ impl Fail2ban {
             {
                 assert!(
                     Instant::now() < deadline,
-                    "fail2ban jail {} did not start: {}",
+                    "fail2ban jail {} did not start: {}{}",
                     j.name,
-                    std::fs::read_to_string(&f2b.log).unwrap_or_default()
+                    f2b.log(),
+                    std::fs::read_to_string(base.join("server.out")).unwrap_or_default()
                 );
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -136,8 +182,13 @@ impl Fail2ban {
         f2b
     }
 
+    pub fn pid(&self) -> u32 {
+        self.server.id()
+    }
+
+    /// `fail2ban-client` on this server's socket; stdout, or stdout+stderr on failure.
     pub fn client(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("/usr/bin/fail2ban-client")
+        let out = Command::new(CLIENT)
             .arg("-s")
             .arg(&self.socket)
             .args(args)
@@ -151,29 +202,52 @@ impl Fail2ban {
         }
     }
 
+    /// The server's own log (INFO level).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server by its pid: SIGTERM (Fail2ban shuts down cleanly), SIGKILL if it
+    /// is still there after 10 s. Returns whether it ended on SIGTERM.
+    pub fn stop(&mut self) -> bool {
+        if let Ok(Some(_)) = self.server.try_wait() {
+            return true;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.server.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.server.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        false
     }
 }
 
 impl Drop for Fail2ban {
     fn drop(&mut self) {
-        let _ = self.client(&["stop"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        self.stop();
     }
 }
 
-/// A syslog timestamp for now, in local time as Fail2ban reads it.
+/// A classic syslog timestamp ("Nov  3 07:22:28") for now, in the local time zone the
+/// server also uses to read it.
 pub fn syslog_now() -> String {
-    chrono::Local::now().format("%b %e %H:%M:%S").to_string()
+    let out = Command::new("date")
+        .arg("+%b %e %H:%M:%S")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("date");
+    assert!(out.status.success(), "date failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim_end()
+        .to_string()
 }
 
 /// Appends lines to a log file, as the mail server would.
