@@ -13,7 +13,7 @@ usage() {
     cat <<'EOF'
 Usage: ./install.sh [--prefix DIR] [--binary PATH] [--dry-run] [--uninstall]
 
-  --prefix DIR    install the binary under DIR/bin (default /usr/local)
+  --prefix DIR    install the binary as DIR/bin/f2b-mailguard (default /usr/local)
   --binary PATH   install this prebuilt binary instead of building one with cargo
   --dry-run       print what would be done, change nothing
   --uninstall     remove what an earlier install put in place; keeps the database
@@ -40,7 +40,14 @@ while [ $# -gt 0 ]; do
         *) printf 'install.sh: unknown option %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
 done
-case "$PREFIX" in /*) ;; *) fail "--prefix must be an absolute path" ;; esac
+# The prefix ends up in a Fail2ban config line and in a sed expression: keep it plain.
+case "$PREFIX" in
+    /*) ;;
+    *) fail "--prefix must be an absolute path" ;;
+esac
+case "$PREFIX" in
+    *[!A-Za-z0-9._/+-]*) fail "--prefix may only contain letters, digits and . _ / + -" ;;
+esac
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$PREFIX/bin/f2b-mailguard
@@ -49,6 +56,9 @@ F2B=/etc/fail2ban
 CONFIG=/etc/f2b-mailguard/config.toml
 STATE=/var/lib/f2b-mailguard
 MANIFEST=$SHARE/manifest
+# The config exactly as this installer wrote it; an installed config that still equals
+# it was never edited, so --uninstall may remove it.
+PRISTINE=$SHARE/config.toml.installed
 
 say() { printf '%s\n' "$*"; }
 
@@ -78,42 +88,71 @@ install_file() {
 "
 }
 
+# Fail2ban 0.10 brought the filter features the filters use (prefregex, <F-USER>,
+# <ADDR>, F-ID tuples). Installing into DESTDIR (packaging) only warns: the target
+# system is not this one.
 fail2ban_check() {
     if ! command -v fail2ban-client >/dev/null 2>&1; then
-        msg="Fail2ban is not installed. Install it first: apt-get install fail2ban"
+        msg="Fail2ban is not installed. Install it first (Debian/Ubuntu: apt-get install fail2ban), then run ./install.sh again"
         if [ -n "$DESTDIR" ]; then say "warning: $msg"; return; fi
         fail "$msg"
     fi
-    version=$(fail2ban-client --version 2>/dev/null | sed -n 's/.*[^0-9.]\([0-9][0-9]*\.[0-9][0-9]*\)[0-9.]*.*/\1/p' | head -n 1)
+    # "Fail2Ban v1.0.2" (older releases print "Fail2Ban v0.9.6" too): the first word
+    # that looks like a version.
+    version=$(fail2ban-client --version 2>/dev/null |
+        awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^v?[0-9]+\.[0-9]/) { sub(/^v/, "", $i); print $i; exit } }')
     major=${version%%.*}
     minor=${version#*.}
-    case "$major$minor" in *[!0-9]* | "") fail "cannot read the Fail2ban version from 'fail2ban-client --version'" ;; esac
+    minor=${minor%%.*}
+    case "$major:$minor" in
+        *[!0-9:]* | :* | *:) fail "cannot read the Fail2ban version from 'fail2ban-client --version'" ;;
+    esac
     if [ "$major" -eq 0 ] && [ "$minor" -lt 10 ]; then
-        fail "Fail2ban $version is too old: 0.10 or later is needed (Debian 11, Ubuntu 20.04 and later ship it)"
+        msg="Fail2ban $version is too old: 0.10 or later is needed (Debian 10+, Ubuntu 18.04+ ship it); upgrade it, then run ./install.sh again"
+        if [ -n "$DESTDIR" ]; then say "warning: $msg"; return; fi
+        fail "$msg"
     fi
     say "Fail2ban $version found"
+}
+
+# The default config: the repository's config.example.toml, or a minimal one.
+default_config() {
+    if [ -f "$HERE/config.example.toml" ]; then
+        cat "$HERE/config.example.toml"
+    else
+        cat <<'EOF'
+# f2b-mailguard configuration. Every setting has a default; see the README.
+# database = "/var/lib/f2b-mailguard/mailguard.db"
+
+# warn: report suspicious accounts only; enforce: also contain them.
+mode = "warn"
+EOF
+    fi
 }
 
 uninstall() {
     manifest=$DESTDIR$MANIFEST
     [ -f "$manifest" ] || fail "nothing to uninstall: $manifest not found"
-    # Before the manifest's files go: the pristine copy tells an edited config apart.
     config=$DESTDIR$CONFIG
-    if [ -f "$config" ] && cmp -s "$config" "$DESTDIR$SHARE/config.example.toml"; then
+    if [ -f "$config" ] && [ -f "$DESTDIR$PRISTINE" ] && cmp -s "$config" "$DESTDIR$PRISTINE"; then
         act rm -f "$config"
         say "removed $config (never edited)"
-        act rmdir "$DESTDIR/etc/f2b-mailguard" 2>/dev/null || true
+        if ! $DRY_RUN; then rmdir "$DESTDIR/etc/f2b-mailguard" 2>/dev/null || true; fi
     elif [ -f "$config" ]; then
-        say "kept $config (edited)"
+        say "kept $config (edited, or not installed by install.sh)"
     fi
     while IFS= read -r path; do
         [ -n "$path" ] || continue
         act rm -f "$DESTDIR$path"
         say "removed $DESTDIR$path"
     done <"$manifest"
-    act rm -f "$DESTDIR$SHARE/config.example.toml" "$manifest"
-    act rmdir "$DESTDIR$SHARE" 2>/dev/null || true
+    act rm -f "$manifest"
+    if ! $DRY_RUN; then rmdir "$DESTDIR$SHARE" 2>/dev/null || true; fi
     say "kept $DESTDIR$STATE (the database)"
+    if [ -f "$DESTDIR$F2B/jail.d/mailguard.local" ]; then
+        say "warning: $DESTDIR$F2B/jail.d/mailguard.local still enables mailguard jails;"
+        say "         remove it, or Fail2ban will fail to load the missing filters"
+    fi
     say "Reload Fail2ban: fail2ban-client reload"
 }
 
@@ -134,6 +173,9 @@ if [ -z "$BINARY" ]; then
 fi
 $DRY_RUN || [ -x "$BINARY" ] || fail "$BINARY is not an executable file"
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
 install_file "$BINARY" "$BIN" 0755
 for f in "$HERE"/fail2ban/filter.d/*.conf; do
     install_file "$f" "$F2B/filter.d/$(basename "$f")" 0644
@@ -141,24 +183,26 @@ done
 install_file "$HERE/fail2ban/jail.d/mailguard.conf" "$F2B/jail.d/mailguard.conf" 0644
 
 # The action calls the binary where it was installed.
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-sed "s|^binary = .*|binary = $BIN|" "$HERE/fail2ban/action.d/mailguard.conf" >"$tmp"
-install_file "$tmp" "$F2B/action.d/mailguard.conf" 0644
+sed "s|^binary = .*|binary = $BIN|" "$HERE/fail2ban/action.d/mailguard.conf" >"$tmp/action"
+install_file "$tmp/action" "$F2B/action.d/mailguard.conf" 0644
 
 # systemd units, installed but not enabled: the admin chooses (see the next steps).
 for f in "$HERE"/systemd/*; do
-    sed "s|/usr/local/bin/f2b-mailguard|$BIN|g" "$f" >"$tmp"
-    install_file "$tmp" "/etc/systemd/system/$(basename "$f")" 0644
+    [ -f "$f" ] || continue
+    sed "s|/usr/local/bin/f2b-mailguard|$BIN|g" "$f" >"$tmp/unit"
+    install_file "$tmp/unit" "/etc/systemd/system/$(basename "$f")" 0644
 done
 
-# The pristine default config, kept to tell an edited config from an untouched one.
-install_file "$HERE/config.example.toml" "$SHARE/config.example.toml" 0644
+default_config >"$tmp/config"
 if [ -e "$DESTDIR$CONFIG" ]; then
     say "kept $DESTDIR$CONFIG (exists)"
+    # Still ours if an earlier run installed it: keep its pristine copy listed.
+    if [ -f "$DESTDIR$PRISTINE" ]; then INSTALLED="$INSTALLED$PRISTINE
+"; fi
 else
-    act install -D -m 0600 "$HERE/config.example.toml" "$DESTDIR$CONFIG"
+    act install -D -m 0600 "$tmp/config" "$DESTDIR$CONFIG"
     say "installed $DESTDIR$CONFIG"
+    install_file "$tmp/config" "$PRISTINE" 0644
 fi
 
 if [ -d "$DESTDIR$STATE" ] && [ "$(stat -c %a "$DESTDIR$STATE")" = 700 ]; then
@@ -168,13 +212,16 @@ else
     say "installed $DESTDIR$STATE (0700)"
 fi
 
+printf '%s' "$INSTALLED" >"$tmp/manifest"
+if [ -f "$DESTDIR$MANIFEST" ] && cmp -s "$tmp/manifest" "$DESTDIR$MANIFEST"; then
+    :
+else
+    act install -D -m 0644 "$tmp/manifest" "$DESTDIR$MANIFEST"
+fi
+
 if $DRY_RUN; then
     say "dry run: nothing was changed"
     exit 0
-fi
-printf '%s' "$INSTALLED" >"$tmp"
-if ! { [ -f "$DESTDIR$MANIFEST" ] && cmp -s "$tmp" "$DESTDIR$MANIFEST"; }; then
-    install -D -m 0644 "$tmp" "$DESTDIR$MANIFEST"
 fi
 
 cat <<EOF
@@ -192,5 +239,5 @@ f2b-mailguard is installed. Next steps:
        systemctl daemon-reload
        systemctl enable --now f2b-mailguard-actions.timer f2b-mailguard-prune.timer
      optionally f2b-mailguard-metrics.timer for node_exporter's textfile collector.
-  6. Watch:                    f2b-mailguard status   (monitoring: f2b-mailguard check)
+  6. Watch:                    $BIN status   (monitoring: $BIN check)
 EOF

@@ -9,11 +9,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
 
 fn install(destdir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(Path::new(ROOT).join("install.sh"))
-        .args(args)
-        .env("DESTDIR", destdir)
-        .output()
-        .expect("install.sh");
+    let out = run_install(Path::new(ROOT), destdir, args, None);
     assert!(
         out.status.success(),
         "install.sh {args:?}: {}{}",
@@ -21,6 +17,44 @@ fn install(destdir: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// install.sh from `tree`, into `destdir` (none: the real root), with `path` as PATH.
+fn run_install(tree: &Path, destdir: &Path, args: &[&str], path: Option<&Path>) -> Output {
+    let mut cmd = Command::new(tree.join("install.sh"));
+    cmd.args(args);
+    if destdir != Path::new("/") {
+        cmd.env("DESTDIR", destdir);
+    } else {
+        cmd.env_remove("DESTDIR");
+    }
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    cmd.output().expect("install.sh")
+}
+
+/// A PATH holding only the tools install.sh uses, plus `extra` scripts (name, body).
+fn tools_path(dir: &Path, extra: &[(&str, &str)]) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in [
+        "awk", "basename", "cat", "cmp", "dirname", "head", "install", "mktemp", "rm", "rmdir",
+        "sed", "stat",
+    ] {
+        let real = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} not found"));
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    for (name, body) in extra {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
 }
 
 /// Every path below `root` with its mode, size, content hash and mtime.
@@ -176,12 +210,19 @@ fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
     std::fs::write(&db, "data").unwrap();
     install(root, &["--uninstall"]);
     assert!(!root.join("usr/local/bin/f2b-mailguard").exists());
-    for dir in ["filter.d", "action.d", "jail.d"] {
-        let left: Vec<_> = std::fs::read_dir(root.join("etc/fail2ban").join(dir))
-            .unwrap()
-            .collect();
-        assert!(left.is_empty(), "{dir} not emptied");
+    for dir in [
+        "etc/fail2ban/filter.d",
+        "etc/fail2ban/action.d",
+        "etc/fail2ban/jail.d",
+        "etc/systemd/system",
+    ] {
+        let left: Vec<_> = std::fs::read_dir(root.join(dir)).unwrap().collect();
+        assert!(left.is_empty(), "{dir} not emptied: {left:?}");
     }
+    assert!(
+        !root.join("usr/local/share/f2b-mailguard").exists(),
+        "manifest and pristine config left behind"
+    );
     assert!(config.exists(), "edited config removed");
     assert!(db.exists(), "database removed");
 
@@ -195,10 +236,145 @@ fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
 
 #[test]
 fn bad_options_are_refused() {
-    let out = Command::new(Path::new(ROOT).join("install.sh"))
-        .arg("--frobnicate")
-        .output()
-        .unwrap();
+    let out = run_install(Path::new(ROOT), Path::new("/"), &["--frobnicate"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option --frobnicate"));
+}
+
+#[test]
+fn dry_run_uninstall_removes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["--binary", BIN]);
+    let before = listing(d.path());
+    let out = install(d.path(), &["--uninstall", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would run: rm"));
+    assert_eq!(
+        listing(d.path()),
+        before,
+        "dry-run uninstall changed the tree"
+    );
+}
+
+#[test]
+fn uninstall_warns_about_a_jail_local_that_still_enables_the_jails() {
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["--binary", BIN]);
+    let local = d.path().join("etc/fail2ban/jail.d/mailguard.local");
+    std::fs::write(&local, "[mailguard-smtp]\nenabled = true\n").unwrap();
+    let out = install(d.path(), &["--uninstall"]);
+    assert!(
+        local.exists(),
+        "the admin's .local file is not ours to remove"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mailguard.local still enables"));
+}
+
+/// Without config.example.toml in the tree, the default config is a minimal one:
+/// comments and mode = "warn", which the binary accepts.
+#[test]
+fn without_config_example_a_minimal_warn_config_is_installed() {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("install.sh"),
+        tree.path().join("install.sh"),
+    )
+    .unwrap();
+    for d in ["filter.d", "action.d", "jail.d"] {
+        let to = tree.path().join("fail2ban").join(d);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(Path::new(ROOT).join("fail2ban").join(d)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let out = run_install(tree.path(), d.path(), &["--binary", BIN], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = d.path().join("etc/f2b-mailguard/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let settings: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(settings, ["mode = \"warn\""]);
+    let check = Command::new(BIN)
+        .arg(format!("--config={}", config.display()))
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Untouched, it goes with --uninstall.
+    let out = run_install(tree.path(), d.path(), &["--uninstall"], None);
+    assert!(out.status.success());
+    assert!(!config.exists());
+}
+
+#[test]
+fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let path = tools_path(d.path(), &[("fail2ban-client", "echo 'Fail2Ban v0.9.6'")]);
+    // On this system (no DESTDIR): an error. --dry-run keeps a bug here from writing to /.
+    let out = run_install(
+        Path::new(ROOT),
+        Path::new("/"),
+        &["--dry-run", "--binary", BIN],
+        Some(&path),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Fail2ban 0.9.6 is too old: 0.10 or later"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "acted before refusing"
+    );
+    // Into a DESTDIR (a package built elsewhere): a warning.
+    let root = d.path().join("root");
+    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban 0.9.6 is too old"));
+    assert!(root.join("usr/local/bin/f2b-mailguard").is_file());
+}
+
+#[test]
+fn missing_fail2ban_is_an_error_but_only_a_warning_into_destdir() {
+    let d = tempfile::tempdir().unwrap();
+    let path = tools_path(d.path(), &[]);
+    let out = run_install(
+        Path::new(ROOT),
+        Path::new("/"),
+        &["--dry-run", "--binary", BIN],
+        Some(&path),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Fail2ban is not installed") && err.contains("apt-get install fail2ban"),
+        "{err}"
+    );
+    let root = d.path().join("root");
+    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban is not installed"));
+    // The real one passes the check.
+    let out = install(&d.path().join("root2"), &["--dry-run", "--binary", BIN]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Fail2ban 1."));
 }

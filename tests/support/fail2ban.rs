@@ -213,8 +213,14 @@ impl Fail2ban {
         if let Ok(Some(_)) = self.server.try_wait() {
             return true;
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
+        // The shell's own kill: /bin/kill (procps) may be absent on a minimal system.
+        let _ = Command::new("/bin/sh")
+            .args([
+                "-c",
+                "kill -TERM \"$1\"",
+                "sh",
+                &self.server.id().to_string(),
+            ])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
