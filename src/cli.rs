@@ -46,6 +46,8 @@ pub enum Command {
     Check(Check),
     /// Prometheus metrics, to stdout or atomically to a node_exporter textfile
     Metrics(Metrics),
+    /// Audit the set-up (Postfix, Dovecot, the database, admin mail) and say what to fix
+    Doctor(Doctor),
     /// Print the man page (roff) or a shell completion script, for packaging
     #[command(hide = true)]
     Generate(Generate),
@@ -137,6 +139,16 @@ pub struct Metrics {
     /// /var/lib/prometheus/node-exporter/f2b_mailguard.prom
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Doctor {
+    /// The same checks as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Send a test mail to the admin addresses and report the server's answer
+    #[arg(long)]
+    pub send_test_mail: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@ mod cli;
 mod cmd;
 mod config;
 mod detect;
+mod doctor;
 mod error;
 mod files;
 mod model;

@@ -54,6 +54,7 @@ fn queueing_postfix(dir: &std::path::Path, sink: &SmtpSink) -> Postfix {
             relay_port: sink.port,
             defer_outbound: true,
             sasl_socket: None,
+            submission_restrictions: None,
         },
     );
     pf.start();
@@ -347,6 +348,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
             relay_port: sink.port,
             defer_outbound: true,
             sasl_socket: Some(&dv.auth_socket),
+            submission_restrictions: None,
         },
     );
     pf.start();

@@ -39,6 +39,7 @@ impl Stack {
                 relay_port: sink.port,
                 defer_outbound: true,
                 sasl_socket: Some(&dv.auth_socket),
+                submission_restrictions: None,
             },
         );
         pf.start();

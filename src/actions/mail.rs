@@ -147,16 +147,21 @@ fn hostname() -> String {
 }
 
 pub fn send(cfg: &Config, action: &QueuedAction, d: &Detail) -> Result<String, String> {
+    deliver(cfg, subject(action), body(cfg, action, d))
+}
+
+/// Sends one plain-text mail to the configured admins; returns the server's answer.
+pub fn deliver(cfg: &Config, subject: String, body: String) -> Result<String, String> {
     let m = &cfg.contain.mail;
     let mut builder = Message::builder()
         .from(Mailbox::new(Some("f2b-mailguard".into()), m.from.clone()))
-        .subject(subject(action))
+        .subject(subject)
         .header(ContentType::TEXT_PLAIN);
     for to in &m.to {
         builder = builder.to(Mailbox::new(None, to.clone()));
     }
     let message = builder
-        .body(body(cfg, action, d))
+        .body(body)
         .map_err(|e| format!("building the mail: {e}"))?;
     let to: Vec<String> = m.to.iter().map(|a| a.to_string()).collect();
     match m.transport {

@@ -5,7 +5,7 @@
 
 mod dovecot;
 pub mod exec;
-mod mail;
+pub mod mail;
 pub mod password;
 pub mod postfix;
 pub mod worker;

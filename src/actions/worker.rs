@@ -71,6 +71,10 @@ pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
             Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
         let ran = drain(cfg, store, &mut summary);
+        if ran.is_ok() {
+            // For doctor and monitoring: when a worker last finished its queue.
+            let _ = store.set_meta("last_run_actions", &LogTime::now().millis().to_string());
+        }
         let _ = lock.unlock();
         ran?;
         let due = store.next_pending()?.is_some_and(|t| t <= LogTime::now());

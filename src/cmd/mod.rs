@@ -2,6 +2,7 @@
 
 mod check;
 mod config;
+mod doctor;
 mod generate;
 mod metrics;
 mod prune;
@@ -60,6 +61,7 @@ impl Run for Command {
             Command::Check(c) => c.run(app),
             Command::Metrics(c) => c.run(app),
             Command::Generate(c) => c.run(app),
+            Command::Doctor(c) => c.run(app),
         }
     }
 }

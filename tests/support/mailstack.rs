@@ -75,6 +75,10 @@ pub struct PostfixSetup<'a> {
     pub defer_outbound: bool,
     /// Dovecot's auth socket for SMTP AUTH, if any.
     pub sasl_socket: Option<&'a Path>,
+    /// The submission service's smtpd_recipient_restrictions; `None`: the right one,
+    /// check_sasl_access on our map before permit_sasl_authenticated. `{map}` is
+    /// replaced by the map.
+    pub submission_restrictions: Option<&'a str>,
 }
 
 impl Postfix {
@@ -142,9 +146,13 @@ impl Postfix {
             .filter(|l| !l.starts_with("smtp      inet") && !l.starts_with("smtp inet"))
             .map(|l| format!("{l}\n"))
             .collect();
+        let map_ref = format!("lmdb:{}", map.display());
+        let restrictions = setup
+            .submission_restrictions
+            .unwrap_or("check_sasl_access,{map},permit_sasl_authenticated,reject")
+            .replace("{map}", &map_ref);
         master.push_str(&format!(
-            "127.0.0.1:{port} inet n - n - - smtpd\n  -o syslog_name=postfix/submission\n  -o smtpd_sasl_auth_enable={sasl_enable}\n  -o smtpd_recipient_restrictions=check_sasl_access,lmdb:{map},permit_sasl_authenticated,reject\n  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n",
-            map = map.display()
+            "127.0.0.1:{port} inet n - n - - smtpd\n  -o syslog_name=postfix/submission\n  -o smtpd_sasl_auth_enable={sasl_enable}\n  -o smtpd_recipient_restrictions={restrictions}\n  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
         ));
         std::fs::write(etc.join("master.cf"), master).expect("master.cf");
         run(Command::new("/usr/sbin/postconf")

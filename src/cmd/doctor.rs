@@ -1,0 +1,44 @@
+//! `doctor [--json] [--send-test-mail]`: the set-up checklist. Exit 0 when nothing
+//! fails or warns, 1 when something warns, 2 when something fails.
+
+use super::{App, Run};
+use crate::cli::Doctor;
+use crate::doctor::{self, Options, Status};
+use crate::error::{Error, Result};
+use crate::store;
+
+impl Run for Doctor {
+    fn run(&self, app: &App) -> Result<()> {
+        let cfg = app.config()?;
+        let opts = Options {
+            send_test_mail: self.send_test_mail,
+        };
+        let findings = match store::open(&cfg) {
+            Ok(mut s) => doctor::run(&cfg, Some(s.as_mut()), None, &opts),
+            Err(e) => doctor::run(&cfg, None, Some(crate::error::one_line(&e)), &opts),
+        };
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&findings).unwrap_or_default()
+            );
+        } else {
+            for f in &findings {
+                println!("{:<5} {:<9} {}", f.status.as_str(), f.area, f.message);
+                if let Some(fix) = &f.fix {
+                    println!("{:<15} fix: {fix}", "");
+                }
+            }
+        }
+        let worst = findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(Status::Ok);
+        Err(Error::Exit(match worst {
+            Status::Ok => 0,
+            Status::Warn => 1,
+            Status::Fail => 2,
+        }))
+    }
+}

@@ -1,0 +1,74 @@
+//! `doctor`: audits the set-up around f2b-mailguard and says what to fix. Each check
+//! gives one finding: ok, warn or fail, the evidence, and a fix to copy.
+
+mod postfix;
+mod system;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub status: Status,
+    /// `postfix`, `dovecot`, `mailguard`, `mail`.
+    pub area: &'static str,
+    /// What was found, with the evidence.
+    pub message: String,
+    /// A command or config line that fixes it, when there is something to fix.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn new(
+        status: Status,
+        area: &'static str,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) -> Self {
+        Self {
+            status,
+            area,
+            message: message.into(),
+            fix,
+        }
+    }
+}
+
+pub struct Options {
+    pub send_test_mail: bool,
+}
+
+/// Every check, in the order an admin would fix things.
+pub fn run(
+    cfg: &Config,
+    store: Option<&mut dyn Store>,
+    store_error: Option<String>,
+    opts: &Options,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    system::mailguard(cfg, store, store_error, &mut out);
+    postfix::check(cfg, &mut out);
+    system::dovecot(cfg, &mut out);
+    system::mail(cfg, opts.send_test_mail, &mut out);
+    out
+}

@@ -1,0 +1,277 @@
+//! Postfix: is the SASL block map consulted where it counts (before
+//! permit_sasl_authenticated, on every SASL-enabled smtpd), does the map type exist,
+//! is the map built, and can a stolen account send as someone else?
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::{Finding, Status};
+use crate::actions::exec;
+use crate::config::Config;
+
+const AREA: &str = "postfix";
+
+/// The smtpd restriction lists; a REJECT in any of them stops the message.
+const LISTS: &[&str] = &[
+    "smtpd_client_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_sender_restrictions",
+    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",
+    "smtpd_data_restrictions",
+    "smtpd_end_of_data_restrictions",
+];
+
+const MISMATCH: &[&str] = &[
+    "reject_sender_login_mismatch",
+    "reject_authenticated_sender_login_mismatch",
+    "reject_known_sender_login_mismatch",
+];
+
+struct Service {
+    /// `submission/inet`, as postconf -P names it.
+    key: String,
+    overrides: HashMap<String, String>,
+}
+
+fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
+    let program: PathBuf = cfg.contain.postfix.postmap.with_file_name("postconf");
+    let ran = exec::run(&program, args, None, cfg.contain.actions.command_timeout)?;
+    if !ran.success() {
+        return Err(ran.failure(&program));
+    }
+    Ok(String::from_utf8_lossy(&ran.stdout).into_owned())
+}
+
+/// `name = value` lines into a map.
+fn pairs(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            l.split_once(" = ")
+                .or_else(|| l.strip_suffix(" =").map(|n| (n, "")))
+        })
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+fn tokens(list: &str) -> Vec<&str> {
+    list.split([',', ' ', '\t', '\n'])
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
+    let mut names: Vec<&str> = vec![
+        "mail_version",
+        "smtpd_sasl_auth_enable",
+        "smtpd_sender_login_maps",
+    ];
+    names.extend(LISTS);
+    let main = match postconf(cfg, &[&["-x"][..], &names].concat()) {
+        Ok(t) => pairs(&t),
+        Err(e) => {
+            out.push(Finding::new(
+                Status::Warn,
+                AREA,
+                format!("postconf did not run ({e}): Postfix checks skipped"),
+                None,
+            ));
+            return;
+        }
+    };
+    out.push(Finding::new(
+        Status::Ok,
+        AREA,
+        format!(
+            "Postfix {}",
+            main.get("mail_version").map_or("?", String::as_str)
+        ),
+        None,
+    ));
+    let p = &cfg.contain.postfix;
+    let want_map = format!("{}:{}", p.map_type, p.sasl_map.display());
+
+    match postconf(cfg, &["-m"]) {
+        Ok(types) if types.lines().any(|t| t.trim() == p.map_type) => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("map type {} is available", p.map_type),
+            None,
+        )),
+        Ok(_) => out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            format!("map type {} is not available (postconf -m)", p.map_type),
+            Some(format!(
+                "apt-get install postfix-{}   (or set [postfix] map_type = \"hash\")",
+                p.map_type
+            )),
+        )),
+        Err(e) => out.push(Finding::new(Status::Warn, AREA, e, None)),
+    }
+
+    // The smtpd services (postconf -M) and their -o overrides (postconf -P).
+    let services: Vec<Service> = {
+        let masters = postconf(cfg, &["-M"]).unwrap_or_default();
+        let overrides = postconf(cfg, &["-P"]).unwrap_or_default();
+        masters
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 8 && f[1] == "inet" && f[7] == "smtpd")
+                    .then(|| format!("{}/{}", f[0], f[1]))
+            })
+            .map(|key| {
+                let prefix = format!("{key}/");
+                let overrides = pairs(&overrides)
+                    .into_iter()
+                    .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|p| (p.to_owned(), v)))
+                    .collect();
+                Service { key, overrides }
+            })
+            .collect()
+    };
+    let effective = |s: &Service, name: &str| -> String {
+        let v = s
+            .overrides
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| main.get(name).cloned().unwrap_or_default());
+        // `-o name=$other` refers to a main.cf parameter.
+        match v.strip_prefix('$') {
+            Some(other) => postconf(cfg, &["-x", "-h", other])
+                .map(|t| t.trim().to_owned())
+                .unwrap_or(v),
+            None => v,
+        }
+    };
+    let sasl: Vec<&Service> = services
+        .iter()
+        .filter(|s| effective(s, "smtpd_sasl_auth_enable") == "yes")
+        .collect();
+    if sasl.is_empty() {
+        out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            "no smtpd service has smtpd_sasl_auth_enable = yes: nothing to block",
+            None,
+        ));
+    }
+    for s in &sasl {
+        out.push(placement(s, &effective, &want_map));
+    }
+
+    out.push(map_built(cfg, &want_map));
+
+    let login_maps = sasl
+        .iter()
+        .any(|s| !effective(s, "smtpd_sender_login_maps").is_empty());
+    let mismatch = sasl.iter().any(|s| {
+        LISTS.iter().any(|l| {
+            tokens(&effective(s, l))
+                .iter()
+                .any(|t| MISMATCH.contains(t))
+        })
+    });
+    if login_maps && mismatch {
+        out.push(Finding::new(Status::Ok, AREA, "senders are tied to their login (smtpd_sender_login_maps + reject_*_sender_login_mismatch)", None));
+    } else {
+        out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            "a stolen account may send as any address: no smtpd_sender_login_maps with reject_authenticated_sender_login_mismatch",
+            Some("postconf -e 'smtpd_sender_login_maps = <map of address -> login>' and add reject_authenticated_sender_login_mismatch to smtpd_sender_restrictions".into()),
+        ));
+    }
+}
+
+fn placement(s: &Service, effective: &dyn Fn(&Service, &str) -> String, want_map: &str) -> Finding {
+    let mut after_permit = None;
+    let mut other_map = None;
+    for list in LISTS {
+        let value = effective(s, list);
+        let t = tokens(&value);
+        let Some(i) = t.iter().position(|x| *x == "check_sasl_access") else {
+            continue;
+        };
+        let map = t.get(i + 1).copied().unwrap_or("");
+        if map != want_map {
+            other_map = Some(format!("{list} consults {map}"));
+            continue;
+        }
+        match t.iter().position(|x| *x == "permit_sasl_authenticated") {
+            Some(p) if p < i => after_permit = Some(*list),
+            _ => {
+                return Finding::new(
+                    Status::Ok,
+                    AREA,
+                    format!(
+                        "{}: {list} consults {want_map} before permitting SASL users",
+                        s.key
+                    ),
+                    None,
+                )
+            }
+        }
+    }
+    let fix = Some(format!(
+        "postconf -P '{}/smtpd_recipient_restrictions=check_sasl_access,{want_map},permit_sasl_authenticated,reject'   (or put check_sasl_access {want_map} first in main.cf's smtpd_recipient_restrictions)",
+        s.key
+    ));
+    let message = match (after_permit, other_map) {
+        (Some(list), _) => format!(
+            "{}: check_sasl_access comes after permit_sasl_authenticated in {list}, so a blocked account is permitted before the block is read",
+            s.key
+        ),
+        (None, Some(other)) => format!("{}: {other}, not {want_map}", s.key),
+        (None, None) => format!("{}: check_sasl_access {want_map} is in no restriction list: the SASL block has no effect", s.key),
+    };
+    Finding::new(Status::Fail, AREA, message, fix)
+}
+
+fn map_built(cfg: &Config, want_map: &str) -> Finding {
+    let p = &cfg.contain.postfix;
+    let ext = match p.map_type.as_str() {
+        "hash" => "db",
+        other => other,
+    };
+    let mut db = p.sasl_map.clone().into_os_string();
+    db.push(format!(".{ext}"));
+    let fix = Some(format!(
+        "touch {0} && postmap {want_map}",
+        p.sasl_map.display()
+    ));
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (
+        modified(&p.sasl_map),
+        modified(PathBuf::from(&db).as_path()),
+    ) {
+        (Some(src), Some(built)) if built >= src => Finding::new(
+            Status::Ok,
+            AREA,
+            format!("{want_map} is built and current"),
+            None,
+        ),
+        (Some(_), Some(_)) => Finding::new(
+            Status::Fail,
+            AREA,
+            format!("{want_map}: the built map is older than its source"),
+            Some(format!("postmap {want_map}")),
+        ),
+        (Some(_), None) => Finding::new(
+            Status::Fail,
+            AREA,
+            format!("{want_map} was never built with postmap"),
+            fix,
+        ),
+        (None, _) => Finding::new(
+            Status::Fail,
+            AREA,
+            format!(
+                "{} does not exist: Postfix cannot open the map",
+                p.sasl_map.display()
+            ),
+            fix,
+        ),
+    }
+}

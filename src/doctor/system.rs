@@ -1,0 +1,211 @@
+//! f2b-mailguard itself, Dovecot's auth cache, and the admin mail.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use super::{Finding, Status};
+use crate::actions::{exec, mail};
+use crate::config::{Config, MailTransport};
+use crate::model::{LogTime, Mode};
+use crate::store::Store;
+
+pub fn mailguard(
+    cfg: &Config,
+    store: Option<&mut dyn Store>,
+    store_error: Option<String>,
+    out: &mut Vec<Finding>,
+) {
+    const AREA: &str = "mailguard";
+    let origin = cfg
+        .file
+        .as_ref()
+        .map_or("built-in defaults".into(), |f| f.display().to_string());
+    out.push(Finding::new(
+        Status::Ok,
+        AREA,
+        format!("config {origin} is valid"),
+        None,
+    ));
+    out.push(match cfg.mode {
+        Mode::Warn => Finding::new(
+            Status::Warn,
+            AREA,
+            "mode warn: accounts are flagged and the admin mailed, but nothing is blocked",
+            Some("set mode = \"enforce\" in the config when the reports look right".into()),
+        ),
+        Mode::Enforce => Finding::new(
+            Status::Ok,
+            AREA,
+            "mode enforce: block and lock take effect",
+            None,
+        ),
+    });
+    for w in cfg.warnings() {
+        out.push(Finding::new(Status::Warn, AREA, w, None));
+    }
+    let Some(store) = store else {
+        out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            store_error.unwrap_or_else(|| "the database did not open".into()),
+            Some(format!(
+                "check {} and its directory",
+                cfg.database.display()
+            )),
+        ));
+        return;
+    };
+    match store.set_meta("doctor", &LogTime::now().millis().to_string()) {
+        Ok(()) => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!(
+                "database {} opens, is writable and its schema is current",
+                cfg.database.display()
+            ),
+            None,
+        )),
+        Err(e) => out.push(Finding::new(Status::Fail, AREA, e.to_string(), None)),
+    }
+    if let Some(dir) = cfg.database.parent() {
+        let mode = std::fs::metadata(dir)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            out.push(Finding::new(
+                Status::Warn,
+                AREA,
+                format!(
+                    "{} has mode {mode:o}: others can read the evidence",
+                    dir.display()
+                ),
+                Some(format!("chmod 700 {}", dir.display())),
+            ));
+        }
+    }
+    match store.action_totals() {
+        Ok(t) if t.failed > 0 => out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!("{} action(s) failed for good", t.failed),
+            Some("f2b-mailguard status -- USER shows each error".into()),
+        )),
+        Ok(t) => {
+            let last = store
+                .meta("last_run_actions")
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse::<i64>().ok());
+            let since = last.map_or("never".into(), |ms| LogTime::from_millis(ms).rfc3339());
+            let waiting = t
+                .oldest_pending
+                .is_some_and(|o| LogTime::now().millis() - o.millis() > 600_000);
+            out.push(Finding::new(
+                if waiting { Status::Warn } else { Status::Ok },
+                AREA,
+                format!("{} action(s) pending; last run-actions: {since}", t.pending),
+                waiting.then(|| "systemctl enable --now f2b-mailguard-actions.timer".into()),
+            ));
+        }
+        Err(e) => out.push(Finding::new(Status::Fail, AREA, e.to_string(), None)),
+    }
+}
+
+pub fn dovecot(cfg: &Config, out: &mut Vec<Finding>) {
+    const AREA: &str = "dovecot";
+    let doveadm = &cfg.contain.doveadm;
+    if !doveadm.exists() {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("{} not found: Dovecot checks skipped", doveadm.display()),
+            None,
+        ));
+        return;
+    }
+    let timeout = cfg.contain.actions.command_timeout;
+    match exec::run(doveadm, &["who"], None, timeout) {
+        Ok(r) if r.success() => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            "doveadm reaches the running Dovecot",
+            None,
+        )),
+        Ok(r) => out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!("doveadm cannot reach Dovecot: {}", r.first_line()),
+            Some("is Dovecot running? the lock level's kick needs it".into()),
+        )),
+        Err(e) => out.push(Finding::new(Status::Warn, AREA, e, None)),
+    }
+    let doveconf: PathBuf = doveadm.with_file_name("doveconf");
+    let Ok(r) = exec::run(&doveconf, &["-h", "auth_cache_size"], None, timeout) else {
+        return;
+    };
+    let size = String::from_utf8_lossy(&r.stdout).trim().to_owned();
+    if r.success() && !matches!(size.as_str(), "0" | "") {
+        let ttl = exec::run(&doveconf, &["-h", "auth_cache_ttl"], None, timeout)
+            .map(|r| String::from_utf8_lossy(&r.stdout).trim().to_owned())
+            .unwrap_or_default();
+        out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!("auth cache on (auth_cache_size = {size}, auth_cache_ttl = {ttl}): an old password keeps working until flushed; the lock level runs `doveadm auth cache flush USER` and `doveadm kick USER`"),
+            None,
+        ));
+    } else if r.success() {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            "auth cache off: a password change takes effect at once",
+            None,
+        ));
+    }
+}
+
+pub fn mail(cfg: &Config, send_test: bool, out: &mut Vec<Finding>) {
+    const AREA: &str = "mail";
+    let m = &cfg.contain.mail;
+    let to: Vec<String> = m.to.iter().map(|a| a.to_string()).collect();
+    let via = match m.transport {
+        MailTransport::Smtp => format!("SMTP {}:{}", m.smtp_host, m.smtp_port),
+        MailTransport::Sendmail => m.sendmail.display().to_string(),
+    };
+    if m.transport == MailTransport::Sendmail && !m.sendmail.exists() {
+        out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            format!("{} does not exist", m.sendmail.display()),
+            Some("set [mail] sendmail or transport = \"smtp\"".into()),
+        ));
+        return;
+    }
+    if !send_test {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!(
+                "admin mail to {} via {via} (not tried; --send-test-mail sends one)",
+                to.join(", ")
+            ),
+            None,
+        ));
+        return;
+    }
+    let body = "This is a test mail from `f2b-mailguard doctor --send-test-mail`.\nAdmin mail reaches you.\n".to_owned();
+    match mail::deliver(cfg, "[f2b-mailguard] test mail from doctor".into(), body) {
+        Ok(answer) => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("test mail {answer}"),
+            None,
+        )),
+        Err(e) => out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            format!("test mail failed: {e}"),
+            Some("check [mail] in the config".into()),
+        )),
+    }
+}
