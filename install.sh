@@ -82,7 +82,7 @@ install_file() {
         say "unchanged $dest"
     else
         act install -D -m "$mode" "$src" "$dest"
-        say "installed $dest"
+        $DRY_RUN || say "installed $dest"
     fi
     INSTALLED="$INSTALLED$2
 "
@@ -136,15 +136,22 @@ uninstall() {
     config=$DESTDIR$CONFIG
     if [ -f "$config" ] && [ -f "$DESTDIR$PRISTINE" ] && cmp -s "$config" "$DESTDIR$PRISTINE"; then
         act rm -f "$config"
-        say "removed $config (never edited)"
+        $DRY_RUN || say "removed $config (never edited)"
         if ! $DRY_RUN; then rmdir "$DESTDIR/etc/f2b-mailguard" 2>/dev/null || true; fi
     elif [ -f "$config" ]; then
         say "kept $config (edited, or not installed by install.sh)"
     fi
+    # Timers the admin enabled would point at removed units: stop them first.
+    if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        timers=$(sed -n 's|^/etc/systemd/system/\(f2b-mailguard-.*\.timer\)$|\1|p' "$manifest")
+        for t in $timers; do
+            act systemctl disable --now "$t" || true
+        done
+    fi
     while IFS= read -r path; do
         [ -n "$path" ] || continue
         act rm -f "$DESTDIR$path"
-        say "removed $DESTDIR$path"
+        $DRY_RUN || say "removed $DESTDIR$path"
     done <"$manifest"
     act rm -f "$manifest"
     if ! $DRY_RUN; then rmdir "$DESTDIR$SHARE" 2>/dev/null || true; fi
@@ -201,7 +208,7 @@ if [ -e "$DESTDIR$CONFIG" ]; then
 "; fi
 else
     act install -D -m 0600 "$tmp/config" "$DESTDIR$CONFIG"
-    say "installed $DESTDIR$CONFIG"
+    $DRY_RUN || say "installed $DESTDIR$CONFIG"
     install_file "$tmp/config" "$PRISTINE" 0644
 fi
 
@@ -209,7 +216,7 @@ if [ -d "$DESTDIR$STATE" ] && [ "$(stat -c %a "$DESTDIR$STATE")" = 700 ]; then
     say "unchanged $DESTDIR$STATE"
 else
     act install -d -m 0700 "$DESTDIR$STATE"
-    say "installed $DESTDIR$STATE (0700)"
+    $DRY_RUN || say "installed $DESTDIR$STATE (0700)"
 fi
 
 printf '%s' "$INSTALLED" >"$tmp/manifest"
