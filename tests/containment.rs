@@ -449,3 +449,61 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
     std::thread::sleep(Duration::from_millis(1100)); // passwd-file is re-read at most once a second
     send(A, "new-pw", "203.0.113.3").expect("released account sends again");
 }
+
+#[test]
+fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pf = queueing_postfix(dir.path(), &sink);
+    let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
+    let marker = dir.path().join("pwned");
+    let user = format!(
+        "x%s%n'$(touch${{IFS}}{})`id`;|&<>*#@example.com",
+        marker.display()
+    );
+    burst(&s, &user, 11, now() - 300);
+    s.wait_user(&user, "block actions", |d| {
+        actions(d).len() == 4 && actions(d).iter().all(|(_, st)| st == "done")
+    });
+    // Postfix's own lookup finds the exact name.
+    let found = map_lookup(&pf, &user).expect("the map has the hostile name as its key");
+    assert!(found.starts_with("550 5.7.1"), "{found}");
+    let mails = sink.wait_for(2, Duration::from_secs(10));
+    let subjects: Vec<String> = mails.iter().filter_map(|m| m.header("Subject")).collect();
+    assert!(
+        subjects.contains(&format!("[f2b-mailguard] {user}: block")),
+        "{subjects:?}"
+    );
+    assert!(!marker.exists(), "a shell ran part of the name");
+
+    // A name Postfix would drop from its map ('"' unbalanced) fails loudly, at once,
+    // and the map stays valid for the account already blocked.
+    let quoted = "bad\"name@example.com";
+    burst(&s, quoted, 11, now() - 200);
+    let d = s.wait_user(quoted, "sasl_block settled", |d| {
+        d["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "sasl_block" && a["state"] == "failed")
+    });
+    let a = d["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "sasl_block")
+        .unwrap()
+        .clone();
+    assert_eq!(a["attempts"], 1, "no retry can fix it");
+    assert!(
+        a["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be a key in a Postfix map"),
+        "{a:#}"
+    );
+    assert!(
+        map_lookup(&pf, &user).is_some(),
+        "the other block still holds"
+    );
+}

@@ -88,6 +88,8 @@ pub enum Outcome {
     /// Nothing to do, or not applicable any more (e.g. the account was released).
     Skipped(String),
     Failed(String),
+    /// Failed in a way no retry can fix.
+    Refused(String),
 }
 
 /// The actions a transition queues: a rise (or a block becoming enforced) runs the

@@ -8,9 +8,17 @@ use crate::config::Config;
 use crate::files::write_atomically;
 use crate::model::{SaslUser, Span};
 
+/// Whether a login can be a key in a Postfix map source file: a leading `#` makes
+/// the line a comment, and Postfix drops a line with an unbalanced `"` (tested with
+/// postmap 3.7). SaslUser already excludes whitespace and control characters.
+pub fn map_key_ok(user: &SaslUser) -> bool {
+    !user.as_str().starts_with('#') && !user.as_str().contains('"')
+}
+
 /// Rewrites the whole map from the list of blocked accounts (the database is the truth,
 /// so a crash half-way or a release in between cannot leave a stale entry), atomically
-/// (temp file + rename), then builds the indexed map with postmap.
+/// (temp file + rename), then builds the indexed map with postmap. Accounts that
+/// cannot be map keys are left out (see `map_key_ok`); the caller reports them.
 pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, String> {
     let p = &cfg.contain.postfix;
     let mut text = String::from(
@@ -18,12 +26,7 @@ pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, Stri
          # use `f2b-mailguard release USER`.\n",
     );
     let mut written = 0;
-    for user in blocked {
-        // A key starting with '#' would be read as a comment, and one starting with
-        // whitespace as a continuation; SaslUser already excludes whitespace.
-        if user.as_str().starts_with('#') {
-            continue;
-        }
+    for user in blocked.iter().filter(|u| map_key_ok(u)) {
         text.push_str(user.as_str());
         text.push(' ');
         text.push_str(&p.reject);
@@ -40,7 +43,8 @@ pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, Stri
         None,
         cfg.contain.actions.command_timeout,
     )?;
-    if !ran.success() {
+    // postmap exits 0 even when it skips a line it cannot parse; its warnings are failures.
+    if !ran.success() || ran.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
         return Err(ran.failure(&p.postmap));
     }
     Ok(format!("{written} account(s) in {arg}"))

@@ -98,7 +98,7 @@ fn drain(cfg: &Config, store: &mut dyn Store, summary: &mut Summary) -> Result<(
                     let wait = backoff(cfg.contain.actions.retry_base, action.attempts);
                     (ActionState::Pending, t, Some(finished.plus(wait)))
                 }
-                Outcome::Failed(t) => (ActionState::Failed, t, None),
+                Outcome::Failed(t) | Outcome::Refused(t) => (ActionState::Failed, t, None),
             };
             match (state, retry) {
                 (_, Some(_)) => summary.retrying += 1,
@@ -158,6 +158,12 @@ fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Out
         Ok(b) => b,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
+    if !postfix::map_key_ok(&action.user) {
+        return Outcome::Refused(format!(
+            "{} cannot be a key in a Postfix map (leading '#' or a '\"'): block this account in the password store instead",
+            action.user
+        ));
+    }
     match postfix::write_sasl_map(cfg, &blocked) {
         Err(e) => Outcome::Failed(e),
         Ok(done) if blocked.contains(&action.user) => Outcome::Done(done),

@@ -16,14 +16,77 @@ pub struct Received {
 }
 
 impl Received {
+    /// A header as a mail client shows it: folded lines joined, RFC 2047 words decoded.
     pub fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.data
-            .lines()
-            .take_while(|l| !l.is_empty())
-            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
-            .map(|l| l[prefix.len()..].trim().to_owned())
+        let mut value: Option<String> = None;
+        for line in self.data.lines().take_while(|l| !l.is_empty()) {
+            match &mut value {
+                Some(v) if line.starts_with([' ', '\t']) => v.push_str(line),
+                Some(_) => break,
+                None if line.to_ascii_lowercase().starts_with(&prefix) => {
+                    value = Some(line[prefix.len()..].to_owned())
+                }
+                None => {}
+            }
+        }
+        value.map(|v| decode_words(v.trim()))
     }
+}
+
+/// Decodes `=?charset?B|Q?text?=` words; whitespace between two encoded words is dropped.
+fn decode_words(v: &str) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    let mut last_was_word = false;
+    for part in v.split([' ', '\t']).filter(|p| !p.is_empty()) {
+        let word = part
+            .strip_prefix("=?")
+            .and_then(|p| p.strip_suffix("?="))
+            .and_then(|p| {
+                let mut it = p.splitn(3, '?');
+                Some((it.next()?, it.next()?, it.next()?))
+            });
+        match word {
+            Some((_, enc, text)) => {
+                let bytes = if enc.eq_ignore_ascii_case("b") {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .unwrap_or_default()
+                } else {
+                    let mut b = Vec::new();
+                    let raw = text.as_bytes();
+                    let mut i = 0;
+                    while i < raw.len() {
+                        match raw[i] {
+                            b'_' => b.push(b' '),
+                            b'=' if i + 2 < raw.len() => {
+                                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("3F");
+                                b.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                                i += 2;
+                            }
+                            c => b.push(c),
+                        }
+                        i += 1;
+                    }
+                    b
+                };
+                if !last_was_word && !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(&String::from_utf8_lossy(&bytes));
+                last_was_word = true;
+            }
+            None => {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(part);
+                last_was_word = false;
+            }
+        }
+    }
+    out
 }
 
 pub struct SmtpSink {
