@@ -37,6 +37,17 @@ fn doctor(s: &Sandbox, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The exit code doctor owes for its output: 2 with a fail, 1 with a warn, else 0.
+fn worst(out: &str) -> i32 {
+    if out.lines().any(|l| l.starts_with("fail ")) {
+        2
+    } else if out.lines().any(|l| l.starts_with("warn ")) {
+        1
+    } else {
+        0
+    }
+}
+
 fn line<'a>(text: &'a str, needle: &str) -> &'a str {
     text.lines()
         .find(|l| l.contains(needle))
@@ -79,9 +90,11 @@ fn missing_misplaced_and_correct_check_sasl_access() {
     let l = line(&out, "before permitting SASL users");
     assert!(l.starts_with("ok    postfix"), "{l}");
     assert!(line(&out, "is built and current").starts_with("ok"));
-    assert!(!out.lines().any(|l| l.starts_with("fail")), "{out}");
-    // Warnings remain (no sender login maps; Dovecot absent is fine): exit 1.
-    assert_eq!(code, 1, "{out}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("fail  postfix")),
+        "{out}"
+    );
+    assert_eq!(code, worst(&out), "the exit code is the worst finding's");
     assert!(line(&out, "may send as any address").starts_with("warn"));
 
     // --json: the same findings as data.
@@ -122,4 +135,87 @@ fn send_test_mail_reports_the_smtp_answer() {
     let (code, out) = doctor(&s, &["--send-test-mail"]);
     assert_eq!(code, 2);
     assert!(line(&out, "test mail failed").starts_with("fail  mail"));
+}
+
+#[test]
+fn fail2ban_jail_disabled_then_enabled() {
+    use support::fail2ban::{append, syslog_now, Fail2ban, Jail};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (_pf, s) = setup(&dir.path().join("pf"), None, sink.port);
+
+    // Fail2ban runs, but no mailguard jail is enabled.
+    let idle = Fail2ban::start(
+        &dir.path().join("off"),
+        Path::new(support::BIN),
+        &s.config_path(),
+        &[],
+    );
+    s.write_config(&format!(
+        "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\n",
+        _pf.sasl_map.display(),
+        idle.socket.display()
+    ));
+    let (code, out) = doctor(&s, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(line(&out, "Fail2Ban v").starts_with("ok    fail2ban"));
+    assert!(
+        line(&out, "no mailguard jail is enabled").starts_with("fail  fail2ban"),
+        "{out}"
+    );
+    drop(idle);
+
+    // The smtp jail enabled on a log the mail server writes.
+    let log = dir.path().join("mail.log");
+    std::fs::write(&log, "").unwrap();
+    let on = Fail2ban::start(
+        &dir.path().join("on"),
+        Path::new(support::BIN),
+        &s.config_path(),
+        &[Jail {
+            name: "mailguard-smtp",
+            logpath: &log,
+        }],
+    );
+    s.write_config(&format!(
+        "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\n",
+        _pf.sasl_map.display(),
+        on.socket.display()
+    ));
+    let (_, out) = doctor(&s, &[]);
+    let runs = line(&out, "jail mailguard-smtp runs");
+    assert!(runs.starts_with("ok    fail2ban"), "{runs}");
+    assert!(
+        runs.contains(&s.config_path().display().to_string()),
+        "{runs}"
+    );
+    assert!(line(
+        &out,
+        &format!("jail mailguard-smtp reads {}", log.display())
+    )
+    .starts_with("ok"));
+    assert!(
+        line(&out, "has matched no login").starts_with("warn  fail2ban"),
+        "{out}"
+    );
+    assert!(!out.contains("no mailguard jail"));
+
+    append(&log, &[format!(
+        "{} mx postfix/submission/smtpd[77]: ABCDEF1234: client=unknown[198.51.100.9], sasl_method=PLAIN, sasl_username=alice@example.com",
+        syslog_now()
+    )]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.rows("events") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the login never reached record"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "matched 1 login(s)").starts_with("ok    fail2ban"),
+        "{out}"
+    );
+    drop(on);
 }

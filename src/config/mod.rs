@@ -92,6 +92,13 @@ pub struct Detection {
     pub thresholds: BTreeMap<Source, Thresholds>,
 }
 
+/// Where doctor reaches Fail2ban.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fail2banPaths {
+    pub client: PathBuf,
+    pub socket: PathBuf,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file this came from, if any (the default path may be absent).
@@ -102,6 +109,7 @@ pub struct Config {
     pub retention: Span,
     pub detection: Detection,
     pub contain: ContainConfig,
+    pub fail2ban: Fail2banPaths,
     pub users: BTreeMap<SaslUser, UserPolicy>,
 }
 
@@ -128,6 +136,10 @@ impl Default for Config {
                 thresholds,
             },
             contain: ContainConfig::default(),
+            fail2ban: Fail2banPaths {
+                client: PathBuf::from("/usr/bin/fail2ban-client"),
+                socket: PathBuf::from("/var/run/fail2ban/fail2ban.sock"),
+            },
             users: BTreeMap::new(),
         }
     }
@@ -263,6 +275,20 @@ impl Config {
             users.finish()?;
         }
         actions::parse(&mut root, &mut cfg.contain)?;
+        if let Some(mut w) = root.table("fail2ban")? {
+            for (key, slot) in [
+                ("client", &mut cfg.fail2ban.client),
+                ("socket", &mut cfg.fail2ban.socket),
+            ] {
+                if let Some(v) = w.string(key)? {
+                    if !v.starts_with('/') {
+                        return Err(w.bad(key, format!("{v:?} must be an absolute path")));
+                    }
+                    *slot = PathBuf::from(v);
+                }
+            }
+            w.finish()?;
+        }
         root.finish()?;
         Ok(cfg)
     }
@@ -309,6 +335,17 @@ impl Config {
             let _ = writeln!(out, "lock = {}", th(t.lock));
         }
         actions::render(&mut out, &self.contain);
+        let _ = writeln!(out, "\n[fail2ban]");
+        let _ = writeln!(
+            out,
+            "client = {}",
+            q(&self.fail2ban.client.display().to_string())
+        );
+        let _ = writeln!(
+            out,
+            "socket = {}",
+            q(&self.fail2ban.socket.display().to_string())
+        );
         for (user, p) in &self.users {
             let _ = writeln!(out, "\n[users.{}]", q(user.as_str()));
             let _ = writeln!(out, "exempt = {}", p.exempt);

@@ -1,6 +1,7 @@
 //! `doctor`: audits the set-up around f2b-mailguard and says what to fix. Each check
 //! gives one finding: ok, warn or fail, the evidence, and a fix to copy.
 
+mod fail2ban;
 mod postfix;
 mod system;
 
@@ -30,7 +31,7 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub status: Status,
-    /// `postfix`, `dovecot`, `mailguard`, `mail`.
+    /// `mailguard`, `fail2ban`, `postfix`, `dovecot`, `mail`.
     pub area: &'static str,
     /// What was found, with the evidence.
     pub message: String,
@@ -67,6 +68,7 @@ pub fn run(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     system::mailguard(cfg, store, store_error, &mut out);
+    fail2ban::check(cfg, &mut out);
     postfix::check(cfg, &mut out);
     system::dovecot(cfg, &mut out);
     system::mail(cfg, opts.send_test_mail, &mut out);

@@ -1,0 +1,232 @@
+//! Fail2ban: installed and new enough, running, the mailguard jails loaded, each
+//! reading a log that is written, matching, and calling this binary with this config.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::{Finding, Status};
+use crate::actions::exec;
+use crate::config::Config;
+
+const AREA: &str = "fail2ban";
+/// A log not written for this long is probably not the one the mail server writes.
+const STALE: Duration = Duration::from_secs(24 * 3600);
+
+fn client(cfg: &Config, args: &[&str]) -> Result<String, String> {
+    let program = &cfg.fail2ban.client;
+    let socket = cfg.fail2ban.socket.display().to_string();
+    let all: Vec<&str> = ["-s", socket.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let ran = exec::run(program, &all, None, cfg.contain.actions.command_timeout)?;
+    if !ran.success() {
+        // fail2ban-client prefixes its errors with a time stamp and a log level.
+        let line = ran.first_line();
+        return Err(line
+            .split_once("ERROR")
+            .map_or(line.clone(), |(_, m)| m.trim().to_owned()));
+    }
+    Ok(String::from_utf8_lossy(&ran.stdout).into_owned())
+}
+
+/// `Fail2Ban v1.0.2` -> (1, 0).
+fn version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
+    let program = &cfg.fail2ban.client;
+    let installed = exec::run(
+        program,
+        &["--version"],
+        None,
+        cfg.contain.actions.command_timeout,
+    );
+    let text = match installed {
+        Ok(r) if r.success() => String::from_utf8_lossy(&r.stdout).into_owned(),
+        _ => {
+            out.push(Finding::new(
+                Status::Fail,
+                AREA,
+                format!(
+                    "{} does not run: Fail2ban is not installed",
+                    program.display()
+                ),
+                Some("apt-get install fail2ban".into()),
+            ));
+            return;
+        }
+    };
+    match version(&text) {
+        Some((major, minor)) if (major, minor) >= (0, 10) => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("{} installed", text.trim()),
+            None,
+        )),
+        _ => out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            format!(
+                "{} is too old or unknown: 0.10 or later is needed",
+                text.trim()
+            ),
+            Some("upgrade fail2ban".into()),
+        )),
+    }
+    if let Err(e) = client(cfg, &["ping"]) {
+        out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            format!(
+                "the server does not answer on {}: {e}",
+                cfg.fail2ban.socket.display()
+            ),
+            Some("systemctl enable --now fail2ban".into()),
+        ));
+        return;
+    }
+    let jails: Vec<String> = client(cfg, &["status"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once("Jail list:"))
+        .flat_map(|(_, list)| {
+            list.split(',')
+                .map(|j| j.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|j| j.starts_with("mailguard-"))
+        .collect();
+    if jails.is_empty() {
+        out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            "no mailguard jail is enabled: no login reaches f2b-mailguard",
+            Some("printf '[mailguard-smtp]\\nenabled = true\\n' >> /etc/fail2ban/jail.d/mailguard.local && fail2ban-client reload".into()),
+        ));
+        return;
+    }
+    for jail in &jails {
+        check_jail(cfg, jail, out);
+    }
+}
+
+fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
+    let get = |what: &[&str]| {
+        client(cfg, &[&["get", jail][..], what].concat()).map(|t| t.trim().to_owned())
+    };
+    let actions = get(&["actions"]).unwrap_or_default();
+    if !actions.lines().skip(1).any(|a| a.trim() == "mailguard") {
+        out.push(Finding::new(
+            Status::Fail,
+            AREA,
+            format!("jail {jail} does not use the mailguard action"),
+            Some(format!(
+                "action = mailguard[source=...] in the [{jail}] section"
+            )),
+        ));
+        return;
+    }
+    let binary = get(&["action", "mailguard", "binary"]).unwrap_or_default();
+    let config = get(&["action", "mailguard", "config"]).unwrap_or_default();
+    let this = std::env::current_exe().unwrap_or_default();
+    let ours = cfg
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    if same_file(Path::new(&binary), &this) && same_file(Path::new(&config), &ours) {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("jail {jail} runs {binary} with {config}"),
+            None,
+        ));
+    } else {
+        out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!(
+                "jail {jail} runs {binary} with {config}; this is {} with {}",
+                this.display(),
+                ours.display()
+            ),
+            Some("set binary and config in /etc/fail2ban/action.d/mailguard.local [Init]".into()),
+        ));
+    }
+    let logs: Vec<PathBuf> = get(&["logpath"])
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| PathBuf::from(l.trim_start_matches(['|', '`', '-', ' '])))
+        .collect();
+    if logs.is_empty() {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("jail {jail} reads the systemd journal"),
+            None,
+        ));
+    }
+    for log in &logs {
+        let meta = std::fs::File::open(log).and_then(|f| f.metadata());
+        match meta {
+            Err(e) => out.push(Finding::new(
+                Status::Fail,
+                AREA,
+                format!("jail {jail}: {} cannot be read: {e}", log.display()),
+                Some(
+                    "point logpath at the file the mail server writes, or use backend = systemd"
+                        .into(),
+                ),
+            )),
+            Ok(m) => {
+                let age = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .unwrap_or_default();
+                if age > STALE {
+                    out.push(Finding::new(
+                        Status::Warn,
+                        AREA,
+                        format!("jail {jail}: {} was last written {} h ago", log.display(), age.as_secs() / 3600),
+                        Some("is this the log the mail server writes now? (Debian 12 without rsyslog: backend = systemd)".into()),
+                    ));
+                } else {
+                    out.push(Finding::new(
+                        Status::Ok,
+                        AREA,
+                        format!("jail {jail} reads {}", log.display()),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    let matched = client(cfg, &["status", jail])
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.split_once("Total failed:")
+                .and_then(|(_, n)| n.trim().parse::<u64>().ok())
+        });
+    match matched {
+        Some(0) | None => out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!("jail {jail}: its filter has matched no login since Fail2ban started"),
+            Some(format!("fail2ban-regex <the log> /etc/fail2ban/filter.d/<the {jail} filter>.conf shows whether the lines match")),
+        )),
+        Some(n) => out.push(Finding::new(Status::Ok, AREA, format!("jail {jail} matched {n} login(s) since Fail2ban started"), None)),
+    }
+}
