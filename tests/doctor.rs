@@ -151,6 +151,15 @@ fn fail2ban_jail_disabled_then_enabled() {
         &s.config_path(),
         &[],
     );
+    // With no jail to wait for, start() returns before the server answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while idle.client(&["ping"]).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fail2ban-server never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     s.write_config(&format!(
         "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\n",
         _pf.sasl_map.display(),
