@@ -187,9 +187,10 @@ fn fail2ban_jail_disabled_then_enabled() {
         }],
     );
     s.write_config(&format!(
-        "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\n",
+        "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\nconfig_dir = \"{}\"\n",
         _pf.sasl_map.display(),
-        on.socket.display()
+        on.socket.display(),
+        on.conf.display()
     ));
     let (_, out) = doctor(&s, &[]);
     let runs = line(&out, "jail mailguard-smtp runs");
@@ -208,6 +209,8 @@ fn fail2ban_jail_disabled_then_enabled() {
         "{out}"
     );
     assert!(!out.contains("no mailguard jail"));
+    let empty = format!("{} is empty", log.display());
+    assert!(line(&out, &empty).starts_with("warn  fail2ban"), "{out}");
 
     append(&log, &[format!(
         "{} mx postfix/submission/smtpd[77]: ABCDEF1234: client=unknown[198.51.100.9], sasl_method=PLAIN, sasl_username=alice@example.com",
@@ -226,5 +229,8 @@ fn fail2ban_jail_disabled_then_enabled() {
         line(&out, "matched 1 login(s)").starts_with("ok    fail2ban"),
         "{out}"
     );
+    // The jail's filter, run by fail2ban-regex on the log's last lines.
+    let tail = line(&out, "mailguard-postfix-sasl matches 1 of the last 1 lines");
+    assert!(tail.starts_with("ok    fail2ban"), "{out}");
     drop(on);
 }

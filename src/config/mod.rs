@@ -97,6 +97,8 @@ pub struct Detection {
 pub struct Fail2banPaths {
     pub client: PathBuf,
     pub socket: PathBuf,
+    /// Fail2ban's configuration directory, where doctor reads the jails' filters.
+    pub config_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +141,7 @@ impl Default for Config {
             fail2ban: Fail2banPaths {
                 client: PathBuf::from("/usr/bin/fail2ban-client"),
                 socket: PathBuf::from("/var/run/fail2ban/fail2ban.sock"),
+                config_dir: PathBuf::from("/etc/fail2ban"),
             },
             users: BTreeMap::new(),
         }
@@ -276,9 +279,11 @@ impl Config {
         }
         actions::parse(&mut root, &mut cfg.contain)?;
         if let Some(mut w) = root.table("fail2ban")? {
+            let f = &mut cfg.fail2ban;
             for (key, slot) in [
-                ("client", &mut cfg.fail2ban.client),
-                ("socket", &mut cfg.fail2ban.socket),
+                ("client", &mut f.client),
+                ("socket", &mut f.socket),
+                ("config_dir", &mut f.config_dir),
             ] {
                 if let Some(v) = w.string(key)? {
                     if !v.starts_with('/') {
@@ -345,6 +350,11 @@ impl Config {
             out,
             "socket = {}",
             q(&self.fail2ban.socket.display().to_string())
+        );
+        let _ = writeln!(
+            out,
+            "config_dir = {}",
+            q(&self.fail2ban.config_dir.display().to_string())
         );
         for (user, p) in &self.users {
             let _ = writeln!(out, "\n[users.{}]", q(user.as_str()));

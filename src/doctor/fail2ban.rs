@@ -213,6 +213,13 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
             }
         }
     }
+    if let Some(filter) = jail_filters(&cfg.fail2ban.config_dir).get(jail) {
+        for log in &logs {
+            if let Some(f) = regex_on_tail(cfg, log, filter, jail) {
+                out.push(f);
+            }
+        }
+    }
     let matched = client(cfg, &["status", jail])
         .unwrap_or_default()
         .lines()
@@ -229,4 +236,105 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         )),
         Some(n) => out.push(Finding::new(Status::Ok, AREA, format!("jail {jail} matched {n} login(s) since Fail2ban started"), None)),
     }
+}
+
+/// Lines of a log's end the filter is tried on.
+const TAIL_LINES: usize = 1000;
+const TAIL_BYTES: u64 = 1 << 20;
+
+/// Each mailguard jail's `filter =`, from jail.d/mailguard.conf and then .local, as
+/// Fail2ban reads them (fail2ban-client does not report a jail's filter).
+fn jail_filters(conf_dir: &Path) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for name in ["mailguard.conf", "mailguard.local"] {
+        let Ok(text) = std::fs::read_to_string(conf_dir.join("jail.d").join(name)) else {
+            continue;
+        };
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.to_owned();
+            } else if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == "filter" && !line.starts_with('#') {
+                    out.insert(section.clone(), v.trim().to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs fail2ban-regex with the jail's filter on the last lines of its log.
+fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<Finding> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    if tail.is_empty() {
+        return Some(Finding::new(
+            Status::Warn,
+            AREA,
+            format!("jail {jail}: {} is empty", log.display()),
+            None,
+        ));
+    }
+    let dir = tempfile_dir()?;
+    let sample = dir.join("tail.log");
+    std::fs::write(&sample, tail.join("\n") + "\n").ok()?;
+    let regex = cfg.fail2ban.client.with_file_name("fail2ban-regex");
+    let conf = cfg.fail2ban.config_dir.display().to_string();
+    let sample_arg = sample.display().to_string();
+    let ran = exec::run(
+        &regex,
+        &["-c", &conf, &sample_arg, filter],
+        None,
+        cfg.contain.actions.command_timeout,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let ran = ran.ok()?;
+    let summary = String::from_utf8_lossy(&ran.stdout).into_owned();
+    let counts = summary
+        .lines()
+        .find(|l| l.starts_with("Lines:"))?
+        .to_owned();
+    let matched: u64 = counts
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" matched"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(if matched > 0 {
+        Finding::new(
+            Status::Ok,
+            AREA,
+            format!(
+                "jail {jail}: {filter} matches {matched} of the last {} lines of {}",
+                tail.len(),
+                log.display()
+            ),
+            None,
+        )
+    } else {
+        Finding::new(
+            Status::Warn,
+            AREA,
+            format!("jail {jail}: {filter} matches none of the last {} lines of {}: a wrong log, or a format the filter misses", tail.len(), log.display()),
+            Some(format!("fail2ban-regex {} {filter}", log.display())),
+        )
+    })
+}
+
+/// A private scratch directory for the log sample.
+fn tempfile_dir() -> Option<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("f2b-mailguard-doctor.{}", std::process::id()));
+    std::fs::create_dir(&dir).ok()?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
+    Some(dir)
 }
