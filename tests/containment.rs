@@ -335,23 +335,12 @@ fn a_burst_of_escalations_loses_no_action_and_piles_up_no_workers() {
 
 #[test]
 fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password() {
-    use support::mailstack::{submit, Dovecot};
+    use support::mailstack::{mail_server, submit};
     const A: &str = "alice@example.test";
     const B: &str = "bob@example.test";
     let dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start();
-    let mut dv = Dovecot::configure(dir.path(), &[(A, "alice-pw"), (B, "bob-pw")]);
-    dv.start();
-    let mut pf = Postfix::configure(
-        dir.path(),
-        &PostfixSetup {
-            relay_port: sink.port,
-            defer_outbound: true,
-            sasl_socket: Some(&dv.auth_socket),
-            submission_restrictions: None,
-        },
-    );
-    pf.start();
+    let (dv, pf) = mail_server(dir.path(), &[(A, "alice-pw"), (B, "bob-pw")], sink.port);
     let send = |user: &str, pw: &str, addr: &str| {
         submit(
             pf.submission_port,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::fail2ban::{Fail2ban, Jail};
-use support::mailstack::{submit, Dovecot, Postfix, PostfixSetup};
+use support::mailstack::{mail_server, submit, Dovecot, Postfix};
 use support::smtp_sink::SmtpSink;
 use support::{now, Sandbox, BIN};
 
@@ -31,18 +31,11 @@ impl Stack {
     fn start(mode: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sink = SmtpSink::start();
-        let mut dv = Dovecot::configure(dir.path(), &[(ALICE, "alice-pw"), (BOB, "bob-pw")]);
-        dv.start();
-        let mut pf = Postfix::configure(
+        let (dv, pf) = mail_server(
             dir.path(),
-            &PostfixSetup {
-                relay_port: sink.port,
-                defer_outbound: true,
-                sasl_socket: Some(&dv.auth_socket),
-                submission_restrictions: None,
-            },
+            &[(ALICE, "alice-pw"), (BOB, "bob-pw")],
+            sink.port,
         );
-        pf.start();
         let mut s = Sandbox::acting(&format!(
             "mode = \"{mode}\"\n[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nto = [\"postmaster@example.test\"]\n[postfix]\nsasl_map = \"{}\"\n",
             sink.port,

@@ -388,6 +388,24 @@ impl Drop for Dovecot {
     }
 }
 
+/// A running mail server: Dovecot with `users`, and Postfix doing SMTP AUTH through it
+/// and keeping outbound mail queued (relay to `relay_port` deferred).
+pub fn mail_server(dir: &Path, users: &[(&str, &str)], relay_port: u16) -> (Dovecot, Postfix) {
+    let mut dv = Dovecot::configure(dir, users);
+    dv.start();
+    let mut pf = Postfix::configure(
+        dir,
+        &PostfixSetup {
+            relay_port,
+            defer_outbound: true,
+            sasl_socket: Some(&dv.auth_socket),
+            submission_restrictions: None,
+        },
+    );
+    pf.start();
+    (dv, pf)
+}
+
 /// One authenticated submission through Postfix, as a mail client would do it, from a
 /// faked client address (XCLIENT, allowed from loopback in the private Postfix).
 /// Returns the server's final reply, or the first rejection.
