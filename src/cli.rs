@@ -48,6 +48,9 @@ pub enum Command {
     Metrics(Metrics),
     /// Audit the set-up (Postfix, Dovecot, the database, admin mail) and say what to fix
     Doctor(Doctor),
+    /// Backtest: replay past logins from stdin into a scratch database (--db) with every
+    /// action off, and report which accounts would have been flagged, when and why
+    Ingest(Ingest),
     /// Print the man page (roff) or a shell completion script, for packaging
     #[command(hide = true)]
     Generate(Generate),
@@ -139,6 +142,16 @@ pub struct Metrics {
     /// /var/lib/prometheus/node-exporter/f2b_mailguard.prom
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Ingest {
+    /// Source of lines without one (the `fail2ban-regex -o '<time> <F-USER> <ip>'` form)
+    #[arg(long, default_value = "smtp")]
+    pub source: String,
+    /// The report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

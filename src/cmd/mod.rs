@@ -4,6 +4,7 @@ mod check;
 mod config;
 mod doctor;
 mod generate;
+mod ingest;
 mod metrics;
 mod prune;
 mod record;
@@ -62,6 +63,7 @@ impl Run for Command {
             Command::Metrics(c) => c.run(app),
             Command::Generate(c) => c.run(app),
             Command::Doctor(c) => c.run(app),
+            Command::Ingest(c) => c.run(app),
         }
     }
 }

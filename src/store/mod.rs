@@ -161,6 +161,18 @@ pub trait Store {
         decide: &mut dyn FnMut(&Evidence) -> Verdict,
     ) -> Result<Recorded>;
 
+    /// Many logins in one transaction, without the automatic retention (backtests,
+    /// whose log times are old). `decide` runs for each login, as in `record`.
+    fn record_many(
+        &mut self,
+        events: &[LoginEvent],
+        window: Span,
+        decide: &mut dyn FnMut(&Evidence) -> Verdict,
+    ) -> Result<Vec<Recorded>>;
+
+    /// Every account whose level ever changed, with its history, by account name.
+    fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>>;
+
     /// Logins of every account in `(since, until]`, for the overview.
     fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>>;
 

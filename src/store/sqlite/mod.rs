@@ -16,7 +16,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, ACCOUNT_COLS};
-use self::write::{insert_change, prune, record_once};
+use self::write::{insert_change, prune, record_many, record_once};
 use super::schema;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Evidence, LevelChange,
@@ -196,6 +196,53 @@ impl Store for SqliteStore {
             record_once(conn, retention, event, window, decide)
         })
         .map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn record_many(
+        &mut self,
+        events: &[LoginEvent],
+        window: Span,
+        decide: &mut dyn FnMut(&Evidence) -> Verdict,
+    ) -> Result<Vec<Recorded>> {
+        let conn = &mut self.conn;
+        retry_busy(self.busy_timeout, || {
+            record_many(conn, events, window, decide)
+        })
+        .map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT u.name, c.ts_ms, c.from_level, c.to_level, c.enforced, c.reason, c.actor
+                 FROM level_changes c JOIN users u ON u.id = c.user_id ORDER BY u.name, c.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    user_of(&r.get::<_, String>(0)?)?,
+                    LevelChange {
+                        time: LogTime::from_millis(r.get(1)?),
+                        from: level_of(&r.get::<_, String>(2)?)?,
+                        to: level_of(&r.get::<_, String>(3)?)?,
+                        enforced: r.get(4)?,
+                        reason: r.get(5)?,
+                        actor: r.get(6)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| sql_err(&self.path, e))?;
+        let mut out: Vec<(SaslUser, Vec<LevelChange>)> = Vec::new();
+        for (user, change) in rows {
+            match out.last_mut() {
+                Some((u, changes)) if *u == user => changes.push(change),
+                _ => out.push((user, vec![change])),
+            }
+        }
+        Ok(out)
     }
 
     fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>> {

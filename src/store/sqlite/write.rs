@@ -97,6 +97,37 @@ pub(super) fn record_once(
     decide: &mut dyn FnMut(&Evidence) -> Verdict,
 ) -> rusqlite::Result<Recorded> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded = record_in(&tx, Some(retention), event, window, decide)?;
+    tx.commit()?;
+    Ok(recorded)
+}
+
+/// Many logins in one transaction, for backtests: replayed log times are old, so the
+/// automatic retention (relative to now) is not applied.
+pub(super) fn record_many(
+    conn: &mut Connection,
+    events: &[LoginEvent],
+    window: Span,
+    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+) -> rusqlite::Result<Vec<Recorded>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        out.push(record_in(&tx, None, event, window, decide)?);
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Stores a login and re-evaluates its account inside the caller's transaction;
+/// `retention` applies the automatic pruning now and then.
+fn record_in(
+    tx: &Connection,
+    retention: Option<Span>,
+    event: &LoginEvent,
+    window: Span,
+    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+) -> rusqlite::Result<Recorded> {
     let at = event.time;
     let (user_id, state): (i64, AccountState) = tx
         .prepare_cached(
@@ -131,7 +162,6 @@ pub(super) fn record_once(
             event.fid.as_ref().map(|f| f.as_str()),
         ])?;
     if inserted == 0 {
-        tx.commit()?;
         return Ok(Recorded {
             duplicate: true,
             queued: 0,
@@ -140,8 +170,8 @@ pub(super) fn record_once(
     let event_id = tx.last_insert_rowid();
 
     let since = at.minus(window).max(state.count_from);
-    let seen = seen_in(&tx, user_id, since, at)?;
-    let whitelist = whitelist_of(&tx, event.user.as_str())?;
+    let seen = seen_in(tx, user_id, since, at)?;
+    let whitelist = whitelist_of(tx, event.user.as_str())?;
     let verdict = decide(&Evidence {
         user: &event.user,
         at,
@@ -162,15 +192,14 @@ pub(super) fn record_once(
     }
     let mut queued = 0;
     if let Some(t) = &verdict.transition {
-        let change_id = insert_change(&tx, user_id, at, t, "detector")?;
+        let change_id = insert_change(tx, user_id, at, t, "detector")?;
         for kind in &verdict.actions {
-            queued += queue_action(&tx, user_id, change_id, *kind, t, at, verdict.mail_cooldown)?;
+            queued += queue_action(tx, user_id, change_id, *kind, t, at, verdict.mail_cooldown)?;
         }
     }
-    if event_id % AUTO_PRUNE_EVERY == 0 {
-        prune(&tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
+    if let Some(retention) = retention.filter(|_| event_id % AUTO_PRUNE_EVERY == 0) {
+        prune(tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
-    tx.commit()?;
     Ok(Recorded {
         duplicate: false,
         queued,

@@ -1,0 +1,216 @@
+//! `ingest`: the backtest. Replays logins from stdin into a scratch database, using
+//! the log times, with every action off, and reports which accounts would have been
+//! flagged, when (log time) each level was reached, and why.
+//!
+//! Input, one login per line, either
+//!   `TIME USER ADDRESS`   as printed by `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER`
+//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp"}`   (JSON lines)
+
+use std::io::BufRead;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{App, Run};
+use crate::cli::Ingest;
+use crate::config::Config;
+use crate::detect::{self, Whitelist};
+use crate::error::{Error, Invalid, Result};
+use crate::model::{ClientAddr, Label, Level, LogTime, SaslUser, Source};
+use crate::store::{self, LoginEvent, Verdict};
+
+/// Logins per transaction.
+const BATCH: usize = 5000;
+
+#[derive(Deserialize)]
+struct JsonLogin {
+    time: serde_json::Value,
+    user: String,
+    ip: String,
+    source: Option<String>,
+}
+
+fn parse_line(
+    line: &str,
+    default_source: Source,
+    jail: &Label,
+) -> std::result::Result<LoginEvent, Invalid> {
+    let (time, user, ip, source) = if line.starts_with('{') {
+        let j: JsonLogin = serde_json::from_str(line)
+            .map_err(|e| Invalid::new("line", format!("not a JSON login: {e}")))?;
+        let time = match &j.time {
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            _ => return Err(Invalid::new("time", "must be a number")),
+        };
+        let source = j
+            .source
+            .as_deref()
+            .map(Source::parse)
+            .transpose()?
+            .unwrap_or(default_source);
+        (time, j.user, j.ip, source)
+    } else {
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(t), Some(u), Some(i), None) => {
+                (t.to_owned(), u.to_owned(), i.to_owned(), default_source)
+            }
+            _ => return Err(Invalid::new("line", "is not TIME USER ADDRESS")),
+        }
+    };
+    Ok(LoginEvent {
+        time: LogTime::parse("time", &time)?,
+        source,
+        user: SaslUser::parse(&user)?,
+        addr: ClientAddr::parse(&ip)?,
+        jail: jail.clone(),
+        fid: None,
+    })
+}
+
+#[derive(Serialize)]
+struct Report {
+    events: u64,
+    skipped: u64,
+    accounts: Vec<Account>,
+}
+
+#[derive(Serialize)]
+struct Account {
+    user: SaslUser,
+    highest: Level,
+    levels: Vec<Reached>,
+}
+
+#[derive(Serialize)]
+struct Reached {
+    level: Level,
+    time: f64,
+    reason: String,
+}
+
+impl Run for Ingest {
+    fn run(&self, app: &App) -> Result<()> {
+        let default_source = Source::parse(&self.source)?;
+        let Some(scratch) = &app.db else {
+            return Err(Error::Usage(
+                "ingest writes a scratch database: give --db PATH (never the live one)".into(),
+            ));
+        };
+        let live = Config::load(app.config_path.as_deref())?.database;
+        let same =
+            |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            };
+        if same(scratch, &live) {
+            return Err(Error::Usage(format!(
+                "{} is the live database; ingest needs a scratch one",
+                scratch.display()
+            )));
+        }
+        let cfg = app.config()?;
+        let mut store = store::open(&cfg)?;
+        let jail = Label::parse("jail", "ingest")?;
+        let started = Instant::now();
+        let (mut events, mut skipped) = (0u64, 0u64);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut decide = |ev: &store::Evidence| {
+            let whitelist = Whitelist::new(&cfg, ev.user, ev.whitelist);
+            let eval = detect::evaluate(&cfg, ev.user, ev.seen, &whitelist);
+            let (state, transition) = detect::decide(&cfg, ev.state, &eval, ev.at);
+            // A backtest never acts.
+            Verdict {
+                state,
+                transition,
+                actions: Vec::new(),
+                mail_cooldown: cfg.contain.mail.cooldown,
+            }
+        };
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line.map_err(|e| Error::io("stdin", e))?;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match parse_line(line, default_source, &jail) {
+                Ok(ev) => batch.push(ev),
+                Err(e) => {
+                    if skipped < 5 {
+                        eprintln!("f2b-mailguard: line {}: {e}; skipped", n + 1);
+                    }
+                    skipped += 1;
+                }
+            }
+            if batch.len() == BATCH {
+                events += store
+                    .record_many(&batch, cfg.detection.window, &mut decide)?
+                    .len() as u64;
+                batch.clear();
+            }
+        }
+        events += store
+            .record_many(&batch, cfg.detection.window, &mut decide)?
+            .len() as u64;
+        let took = started.elapsed().as_secs_f64();
+        eprintln!(
+            "f2b-mailguard: ingested {events} logins in {took:.2} s ({:.0}/s); {skipped} line(s) skipped",
+            events as f64 / took.max(1e-9)
+        );
+
+        let accounts: Vec<Account> = store
+            .changed()?
+            .into_iter()
+            .filter_map(|(user, history)| {
+                let levels: Vec<Reached> = history
+                    .iter()
+                    .filter(|c| c.to > c.from)
+                    .map(|c| Reached {
+                        level: c.to,
+                        time: c.time.secs_f64(),
+                        reason: c.reason.clone(),
+                    })
+                    .collect();
+                let highest = levels.iter().map(|r| r.level).max()?;
+                Some(Account {
+                    user,
+                    highest,
+                    levels,
+                })
+            })
+            .collect();
+        let report = Report {
+            events,
+            skipped,
+            accounts,
+        };
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        } else if report.accounts.is_empty() {
+            println!("no account would have been flagged");
+        } else {
+            println!(
+                "{:<34} {:<7} {:<20} WHY",
+                "ACCOUNT", "LEVEL", "REACHED (UTC)"
+            );
+            for a in &report.accounts {
+                for (i, r) in a.levels.iter().enumerate() {
+                    let who = if i == 0 { a.user.as_str() } else { "" };
+                    let when = LogTime::from_millis((r.time * 1000.0) as i64).rfc3339();
+                    println!(
+                        "{:<34} {:<7} {:<20} {}",
+                        who,
+                        r.level.as_str(),
+                        &when[..19],
+                        r.reason
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
