@@ -45,8 +45,18 @@ impl Whitelist {
     }
 }
 
+/// The built-in ranges, parsed once per process (backtests build a whitelist per login).
 pub fn builtin() -> impl Iterator<Item = Cidr> {
-    BUILTIN.iter().filter_map(|s| Cidr::from_str(s).ok())
+    static PARSED: std::sync::OnceLock<Vec<Cidr>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            BUILTIN
+                .iter()
+                .filter_map(|s| Cidr::from_str(s).ok())
+                .collect()
+        })
+        .iter()
+        .copied()
 }
 
 #[cfg(test)]

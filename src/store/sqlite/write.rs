@@ -129,14 +129,17 @@ fn record_in(
     decide: &mut dyn FnMut(&Evidence) -> Verdict,
 ) -> rusqlite::Result<Recorded> {
     let at = event.time;
+    // Upsert, then read: RETURNING would make SQLite build a temporary table per call.
+    tx.prepare_cached(
+        "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)",
+    )?
+    .execute(params![event.user.as_str(), at.millis()])?;
     let (user_id, state): (i64, AccountState) = tx
         .prepare_cached(
-            "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)
-             RETURNING id, level, enforced, last_hit_ms, count_from_ms",
-        )
-        ?
-        .query_row(params![event.user.as_str(), at.millis()], |r| {
+            "SELECT id, level, enforced, last_hit_ms, count_from_ms FROM users WHERE name = ?1",
+        )?
+        .query_row([event.user.as_str()], |r| {
             Ok((
                 r.get(0)?,
                 AccountState {
@@ -146,8 +149,7 @@ fn record_in(
                     count_from: LogTime::from_millis(r.get(4)?),
                 },
             ))
-        })
-        ?;
+        })?;
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid)
