@@ -228,3 +228,179 @@ fn kill_9_during_record_loses_no_committed_login_and_corrupts_nothing() {
     }
     assert_eq!(s.rows("events"), 60, "{before} survived the kills");
 }
+
+/// A small tmpfs mounted for one test and unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .status()
+            .expect("mount (the tests run as root)");
+        assert!(st.success(), "mounting a tmpfs needs root");
+        Self { path }
+    }
+
+    fn remount(&self, opt: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+fn integrity(db: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_recording_resumes_when_space_returns() {
+    let s = Sandbox::new("");
+    let disk = SmallDisk::mount(s.path().join("small"), "1m");
+    let db = disk.path.join("mg.db");
+    let rec = |i: i64| {
+        s.cmd()
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "record",
+                "--source=smtp",
+                "--jail=j",
+                "--user=alice@example.com",
+            ])
+            .arg(format!("--ip=198.51.100.{}", i % 250 + 1))
+            .arg(format!("--time={}", T0 + i))
+            .output()
+            .unwrap()
+    };
+    assert!(rec(0).status.success());
+    // Fill the rest of the disk.
+    let filler = disk.path.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let mut failed = None;
+    for i in 1..200 {
+        let out = rec(i);
+        if !out.status.success() {
+            failed = Some(out);
+            break;
+        }
+    }
+    let out = failed.expect("the disk never filled up");
+    assert_eq!(out.status.code(), Some(1), "exit 1: Fail2ban retries");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("disk is full") || err.contains("No space left"),
+        "{err}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        rec(500).status.success(),
+        "recording resumes once there is space"
+    );
+    assert_eq!(integrity(&db), "ok");
+}
+
+#[test]
+fn a_read_only_database_is_a_clear_error_and_writes_resume_after_remount() {
+    let s = Sandbox::new("");
+    let disk = SmallDisk::mount(s.path().join("ro"), "4m");
+    let db = disk.path.join("mg.db");
+    let rec = |ip: &str| {
+        s.cmd()
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "record",
+                "--source=smtp",
+                "--jail=j",
+                "--user=alice@example.com",
+                &format!("--ip={ip}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(rec("198.51.100.1").status.success());
+    disk.remount("ro");
+    let out = rec("198.51.100.2");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&db.display().to_string()),
+        "the error names the database: {err}"
+    );
+    disk.remount("rw");
+    assert!(rec("198.51.100.3").status.success());
+    assert_eq!(integrity(&db), "ok");
+}
+
+#[test]
+fn kill_9_of_the_worker_mid_send_loses_no_mail_and_sends_none_twice() {
+    use support::smtp_sink::SmtpSink;
+    let sink = SmtpSink::start();
+    sink.set_delay(Duration::from_secs(30));
+    let s = Sandbox::acting(&format!(
+        "[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n",
+        sink.port
+    ));
+    for i in 0..6 {
+        s.record(
+            "smtp",
+            "alice@example.com",
+            &format!("198.51.100.{}", i + 1),
+            now() - 60 + i,
+        );
+    }
+    // The worker record started is now waiting for the sink to accept the mail.
+    let config = s.config_path().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let worker = loop {
+        if let Some(pid) = support::processes_mentioning(&config).into_iter().next() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no worker started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    let d = s.status_user("alice@example.com", now());
+    assert_eq!(
+        d["actions"][0]["state"], "pending",
+        "the killed attempt left the action queued"
+    );
+    // The next worker (the timer's) sends it, once.
+    sink.set_delay(Duration::ZERO);
+    s.ok(&["run-actions"]);
+    let d = s.status_user("alice@example.com", now());
+    assert_eq!(d["actions"][0]["state"], "done");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sink.messages().len(), 1, "exactly one mail");
+}

@@ -92,6 +92,8 @@ fn decode_words(v: &str) -> String {
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Milliseconds to wait before accepting a message's data (a slow server).
+    delay: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -115,14 +117,15 @@ impl SmtpSink {
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (received.clone(), stop.clone());
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (r, s, d) = (received.clone(), stop.clone(), delay.clone());
         let thread = thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let r = r.clone();
+                        let (r, d) = (r.clone(), d.clone());
                         thread::spawn(move || {
-                            let _ = serve(conn, &r);
+                            let _ = serve(conn, &r, &d);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -133,8 +136,15 @@ impl SmtpSink {
             port,
             received,
             stop,
+            delay,
             thread: Some(thread),
         }
+    }
+
+    /// From now on, wait this long before accepting each message's data.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -163,7 +173,11 @@ impl Drop for SmtpSink {
     }
 }
 
-fn serve(conn: TcpStream, received: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    received: &Mutex<Vec<Received>>,
+    delay: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut out = conn.try_clone()?;
     let mut input = BufReader::new(conn);
@@ -216,6 +230,18 @@ fn serve(conn: TcpStream, received: &Mutex<Vec<Received>>) -> std::io::Result<()
                         .trim_end_matches(['\r', '\n']),
                 );
                 data.push('\n');
+            }
+            // A client that goes away while we wait has not delivered anything.
+            let wait = delay.load(Ordering::Relaxed);
+            if wait > 0 {
+                thread::sleep(Duration::from_millis(wait));
+                let sock = input.get_ref();
+                sock.set_nonblocking(true)?;
+                let gone = matches!(sock.peek(&mut [0u8; 1]), Ok(0));
+                sock.set_nonblocking(false)?;
+                if gone {
+                    return Ok(());
+                }
             }
             received.lock().expect("lock").push(Received {
                 from: from.clone(),
