@@ -1,21 +1,10 @@
-mod actions;
-mod cli;
-mod cmd;
-mod config;
-mod detect;
-mod doctor;
-mod error;
-mod files;
-mod model;
-mod report;
-mod store;
-
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cmd::{App, Run};
+use f2b_mailguard::cmd::{App, Run};
+use f2b_mailguard::{cli, error};
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {

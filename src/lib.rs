@@ -1,0 +1,14 @@
+//! f2b-mailguard as a library: the binary (src/main.rs) is a thin dispatcher, and the
+//! fuzz targets (fuzz/) call the parsers of outside input directly.
+
+pub mod actions;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod detect;
+pub mod doctor;
+pub mod error;
+pub mod files;
+pub mod model;
+pub mod report;
+pub mod store;
