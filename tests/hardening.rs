@@ -20,19 +20,7 @@ fn a_state_directory_writable_by_others_is_refused() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let db = dir.join("mg.db");
-    let out = s
-        .cmd()
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "record",
-            "--source=smtp",
-            "--jail=j",
-            "--user=a@example.com",
-            "--ip=198.51.100.1",
-        ])
-        .output()
-        .unwrap();
+    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("is writable by other users (mode 1777)"),
@@ -114,13 +102,7 @@ fn a_corrupt_database_is_a_clear_error_not_a_crash() {
     std::fs::write(s.db(), vec![0x5a; 8192]).unwrap();
     let _ = std::fs::remove_file(format!("{}-wal", s.db().display()));
     let _ = std::fs::remove_file(format!("{}-shm", s.db().display()));
-    let out = s.run(&[
-        "record",
-        "--source=smtp",
-        "--jail=j",
-        "--user=a@example.com",
-        "--ip=198.51.100.2",
-    ]);
+    let out = s.try_record(None, "a@example.com", "198.51.100.2", None);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("file is not a database"),
@@ -128,14 +110,13 @@ fn a_corrupt_database_is_a_clear_error_not_a_crash() {
         stderr(&out)
     );
     assert_eq!(stderr(&out).lines().count(), 1);
-    let (code, line) = {
-        let o = s.cmd().arg("check").output().unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-        )
-    };
-    assert_eq!(code, Some(3), "{line}");
+    let check = s.run(&["check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 #[test]
@@ -147,14 +128,7 @@ fn a_lock_held_past_the_busy_timeout_fails_cleanly_and_the_next_run_recovers() {
         .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
         .unwrap();
     let start = Instant::now();
-    let out = s.run(&[
-        "record",
-        "--source=smtp",
-        "--jail=j",
-        "--user=alice@example.com",
-        "--ip=198.51.100.2",
-        &format!("--time={}", T0 + 1),
-    ]);
+    let out = s.try_record(None, "alice@example.com", "198.51.100.2", Some(T0 + 1));
     let waited = start.elapsed();
     assert_eq!(
         out.status.code(),
@@ -280,19 +254,12 @@ fn a_full_disk_is_a_clear_error_and_recording_resumes_when_space_returns() {
     let disk = SmallDisk::mount(s.path().join("small"), "1m");
     let db = disk.path.join("mg.db");
     let rec = |i: i64| {
-        s.cmd()
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "record",
-                "--source=smtp",
-                "--jail=j",
-                "--user=alice@example.com",
-            ])
-            .arg(format!("--ip=198.51.100.{}", i % 250 + 1))
-            .arg(format!("--time={}", T0 + i))
-            .output()
-            .unwrap()
+        s.try_record(
+            Some(&db),
+            "alice@example.com",
+            &format!("198.51.100.{}", i % 250 + 1),
+            Some(T0 + i),
+        )
     };
     assert!(rec(0).status.success());
     // Fill the rest of the disk.
@@ -330,20 +297,7 @@ fn a_read_only_database_is_a_clear_error_and_writes_resume_after_remount() {
     let s = Sandbox::new("");
     let disk = SmallDisk::mount(s.path().join("ro"), "4m");
     let db = disk.path.join("mg.db");
-    let rec = |ip: &str| {
-        s.cmd()
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "record",
-                "--source=smtp",
-                "--jail=j",
-                "--user=alice@example.com",
-                &format!("--ip={ip}"),
-            ])
-            .output()
-            .unwrap()
-    };
+    let rec = |ip: &str| s.try_record(Some(&db), "alice@example.com", ip, None);
     assert!(rec("198.51.100.1").status.success());
     disk.remount("ro");
     let out = rec("198.51.100.2");

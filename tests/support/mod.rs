@@ -119,6 +119,26 @@ impl Sandbox {
         assert!(out.is_empty(), "record must print nothing, printed {out:?}");
     }
 
+    /// `record` into the database `db` (or the sandbox's), without asserting success:
+    /// for tests about failures.
+    pub fn try_record(&self, db: Option<&Path>, user: &str, ip: &str, time: Option<i64>) -> Output {
+        let mut c = self.cmd();
+        if let Some(db) = db {
+            c.arg("--db").arg(db);
+        }
+        c.args([
+            "record",
+            "--source=smtp",
+            "--jail=test",
+            &format!("--user={user}"),
+            &format!("--ip={ip}"),
+        ]);
+        if let Some(t) = time {
+            c.arg(format!("--time={t}"));
+        }
+        c.output().expect("run f2b-mailguard")
+    }
+
     pub fn status(&self, at: i64) -> serde_json::Value {
         let out = self.ok(&["status", "--json", &format!("--at={at}")]);
         serde_json::from_str(&out).expect("status --json is JSON")
