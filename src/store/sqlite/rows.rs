@@ -5,49 +5,49 @@ use crate::detect::AccountState;
 use crate::model::{Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
 use crate::store::{Account, ActionState};
 
+/// A stored value that no longer passes validation (a damaged or hand-edited database).
+fn unreadable(what: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
+}
+
 pub(super) fn level_of(raw: &str) -> rusqlite::Result<Level> {
-    Level::from_db(raw).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, "level".into())
-    })
+    Level::from_db(raw).ok_or_else(|| unreadable("level"))
 }
 
 pub(super) fn source_of(raw: &str) -> rusqlite::Result<Source> {
-    Source::parse(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    Source::parse(raw).map_err(unreadable)
 }
 
 pub(super) fn addr_of(raw: &str) -> rusqlite::Result<ClientAddr> {
-    ClientAddr::parse(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    ClientAddr::parse(raw).map_err(unreadable)
 }
 
 pub(super) fn kind_of(raw: &str) -> rusqlite::Result<ActionKind> {
-    raw.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-    })
+    raw.parse().map_err(|e: String| unreadable(e))
 }
 
 pub(super) fn state_of(raw: &str) -> rusqlite::Result<ActionState> {
-    ActionState::from_db(raw).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            "action state".into(),
-        )
-    })
+    ActionState::from_db(raw).ok_or_else(|| unreadable("action state"))
 }
 
 pub(super) fn user_of(raw: &str) -> rusqlite::Result<SaslUser> {
-    SaslUser::parse(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    SaslUser::parse(raw).map_err(unreadable)
 }
 
 pub(super) fn cidr_of(raw: &str) -> rusqlite::Result<Cidr> {
-    Cidr::parse("cidr", raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    Cidr::parse("cidr", raw).map_err(unreadable)
+}
+
+/// The account state stored in `level, enforced, last_hit_ms, count_from_ms`, read
+/// from column `first` on.
+pub(super) fn account_state(r: &rusqlite::Row, first: usize) -> rusqlite::Result<AccountState> {
+    Ok(AccountState {
+        level: level_of(&r.get::<_, String>(first)?)?,
+        enforced: r.get(first + 1)?,
+        last_hit: r
+            .get::<_, Option<i64>>(first + 2)?
+            .map(LogTime::from_millis),
+        count_from: LogTime::from_millis(r.get(first + 3)?),
     })
 }
 
@@ -57,12 +57,7 @@ pub(super) const ACCOUNT_COLS: &str =
 pub(super) fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
     Ok(Account {
         user: user_of(&r.get::<_, String>(0)?)?,
-        state: AccountState {
-            level: level_of(&r.get::<_, String>(1)?)?,
-            enforced: r.get(2)?,
-            last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
-            count_from: LogTime::from_millis(r.get(4)?),
-        },
+        state: account_state(r, 1)?,
         last_seen: r.get::<_, Option<i64>>(5)?.map(LogTime::from_millis),
     })
 }

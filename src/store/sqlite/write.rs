@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::rows::{addr_of, cidr_of, level_of, source_of};
+use super::rows::{account_state, addr_of, cidr_of, source_of};
 use crate::actions::ActionKind;
 use crate::detect::{AccountState, Seen, Transition};
 use crate::model::{Cidr, LogTime, Span};
@@ -140,15 +140,7 @@ fn record_in(
             "SELECT id, level, enforced, last_hit_ms, count_from_ms FROM users WHERE name = ?1",
         )?
         .query_row([event.user.as_str()], |r| {
-            Ok((
-                r.get(0)?,
-                AccountState {
-                    level: level_of(&r.get::<_, String>(1)?)?,
-                    enforced: r.get(2)?,
-                    last_hit: r.get::<_, Option<i64>>(3)?.map(LogTime::from_millis),
-                    count_from: LogTime::from_millis(r.get(4)?),
-                },
-            ))
+            Ok((r.get(0)?, account_state(r, 1)?))
         })?;
     let inserted = tx
         .prepare_cached(
