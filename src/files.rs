@@ -1,5 +1,5 @@
-//! Files other programs read (Postfix maps, Dovecot passwd-files, node_exporter's
-//! textfiles): replaced whole, never seen half-written.
+//! Files: replacing those other programs read (Postfix maps, Dovecot passwd-files,
+//! node_exporter's textfiles) whole, never half-written; telling two paths apart.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -37,4 +37,13 @@ pub fn write_atomically(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether two paths name the same file (through links and `..`); paths that do not
+/// resolve are compared as written.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }

@@ -16,6 +16,7 @@ use crate::cli::Ingest;
 use crate::config::Config;
 use crate::detect::{self, Whitelist};
 use crate::error::{Error, Invalid, Result};
+use crate::files::same_file;
 use crate::model::{ClientAddr, Label, Level, LogTime, SaslUser, Source};
 use crate::store::{self, LoginEvent, Verdict};
 
@@ -99,12 +100,7 @@ impl Run for Ingest {
             ));
         };
         let live = Config::load(app.config_path.as_deref())?.database;
-        let same =
-            |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => a == b,
-            };
-        if same(scratch, &live) {
+        if same_file(scratch, &live) {
             return Err(Error::Usage(format!(
                 "{} is the live database; ingest needs a scratch one",
                 scratch.display()

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::{Finding, Status};
 use crate::actions::exec;
 use crate::config::Config;
+use crate::files::same_file;
 
 const AREA: &str = "fail2ban";
 /// A log not written for this long is probably not the one the mail server writes.
@@ -35,13 +36,6 @@ fn version(text: &str) -> Option<(u32, u32)> {
     let v = text.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
     let mut parts = v.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
