@@ -157,6 +157,12 @@ pub struct Health {
 }
 
 impl Health {
+    /// Seconds the oldest queued action has waited at `now` (0: none waits).
+    pub fn oldest_pending_secs(&self, now: LogTime) -> i64 {
+        self.oldest_pending
+            .map_or(0, |t| (now.millis() - t.millis()).max(0) / 1000)
+    }
+
     pub fn count(&self, level: Level, enforced: bool) -> usize {
         self.flagged
             .iter()

@@ -48,9 +48,7 @@ impl Check {
         let mut store = store::open(&cfg)?;
         let now = LogTime::now();
         let h = report::health(&cfg, store.as_mut(), now)?;
-        let oldest = h
-            .oldest_pending
-            .map_or(0, |t| (now.millis() - t.millis()).max(0) / 1000);
+        let oldest = h.oldest_pending_secs(now);
         let mut problems = Vec::new();
         let mut code = OK;
         // Block and lock are critical even when enforced: the account is compromised and

@@ -89,9 +89,7 @@ impl Run for Metrics {
             "oldest_pending_action_age_seconds",
             "How long the oldest queued action has waited.",
         );
-        let age = h
-            .oldest_pending
-            .map_or(0, |t| (now.millis() - t.millis()).max(0) / 1000);
+        let age = h.oldest_pending_secs(now);
         let _ = writeln!(out, "f2b_mailguard_oldest_pending_action_age_seconds {age}");
 
         family(
