@@ -62,7 +62,7 @@ pub enum Command {
 /// All options are optional to clap so that a missing one gets our one-line error.
 #[derive(Debug, Args)]
 pub struct Record {
-    /// smtp, imap, pop3 or webmail
+    /// smtp, imap, pop3, webmail (a login), rate (accepted messages) or bounces
     #[arg(long, allow_hyphen_values = true)]
     pub source: Option<OsString>,
     /// Name of the Fail2ban jail that matched
@@ -80,6 +80,9 @@ pub struct Record {
     /// Fail2ban ticket id (<fid>), kept for reference
     #[arg(long, allow_hyphen_values = true)]
     pub fid: Option<OsString>,
+    /// Messages this event stands for (Fail2ban's <failures>), for rate and bounces
+    #[arg(long, allow_hyphen_values = true)]
+    pub count: Option<OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -173,7 +173,9 @@ impl FromStr for Cidr {
     }
 }
 
-/// Where a login was seen.
+/// Where a piece of evidence came from: a successful login (smtp, imap, pop3, webmail),
+/// counted as distinct client networks, or a count of messages: accepted submissions
+/// (`rate`), hard bounces (`bounces`), mail waiting in the deferred queue (`queue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -181,10 +183,25 @@ pub enum Source {
     Imap,
     Pop3,
     Webmail,
+    Rate,
+    Bounces,
+    Queue,
+    /// Not recorded: SMTP logins counted per wider network (/24, /48) over a day, which
+    /// catches a slow drip of new addresses that never crowds one hour.
+    Spread,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [Source::Smtp, Source::Imap, Source::Pop3, Source::Webmail];
+    pub const ALL: [Source; 8] = [
+        Source::Smtp,
+        Source::Imap,
+        Source::Pop3,
+        Source::Webmail,
+        Source::Rate,
+        Source::Bounces,
+        Source::Queue,
+        Source::Spread,
+    ];
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         Self::ALL
@@ -193,7 +210,9 @@ impl Source {
             .ok_or_else(|| {
                 Invalid::new(
                     "source",
-                    format!("{raw:?} is not one of smtp, imap, pop3, webmail"),
+                    format!(
+                        "{raw:?} is not one of smtp, imap, pop3, webmail, rate, bounces, queue, spread"
+                    ),
                 )
             })
     }
@@ -204,6 +223,35 @@ impl Source {
             Source::Imap => "imap",
             Source::Pop3 => "pop3",
             Source::Webmail => "webmail",
+            Source::Rate => "rate",
+            Source::Bounces => "bounces",
+            Source::Queue => "queue",
+            Source::Spread => "spread",
+        }
+    }
+
+    /// Logins count distinct networks; the others count messages.
+    pub fn is_login(self) -> bool {
+        matches!(
+            self,
+            Source::Smtp | Source::Imap | Source::Pop3 | Source::Webmail
+        )
+    }
+
+    /// What `record` may be told; queue and spread are computed.
+    pub fn is_recorded(self) -> bool {
+        !matches!(self, Source::Queue | Source::Spread)
+    }
+
+    /// What a threshold of this source counts, for explanations: `14 networks/1h`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Source::Smtp | Source::Imap | Source::Pop3 | Source::Webmail | Source::Spread => {
+                "networks"
+            }
+            Source::Rate => "msgs",
+            Source::Bounces => "bounces",
+            Source::Queue => "deferred",
         }
     }
 }
@@ -211,6 +259,23 @@ impl Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How many messages one event stands for (Fail2ban's <failures> for rate and bounces).
+pub struct MessageCount;
+
+impl MessageCount {
+    pub const MAX: u32 = 1_000_000;
+
+    pub fn parse(raw: &str) -> Result<u32, Invalid> {
+        match raw.parse::<u32>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(n),
+            _ => Err(Invalid::new(
+                "count",
+                format!("{raw:?} is not a whole number from 1 to {}", Self::MAX),
+            )),
+        }
     }
 }
 

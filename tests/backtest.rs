@@ -105,11 +105,11 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ingested 28 logins"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ingested 28 events"));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("alice@example.com                  notify  2026-11-20 10:01:40  smtp: 6 networks in 1h (threshold 5)"), "{text}");
+    assert!(text.contains("alice@example.com                  notify  2026-11-20 10:01:40  smtp: 6 networks/1h > 5"), "{text}");
     assert!(
-        text.contains("block   2026-11-20 10:03:20  smtp: 11 networks in 1h (threshold 10)"),
+        text.contains("block   2026-11-20 10:03:20  smtp: 11 networks/1h > 10"),
         "{text}"
     );
     assert!(!text.contains("bob@example.com"), "{text}");
@@ -121,7 +121,7 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     let out = ingest(&s, &["--db", scratch2.to_str().unwrap()], &regex.stdout);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("notify  2026-11-20 10:03:40  smtp: 12 networks in 1h (threshold 11)"),
+        text.contains("notify  2026-11-20 10:03:40  smtp: 12 networks/1h > 11"),
         "{text}"
     );
     let b3 = s.path().join("b3.db");
@@ -158,10 +158,10 @@ fn json_lines_sources_and_bad_lines() {
     assert!(err.contains("line 4: invalid --line"), "{err}");
     assert!(err.contains("line 5: invalid --ip"), "{err}");
     assert!(
-        err.contains("ingested 3 logins") && err.contains("2 line(s) skipped"),
+        err.contains("ingested 3 events") && err.contains("2 line(s) skipped"),
         "{err}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("imap: 3 networks in 1h (threshold 2)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imap: 3 networks/1h > 2"));
 }
 
 #[test]

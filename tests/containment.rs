@@ -132,9 +132,7 @@ fn warn_mode_sends_only_mail_saying_what_would_be_done() {
     assert!(block
         .data
         .contains("block sending (Postfix check_sasl_access)"));
-    assert!(block
-        .data
-        .contains("smtp: 11 networks in 1h (threshold 10)"));
+    assert!(block.data.contains("smtp: 11 networks/1h > 10"));
     assert!(block.data.contains("198.51.100.11/32"));
     assert!(block
         .data

@@ -23,7 +23,7 @@ fn six_networks_in_an_hour_notify_with_reason() {
     let a = s.account(ALICE, last).expect("alice listed");
     assert_eq!(a["level"], "notify");
     assert_eq!(a["networks"], 6);
-    assert_eq!(a["reason"], "smtp: 6 networks in 1h (threshold 5)");
+    assert_eq!(a["reason"], "smtp: 6 networks/1h > 5");
     let history = &s.status_user(ALICE, last)["history"];
     assert_eq!(history.as_array().unwrap().len(), 1);
     assert_eq!(history[0]["from"], "ok");
@@ -172,7 +172,7 @@ fn eleven_networks_block_would_block_in_warn_enforced_in_enforce() {
     assert_eq!(a["level"], "block");
     assert_eq!(a["enforced"], false);
     assert_eq!(a["state"], "would block");
-    assert_eq!(a["reason"], "smtp: 11 networks in 1h (threshold 10)");
+    assert_eq!(a["reason"], "smtp: 11 networks/1h > 10");
     let text = warn.ok(&["status", &format!("--at={last}")]);
     assert!(text.contains("would block"), "{text}");
 
@@ -283,7 +283,7 @@ fn imap_logins_are_shown_but_do_not_escalate_by_default() {
     }
     let a = s.account(ALICE, T0 + 20).unwrap();
     // The reason is the figure when the level was reached (the 11th network).
-    assert_eq!(a["reason"], "imap: 11 networks in 1h (threshold 10)");
+    assert_eq!(a["reason"], "imap: 11 networks/1h > 10");
 }
 
 #[test]

@@ -288,7 +288,7 @@ fn the_action_passes_every_value_as_one_argument_and_retries_only_exit_1() {
         let want = if u == "exit-one" { 2 } else { 1 };
         assert_eq!(mine.len(), want, "calls for {u:?}: {got:#?}");
         let c = mine[0];
-        assert_eq!(c.len(), 8, "argv for {u:?}: {c:?}");
+        assert_eq!(c.len(), 9, "argv for {u:?}: {c:?}");
         assert_eq!(c[0], config_arg);
         assert_eq!(c[1], "record");
         assert_eq!(c[2], "--source=imap");
@@ -305,6 +305,8 @@ fn the_action_passes_every_value_as_one_argument_and_retries_only_exit_1() {
             c[7].starts_with("--fid=(") && c[7].ends_with(&format!(", '192.0.2.{}')", i + 10)),
             "{c:?}"
         );
+        // maxretry = 1: one login per ticket.
+        assert_eq!(c[8], "--count=1");
     }
     assert!(!pwned.exists(), "a shell ran part of a user name");
     // actionstart checked the config and the database with the same config.

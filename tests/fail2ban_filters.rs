@@ -94,6 +94,56 @@ fn postfix_sasl_success_in_syslog_rfc3339_and_maillog_file_formats() {
 }
 
 #[test]
+fn bounces_carry_the_sasl_user_of_their_queue_id() {
+    // One line per status=bounced recipient (smtp, lmtp, error; orig_to, conn_use,
+    // long queue ids), with the user and address of the smtpd line of the same queue
+    // id; not for sent or deferred recipients, not for mail without a SASL user, and
+    // not after "removed" forgot the queue id.
+    assert_pairs(
+        "postfix-bounce.log",
+        "mailguard-postfix-bounce",
+        "postfix-bounce.expected",
+    );
+}
+
+#[test]
+fn rate_mode_matches_every_submission_and_keys_the_ticket_on_the_user() {
+    let (_dir, fd) = filters();
+    let log = log_file(&fixture("postfix-success.log"));
+    // The same lines as the pair mode...
+    assert_eq!(
+        regex(
+            &log,
+            "mailguard-postfix-sasl[mode=rate]",
+            &fd,
+            Some("<F-USER> <ip>")
+        ),
+        expected("postfix-success.expected")
+    );
+    // ...keyed on the user alone, so Fail2ban counts a user's messages.
+    let ids = regex(
+        &log,
+        "mailguard-postfix-sasl[mode=rate]",
+        &fd,
+        Some("<fid>"),
+    );
+    let users = regex(
+        &log,
+        "mailguard-postfix-sasl[mode=rate]",
+        &fd,
+        Some("<F-USER>"),
+    );
+    assert_eq!(ids, users);
+    let bounces = regex(
+        &log_file(&fixture("postfix-bounce.log")),
+        "mailguard-postfix-bounce",
+        &fd,
+        Some("<fid>"),
+    );
+    assert_eq!(bounces.lines().next(), Some("alice@example.com"));
+}
+
+#[test]
 fn dovecot_logins_per_service_in_syslog_and_dovecot_log_formats() {
     assert_pairs(
         "dovecot-success.log",
@@ -199,8 +249,11 @@ fn tickets_are_keyed_on_the_user_address_pair() {
     assert!(ids.contains("('frank@example.com', '198.51.100.23')"));
 }
 
-const ALL: [&str; 5] = [
+/// The bounce filter is not here: it matches bounces of any mail, and counts only
+/// those whose queue id it tied to a SASL user (see assert_no_match).
+const ALL: [&str; 6] = [
     "mailguard-postfix-sasl",
+    "mailguard-postfix-sasl[mode=rate]",
     "mailguard-dovecot-login[service=imap]",
     "mailguard-dovecot-login[service=pop3]",
     "mailguard-roundcube-login",
@@ -221,6 +274,13 @@ fn assert_no_match(log: &Path) {
             log.display()
         );
     }
+    let users = regex(
+        &log_file(log),
+        "mailguard-postfix-bounce",
+        &fd,
+        Some("<F-USER> <ip>"),
+    );
+    assert_eq!(users, "", "bounces counted for a user in {}", log.display());
 }
 
 #[test]
@@ -263,6 +323,14 @@ fn hostile_lines_are_rejected_quickly() {
             rep("[203.0.113.1]")
         ),
         format!(
+            "Nov 23 07:00:01 mx postfix/smtp[1]: ABCDEF1234: to=<a>, relay={}, delay=1, delays=1, dsn=5.0.0, status=deferred",
+            rep("x, delay=1")
+        ),
+        format!(
+            "Nov 23 07:00:01 mx postfix/smtp[1]: ABCDEF1234: to=<a>, relay=x, delay=1, delays={}1, dsn=5.0.0 status=bounced",
+            rep("1/")
+        ),
+        format!(
             "Nov 23 07:00:01 mx dovecot: imap-login: Login: user=<{}, rip=x",
             rep("a: ")
         ),
@@ -281,7 +349,7 @@ fn hostile_lines_are_rejected_quickly() {
     ];
     let log = dir.path().join("hostile.log");
     std::fs::write(&log, lines.join("\n") + "\n").expect("write");
-    for filter in ALL {
+    for filter in ALL.into_iter().chain(["mailguard-postfix-bounce"]) {
         let start = Instant::now();
         let summary = regex(&log_file(&log), filter, &fd, None);
         let took = start.elapsed();

@@ -2,10 +2,17 @@
 //! the log times, with every action off, and reports which accounts would have been
 //! flagged, when (log time) each level was reached, and why.
 //!
-//! Input, one login per line, either
+//! Input, one event per line, in log-time order, either
 //!   `TIME USER ADDRESS`   as printed by `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER`
-//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp"}`   (JSON lines)
+//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp", "count": 1}`
+//!                         (JSON lines; source and count optional)
+//!
+//! Live, Fail2ban's smtp jail reports each (user, address) pair once per bantime and
+//! the rate jail reads the same Postfix line to count messages. Here every smtp line is
+//! both a login and one message, and the messages (and bounces) of one second are
+//! summed, so the backtest sees what both jails together would have recorded.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::Instant;
 
@@ -14,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::{App, Run};
 use crate::cli::Ingest;
 use crate::config::Config;
-use crate::detect::{self, Whitelist};
+use crate::detect::Engine;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
-use crate::model::{ClientAddr, Label, Level, LogTime, SaslUser, Source};
-use crate::store::{self, LoginEvent, Verdict};
+use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
+use crate::store::{self, LoginEvent};
 
 /// Logins per transaction.
 const BATCH: usize = 5000;
@@ -29,6 +36,7 @@ struct JsonLogin {
     user: String,
     ip: String,
     source: Option<String>,
+    count: Option<u32>,
 }
 
 fn parse_line(
@@ -36,7 +44,7 @@ fn parse_line(
     default_source: Source,
     jail: &Label,
 ) -> std::result::Result<LoginEvent, Invalid> {
-    let (time, user, ip, source) = if line.starts_with('{') {
+    let (time, user, ip, source, count) = if line.starts_with('{') {
         let j: JsonLogin = serde_json::from_str(line)
             .map_err(|e| Invalid::new("line", format!("not a JSON login: {e}")))?;
         let time = match &j.time {
@@ -50,16 +58,26 @@ fn parse_line(
             .map(Source::parse)
             .transpose()?
             .unwrap_or(default_source);
-        (time, j.user, j.ip, source)
+        let count = match j.count {
+            Some(n) => MessageCount::parse(&n.to_string())?,
+            None => 1,
+        };
+        (time, j.user, j.ip, source, count)
     } else {
         let mut f = line.split_whitespace();
         match (f.next(), f.next(), f.next(), f.next()) {
             (Some(t), Some(u), Some(i), None) => {
-                (t.to_owned(), u.to_owned(), i.to_owned(), default_source)
+                (t.to_owned(), u.to_owned(), i.to_owned(), default_source, 1)
             }
             _ => return Err(Invalid::new("line", "is not TIME USER ADDRESS")),
         }
     };
+    if !source.is_recorded() {
+        return Err(Invalid::new(
+            "source",
+            format!("{source} is computed by f2b-mailguard, not recorded"),
+        ));
+    }
     Ok(LoginEvent {
         time: LogTime::parse("time", &time)?,
         source,
@@ -67,7 +85,71 @@ fn parse_line(
         addr: ClientAddr::parse(&ip)?,
         jail: jail.clone(),
         fid: None,
+        count,
     })
+}
+
+/// The events of one log second: logins as they come, message counts summed per
+/// (source, user, address), since one second can hold many messages of one sender.
+#[derive(Default)]
+struct Second {
+    time: Option<LogTime>,
+    logins: Vec<LoginEvent>,
+    counts: BTreeMap<(Source, SaslUser, ClientAddr), u32>,
+}
+
+impl Second {
+    /// Adds an event; returns the previous second's events once the time moves on.
+    fn push(&mut self, ev: LoginEvent) -> Vec<LoginEvent> {
+        let done = if self.time != Some(ev.time) {
+            let done = self.take();
+            self.time = Some(ev.time);
+            done
+        } else {
+            Vec::new()
+        };
+        if ev.source == Source::Smtp {
+            self.add(Source::Rate, &ev, 1);
+        }
+        if ev.source.is_login() {
+            self.logins.push(ev);
+        } else {
+            self.add(ev.source, &ev, ev.count);
+        }
+        done
+    }
+
+    fn add(&mut self, source: Source, ev: &LoginEvent, count: u32) {
+        let n = self
+            .counts
+            .entry((source, ev.user.clone(), ev.addr))
+            .or_default();
+        *n = n.saturating_add(count);
+    }
+
+    fn take(&mut self) -> Vec<LoginEvent> {
+        let mut out = std::mem::take(&mut self.logins);
+        let Some(time) = self.time else {
+            return out;
+        };
+        let jail = out.first().map(|e| e.jail.clone());
+        for ((source, user, addr), count) in std::mem::take(&mut self.counts) {
+            out.push(LoginEvent {
+                time,
+                source,
+                user,
+                addr,
+                jail: jail.clone().unwrap_or_else(ingest_jail),
+                fid: None,
+                count,
+            });
+        }
+        out
+    }
+}
+
+fn ingest_jail() -> Label {
+    Label::parse("jail", "ingest").unwrap_or_else(|_| unreachable!("a constant label"))
 }
 
 #[derive(Serialize)]
@@ -108,22 +190,13 @@ impl Run for Ingest {
         }
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
-        let jail = Label::parse("jail", "ingest")?;
+        let jail = ingest_jail();
+        // A backtest never acts.
+        let engine = Engine::new(&cfg, false);
         let started = Instant::now();
         let (mut events, mut skipped) = (0u64, 0u64);
         let mut batch = Vec::with_capacity(BATCH);
-        let mut decide = |ev: &store::Evidence| {
-            let whitelist = Whitelist::new(&cfg, ev.user, ev.whitelist);
-            let eval = detect::evaluate(&cfg, ev.user, ev.seen, &whitelist);
-            let (state, transition) = detect::decide(&cfg, ev.state, &eval, ev.at);
-            // A backtest never acts.
-            Verdict {
-                state,
-                transition,
-                actions: Vec::new(),
-                mail_cooldown: cfg.contain.mail.cooldown,
-            }
-        };
+        let mut second = Second::default();
         for (n, line) in std::io::stdin().lock().lines().enumerate() {
             let line = line.map_err(|e| Error::io("stdin", e))?;
             let line = line.trim();
@@ -131,7 +204,10 @@ impl Run for Ingest {
                 continue;
             }
             match parse_line(line, default_source, &jail) {
-                Ok(ev) => batch.push(ev),
+                Ok(ev) => {
+                    events += 1;
+                    batch.extend(second.push(ev));
+                }
                 Err(e) => {
                     if skipped < 5 {
                         eprintln!("f2b-mailguard: line {}: {e}; skipped", n + 1);
@@ -139,19 +215,16 @@ impl Run for Ingest {
                     skipped += 1;
                 }
             }
-            if batch.len() == BATCH {
-                events += store
-                    .record_many(&batch, cfg.detection.window, &mut decide)?
-                    .len() as u64;
+            if batch.len() >= BATCH {
+                store.record_many(&batch, &engine)?;
                 batch.clear();
             }
         }
-        events += store
-            .record_many(&batch, cfg.detection.window, &mut decide)?
-            .len() as u64;
+        batch.extend(second.take());
+        store.record_many(&batch, &engine)?;
         let took = started.elapsed().as_secs_f64();
         eprintln!(
-            "f2b-mailguard: ingested {events} logins in {took:.2} s ({:.0}/s); {skipped} line(s) skipped",
+            "f2b-mailguard: ingested {events} events in {took:.2} s ({:.0}/s); {skipped} line(s) skipped",
             events as f64 / took.max(1e-9)
         );
 

@@ -4,15 +4,21 @@
 use super::{text, App, Run};
 use crate::actions;
 use crate::cli::Record;
-use crate::detect::{self, Whitelist};
+use crate::detect::Engine;
 use crate::error::{Invalid, Result};
-use crate::model::{ClientAddr, Label, LogTime, SaslUser, Source};
-use crate::store::{self, LoginEvent, Verdict};
+use crate::model::{ClientAddr, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::store::{self, LoginEvent};
 
 impl Record {
     /// Validates every field before anything is opened, so bad input writes nothing.
     fn event(&self) -> Result<LoginEvent, Invalid> {
         let source = Source::parse(text("source", self.source.as_deref())?)?;
+        if !source.is_recorded() {
+            return Err(Invalid::new(
+                "source",
+                format!("{source} is computed by f2b-mailguard, not recorded"),
+            ));
+        }
         let jail = Label::parse("jail", text("jail", self.jail.as_deref())?)?;
         if jail.as_str().is_empty() {
             return Err(Invalid::new("jail", "is empty"));
@@ -27,6 +33,10 @@ impl Record {
             Some(f) => Some(Label::parse("fid", text("fid", Some(f))?)?),
             None => None,
         };
+        let count = match self.count.as_deref() {
+            Some(c) => MessageCount::parse(text("count", Some(c))?)?,
+            None => 1,
+        };
         Ok(LoginEvent {
             time,
             source,
@@ -34,6 +44,7 @@ impl Record {
             addr,
             jail,
             fid,
+            count,
         })
     }
 }
@@ -43,21 +54,7 @@ impl Run for Record {
         let event = self.event()?;
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
-        let recorded = store.record(&event, cfg.detection.window, &mut |ev| {
-            let whitelist = Whitelist::new(&cfg, ev.user, ev.whitelist);
-            let eval = detect::evaluate(&cfg, ev.user, ev.seen, &whitelist);
-            let (state, transition) = detect::decide(&cfg, ev.state, &eval, ev.at);
-            let actions = transition
-                .as_ref()
-                .map(|t| actions::plan(&cfg, t))
-                .unwrap_or_default();
-            Verdict {
-                state,
-                transition,
-                actions,
-                mail_cooldown: cfg.contain.mail.cooldown,
-            }
-        })?;
+        let recorded = store.record(&event, &Engine::new(&cfg, true))?;
         if recorded.queued > 0 {
             // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
             actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());

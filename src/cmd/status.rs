@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{at_arg, user_arg, App, Run};
 use crate::cli::Status;
 use crate::config::Config;
-use crate::detect::{self, AccountState, Seen, Whitelist};
+use crate::detect::{self, AccountState, Facts, Seen, Whitelist};
 use crate::error::Result;
 use crate::model::{Level, LogTime, SaslUser, Span};
 use crate::report::{self, applying, effective, Detail};
@@ -96,16 +96,31 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
         states.insert(a.user, (a.state, a.last_seen));
     }
     let entries = store.whitelist()?;
+    let deferred: BTreeMap<String, u32> = store
+        .queue()?
+        .1
+        .into_iter()
+        .filter(|q| q.queue == "deferred")
+        .map(|q| (q.sender, q.messages))
+        .collect();
     let users: BTreeSet<SaslUser> = seen.keys().chain(states.keys()).cloned().collect();
     let mut rows = Vec::with_capacity(users.len());
     for user in users {
         let logins = seen.remove(&user).unwrap_or_default();
         let (state, stored_last_seen) = states.remove(&user).unwrap_or_default();
         let (level, enforced) = effective(cfg, &state, at);
+        // The window only: the stored level and its reason carry the longer signals.
+        let facts = Facts {
+            at,
+            seen: &logins,
+            covers_spread: false,
+            deferred: deferred.get(user.as_str()).copied(),
+            usual: None,
+        };
         let eval = detect::evaluate(
             cfg,
             &user,
-            &logins,
+            &facts,
             &Whitelist::new(cfg, &user, &applying(&entries, &user)),
         );
         let reason = if level > Level::Ok {

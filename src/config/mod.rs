@@ -37,6 +37,14 @@ impl Thresholds {
         }
     }
 
+    const fn notify_only(notify: u32) -> Self {
+        Self {
+            notify: Some(notify),
+            block: None,
+            lock: None,
+        }
+    }
+
     fn overlay(self, over: &PartialThresholds) -> Self {
         Self {
             notify: over.notify.unwrap_or(self.notify),
@@ -89,7 +97,26 @@ pub struct Detection {
     pub notify_quiet: Span,
     pub whitelist: Vec<Cidr>,
     pub whitelist_builtin: bool,
+    /// The `spread` signal: SMTP logins per wider network over a longer window.
+    pub spread_window: Span,
+    pub spread_prefixes: NetPrefixes,
     pub thresholds: BTreeMap<Source, Thresholds>,
+    pub baseline: Baseline,
+}
+
+/// Each account against its own usual figures: the busiest hour of sending and the
+/// day's spread of networks, as medians over the days it was active.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    /// How far back the usual figures are taken from.
+    pub history: Span,
+    /// Days with activity needed before an account has a baseline at all.
+    pub min_days: u32,
+    /// Flag at more than this many times the usual figure (0: baselines off)...
+    pub factor: u32,
+    /// ...and above these floors, so a quiet account is not flagged for 3 mails.
+    pub min_messages: u32,
+    pub min_networks: u32,
 }
 
 /// Where doctor reaches Fail2ban.
@@ -123,6 +150,12 @@ impl Default for Config {
         }
         // Admins' rule of thumb: more than 5 addresses in an hour is suspicious.
         thresholds.insert(Source::Smtp, Thresholds::new(5, 10, 20));
+        // Message counts only notify by default: newsletters and bulk senders are honest
+        // and must be exempted or given their own thresholds before anything blocks.
+        thresholds.insert(Source::Rate, Thresholds::notify_only(100));
+        thresholds.insert(Source::Bounces, Thresholds::notify_only(20));
+        thresholds.insert(Source::Queue, Thresholds::notify_only(50));
+        thresholds.insert(Source::Spread, Thresholds::notify_only(20));
         Self {
             file: None,
             database: PathBuf::from(DEFAULT_DATABASE),
@@ -135,7 +168,16 @@ impl Default for Config {
                 notify_quiet: Span::secs(86_400),
                 whitelist: Vec::new(),
                 whitelist_builtin: true,
+                spread_window: Span::secs(86_400),
+                spread_prefixes: NetPrefixes { v4: 24, v6: 48 },
                 thresholds,
+                baseline: Baseline {
+                    history: Span::secs(30 * 86_400),
+                    min_days: 7,
+                    factor: 3,
+                    min_messages: 30,
+                    min_networks: 5,
+                },
             },
             contain: ContainConfig::default(),
             fail2ban: Fail2banPaths {
@@ -234,7 +276,33 @@ impl Config {
             if let Some(v) = det.boolean("whitelist_builtin")? {
                 d.whitelist_builtin = v;
             }
+            if let Some(v) = det.span("spread_window")? {
+                d.spread_window = v;
+            }
+            if let Some(v) = det.int("spread_ipv4_prefix", 1, 32)? {
+                d.spread_prefixes.v4 = v as u8;
+            }
+            if let Some(v) = det.int("spread_ipv6_prefix", 1, 128)? {
+                d.spread_prefixes.v6 = v as u8;
+            }
             det.finish()?;
+        }
+        if let Some(mut b) = root.table("baseline")? {
+            let base = &mut cfg.detection.baseline;
+            if let Some(v) = b.span("history")? {
+                base.history = v;
+            }
+            for (key, slot, max) in [
+                ("min_days", &mut base.min_days, 365),
+                ("factor", &mut base.factor, 1000),
+                ("min_messages", &mut base.min_messages, 1_000_000),
+                ("min_networks", &mut base.min_networks, 1_000_000),
+            ] {
+                if let Some(v) = b.int(key, 0, max)? {
+                    *slot = v as u32;
+                }
+            }
+            b.finish()?;
         }
         if let Some(mut th) = root.table("thresholds")? {
             for source in Source::ALL {
@@ -333,6 +401,16 @@ impl Config {
         let _ = writeln!(out, "notify_quiet = {}", q(&d.notify_quiet.to_string()));
         let _ = writeln!(out, "whitelist = {}", list(&d.whitelist));
         let _ = writeln!(out, "whitelist_builtin = {}", d.whitelist_builtin);
+        let _ = writeln!(out, "spread_window = {}", q(&d.spread_window.to_string()));
+        let _ = writeln!(out, "spread_ipv4_prefix = {}", d.spread_prefixes.v4);
+        let _ = writeln!(out, "spread_ipv6_prefix = {}", d.spread_prefixes.v6);
+        let b = &d.baseline;
+        let _ = writeln!(out, "\n[baseline]");
+        let _ = writeln!(out, "history = {}", q(&b.history.to_string()));
+        let _ = writeln!(out, "min_days = {}", b.min_days);
+        let _ = writeln!(out, "factor = {}", b.factor);
+        let _ = writeln!(out, "min_messages = {}", b.min_messages);
+        let _ = writeln!(out, "min_networks = {}", b.min_networks);
         for (source, t) in &d.thresholds {
             let _ = writeln!(out, "\n[thresholds.{source}]");
             let _ = writeln!(out, "notify = {}", th(t.notify));

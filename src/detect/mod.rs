@@ -2,21 +2,27 @@
 //! to a transition. Pure functions over data the store hands in, so they are the same
 //! for the hot path (`record`), the admin view (`status`) and tests.
 
+pub mod baseline;
+mod engine;
 pub mod whitelist;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source, Span};
 
+pub use baseline::Usual;
+pub use engine::Engine;
 pub use whitelist::Whitelist;
 
-/// One stored login, as detection needs it.
+/// One stored piece of evidence, as detection needs it: a login, or `count` messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     pub source: Source,
     pub addr: ClientAddr,
     pub time: LogTime,
+    pub count: u32,
 }
 
 /// What is stored about an account between events.
@@ -41,12 +47,27 @@ impl Default for AccountState {
     }
 }
 
-/// Distinct networks and logins of one source in the window.
+/// Distinct networks, logins and messages of one source in the window.
 #[derive(Debug, Clone, Default)]
 pub struct SourceCount {
     pub networks: BTreeSet<ClientNet>,
     pub logins: u32,
     pub whitelisted_logins: u32,
+    /// Sum of the counts: messages for rate, bounces for bounces.
+    pub messages: u64,
+}
+
+/// Everything detection looks at for one account at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub at: LogTime,
+    /// The account's evidence up to `at`: the window at least, and the spread window
+    /// too when `covers_spread`.
+    pub seen: &'a [Seen],
+    pub covers_spread: bool,
+    /// The account's deferred mail at the last `queue-scan`.
+    pub deferred: Option<u32>,
+    pub usual: Option<Usual>,
 }
 
 /// One threshold crossed, with the figures that explain it.
@@ -54,8 +75,29 @@ pub struct SourceCount {
 pub struct Signal {
     pub source: Source,
     pub level: Level,
-    pub networks: usize,
-    pub threshold: u32,
+    pub value: u64,
+    /// `networks/1h`, `msgs/1h`, `deferred`...
+    pub unit: String,
+    pub threshold: u64,
+    /// Set for a baseline signal: the account's usual figure and the factor applied.
+    pub usual: Option<(u32, u32)>,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.usual {
+            Some((usual, factor)) => write!(
+                f,
+                "baseline: {} {} > {} ({factor}x usual {usual})",
+                self.value, self.unit, self.threshold
+            ),
+            None => write!(
+                f,
+                "{}: {} {} > {}",
+                self.source, self.value, self.unit, self.threshold
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,12 +105,15 @@ pub struct Evaluation {
     pub level: Level,
     pub exempt: bool,
     pub counts: BTreeMap<Source, SourceCount>,
+    /// Every signal that fired, the strongest first.
     pub signals: Vec<Signal>,
+    /// Distinct wider networks of SMTP logins in the spread window, if it was covered.
+    pub spread: Option<usize>,
     window: Span,
 }
 
 impl Evaluation {
-    /// Distinct counted networks over all sources.
+    /// Distinct counted networks over all login sources in the window.
     pub fn networks(&self) -> usize {
         let all: BTreeSet<_> = self
             .counts
@@ -79,73 +124,121 @@ impl Evaluation {
     }
 
     pub fn logins(&self) -> u32 {
-        self.counts.values().map(|c| c.logins).sum()
+        self.counts
+            .iter()
+            .filter(|(s, _)| s.is_login())
+            .map(|(_, c)| c.logins)
+            .sum()
     }
 
-    /// `smtp: 11 networks in 1h (threshold 10)`: the signals that set the level.
+    /// Messages of `source` (rate, bounces) in the window.
+    pub fn messages(&self, source: Source) -> u64 {
+        self.counts.get(&source).map_or(0, |c| c.messages)
+    }
+
+    /// `smtp: 14 networks/1h > 10; rate: 340 msgs/1h > 100`: every signal that fired.
     pub fn reason(&self) -> String {
         if self.exempt {
             return "exempt by configuration".into();
         }
-        let top: Vec<String> = self
-            .signals
-            .iter()
-            .filter(|s| s.level == self.level)
-            .map(|s| {
-                format!(
-                    "{}: {} networks in {} (threshold {})",
-                    s.source, s.networks, self.window, s.threshold
-                )
-            })
-            .collect();
-        if top.is_empty() {
+        if self.signals.is_empty() {
             let nets = self.networks();
-            format!(
+            return format!(
                 "{nets} network{} in {}",
                 if nets == 1 { "" } else { "s" },
                 self.window
-            )
-        } else {
-            top.join("; ")
+            );
         }
+        let parts: Vec<String> = self.signals.iter().map(Signal::to_string).collect();
+        parts.join("; ")
     }
 }
 
-/// Counts one account's logins per source and decides the level they reach.
-pub fn evaluate(cfg: &Config, user: &SaslUser, seen: &[Seen], whitelist: &Whitelist) -> Evaluation {
-    let prefixes = cfg.detection.prefixes;
+/// Counts one account's evidence per source and decides the level it reaches.
+pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitelist) -> Evaluation {
+    let d = &cfg.detection;
+    let since = facts.at.minus(d.window);
+    let spread_since = facts.at.minus(d.spread_window);
     let mut counts: BTreeMap<Source, SourceCount> = BTreeMap::new();
-    for s in seen {
+    let mut spread = BTreeSet::new();
+    for s in facts.seen.iter().filter(|s| s.time <= facts.at) {
+        let login_counted = s.source.is_login() && !whitelist.covers(s.addr);
+        if s.source == Source::Smtp && login_counted && s.time > spread_since {
+            spread.insert(s.addr.net(d.spread_prefixes));
+        }
+        if s.time <= since {
+            continue;
+        }
         let c = counts.entry(s.source).or_default();
         c.logins += 1;
-        if whitelist.covers(s.addr) {
-            c.whitelisted_logins += 1;
+        c.messages += u64::from(s.count);
+        if !s.source.is_login() {
+            continue;
+        }
+        if login_counted {
+            c.networks.insert(s.addr.net(d.prefixes));
         } else {
-            c.networks.insert(s.addr.net(prefixes));
+            c.whitelisted_logins += 1;
         }
     }
+    let spread = facts.covers_spread.then_some(spread.len());
     let exempt = cfg.users.get(user).is_some_and(|p| p.exempt);
     let mut signals = Vec::new();
     if !exempt {
-        for (source, c) in &counts {
+        let mut check = |source: Source, value: u64, unit: String| {
             signals.extend(crossed(
-                *source,
-                c.networks.len(),
-                cfg.thresholds_for(user, *source),
+                source,
+                value,
+                unit,
+                cfg.thresholds_for(user, source),
+            ));
+        };
+        for (source, c) in &counts {
+            if source.is_login() {
+                check(*source, c.networks.len() as u64, per(source, d.window));
+            } else {
+                check(*source, c.messages, per(source, d.window));
+            }
+        }
+        if let Some(n) = facts.deferred {
+            check(Source::Queue, n.into(), Source::Queue.unit().into());
+        }
+        if let Some(n) = spread {
+            check(
+                Source::Spread,
+                n as u64,
+                per(&Source::Spread, d.spread_window),
+            );
+        }
+        if let Some(usual) = facts.usual {
+            let rate = counts.get(&Source::Rate).map_or(0, |c| c.messages);
+            signals.extend(baseline::crossed(
+                &d.baseline,
+                usual,
+                rate,
+                spread,
+                d.window,
+                d.spread_window,
             ));
         }
     }
-    let level = signals.iter().map(|s| s.level).max().unwrap_or(Level::Ok);
+    signals.sort_by_key(|s| std::cmp::Reverse(s.level));
+    let level = signals.first().map_or(Level::Ok, |s| s.level);
     Evaluation {
         level,
         exempt,
         counts,
         signals,
-        window: cfg.detection.window,
+        spread,
+        window: d.window,
     }
 }
 
-fn crossed(source: Source, networks: usize, t: Thresholds) -> Option<Signal> {
+fn per(source: &Source, window: Span) -> String {
+    format!("{}/{window}", source.unit())
+}
+
+fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Signal> {
     [
         (Level::Lock, t.lock),
         (Level::Block, t.block),
@@ -154,14 +247,44 @@ fn crossed(source: Source, networks: usize, t: Thresholds) -> Option<Signal> {
     .into_iter()
     .find_map(|(level, threshold)| {
         threshold
-            .filter(|&th| networks > th as usize)
+            .filter(|&th| value > u64::from(th))
             .map(|threshold| Signal {
                 source,
                 level,
-                networks,
-                threshold,
+                value,
+                unit: unit.clone(),
+                threshold: threshold.into(),
+                usual: None,
             })
     })
+}
+
+/// Appends what a longer history shows to a transition's reason: how many of the
+/// window's networks the account had not used before (`earlier`: its logins in the
+/// baseline history before the window). A note, never a signal of its own.
+pub fn explain(cfg: &Config, eval: &Evaluation, earlier: &[Seen], t: &mut Transition) {
+    let prefixes = cfg.detection.prefixes;
+    let known: BTreeSet<ClientNet> = earlier
+        .iter()
+        .filter(|s| s.source.is_login())
+        .map(|s| s.addr.net(prefixes))
+        .collect();
+    let window: BTreeSet<&ClientNet> = eval
+        .counts
+        .values()
+        .flat_map(|c| c.networks.iter())
+        .collect();
+    let new = window.iter().filter(|n| !known.contains(n)).count();
+    // Without any history every network is new, which says nothing.
+    if new > 0 && !known.is_empty() {
+        let _ = write!(
+            t.reason,
+            "; new: {new} of {} network{} not seen in {}",
+            window.len(),
+            if window.len() == 1 { "" } else { "s" },
+            cfg.detection.baseline.history
+        );
+    }
 }
 
 /// A change of an account's level, as stored in the audit trail.
@@ -240,8 +363,19 @@ mod tests {
                 source: Source::Smtp,
                 addr: ClientAddr::parse(&format!("198.51.100.{}", i + 1)).unwrap(),
                 time: LogTime::from_millis(1000 * i as i64),
+                count: 1,
             })
             .collect()
+    }
+
+    fn facts(seen: &[Seen]) -> Facts<'_> {
+        Facts {
+            at: LogTime::from_millis(100_000),
+            seen,
+            covers_spread: true,
+            deferred: None,
+            usual: None,
+        }
     }
 
     #[test]
@@ -256,13 +390,14 @@ mod tests {
             (21, Level::Lock),
         ] {
             assert_eq!(
-                evaluate(&cfg, &user, &seen(n), &wl).level,
+                evaluate(&cfg, &user, &facts(&seen(n)), &wl).level,
                 level,
                 "{n} networks"
             );
         }
-        let e = evaluate(&cfg, &user, &seen(11), &wl);
-        assert_eq!(e.reason(), "smtp: 11 networks in 1h (threshold 10)");
+        let s = seen(11);
+        let e = evaluate(&cfg, &user, &facts(&s), &wl);
+        assert_eq!(e.reason(), "smtp: 11 networks/1h > 10");
     }
 
     #[test]
@@ -270,7 +405,8 @@ mod tests {
         let cfg = Config::default();
         let user = SaslUser::parse("a@example.com").unwrap();
         let wl = Whitelist::new(&cfg, &user, &[]);
-        let quiet = evaluate(&cfg, &user, &seen(1), &wl);
+        let one = seen(1);
+        let quiet = evaluate(&cfg, &user, &facts(&one), &wl);
         let hit = LogTime::from_millis(0);
         let day = LogTime::from_millis(86_400_000);
         for (level, expect) in [(Level::Notify, Some(Level::Ok)), (Level::Block, None)] {

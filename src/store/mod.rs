@@ -6,7 +6,7 @@ mod sqlite;
 
 use crate::actions::ActionKind;
 use crate::config::Config;
-use crate::detect::{AccountState, Seen, Transition};
+use crate::detect::{AccountState, Seen, Transition, Usual};
 use crate::error::Result;
 use crate::model::{Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source, Span};
 
@@ -21,6 +21,8 @@ pub struct LoginEvent {
     pub addr: ClientAddr,
     pub jail: Label,
     pub fid: Option<Label>,
+    /// Messages for rate and bounces (Fail2ban's <failures>); 1 for a login.
+    pub count: u32,
 }
 
 /// What the hot path hands to detection, read inside the same transaction as the insert.
@@ -28,8 +30,38 @@ pub struct Evidence<'a> {
     pub user: &'a SaslUser,
     pub at: LogTime,
     pub state: &'a AccountState,
+    /// The account's evidence in `Detector::lookback` before `at`.
     pub seen: &'a [Seen],
     pub whitelist: &'a [Cidr],
+    /// Its deferred mail at the last queue scan.
+    pub deferred: Option<u32>,
+    /// Its usual figures, if baselines are on.
+    pub usual: Option<Usual>,
+}
+
+/// Detection as the store calls it inside a write transaction.
+pub trait Detector {
+    /// How far back `Evidence::seen` reaches.
+    fn lookback(&self) -> Span;
+    /// The history a baseline for UTC day `day` is computed from; None: baselines off.
+    fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)>;
+    fn usual(&self, user: &SaslUser, history: &[Seen], whitelist: &[Cidr]) -> Usual;
+    /// The account's next state, the transition if its level changed, and the actions.
+    fn decide(&self, ev: &Evidence) -> Verdict;
+    /// Adds to a rise's reason what the account's earlier logins (the baseline history
+    /// before the window) show. Only called on a rise, so it may be slower.
+    fn explain(&self, ev: &Evidence, earlier: &[Seen], verdict: &mut Verdict);
+}
+
+/// Senders of the mail in one Postfix queue at a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSender {
+    pub queue: String,
+    /// The envelope sender, as Postfix has it ("" for bounces).
+    pub sender: String,
+    pub messages: u32,
+    pub recipients: u32,
+    pub oldest: Option<LogTime>,
 }
 
 /// Detection's answer: the account's next state and, if its level changed, why and
@@ -154,21 +186,26 @@ pub struct WhitelistEntry {
 pub trait Store {
     /// Stores a login and re-evaluates its account in one transaction: `decide` sees the
     /// account's logins in `window` (ending at the event) and returns its next state.
-    fn record(
-        &mut self,
-        event: &LoginEvent,
-        window: Span,
-        decide: &mut dyn FnMut(&Evidence) -> Verdict,
-    ) -> Result<Recorded>;
+    fn record(&mut self, event: &LoginEvent, detector: &dyn Detector) -> Result<Recorded>;
 
     /// Many logins in one transaction, without the automatic retention (backtests,
-    /// whose log times are old). `decide` runs for each login, as in `record`.
+    /// whose log times are old). Detection runs for each login, as in `record`.
     fn record_many(
         &mut self,
         events: &[LoginEvent],
-        window: Span,
-        decide: &mut dyn FnMut(&Evidence) -> Verdict,
+        detector: &dyn Detector,
     ) -> Result<Vec<Recorded>>;
+
+    /// Replaces the stored queue snapshot (`queue-scan`) and re-evaluates, at `at`, every
+    /// account whose deferred mail changed; returns how many actions were queued.
+    fn replace_queue(
+        &mut self,
+        at: LogTime,
+        senders: &[QueueSender],
+        detector: &dyn Detector,
+    ) -> Result<usize>;
+    /// The last queue snapshot and when it was taken.
+    fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)>;
 
     /// Every account whose level ever changed, with its history, by account name.
     fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>>;

@@ -78,6 +78,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX actions_due ON actions(next_ms) WHERE state = 'pending';
     CREATE INDEX actions_user ON actions(user_id, kind, level);
     ",
+    // 3: message counts (rate, bounces), the per-day baseline cache, the queue snapshot.
+    "
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE users ADD COLUMN usual_day INTEGER;
+    ALTER TABLE users ADD COLUMN usual_messages INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN usual_networks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN usual_days INTEGER NOT NULL DEFAULT 0;
+
+    -- Replaced as a whole by each queue-scan.
+    CREATE TABLE queue_senders (
+        queue      TEXT NOT NULL,
+        sender     TEXT NOT NULL,
+        messages   INTEGER NOT NULL,
+        recipients INTEGER NOT NULL,
+        oldest_ms  INTEGER,
+        PRIMARY KEY (queue, sender)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -3,6 +3,7 @@
 //! transaction never has to upgrade its lock half-way.
 
 mod outbox;
+mod queue;
 mod rows;
 mod write;
 
@@ -19,8 +20,8 @@ use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, AC
 use self::write::{insert_change, prune, record_many, record_once};
 use super::schema;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Evidence, LevelChange,
-    LoginEvent, QueuedAction, Recorded, Store, Verdict, WhitelistEntry,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Detector, LevelChange,
+    LoginEvent, QueueSender, QueuedAction, Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
 use crate::detect::{Seen, Transition};
@@ -184,16 +185,11 @@ fn keep_wal_small(conn: &Connection, path: &Path, busy_timeout: Span) {
 }
 
 impl Store for SqliteStore {
-    fn record(
-        &mut self,
-        event: &LoginEvent,
-        window: Span,
-        decide: &mut dyn FnMut(&Evidence) -> Verdict,
-    ) -> Result<Recorded> {
+    fn record(&mut self, event: &LoginEvent, detector: &dyn Detector) -> Result<Recorded> {
         let retention = self.retention;
         let conn = &mut self.conn;
         retry_busy(self.busy_timeout, || {
-            record_once(conn, retention, event, window, decide)
+            record_once(conn, retention, event, detector)
         })
         .map_err(|e| sql_err(&self.path, e))
     }
@@ -201,14 +197,28 @@ impl Store for SqliteStore {
     fn record_many(
         &mut self,
         events: &[LoginEvent],
-        window: Span,
-        decide: &mut dyn FnMut(&Evidence) -> Verdict,
+        detector: &dyn Detector,
     ) -> Result<Vec<Recorded>> {
         let conn = &mut self.conn;
+        retry_busy(self.busy_timeout, || record_many(conn, events, detector))
+            .map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn replace_queue(
+        &mut self,
+        at: LogTime,
+        senders: &[QueueSender],
+        detector: &dyn Detector,
+    ) -> Result<usize> {
+        let conn = &mut self.conn;
         retry_busy(self.busy_timeout, || {
-            record_many(conn, events, window, decide)
+            queue::replace(conn, at, senders, detector)
         })
         .map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {
+        queue::snapshot(&self.conn).map_err(|e| sql_err(&self.path, e))
     }
 
     fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>> {
@@ -249,7 +259,7 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT u.name, e.source, e.ip, e.ts_ms FROM events e JOIN users u ON u.id = e.user_id
+                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e JOIN users u ON u.id = e.user_id
                  WHERE e.ts_ms > ?1 AND e.ts_ms <= ?2 AND e.ts_ms >= u.count_from_ms",
             )
             .map_err(|e| self.err(e))?;
@@ -261,6 +271,7 @@ impl Store for SqliteStore {
                         source: source_of(&r.get::<_, String>(1)?)?,
                         addr: addr_of(&r.get::<_, String>(2)?)?,
                         time: LogTime::from_millis(r.get(3)?),
+                        count: r.get(4)?,
                     },
                 ))
             })

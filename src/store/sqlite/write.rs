@@ -1,13 +1,13 @@
 //! The hot path's transaction (store a login, evaluate, queue actions) and the
 //! writes it shares with the rest of the store.
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{account_state, addr_of, cidr_of, source_of};
 use crate::actions::ActionKind;
-use crate::detect::{AccountState, Seen, Transition};
-use crate::model::{Cidr, LogTime, Span};
-use crate::store::{Evidence, LoginEvent, Recorded, Verdict};
+use crate::detect::{baseline, AccountState, Seen, Transition, Usual};
+use crate::model::{Cidr, LogTime, SaslUser, Span};
+use crate::store::{Detector, Evidence, LoginEvent, Recorded};
 
 /// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
 /// rows: a few milliseconds now and then instead of an unbounded table.
@@ -93,11 +93,10 @@ pub(super) fn record_once(
     conn: &mut Connection,
     retention: Span,
     event: &LoginEvent,
-    window: Span,
-    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+    detector: &dyn Detector,
 ) -> rusqlite::Result<Recorded> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let recorded = record_in(&tx, Some(retention), event, window, decide)?;
+    let recorded = record_in(&tx, Some(retention), event, detector)?;
     tx.commit()?;
     Ok(recorded)
 }
@@ -107,16 +106,49 @@ pub(super) fn record_once(
 pub(super) fn record_many(
     conn: &mut Connection,
     events: &[LoginEvent],
-    window: Span,
-    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+    detector: &dyn Detector,
 ) -> rusqlite::Result<Vec<Recorded>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(events.len());
     for event in events {
-        out.push(record_in(&tx, None, event, window, decide)?);
+        out.push(record_in(&tx, None, event, detector)?);
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// An account as the write path needs it.
+pub(super) struct Stored {
+    pub id: i64,
+    pub state: AccountState,
+    pub usual: Option<(i64, Usual)>,
+}
+
+pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
+    tx.prepare_cached(
+        "SELECT id, level, enforced, last_hit_ms, count_from_ms,
+                usual_day, usual_messages, usual_networks, usual_days
+         FROM users WHERE name = ?1",
+    )?
+    .query_row([name], |r| {
+        let usual = match r.get::<_, Option<i64>>(5)? {
+            Some(day) => Some((
+                day,
+                Usual {
+                    messages: r.get(6)?,
+                    networks: r.get(7)?,
+                    days: r.get(8)?,
+                },
+            )),
+            None => None,
+        };
+        Ok(Stored {
+            id: r.get(0)?,
+            state: account_state(r, 1)?,
+            usual,
+        })
+    })
+    .optional()
 }
 
 /// Stores a login and re-evaluates its account inside the caller's transaction;
@@ -125,8 +157,7 @@ fn record_in(
     tx: &Connection,
     retention: Option<Span>,
     event: &LoginEvent,
-    window: Span,
-    decide: &mut dyn FnMut(&Evidence) -> Verdict,
+    detector: &dyn Detector,
 ) -> rusqlite::Result<Recorded> {
     let at = event.time;
     // Upsert, then read: RETURNING would make SQLite build a temporary table per call.
@@ -135,25 +166,21 @@ fn record_in(
          ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)",
     )?
     .execute(params![event.user.as_str(), at.millis()])?;
-    let (user_id, state): (i64, AccountState) = tx
-        .prepare_cached(
-            "SELECT id, level, enforced, last_hit_ms, count_from_ms FROM users WHERE name = ?1",
-        )?
-        .query_row([event.user.as_str()], |r| {
-            Ok((r.get(0)?, account_state(r, 1)?))
-        })?;
+    let account =
+        stored_account(tx, event.user.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let inserted = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
-            user_id,
+            account.id,
             at.millis(),
             event.source.as_str(),
             event.addr.to_string(),
             event.jail.as_str(),
             event.fid.as_ref().map(|f| f.as_str()),
+            event.count,
         ])?;
     if inserted == 0 {
         return Ok(Recorded {
@@ -162,35 +189,7 @@ fn record_in(
         });
     }
     let event_id = tx.last_insert_rowid();
-
-    let since = at.minus(window).max(state.count_from);
-    let seen = seen_in(tx, user_id, since, at)?;
-    let whitelist = whitelist_of(tx, event.user.as_str())?;
-    let verdict = decide(&Evidence {
-        user: &event.user,
-        at,
-        state: &state,
-        seen: &seen,
-        whitelist: &whitelist,
-    });
-    if verdict.state != state {
-        tx.prepare_cached(
-            "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
-        )?
-        .execute(params![
-            user_id,
-            verdict.state.level.as_str(),
-            verdict.state.enforced,
-            verdict.state.last_hit.map(LogTime::millis),
-        ])?;
-    }
-    let mut queued = 0;
-    if let Some(t) = &verdict.transition {
-        let change_id = insert_change(tx, user_id, at, t, "detector")?;
-        for kind in &verdict.actions {
-            queued += queue_action(tx, user_id, change_id, *kind, t, at, verdict.mail_cooldown)?;
-        }
-    }
+    let queued = evaluate_in(tx, &event.user, &account, at, detector)?;
     if let Some(retention) = retention.filter(|_| event_id % AUTO_PRUNE_EVERY == 0) {
         prune(tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
@@ -200,20 +199,122 @@ fn record_in(
     })
 }
 
-fn seen_in(
+/// Re-evaluates one account at `at` and stores the outcome: its state, the level
+/// change with its reason, the actions. Returns how many actions were queued.
+pub(super) fn evaluate_in(
+    tx: &Connection,
+    user: &SaslUser,
+    account: &Stored,
+    at: LogTime,
+    detector: &dyn Detector,
+) -> rusqlite::Result<usize> {
+    let state = &account.state;
+    let since = at.minus(detector.lookback()).max(state.count_from);
+    let seen = seen_in(tx, account.id, since, at)?;
+    let whitelist = whitelist_of(tx, user.as_str())?;
+    let usual = usual_of(tx, user, account, at, detector, &whitelist)?;
+    let deferred: Option<u32> = tx
+        .prepare_cached(
+            "SELECT messages FROM queue_senders WHERE queue = 'deferred' AND sender = ?1",
+        )?
+        .query_row([user.as_str()], |r| r.get(0))
+        .optional()?;
+    let evidence = Evidence {
+        user,
+        at,
+        state,
+        seen: &seen,
+        whitelist: &whitelist,
+        deferred,
+        usual,
+    };
+    let mut verdict = detector.decide(&evidence);
+    if verdict.transition.as_ref().is_some_and(|t| t.to > t.from) {
+        if let Some((from, _)) = detector.history_range(baseline::day_of(at)) {
+            let until = at.minus(detector.lookback()).min(since);
+            let earlier = seen_in(tx, account.id, from.max(state.count_from), until)?;
+            detector.explain(&evidence, &earlier, &mut verdict);
+        }
+    }
+    if verdict.state != *state {
+        tx.prepare_cached(
+            "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            account.id,
+            verdict.state.level.as_str(),
+            verdict.state.enforced,
+            verdict.state.last_hit.map(LogTime::millis),
+        ])?;
+    }
+    let mut queued = 0;
+    if let Some(t) = &verdict.transition {
+        let change_id = insert_change(tx, account.id, at, t, "detector")?;
+        for kind in &verdict.actions {
+            queued += queue_action(
+                tx,
+                account.id,
+                change_id,
+                *kind,
+                t,
+                at,
+                verdict.mail_cooldown,
+            )?;
+        }
+    }
+    Ok(queued)
+}
+
+/// The account's usual figures for the day of `at`, computed at its first evaluation
+/// that day and cached on its row.
+fn usual_of(
+    tx: &Connection,
+    user: &SaslUser,
+    account: &Stored,
+    at: LogTime,
+    detector: &dyn Detector,
+    whitelist: &[Cidr],
+) -> rusqlite::Result<Option<Usual>> {
+    let day = baseline::day_of(at);
+    let Some((from, until)) = detector.history_range(day) else {
+        return Ok(None);
+    };
+    if let Some((cached_day, usual)) = account.usual {
+        if cached_day == day {
+            return Ok(Some(usual));
+        }
+    }
+    let history = seen_in(tx, account.id, from, until)?;
+    let usual = detector.usual(user, &history, whitelist);
+    tx.prepare_cached(
+        "UPDATE users SET usual_day = ?2, usual_messages = ?3, usual_networks = ?4, usual_days = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        account.id,
+        day,
+        usual.messages,
+        usual.networks,
+        usual.days
+    ])?;
+    Ok(Some(usual))
+}
+
+pub(super) fn seen_in(
     conn: &Connection,
     user_id: i64,
     since: LogTime,
     until: LogTime,
 ) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT source, ip, ts_ms FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3",
+        "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3",
     )?;
     let rows = stmt.query_map(params![user_id, since.millis(), until.millis()], |r| {
         Ok(Seen {
             source: source_of(&r.get::<_, String>(0)?)?,
             addr: addr_of(&r.get::<_, String>(1)?)?,
             time: LogTime::from_millis(r.get(2)?),
+            count: r.get(3)?,
         })
     })?;
     rows.collect()
