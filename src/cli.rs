@@ -51,6 +51,9 @@ pub enum Command {
     /// Backtest: replay past logins from stdin into a scratch database (--db) with every
     /// action off, and report which accounts would have been flagged, when and why
     Ingest(Ingest),
+    /// Count each sender's mail in Postfix's queues (postqueue -j) and flag accounts
+    /// whose deferred mail passes thresholds.queue; run every minute by a timer
+    QueueScan(QueueScan),
     /// Print the man page (roff) or a shell completion script, for packaging
     #[command(hide = true)]
     Generate(Generate),
@@ -86,6 +89,16 @@ pub struct Record {
 }
 
 #[derive(Debug, Args)]
+pub struct QueueScan {
+    /// The summary as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing on success (for the timer)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct Status {
     /// Show one account: every network, the level history
     pub user: Option<OsString>,
@@ -98,6 +111,9 @@ pub struct Status {
     /// Evaluate as of this time (seconds since 1970) instead of now, for replayed logs
     #[arg(long, value_name = "EPOCH")]
     pub at: Option<String>,
+    /// The top senders in each Postfix queue at the last queue-scan (like qshape -s)
+    #[arg(long, conflicts_with = "user")]
+    pub queue: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,10 @@ pub enum Error {
     #[error("database {path}: {reason}")]
     StoreState { path: PathBuf, reason: String },
 
+    /// A program we ran (postqueue...) failed; the text says which and how.
+    #[error("{0}")]
+    External(String),
+
     /// Leave with this exit status; the command already printed what it had to say.
     #[error("")]
     Exit(u8),

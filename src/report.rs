@@ -19,6 +19,11 @@ pub struct Detail {
     pub enforced: bool,
     pub state: String,
     pub counting_from: Option<f64>,
+    /// What fires now (window, spread window, last queue scan), figures included.
+    pub signals: Vec<String>,
+    /// Messages accepted and hard bounces in the window.
+    pub messages: u64,
+    pub bounces: u64,
     pub networks: Vec<NetRow>,
     pub history: Vec<HistoryRow>,
     pub actions: Vec<ActionRow>,
@@ -84,7 +89,11 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
     let entries = store.whitelist()?;
     let whitelist = Whitelist::new(cfg, user, &applying(&entries, user));
     let mut nets: BTreeMap<ClientNet, NetRow> = BTreeMap::new();
-    for a in store.addresses(user)? {
+    for a in store
+        .addresses(user)?
+        .into_iter()
+        .filter(|a| a.source.is_login())
+    {
         let net = a.addr.net(cfg.detection.prefixes);
         let row = nets.entry(net).or_insert_with(|| NetRow {
             network: net.to_string(),
@@ -135,7 +144,25 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
         .collect();
     let (level, enforced) = effective(cfg, &account.state, at);
     let from = account.state.count_from;
+    let seen = store.evidence(user, at.minus(cfg.detection.lookback()).max(from), at)?;
+    let deferred = store
+        .queue()?
+        .1
+        .into_iter()
+        .find(|q| q.queue == "deferred" && q.sender == user.as_str())
+        .map(|q| q.messages);
+    let facts = detect::Facts {
+        at,
+        seen: &seen,
+        covers_spread: true,
+        deferred,
+        usual: None,
+    };
+    let eval = detect::evaluate(cfg, user, &facts, &whitelist);
     Ok(Detail {
+        signals: eval.signals.iter().map(ToString::to_string).collect(),
+        messages: eval.messages(Source::Rate),
+        bounces: eval.messages(Source::Bounces),
         user: user.clone(),
         level,
         enforced,

@@ -74,22 +74,6 @@ fn map_lookup(pf: &Postfix, user: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn sendmail(pf: &Postfix, from: &str, to: &str) {
-    let mut child = Command::new("/usr/sbin/sendmail")
-        .args(["-f", from, to])
-        .env("MAIL_CONFIG", &pf.config_dir)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sendmail");
-    use std::io::Write;
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"Subject: test\n\nhello\n");
-    assert!(child.wait().expect("sendmail").success());
-}
-
 fn actions(d: &serde_json::Value) -> Vec<(String, String)> {
     d["actions"]
         .as_array()
@@ -155,9 +139,9 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
     let dir = tempfile::tempdir().unwrap();
     let pf = queueing_postfix(dir.path(), &sink);
     for _ in 0..3 {
-        sendmail(&pf, ALICE, "friend@remote.example");
+        pf.sendmail(ALICE, "friend@remote.example");
     }
-    sendmail(&pf, BOB, "friend@remote.example");
+    pf.sendmail(BOB, "friend@remote.example");
     pf.wait_queue("4 deferred messages", |p| {
         p.queued(ALICE, "deferred") == 3 && p.queued(BOB, "deferred") == 1
     });
@@ -216,7 +200,7 @@ fn purge_held_deletes_the_held_mail() {
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
     let pf = queueing_postfix(dir.path(), &sink);
-    sendmail(&pf, ALICE, "friend@remote.example");
+    pf.sendmail(ALICE, "friend@remote.example");
     pf.wait_queue("deferred", |p| p.queued(ALICE, "deferred") == 1);
     let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
     burst(&s, ALICE, 11, now() - 300);

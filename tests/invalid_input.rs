@@ -65,10 +65,28 @@ fn every_invalid_field_is_refused_by_name() {
         (record("smtpx", b"bob", "198.51.100.1", t), "source"),
         (record("", b"bob", "198.51.100.1", t), "source"),
         (record("SMTP;id", b"bob", "198.51.100.1", t), "source"),
+        // Computed by f2b-mailguard, never recorded.
+        (record("queue", b"bob", "198.51.100.1", t), "source"),
+        (record("spread", b"bob", "198.51.100.1", t), "source"),
     ];
     for (args, field) in &cases {
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         rejects(&s, &args, field);
+    }
+    // Fail2ban's <failures>: a whole number from 1 to a million.
+    for count in [
+        "0",
+        "-1",
+        "1.5",
+        "ten",
+        "",
+        "1000001",
+        "99999999999999999999",
+    ] {
+        let mut args = record("rate", b"bob", "198.51.100.1", t);
+        args.push(format!("--count={count}").into());
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        rejects(&s, &args, "count");
     }
     // Missing options and an empty jail, too.
     let missing: &[(&[&str], &str)] = &[

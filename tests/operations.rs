@@ -188,7 +188,7 @@ fn systemd_units_verify() {
         std::fs::write(&dest, text).unwrap();
         units.push(dest);
     }
-    assert_eq!(units.len(), 6);
+    assert_eq!(units.len(), 8);
     let out = Command::new("/usr/bin/systemd-analyze")
         .arg("verify")
         .args(&units)

@@ -57,6 +57,10 @@ pub struct QueuedMessage {
     pub queue_id: String,
     #[serde(default)]
     pub sender: String,
+    #[serde(default)]
+    pub arrival_time: Option<f64>,
+    #[serde(default)]
+    pub recipients: Vec<serde::de::IgnoredAny>,
 }
 
 /// Parses `postqueue -j` output. Lines that are not JSON objects of the expected shape
@@ -70,7 +74,7 @@ pub fn parse_queue(json_lines: &[u8]) -> Vec<QueuedMessage> {
         .collect()
 }
 
-fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
+pub fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
     let p = &cfg.contain.postfix;
     let ran = exec::run(
         &p.postqueue,

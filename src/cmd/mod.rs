@@ -7,6 +7,7 @@ mod generate;
 mod ingest;
 mod metrics;
 mod prune;
+mod queue_scan;
 mod record;
 mod release;
 mod run_actions;
@@ -64,6 +65,7 @@ impl Run for Command {
             Command::Generate(c) => c.run(app),
             Command::Doctor(c) => c.run(app),
             Command::Ingest(c) => c.run(app),
+            Command::QueueScan(c) => c.run(app),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::cli::Status;
 use crate::config::Config;
 use crate::detect::{self, AccountState, Facts, Seen, Whitelist};
 use crate::error::Result;
-use crate::model::{Level, LogTime, SaslUser, Span};
+use crate::model::{Level, LogTime, SaslUser, Source, Span};
 use crate::report::{self, applying, effective, Detail};
 use crate::store::{self, Store};
 
@@ -39,8 +39,15 @@ struct Row {
     state: String,
     networks: usize,
     logins: u32,
+    /// Messages accepted (rate) and hard bounces in the window.
+    messages: u64,
+    bounces: u64,
+    /// Deferred mail at the last queue-scan.
+    deferred: Option<u32>,
     last_seen: Option<f64>,
     reason: String,
+    /// The signals that fire now, with figures and thresholds.
+    signals: Vec<String>,
 }
 
 impl Run for Status {
@@ -55,6 +62,16 @@ impl Run for Status {
             cfg.detection.window = Span::parse("window", w)?;
         }
         let mut store = store::open(&cfg)?;
+        if self.queue {
+            let (scanned, senders) = store.queue()?;
+            let report = QueueReport::new(scanned, senders);
+            if self.json {
+                print_json(&report);
+            } else {
+                report.print();
+            }
+            return Ok(());
+        }
         match user {
             Some(user) => {
                 let detail = report::detail(&cfg, store.as_mut(), &user, at)?;
@@ -74,6 +91,90 @@ impl Run for Status {
             }
         }
         Ok(())
+    }
+}
+
+/// Senders listed per queue in `status --queue`.
+const TOP_SENDERS: usize = 10;
+
+#[derive(Serialize)]
+struct QueueReport {
+    scanned_at: Option<f64>,
+    /// Per queue (deferred, active, hold, incoming...), the most prolific senders first.
+    queues: BTreeMap<String, QueueSummary>,
+}
+
+#[derive(Serialize, Default)]
+struct QueueSummary {
+    messages: u64,
+    senders: usize,
+    top: Vec<QueueTop>,
+}
+
+#[derive(Serialize)]
+struct QueueTop {
+    sender: String,
+    messages: u32,
+    recipients: u32,
+    oldest: Option<f64>,
+}
+
+impl QueueReport {
+    fn new(scanned: Option<LogTime>, senders: Vec<store::QueueSender>) -> Self {
+        let mut queues: BTreeMap<String, QueueSummary> = BTreeMap::new();
+        // The store lists each queue's senders most messages first.
+        for s in senders {
+            let q = queues.entry(s.queue.clone()).or_default();
+            q.messages += u64::from(s.messages);
+            q.senders += 1;
+            if q.top.len() < TOP_SENDERS {
+                q.top.push(QueueTop {
+                    sender: s.sender,
+                    messages: s.messages,
+                    recipients: s.recipients,
+                    oldest: s.oldest.map(LogTime::secs_f64),
+                });
+            }
+        }
+        Self {
+            scanned_at: scanned.map(LogTime::secs_f64),
+            queues,
+        }
+    }
+
+    fn print(&self) {
+        let Some(at) = self.scanned_at else {
+            println!("no queue-scan yet: run `f2b-mailguard queue-scan` (or enable its timer)");
+            return;
+        };
+        println!("queues at {}", when(at));
+        if self.queues.is_empty() {
+            println!("all queues are empty");
+        }
+        for (name, q) in &self.queues {
+            println!(
+                "\n{name}: {} message(s) from {} sender(s)",
+                q.messages, q.senders
+            );
+            println!(
+                "  {:>6} {:>6}  {:<20} SENDER",
+                "MSGS", "RCPTS", "OLDEST (UTC)"
+            );
+            for t in &q.top {
+                let oldest = t
+                    .oldest
+                    .map(|t| when(t)[..16].to_owned())
+                    .unwrap_or_default();
+                let sender = if t.sender.is_empty() { "<>" } else { &t.sender };
+                println!(
+                    "  {:>6} {:>6}  {:<20} {}",
+                    t.messages,
+                    t.recipients,
+                    oldest,
+                    fit(sender, 44)
+                );
+            }
+        }
     }
 }
 
@@ -136,8 +237,12 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
             enforced,
             networks: eval.networks(),
             logins: eval.logins(),
+            messages: eval.messages(Source::Rate),
+            bounces: eval.messages(Source::Bounces),
+            deferred: facts.deferred,
             last_seen: last_seen.map(LogTime::secs_f64),
             reason,
+            signals: eval.signals.iter().map(ToString::to_string).collect(),
         });
     }
     rows.sort_by(|a, b| {
@@ -234,8 +339,8 @@ fn print_overview(cfg: &Config, o: &Overview) {
         return;
     }
     println!(
-        "{:<30} {:<12} {:>5} {:>6}  LAST SEEN (UTC)",
-        "USER", "LEVEL", "NETS", "LOGINS"
+        "{:<30} {:<12} {:>5} {:>6} {:>5}  LAST SEEN (UTC)",
+        "USER", "LEVEL", "NETS", "LOGINS", "MSGS"
     );
     for r in &o.accounts {
         let last = r
@@ -243,15 +348,21 @@ fn print_overview(cfg: &Config, o: &Overview) {
             .map(|t| when(t)[..16].to_owned())
             .unwrap_or_default();
         println!(
-            "{:<30} {} {:>5} {:>6}  {}",
+            "{:<30} {} {:>5} {:>6} {:>5}  {}",
             fit(r.user.as_str(), 30),
             paint(&format!("{:<12}", r.state), r.level, colour),
             r.networks,
             r.logins,
+            r.messages,
             last
         );
         if r.level > Level::Ok || !r.reason.is_empty() && r.networks > 1 {
             println!("    {}", fit(&r.reason, 74));
+        }
+        // What fires now, when the stored reason (of the last change) says otherwise.
+        let now = r.signals.join("; ");
+        if !now.is_empty() && now != r.reason {
+            println!("    now: {}", fit(&now, 69));
         }
     }
 }
@@ -260,6 +371,13 @@ fn print_detail(cfg: &Config, d: &Detail) {
     println!("{}: {} (mode {})", d.user, d.state, cfg.mode.as_str());
     if let Some(from) = d.counting_from {
         println!("counting logins from {} (last release)", when(from));
+    }
+    println!(
+        "sent {} message(s), {} hard bounce(s) in the last {}",
+        d.messages, d.bounces, cfg.detection.window
+    );
+    for s in &d.signals {
+        println!("now: {s}");
     }
     println!();
     println!(

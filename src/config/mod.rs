@@ -104,6 +104,17 @@ pub struct Detection {
     pub baseline: Baseline,
 }
 
+impl Detection {
+    /// How far back one evaluation looks: the window or the spread window.
+    pub fn lookback(&self) -> Span {
+        if self.spread_window.millis() > self.window.millis() {
+            self.spread_window
+        } else {
+            self.window
+        }
+    }
+}
+
 /// Each account against its own usual figures: the busiest hour of sending and the
 /// day's spread of networks, as medians over the days it was active.
 #[derive(Debug, Clone, Copy, PartialEq)]

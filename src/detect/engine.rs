@@ -31,12 +31,7 @@ impl<'a> Engine<'a> {
 
 impl Detector for Engine<'_> {
     fn lookback(&self) -> Span {
-        let d = &self.cfg.detection;
-        if d.spread_window.millis() > d.window.millis() {
-            d.spread_window
-        } else {
-            d.window
-        }
+        self.cfg.detection.lookback()
     }
 
     fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)> {

@@ -218,6 +218,9 @@ pub trait Store {
 
     fn account(&mut self, user: &SaslUser) -> Result<Option<Account>>;
 
+    /// One account's evidence in `(since, until]`.
+    fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>>;
+
     /// Every stored login of one account, grouped by address and source.
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;
 

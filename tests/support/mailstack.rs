@@ -202,6 +202,23 @@ impl Postfix {
         std::fs::read_to_string(self.root.join("postfix.log")).unwrap_or_default()
     }
 
+    /// Queues one local message from `from` with Postfix's own sendmail.
+    pub fn sendmail(&self, from: &str, to: &str) {
+        use std::io::Write;
+        let mut child = Command::new("/usr/sbin/sendmail")
+            .args(["-f", from, to])
+            .env("MAIL_CONFIG", &self.config_dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sendmail");
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"Subject: test\n\nhello\n");
+        assert!(child.wait().expect("sendmail").success());
+    }
+
     /// `postqueue -j`, one JSON value per message.
     pub fn queue(&self) -> Vec<serde_json::Value> {
         let out = run(Command::new("/usr/sbin/postqueue")

@@ -94,6 +94,8 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<Received>>>,
     /// Milliseconds to wait before accepting a message's data (a slow server).
     delay: Arc<std::sync::atomic::AtomicU64>,
+    /// Answer every RCPT with 451 (a remote server that defers).
+    tempfail: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -118,14 +120,20 @@ impl SmtpSink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (r, s, d) = (received.clone(), stop.clone(), delay.clone());
+        let tempfail = Arc::new(AtomicBool::new(false));
+        let (r, s, d, t) = (
+            received.clone(),
+            stop.clone(),
+            delay.clone(),
+            tempfail.clone(),
+        );
         let thread = thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (r, d) = (r.clone(), d.clone());
+                        let (r, d, t) = (r.clone(), d.clone(), t.clone());
                         thread::spawn(move || {
-                            let _ = serve(conn, &r, &d);
+                            let _ = serve(conn, &r, &d, &t);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -137,6 +145,7 @@ impl SmtpSink {
             received,
             stop,
             delay,
+            tempfail,
             thread: Some(thread),
         }
     }
@@ -145,6 +154,10 @@ impl SmtpSink {
     pub fn set_delay(&self, delay: Duration) {
         self.delay
             .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_tempfail(&self, on: bool) {
+        self.tempfail.store(on, Ordering::Relaxed);
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -177,6 +190,7 @@ fn serve(
     conn: TcpStream,
     received: &Mutex<Vec<Received>>,
     delay: &std::sync::atomic::AtomicU64,
+    tempfail: &AtomicBool,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut out = conn.try_clone()?;
@@ -210,6 +224,8 @@ fn serve(
             from = arg(&cmd);
             to.clear();
             out.write_all(b"250 2.1.0 Ok\r\n")?;
+        } else if upper.starts_with("RCPT TO") && tempfail.load(Ordering::Relaxed) {
+            out.write_all(b"451 4.3.0 Try again later\r\n")?;
         } else if upper.starts_with("RCPT TO") {
             to.push(arg(&cmd));
             out.write_all(b"250 2.1.5 Ok\r\n")?;

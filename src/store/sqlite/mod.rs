@@ -17,7 +17,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, ACCOUNT_COLS};
-use self::write::{insert_change, prune, record_many, record_once};
+use self::write::{insert_change, prune, record_many, record_once, seen_in};
 use super::schema;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Detector, LevelChange,
@@ -294,6 +294,13 @@ impl Store for SqliteStore {
             .query_row(&sql, [user.as_str()], account_row)
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>> {
+        let Some(id) = self.user_id(user)? else {
+            return Ok(Vec::new());
+        };
+        seen_in(&self.conn, id, since, until).map_err(|e| self.err(e))
     }
 
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {
