@@ -41,6 +41,170 @@ fn ingest_with(s: &Sandbox, global: &[&str], flags: &[&str], input: &[u8]) -> st
     child.wait_with_output().unwrap()
 }
 
+/// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER` with the shipped filter
+/// beside the system's common.conf, as the README's recipe runs it.
+fn fail2ban_regex(log: &Path, filter: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let fd = dir.path().join("filter.d");
+    std::fs::create_dir_all(&fd).unwrap();
+    std::fs::copy("/etc/fail2ban/filter.d/common.conf", fd.join("common.conf")).unwrap();
+    let file = format!("{filter}.conf");
+    std::fs::copy(
+        Path::new(ROOT).join("fail2ban/filter.d").join(&file),
+        fd.join(&file),
+    )
+    .unwrap();
+    let out = Command::new("/usr/bin/fail2ban-regex")
+        .args(["-o", "<time> <F-USER> <ip>"])
+        .arg(log)
+        .arg(fd.join(&file))
+        .output()
+        .expect("fail2ban-regex (run tests/run)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small deterministic generator (64-bit LCG), so the day's log is the same each run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// One accepted submission as Postfix logs it: connect, the SASL line, cleanup, qmgr,
+/// delivery, removed, disconnect. Only the second line is a match.
+fn transaction(out: &mut Vec<(i64, String)>, t: i64, qid: u64, user: &str, addr: &str) {
+    let pid = 10_000 + qid % 5000;
+    let id = format!("{:010X}", 0xB0_0000 + qid);
+    let lines = [
+        format!("postfix/submission/smtpd[{pid}]: connect from unknown[{addr}]"),
+        format!("postfix/submission/smtpd[{pid}]: {id}: client=unknown[{addr}], sasl_method=PLAIN, sasl_username={user}"),
+        format!("postfix/cleanup[77]: {id}: message-id=<{id}@example.com>"),
+        format!("postfix/qmgr[78]: {id}: from=<{user}>, size=2214, nrcpt=1 (queue active)"),
+        format!("postfix/smtp[79]: {id}: to=<friend{qid}@remote.example>, relay=mx.remote.example[192.0.2.200]:25, delay=0.4, delays=0.1/0/0.1/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)"),
+        format!("postfix/qmgr[78]: {id}: removed"),
+        format!("postfix/submission/smtpd[{pid}]: disconnect from unknown[{addr}] ehlo=1 auth=1 mail=1 rcpt=1 data=1 quit=1 commands=6"),
+    ];
+    for l in lines {
+        out.push((t, l));
+    }
+}
+
+#[test]
+fn a_generated_day_finds_exactly_the_compromised_account_at_the_expected_time() {
+    let s = Sandbox::new("");
+    let midnight = DAY - 10 * 3600;
+    let mut rng = Lcg(2026);
+    let mut lines: Vec<(i64, String)> = Vec::new();
+    let mut qid = 0u64;
+    let mut submit = |lines: &mut Vec<(i64, String)>, t: i64, user: &str, addr: &str| {
+        qid += 1;
+        transaction(lines, t, qid, user, addr);
+    };
+    // 150 people with a home address and a phone on a carrier /24 (a new address in
+    // it now and then), 10 to 40 messages between 08:00 and 20:00.
+    for u in 0..150u64 {
+        let user = format!("user{u}@example.com");
+        let home = format!("198.51.100.{}", u % 250 + 1);
+        for _ in 0..10 + rng.below(31) {
+            let t = midnight + 8 * 3600 + rng.below(12 * 3600) as i64;
+            let addr = if rng.below(3) == 0 {
+                format!("198.18.{}.{}", u % 200, rng.below(4) + 1)
+            } else {
+                home.clone()
+            };
+            submit(&mut lines, t, &user, &addr);
+        }
+    }
+    // An office of 30 behind one NAT address.
+    for u in 0..30u64 {
+        for _ in 0..15 {
+            let t = midnight + 9 * 3600 + rng.below(8 * 3600) as i64;
+            submit(
+                &mut lines,
+                t,
+                &format!("staff{u}@example.com"),
+                "203.0.113.10",
+            );
+        }
+    }
+    // The victim: honest from home until 11:00; from 14:00 a botnet, a new address in
+    // a new /16 every 8 seconds.
+    const VICTIM: &str = "victim@example.com";
+    for h in 8..11 {
+        submit(&mut lines, midnight + h * 3600, VICTIM, "192.0.2.50");
+    }
+    let attack = midnight + 14 * 3600;
+    for k in 0..30 {
+        let addr = format!("{}.{}.7.{}", 45 + k, 10 + k, k + 1);
+        submit(&mut lines, attack + 8 * k, VICTIM, &addr);
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    assert!(lines.len() > 5000, "{} lines", lines.len());
+    let text: String = lines
+        .iter()
+        .map(|(t, l)| format!("{} mx {l}\n", syslog(*t)))
+        .collect();
+    let mail_log = s.path().join("mail.log");
+    std::fs::write(&mail_log, text).unwrap();
+
+    let regex = fail2ban_regex(&mail_log, "mailguard-postfix-sasl");
+    assert_eq!(
+        String::from_utf8_lossy(&regex.stdout).lines().count() as u64,
+        qid,
+        "one match per submission"
+    );
+    let scratch = s.path().join("backtest.db");
+    let out = ingest_with(
+        &s,
+        &["--db", scratch.to_str().unwrap()],
+        &["--json"],
+        &regex.stdout,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts = report["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1, "{report:#}");
+    assert_eq!(accounts[0]["user"], VICTIM);
+    let reached: Vec<(&str, f64, &str)> = accounts[0]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_str().unwrap(),
+                l["time"].as_f64().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The 6th, 11th and 21st botnet address; the home address is older than the hour
+    // but counts in the day's spread (22 /24s with the 21 botnet ones).
+    let at = |k: i64| (attack + 8 * k) as f64;
+    assert_eq!(
+        reached,
+        [
+            ("notify", at(5), "smtp: 6 networks/1h > 5; new: 6 of 6 networks not seen in 30d"),
+            ("block", at(10), "smtp: 11 networks/1h > 10; new: 11 of 11 networks not seen in 30d"),
+            ("lock", at(20), "smtp: 21 networks/1h > 20; spread: 22 networks/1d > 20; new: 21 of 21 networks not seen in 30d"),
+        ]
+    );
+}
+
 #[test]
 fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_when() {
     let s = Sandbox::new("");
@@ -80,22 +244,7 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     std::fs::write(&mail_log, text).unwrap();
 
     // The recipe from the README: fail2ban-regex with the shipped filter, into ingest.
-    let dir = tempfile::tempdir().unwrap();
-    let fd = dir.path().join("filter.d");
-    std::fs::create_dir_all(&fd).unwrap();
-    std::fs::copy("/etc/fail2ban/filter.d/common.conf", fd.join("common.conf")).unwrap();
-    std::fs::copy(
-        Path::new(ROOT).join("fail2ban/filter.d/mailguard-postfix-sasl.conf"),
-        fd.join("mailguard-postfix-sasl.conf"),
-    )
-    .unwrap();
-    let regex = Command::new("/usr/bin/fail2ban-regex")
-        .args(["-o", "<time> <F-USER> <ip>"])
-        .arg(&mail_log)
-        .arg(fd.join("mailguard-postfix-sasl.conf"))
-        .output()
-        .expect("fail2ban-regex (run tests/run)");
-    assert!(regex.status.success());
+    let regex = fail2ban_regex(&mail_log, "mailguard-postfix-sasl");
     assert_eq!(String::from_utf8_lossy(&regex.stdout).lines().count(), 28);
 
     let scratch = s.path().join("backtest.db");

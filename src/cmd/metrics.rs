@@ -49,12 +49,33 @@ impl Run for Metrics {
             "logins",
             "Logins recorded within the detection window, by source.",
         );
-        let mut logins: BTreeMap<Source, u64> = Source::ALL.iter().map(|s| (*s, 0)).collect();
-        for (_, seen) in store.activity(now.minus(cfg.detection.window), now)? {
-            *logins.entry(seen.source).or_default() += 1;
+        let activity = store.activity(now.minus(cfg.detection.window), now)?;
+        let mut logins: BTreeMap<Source, u64> = Source::ALL
+            .iter()
+            .filter(|s| s.is_login())
+            .map(|s| (*s, 0))
+            .collect();
+        let mut messages: BTreeMap<Source, u64> = [Source::Rate, Source::Bounces]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
+        for (_, seen) in &activity {
+            if let Some(n) = logins.get_mut(&seen.source) {
+                *n += 1;
+            } else if let Some(n) = messages.get_mut(&seen.source) {
+                *n += u64::from(seen.count);
+            }
         }
         for (source, n) in &logins {
             let _ = writeln!(out, "f2b_mailguard_logins{{source=\"{source}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "messages",
+            "Messages accepted (rate) and hard bounces (bounces) within the detection window.",
+        );
+        for (kind, n) in &messages {
+            let _ = writeln!(out, "f2b_mailguard_messages{{kind=\"{kind}\"}} {n}");
         }
 
         family(
