@@ -412,3 +412,79 @@ fn shipped_jails_are_off_by_default_and_only_record() {
         }
     }
 }
+
+#[test]
+fn rate_and_bounce_jails_count_a_users_messages_in_batches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = {:?}\n[actions]\nnotify = []\nblock = []\nlock = []\n",
+            dir.path().join("mg.db").display().to_string()
+        ),
+    )
+    .expect("config");
+    let mail_log = dir.path().join("mail.log");
+    std::fs::write(&mail_log, "").expect("log");
+    let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
+        .into_iter()
+        .map(|name| Jail {
+            name,
+            logpath: &mail_log,
+        })
+        .collect();
+    let f2b = Fail2ban::start(dir.path(), Path::new(BIN), &config, &jails);
+    let alice = "alice@example.com";
+    // Ten submissions from one address; the first one bounces for five recipients.
+    let batch = |first: u32| -> Vec<String> {
+        let mut lines = Vec::new();
+        for i in first..first + 10 {
+            let qid = format!("D{i:09X}");
+            lines.push(postfix_line(6000, &qid, "198.51.100.70", alice));
+            if i == 0 {
+                for r in 0..5 {
+                    lines.push(format!(
+                        "{} mx postfix/smtp[6001]: {qid}: to=<gone{r}@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=0.2, delays=0.1/0/0/0.1, dsn=5.1.1, status=bounced (host mx.remote.example[192.0.2.9] said: 550 5.1.1 unknown user)",
+                        syslog_now()
+                    ));
+                }
+                lines.push(format!(
+                    "{} mx postfix/qmgr[6002]: {qid}: removed",
+                    syslog_now()
+                ));
+            }
+        }
+        lines
+    };
+    let figures = || {
+        user_status(&config, alice).map_or((0, 0), |v| {
+            (
+                v["messages"].as_u64().unwrap_or(0),
+                v["bounces"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    let wait_for = |want: (u64, u64)| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while figures() != want {
+            assert!(
+                Instant::now() < deadline,
+                "messages and bounces {:?}, want {want:?}; fail2ban log:\n{}",
+                figures(),
+                f2b.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    append(&mail_log, &batch(0));
+    // Fail2ban counted to maxretry (10 messages, 5 bounces) and reported each batch once.
+    wait_for((10, 5));
+    // After the 10 s "ban" the next ten are a new batch, summed in the window.
+    std::thread::sleep(Duration::from_secs(11));
+    append(&mail_log, &batch(10));
+    wait_for((20, 5));
+    // The login jail saw the one address once; messages never count as networks.
+    let a = user_status(&config, alice).expect("alice");
+    assert_eq!(a["networks"].as_array().map(Vec::len), Some(1), "{a:#}");
+}
