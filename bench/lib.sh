@@ -11,15 +11,14 @@ cd "$(dirname "$0")/.."
 
 USERS=${USERS:-5000}
 
-# Tools, installed from Debian if missing: hyperfine (timing), time (peak RSS),
-# sqlite3 (bulk fill), python3 (statistics of hyperfine's JSON).
+# Tools, installed from Debian if missing: `need TOOL[:PACKAGE]...`.
 need() {
     missing=
-    for tool in "$@"; do
-        case $tool in
-            time) [ -x /usr/bin/time ] || missing="$missing time" ;;
-            *) command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool" ;;
-        esac
+    for want in "$@"; do
+        tool=${want%%:*}
+        package=${want#*:}
+        if [ "$tool" = time ]; then tool=/usr/bin/time; fi
+        command -v "$tool" >/dev/null 2>&1 || missing="$missing $package"
     done
     if [ -n "$missing" ]; then
         echo "installing$missing..." >&2
@@ -28,6 +27,7 @@ need() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
     fi
 }
+# hyperfine (timing), time (peak RSS), sqlite3 (bulk fill), python3 (statistics).
 need hyperfine time sqlite3 python3
 
 # The same build install.sh ships: release, static, so no dynamic loader work at start.
