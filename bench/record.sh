@@ -31,10 +31,13 @@ for events in $SIZES; do
             -n "record, busy account (15 networks in window), $stored stored" \
             "$rec --user=user1@example.com --ip=203.0.113.201"
     fi
+    # /bin/true again at the end: its "x /bin/true" shows how far the machine drifted
+    # during the call.
     hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$W/record-$events.json" \
-        -n /bin/true /bin/true "$@" >&2
+        -n /bin/true /bin/true "$@" -n "/bin/true (again)" /bin/true >&2
     jsons="$jsons $W/record-$events.json"
     rss /bin/true /bin/true
+    rss "/bin/true (again)" /bin/true
     while [ $# -gt 0 ]; do
         # The case is a command line: split on purpose.
         # shellcheck disable=SC2086
