@@ -3,7 +3,8 @@
 #   . "$(dirname "$0")/lib.sh"
 # Gives: the repository as working directory, the tools, $BIN (the binary as
 # install.sh builds it), $W (a scratch directory removed on exit, with every process
-# started from it), and the helpers below.
+# started from it), and the helpers below. BIN=PATH times that binary instead of
+# building one (e.g. to compare two builds on the same data).
 # shellcheck shell=sh
 
 set -eu
