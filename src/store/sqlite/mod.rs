@@ -7,6 +7,7 @@ mod queue;
 mod rows;
 mod write;
 
+use std::collections::HashMap;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -26,7 +27,7 @@ use super::{
 use crate::config::Config;
 use crate::detect::{Seen, Transition};
 use crate::error::{Error, Result};
-use crate::model::{Cidr, LogTime, SaslUser, Span};
+use crate::model::{Cidr, LogTime, SaslUser, Source, Span};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -307,25 +308,7 @@ impl Store for SqliteStore {
         let Some(id) = self.user_id(user)? else {
             return Ok(Vec::new());
         };
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT ip, source, min(ts_ms), max(ts_ms), count(*) FROM events
-                 WHERE user_id = ?1 GROUP BY ip, source",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(AddrSummary {
-                    addr: addr_of(&r.get::<_, String>(0)?)?,
-                    source: source_of(&r.get::<_, String>(1)?)?,
-                    first_seen: LogTime::from_millis(r.get(2)?),
-                    last_seen: LogTime::from_millis(r.get(3)?),
-                    count: r.get::<_, i64>(4)? as u64,
-                })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-        rows.map_err(|e| sql_err(&self.path, e))
+        address_summaries(&self.conn, id).map_err(|e| self.err(e))
     }
 
     fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>> {
@@ -507,4 +490,56 @@ impl Store for SqliteStore {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
+}
+
+/// Logins of one account per (address, source): first and last seen, count.
+/// Aggregated here, not with `GROUP BY ip, source`: that sorts every login of the
+/// account in a temporary B-tree (0.1 s for 200,000), while this walks the covering
+/// index `events_key` once. Same rows, same order (by address text, then source).
+fn address_summaries(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<AddrSummary>> {
+    type Slots = [Option<(i64, i64, u64)>; Source::ALL.len()];
+    fn add(slots: &mut Slots, source: Source, ts: i64) {
+        let slot = &mut slots[source as usize];
+        *slot = Some(match *slot {
+            Some((first, last, n)) => (first.min(ts), last.max(ts), n + 1),
+            None => (ts, ts, 1),
+        });
+    }
+    let mut stmt = conn.prepare("SELECT ip, source, ts_ms FROM events WHERE user_id = ?1")?;
+    let mut by_ip: HashMap<String, Slots> = HashMap::new();
+    let mut rows = stmt.query([user_id])?;
+    while let Some(r) = rows.next()? {
+        let ip = r.get_ref(0)?.as_str()?;
+        let source = source_of(r.get_ref(1)?.as_str()?)?;
+        let ts: i64 = r.get(2)?;
+        if let Some(slots) = by_ip.get_mut(ip) {
+            add(slots, source, ts);
+        } else {
+            let mut slots = Slots::default();
+            add(&mut slots, source, ts);
+            by_ip.insert(ip.to_owned(), slots);
+        }
+    }
+    let mut groups: Vec<(String, Source, (i64, i64, u64))> = by_ip
+        .into_iter()
+        .flat_map(|(ip, slots)| {
+            Source::ALL
+                .into_iter()
+                .zip(slots)
+                .filter_map(move |(source, agg)| Some((ip.clone(), source, agg?)))
+        })
+        .collect();
+    groups.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+    groups
+        .into_iter()
+        .map(|(ip, source, (first, last, count))| {
+            Ok(AddrSummary {
+                addr: addr_of(&ip)?,
+                source,
+                first_seen: LogTime::from_millis(first),
+                last_seen: LogTime::from_millis(last),
+                count,
+            })
+        })
+        .collect()
 }
