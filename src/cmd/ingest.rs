@@ -21,14 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::{App, Run};
 use crate::cli::Ingest;
 use crate::config::Config;
-use crate::detect::Engine;
+use crate::detect::replay::Replay;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
-use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
+use crate::model::{Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
 use crate::store::{self, LoginEvent};
-
-/// Logins per transaction.
-const BATCH: usize = 5000;
 
 #[derive(Deserialize)]
 struct JsonLogin {
@@ -191,11 +188,15 @@ impl Run for Ingest {
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
         let jail = ingest_jail();
-        // A backtest never acts.
-        let engine = Engine::new(&cfg, false);
+        let whitelist: Vec<(Cidr, Option<SaslUser>)> = store
+            .whitelist()?
+            .into_iter()
+            .map(|e| (e.cidr, e.user))
+            .collect();
+        // A backtest never acts: it replays in memory, then writes the outcome.
+        let mut replay = Replay::new(&cfg, &whitelist);
         let started = Instant::now();
         let (mut events, mut skipped) = (0u64, 0u64);
-        let mut batch = Vec::with_capacity(BATCH);
         let mut second = Second::default();
         for (n, line) in std::io::stdin().lock().lines().enumerate() {
             let line = line.map_err(|e| Error::io("stdin", e))?;
@@ -206,7 +207,9 @@ impl Run for Ingest {
             match parse_line(line, default_source, &jail) {
                 Ok(ev) => {
                     events += 1;
-                    batch.extend(second.push(ev));
+                    for e in second.push(ev) {
+                        replay.push(e);
+                    }
                 }
                 Err(e) => {
                     if skipped < 5 {
@@ -215,30 +218,29 @@ impl Run for Ingest {
                     skipped += 1;
                 }
             }
-            if batch.len() >= BATCH {
-                store.record_many(&batch, &engine)?;
-                batch.clear();
-            }
         }
-        batch.extend(second.take());
-        store.record_many(&batch, &engine)?;
+        for e in second.take() {
+            replay.push(e);
+        }
+        let replayed = replay.finish();
+        store.import(&replayed)?;
         let took = started.elapsed().as_secs_f64();
         eprintln!(
             "f2b-mailguard: ingested {events} events in {took:.2} s ({:.0}/s); {skipped} line(s) skipped",
             events as f64 / took.max(1e-9)
         );
 
-        let accounts: Vec<Account> = store
-            .changed()?
+        let accounts: Vec<Account> = replayed
             .into_iter()
-            .filter_map(|(user, history)| {
-                let levels: Vec<Reached> = history
+            .filter_map(|(user, r)| {
+                let levels: Vec<Reached> = r
+                    .changes
                     .iter()
-                    .filter(|c| c.to > c.from)
-                    .map(|c| Reached {
-                        level: c.to,
-                        time: c.time.secs_f64(),
-                        reason: c.reason.clone(),
+                    .filter(|(_, t)| t.to > t.from)
+                    .map(|(at, t)| Reached {
+                        level: t.to,
+                        time: at.secs_f64(),
+                        reason: t.reason.clone(),
                     })
                     .collect();
                 let highest = levels.iter().map(|r| r.level).max()?;

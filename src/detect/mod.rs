@@ -4,6 +4,7 @@
 
 pub mod baseline;
 mod engine;
+pub mod replay;
 pub mod whitelist;
 
 use std::collections::{BTreeMap, BTreeSet};

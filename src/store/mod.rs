@@ -6,6 +6,7 @@ mod sqlite;
 
 use crate::actions::ActionKind;
 use crate::config::Config;
+use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Seen, Transition, Usual};
 use crate::error::Result;
 use crate::model::{Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source, Span};
@@ -188,13 +189,9 @@ pub trait Store {
     /// account's logins in `window` (ending at the event) and returns its next state.
     fn record(&mut self, event: &LoginEvent, detector: &dyn Detector) -> Result<Recorded>;
 
-    /// Many logins in one transaction, without the automatic retention (backtests,
-    /// whose log times are old). Detection runs for each login, as in `record`.
-    fn record_many(
-        &mut self,
-        events: &[LoginEvent],
-        detector: &dyn Detector,
-    ) -> Result<Vec<Recorded>>;
+    /// Writes a replayed backtest (`ingest`) in one transaction, without fsync: only
+    /// ever into a scratch database.
+    fn import(&mut self, accounts: &[(SaslUser, Replayed)]) -> Result<()>;
 
     /// Replaces the stored queue snapshot (`queue-scan`) and re-evaluates, at `at`, every
     /// account whose deferred mail changed; returns how many actions were queued.

@@ -2,6 +2,7 @@
 //! so concurrent writers queue instead of failing, `BEGIN IMMEDIATE` so a write
 //! transaction never has to upgrade its lock half-way.
 
+mod import;
 mod outbox;
 mod queue;
 mod rows;
@@ -18,13 +19,14 @@ use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, ACCOUNT_COLS};
-use self::write::{insert_change, prune, record_many, record_once, seen_in};
+use self::write::{insert_change, prune, record_once, seen_in};
 use super::schema;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Detector, LevelChange,
     LoginEvent, QueueSender, QueuedAction, Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
+use crate::detect::replay::Replayed;
 use crate::detect::{Seen, Transition};
 use crate::error::{Error, Result};
 use crate::model::{Cidr, LogTime, SaslUser, Source, Span};
@@ -195,13 +197,9 @@ impl Store for SqliteStore {
         .map_err(|e| sql_err(&self.path, e))
     }
 
-    fn record_many(
-        &mut self,
-        events: &[LoginEvent],
-        detector: &dyn Detector,
-    ) -> Result<Vec<Recorded>> {
+    fn import(&mut self, accounts: &[(SaslUser, Replayed)]) -> Result<()> {
         let conn = &mut self.conn;
-        retry_busy(self.busy_timeout, || record_many(conn, events, detector))
+        retry_busy(self.busy_timeout, || import::import(conn, accounts))
             .map_err(|e| sql_err(&self.path, e))
     }
 

@@ -101,22 +101,6 @@ pub(super) fn record_once(
     Ok(recorded)
 }
 
-/// Many logins in one transaction, for backtests: replayed log times are old, so the
-/// automatic retention (relative to now) is not applied.
-pub(super) fn record_many(
-    conn: &mut Connection,
-    events: &[LoginEvent],
-    detector: &dyn Detector,
-) -> rusqlite::Result<Vec<Recorded>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        out.push(record_in(&tx, None, event, detector)?);
-    }
-    tx.commit()?;
-    Ok(out)
-}
-
 /// An account as the write path needs it.
 pub(super) struct Stored {
     pub id: i64,
