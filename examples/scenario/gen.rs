@@ -784,13 +784,19 @@ impl Person {
     }
 }
 
-fn client_name(addr: IpAddr, rng: &mut Rng) -> String {
+/// The PTR name Postfix logs: a third of IPv4 clients have a forward-confirmed one,
+/// always the same for one address.
+fn client_name(addr: IpAddr) -> String {
     match addr {
-        IpAddr::V4(a) if rng.chance(0.3) => {
+        IpAddr::V4(a) => {
             let o = a.octets();
-            format!("{}-{}-{}-{}.dyn.isp.example", o[0], o[1], o[2], o[3])
+            if Rng::new(u32::from(a) as u64).next_u64().is_multiple_of(3) {
+                format!("{}-{}-{}-{}.dyn.isp.example", o[0], o[1], o[2], o[3])
+            } else {
+                "unknown".to_owned()
+            }
         }
-        _ => "unknown".to_owned(),
+        IpAddr::V6(_) => "unknown".to_owned(),
     }
 }
 
@@ -828,7 +834,7 @@ impl Gen {
             return;
         }
         let t = first.t - rng.span(300, 3 * SEC);
-        let name = client_name(addr, rng);
+        let name = client_name(addr);
         self.acts.push(Act::Submit {
             t,
             user: user.to_owned(),
@@ -1577,13 +1583,14 @@ impl Render {
                 let q = self.qid();
                 self.push(*t, prog, pid, &format!("connect from {name}[{addr}]"));
                 self.push(t + 300, prog, pid, &format!("{q}: client={name}[{addr}]"));
+                let size = self.rng.range(2000, 400_000) as u32;
                 self.message_lines(
                     w,
                     t + 350,
                     &q,
                     from,
                     &[(to.clone(), Outcome::Local)],
-                    8000,
+                    size,
                     false,
                 );
                 self.push(
