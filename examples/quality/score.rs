@@ -1,0 +1,287 @@
+//! Scores an `f2b-mailguard ingest --json` report against the corpus labels
+//! (labels.jsonl of `examples/scenario`): per class, how many accounts reached notify,
+//! block and lock, and for compromised accounts how long (log time) after the
+//! compromise started. Used by `examples/quality` and `tests/quality.rs`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+/// Compromised classes first, then the honest ones, as the generator names them.
+pub const CLASS_ORDER: &[&str] = &[
+    "botnet_burst",
+    "slow_drip",
+    "single_ip_spammer",
+    "multi_device",
+    "office_nat",
+    "traveller",
+    "provider",
+    "newsletter",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Label {
+    pub user: String,
+    pub class: String,
+    pub compromised: bool,
+    pub compromise_start: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    accounts: Vec<Account>,
+}
+
+#[derive(Deserialize)]
+struct Account {
+    user: String,
+    levels: Vec<Reached>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Reached {
+    pub level: String,
+    pub time: f64,
+    pub reason: String,
+}
+
+pub fn rank(level: &str) -> u8 {
+    match level {
+        "notify" => 1,
+        "block" => 2,
+        "lock" => 3,
+        _ => 0,
+    }
+}
+
+pub fn level_name(rank: u8) -> &'static str {
+    ["ok", "notify", "block", "lock"][rank.min(3) as usize]
+}
+
+/// What happened to one labelled account.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub label: Label,
+    /// Highest level reached: for a compromised account at or after compromise_start,
+    /// for an honest one at any time.
+    pub highest: u8,
+    /// Compromised only: highest level reached before compromise_start (a false alarm
+    /// on the honest part of its life).
+    pub before: u8,
+    /// Log seconds from compromise_start to the first notify-or-above.
+    pub to_notify: Option<f64>,
+    /// Log seconds from compromise_start to the first block-or-above.
+    pub to_block: Option<f64>,
+    /// Every rise the report gives, times corrected by the offset.
+    pub rises: Vec<Reached>,
+}
+
+pub fn parse_labels(text: &str) -> Result<Vec<Label>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(n, l)| serde_json::from_str(l).map_err(|e| format!("labels line {}: {e}", n + 1)))
+        .collect()
+}
+
+/// `offset`: seconds to subtract from report times (see `time_offset`).
+pub fn score(labels: &[Label], ingest_json: &str, offset: f64) -> Result<Vec<Outcome>, String> {
+    let report: Report =
+        serde_json::from_str(ingest_json).map_err(|e| format!("ingest report: {e}"))?;
+    let mut by_user: BTreeMap<&str, Vec<Reached>> = BTreeMap::new();
+    for a in &report.accounts {
+        let rises = a
+            .levels
+            .iter()
+            .map(|r| Reached {
+                time: r.time - offset,
+                ..r.clone()
+            })
+            .collect();
+        by_user.insert(a.user.as_str(), rises);
+    }
+    Ok(labels
+        .iter()
+        .map(|l| {
+            let rises = by_user.get(l.user.as_str()).cloned().unwrap_or_default();
+            let start = l.compromise_start.map(|s| s as f64);
+            let after = |r: &&Reached| start.is_none_or(|s| r.time >= s);
+            let highest = rises
+                .iter()
+                .filter(after)
+                .map(|r| rank(&r.level))
+                .max()
+                .unwrap_or(0);
+            let before = match start {
+                Some(s) => rises
+                    .iter()
+                    .filter(|r| r.time < s)
+                    .map(|r| rank(&r.level))
+                    .max()
+                    .unwrap_or(0),
+                None => 0,
+            };
+            let first = |min: u8| {
+                let s = start?;
+                rises
+                    .iter()
+                    .filter(|r| r.time >= s && rank(&r.level) >= min)
+                    .map(|r| r.time - s)
+                    .next()
+            };
+            Outcome {
+                label: l.clone(),
+                highest,
+                before,
+                to_notify: first(1),
+                to_block: first(2),
+                rises,
+            }
+        })
+        .collect())
+}
+
+/// Fail2ban reads year-less syslog times as this year (or last year, for a date that
+/// would lie in the future) in the local time zone. The corpus knows its first
+/// submission's time; the difference to the first smtp event is the offset.
+pub fn time_offset(events_jsonl: &str, first_login: i64) -> f64 {
+    first_time(events_jsonl, "smtp").map_or(0.0, |t| t - first_login as f64)
+}
+
+#[derive(Deserialize)]
+struct Event {
+    time: f64,
+    source: String,
+}
+
+fn events(text: &str) -> impl Iterator<Item = Event> + '_ {
+    text.lines().filter_map(|l| serde_json::from_str(l).ok())
+}
+
+pub fn first_time(events_jsonl: &str, source: &str) -> Option<f64> {
+    events(events_jsonl)
+        .filter(|e| e.source == source)
+        .map(|e| e.time)
+        .reduce(f64::min)
+}
+
+/// Events per source in the merged input of ingest.
+pub fn count_sources(events_jsonl: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for e in events(events_jsonl) {
+        *m.entry(e.source).or_insert(0) += 1;
+    }
+    m
+}
+
+/// h:mm:ss, or m:ss under an hour.
+pub fn duration(secs: f64) -> String {
+    let s = secs.round().max(0.0) as i64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn ttd(values: impl Iterator<Item = Option<f64>>) -> String {
+    let mut v: Vec<f64> = values.flatten().collect();
+    let Some(m) = median(&mut v) else {
+        return "–".into();
+    };
+    let max = v.iter().copied().fold(0.0, f64::max);
+    format!("{} / {}", duration(m), duration(max))
+}
+
+fn pct(num: usize, den: usize) -> String {
+    if den == 0 {
+        "–".into()
+    } else {
+        format!("{:.0} %", 100.0 * num as f64 / den as f64)
+    }
+}
+
+/// The Markdown report: one row per class, then precision and recall.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut classes: Vec<&str> = CLASS_ORDER.to_vec();
+    for o in outcomes {
+        if !classes.contains(&o.label.class.as_str()) {
+            classes.push(&o.label.class);
+        }
+    }
+    let mut s = String::new();
+    s.push_str(
+        "| class | accounts | compromised | notify+ | block+ | lock | to notify (median / max) | to block (median / max) |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    for c in classes {
+        let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.label.class == c).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let n = rows.len();
+        let bad = rows.iter().filter(|o| o.label.compromised).count();
+        let at = |min: u8| rows.iter().filter(|o| o.highest >= min).count();
+        let (tn, tb) = if bad > 0 {
+            (
+                ttd(rows.iter().map(|o| o.to_notify)),
+                ttd(rows.iter().map(|o| o.to_block)),
+            )
+        } else {
+            ("".into(), "".into())
+        };
+        let _ = writeln!(
+            s,
+            "| {c} | {n} | {bad} | {} | {} | {} | {tn} | {tb} |",
+            at(1),
+            at(2),
+            at(3)
+        );
+    }
+    let pre = outcomes.iter().filter(|o| o.before > 0).count();
+    s.push('\n');
+    s.push_str("| flag | flagged compromised | flagged honest | missed | precision | recall |\n");
+    s.push_str("|---|---|---|---|---|---|\n");
+    for (name, min) in [("notify or above", 1), ("block or above", 2)] {
+        let tp = outcomes
+            .iter()
+            .filter(|o| o.label.compromised && o.highest >= min)
+            .count();
+        let fp = outcomes
+            .iter()
+            .filter(|o| !o.label.compromised && o.highest >= min)
+            .count();
+        let fneg = outcomes
+            .iter()
+            .filter(|o| o.label.compromised && o.highest < min)
+            .count();
+        let _ = writeln!(
+            s,
+            "| {name} | {tp} | {fp} | {fneg} | {} | {} |",
+            pct(tp, tp + fp),
+            pct(tp, tp + fneg)
+        );
+    }
+    if pre > 0 {
+        let _ = writeln!(
+            s,
+            "\n{pre} compromised account(s) were also flagged before their compromise (not counted above)."
+        );
+    }
+    s
+}
