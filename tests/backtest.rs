@@ -214,7 +214,7 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
         log.push((
             DAY + 20 * i,
             format!(
-                "client=unknown[203.0.113.{}], sasl_method=PLAIN, sasl_username=alice@example.com",
+                "client=unknown[203.0.{}.1], sasl_method=PLAIN, sasl_username=alice@example.com",
                 i + 1
             ),
         ));

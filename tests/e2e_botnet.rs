@@ -87,7 +87,7 @@ impl Stack {
 fn botnet(st: &Stack) {
     for i in 1..=12 {
         // Once blocked, further attempts are refused; the botnet keeps trying.
-        let _ = st.send(ALICE, &format!("203.0.113.{}", 100 + i));
+        let _ = st.send(ALICE, &format!("203.0.{}.9", 100 + i));
         std::thread::sleep(Duration::from_millis(300));
     }
 }

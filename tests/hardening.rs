@@ -80,7 +80,7 @@ fn status_uses_colour_only_on_a_terminal_and_never_with_no_color() {
         s.record(
             "smtp",
             "alice@example.com",
-            &format!("198.51.100.{}", i + 1),
+            &format!("198.51.{}.7", 100 + i),
             now() - 60 + i,
         );
     }
@@ -306,7 +306,7 @@ fn kill_9_of_the_worker_mid_send_loses_no_mail_and_sends_none_twice() {
         s.record(
             "smtp",
             "alice@example.com",
-            &format!("198.51.100.{}", i + 1),
+            &format!("198.51.{}.7", 100 + i),
             now() - 60 + i,
         );
     }

@@ -224,7 +224,7 @@ fn a_rise_says_how_many_networks_are_new_for_the_account() {
         s.record(
             "smtp",
             ALICE,
-            &format!("198.51.100.{}", i + 1),
+            &format!("198.51.{}.7", 100 + i),
             start + 60 * (i + 1),
         );
     }
@@ -247,7 +247,7 @@ fn every_signal_that_fires_is_named_strongest_first() {
         s.record(
             "smtp",
             ALICE,
-            &format!("198.51.100.{}", i + 1),
+            &format!("198.51.{}.7", 100 + i),
             T0 + 500 + i,
         );
     }

@@ -100,6 +100,9 @@ pub struct Detection {
     /// The `spread` signal: SMTP logins per wider network over a longer window.
     pub spread_window: Span,
     pub spread_prefixes: NetPrefixes,
+    /// Network counts reach block or lock only when their networks span more than
+    /// this many spread-prefix networks; a single pool (provider, carrier) stays at notify.
+    pub escalate_min_spread: u32,
     pub thresholds: BTreeMap<Source, Thresholds>,
     pub baseline: Baseline,
 }
@@ -181,6 +184,7 @@ impl Default for Config {
                 whitelist_builtin: true,
                 spread_window: Span::secs(86_400),
                 spread_prefixes: NetPrefixes { v4: 24, v6: 48 },
+                escalate_min_spread: 3,
                 thresholds,
                 baseline: Baseline {
                     history: Span::secs(30 * 86_400),
@@ -295,6 +299,9 @@ impl Config {
             }
             if let Some(v) = det.int("spread_ipv6_prefix", 1, 128)? {
                 d.spread_prefixes.v6 = v as u8;
+            }
+            if let Some(v) = det.int("escalate_min_spread", 0, 1_000_000)? {
+                d.escalate_min_spread = v as u32;
             }
             det.finish()?;
         }
@@ -415,6 +422,7 @@ impl Config {
         let _ = writeln!(out, "spread_window = {}", q(&d.spread_window.to_string()));
         let _ = writeln!(out, "spread_ipv4_prefix = {}", d.spread_prefixes.v4);
         let _ = writeln!(out, "spread_ipv6_prefix = {}", d.spread_prefixes.v6);
+        let _ = writeln!(out, "escalate_min_spread = {}", d.escalate_min_spread);
         let b = &d.baseline;
         let _ = writeln!(out, "\n[baseline]");
         let _ = writeln!(out, "history = {}", q(&b.history.to_string()));

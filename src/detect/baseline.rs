@@ -105,6 +105,7 @@ pub fn crossed(
                 unit,
                 threshold,
                 usual: Some((usual, b.factor)),
+                held: None,
             });
         }
     };

@@ -52,6 +52,8 @@ impl Default for AccountState {
 #[derive(Debug, Clone, Default)]
 pub struct SourceCount {
     pub networks: BTreeSet<ClientNet>,
+    /// The same networks per spread prefix (/24, /48): how widely they are spread.
+    pub wide: BTreeSet<ClientNet>,
     pub logins: u32,
     pub whitelisted_logins: u32,
     /// Sum of the counts: messages for rate, bounces for bounces.
@@ -82,6 +84,9 @@ pub struct Signal {
     pub threshold: u64,
     /// Set for a baseline signal: the account's usual figure and the factor applied.
     pub usual: Option<(u32, u32)>,
+    /// Set when a network count was held at notify: its networks span only this many
+    /// wider networks (spread prefixes), see `detection.escalate_min_spread`.
+    pub held: Option<usize>,
 }
 
 impl std::fmt::Display for Signal {
@@ -96,7 +101,15 @@ impl std::fmt::Display for Signal {
                 f,
                 "{}: {} {} > {}",
                 self.source, self.value, self.unit, self.threshold
-            ),
+            )
+            .and_then(|()| match self.held {
+                Some(wide) => write!(
+                    f,
+                    " (held at notify: {wide} wider network{} only)",
+                    if wide == 1 { "" } else { "s" }
+                ),
+                None => Ok(()),
+            }),
         }
     }
 }
@@ -178,6 +191,7 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
         }
         if login_counted {
             c.networks.insert(s.addr.net(d.prefixes));
+            c.wide.insert(s.addr.net(d.spread_prefixes));
         } else {
             c.whitelisted_logins += 1;
         }
@@ -185,6 +199,7 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
     let spread = facts.covers_spread.then_some(spread.len());
     let exempt = cfg.users.get(user).is_some_and(|p| p.exempt);
     let mut signals = Vec::new();
+    let mut held_signals = Vec::new();
     if !exempt {
         let mut check = |source: Source, value: u64, unit: String| {
             signals.extend(crossed(
@@ -196,7 +211,26 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
         };
         for (source, c) in &counts {
             if source.is_login() {
-                check(*source, c.networks.len() as u64, per(source, d.window));
+                let mut t = cfg.thresholds_for(user, *source);
+                let held = c.wide.len() <= d.escalate_min_spread as usize;
+                if held {
+                    // One provider's or carrier's pool: many addresses, few networks.
+                    (t.block, t.lock) = (None, None);
+                }
+                let value = c.networks.len() as u64;
+                let mut sig = crossed(*source, value, per(source, d.window), t);
+                if let Some(sig) = sig.as_mut().filter(|_| held) {
+                    let full = crossed(
+                        *source,
+                        value,
+                        String::new(),
+                        cfg.thresholds_for(user, *source),
+                    );
+                    if full.is_some_and(|f| f.level > sig.level) {
+                        sig.held = Some(c.wide.len());
+                    }
+                }
+                held_signals.extend(sig);
             } else {
                 check(*source, c.messages, per(source, d.window));
             }
@@ -223,6 +257,9 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
             ));
         }
     }
+    // Network counts first, as in Source order.
+    held_signals.append(&mut signals);
+    let mut signals = held_signals;
     signals.sort_by_key(|s| std::cmp::Reverse(s.level));
     let level = signals.first().map_or(Level::Ok, |s| s.level);
     Evaluation {
@@ -256,6 +293,7 @@ fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Si
                 unit: unit.clone(),
                 threshold: threshold.into(),
                 usual: None,
+                held: None,
             })
     })
 }
@@ -362,7 +400,7 @@ mod tests {
         (0..n)
             .map(|i| Seen {
                 source: Source::Smtp,
-                addr: ClientAddr::parse(&format!("198.51.100.{}", i + 1)).unwrap(),
+                addr: ClientAddr::parse(&format!("198.51.{}.7", 100 + i)).unwrap(),
                 time: LogTime::from_millis(1000 * i as i64),
                 count: 1,
             })
