@@ -9,8 +9,8 @@ use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::detect::{self, AccountState, Whitelist};
 use crate::error::{Error, Result};
-use crate::model::{Cidr, ClientNet, Level, LogTime, SaslUser, Source};
-use crate::store::{ActionState, Store, WhitelistEntry};
+use crate::model::{ClientNet, Level, LogTime, SaslUser, Source};
+use crate::store::{ActionState, Store};
 
 #[derive(Serialize)]
 pub struct Detail {
@@ -74,20 +74,12 @@ pub fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, boo
     }
 }
 
-pub fn applying(entries: &[WhitelistEntry], user: &SaslUser) -> Vec<Cidr> {
-    entries
-        .iter()
-        .filter(|e| e.user.as_ref().is_none_or(|u| u == user))
-        .map(|e| e.cidr)
-        .collect()
-}
-
 pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime) -> Result<Detail> {
     let account = store
         .account(user)?
         .ok_or_else(|| Error::Usage(format!("no login of {user} is recorded")))?;
     let entries = store.whitelist()?;
-    let whitelist = Whitelist::new(cfg, user, &applying(&entries, user));
+    let whitelist = Whitelist::for_account(cfg, user, &entries);
     let mut nets: BTreeMap<ClientNet, NetRow> = BTreeMap::new();
     for a in store
         .addresses(user)?
@@ -145,12 +137,7 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
     let (level, enforced) = effective(cfg, &account.state, at);
     let from = account.state.count_from;
     let seen = store.evidence(user, at.minus(cfg.detection.lookback()).max(from), at)?;
-    let deferred = store
-        .queue()?
-        .1
-        .into_iter()
-        .find(|q| q.queue == "deferred" && q.sender == user.as_str())
-        .map(|q| q.messages);
+    let deferred = store.deferred(user)?;
     let facts = detect::Facts {
         at,
         seen: &seen,

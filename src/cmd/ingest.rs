@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::detect::replay::Replay;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
-use crate::model::{Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
+use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
 use crate::store::{self, LoginEvent};
 
 #[derive(Deserialize)]
@@ -88,14 +88,24 @@ fn parse_line(
 
 /// The events of one log second: logins as they come, message counts summed per
 /// (source, user, address), since one second can hold many messages of one sender.
-#[derive(Default)]
 struct Second {
+    /// The jail every replayed event is filed under.
+    jail: Label,
     time: Option<LogTime>,
     logins: Vec<LoginEvent>,
     counts: BTreeMap<(Source, SaslUser, ClientAddr), u32>,
 }
 
 impl Second {
+    fn new(jail: Label) -> Self {
+        Self {
+            jail,
+            time: None,
+            logins: Vec::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
     /// Adds an event; returns the previous second's events once the time moves on.
     fn push(&mut self, ev: LoginEvent) -> Vec<LoginEvent> {
         let done = if self.time != Some(ev.time) {
@@ -129,24 +139,19 @@ impl Second {
         let Some(time) = self.time else {
             return out;
         };
-        let jail = out.first().map(|e| e.jail.clone());
         for ((source, user, addr), count) in std::mem::take(&mut self.counts) {
             out.push(LoginEvent {
                 time,
                 source,
                 user,
                 addr,
-                jail: jail.clone().unwrap_or_else(ingest_jail),
+                jail: self.jail.clone(),
                 fid: None,
                 count,
             });
         }
         out
     }
-}
-
-fn ingest_jail() -> Label {
-    Label::parse("jail", "ingest").unwrap_or_else(|_| unreachable!("a constant label"))
 }
 
 #[derive(Serialize)]
@@ -187,17 +192,13 @@ impl Run for Ingest {
         }
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
-        let jail = ingest_jail();
-        let whitelist: Vec<(Cidr, Option<SaslUser>)> = store
-            .whitelist()?
-            .into_iter()
-            .map(|e| (e.cidr, e.user))
-            .collect();
+        let jail = Label::parse("jail", "ingest")?;
+        let whitelist = store.whitelist()?;
         // A backtest never acts: it replays in memory, then writes the outcome.
         let mut replay = Replay::new(&cfg, &whitelist);
         let started = Instant::now();
         let (mut events, mut skipped) = (0u64, 0u64);
-        let mut second = Second::default();
+        let mut second = Second::new(jail.clone());
         for (n, line) in std::io::stdin().lock().lines().enumerate() {
             let line = line.map_err(|e| Error::io("stdin", e))?;
             let line = line.trim();

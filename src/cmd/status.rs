@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::detect::{self, AccountState, Facts, Seen, Whitelist};
 use crate::error::Result;
 use crate::model::{Level, LogTime, SaslUser, Source, Span};
-use crate::report::{self, applying, effective, Detail};
+use crate::report::{self, effective, Detail};
 use crate::store::{self, Store};
 
 #[derive(Serialize)]
@@ -222,7 +222,7 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
             cfg,
             &user,
             &facts,
-            &Whitelist::new(cfg, &user, &applying(&entries, &user)),
+            &Whitelist::for_account(cfg, &user, &entries),
         );
         let reason = if level > Level::Ok {
             last_reason(store, &user)?.unwrap_or_else(|| eval.reason())

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Seen, Signal, Whitelist};
+use super::{per, Seen, Signal, Whitelist};
 use crate::config::{Baseline, Config};
 use crate::model::{Level, LogTime, Source, Span};
 
@@ -114,7 +114,7 @@ pub fn crossed(
         messages,
         usual.messages,
         b.min_messages,
-        format!("msgs/{window}"),
+        per(Source::Rate, window),
     );
     if let Some(n) = spread {
         check(
@@ -122,7 +122,7 @@ pub fn crossed(
             n as u64,
             usual.networks,
             b.min_networks,
-            format!("networks/{spread_window}"),
+            per(Source::Spread, spread_window),
         );
     }
     out

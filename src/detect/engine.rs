@@ -71,10 +71,6 @@ impl Detector for Engine<'_> {
         }
         let whitelist = Whitelist::new(self.cfg, ev.user, ev.whitelist);
         let eval = evaluate(self.cfg, ev.user, &self.facts(ev), &whitelist);
-        // Known before the window: the history, and the lookback's part before it.
-        let window_start = ev.at.minus(self.cfg.detection.window);
-        let mut known = earlier.to_vec();
-        known.extend(ev.seen.iter().filter(|s| s.time <= window_start));
-        explain(self.cfg, &eval, &known, t);
+        explain(self.cfg, &eval, ev.at, earlier, ev.seen, t);
     }
 }

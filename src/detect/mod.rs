@@ -199,51 +199,43 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
     let spread = facts.covers_spread.then_some(spread.len());
     let exempt = cfg.users.get(user).is_some_and(|p| p.exempt);
     let mut signals = Vec::new();
-    let mut held_signals = Vec::new();
     if !exempt {
-        let mut check = |source: Source, value: u64, unit: String| {
-            signals.extend(crossed(
-                source,
-                value,
-                unit,
-                cfg.thresholds_for(user, source),
-            ));
+        let check = |source: Source, value: u64, unit: String| {
+            crossed(source, value, unit, cfg.thresholds_for(user, source))
         };
         for (source, c) in &counts {
-            if source.is_login() {
+            if !source.is_login() {
+                signals.extend(check(*source, c.messages, per(*source, d.window)));
+                continue;
+            }
+            let value = c.networks.len() as u64;
+            let sig = check(*source, value, per(*source, d.window));
+            let wide = c.wide.len();
+            // One provider's or carrier's pool: many addresses, few wider networks.
+            let held = wide <= d.escalate_min_spread as usize
+                && sig.as_ref().is_some_and(|s| s.level > Level::Notify);
+            if held {
                 let mut t = cfg.thresholds_for(user, *source);
-                let held = c.wide.len() <= d.escalate_min_spread as usize;
-                if held {
-                    // One provider's or carrier's pool: many addresses, few networks.
-                    (t.block, t.lock) = (None, None);
-                }
-                let value = c.networks.len() as u64;
-                let mut sig = crossed(*source, value, per(source, d.window), t);
-                if let Some(sig) = sig.as_mut().filter(|_| held) {
-                    let full = crossed(
-                        *source,
-                        value,
-                        String::new(),
-                        cfg.thresholds_for(user, *source),
-                    );
-                    if full.is_some_and(|f| f.level > sig.level) {
-                        sig.held = Some(c.wide.len());
+                (t.block, t.lock) = (None, None);
+                signals.extend(crossed(*source, value, per(*source, d.window), t).map(|s| {
+                    Signal {
+                        held: Some(wide),
+                        ..s
                     }
-                }
-                held_signals.extend(sig);
+                }));
             } else {
-                check(*source, c.messages, per(source, d.window));
+                signals.extend(sig);
             }
         }
         if let Some(n) = facts.deferred {
-            check(Source::Queue, n.into(), Source::Queue.unit().into());
+            signals.extend(check(Source::Queue, n.into(), Source::Queue.unit().into()));
         }
         if let Some(n) = spread {
-            check(
+            signals.extend(check(
                 Source::Spread,
                 n as u64,
-                per(&Source::Spread, d.spread_window),
-            );
+                per(Source::Spread, d.spread_window),
+            ));
         }
         if let Some(usual) = facts.usual {
             let rate = counts.get(&Source::Rate).map_or(0, |c| c.messages);
@@ -257,9 +249,6 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
             ));
         }
     }
-    // Network counts first, as in Source order.
-    held_signals.append(&mut signals);
-    let mut signals = held_signals;
     signals.sort_by_key(|s| std::cmp::Reverse(s.level));
     let level = signals.first().map_or(Level::Ok, |s| s.level);
     Evaluation {
@@ -272,7 +261,8 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
     }
 }
 
-fn per(source: &Source, window: Span) -> String {
+/// `networks/1h`: what a signal counts, per window.
+pub(super) fn per(source: Source, window: Span) -> String {
     format!("{}/{window}", source.unit())
 }
 
@@ -298,13 +288,23 @@ fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Si
     })
 }
 
-/// Appends what a longer history shows to a transition's reason: how many of the
-/// window's networks the account had not used before (`earlier`: its logins in the
-/// baseline history before the window). A note, never a signal of its own.
-pub fn explain(cfg: &Config, eval: &Evaluation, earlier: &[Seen], t: &mut Transition) {
+/// Appends what a longer history shows to a transition's reason at `at`: how many of
+/// the window's networks the account had not used before. `earlier` is its evidence
+/// in the baseline history before `recent`, the evidence `eval` was made from. A
+/// note, never a signal of its own.
+pub fn explain(
+    cfg: &Config,
+    eval: &Evaluation,
+    at: LogTime,
+    earlier: &[Seen],
+    recent: &[Seen],
+    t: &mut Transition,
+) {
     let prefixes = cfg.detection.prefixes;
+    let window_start = at.minus(cfg.detection.window);
     let known: BTreeSet<ClientNet> = earlier
         .iter()
+        .chain(recent.iter().filter(|s| s.time <= window_start))
         .filter(|s| s.source.is_login())
         .map(|s| s.addr.net(prefixes))
         .collect();

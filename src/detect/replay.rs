@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Transition, Usual};
 use super::{whitelist::Whitelist, Evaluation};
 use crate::config::Config;
-use crate::model::{Cidr, LogTime, SaslUser};
-use crate::store::LoginEvent;
+use crate::model::{LogTime, SaslUser};
+use crate::store::{LoginEvent, WhitelistEntry};
 
 /// One account after a replay: what `ingest` stores and reports.
 #[derive(Debug, Default)]
@@ -32,13 +32,13 @@ struct Account {
 
 pub struct Replay<'a> {
     cfg: &'a Config,
-    db_whitelist: &'a [(Cidr, Option<SaslUser>)],
+    db_whitelist: &'a [WhitelistEntry],
     accounts: HashMap<SaslUser, Account>,
 }
 
 impl<'a> Replay<'a> {
-    /// `db_whitelist`: the scratch database's entries, global (None) or per account.
-    pub fn new(cfg: &'a Config, db_whitelist: &'a [(Cidr, Option<SaslUser>)]) -> Self {
+    /// `db_whitelist`: the scratch database's entries.
+    pub fn new(cfg: &'a Config, db_whitelist: &'a [WhitelistEntry]) -> Self {
         Self {
             cfg,
             db_whitelist,
@@ -53,14 +53,9 @@ impl<'a> Replay<'a> {
         let a = self.accounts.entry(event.user.clone()).or_default();
         let user = &event.user;
         let at = event.time;
-        let whitelist = a.whitelist.get_or_insert_with(|| {
-            let cidrs: Vec<Cidr> = db_whitelist
-                .iter()
-                .filter(|(_, u)| u.as_ref().is_none_or(|u| u == user))
-                .map(|(c, _)| *c)
-                .collect();
-            Whitelist::new(cfg, user, &cidrs)
-        });
+        let whitelist = a
+            .whitelist
+            .get_or_insert_with(|| Whitelist::for_account(cfg, user, db_whitelist));
         // Slide: the lookback keeps what evaluation sees, the history what baselines
         // and explanations see.
         let lookback_start = at.minus(cfg.detection.lookback());
@@ -100,16 +95,11 @@ impl<'a> Replay<'a> {
                 }
             }
         });
-        let count_from = a.out.state.count_from;
-        let seen: Vec<Seen> = a
-            .recent
-            .iter()
-            .filter(|s| s.time > count_from)
-            .copied()
-            .collect();
+        // No release happens in a replay, so counting never restarts (count_from).
+        let seen = a.recent.make_contiguous();
         let facts = Facts {
             at,
-            seen: &seen,
+            seen,
             covers_spread: true,
             deferred: None,
             usual,
@@ -119,15 +109,7 @@ impl<'a> Replay<'a> {
         a.out.state = state;
         if let Some(mut t) = transition {
             if t.to > t.from {
-                let window_start = at.minus(cfg.detection.window);
-                let known: Vec<Seen> = a
-                    .earlier
-                    .iter()
-                    .chain(a.recent.iter())
-                    .filter(|s| s.time <= window_start && s.time > count_from)
-                    .copied()
-                    .collect();
-                explain(cfg, &eval, &known, &mut t);
+                explain(cfg, &eval, at, a.earlier.make_contiguous(), seen, &mut t);
             }
             a.out.changes.push((at, t));
         }

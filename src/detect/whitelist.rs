@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use crate::config::Config;
 use crate::model::{Cidr, ClientAddr, SaslUser};
+use crate::store::WhitelistEntry;
 
 /// Loopback, private, shared (CGNAT) and link-local ranges: a login from these passed
 /// through a local proxy or webmail, so its address says nothing about the client.
@@ -38,6 +39,16 @@ impl Whitelist {
             cidrs.extend(builtin());
         }
         Self { cidrs }
+    }
+
+    /// As `new`, from the database's entries: the global ones and `user`'s own.
+    pub fn for_account(cfg: &Config, user: &SaslUser, entries: &[WhitelistEntry]) -> Self {
+        let from_db: Vec<Cidr> = entries
+            .iter()
+            .filter(|e| e.user.as_ref().is_none_or(|u| u == user))
+            .map(|e| e.cidr)
+            .collect();
+        Self::new(cfg, user, &from_db)
     }
 
     pub fn covers(&self, addr: ClientAddr) -> bool {

@@ -201,6 +201,8 @@ pub trait Store {
         senders: &[QueueSender],
         detector: &dyn Detector,
     ) -> Result<usize>;
+    /// One account's mail in the deferred queue at the last queue scan.
+    fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>>;
     /// The last queue snapshot and when it was taken.
     fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)>;
 

@@ -216,6 +216,10 @@ impl Store for SqliteStore {
         .map_err(|e| sql_err(&self.path, e))
     }
 
+    fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>> {
+        queue::deferred_of(&self.conn, user).map_err(|e| self.err(e))
+    }
+
     fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {
         queue::snapshot(&self.conn).map_err(|e| sql_err(&self.path, e))
     }

@@ -63,6 +63,15 @@ pub(super) fn replace(
     Ok(queued)
 }
 
+/// An account's mail in the deferred queue at the last scan.
+pub(super) fn deferred_of(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
+    conn.prepare_cached(
+        "SELECT messages FROM queue_senders WHERE queue = 'deferred' AND sender = ?1",
+    )?
+    .query_row([user.as_str()], |r| r.get(0))
+    .optional()
+}
+
 pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, Vec<QueueSender>)> {
     let scanned: Option<String> = conn
         .query_row(

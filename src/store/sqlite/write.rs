@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::queue::deferred_of;
 use super::rows::{account_state, addr_of, cidr_of, source_of};
 use crate::actions::ActionKind;
 use crate::detect::{baseline, AccountState, Seen, Transition, Usual};
@@ -197,12 +198,7 @@ pub(super) fn evaluate_in(
     let seen = seen_in(tx, account.id, since, at)?;
     let whitelist = whitelist_of(tx, user.as_str())?;
     let usual = usual_of(tx, user, account, at, detector, &whitelist)?;
-    let deferred: Option<u32> = tx
-        .prepare_cached(
-            "SELECT messages FROM queue_senders WHERE queue = 'deferred' AND sender = ?1",
-        )?
-        .query_row([user.as_str()], |r| r.get(0))
-        .optional()?;
+    let deferred = deferred_of(tx, user)?;
     let evidence = Evidence {
         user,
         at,
@@ -215,8 +211,8 @@ pub(super) fn evaluate_in(
     let mut verdict = detector.decide(&evidence);
     if verdict.transition.as_ref().is_some_and(|t| t.to > t.from) {
         if let Some((from, _)) = detector.history_range(baseline::day_of(at)) {
-            let until = at.minus(detector.lookback()).min(since);
-            let earlier = seen_in(tx, account.id, from.max(state.count_from), until)?;
+            // Up to where `seen` begins; nothing from before a release.
+            let earlier = seen_in(tx, account.id, from.max(state.count_from), since)?;
             detector.explain(&evidence, &earlier, &mut verdict);
         }
     }
