@@ -15,6 +15,16 @@ use clap::{Args, Parser, Subcommand};
     propagate_version = true
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Globals {
     /// Configuration file
     #[arg(long, global = true, env = "F2B_MAILGUARD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -22,14 +32,47 @@ pub struct Cli {
     /// SQLite database (overrides `database` in the config)
     #[arg(long, global = true, env = "F2B_MAILGUARD_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
+}
 
-    #[command(subcommand)]
-    pub command: Command,
+/// `f2b-mailguard record ...` alone. Fail2ban waits for every `record` under its
+/// global lock, and building the parser of all subcommands costs as much as storing
+/// the login; so `main` parses `record` with this, from the same `Globals` and
+/// `Record` definitions.
+#[derive(Debug, Parser)]
+#[command(name = "f2b-mailguard record", version, about = RECORD_ABOUT)]
+pub struct RecordCli {
+    #[command(flatten)]
+    pub globals: Globals,
+
+    #[command(flatten)]
+    pub record: Record,
+}
+
+const RECORD_ABOUT: &str =
+    "Store one successful login and re-evaluate the account (run by Fail2ban)";
+
+impl RecordCli {
+    /// The index of the subcommand word in `args` (program name first) if it is
+    /// `record`: the first argument that is neither an option nor a global option's value.
+    pub fn position(args: &[OsString]) -> Option<usize> {
+        let mut i = 1;
+        while let Some(arg) = args.get(i) {
+            let global_with_value = arg == "--config" || arg == "--db";
+            if global_with_value {
+                i += 2;
+            } else if arg.as_encoded_bytes().starts_with(b"-") {
+                i += 1;
+            } else {
+                return (arg == "record").then_some(i);
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Store one successful login and re-evaluate the account (run by Fail2ban)
+    #[command(about = RECORD_ABOUT)]
     Record(Record),
     /// Show accounts with recent activity, or one account in detail
     Status(Status),
@@ -202,4 +245,49 @@ pub struct Prune {
 pub enum ConfigCmd {
     /// Validate the configuration and print the effective values
     Check,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn args(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn both_parsers_are_well_formed() {
+        Cli::command().debug_assert();
+        RecordCli::command().debug_assert();
+    }
+
+    #[test]
+    fn finds_the_record_word_after_global_options_only() {
+        let at = |line| RecordCli::position(&args(line));
+        assert_eq!(at("f2b-mailguard record --user=a"), Some(1));
+        assert_eq!(
+            at("f2b-mailguard --config /x/record record --ip=1"),
+            Some(3)
+        );
+        assert_eq!(at("f2b-mailguard --db=record record"), Some(2));
+        assert_eq!(at("f2b-mailguard status record"), None);
+        assert_eq!(at("f2b-mailguard help record"), None);
+        assert_eq!(at("f2b-mailguard --db x"), None);
+    }
+
+    #[test]
+    fn record_parses_the_same_either_way() {
+        let line =
+            "f2b-mailguard --db /d record --source=smtp --jail j --user u@x --ip=::1 --count=3";
+        let full = Cli::try_parse_from(args(line)).expect("full parser");
+        let mut short_args = args(line);
+        short_args.remove(RecordCli::position(&short_args).expect("record word"));
+        let short = RecordCli::try_parse_from(short_args).expect("record parser");
+        let Command::Record(full_record) = full.command else {
+            panic!("not record: {:?}", full.command)
+        };
+        assert_eq!(format!("{full_record:?}"), format!("{:?}", short.record));
+        assert_eq!(full.globals.db, short.globals.db);
+    }
 }

@@ -1,14 +1,25 @@
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use f2b_mailguard::cli::{self, Command};
 use f2b_mailguard::cmd::{App, Run};
-use f2b_mailguard::{cli, error};
+use f2b_mailguard::error;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let parsed = match cli::RecordCli::position(&args) {
+        Some(at) => {
+            let mut args = args;
+            args.remove(at);
+            cli::RecordCli::try_parse_from(args).map(|r| (r.globals, Command::Record(r.record)))
+        }
+        None => cli::Cli::try_parse_from(args).map(|c| (c.globals, c.command)),
+    };
+    let (globals, command) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
             if matches!(e.kind(), DisplayHelp | DisplayVersion) {
@@ -25,8 +36,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = App::new(&cli);
-    match cli.command.run(&app) {
+    let app = App::new(&globals);
+    match command.run(&app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error::Error::Exit(code)) => ExitCode::from(code),
         Err(e) => {

@@ -17,7 +17,7 @@ mod whitelist;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Command, Globals};
 use crate::config::Config;
 use crate::error::{Invalid, Result};
 use crate::model::{LogTime, SaslUser};
@@ -29,10 +29,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(cli: &Cli) -> Self {
+    pub fn new(globals: &Globals) -> Self {
         Self {
-            config_path: cli.config.clone(),
-            db: cli.db.clone(),
+            config_path: globals.config.clone(),
+            db: globals.db.clone(),
         }
     }
 
