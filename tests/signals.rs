@@ -265,3 +265,49 @@ fn every_signal_that_fires_is_named_strongest_first() {
     let text = s.ok(&["status", &format!("--at={at}")]);
     assert!(text.contains("MSGS"), "{text}");
 }
+
+#[test]
+fn bounces_corroborate_a_widely_spread_network_count_into_block() {
+    // A botnet's first minutes: 6 /24s (notify alone), then its bounces come back.
+    let s = Sandbox::new("");
+    for i in 0..6 {
+        s.record("smtp", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
+    }
+    assert_eq!(level_and_reason(&s, ALICE, T0 + 10).0, "notify");
+    send(&s, "bounces", ALICE, 21, T0 + 60);
+    let history = &s.status_user(ALICE, T0 + 600)["history"];
+    let rise = &history[1];
+    assert_eq!(
+        (&rise["from"], &rise["to"]),
+        (&"notify".into(), &"block".into()),
+        "{history:#}"
+    );
+    assert_eq!(
+        rise["reason"],
+        "smtp: 6 networks/1h > 5 (block: corroborated by bounces); bounces: 21 bounces/1h > 20"
+    );
+    assert_eq!(rise["enforced"], false, "warn mode: would block");
+
+    // The same from six addresses of one provider /24 stays at notify, and so does the
+    // widely spread count with corroboration switched off.
+    for (config, net) in [
+        ("", "192.0.2"),
+        ("[detection]\ncorroborate = false\n", "198.51"),
+    ] {
+        let s = Sandbox::new(config);
+        for i in 0..6 {
+            let ip = if net == "192.0.2" {
+                format!("192.0.2.{}", 10 + i)
+            } else {
+                format!("198.51.{}.7", 100 + i)
+            };
+            s.record("smtp", ALICE, &ip, T0 + i);
+        }
+        send(&s, "bounces", ALICE, 21, T0 + 60);
+        assert_eq!(
+            level_and_reason(&s, ALICE, T0 + 600).0,
+            "notify",
+            "{config}"
+        );
+    }
+}

@@ -103,6 +103,9 @@ pub struct Detection {
     /// Network counts reach block or lock only when their networks span more than
     /// this many spread-prefix networks; a single pool (provider, carrier) stays at notify.
     pub escalate_min_spread: u32,
+    /// A network count at notify that passes `escalate_min_spread`, with a message
+    /// signal (rate, bounces, queue, baseline) at notify too, blocks.
+    pub corroborate: bool,
     pub thresholds: BTreeMap<Source, Thresholds>,
     pub baseline: Baseline,
 }
@@ -185,6 +188,7 @@ impl Default for Config {
                 spread_window: Span::secs(86_400),
                 spread_prefixes: NetPrefixes { v4: 24, v6: 48 },
                 escalate_min_spread: 3,
+                corroborate: true,
                 thresholds,
                 baseline: Baseline {
                     history: Span::secs(30 * 86_400),
@@ -302,6 +306,9 @@ impl Config {
             }
             if let Some(v) = det.int("escalate_min_spread", 0, 1_000_000)? {
                 d.escalate_min_spread = v as u32;
+            }
+            if let Some(v) = det.boolean("corroborate")? {
+                d.corroborate = v;
             }
             det.finish()?;
         }
@@ -423,6 +430,7 @@ impl Config {
         let _ = writeln!(out, "spread_ipv4_prefix = {}", d.spread_prefixes.v4);
         let _ = writeln!(out, "spread_ipv6_prefix = {}", d.spread_prefixes.v6);
         let _ = writeln!(out, "escalate_min_spread = {}", d.escalate_min_spread);
+        let _ = writeln!(out, "corroborate = {}", d.corroborate);
         let b = &d.baseline;
         let _ = writeln!(out, "\n[baseline]");
         let _ = writeln!(out, "history = {}", q(&b.history.to_string()));

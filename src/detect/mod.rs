@@ -87,6 +87,9 @@ pub struct Signal {
     /// Set when a network count was held at notify: its networks span only this many
     /// wider networks (spread prefixes), see `detection.escalate_min_spread`.
     pub held: Option<usize>,
+    /// Set when a network count at notify was raised to block by a message signal of
+    /// this source, see `detection.corroborate`.
+    pub corroborated: Option<Source>,
 }
 
 impl std::fmt::Display for Signal {
@@ -102,13 +105,14 @@ impl std::fmt::Display for Signal {
                 "{}: {} {} > {}",
                 self.source, self.value, self.unit, self.threshold
             )
-            .and_then(|()| match self.held {
-                Some(wide) => write!(
+            .and_then(|()| match (self.held, self.corroborated) {
+                (Some(wide), _) => write!(
                     f,
                     " (held at notify: {wide} wider network{} only)",
                     if wide == 1 { "" } else { "s" }
                 ),
-                None => Ok(()),
+                (None, Some(by)) => write!(f, " (block: corroborated by {by})"),
+                (None, None) => Ok(()),
             }),
         }
     }
@@ -199,6 +203,8 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
     let spread = facts.covers_spread.then_some(spread.len());
     let exempt = cfg.users.get(user).is_some_and(|p| p.exempt);
     let mut signals = Vec::new();
+    // Network counts at notify spread widely enough to escalate: corroboration candidates.
+    let mut spread_counts = Vec::new();
     if !exempt {
         let check = |source: Source, value: u64, unit: String| {
             crossed(source, value, unit, cfg.thresholds_for(user, source))
@@ -224,6 +230,11 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
                     }
                 }));
             } else {
+                if wide > d.escalate_min_spread as usize
+                    && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
+                {
+                    spread_counts.push(signals.len());
+                }
                 signals.extend(sig);
             }
         }
@@ -249,6 +260,9 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
             ));
         }
     }
+    if d.corroborate {
+        corroborate(&mut signals, &spread_counts);
+    }
     signals.sort_by_key(|s| std::cmp::Reverse(s.level));
     let level = signals.first().map_or(Level::Ok, |s| s.level);
     Evaluation {
@@ -258,6 +272,21 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
         signals,
         spread,
         window: d.window,
+    }
+}
+
+/// Raises the network counts at `candidates` (indexes into `signals`) to block when
+/// a message signal is at notify or above: many networks alone may be a traveller's
+/// day, messages alone a newsletter; a stolen password shows both within minutes.
+fn corroborate(signals: &mut [Signal], candidates: &[usize]) {
+    let by = signals
+        .iter()
+        .find(|s| !s.source.is_login() && s.source != Source::Spread)
+        .map(|s| s.source);
+    let Some(by) = by else { return };
+    for &i in candidates {
+        signals[i].level = Level::Block;
+        signals[i].corroborated = Some(by);
     }
 }
 
@@ -284,6 +313,7 @@ fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Si
                 threshold: threshold.into(),
                 usual: None,
                 held: None,
+                corroborated: None,
             })
     })
 }
@@ -437,6 +467,51 @@ mod tests {
         let s = seen(11);
         let e = evaluate(&cfg, &user, &facts(&s), &wl);
         assert_eq!(e.reason(), "smtp: 11 networks/1h > 10");
+    }
+
+    #[test]
+    fn message_signal_corroborates_a_widely_spread_network_count() {
+        let mut cfg = Config::default();
+        let user = SaslUser::parse("a@example.com").unwrap();
+        let wl = Whitelist::new(&cfg, &user, &[]);
+        let rate = |addr: &str| Seen {
+            source: Source::Rate,
+            addr: ClientAddr::parse(addr).unwrap(),
+            time: LogTime::from_millis(50_000),
+            count: 150,
+        };
+        // Six /24s and 150 messages: a botnet's first minutes.
+        let mut botnet = seen(6);
+        botnet.push(rate("198.51.100.7"));
+        let e = evaluate(&cfg, &user, &facts(&botnet), &wl);
+        assert_eq!(e.level, Level::Block);
+        assert_eq!(
+            e.reason(),
+            "smtp: 6 networks/1h > 5 (block: corroborated by rate); rate: 150 msgs/1h > 100"
+        );
+        // Six addresses of one /24 (a provider's pool) and the same mail: notify.
+        let mut pool: Vec<Seen> = (0..6)
+            .map(|i| Seen {
+                addr: ClientAddr::parse(&format!("192.0.2.{}", 10 + i)).unwrap(),
+                ..seen(1)[0]
+            })
+            .collect();
+        pool.push(rate("192.0.2.10"));
+        assert_eq!(
+            evaluate(&cfg, &user, &facts(&pool), &wl).level,
+            Level::Notify
+        );
+        // A newsletter: one address, many messages.
+        let newsletter = [seen(1)[0], rate("198.51.100.7")];
+        assert_eq!(
+            evaluate(&cfg, &user, &facts(&newsletter), &wl).level,
+            Level::Notify
+        );
+        cfg.detection.corroborate = false;
+        assert_eq!(
+            evaluate(&cfg, &user, &facts(&botnet), &wl).level,
+            Level::Notify
+        );
     }
 
     #[test]
