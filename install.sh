@@ -252,6 +252,16 @@ if $DRY_RUN; then
     exit 0
 fi
 
+# An upgrade may migrate the database schema (rebuilding an index takes seconds on a
+# large one): do it now rather than in the first `record` under Fail2ban's lock.
+if [ -z "$DESTDIR" ]; then
+    if "$BIN" --config "$CONFIG" status >/dev/null; then
+        say "database schema up to date"
+    else
+        say "warning: could not open the database; see the error above"
+    fi
+fi
+
 cat <<EOF
 
 f2b-mailguard is installed. Next steps:

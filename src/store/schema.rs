@@ -96,6 +96,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (queue, sender)
     ) WITHOUT ROWID;
     ",
+    // 4: the login key covers `count` too, so reading an account's evidence (each
+    // `record`) walks the index alone instead of visiting the table for every row. A
+    // Fail2ban ticket delivered twice carries the same count: still a duplicate.
+    "
+    DROP INDEX events_key;
+    CREATE UNIQUE INDEX events_key ON events(user_id, ts_ms, source, ip, count);
+    ",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

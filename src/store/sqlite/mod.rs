@@ -53,9 +53,6 @@ impl SqliteStore {
         // loss can drop the last transactions, never corrupt the file.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| sql_err(&path, e))?;
-        // Index lookups through a memory map instead of a read() per page.
-        conn.pragma_update(None, "mmap_size", 1i64 << 30)
-            .map_err(|e| sql_err(&path, e))?;
         // Each `record` is its own short process; see `keep_wal_small`.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(|e| sql_err(&path, e))?;
