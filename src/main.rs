@@ -9,6 +9,12 @@ use f2b_mailguard::cmd::{App, Run};
 use f2b_mailguard::error;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `status | head` would end in a panic on the closed pipe.
+    // A command-line tool should just stop, as cat and grep do.
+    // SAFETY: first thing in main, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args: Vec<OsString> = std::env::args_os().collect();
     let parsed = match cli::RecordCli::position(&args) {
         Some(at) => {

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -200,4 +201,23 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn output_into_a_closed_pipe_stops_quietly() {
+    let s = Sandbox::new("");
+    burst(&s, "alice@example.com", 7);
+    // `status | head -0`: the reader is gone before anything is written.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = s
+        .cmd()
+        .args(["status", "--window=30d"])
+        .stdout(writer)
+        .output()
+        .expect("status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE (13 on Linux), like `cat` into a closed pipe.
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
 }
