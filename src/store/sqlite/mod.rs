@@ -8,11 +8,13 @@ mod queue;
 mod rows;
 mod write;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
@@ -47,8 +49,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| sql_err(&path, e))?;
-        conn.busy_timeout(Duration::from_millis(cfg.busy_timeout.millis() as u64))
-            .map_err(|e| sql_err(&path, e))?;
+        wait_when_busy(&conn, cfg.busy_timeout).map_err(|e| sql_err(&path, e))?;
         // NORMAL is durable across crashes of this process in WAL mode; only a power
         // loss can drop the last transactions, never corrupt the file.
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -160,6 +161,40 @@ fn retry_busy<T>(timeout: Span, mut f: impl FnMut() -> rusqlite::Result<T>) -> r
     }
 }
 
+/// How long a connection of this process waits for another writer: `busy_timeout`.
+static BUSY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// When the current wait began (SQLite restarts its retry count at each wait).
+    static BUSY_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Installs the busy handler: poll every 200 µs until `timeout`. The writer we wait
+/// for holds the lock for well under a millisecond; SQLite's own handler backs off
+/// 1, 2, 5 ... 100 ms, which left `record`'s p99 at 50-60 ms with 4 parallel writers.
+fn wait_when_busy(conn: &Connection, timeout: Span) -> rusqlite::Result<()> {
+    BUSY_TIMEOUT_MS.store(timeout.millis().max(0) as u64, Ordering::Relaxed);
+    conn.busy_handler(Some(busy_wait))
+}
+
+fn busy_wait(retries: i32) -> bool {
+    let now = Instant::now();
+    let since = BUSY_SINCE.with(|s| {
+        let since = match s.get() {
+            Some(t) if retries > 0 => t,
+            _ => now,
+        };
+        s.set(Some(since));
+        since
+    });
+    let timeout = Duration::from_millis(BUSY_TIMEOUT_MS.load(Ordering::Relaxed));
+    if now.duration_since(since) >= timeout {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(200));
+    true
+}
+
 /// Above this, the next opener folds the WAL back into the database.
 const WAL_TRUNCATE_BYTES: u64 = 256 * 1024;
 
@@ -179,9 +214,9 @@ fn keep_wal_small(conn: &Connection, path: &Path, busy_timeout: Span) {
     }
     // Never wait for this: if another process is busy, it or a later one will do it.
     // Failure only postpones the truncation, so it is not an error for the caller.
-    let _ = conn.busy_timeout(Duration::ZERO);
+    let _ = conn.busy_handler(None);
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    let _ = conn.busy_timeout(Duration::from_millis(busy_timeout.millis() as u64));
+    let _ = wait_when_busy(conn, busy_timeout);
 }
 
 impl Store for SqliteStore {
