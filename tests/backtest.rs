@@ -5,11 +5,9 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use support::Sandbox;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use support::{fail2ban, Sandbox};
 
 /// 2026-11-20 10:00:00 UTC, a past day: log times, not the clock, drive detection.
 const DAY: i64 = 1_795_168_800;
@@ -41,31 +39,16 @@ fn ingest_with(s: &Sandbox, global: &[&str], flags: &[&str], input: &[u8]) -> st
     child.wait_with_output().unwrap()
 }
 
-/// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER` with the shipped filter
-/// beside the system's common.conf, as the README's recipe runs it.
-fn fail2ban_regex(log: &Path, filter: &str) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    let fd = dir.path().join("filter.d");
-    std::fs::create_dir_all(&fd).unwrap();
-    std::fs::copy("/etc/fail2ban/filter.d/common.conf", fd.join("common.conf")).unwrap();
-    let file = format!("{filter}.conf");
-    std::fs::copy(
-        Path::new(ROOT).join("fail2ban/filter.d").join(&file),
-        fd.join(&file),
+/// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER` with the shipped filter, as
+/// the README's recipe runs it.
+fn fail2ban_regex(s: &Sandbox, log: &Path, filter: &str) -> String {
+    let fd = fail2ban::filter_dir(s.path());
+    fail2ban::regex(
+        log.to_str().expect("utf-8 path"),
+        filter,
+        &fd,
+        Some("<time> <F-USER> <ip>"),
     )
-    .unwrap();
-    let out = Command::new("/usr/bin/fail2ban-regex")
-        .args(["-o", "<time> <F-USER> <ip>"])
-        .arg(log)
-        .arg(fd.join(&file))
-        .output()
-        .expect("fail2ban-regex (run tests/run)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A small deterministic generator (64-bit LCG), so the day's log is the same each run.
@@ -158,9 +141,9 @@ fn a_generated_day_finds_exactly_the_compromised_account_at_the_expected_time() 
     let mail_log = s.path().join("mail.log");
     std::fs::write(&mail_log, text).unwrap();
 
-    let regex = fail2ban_regex(&mail_log, "mailguard-postfix-sasl");
+    let regex = fail2ban_regex(&s, &mail_log, "mailguard-postfix-sasl");
     assert_eq!(
-        String::from_utf8_lossy(&regex.stdout).lines().count() as u64,
+        regex.lines().count() as u64,
         qid,
         "one match per submission"
     );
@@ -169,7 +152,7 @@ fn a_generated_day_finds_exactly_the_compromised_account_at_the_expected_time() 
         &s,
         &["--db", scratch.to_str().unwrap()],
         &["--json"],
-        &regex.stdout,
+        regex.as_bytes(),
     );
     assert!(
         out.status.success(),
@@ -244,11 +227,11 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     std::fs::write(&mail_log, text).unwrap();
 
     // The recipe from the README: fail2ban-regex with the shipped filter, into ingest.
-    let regex = fail2ban_regex(&mail_log, "mailguard-postfix-sasl");
-    assert_eq!(String::from_utf8_lossy(&regex.stdout).lines().count(), 28);
+    let regex = fail2ban_regex(&s, &mail_log, "mailguard-postfix-sasl");
+    assert_eq!(regex.lines().count(), 28);
 
     let scratch = s.path().join("backtest.db");
-    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], &regex.stdout);
+    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], regex.as_bytes());
     assert!(
         out.status.success(),
         "{}",
@@ -267,7 +250,7 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     // --json, and the same again with other thresholds (a fresh scratch database).
     let scratch2 = s.path().join("backtest2.db");
     s.write_config("[thresholds.smtp]\nnotify = 11\nblock = 20\nlock = 30");
-    let out = ingest(&s, &["--db", scratch2.to_str().unwrap()], &regex.stdout);
+    let out = ingest(&s, &["--db", scratch2.to_str().unwrap()], regex.as_bytes());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("notify  2026-11-20 10:03:40  smtp: 12 networks/1h > 11"),
@@ -278,7 +261,7 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
         &s,
         &["--db", b3.to_str().unwrap()],
         &["--json"],
-        &regex.stdout,
+        regex.as_bytes(),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["events"], 28);

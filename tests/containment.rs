@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::mailstack::{Postfix, PostfixSetup};
+use support::mailstack::Postfix;
 use support::smtp_sink::{free_port, SmtpSink};
 use support::{now, Sandbox};
 
@@ -44,21 +44,6 @@ fn burst(s: &Sandbox, user: &str, n: usize, first: i64) {
             first + i as i64,
         );
     }
-}
-
-/// A running private Postfix that keeps outbound mail queued (deferred).
-fn queueing_postfix(dir: &std::path::Path, sink: &SmtpSink) -> Postfix {
-    let mut pf = Postfix::configure(
-        dir,
-        &PostfixSetup {
-            relay_port: sink.port,
-            defer_outbound: true,
-            sasl_socket: None,
-            submission_restrictions: None,
-        },
-    );
-    pf.start();
-    pf
 }
 
 fn map_lookup(pf: &Postfix, user: &str) -> Option<String> {
@@ -137,7 +122,7 @@ fn warn_mode_sends_only_mail_saying_what_would_be_done() {
 fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let pf = queueing_postfix(dir.path(), &sink);
+    let pf = Postfix::relaying(dir.path(), sink.port, true);
     for _ in 0..3 {
         pf.sendmail(ALICE, "friend@remote.example");
     }
@@ -199,7 +184,7 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
 fn purge_held_deletes_the_held_mail() {
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let pf = queueing_postfix(dir.path(), &sink);
+    let pf = Postfix::relaying(dir.path(), sink.port, true);
     pf.sendmail(ALICE, "friend@remote.example");
     pf.wait_queue("deferred", |p| p.queued(ALICE, "deferred") == 1);
     let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
@@ -425,7 +410,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
 fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
     let sink = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let pf = queueing_postfix(dir.path(), &sink);
+    let pf = Postfix::relaying(dir.path(), sink.port, true);
     let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
     let marker = dir.path().join("pwned");
     let user = format!(

@@ -3,61 +3,26 @@
 //! syslog, Postfix maillog_file, Dovecot's own log, Roundcube's userlogins, and the
 //! systemd journal), nothing on failures, and no slow regex on hostile input.
 
+#[path = "support/fail2ban.rs"]
+mod fail2ban;
+
+use fail2ban::regex;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const REGEX: &str = "/usr/bin/fail2ban-regex";
 /// Fail2ban's own failure samples, shipped in Debian's fail2ban package (read there,
 /// not copied into this repository).
 const UPSTREAM_SAMPLES: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs";
 /// Writes journal files from journal export format (package systemd-journal-remote).
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 
-fn need(program: &str, package: &str) {
-    assert!(
-        Path::new(program).exists(),
-        "{program} is missing: run tests/run, which installs {package}"
-    );
-}
-
-/// A config dir with the system's common.conf beside our filters, as on a real install.
+/// A config dir with the shipped filters, as on a real install.
 fn filters() -> (tempfile::TempDir, PathBuf) {
-    need(REGEX, "fail2ban");
     let dir = tempfile::tempdir().expect("tmp");
-    let fd = dir.path().join("filter.d");
-    std::fs::create_dir_all(&fd).expect("mkdir");
-    std::fs::copy("/etc/fail2ban/filter.d/common.conf", fd.join("common.conf"))
-        .expect("common.conf");
-    for e in std::fs::read_dir(Path::new(ROOT).join("fail2ban/filter.d")).expect("filters") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), fd.join(e.file_name())).expect("copy");
-    }
+    let fd = fail2ban::filter_dir(dir.path());
     (dir, fd)
-}
-
-/// `fail2ban-regex [-o output] LOG FILTER`; `log` is a file path or
-/// `systemd-journal[...]`; `filter` is a name with optional `[args]`.
-fn regex(log: &str, filter: &str, fd: &Path, output: Option<&str>) -> String {
-    let (name, args) = filter.split_once('[').unwrap_or((filter, ""));
-    let target = if args.is_empty() {
-        format!("{}/{name}.conf", fd.display())
-    } else {
-        format!("{}/{name}.conf[{args}", fd.display())
-    };
-    let mut cmd = Command::new(REGEX);
-    if let Some(o) = output {
-        cmd.args(["-o", o]);
-    }
-    let out = cmd.arg(log).arg(&target).output().expect("fail2ban-regex");
-    assert!(
-        out.status.success(),
-        "fail2ban-regex {filter}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -176,7 +141,7 @@ fn roundcube_logins_direct_and_behind_a_proxy() {
 /// file, read as Fail2ban's systemd backend reads it, with each filter's journalmatch.
 #[test]
 fn every_filter_in_the_systemd_journal_with_its_journalmatch() {
-    need(JOURNAL_REMOTE, "systemd-journal-remote");
+    fail2ban::need(JOURNAL_REMOTE);
     let (dir, fd) = filters();
     let journal = dir.path().join("test.journal");
     let export = std::fs::File::open(fixture("journal.export")).expect("journal.export");

@@ -13,14 +13,10 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 
-use support::Sandbox;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const REGEX: &str = "/usr/bin/fail2ban-regex";
+use support::{fail2ban, Sandbox};
 
 /// Small enough for a debug build (about 20 s): every class, two days.
 const PARAMS: gen::Params = gen::Params {
@@ -36,79 +32,38 @@ struct Run {
     outcomes: Vec<score::Outcome>,
     found: BTreeMap<String, u64>,
     expected: gen::Expected,
-    bounce_filter: bool,
     table: String,
 }
 
-/// (source, filter file and arguments)
-fn filters() -> Vec<(&'static str, String)> {
-    let mut v = vec![
-        ("smtp", "mailguard-postfix-sasl.conf".to_owned()),
-        (
-            "imap",
-            "mailguard-dovecot-login.conf[service=imap]".to_owned(),
-        ),
-        (
-            "pop3",
-            "mailguard-dovecot-login.conf[service=pop3]".to_owned(),
-        ),
-    ];
-    // Comes with issue 5 (rate and bounce signals); fed once it is there.
-    if Path::new(ROOT)
-        .join("fail2ban/filter.d/mailguard-postfix-bounce.conf")
-        .exists()
-    {
-        v.push(("bounces", "mailguard-postfix-bounce.conf".to_owned()));
-    }
-    v
-}
-
-/// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER`, as bench/quality.sh runs it.
-fn regex(log: &Path, fd: &Path, filter: &str) -> String {
-    let out = Command::new(REGEX)
-        .env("TZ", "UTC")
-        .args(["-o", "<time> <F-USER> <ip>"])
-        .arg(log)
-        .arg(format!("{}/{filter}", fd.display()))
-        .output()
-        .expect("fail2ban-regex (run tests/run, which installs fail2ban)");
-    assert!(
-        out.status.success(),
-        "fail2ban-regex {filter}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+/// (source, shipped filter with its arguments)
+const FILTERS: [(&str, &str); 4] = [
+    ("smtp", "mailguard-postfix-sasl"),
+    ("imap", "mailguard-dovecot-login[service=imap]"),
+    ("pop3", "mailguard-dovecot-login[service=pop3]"),
+    ("bounces", "mailguard-postfix-bounce"),
+];
 
 fn run() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
-        assert!(
-            Path::new(REGEX).exists(),
-            "{REGEX} is missing: run tests/run, which installs fail2ban"
-        );
         let s = Sandbox::new("");
         let corpus = gen::generate(&PARAMS);
         let dir = s.path().join("corpus");
         corpus.write(&dir).expect("write corpus");
         let log = dir.join("mail.log");
 
-        // A config dir as on a real install: common.conf beside our filters.
-        let fd: PathBuf = s.path().join("filter.d");
-        std::fs::create_dir_all(&fd).expect("mkdir");
-        std::fs::copy("/etc/fail2ban/filter.d/common.conf", fd.join("common.conf"))
-            .expect("common.conf");
-        for e in std::fs::read_dir(Path::new(ROOT).join("fail2ban/filter.d")).expect("filters") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), fd.join(e.file_name())).expect("copy");
-        }
-        let filters = filters();
+        let fd = fail2ban::filter_dir(s.path());
+        let log = log.to_str().expect("utf-8 path");
         let outputs: Vec<(&str, String)> = std::thread::scope(|sc| {
-            let handles: Vec<_> = filters
+            let handles: Vec<_> = FILTERS
                 .iter()
-                .map(|(source, f)| {
-                    let (log, fd) = (&log, &fd);
-                    (*source, sc.spawn(move || regex(log, fd, f)))
+                .map(|&(source, f)| {
+                    let fd = &fd;
+                    let output = Some("<time> <F-USER> <ip>");
+                    (
+                        source,
+                        sc.spawn(move || fail2ban::regex(log, f, fd, output)),
+                    )
                 })
                 .collect();
             handles
@@ -184,7 +139,6 @@ fn run() -> &'static Run {
         Run {
             found: score::count_sources(&merged),
             expected: corpus.meta.expected.clone(),
-            bounce_filter: filters.iter().any(|(s, _)| *s == "bounces"),
             outcomes,
             table,
         }
@@ -238,13 +192,11 @@ fn the_filters_find_every_successful_login_and_no_noise() {
     assert_eq!(got("smtp"), r.expected.smtp, "SASL submissions");
     assert_eq!(got("imap"), r.expected.imap, "IMAP logins");
     assert_eq!(got("pop3"), r.expected.pop3, "POP3 logins");
-    if r.bounce_filter {
-        assert_eq!(
-            got("bounces"),
-            r.expected.bounces,
-            "bounced recipients of SASL-submitted mail"
-        );
-    }
+    assert_eq!(
+        got("bounces"),
+        r.expected.bounces,
+        "bounced recipients of SASL-submitted mail"
+    );
 }
 
 #[test]

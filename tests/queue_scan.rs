@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::mailstack::{Postfix, PostfixSetup};
+use support::mailstack::Postfix;
 use support::smtp_sink::SmtpSink;
 use support::{now, Sandbox};
 
@@ -11,20 +11,6 @@ const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 const CAROL: &str = "carol@example.com";
 const SCRIPT: &str = "script@example.com";
-
-fn deferring_postfix(dir: &std::path::Path, sink: &SmtpSink) -> Postfix {
-    let mut pf = Postfix::configure(
-        dir,
-        &PostfixSetup {
-            relay_port: sink.port,
-            defer_outbound: false,
-            sasl_socket: None,
-            submission_restrictions: None,
-        },
-    );
-    pf.start();
-    pf
-}
 
 fn sandbox(pf: &Postfix, extra: &str) -> Sandbox {
     let mut s = Sandbox::new(&format!(
@@ -40,7 +26,7 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
     let sink = SmtpSink::start();
     sink.set_tempfail(true);
     let dir = tempfile::tempdir().unwrap();
-    let pf = deferring_postfix(dir.path(), &sink);
+    let pf = Postfix::relaying(dir.path(), sink.port, false);
     let s = sandbox(&pf, "");
     let t = now();
     for (i, user) in [ALICE, BOB, CAROL].iter().enumerate() {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SERVER: &str = "/usr/bin/fail2ban-server";
+const REGEX: &str = "/usr/bin/fail2ban-regex";
 const CLIENT: &str = "/usr/bin/fail2ban-client";
 
 /// One jail to enable, reading `logpath`.
@@ -47,6 +48,41 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The shipped filters in `dir/filter.d`, beside the system's common.conf as on a
+/// real install.
+pub fn filter_dir(dir: &Path) -> PathBuf {
+    let fd = dir.join("filter.d");
+    copy_dir(&Path::new(ROOT).join("fail2ban/filter.d"), &fd);
+    std::fs::copy("/etc/fail2ban/filter.d/common.conf", fd.join("common.conf"))
+        .expect("system common.conf");
+    fd
+}
+
+/// `fail2ban-regex [-o OUTPUT] LOG FILTER`, in UTC. `log` is a file path or
+/// `systemd-journal[...]`; `filter` a file name under `fd` with optional `[args]`,
+/// e.g. `mailguard-dovecot-login[service=imap]`. Asserts success; returns stdout.
+pub fn regex(log: &str, filter: &str, fd: &Path, output: Option<&str>) -> String {
+    need(REGEX);
+    let (name, args) = filter.split_once('[').unwrap_or((filter, ""));
+    let mut target = fd.join(format!("{name}.conf")).into_os_string();
+    if !args.is_empty() {
+        target.push(format!("[{args}"));
+    }
+    let mut cmd = Command::new(REGEX);
+    cmd.env("TZ", "UTC");
+    if let Some(o) = output {
+        cmd.args(["-o", o]);
+    }
+    let out = cmd.arg(log).arg(&target).output().expect("fail2ban-regex");
+    assert!(
+        out.status.success(),
+        "fail2ban-regex {filter}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 /// A Fail2ban config dir under `dir`: the shipped filter.d, action.d and jail.d files
 /// unmodified, the system's common.conf beside the filters, `binary` and `config`
 /// injected with action.d/mailguard.local, `jails` enabled on their log files with
@@ -60,14 +96,10 @@ pub fn conf_dir(
 ) -> PathBuf {
     need(SERVER);
     let conf = dir.join("conf");
-    for d in ["filter.d", "action.d", "jail.d"] {
+    filter_dir(&conf);
+    for d in ["action.d", "jail.d"] {
         copy_dir(&Path::new(ROOT).join("fail2ban").join(d), &conf.join(d));
     }
-    std::fs::copy(
-        "/etc/fail2ban/filter.d/common.conf",
-        conf.join("filter.d/common.conf"),
-    )
-    .expect("system common.conf");
     std::fs::write(conf.join("jail.conf"), "[DEFAULT]\nbackend = polling\n").expect("jail.conf");
     std::fs::write(
         conf.join("action.d/mailguard.local"),

@@ -172,6 +172,23 @@ impl Postfix {
         }
     }
 
+    /// A started Postfix without SMTP AUTH relaying to `relay_port`, for mail injected
+    /// with sendmail: deferred by the sink when it answers 4xx, or held in the queue
+    /// with `defer_outbound`.
+    pub fn relaying(root: &Path, relay_port: u16, defer_outbound: bool) -> Self {
+        let mut pf = Self::configure(
+            root,
+            &PostfixSetup {
+                relay_port,
+                defer_outbound,
+                sasl_socket: None,
+                submission_restrictions: None,
+            },
+        );
+        pf.start();
+        pf
+    }
+
     pub fn start(&mut self) {
         run(Command::new("/usr/sbin/postfix")
             .arg("-c")
