@@ -289,10 +289,11 @@ pub(super) fn seen_in(
     let mut stmt = conn.prepare_cached(
         "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3",
     )?;
+    // Borrowed text: this runs for every row of the account's lookback on each record.
     let rows = stmt.query_map(params![user_id, since.millis(), until.millis()], |r| {
         Ok(Seen {
-            source: source_of(&r.get::<_, String>(0)?)?,
-            addr: addr_of(&r.get::<_, String>(1)?)?,
+            source: source_of(r.get_ref(0)?.as_str()?)?,
+            addr: addr_of(r.get_ref(1)?.as_str()?)?,
             time: LogTime::from_millis(r.get(2)?),
             count: r.get(3)?,
         })
