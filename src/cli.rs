@@ -194,7 +194,7 @@ pub struct Release {
 #[derive(Debug, Args)]
 pub struct Check {
     /// WARNING when a queued action has waited longer than this (worker not running)
-    #[arg(long, value_name = "SPAN", default_value = "10m")]
+    #[arg(long, value_name = "SPAN", default_value_t = crate::actions::STUCK_AFTER.to_string())]
     pub pending_age: String,
 }
 

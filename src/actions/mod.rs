@@ -15,6 +15,11 @@ use std::str::FromStr;
 
 use crate::config::Config;
 use crate::detect::Transition;
+use crate::model::Span;
+
+/// A queued action waiting longer than this means the worker is not running: `check`
+/// warns (its `--pending-age` default) and so does `doctor`.
+pub const STUCK_AFTER: Span = Span::secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use super::{Finding, Status};
-use crate::actions::{exec, mail};
+use crate::actions::{exec, mail, STUCK_AFTER};
 use crate::config::{Config, MailTransport};
 use crate::model::{LogTime, Mode};
 use crate::store::Store;
@@ -99,7 +99,7 @@ pub fn mailguard(
             let since = last.map_or("never".into(), |ms| LogTime::from_millis(ms).rfc3339());
             let waiting = t
                 .oldest_pending
-                .is_some_and(|o| LogTime::now().millis() - o.millis() > 600_000);
+                .is_some_and(|o| LogTime::now().millis() - o.millis() > STUCK_AFTER.millis());
             out.push(Finding::new(
                 if waiting { Status::Warn } else { Status::Ok },
                 AREA,
