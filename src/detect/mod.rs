@@ -167,16 +167,16 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
     // Network counts at notify spread widely enough to escalate: corroboration candidates.
     let mut spread_counts = Vec::new();
     if !exempt {
-        let check = |source: Source, value: u64, unit: String| {
-            crossed(source, value, unit, cfg.thresholds_for(user, source))
+        let check = |source: Source, value: u64, window: Option<Span>| {
+            crossed(source, value, window, cfg.thresholds_for(user, source))
         };
         for (source, c) in counts.sources() {
             if !source.is_login() {
-                signals.extend(check(source, c.messages, per(source, d.window)));
+                signals.extend(check(source, c.messages, Some(d.window)));
                 continue;
             }
             let value = c.networks.len() as u64;
-            let sig = check(source, value, per(source, d.window));
+            let sig = check(source, value, Some(d.window));
             let wide = c.wide.len();
             // One provider's or carrier's pool: many addresses, few wider networks.
             let held = wide <= d.escalate_min_spread as usize
@@ -184,12 +184,10 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             if held {
                 let mut t = cfg.thresholds_for(user, source);
                 (t.block, t.lock) = (None, None);
-                signals.extend(
-                    crossed(source, value, per(source, d.window), t).map(|s| Signal {
-                        held: Some(wide),
-                        ..s
-                    }),
-                );
+                signals.extend(crossed(source, value, Some(d.window), t).map(|s| Signal {
+                    held: Some(wide),
+                    ..s
+                }));
             } else {
                 if wide > d.escalate_min_spread as usize
                     && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
@@ -200,14 +198,10 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             }
         }
         if let Some(n) = facts.deferred {
-            signals.extend(check(Source::Queue, n.into(), Source::Queue.unit().into()));
+            signals.extend(check(Source::Queue, n.into(), None));
         }
         if let Some(n) = spread {
-            signals.extend(check(
-                Source::Spread,
-                n as u64,
-                per(Source::Spread, d.spread_window),
-            ));
+            signals.extend(check(Source::Spread, n as u64, Some(d.spread_window)));
         }
         if let Some(usual) = facts.usual {
             let rate = counts.source(Source::Rate).messages;
@@ -251,12 +245,17 @@ fn corroborate(signals: &mut [Signal], candidates: &[usize]) {
     }
 }
 
-/// `networks/1h`: what a signal counts, per window.
-pub(super) fn per(source: Source, window: Span) -> String {
-    format!("{}/{window}", source.unit())
+/// `networks/1h`: what a signal counts, per window if it was counted over one. Built
+/// only for a signal that fired: evaluation runs at every replayed event.
+pub(super) fn unit(source: Source, window: Option<Span>) -> String {
+    match window {
+        Some(window) => format!("{}/{window}", source.unit()),
+        None => source.unit().into(),
+    }
 }
 
-fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Signal> {
+/// The strongest level `value` crosses; `window` is what it was counted over, if any.
+fn crossed(source: Source, value: u64, window: Option<Span>, t: Thresholds) -> Option<Signal> {
     [
         (Level::Lock, t.lock),
         (Level::Block, t.block),
@@ -270,7 +269,7 @@ fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Si
                 source,
                 level,
                 value,
-                unit: unit.clone(),
+                unit: unit(source, window),
                 threshold: threshold.into(),
                 usual: None,
                 held: None,
