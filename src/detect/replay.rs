@@ -9,14 +9,15 @@ use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Tran
 use super::{whitelist::Whitelist, Evaluation};
 use crate::config::{Config, Detection};
 use crate::model::{LogTime, SaslUser, Span};
-use crate::store::{LoginEvent, WhitelistEntry};
+use crate::store::WhitelistEntry;
 
 /// One account after a replay: what `ingest` stores and reports.
 #[derive(Debug, Default)]
 pub struct Replayed {
     pub state: AccountState,
     pub last_seen: Option<LogTime>,
-    pub events: Vec<LoginEvent>,
+    /// Every event, in the order replayed.
+    pub events: Vec<Seen>,
     pub changes: Vec<(LogTime, Transition)>,
 }
 
@@ -121,7 +122,9 @@ fn slide_out(
 pub struct Replay<'a> {
     cfg: &'a Config,
     db_whitelist: &'a [WhitelistEntry],
-    accounts: HashMap<SaslUser, Account>,
+    /// Where each account is in `accounts`: one look-up per event, no copy of the name.
+    index: HashMap<SaslUser, usize>,
+    accounts: Vec<Account>,
 }
 
 impl<'a> Replay<'a> {
@@ -130,17 +133,26 @@ impl<'a> Replay<'a> {
         Self {
             cfg,
             db_whitelist,
-            accounts: HashMap::new(),
+            index: HashMap::new(),
+            accounts: Vec::new(),
         }
     }
 
-    /// Adds one event (events come in log-time order) and re-evaluates its account.
-    pub fn push(&mut self, event: LoginEvent) {
+    /// Adds one event of `user` (events come in log-time order) and re-evaluates
+    /// the account.
+    pub fn push(&mut self, user: &SaslUser, seen: Seen) {
         let cfg = self.cfg;
         let d = &cfg.detection;
-        let a = self.accounts.entry(event.user.clone()).or_default();
-        let user = &event.user;
-        let at = event.time;
+        let i = match self.index.get(user) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(user.clone(), self.accounts.len());
+                self.accounts.push(Account::default());
+                self.accounts.len() - 1
+            }
+        };
+        let a = &mut self.accounts[i];
+        let at = seen.time;
         let whitelist = a
             .whitelist
             .take()
@@ -148,12 +160,6 @@ impl<'a> Replay<'a> {
         // Slide: the lookback keeps what evaluation sees, the history what baselines
         // and explanations see.
         a.slide(d, d.baseline.history, at);
-        let seen = Seen {
-            source: event.source,
-            addr: event.addr,
-            time: at,
-            count: event.count,
-        };
         a.push(Counted::new(d, &whitelist, seen));
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));
 
@@ -201,12 +207,17 @@ impl<'a> Replay<'a> {
             }
             a.out.changes.push((at, t));
         }
-        a.out.events.push(event);
+        a.out.events.push(seen);
     }
 
     pub fn finish(self) -> Vec<(SaslUser, Replayed)> {
-        let mut out: Vec<(SaslUser, Replayed)> =
-            self.accounts.into_iter().map(|(u, a)| (u, a.out)).collect();
+        let mut users: Vec<(SaslUser, usize)> = self.index.into_iter().collect();
+        users.sort_by_key(|(_, i)| *i);
+        let mut out: Vec<(SaslUser, Replayed)> = users
+            .into_iter()
+            .zip(self.accounts)
+            .map(|((u, _), a)| (u, a.out))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -215,25 +226,19 @@ impl<'a> Replay<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClientAddr, Label, Level, Source};
+    use crate::model::{ClientAddr, Level, Source};
 
     /// Levels as counting each account's evidence from scratch at every event gives
     /// them: what the replay must reproduce, in or out of time order.
-    fn from_scratch(cfg: &Config, events: &[LoginEvent]) -> Vec<(LogTime, Level, Level)> {
-        let user = &events[0].user;
-        let wl = Whitelist::new(cfg, user, &[]);
+    fn from_scratch(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
+        let wl = Whitelist::new(cfg, &user(), &[]);
         let mut state = AccountState::default();
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for e in events {
-            seen.push(Seen {
-                source: e.source,
-                addr: e.addr,
-                time: e.time,
-                count: e.count,
-            });
+            seen.push(*e);
             let tally = Tally::count(&cfg.detection, &wl, e.time, &seen);
-            let eval = evaluate(cfg, user, &crate::detect::tests::facts(&tally));
+            let eval = evaluate(cfg, &user(), &crate::detect::tests::facts(&tally));
             let (next, t) = decide(cfg, &state, &eval, e.time);
             state = next;
             out.extend(t.map(|t| (e.time, t.from, t.to)));
@@ -241,10 +246,14 @@ mod tests {
         out
     }
 
-    fn replayed(cfg: &Config, events: &[LoginEvent]) -> Vec<(LogTime, Level, Level)> {
+    fn user() -> SaslUser {
+        SaslUser::parse("a@example.com").unwrap()
+    }
+
+    fn replayed(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
         let mut replay = Replay::new(cfg, &[]);
         for e in events {
-            replay.push(e.clone());
+            replay.push(&user(), *e);
         }
         let out = replay.finish();
         out[0]
@@ -259,21 +268,16 @@ mod tests {
     fn running_tally_matches_counting_from_scratch_in_and_out_of_order() {
         let mut cfg = Config::default();
         cfg.detection.baseline.factor = 0;
-        let user = SaslUser::parse("a@example.com").unwrap();
-        let jail = Label::parse("jail", "test").unwrap();
         // Bursts of new /24s every few hours over two days, with message counts.
-        let mut events: Vec<LoginEvent> = (0..400i64)
-            .map(|i| LoginEvent {
+        let mut events: Vec<Seen> = (0..400i64)
+            .map(|i| Seen {
                 time: LogTime::from_millis((i / 40) * 5 * 3_600_000 + (i % 40) * 90_000),
                 source: if i % 3 == 0 {
                     Source::Rate
                 } else {
                     Source::Smtp
                 },
-                user: user.clone(),
                 addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
-                jail: jail.clone(),
-                fid: None,
                 count: 1 + (i % 4) as u32 * 20,
             })
             .collect();

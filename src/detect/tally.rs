@@ -4,8 +4,8 @@
 //! event and removes what slides out of each window instead of re-counting the
 //! account's whole lookback at every event.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Seen, Whitelist};
 use crate::config::Detection;
@@ -53,9 +53,10 @@ impl Change {
     }
 }
 
-/// Distinct networks, each with how many pieces of evidence hold it.
+/// Distinct networks, each with how many pieces of evidence hold it. A B-tree: most
+/// accounts have a few networks, found in one node without hashing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetCounts(HashMap<ClientNet, u32>);
+pub struct NetCounts(BTreeMap<ClientNet, u32>);
 
 impl NetCounts {
     fn change(&mut self, net: ClientNet, change: Change) {

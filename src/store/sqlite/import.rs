@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, Statement, TransactionBehavior};
 
 use super::write::insert_change;
 use crate::detect::replay::Replayed;
-use crate::model::{ClientAddr, LogTime, SaslUser, Source};
-use crate::store::LoginEvent;
+use crate::detect::Seen;
+use crate::model::{ClientAddr, Label, LogTime, SaslUser, Source};
 
 /// The page cache during an import, as SQLite takes it: negative means KiB. Room
 /// for the whole import and the index builds' sorts (pages are allocated as used):
@@ -20,12 +20,33 @@ const IMPORT_CACHE_KIB: i64 = -256 * 1024;
 /// Events per multi-row INSERT: one statement run per batch instead of per row.
 const BATCH: usize = 64;
 
-const INSERT_EVENTS: &str =
-    "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count) VALUES ";
-const EVENT_VALUES: &str = "(?, ?, ?, ?, ?, NULL, ?)";
+/// Values bound per event; the jail, the same for all, is bound once as `?1`.
+const EVENT_PARAMS: usize = 5;
+
+/// `INSERT` of `rows` events: row `i` takes parameters `2 + 5i` to `6 + 5i`.
+fn insert_events(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let p = 2 + EVENT_PARAMS * i;
+            format!(
+                "(?{}, ?{}, ?{}, ?{}, ?1, NULL, ?{})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            )
+        })
+        .collect();
+    format!(
+        "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count) VALUES {}",
+        values.join(", ")
+    )
+}
 
 pub(super) fn import(
     conn: &mut Connection,
+    jail: &Label,
     accounts: &[(SaslUser, Replayed)],
 ) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "OFF")?;
@@ -41,7 +62,7 @@ pub(super) fn import(
         Vec::new()
     };
     let ids = upsert_users(&tx, accounts)?;
-    let mut events = EventWriter::new(&tx)?;
+    let mut events = EventWriter::new(&tx, jail)?;
     // Without the unique index, what INSERT OR IGNORE would skip is skipped here.
     let mut stored: HashSet<(LogTime, Source, ClientAddr)> = HashSet::new();
     for ((_, r), id) in accounts.iter().zip(&ids) {
@@ -93,29 +114,38 @@ fn upsert_users(tx: &Connection, accounts: &[(SaslUser, Replayed)]) -> rusqlite:
 struct EventWriter<'c, 'e> {
     one: Statement<'c>,
     many: Statement<'c>,
-    pending: Vec<(i64, &'e LoginEvent)>,
+    pending: Vec<(i64, &'e Seen)>,
     /// The address as text, reused: SQLite copies what is bound.
     addr: String,
 }
 
 impl<'c, 'e> EventWriter<'c, 'e> {
-    fn new(tx: &'c Connection) -> rusqlite::Result<Self> {
-        let many = vec![EVENT_VALUES; BATCH].join(", ");
+    fn new(tx: &'c Connection, jail: &Label) -> rusqlite::Result<Self> {
+        let mut one = tx.prepare(&insert_events(1))?;
+        let mut many = tx.prepare(&insert_events(BATCH))?;
+        // Bindings stay across runs of a statement.
+        one.raw_bind_parameter(1, jail.as_str())?;
+        many.raw_bind_parameter(1, jail.as_str())?;
         Ok(Self {
-            one: tx.prepare(&format!("{INSERT_EVENTS}{EVENT_VALUES}"))?,
-            many: tx.prepare(&format!("{INSERT_EVENTS}{many}"))?,
+            one,
+            many,
             pending: Vec::with_capacity(BATCH),
             addr: String::new(),
         })
     }
 
-    fn push(&mut self, user_id: i64, e: &'e LoginEvent) -> rusqlite::Result<()> {
+    fn push(&mut self, user_id: i64, e: &'e Seen) -> rusqlite::Result<()> {
         self.pending.push((user_id, e));
         if self.pending.len() < BATCH {
             return Ok(());
         }
         for (i, (id, e)) in self.pending.iter().enumerate() {
-            bind_event(&mut self.many, 6 * i, *id, e, &mut self.addr)?;
+            bind_event(
+                &mut self.many,
+                1 + EVENT_PARAMS * i,
+                (*id, e),
+                &mut self.addr,
+            )?;
         }
         self.pending.clear();
         self.many.raw_execute().map(drop)
@@ -124,19 +154,19 @@ impl<'c, 'e> EventWriter<'c, 'e> {
     /// Writes what is left, one row at a time.
     fn finish(mut self) -> rusqlite::Result<()> {
         for (id, e) in &self.pending {
-            bind_event(&mut self.one, 0, *id, e, &mut self.addr)?;
+            bind_event(&mut self.one, 1, (*id, e), &mut self.addr)?;
             self.one.raw_execute()?;
         }
         Ok(())
     }
 }
 
-/// Binds one event's six values after the first `offset` parameters.
+/// Binds one event's values (of its account `user_id`) after the first `offset`
+/// parameters.
 fn bind_event(
     stmt: &mut Statement,
     offset: usize,
-    user_id: i64,
-    e: &LoginEvent,
+    (user_id, e): (i64, &Seen),
     addr: &mut String,
 ) -> rusqlite::Result<()> {
     addr_text(e.addr, addr);
@@ -144,8 +174,7 @@ fn bind_event(
     stmt.raw_bind_parameter(offset + 2, e.time.millis())?;
     stmt.raw_bind_parameter(offset + 3, e.source.as_str())?;
     stmt.raw_bind_parameter(offset + 4, addr.as_str())?;
-    stmt.raw_bind_parameter(offset + 5, e.jail.as_str())?;
-    stmt.raw_bind_parameter(offset + 6, e.count)
+    stmt.raw_bind_parameter(offset + 5, e.count)
 }
 
 /// The address as `Display` writes it (so as `record` stores it), IPv4 without the
