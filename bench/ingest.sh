@@ -55,7 +55,7 @@ config "$W/live.db" >"$F2B_MAILGUARD_CONFIG"
     "$BIN" --db "$W/scratch.db" ingest <"$W/logins.txt" >"$W/ingest.out" 2>"$W/ingest.err"
 cat "$W/ingest.err" >&2
 flagged=$(grep -c '@' "$W/ingest.out" || true)
-own=$(sed -n 's/.*ingested [0-9]* logins in \([0-9.]*\) s.*/\1/p' "$W/ingest.err")
+own=$(sed -n 's/.*ingested [0-9]* events in \([0-9.]*\) s.*/\1/p' "$W/ingest.err")
 
 python3 - "$LINES" "$matched" "$flagged" "$own" "$W/regex.time" "$W/ingest.time" <<'PY'
 import sys

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::actions::ActionKind;
 use crate::config::Config;
-use crate::detect::{self, AccountState, Whitelist};
+use crate::detect::{self, AccountState, Tally, Whitelist};
 use crate::error::{Error, Result};
 use crate::model::{ClientNet, Level, LogTime, SaslUser, Source};
 use crate::store::{ActionState, Store};
@@ -138,14 +138,14 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
     let from = account.state.count_from;
     let seen = store.evidence(user, at.minus(cfg.detection.lookback()).max(from), at)?;
     let deferred = store.deferred(user)?;
+    let tally = Tally::count(&cfg.detection, &whitelist, at, &seen);
     let facts = detect::Facts {
-        at,
-        seen: &seen,
+        tally: &tally,
         covers_spread: true,
         deferred,
         usual: None,
     };
-    let eval = detect::evaluate(cfg, user, &facts, &whitelist);
+    let eval = detect::evaluate(cfg, user, &facts);
     Ok(Detail {
         signals: eval.signals.iter().map(ToString::to_string).collect(),
         messages: eval.messages(Source::Rate),

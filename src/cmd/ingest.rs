@@ -12,6 +12,7 @@
 //! both a login and one message, and the messages (and bounces) of one second are
 //! summed, so the backtest sees what both jails together would have recorded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::Instant;
@@ -22,10 +23,11 @@ use super::{App, Run};
 use crate::cli::Ingest;
 use crate::config::Config;
 use crate::detect::replay::Replay;
+use crate::detect::Seen;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
 use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
-use crate::store::{self, LoginEvent};
+use crate::store;
 
 #[derive(Deserialize)]
 struct JsonLogin {
@@ -36,121 +38,114 @@ struct JsonLogin {
     count: Option<u32>,
 }
 
+/// One input line: whose event it is, and the event.
 fn parse_line(
     line: &str,
     default_source: Source,
-    jail: &Label,
-) -> std::result::Result<LoginEvent, Invalid> {
-    let (time, user, ip, source, count) = if line.starts_with('{') {
-        let j: JsonLogin = serde_json::from_str(line)
-            .map_err(|e| Invalid::new("line", format!("not a JSON login: {e}")))?;
-        let time = match &j.time {
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::String(s) => s.clone(),
-            _ => return Err(Invalid::new("time", "must be a number")),
-        };
-        let source = j
-            .source
-            .as_deref()
-            .map(Source::parse)
-            .transpose()?
-            .unwrap_or(default_source);
-        let count = match j.count {
-            Some(n) => MessageCount::parse(&n.to_string())?,
-            None => 1,
-        };
-        (time, j.user, j.ip, source, count)
-    } else {
+) -> std::result::Result<(SaslUser, Seen), Invalid> {
+    if !line.starts_with('{') {
         let mut f = line.split_whitespace();
-        match (f.next(), f.next(), f.next(), f.next()) {
-            (Some(t), Some(u), Some(i), None) => {
-                (t.to_owned(), u.to_owned(), i.to_owned(), default_source, 1)
-            }
-            _ => return Err(Invalid::new("line", "is not TIME USER ADDRESS")),
-        }
+        return match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(t), Some(u), Some(i), None) => event(default_source, 1, t, u, i),
+            _ => Err(Invalid::new("line", "is not TIME USER ADDRESS")),
+        };
+    }
+    let j: JsonLogin = serde_json::from_str(line)
+        .map_err(|e| Invalid::new("line", format!("not a JSON login: {e}")))?;
+    let time: Cow<str> = match &j.time {
+        serde_json::Value::Number(n) => n.to_string().into(),
+        serde_json::Value::String(s) => s.as_str().into(),
+        _ => return Err(Invalid::new("time", "must be a number")),
     };
+    let source = j
+        .source
+        .as_deref()
+        .map(Source::parse)
+        .transpose()?
+        .unwrap_or(default_source);
+    let count = match j.count {
+        Some(n) => MessageCount::parse(&n.to_string())?,
+        None => 1,
+    };
+    event(source, count, &time, &j.user, &j.ip)
+}
+
+/// Validates one event's fields, in the order their errors are reported.
+fn event(
+    source: Source,
+    count: u32,
+    time: &str,
+    user: &str,
+    ip: &str,
+) -> std::result::Result<(SaslUser, Seen), Invalid> {
     if !source.is_recorded() {
         return Err(Invalid::new(
             "source",
             format!("{source} is computed by f2b-mailguard, not recorded"),
         ));
     }
-    Ok(LoginEvent {
-        time: LogTime::parse("time", &time)?,
-        source,
-        user: SaslUser::parse(&user)?,
-        addr: ClientAddr::parse(&ip)?,
-        jail: jail.clone(),
-        fid: None,
-        count,
-    })
+    let time = LogTime::parse("time", time)?;
+    let user = SaslUser::parse(user)?;
+    let addr = ClientAddr::parse(ip)?;
+    Ok((
+        user,
+        Seen {
+            source,
+            addr,
+            time,
+            count,
+        },
+    ))
 }
 
 /// The events of one log second: logins as they come, message counts summed per
 /// (source, user, address), since one second can hold many messages of one sender.
+#[derive(Default)]
 struct Second {
-    /// The jail every replayed event is filed under.
-    jail: Label,
     time: Option<LogTime>,
-    logins: Vec<LoginEvent>,
+    logins: Vec<(SaslUser, Seen)>,
     counts: BTreeMap<(Source, SaslUser, ClientAddr), u32>,
 }
 
 impl Second {
-    fn new(jail: Label) -> Self {
-        Self {
-            jail,
-            time: None,
-            logins: Vec::new(),
-            counts: BTreeMap::new(),
-        }
-    }
-
-    /// Adds an event; returns the previous second's events once the time moves on.
-    fn push(&mut self, ev: LoginEvent) -> Vec<LoginEvent> {
-        let done = if self.time != Some(ev.time) {
-            let done = self.take();
+    /// Adds an event; replays the previous second's events once the time moves on.
+    fn push(&mut self, user: SaslUser, ev: Seen, replay: &mut Replay) {
+        if self.time != Some(ev.time) {
+            self.flush(replay);
             self.time = Some(ev.time);
-            done
-        } else {
-            Vec::new()
-        };
+        }
         if ev.source == Source::Smtp {
-            self.add(Source::Rate, &ev, 1);
+            self.add(Source::Rate, &user, ev.addr, 1);
         }
         if ev.source.is_login() {
-            self.logins.push(ev);
+            self.logins.push((user, ev));
         } else {
-            self.add(ev.source, &ev, ev.count);
+            self.add(ev.source, &user, ev.addr, ev.count);
         }
-        done
     }
 
-    fn add(&mut self, source: Source, ev: &LoginEvent, count: u32) {
-        let n = self
-            .counts
-            .entry((source, ev.user.clone(), ev.addr))
-            .or_default();
+    fn add(&mut self, source: Source, user: &SaslUser, addr: ClientAddr, count: u32) {
+        let n = self.counts.entry((source, user.clone(), addr)).or_default();
         *n = n.saturating_add(count);
     }
 
-    fn take(&mut self) -> Vec<LoginEvent> {
-        let mut out = std::mem::take(&mut self.logins);
+    /// Replays this second's events: the logins as they came, then the counts.
+    fn flush(&mut self, replay: &mut Replay) {
+        for (user, seen) in self.logins.drain(..) {
+            replay.push(&user, seen);
+        }
         let Some(time) = self.time else {
-            return out;
+            return;
         };
         for ((source, user, addr), count) in std::mem::take(&mut self.counts) {
-            out.push(LoginEvent {
-                time,
+            let seen = Seen {
                 source,
-                user,
                 addr,
-                jail: self.jail.clone(),
-                fid: None,
+                time,
                 count,
-            });
+            };
+            replay.push(&user, seen);
         }
-        out
     }
 }
 
@@ -198,33 +193,38 @@ impl Run for Ingest {
         let mut replay = Replay::new(&cfg, &whitelist);
         let started = Instant::now();
         let (mut events, mut skipped) = (0u64, 0u64);
-        let mut second = Second::new(jail.clone());
-        for (n, line) in std::io::stdin().lock().lines().enumerate() {
-            let line = line.map_err(|e| Error::io("stdin", e))?;
-            let line = line.trim();
+        let mut second = Second::default();
+        let mut input = std::io::stdin().lock();
+        let mut buf = String::new();
+        for n in 1.. {
+            buf.clear();
+            if input
+                .read_line(&mut buf)
+                .map_err(|e| Error::io("stdin", e))?
+                == 0
+            {
+                break;
+            }
+            let line = buf.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            match parse_line(line, default_source, &jail) {
-                Ok(ev) => {
+            match parse_line(line, default_source) {
+                Ok((user, ev)) => {
                     events += 1;
-                    for e in second.push(ev) {
-                        replay.push(e);
-                    }
+                    second.push(user, ev, &mut replay);
                 }
                 Err(e) => {
                     if skipped < 5 {
-                        eprintln!("f2b-mailguard: line {}: {e}; skipped", n + 1);
+                        eprintln!("f2b-mailguard: line {n}: {e}; skipped");
                     }
                     skipped += 1;
                 }
             }
         }
-        for e in second.take() {
-            replay.push(e);
-        }
+        second.flush(&mut replay);
         let replayed = replay.finish();
-        store.import(&replayed)?;
+        store.import(&jail, &replayed)?;
         let took = started.elapsed().as_secs_f64();
         eprintln!(
             "f2b-mailguard: ingested {events} events in {took:.2} s ({:.0}/s); {skipped} line(s) skipped",

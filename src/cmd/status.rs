@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{at_arg, user_arg, App, Run};
 use crate::cli::Status;
 use crate::config::Config;
-use crate::detect::{self, AccountState, Facts, Seen, Whitelist};
+use crate::detect::{self, AccountState, Facts, Seen, Tally, Whitelist};
 use crate::error::Result;
 use crate::model::{Level, LogTime, SaslUser, Source, Span};
 use crate::report::{self, effective, Detail};
@@ -210,20 +210,16 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
         let logins = seen.remove(&user).unwrap_or_default();
         let (state, stored_last_seen) = states.remove(&user).unwrap_or_default();
         let (level, enforced) = effective(cfg, &state, at);
+        let whitelist = Whitelist::for_account(cfg, &user, &entries);
+        let tally = Tally::count(&cfg.detection, &whitelist, at, &logins);
         // The window only: the stored level and its reason carry the longer signals.
         let facts = Facts {
-            at,
-            seen: &logins,
+            tally: &tally,
             covers_spread: false,
             deferred: deferred.get(user.as_str()).copied(),
             usual: None,
         };
-        let eval = detect::evaluate(
-            cfg,
-            &user,
-            &facts,
-            &Whitelist::for_account(cfg, &user, &entries),
-        );
+        let eval = detect::evaluate(cfg, &user, &facts);
         let reason = if level > Level::Ok {
             last_reason(store, &user)?.unwrap_or_else(|| eval.reason())
         } else {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{per, Seen, Signal, Whitelist};
+use super::{unit, Seen, Signal, Whitelist};
 use crate::config::{Baseline, Config};
 use crate::model::{Level, LogTime, Source, Span};
 
@@ -95,14 +95,14 @@ pub fn crossed(
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut check = |source: Source, value: u64, usual: u32, floor: u32, unit: String| {
+    let mut check = |source: Source, value: u64, usual: u32, floor: u32, window: Span| {
         let threshold = (u64::from(usual) * u64::from(b.factor)).max(floor.into());
         if value > threshold {
             out.push(Signal {
                 source,
                 level: Level::Notify,
                 value,
-                unit,
+                unit: unit(source, Some(window)),
                 threshold,
                 usual: Some((usual, b.factor)),
                 held: None,
@@ -115,7 +115,7 @@ pub fn crossed(
         messages,
         usual.messages,
         b.min_messages,
-        per(Source::Rate, window),
+        window,
     );
     if let Some(n) = spread {
         check(
@@ -123,7 +123,7 @@ pub fn crossed(
             n as u64,
             usual.networks,
             b.min_networks,
-            per(Source::Spread, spread_window),
+            spread_window,
         );
     }
     out

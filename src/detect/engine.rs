@@ -1,7 +1,9 @@
 //! Detection as the store's hot path calls it, inside the transaction that stored
 //! the evidence: the same for `record` (which acts) and `ingest` (which never does).
 
-use super::{baseline, decide, evaluate, explain, Facts, Seen, Usual, Whitelist};
+use super::{
+    baseline, decide, evaluate, explain, Evaluation, Facts, Seen, Tally, Usual, Whitelist,
+};
 use crate::actions;
 use crate::config::Config;
 use crate::model::{Cidr, LogTime, SaslUser, Span};
@@ -18,14 +20,20 @@ impl<'a> Engine<'a> {
         Self { cfg, act }
     }
 
-    fn facts<'e>(&self, ev: &'e Evidence) -> Facts<'e> {
-        Facts {
-            at: ev.at,
-            seen: ev.seen,
+    /// The stored evidence counted once, at the event's time.
+    fn tally(&self, ev: &Evidence) -> Tally {
+        let whitelist = Whitelist::new(self.cfg, ev.user, ev.whitelist);
+        Tally::count(&self.cfg.detection, &whitelist, ev.at, ev.seen)
+    }
+
+    fn evaluate<'t>(&self, ev: &Evidence, tally: &'t Tally) -> Evaluation<'t> {
+        let facts = Facts {
+            tally,
             covers_spread: true,
             deferred: ev.deferred,
             usual: ev.usual,
-        }
+        };
+        evaluate(self.cfg, ev.user, &facts)
     }
 }
 
@@ -47,8 +55,8 @@ impl Detector for Engine<'_> {
     }
 
     fn decide(&self, ev: &Evidence) -> Verdict {
-        let whitelist = Whitelist::new(self.cfg, ev.user, ev.whitelist);
-        let eval = evaluate(self.cfg, ev.user, &self.facts(ev), &whitelist);
+        let tally = self.tally(ev);
+        let eval = self.evaluate(ev, &tally);
         let (state, transition) = decide(self.cfg, ev.state, &eval, ev.at);
         let actions = match &transition {
             Some(t) if self.act => actions::plan(self.cfg, t),
@@ -69,8 +77,8 @@ impl Detector for Engine<'_> {
         if t.to <= t.from {
             return;
         }
-        let whitelist = Whitelist::new(self.cfg, ev.user, ev.whitelist);
-        let eval = evaluate(self.cfg, ev.user, &self.facts(ev), &whitelist);
+        let tally = self.tally(ev);
+        let eval = self.evaluate(ev, &tally);
         explain(self.cfg, &eval, ev.at, earlier, ev.seen, t);
     }
 }

@@ -5,9 +5,10 @@
 pub mod baseline;
 mod engine;
 pub mod replay;
+pub mod tally;
 pub mod whitelist;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::config::{Config, Thresholds};
@@ -15,6 +16,7 @@ use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source
 
 pub use baseline::Usual;
 pub use engine::Engine;
+pub use tally::{Counted, Tally};
 pub use whitelist::Whitelist;
 
 /// One stored piece of evidence, as detection needs it: a login, or `count` messages.
@@ -48,25 +50,12 @@ impl Default for AccountState {
     }
 }
 
-/// Distinct networks, logins and messages of one source in the window.
-#[derive(Debug, Clone, Default)]
-pub struct SourceCount {
-    pub networks: BTreeSet<ClientNet>,
-    /// The same networks per spread prefix (/24, /48): how widely they are spread.
-    pub wide: BTreeSet<ClientNet>,
-    pub logins: u32,
-    pub whitelisted_logins: u32,
-    /// Sum of the counts: messages for rate, bounces for bounces.
-    pub messages: u64,
-}
-
 /// Everything detection looks at for one account at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
-    pub at: LogTime,
-    /// The account's evidence up to `at`: the window at least, and the spread window
-    /// too when `covers_spread`.
-    pub seen: &'a [Seen],
+    /// The account's evidence counted at that moment: the window, and the spread
+    /// window too when `covers_spread`.
+    pub tally: &'a Tally,
     pub covers_spread: bool,
     /// The account's deferred mail at the last `queue-scan`.
     pub deferred: Option<u32>,
@@ -119,10 +108,11 @@ impl std::fmt::Display for Signal {
 }
 
 #[derive(Debug, Clone)]
-pub struct Evaluation {
+pub struct Evaluation<'a> {
     pub level: Level,
     pub exempt: bool,
-    pub counts: BTreeMap<Source, SourceCount>,
+    /// What it was made from: borrowed, so a replay does not copy sets per event.
+    pub counts: &'a Tally,
     /// Every signal that fired, the strongest first.
     pub signals: Vec<Signal>,
     /// Distinct wider networks of SMTP logins in the spread window, if it was covered.
@@ -130,20 +120,15 @@ pub struct Evaluation {
     window: Span,
 }
 
-impl Evaluation {
+impl Evaluation<'_> {
     /// Distinct counted networks over all login sources in the window.
     pub fn networks(&self) -> usize {
-        let all: BTreeSet<_> = self
-            .counts
-            .values()
-            .flat_map(|c| c.networks.iter())
-            .collect();
-        all.len()
+        self.counts.networks().len()
     }
 
     pub fn logins(&self) -> u32 {
         self.counts
-            .iter()
+            .sources()
             .filter(|(s, _)| s.is_login())
             .map(|(_, c)| c.logins)
             .sum()
@@ -151,7 +136,7 @@ impl Evaluation {
 
     /// Messages of `source` (rate, bounces) in the window.
     pub fn messages(&self, source: Source) -> u64 {
-        self.counts.get(&source).map_or(0, |c| c.messages)
+        self.counts.source(source).messages
     }
 
     /// `smtp: 14 networks/1h > 10; rate: 340 msgs/1h > 100`: every signal that fired.
@@ -172,62 +157,36 @@ impl Evaluation {
     }
 }
 
-/// Counts one account's evidence per source and decides the level it reaches.
-pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitelist) -> Evaluation {
+/// Decides the level one account's counted evidence reaches, and why.
+pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluation<'a> {
     let d = &cfg.detection;
-    let since = facts.at.minus(d.window);
-    let spread_since = facts.at.minus(d.spread_window);
-    let mut counts: BTreeMap<Source, SourceCount> = BTreeMap::new();
-    let mut spread = BTreeSet::new();
-    for s in facts.seen.iter().filter(|s| s.time <= facts.at) {
-        let login_counted = s.source.is_login() && !whitelist.covers(s.addr);
-        if s.source == Source::Smtp && login_counted && s.time > spread_since {
-            spread.insert(s.addr.net(d.spread_prefixes));
-        }
-        if s.time <= since {
-            continue;
-        }
-        let c = counts.entry(s.source).or_default();
-        c.logins += 1;
-        c.messages += u64::from(s.count);
-        if !s.source.is_login() {
-            continue;
-        }
-        if login_counted {
-            c.networks.insert(s.addr.net(d.prefixes));
-            c.wide.insert(s.addr.net(d.spread_prefixes));
-        } else {
-            c.whitelisted_logins += 1;
-        }
-    }
-    let spread = facts.covers_spread.then_some(spread.len());
+    let counts = facts.tally;
+    let spread = facts.covers_spread.then(|| counts.spread());
     let exempt = cfg.users.get(user).is_some_and(|p| p.exempt);
     let mut signals = Vec::new();
     // Network counts at notify spread widely enough to escalate: corroboration candidates.
     let mut spread_counts = Vec::new();
     if !exempt {
-        let check = |source: Source, value: u64, unit: String| {
-            crossed(source, value, unit, cfg.thresholds_for(user, source))
+        let check = |source: Source, value: u64, window: Option<Span>| {
+            crossed(source, value, window, cfg.thresholds_for(user, source))
         };
-        for (source, c) in &counts {
+        for (source, c) in counts.sources() {
             if !source.is_login() {
-                signals.extend(check(*source, c.messages, per(*source, d.window)));
+                signals.extend(check(source, c.messages, Some(d.window)));
                 continue;
             }
             let value = c.networks.len() as u64;
-            let sig = check(*source, value, per(*source, d.window));
+            let sig = check(source, value, Some(d.window));
             let wide = c.wide.len();
             // One provider's or carrier's pool: many addresses, few wider networks.
             let held = wide <= d.escalate_min_spread as usize
                 && sig.as_ref().is_some_and(|s| s.level > Level::Notify);
             if held {
-                let mut t = cfg.thresholds_for(user, *source);
+                let mut t = cfg.thresholds_for(user, source);
                 (t.block, t.lock) = (None, None);
-                signals.extend(crossed(*source, value, per(*source, d.window), t).map(|s| {
-                    Signal {
-                        held: Some(wide),
-                        ..s
-                    }
+                signals.extend(crossed(source, value, Some(d.window), t).map(|s| Signal {
+                    held: Some(wide),
+                    ..s
                 }));
             } else {
                 if wide > d.escalate_min_spread as usize
@@ -239,17 +198,13 @@ pub fn evaluate(cfg: &Config, user: &SaslUser, facts: &Facts, whitelist: &Whitel
             }
         }
         if let Some(n) = facts.deferred {
-            signals.extend(check(Source::Queue, n.into(), Source::Queue.unit().into()));
+            signals.extend(check(Source::Queue, n.into(), None));
         }
         if let Some(n) = spread {
-            signals.extend(check(
-                Source::Spread,
-                n as u64,
-                per(Source::Spread, d.spread_window),
-            ));
+            signals.extend(check(Source::Spread, n as u64, Some(d.spread_window)));
         }
         if let Some(usual) = facts.usual {
-            let rate = counts.get(&Source::Rate).map_or(0, |c| c.messages);
+            let rate = counts.source(Source::Rate).messages;
             signals.extend(baseline::crossed(
                 &d.baseline,
                 usual,
@@ -290,12 +245,17 @@ fn corroborate(signals: &mut [Signal], candidates: &[usize]) {
     }
 }
 
-/// `networks/1h`: what a signal counts, per window.
-pub(super) fn per(source: Source, window: Span) -> String {
-    format!("{}/{window}", source.unit())
+/// `networks/1h`: what a signal counts, per window if it was counted over one. Built
+/// only for a signal that fired: evaluation runs at every replayed event.
+pub(super) fn unit(source: Source, window: Option<Span>) -> String {
+    match window {
+        Some(window) => format!("{}/{window}", source.unit()),
+        None => source.unit().into(),
+    }
 }
 
-fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Signal> {
+/// The strongest level `value` crosses; `window` is what it was counted over, if any.
+fn crossed(source: Source, value: u64, window: Option<Span>, t: Thresholds) -> Option<Signal> {
     [
         (Level::Lock, t.lock),
         (Level::Block, t.block),
@@ -309,7 +269,7 @@ fn crossed(source: Source, value: u64, unit: String, t: Thresholds) -> Option<Si
                 source,
                 level,
                 value,
-                unit: unit.clone(),
+                unit: unit(source, window),
                 threshold: threshold.into(),
                 usual: None,
                 held: None,
@@ -338,11 +298,7 @@ pub fn explain(
         .filter(|s| s.source.is_login())
         .map(|s| s.addr.net(prefixes))
         .collect();
-    let window: BTreeSet<&ClientNet> = eval
-        .counts
-        .values()
-        .flat_map(|c| c.networks.iter())
-        .collect();
+    let window = eval.counts.networks();
     let new = window.iter().filter(|n| !known.contains(n)).count();
     // Without any history every network is new, which says nothing.
     if new > 0 && !known.is_empty() {
@@ -423,7 +379,7 @@ pub fn quiet_expiry(cfg: &Config, state: &AccountState, at: LogTime) -> Option<T
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn seen(n: usize) -> Vec<Seen> {
@@ -437,43 +393,44 @@ mod tests {
             .collect()
     }
 
-    fn facts(seen: &[Seen]) -> Facts<'_> {
+    /// Everything counted, nothing else known.
+    pub(crate) fn facts(tally: &Tally) -> Facts<'_> {
         Facts {
-            at: LogTime::from_millis(100_000),
-            seen,
+            tally,
             covers_spread: true,
             deferred: None,
             usual: None,
         }
     }
 
+    /// The level `seen` reaches at 100 s, and why.
+    fn judge(cfg: &Config, user: &SaslUser, seen: &[Seen]) -> (Level, String) {
+        let wl = Whitelist::new(cfg, user, &[]);
+        let at = LogTime::from_millis(100_000);
+        let tally = Tally::count(&cfg.detection, &wl, at, seen);
+        let e = evaluate(cfg, user, &facts(&tally));
+        (e.level, e.reason())
+    }
+
     #[test]
     fn levels_by_count() {
         let cfg = Config::default();
         let user = SaslUser::parse("a@example.com").unwrap();
-        let wl = Whitelist::new(&cfg, &user, &[]);
         for (n, level) in [
             (5, Level::Ok),
             (6, Level::Notify),
             (11, Level::Block),
             (21, Level::Lock),
         ] {
-            assert_eq!(
-                evaluate(&cfg, &user, &facts(&seen(n)), &wl).level,
-                level,
-                "{n} networks"
-            );
+            assert_eq!(judge(&cfg, &user, &seen(n)).0, level, "{n} networks");
         }
-        let s = seen(11);
-        let e = evaluate(&cfg, &user, &facts(&s), &wl);
-        assert_eq!(e.reason(), "smtp: 11 networks/1h > 10");
+        assert_eq!(judge(&cfg, &user, &seen(11)).1, "smtp: 11 networks/1h > 10");
     }
 
     #[test]
     fn message_signal_corroborates_a_widely_spread_network_count() {
         let mut cfg = Config::default();
         let user = SaslUser::parse("a@example.com").unwrap();
-        let wl = Whitelist::new(&cfg, &user, &[]);
         let rate = |addr: &str| Seen {
             source: Source::Rate,
             addr: ClientAddr::parse(addr).unwrap(),
@@ -483,11 +440,13 @@ mod tests {
         // Six /24s and 150 messages: a botnet's first minutes.
         let mut botnet = seen(6);
         botnet.push(rate("198.51.100.7"));
-        let e = evaluate(&cfg, &user, &facts(&botnet), &wl);
-        assert_eq!(e.level, Level::Block);
         assert_eq!(
-            e.reason(),
-            "smtp: 6 networks/1h > 5 (block: corroborated by rate); rate: 150 msgs/1h > 100"
+            judge(&cfg, &user, &botnet),
+            (
+                Level::Block,
+                "smtp: 6 networks/1h > 5 (block: corroborated by rate); rate: 150 msgs/1h > 100"
+                    .into()
+            )
         );
         // Six addresses of one /24 (a provider's pool) and the same mail: notify.
         let mut pool: Vec<Seen> = (0..6)
@@ -497,30 +456,20 @@ mod tests {
             })
             .collect();
         pool.push(rate("192.0.2.10"));
-        assert_eq!(
-            evaluate(&cfg, &user, &facts(&pool), &wl).level,
-            Level::Notify
-        );
+        assert_eq!(judge(&cfg, &user, &pool).0, Level::Notify);
         // A newsletter: one address, many messages.
         let newsletter = [seen(1)[0], rate("198.51.100.7")];
-        assert_eq!(
-            evaluate(&cfg, &user, &facts(&newsletter), &wl).level,
-            Level::Notify
-        );
+        assert_eq!(judge(&cfg, &user, &newsletter).0, Level::Notify);
         cfg.detection.corroborate = false;
-        assert_eq!(
-            evaluate(&cfg, &user, &facts(&botnet), &wl).level,
-            Level::Notify
-        );
+        assert_eq!(judge(&cfg, &user, &botnet).0, Level::Notify);
     }
 
     #[test]
     fn notify_expires_block_stays() {
         let cfg = Config::default();
         let user = SaslUser::parse("a@example.com").unwrap();
-        let wl = Whitelist::new(&cfg, &user, &[]);
-        let one = seen(1);
-        let quiet = evaluate(&cfg, &user, &facts(&one), &wl);
+        let nothing = Tally::default();
+        let quiet = evaluate(&cfg, &user, &facts(&nothing));
         let hit = LogTime::from_millis(0);
         let day = LogTime::from_millis(86_400_000);
         for (level, expect) in [(Level::Notify, Some(Level::Ok)), (Level::Block, None)] {

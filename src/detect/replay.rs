@@ -4,36 +4,127 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::tally::{Change, Counted, Tally};
 use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Transition, Usual};
 use super::{whitelist::Whitelist, Evaluation};
-use crate::config::Config;
-use crate::model::{LogTime, SaslUser};
-use crate::store::{LoginEvent, WhitelistEntry};
+use crate::config::{Config, Detection};
+use crate::model::{LogTime, SaslUser, Span};
+use crate::store::WhitelistEntry;
 
 /// One account after a replay: what `ingest` stores and reports.
 #[derive(Debug, Default)]
 pub struct Replayed {
     pub state: AccountState,
     pub last_seen: Option<LogTime>,
-    pub events: Vec<LoginEvent>,
+    /// Every event, in the order replayed.
+    pub events: Vec<Seen>,
     pub changes: Vec<(LogTime, Transition)>,
 }
 
 #[derive(Default)]
 struct Account {
     out: Replayed,
-    /// Evidence within the lookback (window or spread window) of the last event.
-    recent: VecDeque<Seen>,
+    /// Evidence within the lookback (window or spread window) of the last event, in
+    /// time order.
+    recent: VecDeque<Counted>,
+    /// How many of `recent`, from the front, already left the window / the spread
+    /// window: one deque, a cursor per window.
+    left_window: usize,
+    left_spread: usize,
+    /// What evaluation counts of `recent`, kept up to date event by event.
+    tally: Tally,
+    /// An event came earlier than the one before: the running tally no longer holds
+    /// and each evaluation counts `recent` from scratch.
+    out_of_order: bool,
     /// Evidence before `recent`, within the baseline history.
     earlier: VecDeque<Seen>,
     usual: Option<(i64, Usual)>,
     whitelist: Option<Whitelist>,
 }
 
+impl Account {
+    /// Moves the windows to end at `at`: what slid out of each leaves the tally, what
+    /// slid out of the lookback goes to `earlier`, what slid out of the history goes.
+    fn slide(&mut self, d: &Detection, history: Span, at: LogTime) {
+        if !self.out_of_order {
+            let tally = &mut self.tally;
+            slide_out(
+                &self.recent,
+                &mut self.left_window,
+                at.minus(d.window),
+                |c| tally.change_window(c, Change::Remove),
+            );
+            slide_out(
+                &self.recent,
+                &mut self.left_spread,
+                at.minus(d.spread_window),
+                |c| tally.change_spread(c, Change::Remove),
+            );
+        }
+        let lookback_start = at.minus(d.lookback());
+        while self
+            .recent
+            .front()
+            .is_some_and(|c| c.seen.time <= lookback_start)
+        {
+            let Some(c) = self.recent.pop_front() else {
+                break;
+            };
+            self.earlier.push_back(c.seen);
+            // In time order it left both windows first, so both cursors are past it.
+            self.left_window = self.left_window.saturating_sub(1);
+            self.left_spread = self.left_spread.saturating_sub(1);
+        }
+        let history_start = at.minus(history);
+        while self
+            .earlier
+            .front()
+            .is_some_and(|s| s.time <= history_start)
+        {
+            self.earlier.pop_front();
+        }
+    }
+
+    /// Adds evidence at the end of `recent`.
+    fn push(&mut self, c: Counted) {
+        if self
+            .recent
+            .back()
+            .is_some_and(|b| b.seen.time > c.seen.time)
+        {
+            self.out_of_order = true;
+        }
+        if !self.out_of_order {
+            self.tally.add(&c);
+        }
+        self.recent.push_back(c);
+    }
+
+    fn recent_seen(&self) -> impl Iterator<Item = &Seen> {
+        self.recent.iter().map(|c| &c.seen)
+    }
+}
+
+/// Moves one window's cursor over `recent` past what is at or before `since`, handing
+/// each piece that leaves to `leave`.
+fn slide_out(
+    recent: &VecDeque<Counted>,
+    cursor: &mut usize,
+    since: LogTime,
+    mut leave: impl FnMut(&Counted),
+) {
+    while let Some(c) = recent.get(*cursor).filter(|c| c.seen.time <= since) {
+        leave(c);
+        *cursor += 1;
+    }
+}
+
 pub struct Replay<'a> {
     cfg: &'a Config,
     db_whitelist: &'a [WhitelistEntry],
-    accounts: HashMap<SaslUser, Account>,
+    /// Where each account is in `accounts`: one look-up per event, no copy of the name.
+    index: HashMap<SaslUser, usize>,
+    accounts: Vec<Account>,
 }
 
 impl<'a> Replay<'a> {
@@ -42,41 +133,37 @@ impl<'a> Replay<'a> {
         Self {
             cfg,
             db_whitelist,
-            accounts: HashMap::new(),
+            index: HashMap::new(),
+            accounts: Vec::new(),
         }
     }
 
-    /// Adds one event (events come in log-time order) and re-evaluates its account.
-    pub fn push(&mut self, event: LoginEvent) {
+    /// Adds one event of `user` (events come in log-time order) and re-evaluates
+    /// the account.
+    pub fn push(&mut self, user: &SaslUser, seen: Seen) {
         let cfg = self.cfg;
-        let db_whitelist = self.db_whitelist;
-        let a = self.accounts.entry(event.user.clone()).or_default();
-        let user = &event.user;
-        let at = event.time;
+        let d = &cfg.detection;
+        let i = match self.index.get(user) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(user.clone(), self.accounts.len());
+                self.accounts.push(Account::default());
+                self.accounts.len() - 1
+            }
+        };
+        let a = &mut self.accounts[i];
+        let at = seen.time;
         let whitelist = a
             .whitelist
-            .get_or_insert_with(|| Whitelist::for_account(cfg, user, db_whitelist));
+            .take()
+            .unwrap_or_else(|| Whitelist::for_account(cfg, user, self.db_whitelist));
         // Slide: the lookback keeps what evaluation sees, the history what baselines
         // and explanations see.
-        let lookback_start = at.minus(cfg.detection.lookback());
-        while a.recent.front().is_some_and(|s| s.time <= lookback_start) {
-            if let Some(s) = a.recent.pop_front() {
-                a.earlier.push_back(s);
-            }
-        }
-        let history_start = at.minus(cfg.detection.baseline.history);
-        while a.earlier.front().is_some_and(|s| s.time <= history_start) {
-            a.earlier.pop_front();
-        }
-        a.recent.push_back(Seen {
-            source: event.source,
-            addr: event.addr,
-            time: at,
-            count: event.count,
-        });
+        a.slide(d, d.baseline.history, at);
+        a.push(Counted::new(d, &whitelist, seen));
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));
 
-        let usual = (cfg.detection.baseline.factor > 0).then(|| {
+        let usual = (d.baseline.factor > 0).then(|| {
             let day = baseline::day_of(at);
             match a.usual {
                 Some((d, u)) if d == day => u,
@@ -85,41 +172,120 @@ impl<'a> Replay<'a> {
                     let history: Vec<Seen> = a
                         .earlier
                         .iter()
-                        .chain(a.recent.iter())
+                        .chain(a.recent_seen())
                         .filter(|s| s.time > from && s.time <= until)
                         .copied()
                         .collect();
-                    let u = baseline::usual(cfg, &history, whitelist);
+                    let u = baseline::usual(cfg, &history, &whitelist);
                     a.usual = Some((day, u));
                     u
                 }
             }
         });
+        a.whitelist = Some(whitelist);
         // No release happens in a replay, so counting never restarts (count_from).
-        let seen = a.recent.make_contiguous();
+        let from_scratch;
+        let tally = if a.out_of_order {
+            from_scratch = Tally::at(d, at, a.recent.iter().copied());
+            &from_scratch
+        } else {
+            &a.tally
+        };
         let facts = Facts {
-            at,
-            seen,
+            tally,
             covers_spread: true,
             deferred: None,
             usual,
         };
-        let eval: Evaluation = evaluate(cfg, user, &facts, whitelist);
+        let eval: Evaluation = evaluate(cfg, user, &facts);
         let (state, transition) = decide(cfg, &a.out.state, &eval, at);
         a.out.state = state;
         if let Some(mut t) = transition {
             if t.to > t.from {
-                explain(cfg, &eval, at, a.earlier.make_contiguous(), seen, &mut t);
+                let recent: Vec<Seen> = a.recent_seen().copied().collect();
+                explain(cfg, &eval, at, a.earlier.make_contiguous(), &recent, &mut t);
             }
             a.out.changes.push((at, t));
         }
-        a.out.events.push(event);
+        a.out.events.push(seen);
     }
 
     pub fn finish(self) -> Vec<(SaslUser, Replayed)> {
-        let mut out: Vec<(SaslUser, Replayed)> =
-            self.accounts.into_iter().map(|(u, a)| (u, a.out)).collect();
+        let mut users: Vec<(SaslUser, usize)> = self.index.into_iter().collect();
+        users.sort_by_key(|(_, i)| *i);
+        let mut out: Vec<(SaslUser, Replayed)> = users
+            .into_iter()
+            .zip(self.accounts)
+            .map(|((u, _), a)| (u, a.out))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ClientAddr, Level, Source};
+
+    /// Levels as counting each account's evidence from scratch at every event gives
+    /// them: what the replay must reproduce, in or out of time order.
+    fn from_scratch(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
+        let wl = Whitelist::new(cfg, &user(), &[]);
+        let mut state = AccountState::default();
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for e in events {
+            seen.push(*e);
+            let tally = Tally::count(&cfg.detection, &wl, e.time, &seen);
+            let eval = evaluate(cfg, &user(), &crate::detect::tests::facts(&tally));
+            let (next, t) = decide(cfg, &state, &eval, e.time);
+            state = next;
+            out.extend(t.map(|t| (e.time, t.from, t.to)));
+        }
+        out
+    }
+
+    fn user() -> SaslUser {
+        SaslUser::parse("a@example.com").unwrap()
+    }
+
+    fn replayed(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
+        let mut replay = Replay::new(cfg, &[]);
+        for e in events {
+            replay.push(&user(), *e);
+        }
+        let out = replay.finish();
+        out[0]
+            .1
+            .changes
+            .iter()
+            .map(|(at, t)| (*at, t.from, t.to))
+            .collect()
+    }
+
+    #[test]
+    fn running_tally_matches_counting_from_scratch_in_and_out_of_order() {
+        let mut cfg = Config::default();
+        cfg.detection.baseline.factor = 0;
+        // Bursts of new /24s every few hours over two days, with message counts.
+        let mut events: Vec<Seen> = (0..400i64)
+            .map(|i| Seen {
+                time: LogTime::from_millis((i / 40) * 5 * 3_600_000 + (i % 40) * 90_000),
+                source: if i % 3 == 0 {
+                    Source::Rate
+                } else {
+                    Source::Smtp
+                },
+                addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
+                count: 1 + (i % 4) as u32 * 20,
+            })
+            .collect();
+        let expected = from_scratch(&cfg, &events);
+        assert!(expected.iter().any(|(_, _, to)| *to >= Level::Block));
+        assert_eq!(replayed(&cfg, &events), expected);
+        // One event late: from then on the account is counted from scratch.
+        events.swap(150, 153);
+        assert_eq!(replayed(&cfg, &events), from_scratch(&cfg, &events));
     }
 }

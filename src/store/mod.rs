@@ -191,7 +191,8 @@ pub trait Store {
 
     /// Writes a replayed backtest (`ingest`) in one transaction, without fsync: only
     /// ever into a scratch database.
-    fn import(&mut self, accounts: &[(SaslUser, Replayed)]) -> Result<()>;
+    /// Every event is filed under `jail`.
+    fn import(&mut self, jail: &Label, accounts: &[(SaslUser, Replayed)]) -> Result<()>;
 
     /// Replaces the stored queue snapshot (`queue-scan`) and re-evaluates, at `at`, every
     /// account whose deferred mail changed; returns how many actions were queued.

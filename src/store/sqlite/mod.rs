@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{Seen, Transition};
 use crate::error::{Error, Result};
-use crate::model::{Cidr, LogTime, SaslUser, Source, Span};
+use crate::model::{Cidr, Label, LogTime, SaslUser, Source, Span};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -229,9 +229,9 @@ impl Store for SqliteStore {
         .map_err(|e| sql_err(&self.path, e))
     }
 
-    fn import(&mut self, accounts: &[(SaslUser, Replayed)]) -> Result<()> {
+    fn import(&mut self, jail: &Label, accounts: &[(SaslUser, Replayed)]) -> Result<()> {
         let conn = &mut self.conn;
-        retry_busy(self.busy_timeout, || import::import(conn, accounts))
+        retry_busy(self.busy_timeout, || import::import(conn, jail, accounts))
             .map_err(|e| sql_err(&self.path, e))
     }
 
