@@ -63,12 +63,13 @@ pub(super) fn import(
     };
     let ids = upsert_users(&tx, accounts)?;
     let mut events = EventWriter::new(&tx, jail)?;
-    // Without the unique index, what INSERT OR IGNORE would skip is skipped here.
-    let mut stored: HashSet<(LogTime, Source, ClientAddr)> = HashSet::new();
+    // Without the unique index, what INSERT OR IGNORE would skip is skipped here:
+    // the key of `events_key` (migration 4), the account aside.
+    let mut stored: HashSet<(LogTime, Source, ClientAddr, u32)> = HashSet::new();
     for ((_, r), id) in accounts.iter().zip(&ids) {
         stored.clear();
         for e in &r.events {
-            if !empty || stored.insert((e.time, e.source, e.addr)) {
+            if !empty || stored.insert((e.time, e.source, e.addr, e.count)) {
                 events.push(*id, e)?;
             }
         }
