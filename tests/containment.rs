@@ -34,18 +34,6 @@ fn sandbox(text: &str, pf: Option<&Postfix>) -> Sandbox {
     s
 }
 
-/// `n` logins of `user` from `n` public addresses within the last minutes.
-fn burst(s: &Sandbox, user: &str, n: usize, first: i64) {
-    for i in 0..n {
-        s.record(
-            "smtp",
-            user,
-            &format!("198.51.{}.7", 100 + i),
-            first + i as i64,
-        );
-    }
-}
-
 fn map_lookup(pf: &Postfix, user: &str) -> Option<String> {
     let out = Command::new("/usr/sbin/postmap")
         .arg("-q")
@@ -77,7 +65,7 @@ fn actions(d: &serde_json::Value) -> Vec<(String, String)> {
 fn warn_mode_sends_only_mail_saying_what_would_be_done() {
     let sink = SmtpSink::start();
     let s = sandbox(&config("warn", sink.port, None), None);
-    burst(&s, ALICE, 11, now() - 300);
+    s.burst(ALICE, 11, now() - 300);
     let mails = sink.wait_for(2, Duration::from_secs(20));
     let subjects: Vec<String> = mails.iter().filter_map(|m| m.header("Subject")).collect();
     assert!(
@@ -132,7 +120,7 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
     });
 
     let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
-    burst(&s, ALICE, 11, now() - 300);
+    s.burst(ALICE, 11, now() - 300);
     let d = s.wait_user(ALICE, "block actions done", |d| {
         let a = actions(d);
         a.len() == 4 && a.iter().all(|(_, st)| st == "done")
@@ -188,7 +176,7 @@ fn purge_held_deletes_the_held_mail() {
     pf.sendmail(ALICE, "friend@remote.example");
     pf.wait_queue("deferred", |p| p.queued(ALICE, "deferred") == 1);
     let s = sandbox(&config("enforce", sink.port, Some(&pf)), Some(&pf));
-    burst(&s, ALICE, 11, now() - 300);
+    s.burst(ALICE, 11, now() - 300);
     s.wait_user(ALICE, "held", |d| {
         actions(d)
             .iter()
@@ -204,7 +192,7 @@ fn purge_held_deletes_the_held_mail() {
 fn admin_mail_is_retried_until_the_smtp_server_is_back() {
     let port = free_port();
     let s = sandbox(&config("warn", port, None), None);
-    burst(&s, ALICE, 6, now() - 300);
+    s.burst(ALICE, 6, now() - 300);
     let d = s.wait_user(ALICE, "a failed attempt", |d| {
         d["actions"][0]["attempts"].as_u64() >= Some(1)
     });
@@ -231,7 +219,7 @@ fn one_mail_per_account_and_level_within_the_cooldown() {
     let text = config("warn", sink.port, None) + "[detection]\nnotify_quiet = \"10m\"\n";
     let s = sandbox(&text, None);
     let t = now() - 7200;
-    burst(&s, ALICE, 6, t);
+    s.burst(ALICE, 6, t);
     // Quiet for an hour: notify clears; then a second burst within the 6h cooldown.
     s.record("smtp", ALICE, "203.0.113.1", t + 3600);
     for i in 0..6 {
@@ -329,7 +317,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
             dv.doveadm.display()
         );
     let s = sandbox(&text, Some(&pf));
-    burst(&s, A, 11, now() - 300);
+    s.burst(A, 11, now() - 300);
     s.wait_user(A, "blocked", |d| {
         actions(d)
             .iter()
@@ -342,7 +330,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
 
     // Lock: new password in Dovecot, the old one refused for IMAP and SMTP AUTH.
     assert!(dv.imap_login(A, "alice-pw"));
-    burst(&s, A, 21, now() - 200);
+    s.burst(A, 21, now() - 200);
     let d = s.wait_user(A, "lock actions done", |d| {
         ["reset_password", "dovecot_kick"].iter().all(|k| {
             actions(d)
@@ -417,7 +405,7 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
         "x%s%n'$(touch${{IFS}}{})`id`;|&<>*#@example.com",
         marker.display()
     );
-    burst(&s, &user, 11, now() - 300);
+    s.burst(&user, 11, now() - 300);
     s.wait_user(&user, "block actions", |d| {
         actions(d).len() == 4 && actions(d).iter().all(|(_, st)| st == "done")
     });
@@ -435,7 +423,7 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
     // A name Postfix would drop from its map ('"' unbalanced) fails loudly, at once,
     // and the map stays valid for the account already blocked.
     let quoted = "bad\"name@example.com";
-    burst(&s, quoted, 11, now() - 200);
+    s.burst(quoted, 11, now() - 200);
     let d = s.wait_user(quoted, "sasl_block settled", |d| {
         d["actions"]
             .as_array()

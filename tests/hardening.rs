@@ -76,14 +76,7 @@ fn a_config_with_a_password_readable_by_others_is_reported() {
 #[test]
 fn status_uses_colour_only_on_a_terminal_and_never_with_no_color() {
     let s = Sandbox::new("");
-    for i in 0..11 {
-        s.record(
-            "smtp",
-            "alice@example.com",
-            &format!("198.51.{}.7", 100 + i),
-            now() - 60 + i,
-        );
-    }
+    s.burst("alice@example.com", 11, now() - 60);
     let piped = s.ok(&["status"]);
     assert!(!piped.contains('\x1b'), "colour in a pipe");
     // `script` gives the command a terminal.
@@ -302,14 +295,7 @@ fn kill_9_of_the_worker_mid_send_loses_no_mail_and_sends_none_twice() {
         "[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n",
         sink.port
     ));
-    for i in 0..6 {
-        s.record(
-            "smtp",
-            "alice@example.com",
-            &format!("198.51.{}.7", 100 + i),
-            now() - 60 + i,
-        );
-    }
+    s.burst("alice@example.com", 6, now() - 60);
     // The worker record started is now waiting for the sink to accept the mail.
     let config = s.config_path().display().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);

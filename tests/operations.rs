@@ -44,13 +44,6 @@ fn perfdata(line: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn burst(s: &Sandbox, user: &str, n: usize) {
-    let t = now() - 120;
-    for i in 0..n {
-        s.record("smtp", user, &format!("198.51.{}.7", 100 + i), t + i as i64);
-    }
-}
-
 #[test]
 fn check_reports_ok_warning_critical_and_unknown() {
     let s = Sandbox::new("");
@@ -63,12 +56,12 @@ fn check_reports_ok_warning_critical_and_unknown() {
     let perf = perfdata(&line);
     assert_eq!(perf[0], ("notify".into(), "0".into()));
 
-    burst(&s, "bob@example.com", 6);
+    s.burst("bob@example.com", 6, now() - 120);
     let (code, line) = check(&s, &[]);
     assert_eq!(code, 1, "{line}");
     assert!(line.contains("1 notify: bob@example.com"), "{line}");
 
-    burst(&s, "alice@example.com", 11);
+    s.burst("alice@example.com", 11, now() - 120);
     let (code, line) = check(&s, &[]);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("1 would block: alice@example.com"), "{line}");
@@ -97,7 +90,7 @@ fn check_warns_when_actions_wait_too_long() {
         "[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n[actions]\nretry_base = \"1h\"\n",
         free_port()
     ));
-    burst(&s, "bob@example.com", 6);
+    s.burst("bob@example.com", 6, now() - 120);
     s.wait_user("bob@example.com", "a failed attempt", |d| {
         d["actions"][0]["attempts"].as_u64() >= Some(1)
     });
@@ -139,7 +132,7 @@ fn promtool(text: &str) {
 #[test]
 fn metrics_pass_promtool_and_count_what_happened() {
     let s = Sandbox::new("");
-    burst(&s, "alice@example.com", 11);
+    s.burst("alice@example.com", 11, now() - 120);
     s.record("imap", "alice@example.com", "198.51.100.1", now() - 10);
     s.ok(&["prune"]);
     let text = s.ok(&["metrics"]);
@@ -206,7 +199,7 @@ fn systemd_units_verify() {
 #[test]
 fn output_into_a_closed_pipe_stops_quietly() {
     let s = Sandbox::new("");
-    burst(&s, "alice@example.com", 7);
+    s.burst("alice@example.com", 7, now() - 120);
     // `status | head -0`: the reader is gone before anything is written.
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);

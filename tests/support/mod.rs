@@ -119,6 +119,19 @@ impl Sandbox {
         assert!(out.is_empty(), "record must print nothing, printed {out:?}");
     }
 
+    /// A botnet's burst: `n` SMTP logins of `user`, one a second from `first`, each
+    /// from another /24 (198.51.100.7, 198.51.101.7, ...), so the count escalates.
+    pub fn burst(&self, user: &str, n: usize, first: i64) {
+        for i in 0..n {
+            self.record(
+                "smtp",
+                user,
+                &format!("198.51.{}.7", 100 + i),
+                first + i as i64,
+            );
+        }
+    }
+
     /// `record` into the database `db` (or the sandbox's), without asserting success:
     /// for tests about failures.
     pub fn try_record(&self, db: Option<&Path>, user: &str, ip: &str, time: Option<i64>) -> Output {
