@@ -132,6 +132,25 @@ rss() {
     printf '%s\t%s\n' "$name" "$kb" >>"$W/rss.tsv"
 }
 
+# beside_true WARMUP JSON -n NAME CMD...: RUNS runs of each case in one hyperfine call
+# between /bin/true and "/bin/true (again)" (whose ratio shows how far the machine
+# drifted meanwhile), exported to JSON; then the peak RSS of each, for `table`.
+beside_true() {
+    warmup=$1
+    json=$2
+    shift 2
+    hyperfine -N --warmup "$warmup" --runs "$RUNS" --export-json "$json" \
+        -n /bin/true /bin/true "$@" -n "/bin/true (again)" /bin/true >&2
+    rss /bin/true /bin/true
+    rss "/bin/true (again)" /bin/true
+    while [ $# -gt 0 ]; do
+        # The case is a command line: split on purpose.
+        # shellcheck disable=SC2086
+        rss "$2" $3
+        shift 3
+    done
+}
+
 # table JSON...: one Markdown table of hyperfine's JSON exports, in order: median,
 # p99, max and peak RSS (from `rss`) of each command, and its median over that of the
 # last "/bin/true" before it (time it in the same hyperfine call: the machine drifts).

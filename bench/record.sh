@@ -31,19 +31,8 @@ for events in $SIZES; do
             -n "record, busy account (15 networks in window), $stored stored" \
             "$rec --user=user1@example.com --ip=203.0.113.201"
     fi
-    # /bin/true again at the end: its "x /bin/true" shows how far the machine drifted
-    # during the call.
-    hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$W/record-$events.json" \
-        -n /bin/true /bin/true "$@" -n "/bin/true (again)" /bin/true >&2
+    beside_true 50 "$W/record-$events.json" "$@"
     jsons="$jsons $W/record-$events.json"
-    rss /bin/true /bin/true
-    rss "/bin/true (again)" /bin/true
-    while [ $# -gt 0 ]; do
-        # The case is a command line: split on purpose.
-        # shellcheck disable=SC2086
-        rss "$2" $3
-        shift 3
-    done
 
     [ "$events" -gt 0 ] || continue
     # Escalation: an account with 5 networks in the window gets a 6th, so every run

@@ -28,16 +28,6 @@ set -- \
     -n "status USER, account with $heavy logins" "$BIN status heavy@example.com" \
     -n "status --json USER, account with $heavy logins" "$BIN status --json heavy@example.com" \
     -n "status USER, account with $quiet logins" "$BIN status user4000@example.com"
-# /bin/true again at the end: its "x /bin/true" shows how far the machine drifted.
-hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/status.json" \
-    -n /bin/true /bin/true "$@" -n "/bin/true (again)" /bin/true >&2
-rss /bin/true /bin/true
-rss "/bin/true (again)" /bin/true
-while [ $# -gt 0 ]; do
-    # The case is a command line: split on purpose.
-    # shellcheck disable=SC2086
-    rss "$2" $3
-    shift 3
-done
+beside_true 3 "$W/status.json" "$@"
 
 table "$W/status.json"
