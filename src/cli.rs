@@ -55,10 +55,19 @@ impl RecordCli {
     /// The index of the subcommand word in `args` (program name first) if it is
     /// `record`: the first argument that is neither an option nor a global option's value.
     pub fn position(args: &[OsString]) -> Option<usize> {
+        // The global options that take a separate value, from their definitions.
+        let globals = Globals::augment_args(clap::Command::new("globals"));
+        let takes_value = |arg: &OsString| {
+            globals.get_arguments().any(|a| {
+                a.get_action().takes_values()
+                    && a.get_long().is_some_and(|long| {
+                        arg.as_encoded_bytes().strip_prefix(b"--") == Some(long.as_bytes())
+                    })
+            })
+        };
         let mut i = 1;
         while let Some(arg) = args.get(i) {
-            let global_with_value = arg == "--config" || arg == "--db";
-            if global_with_value {
+            if takes_value(arg) {
                 i += 2;
             } else if arg.as_encoded_bytes().starts_with(b"-") {
                 i += 1;
