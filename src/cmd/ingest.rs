@@ -94,6 +94,7 @@ fn event(
             addr,
             time,
             count,
+            hits: 1,
         },
     ))
 }
@@ -143,6 +144,7 @@ impl Second {
                 addr,
                 time,
                 count,
+                hits: 1,
             };
             replay.push(&user, seen);
         }

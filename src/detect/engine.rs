@@ -6,7 +6,7 @@ use super::{
 };
 use crate::actions;
 use crate::config::Config;
-use crate::model::{Cidr, LogTime, SaslUser, Span};
+use crate::model::{Cidr, LogTime, SaslUser};
 use crate::store::{Detector, Evidence, Verdict};
 
 pub struct Engine<'a> {
@@ -38,8 +38,9 @@ impl<'a> Engine<'a> {
 }
 
 impl Detector for Engine<'_> {
-    fn lookback(&self) -> Span {
-        self.cfg.detection.lookback()
+    fn window_starts(&self, at: LogTime) -> [LogTime; 2] {
+        let d = &self.cfg.detection;
+        [at.minus(d.window), at.minus(d.spread_window)]
     }
 
     fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)> {

@@ -4,6 +4,7 @@
 
 pub mod baseline;
 mod engine;
+mod fold;
 pub mod replay;
 pub mod tally;
 pub mod whitelist;
@@ -16,16 +17,22 @@ use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source
 
 pub use baseline::Usual;
 pub use engine::Engine;
+pub use fold::Fold;
 pub use tally::{Counted, Tally};
 pub use whitelist::Whitelist;
 
-/// One stored piece of evidence, as detection needs it: a login, or `count` messages.
+/// One stored piece of evidence, as detection needs it: a login, or `count` messages;
+/// or, folded (see `Fold`), `hits` of them that evaluation cannot tell apart.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     pub source: Source,
     pub addr: ClientAddr,
+    /// The latest of the folded ones.
     pub time: LogTime,
+    /// Summed over the folded ones.
     pub count: u32,
+    /// How many stored pieces of evidence this stands for.
+    pub hits: u32,
 }
 
 /// What is stored about an account between events.
@@ -389,6 +396,7 @@ pub(crate) mod tests {
                 addr: ClientAddr::parse(&format!("198.51.{}.7", 100 + i)).unwrap(),
                 time: LogTime::from_millis(1000 * i as i64),
                 count: 1,
+                hits: 1,
             })
             .collect()
     }
@@ -436,6 +444,7 @@ pub(crate) mod tests {
             addr: ClientAddr::parse(addr).unwrap(),
             time: LogTime::from_millis(50_000),
             count: 150,
+            hits: 1,
         };
         // Six /24s and 150 messages: a botnet's first minutes.
         let mut botnet = seen(6);

@@ -279,6 +279,7 @@ mod tests {
                 },
                 addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
                 count: 1 + (i % 4) as u32 * 20,
+                hits: 1,
             })
             .collect();
         let expected = from_scratch(&cfg, &events);

@@ -59,14 +59,15 @@ impl Change {
 pub struct NetCounts(BTreeMap<ClientNet, u32>);
 
 impl NetCounts {
-    fn change(&mut self, net: ClientNet, change: Change) {
+    /// `n` pieces of evidence from `net` enter or leave.
+    fn change(&mut self, net: ClientNet, change: Change, n: u32) {
         match (self.0.entry(net), change) {
-            (Entry::Occupied(e), Change::Remove) if *e.get() <= 1 => {
+            (Entry::Occupied(e), Change::Remove) if *e.get() <= n => {
                 e.remove();
             }
-            (Entry::Occupied(mut e), _) => change.apply_u32(e.get_mut(), 1),
+            (Entry::Occupied(mut e), _) => change.apply_u32(e.get_mut(), n),
             (Entry::Vacant(e), Change::Add) => {
-                e.insert(1);
+                e.insert(n);
             }
             // Removing what was never added: nothing is held, so nothing to take away.
             (Entry::Vacant(_), Change::Remove) => {}
@@ -146,25 +147,26 @@ impl Tally {
 
     /// Evidence enters or leaves the window (`detection.window`).
     pub fn change_window(&mut self, c: &Counted, change: Change) {
+        let hits = c.seen.hits;
         let t = &mut self.sources[c.seen.source as usize];
-        change.apply_u32(&mut t.logins, 1);
+        change.apply_u32(&mut t.logins, hits);
         change.apply_u64(&mut t.messages, c.seen.count.into());
         if !c.seen.source.is_login() {
             return;
         }
         match c.nets {
             Some((net, wide)) => {
-                t.networks.change(net, change);
-                t.wide.change(wide, change);
+                t.networks.change(net, change, hits);
+                t.wide.change(wide, change, hits);
             }
-            None => change.apply_u32(&mut t.whitelisted_logins, 1),
+            None => change.apply_u32(&mut t.whitelisted_logins, hits),
         }
     }
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
         if let (Source::Smtp, Some((_, wide))) = (c.seen.source, c.nets) {
-            self.spread.change(wide, change);
+            self.spread.change(wide, change, c.seen.hits);
         }
     }
 
@@ -235,6 +237,7 @@ mod tests {
             addr: ClientAddr::parse(&addr).unwrap(),
             time: LogTime::from_millis(rng.below(2 * 86_400_000) as i64),
             count: 1 + rng.below(50) as u32,
+            hits: 1,
         };
         Counted::new(d, wl, seen)
     }

@@ -42,8 +42,9 @@ pub struct Evidence<'a> {
 
 /// Detection as the store calls it inside a write transaction.
 pub trait Detector {
-    /// How far back `Evidence::seen` reaches.
-    fn lookback(&self) -> Span;
+    /// Where the window and the spread window start for an evaluation at `at`;
+    /// `Evidence::seen` reaches back to the earlier one.
+    fn window_starts(&self, at: LogTime) -> [LogTime; 2];
     /// The history a baseline for UTC day `day` is computed from; None: baselines off.
     fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)>;
     fn usual(&self, user: &SaslUser, history: &[Seen], whitelist: &[Cidr]) -> Usual;

@@ -307,6 +307,7 @@ impl Store for SqliteStore {
                         addr: addr_of(&r.get::<_, String>(2)?)?,
                         time: LogTime::from_millis(r.get(3)?),
                         count: r.get(4)?,
+                        hits: 1,
                     },
                 ))
             })

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::queue::deferred_of;
 use super::rows::{account_state, addr_of, cidr_of, source_of};
 use crate::actions::ActionKind;
-use crate::detect::{baseline, AccountState, Seen, Transition, Usual};
+use crate::detect::{baseline, AccountState, Fold, Seen, Transition, Usual};
 use crate::model::{Cidr, LogTime, SaslUser, Span};
 use crate::store::{Detector, Evidence, LoginEvent, Recorded};
 
@@ -194,8 +194,9 @@ pub(super) fn evaluate_in(
     detector: &dyn Detector,
 ) -> rusqlite::Result<usize> {
     let state = &account.state;
-    let since = at.minus(detector.lookback()).max(state.count_from);
-    let seen = seen_in(tx, account.id, since, at)?;
+    let starts = detector.window_starts(at);
+    let since = starts[0].min(starts[1]).max(state.count_from);
+    let seen = folded_in(tx, account.id, since, at, starts)?;
     let whitelist = whitelist_of(tx, user.as_str())?;
     let usual = usual_of(tx, user, account, at, detector, &whitelist)?;
     let deferred = deferred_of(tx, user)?;
@@ -280,25 +281,52 @@ fn usual_of(
     Ok(Some(usual))
 }
 
+const SEEN_SQL: &str =
+    "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
+
+/// One account's evidence in `(since, until]`, a `Seen` per stored row.
 pub(super) fn seen_in(
     conn: &Connection,
     user_id: i64,
     since: LogTime,
     until: LogTime,
 ) -> rusqlite::Result<Vec<Seen>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3",
-    )?;
-    // Borrowed text: this runs for every row of the account's lookback on each record.
+    let mut stmt = conn.prepare_cached(SEEN_SQL)?;
     let rows = stmt.query_map(params![user_id, since.millis(), until.millis()], |r| {
         Ok(Seen {
             source: source_of(r.get_ref(0)?.as_str()?)?,
             addr: addr_of(r.get_ref(1)?.as_str()?)?,
             time: LogTime::from_millis(r.get(2)?),
             count: r.get(3)?,
+            hits: 1,
         })
     })?;
     rows.collect()
+}
+
+/// As `seen_in`, folded for an evaluation whose windows begin at `starts`: this runs
+/// for every row of the account's lookback on each `record`, so an address is read
+/// once per evaluation and each row costs little more than SQLite's step.
+fn folded_in(
+    conn: &Connection,
+    user_id: i64,
+    since: LogTime,
+    until: LogTime,
+    starts: [LogTime; 2],
+) -> rusqlite::Result<Vec<Seen>> {
+    let mut stmt = conn.prepare_cached(SEEN_SQL)?;
+    let mut rows = stmt.query(params![user_id, since.millis(), until.millis()])?;
+    let mut fold = Fold::new(starts);
+    while let Some(r) = rows.next()? {
+        fold.add(
+            source_of(r.get_ref(0)?.as_str()?)?,
+            r.get_ref(1)?.as_str()?,
+            LogTime::from_millis(r.get(2)?),
+            r.get(3)?,
+            addr_of,
+        )?;
+    }
+    Ok(fold.into_seen())
 }
 
 pub(super) fn whitelist_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Cidr>> {
