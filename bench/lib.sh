@@ -28,7 +28,8 @@ need() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
     fi
 }
-# hyperfine (timing), time (peak RSS), sqlite3 (bulk fill), python3 (statistics).
+# hyperfine (timing of the parallel and escalation cases), time (peak RSS), sqlite3 (bulk
+# fill), python3 (interleaved timing, statistics).
 need hyperfine time sqlite3 python3
 
 # The same build install.sh ships: release, static, so no dynamic loader work at start.
@@ -132,17 +133,43 @@ rss() {
     printf '%s\t%s\n' "$name" "$kb" >>"$W/rss.tsv"
 }
 
-# beside_true WARMUP JSON -n NAME CMD...: RUNS runs of each case in one hyperfine call
-# between /bin/true and "/bin/true (again)" (whose ratio shows how far the machine
-# drifted meanwhile), exported to JSON; then the peak RSS of each, for `table`.
+# beside_true WARMUP JSON -n NAME CMD...: each case RUNS times beside /bin/true, the
+# runs interleaved (true, case 1, case 2, true, case 1, ...) so that the VM's drift,
+# which moves /bin/true by half within minutes here, hits every case alike and the
+# ratios hold. Each run is one posix_spawn (no shell) with stdio on /dev/null, timed
+# to its exit; a non-zero exit stops the bench. WARMUP rounds first, not kept. The
+# times go to JSON in hyperfine's export shape; then the peak RSS of each, for `table`.
 beside_true() {
     warmup=$1
     json=$2
     shift 2
-    hyperfine -N --warmup "$warmup" --runs "$RUNS" --export-json "$json" \
-        -n /bin/true /bin/true "$@" -n "/bin/true (again)" /bin/true >&2
+    python3 - "$warmup" "$RUNS" "$json" /bin/true /bin/true "$@" <<'PY'
+import json, os, shlex, statistics, sys, time
+warmup, runs, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+args = [a for a in sys.argv[4:] if a != "-n"]
+cases = [(args[i], shlex.split(args[i + 1])) for i in range(0, len(args), 2)]
+null = os.open(os.devnull, os.O_RDWR)
+stdio = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
+def run(name, argv):
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=stdio)
+    _, status = os.waitpid(pid, 0)
+    took = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"{name}: exit status {os.waitstatus_to_exitcode(status)}")
+    return took
+times = {name: [] for name, _ in cases}
+for n in range(warmup + runs):
+    for name, argv in cases:
+        t = run(name, argv)
+        if n >= warmup:
+            times[name].append(t)
+for name, _ in cases:
+    print(f"{name}: median {statistics.median(times[name]) * 1000:.2f} ms", file=sys.stderr)
+with open(out, "w") as f:
+    json.dump({"results": [{"command": name, "times": times[name]} for name, _ in cases]}, f)
+PY
     rss /bin/true /bin/true
-    rss "/bin/true (again)" /bin/true
     while [ $# -gt 0 ]; do
         # The case is a command line: split on purpose.
         # shellcheck disable=SC2086
@@ -151,9 +178,10 @@ beside_true() {
     done
 }
 
-# table JSON...: one Markdown table of hyperfine's JSON exports, in order: median,
-# p99, max and peak RSS (from `rss`) of each command, and its median over that of the
-# last "/bin/true" before it (time it in the same hyperfine call: the machine drifts).
+
+# table JSON...: one Markdown table of the JSON exports (beside_true's, hyperfine's), in
+# order: median, p99, max and peak RSS (from `rss`) of each command, and its median over
+# that of the last "/bin/true" before it (timed in the same interleaved run).
 table() {
     python3 - "$W/rss.tsv" "$@" <<'PY'
 import json, os, statistics, sys

@@ -28,19 +28,16 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 
 /// The exit status.
 fn run() -> u8 {
-    // Rust ignores SIGPIPE, so `status | head` would end in a panic on the closed pipe.
-    // A command-line tool should just stop, as cat and grep do.
+    // A parent may hand SIGPIPE down ignored (Rust programs do), and then `status | head`
+    // would end in a panic on the closed pipe. A command-line tool should just stop, as
+    // cat and grep do.
     // SAFETY: first thing in main, before any thread exists; SIG_DFL is a valid action.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args: Vec<OsString> = std::env::args_os().collect();
-    let parsed = match cli::RecordCli::position(&args) {
-        Some(at) => {
-            let mut args = args;
-            args.remove(at);
-            cli::RecordCli::try_parse_from(args).map(|r| (r.globals, Command::Record(r.record)))
-        }
+    let parsed = match cli::fast_record(&args) {
+        Some((globals, record)) => Ok((globals, Command::Record(record))),
         None => cli::Cli::try_parse_from(args).map(|c| (c.globals, c.command)),
     };
     let (globals, command) = match parsed {
