@@ -158,6 +158,11 @@ impl Cidr {
     pub fn contains(&self, addr: ClientAddr) -> bool {
         self.0.contains(&addr.ip())
     }
+
+    /// The network address and prefix length.
+    pub fn parts(&self) -> (IpAddr, u8) {
+        (self.0.network(), self.0.prefix_len())
+    }
 }
 
 impl fmt::Display for Cidr {

@@ -306,3 +306,36 @@ fn ingest_refuses_the_live_database() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the live database"));
 }
+
+#[test]
+fn a_repeated_login_counts_and_is_stored_once_however_late_it_comes_again() {
+    let s = Sandbox::new("[thresholds.imap]\nnotify = 2");
+    let scratch = s.path().join("repeat.db");
+    let line = |t: i64, ip: &str| {
+        format!("{{\"time\": {t}, \"user\": \"erin@example.com\", \"ip\": \"{ip}\", \"source\": \"imap\"}}\n")
+    };
+    // Two at once: the second is the first again. Then, three hours on (past the
+    // window the replay holds), the first once more: stored once all the same.
+    let input = [
+        line(DAY, "192.0.2.1"),
+        line(DAY, "192.0.2.1"),
+        line(DAY + 60, "192.0.2.2"),
+        line(DAY + 3 * 3600, "192.0.2.3"),
+        line(DAY, "192.0.2.1"),
+    ]
+    .concat();
+    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two networks in the first hour, not three logins from three: still ok.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no account would have been flagged"));
+    let stored = std::process::Command::new("sqlite3")
+        .arg(&scratch)
+        .arg("SELECT count(*), count(DISTINCT ts_ms || ip) FROM events")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), "3|3");
+}

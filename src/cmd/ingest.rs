@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -22,12 +23,12 @@ use serde::{Deserialize, Serialize};
 use super::{App, Run};
 use crate::cli::Ingest;
 use crate::config::Config;
-use crate::detect::replay::Replay;
+use crate::detect::replay::{self, Pushed, Replay};
 use crate::detect::Seen;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
 use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
-use crate::store;
+use crate::store::{self, Imported, WhitelistEntry};
 
 #[derive(Deserialize)]
 struct JsonLogin {
@@ -110,9 +111,10 @@ struct Second {
 
 impl Second {
     /// Adds an event; replays the previous second's events once the time moves on.
-    fn push(&mut self, user: SaslUser, ev: Seen, replay: &mut Replay) {
+    fn push(&mut self, user: SaslUser, ev: Seen, replay: &mut Replay, out: &mut Batcher) -> bool {
+        let mut open = true;
         if self.time != Some(ev.time) {
-            self.flush(replay);
+            open = self.flush(replay, out);
             self.time = Some(ev.time);
         }
         if ev.source == Source::Smtp {
@@ -123,6 +125,7 @@ impl Second {
         } else {
             self.add(ev.source, &user, ev.addr, ev.count);
         }
+        open
     }
 
     fn add(&mut self, source: Source, user: &SaslUser, addr: ClientAddr, count: u32) {
@@ -130,13 +133,15 @@ impl Second {
         *n = n.saturating_add(count);
     }
 
-    /// Replays this second's events: the logins as they came, then the counts.
-    fn flush(&mut self, replay: &mut Replay) {
+    /// Replays this second's events, the logins as they came, then the counts, and
+    /// hands them to the store. False once the store takes no more.
+    fn flush(&mut self, replay: &mut Replay, out: &mut Batcher) -> bool {
+        let mut open = true;
         for (user, seen) in self.logins.drain(..) {
-            replay.push(&user, seen);
+            open &= out.replayed(replay.push(&user, seen), user, seen);
         }
         let Some(time) = self.time else {
-            return;
+            return open;
         };
         for ((source, user, addr), count) in std::mem::take(&mut self.counts) {
             let seen = Seen {
@@ -146,9 +151,106 @@ impl Second {
                 count,
                 hits: 1,
             };
-            replay.push(&user, seen);
+            open &= out.replayed(replay.push(&user, seen), user, seen);
+        }
+        open
+    }
+}
+
+/// Replayed events on their way to the store, in batches: a message per event would
+/// cost more than storing it.
+struct Batcher {
+    out: SyncSender<Imported>,
+    events: Vec<(usize, Seen)>,
+}
+
+const EVENTS_PER_MESSAGE: usize = 4096;
+
+impl Batcher {
+    /// False once the store takes no more.
+    fn replayed(&mut self, pushed: Pushed, user: SaslUser, seen: Seen) -> bool {
+        let Pushed::Replayed { account, new } = pushed else {
+            return true;
+        };
+        // Announced before any batch holding its events is sent.
+        if new && self.out.send(Imported::Account(user)).is_err() {
+            return false;
+        }
+        self.events.push((account, seen));
+        self.events.len() < EVENTS_PER_MESSAGE || self.send()
+    }
+
+    fn send(&mut self) -> bool {
+        let batch = std::mem::replace(&mut self.events, Vec::with_capacity(EVENTS_PER_MESSAGE));
+        batch.is_empty() || self.out.send(Imported::Events(batch)).is_ok()
+    }
+}
+
+/// What the replay read and how each account ended.
+struct ReplayRun {
+    events: u64,
+    skipped: u64,
+    accounts: Vec<(SaslUser, replay::Replayed)>,
+}
+
+/// Reads stdin, replays it and hands the store every event, then the outcome. None
+/// if the store stopped taking them (its error says why).
+fn replay_input(
+    cfg: &Config,
+    whitelist: &[WhitelistEntry],
+    default_source: Source,
+    out: SyncSender<Imported>,
+) -> Result<Option<ReplayRun>> {
+    let mut replay = Replay::new(cfg, whitelist);
+    let mut batcher = Batcher {
+        out,
+        events: Vec::with_capacity(EVENTS_PER_MESSAGE),
+    };
+    let (mut events, mut skipped) = (0u64, 0u64);
+    let mut second = Second::default();
+    let mut input = std::io::stdin().lock();
+    let mut buf = String::new();
+    for n in 1.. {
+        buf.clear();
+        if input
+            .read_line(&mut buf)
+            .map_err(|e| Error::io("stdin", e))?
+            == 0
+        {
+            break;
+        }
+        let line = buf.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_line(line, default_source) {
+            Ok((user, ev)) => {
+                events += 1;
+                if !second.push(user, ev, &mut replay, &mut batcher) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                if skipped < 5 {
+                    eprintln!("f2b-mailguard: line {n}: {e}; skipped");
+                }
+                skipped += 1;
+            }
         }
     }
+    if !second.flush(&mut replay, &mut batcher) || !batcher.send() {
+        return Ok(None);
+    }
+    let accounts = replay.finish();
+    let outcome = accounts.iter().map(|(_, r)| r.clone()).collect();
+    if batcher.out.send(Imported::Outcome(outcome)).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(ReplayRun {
+        events,
+        skipped,
+        accounts,
+    }))
 }
 
 #[derive(Serialize)]
@@ -191,47 +293,41 @@ impl Run for Ingest {
         let mut store = store::open(&cfg)?;
         let jail = Label::parse("jail", "ingest")?;
         let whitelist = store.whitelist()?;
-        // A backtest never acts: it replays in memory, then writes the outcome.
-        let mut replay = Replay::new(&cfg, &whitelist);
+        // A backtest never acts. The replay reads and evaluates on one thread while
+        // the store writes what it replayed on this one.
         let started = Instant::now();
-        let (mut events, mut skipped) = (0u64, 0u64);
-        let mut second = Second::default();
-        let mut input = std::io::stdin().lock();
-        let mut buf = String::new();
-        for n in 1.. {
-            buf.clear();
-            if input
-                .read_line(&mut buf)
-                .map_err(|e| Error::io("stdin", e))?
-                == 0
-            {
-                break;
-            }
-            let line = buf.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match parse_line(line, default_source) {
-                Ok((user, ev)) => {
-                    events += 1;
-                    second.push(user, ev, &mut replay);
-                }
-                Err(e) => {
-                    if skipped < 5 {
-                        eprintln!("f2b-mailguard: line {n}: {e}; skipped");
-                    }
-                    skipped += 1;
-                }
-            }
-        }
-        second.flush(&mut replay);
-        let replayed = replay.finish();
-        store.import(&jail, &replayed)?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(16);
+        let (imported, replayed) = std::thread::scope(|s| {
+            let replaying = s.spawn(|| replay_input(&cfg, &whitelist, default_source, sender));
+            let mut items = receiver.into_iter();
+            let imported = store.import(&jail, &mut items);
+            // Unblocks the replay if the store stopped early.
+            drop(items);
+            let replayed = match replaying.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (imported, replayed)
+        });
+        let replayed = replayed?;
+        imported?;
+        let Some(ReplayRun {
+            events,
+            skipped,
+            accounts: mut replayed,
+        }) = replayed
+        else {
+            return Err(Error::StoreState {
+                path: cfg.database.clone(),
+                reason: "the store stopped taking the backtest's events".into(),
+            });
+        };
         let took = started.elapsed().as_secs_f64();
         eprintln!(
             "f2b-mailguard: ingested {events} events in {took:.2} s ({:.0}/s); {skipped} line(s) skipped",
             events as f64 / took.max(1e-9)
         );
+        replayed.sort_by(|a, b| a.0.cmp(&b.0));
 
         let accounts: Vec<Account> = replayed
             .into_iter()

@@ -1,6 +1,7 @@
 //! Backtests in memory: the same detection as `record` (evaluate, decide, baselines,
 //! explanations), over each account's evidence kept in time order, without a
-//! database round trip per event. `ingest` writes the outcome in bulk afterwards.
+//! database round trip per event. `ingest` hands each replayed event to the store
+//! as it goes and each account's outcome at the end.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -12,13 +13,22 @@ use crate::model::{LogTime, SaslUser, Span};
 use crate::store::WhitelistEntry;
 
 /// One account after a replay: what `ingest` stores and reports.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Replayed {
     pub state: AccountState,
     pub last_seen: Option<LogTime>,
-    /// Every event, in the order replayed.
-    pub events: Vec<Seen>,
     pub changes: Vec<(LogTime, Transition)>,
+}
+
+/// What `Replay::push` did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Replayed for the account numbered `account` (accounts are numbered in the
+    /// order they are met); `new`: its first event.
+    Replayed { account: usize, new: bool },
+    /// The same event (time, source, address, count) was replayed before: skipped,
+    /// as the store skips it.
+    Duplicate,
 }
 
 #[derive(Default)]
@@ -100,6 +110,22 @@ impl Account {
         self.recent.push_back(c);
     }
 
+    /// Whether the same event is among the recent ones (which hold every event as
+    /// late as it; in time order, only the last ones can be).
+    fn has(&self, seen: &Seen) -> bool {
+        self.recent
+            .iter()
+            .rev()
+            .take_while(|c| self.out_of_order || c.seen.time >= seen.time)
+            .any(|c| {
+                let s = &c.seen;
+                s.time == seen.time
+                    && s.source == seen.source
+                    && s.addr == seen.addr
+                    && s.count == seen.count
+            })
+    }
+
     fn recent_seen(&self) -> impl Iterator<Item = &Seen> {
         self.recent.iter().map(|c| &c.seen)
     }
@@ -140,18 +166,21 @@ impl<'a> Replay<'a> {
 
     /// Adds one event of `user` (events come in log-time order) and re-evaluates
     /// the account.
-    pub fn push(&mut self, user: &SaslUser, seen: Seen) {
+    pub fn push(&mut self, user: &SaslUser, seen: Seen) -> Pushed {
         let cfg = self.cfg;
         let d = &cfg.detection;
-        let i = match self.index.get(user) {
-            Some(&i) => i,
+        let (i, new) = match self.index.get(user) {
+            Some(&i) => (i, false),
             None => {
                 self.index.insert(user.clone(), self.accounts.len());
                 self.accounts.push(Account::default());
-                self.accounts.len() - 1
+                (self.accounts.len() - 1, true)
             }
         };
         let a = &mut self.accounts[i];
+        if !new && a.has(&seen) {
+            return Pushed::Duplicate;
+        }
         let at = seen.time;
         let whitelist = a
             .whitelist
@@ -207,19 +236,18 @@ impl<'a> Replay<'a> {
             }
             a.out.changes.push((at, t));
         }
-        a.out.events.push(seen);
+        Pushed::Replayed { account: i, new }
     }
 
+    /// Every account's outcome, in the order the accounts were met.
     pub fn finish(self) -> Vec<(SaslUser, Replayed)> {
         let mut users: Vec<(SaslUser, usize)> = self.index.into_iter().collect();
         users.sort_by_key(|(_, i)| *i);
-        let mut out: Vec<(SaslUser, Replayed)> = users
+        users
             .into_iter()
             .zip(self.accounts)
             .map(|((u, _), a)| (u, a.out))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+            .collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Networks that never count: office NATs, the admin's own, and (by default)
 //! addresses that cannot come from the Internet.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::config::Config;
@@ -25,7 +26,37 @@ pub const BUILTIN: &[&str] = &[
 /// database (global and per user) and the built-in ranges.
 #[derive(Debug, Clone)]
 pub struct Whitelist {
-    cidrs: Vec<Cidr>,
+    ranges: Vec<Range>,
+}
+
+/// A network as masked address bits: every login is checked against every entry, a
+/// backtest's millions of them too.
+#[derive(Debug, Clone, Copy)]
+enum Range {
+    V4 { net: u32, mask: u32 },
+    V6 { net: u128, mask: u128 },
+}
+
+impl From<Cidr> for Range {
+    fn from(c: Cidr) -> Self {
+        let (net, len) = c.parts();
+        match net {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                Range::V4 {
+                    net: u32::from(a) & mask,
+                    mask,
+                }
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                Range::V6 {
+                    net: u128::from(a) & mask,
+                    mask,
+                }
+            }
+        }
+    }
 }
 
 impl Whitelist {
@@ -38,7 +69,9 @@ impl Whitelist {
         if cfg.detection.whitelist_builtin {
             cidrs.extend(builtin());
         }
-        Self { cidrs }
+        Self {
+            ranges: cidrs.into_iter().map(Range::from).collect(),
+        }
     }
 
     /// As `new`, from the database's entries: the global ones and `user`'s own.
@@ -52,7 +85,20 @@ impl Whitelist {
     }
 
     pub fn covers(&self, addr: ClientAddr) -> bool {
-        self.cidrs.iter().any(|c| c.contains(addr))
+        match addr.ip() {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.ranges
+                    .iter()
+                    .any(|r| matches!(*r, Range::V4 { net, mask } if a & mask == net))
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.ranges
+                    .iter()
+                    .any(|r| matches!(*r, Range::V6 { net, mask } if a & mask == net))
+            }
+        }
     }
 }
 
@@ -73,9 +119,55 @@ pub fn builtin() -> impl Iterator<Item = Cidr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ClientAddr;
 
     #[test]
     fn builtin_parses() {
         assert_eq!(builtin().count(), BUILTIN.len());
+    }
+
+    #[test]
+    fn covers_as_the_cidrs_contain() {
+        let cfg = Config::default();
+        let user = SaslUser::parse("a@example.com").unwrap();
+        let extra: Vec<Cidr> = [
+            "0.0.0.0/0",
+            "203.0.113.7/32",
+            "2001:db8::/32",
+            "198.51.100.0/25",
+        ]
+        .iter()
+        .map(|s| Cidr::from_str(s).unwrap())
+        .collect();
+        for set in [&extra[..0], &extra[1..], &extra[..1]] {
+            let wl = Whitelist::new(&cfg, &user, set);
+            let cidrs: Vec<Cidr> = set.iter().copied().chain(builtin()).collect();
+            for addr in [
+                "203.0.113.7",
+                "203.0.113.8",
+                "198.51.100.127",
+                "198.51.100.128",
+                "10.1.2.3",
+                "172.31.255.255",
+                "172.32.0.0",
+                "100.63.255.255",
+                "100.64.0.1",
+                "127.0.0.1",
+                "::1",
+                "::2",
+                "fd00::1",
+                "fe80::1",
+                "2001:db8:ffff::1",
+                "2001:db9::1",
+                "::ffff:10.0.0.1",
+            ] {
+                let addr = ClientAddr::parse(addr).unwrap();
+                assert_eq!(
+                    wl.covers(addr),
+                    cidrs.iter().any(|c| c.contains(addr)),
+                    "{addr} in {set:?}"
+                );
+            }
+        }
     }
 }

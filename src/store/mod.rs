@@ -55,6 +55,17 @@ pub trait Detector {
     fn explain(&self, ev: &Evidence, earlier: &[Seen], verdict: &mut Verdict);
 }
 
+/// What a backtest hands the store, in order (see `Store::import`).
+pub enum Imported {
+    /// An account met for the first time. `Events` and `Outcome` number accounts in
+    /// the order they were met.
+    Account(SaslUser),
+    /// Replayed events, each of its account's number.
+    Events(Vec<(usize, Seen)>),
+    /// The last item: each account's state after the replay, by number.
+    Outcome(Vec<Replayed>),
+}
+
 /// Senders of the mail in one Postfix queue at a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSender {
@@ -190,10 +201,10 @@ pub trait Store {
     /// account's logins in `window` (ending at the event) and returns its next state.
     fn record(&mut self, event: &LoginEvent, detector: &dyn Detector) -> Result<Recorded>;
 
-    /// Writes a replayed backtest (`ingest`) in one transaction, without fsync: only
-    /// ever into a scratch database.
-    /// Every event is filed under `jail`.
-    fn import(&mut self, jail: &Label, accounts: &[(SaslUser, Replayed)]) -> Result<()>;
+    /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
+    /// fsync: only ever into a scratch database. Every event is filed under `jail`.
+    /// Nothing is kept unless `items` ends with the outcome.
+    fn import(&mut self, jail: &Label, items: &mut dyn Iterator<Item = Imported>) -> Result<()>;
 
     /// Replaces the stored queue snapshot (`queue-scan`) and re-evaluates, at `at`, every
     /// account whose deferred mail changed; returns how many actions were queued.

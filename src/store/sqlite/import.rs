@@ -1,16 +1,16 @@
-//! Bulk writes of a replayed backtest into its scratch database: one transaction,
-//! prepared statements, no fsync (the file is a scratch copy by construction).
+//! Bulk writes of a backtest into its scratch database as its replay goes: one
+//! transaction, prepared statements, no fsync (the file is a scratch copy by
+//! construction).
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rusqlite::{params, Connection, Statement, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
 
 use super::write::insert_change;
-use crate::detect::replay::Replayed;
 use crate::detect::Seen;
-use crate::model::{ClientAddr, Label, LogTime, SaslUser, Source};
+use crate::model::{ClientAddr, Label, LogTime};
+use crate::store::Imported;
 
 /// The page cache during an import, as SQLite takes it: negative means KiB. Room
 /// for the whole import and the index builds' sorts (pages are allocated as used):
@@ -44,12 +44,17 @@ fn insert_events(rows: usize) -> String {
     )
 }
 
+/// Returns false, having written nothing, if `items` ended before the outcome.
 pub(super) fn import(
     conn: &mut Connection,
     jail: &Label,
-    accounts: &[(SaslUser, Replayed)],
-) -> rusqlite::Result<()> {
+    items: &mut dyn Iterator<Item = Imported>,
+) -> rusqlite::Result<bool> {
     conn.pragma_update(None, "synchronous", "OFF")?;
+    // Every event's account is inserted here first, so the foreign key holds by
+    // construction; checking it costs a look-up per event. (Only outside a
+    // transaction does this pragma take effect.)
+    conn.pragma_update(None, "foreign_keys", false)?;
     let cache_size: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", IMPORT_CACHE_KIB)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -61,66 +66,95 @@ pub(super) fn import(
     } else {
         Vec::new()
     };
-    let ids = upsert_users(&tx, accounts)?;
-    let mut events = EventWriter::new(&tx, jail)?;
-    // Without the unique index, what INSERT OR IGNORE would skip is skipped here:
-    // the key of `events_key` (migration 4), the account aside.
-    let mut stored: HashSet<(LogTime, Source, ClientAddr, u32)> = HashSet::new();
-    for ((_, r), id) in accounts.iter().zip(&ids) {
-        stored.clear();
-        for e in &r.events {
-            if !empty || stored.insert((e.time, e.source, e.addr, e.count)) {
-                events.push(*id, e)?;
+    let mut ids: Vec<i64> = Vec::new();
+    let mut outcome = None;
+    {
+        let mut user =
+            tx.prepare("INSERT INTO users (name) VALUES (?1) ON CONFLICT(name) DO NOTHING")?;
+        let mut id_of = tx.prepare("SELECT id FROM users WHERE name = ?1")?;
+        let mut events = EventWriter::new(&tx, jail)?;
+        for item in items {
+            match item {
+                Imported::Account(name) => {
+                    user.execute([name.as_str()])?;
+                    ids.push(id_of.query_row([name.as_str()], |row| row.get(0))?);
+                }
+                Imported::Events(batch) => {
+                    for (account, seen) in batch {
+                        let Some(&id) = ids.get(account) else {
+                            return Err(rusqlite::Error::ToSqlConversionFailure(
+                                format!("event of account {account}, never announced").into(),
+                            ));
+                        };
+                        events.push(id, seen)?;
+                    }
+                }
+                Imported::Outcome(accounts) => {
+                    outcome = Some(accounts);
+                    break;
+                }
             }
         }
+        events.finish()?;
     }
-    events.finish()?;
-    for ((_, r), id) in accounts.iter().zip(&ids) {
-        for (at, t) in &r.changes {
-            insert_change(&tx, *id, *at, t, "detector")?;
-        }
-    }
-    for sql in &rebuild {
-        tx.execute_batch(sql)?;
-    }
-    tx.commit()?;
-    conn.pragma_update(None, "cache_size", cache_size)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-}
-
-/// Stores each account's final state; returns their ids, in the same order.
-fn upsert_users(tx: &Connection, accounts: &[(SaslUser, Replayed)]) -> rusqlite::Result<Vec<i64>> {
-    let mut user = tx.prepare(
-        "INSERT INTO users (name, level, enforced, last_hit_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(name) DO UPDATE SET level = excluded.level, enforced = excluded.enforced,
-           last_hit_ms = excluded.last_hit_ms,
-           last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)",
+    // Ended early: the replay failed, and the transaction rolls back on drop.
+    let Some(accounts) = outcome else {
+        return Ok(false);
+    };
+    let mut state = tx.prepare(
+        "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4,
+           last_seen_ms = max(coalesce(last_seen_ms, 0), ?5)
+         WHERE id = ?1",
     )?;
-    let mut id_of = tx.prepare("SELECT id FROM users WHERE name = ?1")?;
-    let mut ids = Vec::with_capacity(accounts.len());
-    for (name, r) in accounts {
-        user.execute(params![
-            name.as_str(),
+    for (r, id) in accounts.iter().zip(&ids) {
+        state.execute(params![
+            id,
             r.state.level.as_str(),
             r.state.enforced,
             r.state.last_hit.map(LogTime::millis),
             r.last_seen.map(LogTime::millis),
         ])?;
-        ids.push(id_of.query_row([name.as_str()], |row| row.get(0))?);
+        for (at, t) in &r.changes {
+            insert_change(&tx, *id, *at, t, "detector")?;
+        }
     }
-    Ok(ids)
+    drop(state);
+    // The replay is over by now: its core can sort the index builds' keys.
+    tx.pragma_update(None, "threads", 2)?;
+    for sql in &rebuild {
+        if let Err(e) = tx.execute_batch(sql) {
+            if e.sqlite_error_code() != Some(ErrorCode::ConstraintViolation) {
+                return Err(e);
+            }
+            // The replay skips repeated events it still holds; one repeated long
+            // after is stored twice. Keep the first, as INSERT OR IGNORE would have.
+            tx.execute_batch(
+                "DELETE FROM events WHERE id NOT IN
+                   (SELECT min(id) FROM events GROUP BY user_id, ts_ms, source, ip, count)",
+            )?;
+            tx.execute_batch(sql)?;
+        }
+    }
+    tx.commit()?;
+    // The commit copied the import into the database file; an import-sized WAL left
+    // behind would be read through by the next command that opens it.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", cache_size)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(true)
 }
 
 /// Inserts events in batches of `BATCH` rows, in the order pushed.
-struct EventWriter<'c, 'e> {
+struct EventWriter<'c> {
     one: Statement<'c>,
     many: Statement<'c>,
-    pending: Vec<(i64, &'e Seen)>,
+    pending: Vec<(i64, Seen)>,
     /// The address as text, reused: SQLite copies what is bound.
     addr: String,
 }
 
-impl<'c, 'e> EventWriter<'c, 'e> {
+impl<'c> EventWriter<'c> {
     fn new(tx: &'c Connection, jail: &Label) -> rusqlite::Result<Self> {
         let mut one = tx.prepare(&insert_events(1))?;
         let mut many = tx.prepare(&insert_events(BATCH))?;
@@ -135,7 +169,7 @@ impl<'c, 'e> EventWriter<'c, 'e> {
         })
     }
 
-    fn push(&mut self, user_id: i64, e: &'e Seen) -> rusqlite::Result<()> {
+    fn push(&mut self, user_id: i64, e: Seen) -> rusqlite::Result<()> {
         self.pending.push((user_id, e));
         if self.pending.len() < BATCH {
             return Ok(());

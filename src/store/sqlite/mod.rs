@@ -24,11 +24,10 @@ use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, AC
 use self::write::{insert_change, prune, record_once, seen_in};
 use super::schema;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Detector, LevelChange,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Detector, Imported, LevelChange,
     LoginEvent, QueueSender, QueuedAction, Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
-use crate::detect::replay::Replayed;
 use crate::detect::{Seen, Transition};
 use crate::error::{Error, Result};
 use crate::model::{Cidr, Label, LogTime, SaslUser, Source, Span};
@@ -229,10 +228,16 @@ impl Store for SqliteStore {
         .map_err(|e| sql_err(&self.path, e))
     }
 
-    fn import(&mut self, jail: &Label, accounts: &[(SaslUser, Replayed)]) -> Result<()> {
-        let conn = &mut self.conn;
-        retry_busy(self.busy_timeout, || import::import(conn, jail, accounts))
-            .map_err(|e| sql_err(&self.path, e))
+    fn import(&mut self, jail: &Label, items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
+        // Once: the items are consumed. The busy timeout still applies to starting.
+        match import::import(&mut self.conn, jail, items) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::StoreState {
+                path: self.path.clone(),
+                reason: "the backtest ended before its outcome; nothing was imported".into(),
+            }),
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     fn replace_queue(
