@@ -88,15 +88,17 @@ pub fn fast_record(args: &[OsString]) -> Option<(Globals, Record)> {
         return None;
     }
     let [source, jail, user, ip, time, fid, count, config, db] = values;
-    let global = |value: Option<OsString>, i: usize| {
-        value
-            .or_else(|| std::env::var_os(GLOBAL_OPTIONS[i].1))
-            .map(PathBuf::from)
+    // An empty path, given or from the environment, is clap's to refuse.
+    let global = |value: Option<OsString>, i: usize| match value
+        .or_else(|| std::env::var_os(GLOBAL_OPTIONS[i].1))
+    {
+        Some(path) if path.is_empty() => None,
+        path => Some(path.map(PathBuf::from)),
     };
     Some((
         Globals {
-            config: global(config, 0),
-            db: global(db, 1),
+            config: global(config, 0)?,
+            db: global(db, 1)?,
         },
         Record {
             source,
@@ -362,6 +364,8 @@ mod tests {
             "f2b-mailguard record --user -x",
             "f2b-mailguard record extra",
             "f2b-mailguard record record",
+            "f2b-mailguard record --db= --user=a",
+            "f2b-mailguard --config= record --user=a",
         ] {
             assert!(fast_record(&args(line)).is_none(), "{line}");
         }
