@@ -190,10 +190,26 @@ impl Postfix {
     }
 
     pub fn start(&mut self) {
-        run(Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(&self.config_dir)
-            .arg("start"));
+        for attempt in 1.. {
+            let mut cmd = Command::new("/usr/sbin/postfix");
+            cmd.arg("-c").arg(&self.config_dir).arg("start");
+            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            if out.status.success() {
+                break;
+            }
+            // `free_port` found the port free when the instance was configured; a test
+            // running beside this one can have taken it since. Postfix says so in its log.
+            let log = self.log();
+            if attempt < 3 && log.contains("Address already in use") {
+                self.move_submission_port();
+                continue;
+            }
+            panic!(
+                "{cmd:?} failed: {}{}\npostfix.log:\n{log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let pidfile = self.root.join("spool/pid/master.pid");
         wait_until("postfix master pid", Duration::from_secs(10), || {
             std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<u32>().is_ok())
@@ -208,6 +224,19 @@ impl Postfix {
         wait_until("postfix submission port", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
+    }
+
+    /// Moves the submission listener to another free port (master.cf and ours).
+    fn move_submission_port(&mut self) {
+        let master = self.config_dir.join("master.cf");
+        let text = std::fs::read_to_string(&master).expect("master.cf");
+        let port = free_port();
+        let text = text.replace(
+            &format!("127.0.0.1:{} inet", self.submission_port),
+            &format!("127.0.0.1:{port} inet"),
+        );
+        std::fs::write(&master, text).expect("master.cf");
+        self.submission_port = port;
     }
 
     /// MAIL_CONFIG for Postfix commands (postqueue, postsuper, postmap, sendmail).
