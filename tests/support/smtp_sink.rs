@@ -1,6 +1,7 @@
 //! A tiny SMTP server on loopback standing for the outside world and the admin's
 //! mailbox: accepts everything, keeps what it received.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,21 +101,42 @@ pub struct SmtpSink {
     thread: Option<JoinHandle<()>>,
 }
 
-/// A loopback port that was free a moment ago (for a sink started later).
+/// Ports handed out in this test binary, to `free_port` or to a sink. A port from
+/// `free_port` is often bound only later (a private Postfix's listener), or on purpose
+/// not at all (a mail server that is down), while other tests run beside it; the
+/// kernel would hand it out again meanwhile, so this never does.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A loopback listener on a port never handed out before in this test binary.
+fn fresh_listener() -> TcpListener {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
+        let port = listener.local_addr().expect("addr").port();
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
+            return listener;
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago (for a server started later).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    fresh_listener().local_addr().expect("addr").port()
 }
 
 impl SmtpSink {
     pub fn start() -> Self {
-        Self::start_on(0)
+        Self::serve(fresh_listener())
     }
 
     pub fn start_on(port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind sink");
+        Self::serve(TcpListener::bind(("127.0.0.1", port)).expect("bind sink"))
+    }
+
+    fn serve(listener: TcpListener) -> Self {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
