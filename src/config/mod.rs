@@ -13,7 +13,7 @@ mod walker;
 pub use actions::{ContainConfig, MailSecurity, MailTransport, PasswordBackend};
 
 use crate::error::{Error, Result};
-use crate::model::{Cidr, Mode, NetPrefixes, SaslUser, Source, Span};
+use crate::model::{Cidr, LogTime, Mode, NetPrefixes, SaslUser, Source, Span};
 use walker::{quote, Walker};
 
 pub const DEFAULT_CONFIG: &str = "/etc/f2b-mailguard/config.toml";
@@ -118,6 +118,12 @@ impl Detection {
         } else {
             self.window
         }
+    }
+
+    /// Where the window and the spread window start for an evaluation at `at`:
+    /// evidence at or before a start is out of that window.
+    pub fn window_starts(&self, at: LogTime) -> [LogTime; 2] {
+        [at.minus(self.window), at.minus(self.spread_window)]
     }
 }
 

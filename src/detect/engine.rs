@@ -39,8 +39,7 @@ impl<'a> Engine<'a> {
 
 impl Detector for Engine<'_> {
     fn window_starts(&self, at: LogTime) -> [LogTime; 2] {
-        let d = &self.cfg.detection;
-        [at.minus(d.window), at.minus(d.spread_window)]
+        self.cfg.detection.window_starts(at)
     }
 
     fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)> {

@@ -99,7 +99,7 @@ mod tests {
             };
             rows.push((source, addr, time, 1 + minute as u32 % 7));
         }
-        let mut fold = Fold::new([at.minus(d.window), at.minus(d.spread_window)]);
+        let mut fold = Fold::new(d.window_starts(at));
         let mut parsed = 0;
         for (source, addr, time, count) in &rows {
             fold.add(*source, addr, *time, *count, |a| {

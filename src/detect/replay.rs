@@ -58,18 +58,13 @@ impl Account {
     fn slide(&mut self, d: &Detection, history: Span, at: LogTime) {
         if !self.out_of_order {
             let tally = &mut self.tally;
-            slide_out(
-                &self.recent,
-                &mut self.left_window,
-                at.minus(d.window),
-                |c| tally.change_window(c, Change::Remove),
-            );
-            slide_out(
-                &self.recent,
-                &mut self.left_spread,
-                at.minus(d.spread_window),
-                |c| tally.change_spread(c, Change::Remove),
-            );
+            let [window_start, spread_start] = d.window_starts(at);
+            slide_out(&self.recent, &mut self.left_window, window_start, |c| {
+                tally.change_window(c, Change::Remove)
+            });
+            slide_out(&self.recent, &mut self.left_spread, spread_start, |c| {
+                tally.change_spread(c, Change::Remove)
+            });
         }
         let lookback_start = at.minus(d.lookback());
         while self

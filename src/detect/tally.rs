@@ -114,8 +114,7 @@ impl Tally {
     /// Counted from scratch at `at`: the evidence up to `at`, each piece in the
     /// windows it falls in.
     pub fn at(d: &Detection, at: LogTime, evidence: impl IntoIterator<Item = Counted>) -> Self {
-        let since = at.minus(d.window);
-        let spread_since = at.minus(d.spread_window);
+        let [since, spread_since] = d.window_starts(at);
         let mut tally = Self::default();
         for c in evidence.into_iter().filter(|c| c.seen.time <= at) {
             if c.seen.time > spread_since {
