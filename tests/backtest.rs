@@ -332,10 +332,13 @@ fn a_repeated_login_counts_and_is_stored_once_however_late_it_comes_again() {
     );
     // Two networks in the first hour, not three logins from three: still ok.
     assert!(String::from_utf8_lossy(&out.stdout).contains("no account would have been flagged"));
-    let stored = std::process::Command::new("sqlite3")
-        .arg(&scratch)
-        .arg("SELECT count(*), count(DISTINCT ts_ms || ip) FROM events")
-        .output()
+    let stored: (i64, i64) = rusqlite::Connection::open(&scratch)
+        .unwrap()
+        .query_row(
+            "SELECT count(*), count(DISTINCT ts_ms || ip) FROM events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), "3|3");
+    assert_eq!(stored, (3, 3));
 }

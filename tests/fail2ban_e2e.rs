@@ -352,19 +352,12 @@ fn shipped_jails_are_off_by_default_and_only_record() {
         ] {
             std::fs::copy(Path::new("/etc/fail2ban").join(f), conf.join(f)).expect(f);
         }
-        let out = Command::new("/usr/bin/fail2ban-client")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-d")
-            .output()
-            .expect("fail2ban-client -d");
-        assert!(
-            out.status.success(),
-            "fail2ban-client -d: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
+        fail2ban_harness::stdout_of(
+            Command::new("/usr/bin/fail2ban-client")
+                .arg("-c")
+                .arg(&conf)
+                .arg("-d"),
+        )
     };
 
     let off = dump(&[]);

@@ -73,10 +73,16 @@ pub fn regex(log: &str, filter: &str, fd: &Path, output: Option<&str>) -> String
     if let Some(o) = output {
         cmd.args(["-o", o]);
     }
-    let out = cmd.arg(log).arg(&target).output().expect("fail2ban-regex");
+    stdout_of(cmd.arg(log).arg(&target))
+}
+
+/// Runs a Fail2ban tool to its end; asserts that it succeeded (the panic shows what
+/// it printed) and returns its standard output, which must be UTF-8.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "fail2ban-regex {filter}: {}{}",
+        "{cmd:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
