@@ -342,3 +342,89 @@ fn a_repeated_login_counts_and_is_stored_once_however_late_it_comes_again() {
         .unwrap();
     assert_eq!(stored, (3, 3));
 }
+
+#[test]
+fn an_ingest_killed_half_way_leaves_a_scratch_database_that_says_so() {
+    let s = Sandbox::new("");
+    let scratch = s.path().join("killed.db");
+    let db = ["--db", scratch.to_str().unwrap()];
+    let line = |i: i64| format!("{} mallory@example.com 198.51.100.{}\n", DAY + i, i % 200);
+    let mut child = s
+        .cmd()
+        .args(db)
+        .arg("ingest")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines: String = (0..20_000).map(line).collect();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // The import is under way (its mark stored) while ingest waits for more input.
+    let marked = || {
+        rusqlite::Connection::open(&scratch)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM meta WHERE key LIKE 'import%'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .is_ok_and(|n| n == 1)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+
+    for args in [&["status"][..], &["ingest"][..]] {
+        let out = s.run(&[&db[..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("interrupted ingest") && err.contains("killed.db"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // Run to the end, an ingest leaves the database as every command expects it.
+    let whole = s.path().join("whole.db");
+    let out = ingest(&s, &["--db", whole.to_str().unwrap()], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(&whole).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let marks: i64 = c
+        .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+        .unwrap();
+    let events: i64 = c
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), marks, events), ("wal", 0, 40_000));
+    let status = s.run(&[
+        "--db",
+        whole.to_str().unwrap(),
+        "status",
+        "--at",
+        &(DAY + 20_000).to_string(),
+    ]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}

@@ -291,6 +291,7 @@ impl Run for Ingest {
         }
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
+        store.check_whole()?;
         let jail = Label::parse("jail", "ingest")?;
         let whitelist = store.whitelist()?;
         // A backtest never acts. The replay reads and evaluates on one thread while

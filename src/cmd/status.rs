@@ -62,6 +62,7 @@ impl Run for Status {
             cfg.detection.window = Span::parse("window", w)?;
         }
         let mut store = store::open(&cfg)?;
+        store.check_whole()?;
         if self.queue {
             let (scanned, senders) = store.queue()?;
             let report = QueueReport::new(scanned, senders);

@@ -280,6 +280,9 @@ pub trait Store {
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     fn meta(&mut self, key: &str) -> Result<Option<String>>;
+    /// Fails if an `import` into this (scratch) database was killed half-way: what it
+    /// holds cannot be trusted.
+    fn check_whole(&mut self) -> Result<()>;
 }
 
 /// Opens the configured store, creating and migrating it as needed.

@@ -107,6 +107,10 @@ const MIGRATIONS: &[&str] = &[
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 
+/// The events index on time alone (pruning, `status` windows): rows written in time
+/// order fill it at its right edge, so a bulk import keeps it instead of rebuilding it.
+pub const EVENTS_BY_TIME: &str = "events_ts";
+
 fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }

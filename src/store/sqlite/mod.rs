@@ -520,6 +520,16 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn check_whole(&mut self) -> Result<()> {
+        match self.meta(import::UNFINISHED)? {
+            None => Ok(()),
+            Some(_) => Err(Error::StoreState {
+                path: self.path.clone(),
+                reason: "was left half-written by an interrupted ingest; delete it (with its -wal and -shm files) and run ingest again".into(),
+            }),
+        }
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.conn
             .execute(
