@@ -76,8 +76,9 @@ pub fn regex(log: &str, filter: &str, fd: &Path, output: Option<&str>) -> String
     stdout_of(cmd.arg(log).arg(&target))
 }
 
-/// Runs a Fail2ban tool to its end; asserts that it succeeded (the panic shows what
-/// it printed) and returns its standard output, which must be UTF-8.
+/// Runs a program (a Fail2ban tool; the mail stack's set-up uses it too) to its end;
+/// asserts that it succeeded (the panic shows what it printed) and returns its
+/// standard output, which must be UTF-8.
 pub fn stdout_of(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::fail2ban::stdout_of;
 use super::smtp_sink::free_port;
 
 fn need(program: &str) {
@@ -13,17 +14,6 @@ fn need(program: &str) {
         Path::new(program).exists(),
         "{program} is missing: run tests/run, which installs the mail stack (postfix, postfix-lmdb, dovecot)"
     );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Starts a daemon that forks into the background. Its output goes to a file, not a
@@ -91,10 +81,10 @@ impl Postfix {
         for d in ["etc", "spool", "data"] {
             std::fs::create_dir_all(root.join(d)).expect("postfix dirs");
         }
-        run(Command::new("chown").arg("postfix").arg(root.join("data")));
+        stdout_of(Command::new("chown").arg("postfix").arg(root.join("data")));
         let map = root.join("etc/mailguard_sasl_access");
         std::fs::write(&map, "").expect("map");
-        run(Command::new("/usr/sbin/postmap").arg(format!("lmdb:{}", map.display())));
+        stdout_of(Command::new("/usr/sbin/postmap").arg(format!("lmdb:{}", map.display())));
         let port = free_port();
         let r = root.display();
         let (sasl, sasl_enable) = match setup.sasl_socket {
@@ -155,14 +145,18 @@ impl Postfix {
             "127.0.0.1:{port} inet n - n - - smtpd\n  -o syslog_name=postfix/submission\n  -o smtpd_sasl_auth_enable={sasl_enable}\n  -o smtpd_recipient_restrictions={restrictions}\n  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
         ));
         std::fs::write(etc.join("master.cf"), master).expect("master.cf");
-        run(Command::new("/usr/sbin/postconf")
-            .arg("-c")
-            .arg(&etc)
-            .args(["-F", "*/*/chroot = n"]));
-        run(Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(&etc)
-            .arg("check"));
+        stdout_of(
+            Command::new("/usr/sbin/postconf")
+                .arg("-c")
+                .arg(&etc)
+                .args(["-F", "*/*/chroot = n"]),
+        );
+        stdout_of(
+            Command::new("/usr/sbin/postfix")
+                .arg("-c")
+                .arg(&etc)
+                .arg("check"),
+        );
         Self {
             root,
             config_dir: etc,
@@ -267,9 +261,11 @@ impl Postfix {
 
     /// `postqueue -j`, one JSON value per message.
     pub fn queue(&self) -> Vec<serde_json::Value> {
-        let out = run(Command::new("/usr/sbin/postqueue")
-            .arg("-j")
-            .env("MAIL_CONFIG", &self.config_dir));
+        let out = stdout_of(
+            Command::new("/usr/sbin/postqueue")
+                .arg("-j")
+                .env("MAIL_CONFIG", &self.config_dir),
+        );
         out.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
@@ -328,9 +324,11 @@ impl Dovecot {
         for d in ["run", "state", "mail"] {
             std::fs::create_dir_all(root.join(d)).expect("dovecot dirs");
         }
-        run(Command::new("chown")
-            .args(["nobody:nogroup"])
-            .arg(root.join("mail")));
+        stdout_of(
+            Command::new("chown")
+                .args(["nobody:nogroup"])
+                .arg(root.join("mail")),
+        );
         let users_file = root.join("users");
         let lines: String = users
             .iter()
@@ -374,7 +372,7 @@ impl Dovecot {
             ),
         )
         .expect("doveadm wrapper");
-        run(Command::new("chmod").arg("755").arg(&doveadm));
+        stdout_of(Command::new("chmod").arg("755").arg(&doveadm));
         Self {
             root,
             config,
