@@ -55,6 +55,11 @@ impl Run for Record {
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
         let recorded = store.record(&event, &Engine::new(&cfg, true))?;
+        // The login is committed: the exit releases the connection's files, locks and
+        // mappings as a crash right after the commit would, which SQLite is built
+        // for. Closing it first (finalizing, freeing the page cache and schema,
+        // unmapping the shared memory, closing the files) cost 0.3 ms of wall time.
+        std::mem::forget(store);
         if recorded.queued > 0 {
             // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
             actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
