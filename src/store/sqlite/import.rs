@@ -64,9 +64,10 @@ pub(super) fn import(
     let fresh = events_empty(conn)? && journal_in_memory(conn)?;
     let imported = import_in(conn, jail, items);
     if fresh {
-        // Also after a failure: the transaction rolled back, the file is whole.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        // Also after a failure: the transaction rolled back, the file is whole. The
+        // mark goes first: the file stays whole even if the switch back fails.
         conn.execute("DELETE FROM meta WHERE key = ?1", [UNFINISHED])?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     }
     let imported = imported?;
     // The commit copied the import into the database file; an import-sized WAL left
