@@ -58,6 +58,7 @@ pub(super) fn import(
     // Every event's account is inserted here first, so the foreign key holds by
     // construction; checking it costs a look-up per event. (Only outside a
     // transaction does this pragma take effect.)
+    let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
     conn.pragma_update(None, "foreign_keys", false)?;
     let cache_size: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", IMPORT_CACHE_KIB)?;
@@ -73,7 +74,7 @@ pub(super) fn import(
     // The commit copied the import into the database file; an import-sized WAL left
     // behind would be read through by the next command that opens it.
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "foreign_keys", foreign_keys)?;
     conn.pragma_update(None, "cache_size", cache_size)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(imported)
