@@ -6,6 +6,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use support::{fail2ban, Sandbox};
 
@@ -37,6 +38,16 @@ fn ingest_with(s: &Sandbox, global: &[&str], flags: &[&str], input: &[u8]) -> st
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// `out`, once it is known to be a success (else the panic shows its stderr).
+fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER` with the shipped filter, as
@@ -148,17 +159,12 @@ fn a_generated_day_finds_exactly_the_compromised_account_at_the_expected_time() 
         "one match per submission"
     );
     let scratch = s.path().join("backtest.db");
-    let out = ingest_with(
+    let out = succeeded(ingest_with(
         &s,
         &["--db", scratch.to_str().unwrap()],
         &["--json"],
         regex.as_bytes(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let accounts = report["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 1, "{report:#}");
@@ -231,12 +237,11 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     assert_eq!(regex.lines().count(), 28);
 
     let scratch = s.path().join("backtest.db");
-    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], regex.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(ingest(
+        &s,
+        &["--db", scratch.to_str().unwrap()],
+        regex.as_bytes(),
+    ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingested 28 events"));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("alice@example.com                  notify  2026-11-20 10:01:40  smtp: 6 networks/1h > 5"), "{text}");
@@ -324,12 +329,11 @@ fn a_repeated_login_counts_and_is_stored_once_however_late_it_comes_again() {
         line(DAY, "192.0.2.1"),
     ]
     .concat();
-    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], input.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(ingest(
+        &s,
+        &["--db", scratch.to_str().unwrap()],
+        input.as_bytes(),
+    ));
     // Two networks in the first hour, not three logins from three: still ok.
     assert!(String::from_utf8_lossy(&out.stdout).contains("no account would have been flagged"));
     let stored: (i64, i64) = rusqlite::Connection::open(&scratch)
@@ -374,14 +378,7 @@ fn an_ingest_killed_half_way_leaves_a_scratch_database_that_says_so() {
             })
             .is_ok_and(|n| n == 1)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !marked() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the import never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_until("the import to start", Duration::from_secs(30), marked);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);
@@ -398,12 +395,11 @@ fn an_ingest_killed_half_way_leaves_a_scratch_database_that_says_so() {
 
     // Run to the end, an ingest leaves the database as every command expects it.
     let whole = s.path().join("whole.db");
-    let out = ingest(&s, &["--db", whole.to_str().unwrap()], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(ingest(
+        &s,
+        &["--db", whole.to_str().unwrap()],
+        lines.as_bytes(),
+    ));
     let c = rusqlite::Connection::open(&whole).unwrap();
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -415,16 +411,11 @@ fn an_ingest_killed_half_way_leaves_a_scratch_database_that_says_so() {
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!((mode.as_str(), marks, events), ("wal", 0, 40_000));
-    let status = s.run(&[
+    s.ok(&[
         "--db",
         whole.to_str().unwrap(),
         "status",
         "--at",
         &(DAY + 20_000).to_string(),
     ]);
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
 }

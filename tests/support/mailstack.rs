@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::fail2ban::stdout_of;
 use super::smtp_sink::free_port;
+use super::wait_until;
 
 fn need(program: &str) {
     assert!(
@@ -31,14 +32,6 @@ fn start_daemon(cmd: &mut Command, errors: &Path) {
         "{cmd:?} failed: {}",
         std::fs::read_to_string(errors).unwrap_or_default()
     );
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn kill(pid: u32) {

@@ -8,11 +8,21 @@ pub mod smtp_sink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
 
 /// A fixed log time (2026-11-23 07:00:00 UTC) so tests never depend on the clock.
 pub const T0: i64 = 1_795_417_200;
+
+/// Polls `ok` until it holds; panics naming `what` once `timeout` has passed.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// Wall-clock seconds since 1970, for tests that mix log time with real actions.
 pub fn now() -> i64 {

@@ -67,7 +67,7 @@ pub(super) fn import(
     if fresh {
         // Also after a failure: the transaction rolled back, the file is whole. The
         // mark goes first: the file stays whole even if the switch back fails.
-        conn.execute("DELETE FROM meta WHERE key = ?1", [UNFINISHED])?;
+        unmark(conn)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     }
     let imported = imported?;
@@ -107,8 +107,13 @@ fn journal_in_memory(conn: &Connection) -> rusqlite::Result<bool> {
     if mode.eq_ignore_ascii_case("memory") {
         return Ok(true);
     }
-    conn.execute("DELETE FROM meta WHERE key = ?1", [UNFINISHED])?;
+    unmark(conn)?;
     Ok(false)
+}
+
+fn unmark(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM meta WHERE key = ?1", [UNFINISHED])
+        .map(drop)
 }
 
 /// The import's transaction; see `import`.
