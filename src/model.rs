@@ -24,8 +24,10 @@ fn check_printable(field: &'static str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// A SASL login name as the mail server logged it. Opaque: no case folding,
-/// since Postfix and Dovecot may treat case differently per backend.
+/// A SASL login name, folded to lower case. One account, one spelling: Postfix's map
+/// lookups fold case (so `Mallory@` and `mallory@` are one key there), Dovecot's
+/// default `auth_username_format = %Lu` folds it, and the queue's records are compared
+/// with it; an account that two spellings could split would escape its own block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct SaslUser(String);
@@ -45,11 +47,36 @@ impl SaslUser {
         if raw.chars().any(char::is_whitespace) {
             return Err(Invalid::new("user", "contains whitespace"));
         }
-        Ok(Self(raw.to_owned()))
+        let folded = fold_case(raw);
+        if folded.len() > MAX_USER_BYTES {
+            // A few characters grow when lower-cased (U+0130 İ).
+            return Err(Invalid::new(
+                "user",
+                format!(
+                    "is {} bytes long in lower case (at most {MAX_USER_BYTES})",
+                    folded.len()
+                ),
+            ));
+        }
+        Ok(Self(folded))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The one case rule for account names (Unicode lower case; for ASCII names exactly
+/// Dovecot's `%Lu` and Postfix's lookup folding). The schema migration that merged
+/// accounts differing only in case uses it too.
+pub fn fold_case(name: &str) -> String {
+    if name
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        name.to_lowercase()
+    } else {
+        name.to_owned()
     }
 }
 

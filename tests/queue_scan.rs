@@ -3,7 +3,9 @@
 
 mod support;
 
-use support::mailstack::Postfix;
+use support::mailstack::{
+    deliver_unauthenticated, submit, Dovecot, Postfix, PostfixSetup, RELAYED_DOMAIN,
+};
 use support::smtp_sink::SmtpSink;
 use support::{now, Sandbox};
 
@@ -26,22 +28,75 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
     let sink = SmtpSink::start();
     sink.set_tempfail(true);
     let dir = tempfile::tempdir().unwrap();
-    let pf = Postfix::relaying(dir.path(), sink.port, false);
+    let users = [(ALICE, "a-pw"), (BOB, "b-pw"), (CAROL, "c-pw")];
+    let mut dv = Dovecot::configure(dir.path(), &users);
+    dv.start();
+    let mut pf = Postfix::configure(
+        dir.path(),
+        &PostfixSetup {
+            relay_port: sink.port,
+            defer_outbound: false,
+            sasl_socket: Some(&dv.auth_socket),
+            submission_restrictions: None,
+        },
+    );
+    pf.start();
     let s = sandbox(&pf, "");
     let t = now();
     for (i, user) in [ALICE, BOB, CAROL].iter().enumerate() {
         s.record("smtp", user, &format!("198.51.100.{}", i + 1), t);
     }
-    // Just above notify (5), just at it, above block (8), and a sender that is no account.
-    let sent = [(ALICE, 6), (BOB, 5), (CAROL, 9), (SCRIPT, 2)];
-    for (from, n) in sent {
+    // Just above notify (5), just at it, above block (8), each submitted by the account
+    // itself; carol's client writes her address in capitals.
+    let submitted = [
+        (ALICE, ALICE, 6),
+        (BOB, BOB, 5),
+        (CAROL, "Carol@Example.COM", 9),
+    ];
+    for (login, from, n) in submitted {
+        let password = users.iter().find(|u| u.0 == login).unwrap().1;
         for i in 0..n {
-            pf.sendmail(from, &format!("rcpt{i}@remote.example"));
+            submit(
+                pf.submission_port,
+                "203.0.113.9",
+                (login, password),
+                from,
+                &format!("rcpt{i}@remote.example"),
+            )
+            .unwrap();
         }
     }
+    // A sender that is no account (a local script), and ten messages anyone on the
+    // Internet can hand to port 25 with bob's address in MAIL FROM: neither is mail an
+    // account submitted, so neither may move bob (5 + 10 would pass block).
+    for i in 0..2 {
+        pf.sendmail(SCRIPT, &format!("rcpt{i}@remote.example"));
+    }
+    for i in 0..10 {
+        deliver_unauthenticated(
+            pf.mx_port,
+            "192.0.2.66",
+            BOB,
+            &format!("victim{i}@{RELAYED_DOMAIN}"),
+        )
+        .unwrap();
+    }
+    let expected = [(ALICE, 6), (BOB, 15), (CAROL, 9), (SCRIPT, 2)];
     pf.wait_queue("every message deferred by the sink's 451", |pf| {
-        sent.iter()
-            .all(|(from, n)| pf.queued(from, "deferred") == *n)
+        let queue = pf.queue();
+        expected.iter().all(|(from, n)| {
+            queue
+                .iter()
+                .filter(|m| {
+                    m["queue_name"] == "deferred"
+                        && m["sender"]
+                            .as_str()
+                            .unwrap_or("")
+                            .eq_ignore_ascii_case(from)
+                })
+                .count()
+                == *n
+        })
     });
     let deferred = pf.queue();
     assert!(
@@ -54,7 +109,7 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
     let out = s.ok(&["queue-scan"]);
     assert_eq!(
         out.trim(),
-        "queue: 22 message(s): 22 deferred; 4 sender(s); 0 action(s) queued"
+        "queue: 32 message(s): 32 deferred; 4 sender(s); 0 action(s) queued"
     );
     let at = now();
     let row = |u: &str| s.account(u, at).unwrap_or_else(|| panic!("{u} listed"));
@@ -75,7 +130,7 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
     let q: serde_json::Value =
         serde_json::from_str(&s.ok(&["status", "--queue", "--json"])).unwrap();
     let d = &q["queues"]["deferred"];
-    assert_eq!(d["messages"], 22);
+    assert_eq!(d["messages"], 32);
     assert_eq!(d["senders"], 4);
     let top: Vec<(&str, u64)> = d["top"]
         .as_array()
@@ -88,11 +143,12 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
             )
         })
         .collect();
-    assert_eq!(top, [(CAROL, 9), (ALICE, 6), (BOB, 5), (SCRIPT, 2)]);
-    assert_eq!(d["top"][0]["recipients"], 9);
+    // The admin's view is per envelope sender, whoever wrote it.
+    assert_eq!(top, [(BOB, 15), (CAROL, 9), (ALICE, 6), (SCRIPT, 2)]);
+    assert_eq!(d["top"][1]["recipients"], 9);
     let text = s.ok(&["status", "--queue"]);
     assert!(
-        text.contains("deferred: 22 message(s) from 4 sender(s)"),
+        text.contains("deferred: 32 message(s) from 4 sender(s)"),
         "{text}"
     );
 

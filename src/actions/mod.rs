@@ -7,6 +7,7 @@ mod dovecot;
 pub mod exec;
 pub mod mail;
 pub mod password;
+pub mod postcat;
 pub mod postfix;
 pub mod worker;
 

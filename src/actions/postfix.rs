@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
-use super::exec;
+use super::{exec, postcat};
 use crate::config::Config;
 use crate::files::write_atomically;
-use crate::model::{SaslUser, Span};
+use crate::model::{fold_case, SaslUser, Span};
 
 /// Whether a login can be a key in a Postfix map source file: a leading `#` makes
 /// the line a comment, and Postfix drops a line with an unbalanced `"` (tested with
@@ -88,10 +88,24 @@ pub fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
     Ok(parse_queue(&ran.stdout))
 }
 
-/// The envelope sender of an account's mail is normally its login; domains are
-/// case-insensitive, and so are local parts on every common mail store.
-fn sent_by(m: &QueuedMessage, user: &SaslUser) -> bool {
-    m.sender.eq_ignore_ascii_case(user.as_str())
+/// The account's messages among `messages`: those it submitted (its login is in the
+/// queue file, whatever envelope sender a botnet chose), and those with its address as
+/// envelope sender (an account's own mail before `postcat` could tell, and the
+/// iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
+fn of_account(
+    cfg: &Config,
+    messages: Vec<QueuedMessage>,
+    user: &SaslUser,
+) -> Result<Vec<String>, String> {
+    let ids: Vec<&str> = messages.iter().map(|m| m.queue_id.as_str()).collect();
+    let submitters = postcat::submitters(cfg, &ids)?;
+    Ok(messages
+        .into_iter()
+        .filter(|m| {
+            submitters.get(&m.queue_id) == Some(user) || fold_case(&m.sender) == user.as_str()
+        })
+        .map(|m| m.queue_id)
+        .collect())
 }
 
 /// Runs `postsuper FLAG -` [QUEUE] with the ids on stdin; returns how many were given.
@@ -118,11 +132,11 @@ fn postsuper(
 
 /// Puts every queued message of the account (not already held) on hold.
 pub fn hold(cfg: &Config, user: &SaslUser) -> Result<String, String> {
-    let ids: Vec<String> = queue(cfg)?
+    let waiting = queue(cfg)?
         .into_iter()
-        .filter(|m| m.queue_name != "hold" && sent_by(m, user))
-        .map(|m| m.queue_id)
+        .filter(|m| m.queue_name != "hold")
         .collect();
+    let ids = of_account(cfg, waiting, user)?;
     let n = postsuper(cfg, "-h", None, &ids, cfg.contain.actions.command_timeout)?;
     Ok(format!("{n} queued message(s) put on hold"))
 }
@@ -130,11 +144,11 @@ pub fn hold(cfg: &Config, user: &SaslUser) -> Result<String, String> {
 /// Releases (or, with `purge`, deletes) the account's messages in the hold queue.
 /// Ids are re-listed from the hold queue, so a new message elsewhere is never hit.
 pub fn release_held(cfg: &Config, user: &SaslUser, purge: bool) -> Result<String, String> {
-    let ids: Vec<String> = queue(cfg)?
+    let held = queue(cfg)?
         .into_iter()
-        .filter(|m| m.queue_name == "hold" && sent_by(m, user))
-        .map(|m| m.queue_id)
+        .filter(|m| m.queue_name == "hold")
         .collect();
+    let ids = of_account(cfg, held, user)?;
     let timeout = cfg.contain.actions.command_timeout;
     if purge {
         let n = postsuper(cfg, "-d", Some("hold"), &ids, timeout)?;

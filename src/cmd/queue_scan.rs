@@ -7,24 +7,30 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{App, Run};
-use crate::actions::{self, postfix};
+use crate::actions::{self, postcat, postfix};
 use crate::cli::QueueScan;
 use crate::detect::Engine;
 use crate::error::{Error, Result};
-use crate::model::LogTime;
+use crate::model::{fold_case, LogTime, SaslUser};
 use crate::store::{self, QueueSender};
 
-/// Messages per (queue, sender), from `postqueue -j` lines.
-pub fn by_sender(messages: &[postfix::QueuedMessage]) -> Vec<QueueSender> {
-    let mut out: BTreeMap<(&str, String), QueueSender> = BTreeMap::new();
+/// Messages per (queue, sender, submitting account), from `postqueue -j` lines and
+/// the logins in the queue files (`submitters`, by queue id).
+pub fn by_sender(
+    messages: &[postfix::QueuedMessage],
+    submitters: &BTreeMap<String, SaslUser>,
+) -> Vec<QueueSender> {
+    let mut out: BTreeMap<(&str, String, &str), QueueSender> = BTreeMap::new();
     for m in messages {
-        // Senders are matched to accounts like the hold action does: case-insensitively.
-        let sender = m.sender.to_ascii_lowercase();
+        // Addresses are shown as accounts are named: in lower case.
+        let sender = fold_case(&m.sender);
+        let account = submitters.get(&m.queue_id).map_or("", SaslUser::as_str);
         let s = out
-            .entry((m.queue_name.as_str(), sender.clone()))
+            .entry((m.queue_name.as_str(), sender.clone(), account))
             .or_insert_with(|| QueueSender {
                 queue: m.queue_name.clone(),
                 sender,
+                account: account.to_owned(),
                 messages: 0,
                 recipients: 0,
                 oldest: None,
@@ -53,7 +59,14 @@ impl Run for QueueScan {
     fn run(&self, app: &App) -> Result<()> {
         let cfg = app.config()?;
         let messages = postfix::queue(&cfg).map_err(Error::External)?;
-        let senders = by_sender(&messages);
+        // Only the deferred queue feeds detection; only its submitters are read.
+        let deferred: Vec<&str> = messages
+            .iter()
+            .filter(|m| m.queue_name == "deferred")
+            .map(|m| m.queue_id.as_str())
+            .collect();
+        let submitters = postcat::submitters(&cfg, &deferred).map_err(Error::External)?;
+        let senders = by_sender(&messages, &submitters);
         let at = LogTime::now();
         let mut store = store::open(&cfg)?;
         let queued = store.replace_queue(at, &senders, &Engine::new(&cfg, true))?;
@@ -67,7 +80,11 @@ impl Run for QueueScan {
         let summary = Summary {
             at: at.secs_f64(),
             messages: per_queue,
-            senders: senders.len(),
+            senders: senders
+                .iter()
+                .map(|s| (&s.queue, &s.sender))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
             actions_queued: queued,
         };
         if self.json {

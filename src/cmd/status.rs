@@ -198,13 +198,7 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
         states.insert(a.user, (a.state, a.last_seen));
     }
     let entries = store.whitelist()?;
-    let deferred: BTreeMap<String, u32> = store
-        .queue()?
-        .1
-        .into_iter()
-        .filter(|q| q.queue == "deferred")
-        .map(|q| (q.sender, q.messages))
-        .collect();
+    let deferred = store.deferred_per_account()?;
     let users: BTreeSet<SaslUser> = seen.keys().chain(states.keys()).cloned().collect();
     let mut rows = Vec::with_capacity(users.len());
     for user in users {

@@ -19,7 +19,8 @@ pub struct ActionsConfig {
     /// First retry after this long, doubling up to an hour.
     pub retry_base: Span,
     pub max_attempts: u32,
-    /// Every external command (postmap, postsuper, doveadm, password command) is killed after this.
+    /// Every external command (postmap, postqueue, postsuper, postcat, doveadm, password
+    /// command) is killed after this.
     pub command_timeout: Span,
 }
 
@@ -71,6 +72,7 @@ pub struct PostfixConfig {
     pub postmap: PathBuf,
     pub postqueue: PathBuf,
     pub postsuper: PathBuf,
+    pub postcat: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +130,7 @@ impl Default for ContainConfig {
                 postmap: PathBuf::from("/usr/sbin/postmap"),
                 postqueue: PathBuf::from("/usr/sbin/postqueue"),
                 postsuper: PathBuf::from("/usr/sbin/postsuper"),
+                postcat: PathBuf::from("/usr/sbin/postcat"),
             },
             password: PasswordBackend::None,
             password_length: 24,
@@ -287,6 +290,7 @@ pub(super) fn parse(root: &mut Walker, c: &mut ContainConfig) -> Result<()> {
             ("postmap", &mut p.postmap),
             ("postqueue", &mut p.postqueue),
             ("postsuper", &mut p.postsuper),
+            ("postcat", &mut p.postcat),
         ] {
             if let Some(v) = path(&mut w, key)? {
                 *slot = v;
@@ -395,6 +399,7 @@ pub(super) fn render(out: &mut String, c: &ContainConfig) {
     let _ = writeln!(out, "postmap = {}", p(&f.postmap));
     let _ = writeln!(out, "postqueue = {}", p(&f.postqueue));
     let _ = writeln!(out, "postsuper = {}", p(&f.postsuper));
+    let _ = writeln!(out, "postcat = {}", p(&f.postcat));
     let _ = writeln!(out, "\n[password]");
     match &c.password {
         PasswordBackend::None => {

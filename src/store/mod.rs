@@ -4,6 +4,8 @@
 mod schema;
 mod sqlite;
 
+use std::collections::BTreeMap;
+
 use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::detect::replay::Replayed;
@@ -70,8 +72,11 @@ pub enum Imported {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSender {
     pub queue: String,
-    /// The envelope sender, as Postfix has it ("" for bounces).
+    /// The envelope sender, as Postfix has it ("" for bounces). Anyone can write it.
     pub sender: String,
+    /// The SASL account that submitted these messages, from the queue files ("" for
+    /// mail without a login); read for the deferred queue, the one detection uses.
+    pub account: String,
     pub messages: u32,
     pub recipients: u32,
     pub oldest: Option<LogTime>,
@@ -216,8 +221,10 @@ pub trait Store {
     ) -> Result<usize>;
     /// One account's mail in the deferred queue at the last queue scan.
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>>;
-    /// The last queue snapshot and when it was taken.
+    /// The last queue snapshot and when it was taken, per (queue, envelope sender).
     fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)>;
+    /// Deferred messages per account that submitted them, at the last queue scan.
+    fn deferred_per_account(&mut self) -> Result<BTreeMap<String, u32>>;
 
     /// Every account whose level ever changed, with its history, by account name.
     fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>>;

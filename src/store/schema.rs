@@ -1,12 +1,21 @@
 //! Versioned schema. `PRAGMA user_version` holds the version; each migration runs once,
 //! in order, inside one transaction with the version bump.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+mod fold_names;
+
+/// One step of the schema: SQL, or Rust where the step needs a rule SQL does not have.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Transaction) -> rusqlite::Result<()>),
+}
+use Migration::{Rust, Sql};
 
 /// Migration N (1-based) brings the schema from version N-1 to N. Append only.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: logins, accounts, audit trail, whitelist.
-    "
+    Sql("
     CREATE TABLE users (
         id            INTEGER PRIMARY KEY,
         name          TEXT NOT NULL UNIQUE,
@@ -56,10 +65,10 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
-    ",
+    "),
     // 2: the outbox. Rows are written in the same transaction as the level change that
     // decided them, so a crash can delay an action but never lose it.
-    "
+    Sql("
     CREATE TABLE actions (
         id         INTEGER PRIMARY KEY,
         user_id    INTEGER NOT NULL REFERENCES users(id),
@@ -77,9 +86,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX actions_due ON actions(next_ms) WHERE state = 'pending';
     CREATE INDEX actions_user ON actions(user_id, kind, level);
-    ",
+    "),
     // 3: message counts (rate, bounces), the per-day baseline cache, the queue snapshot.
-    "
+    Sql("
     ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE users ADD COLUMN usual_day INTEGER;
     ALTER TABLE users ADD COLUMN usual_messages INTEGER NOT NULL DEFAULT 0;
@@ -95,14 +104,32 @@ const MIGRATIONS: &[&str] = &[
         oldest_ms  INTEGER,
         PRIMARY KEY (queue, sender)
     ) WITHOUT ROWID;
-    ",
+    "),
     // 4: the login key covers `count` too, so reading an account's evidence (each
     // `record`) walks the index alone instead of visiting the table for every row. A
     // Fail2ban ticket delivered twice carries the same count: still a duplicate.
-    "
+    Sql("
     DROP INDEX events_key;
     CREATE UNIQUE INDEX events_key ON events(user_id, ts_ms, source, ip, count);
-    ",
+    "),
+    // 5: account names folded to lower case (see `SaslUser`); accounts that differed
+    // only in case become one.
+    Rust(fold_names::merge_case_variants),
+    // 6: the queue snapshot also says which SASL account submitted the mail: the
+    // envelope sender alone is anyone's to write. A snapshot; the next scan refills it.
+    Sql("
+    DROP TABLE queue_senders;
+    CREATE TABLE queue_senders (
+        queue      TEXT NOT NULL,
+        sender     TEXT NOT NULL,
+        account    TEXT NOT NULL,   -- '' = no login (from outside, local)
+        messages   INTEGER NOT NULL,
+        recipients INTEGER NOT NULL,
+        oldest_ms  INTEGER,
+        PRIMARY KEY (queue, account, sender)
+    ) WITHOUT ROWID;
+    DELETE FROM meta WHERE key = 'queue_scanned_ms';
+    "),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -132,8 +159,11 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     // IMMEDIATE: two processes opening a fresh database must not both migrate.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let v = version(&tx)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
-        tx.execute_batch(sql)?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+        match step {
+            Sql(sql) => tx.execute_batch(sql)?,
+            Rust(run) => run(&tx)?,
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
     }
     tx.commit()?;

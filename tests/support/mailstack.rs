@@ -47,8 +47,15 @@ pub struct Postfix {
     pub config_dir: PathBuf,
     pub sasl_map: PathBuf,
     pub submission_port: u16,
+    /// Port 25's stand-in: no AUTH, mail accepted only for `RELAYED_DOMAIN`, as an MX
+    /// accepts it from anyone on the Internet.
+    pub mx_port: u16,
     master_pid: Option<u32>,
 }
+
+/// The domain the private Postfix relays for: mail to it comes in on `mx_port` without
+/// AUTH and goes out to the relay host.
+pub const RELAYED_DOMAIN: &str = "partner.example.test";
 
 /// Options of the private Postfix.
 pub struct PostfixSetup<'a> {
@@ -106,6 +113,7 @@ impl Postfix {
              inet_interfaces = 127.0.0.1\n\
              inet_protocols = ipv4\n\
              mynetworks = 127.0.0.0/8\n\
+             relay_domains = {RELAYED_DOMAIN}\n\
              relayhost = [127.0.0.1]:{relay}\n\
              smtp_dns_support_level = disabled\n\
              smtp_tls_security_level = none\n\
@@ -137,6 +145,10 @@ impl Postfix {
         master.push_str(&format!(
             "127.0.0.1:{port} inet n - n - - smtpd\n  -o syslog_name=postfix/submission\n  -o smtpd_sasl_auth_enable={sasl_enable}\n  -o smtpd_recipient_restrictions={restrictions}\n  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
         ));
+        let mx_port = free_port();
+        master.push_str(&format!(
+            "127.0.0.1:{mx_port} inet n - n - - smtpd\n  -o smtpd_sasl_auth_enable=no\n  -o smtpd_relay_restrictions=permit_auth_destination,reject\n  -o smtpd_recipient_restrictions=permit_auth_destination,reject\n"
+        ));
         std::fs::write(etc.join("master.cf"), master).expect("master.cf");
         stdout_of(
             Command::new("/usr/sbin/postconf")
@@ -155,6 +167,7 @@ impl Postfix {
             config_dir: etc,
             sasl_map: map,
             submission_port: port,
+            mx_port,
             master_pid: None,
         }
     }
@@ -188,7 +201,7 @@ impl Postfix {
             // running beside this one can have taken it since. Postfix says so in its log.
             let log = self.log();
             if attempt < 3 && log.contains("Address already in use") {
-                self.move_submission_port();
+                self.move_ports();
                 continue;
             }
             panic!(
@@ -213,17 +226,19 @@ impl Postfix {
         });
     }
 
-    /// Moves the submission listener to another free port (master.cf and ours).
-    fn move_submission_port(&mut self) {
+    /// Moves both listeners to other free ports (master.cf and ours).
+    fn move_ports(&mut self) {
         let master = self.config_dir.join("master.cf");
-        let text = std::fs::read_to_string(&master).expect("master.cf");
-        let port = free_port();
-        let text = text.replace(
-            &format!("127.0.0.1:{} inet", self.submission_port),
-            &format!("127.0.0.1:{port} inet"),
-        );
+        let mut text = std::fs::read_to_string(&master).expect("master.cf");
+        for port in [&mut self.submission_port, &mut self.mx_port] {
+            let new = free_port();
+            text = text.replace(
+                &format!("127.0.0.1:{port} inet"),
+                &format!("127.0.0.1:{new} inet"),
+            );
+            *port = new;
+        }
         std::fs::write(&master, text).expect("master.cf");
-        self.submission_port = port;
     }
 
     /// MAIL_CONFIG for Postfix commands (postqueue, postsuper, postmap, sendmail).
@@ -470,6 +485,27 @@ pub fn submit(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
+    smtp_session(port, client_addr, Some(login), from, to)
+}
+
+/// One message without AUTH, as anyone on the Internet can send it to port 25 (`mx_port`)
+/// with whatever MAIL FROM they like.
+pub fn deliver_unauthenticated(
+    port: u16,
+    client_addr: &str,
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
+    smtp_session(port, client_addr, None, from, to)
+}
+
+fn smtp_session(
+    port: u16,
+    client_addr: &str,
+    login: Option<(&str, &str)>,
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
     use base64::Engine as _;
     use std::io::{BufRead, BufReader, Write};
     let conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
@@ -508,9 +544,11 @@ pub fn submit(
         '2',
     )?;
     step(Some("EHLO client.example.net\r\n".into()), '2')?;
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", login.0, login.1));
-    step(Some(format!("AUTH PLAIN {token}\r\n")), '2')?;
+    if let Some((user, password)) = login {
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        step(Some(format!("AUTH PLAIN {token}\r\n")), '2')?;
+    }
     step(Some(format!("MAIL FROM:<{from}>\r\n")), '2')?;
     step(Some(format!("RCPT TO:<{to}>\r\n")), '2')?;
     step(Some("DATA\r\n".into()), '3')?;

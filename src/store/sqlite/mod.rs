@@ -9,7 +9,7 @@ mod rows;
 mod write;
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -259,6 +259,10 @@ impl Store for SqliteStore {
 
     fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {
         queue::snapshot(&self.conn).map_err(|e| sql_err(&self.path, e))
+    }
+
+    fn deferred_per_account(&mut self) -> Result<BTreeMap<String, u32>> {
+        queue::deferred_per_account(&self.conn).map_err(|e| sql_err(&self.path, e))
     }
 
     fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>> {

@@ -18,22 +18,18 @@ pub(super) fn replace(
     detector: &dyn Detector,
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let before: BTreeMap<String, u32> = {
-        let mut stmt =
-            tx.prepare("SELECT sender, messages FROM queue_senders WHERE queue = 'deferred'")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let before = deferred_per_account(&tx)?;
     tx.execute("DELETE FROM queue_senders", [])?;
     {
         let mut insert = tx.prepare(
-            "INSERT INTO queue_senders (queue, sender, messages, recipients, oldest_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO queue_senders (queue, sender, account, messages, recipients, oldest_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for s in senders {
             insert.execute(params![
                 s.queue,
                 s.sender,
+                s.account,
                 s.messages,
                 s.recipients,
                 s.oldest.map(LogTime::millis)
@@ -45,14 +41,24 @@ pub(super) fn replace(
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![SCANNED_KEY, at.millis().to_string()],
     )?;
-    // Levels only rise, so only a grown deferred count can change one. Senders that
-    // are not accounts we know (local scripts, the null sender) are listed, not judged.
+    // Levels only rise, so only a grown deferred count can change one. Only mail an
+    // account submitted itself counts: a stranger can put any address in MAIL FROM on
+    // port 25. Senders without a login (local scripts, the null sender, forgeries)
+    // are listed, not judged.
+    let mut now: BTreeMap<&str, u32> = BTreeMap::new();
+    for s in senders
+        .iter()
+        .filter(|s| s.queue == "deferred" && !s.account.is_empty())
+    {
+        let n = now.entry(s.account.as_str()).or_default();
+        *n = n.saturating_add(s.messages);
+    }
     let mut queued = 0;
-    for s in senders.iter().filter(|s| s.queue == "deferred") {
-        if s.messages <= before.get(&s.sender).copied().unwrap_or(0) {
+    for (account, messages) in now {
+        if messages <= before.get(account).copied().unwrap_or(0) {
             continue;
         }
-        let Ok(user) = SaslUser::parse(&s.sender) else {
+        let Ok(user) = SaslUser::parse(account) else {
             continue;
         };
         if let Some(account) = stored_account(&tx, user.as_str())? {
@@ -63,13 +69,22 @@ pub(super) fn replace(
     Ok(queued)
 }
 
+/// Deferred messages per submitting account at the last scan.
+pub(super) fn deferred_per_account(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u32>> {
+    let mut stmt = conn.prepare(
+        "SELECT account, SUM(messages) FROM queue_senders
+         WHERE queue = 'deferred' AND account <> '' GROUP BY account",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 /// An account's mail in the deferred queue at the last scan.
 pub(super) fn deferred_of(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
     conn.prepare_cached(
-        "SELECT messages FROM queue_senders WHERE queue = 'deferred' AND sender = ?1",
+        "SELECT SUM(messages) FROM queue_senders WHERE queue = 'deferred' AND account = ?1",
     )?
     .query_row([user.as_str()], |r| r.get(0))
-    .optional()
 }
 
 pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, Vec<QueueSender>)> {
@@ -83,14 +98,17 @@ pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, 
     let scanned = scanned
         .and_then(|v| v.parse::<i64>().ok())
         .map(LogTime::from_millis);
+    // The admin's view is per envelope sender, whoever submitted the mail.
     let mut stmt = conn.prepare(
-        "SELECT queue, sender, messages, recipients, oldest_ms FROM queue_senders
-         ORDER BY queue, messages DESC, sender",
+        "SELECT queue, sender, SUM(messages) AS n, SUM(recipients), MIN(oldest_ms)
+         FROM queue_senders GROUP BY queue, sender
+         ORDER BY queue, n DESC, sender",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(QueueSender {
             queue: r.get(0)?,
             sender: r.get(1)?,
+            account: String::new(),
             messages: r.get(2)?,
             recipients: r.get(3)?,
             oldest: r.get::<_, Option<i64>>(4)?.map(LogTime::from_millis),

@@ -1,0 +1,145 @@
+//! One account, one spelling: names that differ only in case are one account, in the
+//! database, in Postfix's map (real postmap, real Postfix refusing over SMTP) and in
+//! `release`; a database from before the rule has its spellings merged.
+
+mod support;
+
+use std::process::Command;
+
+use support::mailstack::{mail_server, submit};
+use support::smtp_sink::SmtpSink;
+use support::{now, Sandbox};
+
+const MALLORY: &str = "mallory@example.test";
+
+fn map_lookup(map: &std::path::Path, key: &str) -> Option<String> {
+    let out = Command::new("/usr/sbin/postmap")
+        .arg("-q")
+        .arg(key)
+        .arg(format!("lmdb:{}", map.display()))
+        .output()
+        .expect("postmap -q");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (_dv, pf) = mail_server(dir.path(), &[(MALLORY, "m-pw")], sink.port);
+    let send = |login: &str, addr: &str| {
+        submit(
+            pf.submission_port,
+            addr,
+            (login, "m-pw"),
+            MALLORY,
+            "friend@remote.example",
+        )
+    };
+    send("Mallory@Example.TEST", "203.0.113.1").expect("any spelling logs in");
+
+    let mut s = Sandbox::acting(&format!(
+        "mode = \"enforce\"\n\
+         [actions]\nnotify = []\nblock = [\"sasl_block\"]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n\
+         [postfix]\nsasl_map = \"{}\"\n",
+        pf.sasl_map.display()
+    ));
+    let (k, v) = pf.env();
+    s.env.push((k.into(), v.to_path_buf()));
+    // Two spellings, as two clients of one botnet might log in: six networks each.
+    let t = now() - 300;
+    for i in 0..6 {
+        s.record(
+            "smtp",
+            "Mallory@example.test",
+            &format!("198.51.{}.7", 100 + i),
+            t + i,
+        );
+        s.record(
+            "smtp",
+            MALLORY,
+            &format!("198.51.{}.7", 110 + i),
+            t + 10 + i,
+        );
+    }
+    let overview = s.status(now());
+    let names: Vec<&str> = overview["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [MALLORY], "one account");
+    let d = s.wait_user("MALLORY@example.test", "sasl_block done", |d| {
+        d["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "sasl_block" && a["state"] == "done")
+    });
+    assert_eq!(d["state"], "block");
+    let map_text = std::fs::read_to_string(&pf.sasl_map).unwrap();
+    assert_eq!(
+        map_text.lines().filter(|l| !l.starts_with('#')).count(),
+        1,
+        "{map_text}"
+    );
+    for key in [MALLORY, "Mallory@Example.Test"] {
+        assert!(map_lookup(&pf.sasl_map, key).is_some(), "{key}");
+    }
+    let refused = send("MALLORY@example.test", "203.0.113.2").expect_err("blocked");
+    assert!(refused.starts_with("550 5.7.1"), "{refused}");
+
+    // Released under yet another spelling: Postfix lets every spelling send again.
+    let out = s.ok(&["release", "mAllory@example.test"]);
+    assert!(out.contains("sending unblocked"), "{out}");
+    assert_eq!(map_lookup(&pf.sasl_map, MALLORY), None);
+    send("Mallory@example.test", "203.0.113.3").expect("released");
+}
+
+#[test]
+fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
+    let s = Sandbox::new("");
+    let t = now() - 600;
+    s.record("smtp", "bob@example.test", "198.51.100.1", t);
+    s.record("imap", "bob@example.test", "198.51.100.2", t + 1);
+    // What a database written before the rule could hold: a second spelling, blocked,
+    // with a login of its own and one the same instant as the other spelling's.
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO users (name, level, enforced) VALUES ('Bob@Example.test', 'block', 1);
+         INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
+             SELECT id, {a}, 'smtp', '198.51.100.1', 'test', 1 FROM users WHERE name = 'Bob@Example.test';
+         INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
+             SELECT id, {b}, 'smtp', '198.51.100.9', 'test', 1 FROM users WHERE name = 'Bob@Example.test';
+         INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
+             SELECT id, {b}, 'ok', 'block', 1, 'smtp: test', 'detector' FROM users WHERE name = 'Bob@Example.test';
+         INSERT INTO whitelist (cidr, user, note, added_ms) VALUES
+             ('192.0.2.0/24', 'bob@example.test', 'office', 1),
+             ('192.0.2.0/24', 'BOB@example.test', 'dup', 2);
+         PRAGMA user_version = 4;",
+        a = t * 1000,
+        b = (t + 2) * 1000,
+    ))
+    .unwrap();
+    drop(conn);
+
+    let d = s.status_user("bob@example.test", now());
+    assert_eq!(d["level"], "block", "{d:#}");
+    assert_eq!(s.rows("users"), 1);
+    assert_eq!(s.rows("events"), 3, "the login both spellings had is one");
+    assert_eq!(s.rows("level_changes"), 1);
+    assert_eq!(s.rows("whitelist"), 1);
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    let (name, note): (String, String) = conn
+        .query_row("SELECT u.name, w.note FROM users u, whitelist w", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), note.as_str()),
+        ("bob@example.test", "office")
+    );
+}
