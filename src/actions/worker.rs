@@ -142,8 +142,20 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
         ActionKind::SaslBlock => return sasl_block(cfg, store, action),
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
         ActionKind::HoldQueue => postfix::hold(cfg, user),
-        ActionKind::ResetPassword => password::reset(cfg, user),
-        ActionKind::DovecotKick => dovecot::flush_and_kick(cfg, user),
+        ActionKind::ResetPassword => match password::refusal(cfg, user) {
+            None => password::reset(cfg, user),
+            Some(why) => return Outcome::Refused(why),
+        },
+        ActionKind::DovecotKick => match dovecot::kick_refusal(user) {
+            None => dovecot::flush_and_kick(cfg, user),
+            // The flush matches the name literally, so it still runs; the kick never will.
+            Some(why) => {
+                return match dovecot::flush(cfg, user) {
+                    Ok(flushed) => Outcome::Refused(format!("{flushed}; {why}")),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+        },
     };
     match result {
         Ok(text) => Outcome::Done(text),
