@@ -2,6 +2,7 @@
 //! and retries failures with backoff. Started detached by `record`, and by a timer.
 
 use std::fs::{OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -61,6 +62,8 @@ pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
         .create(true)
         .truncate(false)
         .write(true)
+        // Never through a link: as root that would create a file wherever it points.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(|e| Error::io(&lock_path, e))?;
     let mut summary = Summary::default();
