@@ -1,42 +1,44 @@
 //! Files: replacing those other programs read (Postfix maps, Dovecot passwd-files,
 //! node_exporter's textfiles) whole, never half-written; telling two paths apart.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Replaces `path` with `data` atomically: a temp file in the same directory, synced,
 /// then renamed over it, so Postfix or Dovecot never read half a file. `owner` keeps
 /// the replaced file's uid and gid.
+///
+/// The directory may belong to someone else (`prometheus` owns node_exporter's
+/// textfile directory), so the temp file gets a random name and is created with
+/// O_EXCL (tempfile): a link planted there is never followed, never written through
+/// or chowned/chmodded. The rename replaces a link at `path` itself, not its target.
 pub fn write_atomically(
     path: &Path,
     data: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    // Removed on drop, so on every error below.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    let f = tmp.as_file_mut();
+    f.write_all(data)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&*f, Some(uid), Some(gid))?;
     }
-    result
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Whether two paths name the same file (through links and `..`); paths that do not

@@ -50,6 +50,32 @@ pub fn ssha512(password: &str, salt: &[u8]) -> String {
     )
 }
 
+/// Why the `command` backend must never run for `user`, if so: a name starting with
+/// `-` in an argument of its own would reach the program as an option, unless the
+/// template ends the options with `--` first.
+pub fn refusal(cfg: &Config, user: &SaslUser) -> Option<String> {
+    let PasswordBackend::Command(argv) = &cfg.contain.password else {
+        return None;
+    };
+    if !user.as_str().starts_with('-') {
+        return None;
+    }
+    let args = argv.get(1..).unwrap_or_default();
+    let ended = args.iter().position(|a| a == "--");
+    let exposed = args
+        .iter()
+        .position(|a| a.starts_with("{user}"))
+        .is_some_and(|i| ended.is_none_or(|e| e > i));
+    exposed.then(|| {
+        format!(
+            "password not reset: {user:?} begins with '-', so {} would read it as an option; \
+             refused, and no retry will change that (put \"--\" before \"{{user}}\" in \
+             [password] command if the program takes it, or reset this password by hand)",
+            argv.first().map_or("", String::as_str)
+        )
+    })
+}
+
 /// Sets a new random password for `user` through the configured backend.
 pub fn reset(cfg: &Config, user: &SaslUser) -> Result<String, String> {
     let len = cfg.contain.password_length as usize;
@@ -132,6 +158,25 @@ fn set_in_passwd_file(file: &Path, user: &SaslUser, hash: &str) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_like_names_need_a_double_dash_first() {
+        let mut cfg = Config::default();
+        let user = |u: &str| SaslUser::parse(u).unwrap();
+        let with = |cfg: &mut Config, argv: &[&str]| {
+            cfg.contain.password =
+                PasswordBackend::Command(argv.iter().map(|a| a.to_string()).collect());
+        };
+        with(&mut cfg, &["/bin/setpw", "{user}"]);
+        assert!(refusal(&cfg, &user("-x@example.test")).is_some());
+        assert!(refusal(&cfg, &user("x@example.test")).is_none());
+        with(&mut cfg, &["/bin/setpw", "--", "{user}"]);
+        assert!(refusal(&cfg, &user("-x@example.test")).is_none());
+        with(&mut cfg, &["/bin/setpw", "{user}", "--"]);
+        assert!(refusal(&cfg, &user("-x@example.test")).is_some());
+        with(&mut cfg, &["/bin/setpw", "--user={user}"]);
+        assert!(refusal(&cfg, &user("-x@example.test")).is_none());
+    }
 
     #[test]
     fn passwords_are_long_and_varied() {

@@ -2,6 +2,7 @@
 //! and retries failures with backoff. Started detached by `record`, and by a timer.
 
 use std::fs::{OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -61,6 +62,8 @@ pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
         .create(true)
         .truncate(false)
         .write(true)
+        // Never through a link: as root that would create a file wherever it points.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(|e| Error::io(&lock_path, e))?;
     let mut summary = Summary::default();
@@ -142,8 +145,20 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
         ActionKind::SaslBlock => return sasl_block(cfg, store, action),
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
         ActionKind::HoldQueue => postfix::hold(cfg, user),
-        ActionKind::ResetPassword => password::reset(cfg, user),
-        ActionKind::DovecotKick => dovecot::flush_and_kick(cfg, user),
+        ActionKind::ResetPassword => match password::refusal(cfg, user) {
+            None => password::reset(cfg, user),
+            Some(why) => return Outcome::Refused(why),
+        },
+        ActionKind::DovecotKick => match dovecot::kick_refusal(user) {
+            None => dovecot::flush_and_kick(cfg, user),
+            // The flush matches the name literally, so it still runs; the kick never will.
+            Some(why) => {
+                return match dovecot::flush(cfg, user) {
+                    Ok(flushed) => Outcome::Refused(format!("{flushed}; {why}")),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+        },
     };
     match result {
         Ok(text) => Outcome::Done(text),

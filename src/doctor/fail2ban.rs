@@ -278,8 +278,13 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
             None,
         ));
     }
-    let dir = tempfile_dir()?;
-    let sample = dir.join("tail.log");
+    // A fresh private directory with a random name: a fixed name in /tmp could be
+    // taken (or linked) by any local user first.
+    let dir = tempfile::Builder::new()
+        .prefix("f2b-mailguard-doctor.")
+        .tempdir()
+        .ok()?;
+    let sample = dir.path().join("tail.log");
     std::fs::write(&sample, tail.join("\n") + "\n").ok()?;
     let regex = cfg.fail2ban.client.with_file_name("fail2ban-regex");
     let conf = cfg.fail2ban.config_dir.display().to_string();
@@ -290,7 +295,7 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
         None,
         cfg.contain.actions.command_timeout,
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let ran = ran.ok()?;
     let summary = String::from_utf8_lossy(&ran.stdout).into_owned();
     let counts = summary
@@ -322,13 +327,4 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
             Some(format!("fail2ban-regex {} {filter}", log.display())),
         )
     })
-}
-
-/// A private scratch directory for the log sample.
-fn tempfile_dir() -> Option<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("f2b-mailguard-doctor.{}", std::process::id()));
-    std::fs::create_dir(&dir).ok()?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
-    Some(dir)
 }

@@ -151,7 +151,7 @@ pub fn dovecot(cfg: &Config, out: &mut Vec<Finding>) {
         out.push(Finding::new(
             Status::Warn,
             AREA,
-            format!("auth cache on (auth_cache_size = {size}, auth_cache_ttl = {ttl}): an old password keeps working until flushed; the lock level runs `doveadm auth cache flush USER` and `doveadm kick USER`"),
+            format!("auth cache on (auth_cache_size = {size}, auth_cache_ttl = {ttl}): an old password keeps working until flushed; the lock level runs `doveadm auth cache flush -- USER` and `doveadm kick -- USER`"),
             None,
         ));
     } else if r.success() {
