@@ -257,6 +257,23 @@ fn no_filter_matches_a_failure_rejection_or_unknown_user() {
     assert_no_match(&fixture("failures.log"));
 }
 
+/// Issue 17, finding 1: what an attacker gets into Roundcube's log with a newline, a
+/// CR or tags in the posted user name (strip_tags removes `<...>`), in the file and
+/// the syslog form; a line without Roundcube's `<sessid> ` prefix (as with
+/// log_session_id = 0) is one of them. tests/roundcube.rs does it with a real Roundcube.
+#[test]
+fn no_filter_matches_a_forged_roundcube_line() {
+    assert_no_match(&fixture("roundcube-forged.log"));
+}
+
+/// Issue 17, finding 8: Fail2ban's common.conf makes the daemon tag optional, so a
+/// line without `postfix/smtpd[PID]:`, `dovecot:` or `roundcube:` (anyone's text in
+/// the message position) passed. Every filter requires its daemon's own tag.
+#[test]
+fn no_filter_matches_a_line_without_its_daemons_tag() {
+    assert_no_match(&fixture("untagged.log"));
+}
+
 #[test]
 fn no_filter_matches_fail2bans_own_failure_samples() {
     for sample in [
