@@ -4,6 +4,7 @@
 
 pub mod fail2ban;
 pub mod mailstack;
+pub mod roundcube;
 pub mod smtp_sink;
 
 use std::path::{Path, PathBuf};
