@@ -47,7 +47,7 @@ impl Run for Whitelist {
                 Ok(())
             }
             Whitelist::Remove { cidr, user } => {
-                let cidr = Cidr::parse("cidr", cidr)?;
+                let cidr = Cidr::parse_any("cidr", cidr)?;
                 let user = user_arg(user.as_deref())?;
                 let cfg = app.config()?;
                 if let Some(key) = config_key(&cfg, &cidr, user.as_ref()) {
