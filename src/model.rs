@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::Invalid;
 
+pub mod display;
 mod net;
 
 /// Longest accepted SASL user name: RFC 5321 address limit (64 + 1 + 255).
