@@ -77,7 +77,7 @@ pub fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, boo
 pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime) -> Result<Detail> {
     let account = store
         .account(user)?
-        .ok_or_else(|| Error::Usage(format!("no login of {user} is recorded")))?;
+        .ok_or_else(|| Error::Usage(format!("no login of {} is recorded", user.shown())))?;
     let entries = store.whitelist()?;
     let whitelist = Whitelist::for_account(cfg, user, &entries);
     let mut nets: BTreeMap<ClientNet, NetRow> = BTreeMap::new();

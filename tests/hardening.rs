@@ -42,6 +42,40 @@ fn a_state_directory_writable_by_others_is_refused() {
 }
 
 #[test]
+fn a_state_directory_writable_by_its_group_or_owned_by_another_user_is_refused() {
+    // Either can swap the database, and the evidence in it, under root's feet.
+    let s = Sandbox::new("");
+    let dir = s.path().join("group");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let db = dir.join("mg.db");
+    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
+    fails_cleanly(&out, &["is writable by other users (mode 770)"]);
+    assert!(stderr(&out).contains("chmod go-w"), "{}", stderr(&out));
+    assert!(!db.exists(), "nothing may be created there");
+
+    // Only root can give a directory away; as another user this part cannot run.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let theirs = s.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let db = theirs.join("mg.db");
+    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
+    fails_cleanly(&out, &["is owned by another user (uid 65534)"]);
+    assert!(stderr(&out).contains("chown"), "{}", stderr(&out));
+    assert!(!db.exists(), "nothing may be created there");
+
+    // Root's own directory and the caller's own are fine.
+    std::os::unix::fs::chown(&theirs, Some(0), Some(0)).unwrap();
+    assert!(s
+        .try_record(Some(&db), "a@example.com", "198.51.100.1", None)
+        .status
+        .success());
+}
+
+#[test]
 fn a_config_with_a_password_readable_by_others_is_reported() {
     let s = Sandbox::new("[mail]\nsmtp_user = \"mg\"\nsmtp_password = \"s3cret\"");
     std::fs::set_permissions(s.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -176,3 +176,109 @@ fn bad_cidr_and_window_are_refused() {
     }
     assert_eq!(s.rows("whitelist"), 0);
 }
+
+#[test]
+fn addresses_that_are_never_a_client_are_refused() {
+    // Unspecified, broadcast and multicast addresses cannot open a TCP connection, so
+    // a login "from" one is forged or garbage, never a network to count.
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    let t = &T0.to_string();
+    for ip in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "::",
+        "::ffff:0.0.0.0",
+        "224.0.0.1",
+        "239.255.255.250",
+        "ff02::1",
+    ] {
+        let args = record("smtp", b"bob", ip, t);
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        rejects(&s, &args, "ip");
+    }
+}
+
+#[test]
+fn leading_zeros_are_refused_by_one_rule() {
+    // `010` is octal 8 to inet_aton and ten to others: refused in addresses and
+    // prefix lengths alike, for --ip and whitelist CIDRs, with the same reason.
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    let reason = |args: &[&str]| {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for args in [
+        &[
+            "record",
+            "--source=smtp",
+            "--jail=j",
+            "--user=bob",
+            "--ip=01.2.3.4",
+        ][..],
+        &["whitelist", "add", "010.0.0.0/8"][..],
+        &["whitelist", "add", "10.0.0.0/08"][..],
+        &["whitelist", "add", "::ffff:010.0.0.0/104"][..],
+    ] {
+        let err = reason(args);
+        assert!(err.contains("leading zero"), "{args:?}: {err}");
+    }
+    // A sign is not a digit either.
+    let err = reason(&["whitelist", "add", "10.0.0.0/+8"]);
+    assert!(err.contains("prefix length"), "{err}");
+    assert_eq!(s.rows("whitelist"), 0);
+    assert_eq!(s.rows("users"), 1);
+}
+
+#[test]
+fn the_whole_address_space_is_never_whitelisted() {
+    // It would switch detection off; `exempt = true` is the way to do that per account.
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    for args in [
+        &["whitelist", "add", "0.0.0.0/0"][..],
+        &["whitelist", "add", "::/0"][..],
+        &["whitelist", "add", "::ffff:0.0.0.0/96"][..],
+        &[
+            "whitelist",
+            "add",
+            "0.0.0.0/0",
+            "--user",
+            "alice@example.com",
+        ][..],
+    ] {
+        let out = s.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("every address"), "{args:?}: {err}");
+        assert!(err.contains("exempt = true"), "{args:?}: {err}");
+    }
+    assert_eq!(s.rows("whitelist"), 0);
+    s.write_config("[detection]\nwhitelist = [\"::/0\"]\n");
+    let out = s.run(&["config", "check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("detection.whitelist") && err.contains("every address"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_mapped_network_is_stored_as_the_ipv4_network_it_means() {
+    // Addresses are counted as IPv4 (`::ffff:4.4.4.9` is 4.4.4.9), so a mapped
+    // network must be too, or it never matches.
+    let s = Sandbox::new("");
+    let out = s.ok(&["whitelist", "add", "::ffff:4.4.4.0/120"]);
+    assert_eq!(out.trim(), "added 4.4.4.0/24 for every account");
+    s.record("smtp", "alice@example.com", "::ffff:4.4.4.9", T0);
+    s.record("smtp", "alice@example.com", "4.4.4.10", T0 + 1);
+    let d = s.status_user("alice@example.com", T0 + 2);
+    let nets = d["networks"].as_array().expect("networks");
+    assert_eq!(nets.len(), 2, "{d:#}");
+    assert!(nets.iter().all(|n| n["whitelisted"] == true), "{d:#}");
+    let list = s.ok(&["whitelist", "list", "--json"]);
+    assert!(list.contains("\"4.4.4.0/24\""), "{list}");
+}

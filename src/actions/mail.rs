@@ -5,12 +5,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
 
 use super::ActionKind;
 use crate::config::{Config, MailSecurity, MailTransport};
+use crate::model::display::{plain, shown};
 use crate::model::{LogTime, Mode};
 use crate::report::Detail;
 use crate::store::QueuedAction;
@@ -27,10 +29,29 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The name as one shell word that pastes safely and names the account exactly: quoted
+/// when plain, else rebuilt by printf from octal bytes, so no raw bidi or look-alike
+/// character is in the mail. `-` is written in octal too, so the format never reads as
+/// an option.
+fn shell_word(name: &str) -> String {
+    if name.chars().all(plain) {
+        return shell_quote(name);
+    }
+    let mut octal = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b".@_+".contains(&b) {
+            octal.push(char::from(b));
+        } else {
+            let _ = write!(octal, "\\{b:03o}");
+        }
+    }
+    format!("\"$(printf '{octal}')\"")
+}
+
 pub fn subject(action: &QueuedAction) -> String {
     format!(
         "[f2b-mailguard] {}: {}",
-        action.user,
+        action.user.shown(),
         action.level.describe(action.enforced)
     )
 }
@@ -41,8 +62,15 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
     let _ = writeln!(
         b,
         "f2b-mailguard on {host} flagged the mail account {}.\n",
-        d.user
+        d.user.shown()
     );
+    if d.user.shown() != d.user.as_str() {
+        let _ = writeln!(
+            b,
+            "The name is shown with \\u{{...}} for each character outside plain ASCII;\n\
+             the commands at the end name the account exactly.\n"
+        );
+    }
     let _ = writeln!(
         b,
         "Level:  {} (mode {})",
@@ -72,7 +100,7 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         if !done.is_empty() {
             let _ = writeln!(b, "\nDone:");
             for a in done {
-                let outcome = a.outcome.as_deref().unwrap_or("");
+                let outcome = shown(a.outcome.as_deref().unwrap_or(""));
                 let _ = writeln!(b, "  - {}: {} {}", a.kind.describe(), a.state, outcome);
             }
         }
@@ -127,7 +155,7 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         );
     }
 
-    let user = shell_quote(d.user.as_str());
+    let user = shell_word(d.user.as_str());
     let _ = writeln!(b, "\nTo see everything:   f2b-mailguard status -- {user}");
     let _ = writeln!(b, "To release it:       f2b-mailguard release -- {user}");
     let _ = writeln!(
@@ -138,6 +166,25 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         let _ = writeln!(b, "\nThe password was replaced by a random one: set a new one with the user before release.");
     }
     b
+}
+
+/// lettre sends an ASCII word of a subject as is, so a name `=?utf-8?q?...?=` would be
+/// decoded by the reader into what it says. Such a subject goes out as encoded-words
+/// of its own (email-encoding, lettre's own encoder, folds them): the reader decodes
+/// them once and shows the `=?...?=` as text.
+fn encoded_subject(subject: String) -> Result<HeaderValue, String> {
+    use email_encoding::headers::{rfc2047, writer::EmailWriter};
+    let mut encoded = String::new();
+    rfc2047::encode(
+        &subject,
+        &mut EmailWriter::new(&mut encoded, "Subject: ".len(), 0, false),
+    )
+    .map_err(|e| format!("encoding the subject: {e}"))?;
+    Ok(HeaderValue::dangerous_new_pre_encoded(
+        HeaderName::new_from_ascii_str("Subject"),
+        subject,
+        encoded,
+    ))
 }
 
 fn hostname() -> String {
@@ -155,8 +202,12 @@ pub fn deliver(cfg: &Config, subject: String, body: String) -> Result<String, St
     let m = &cfg.contain.mail;
     let mut builder = Message::builder()
         .from(Mailbox::new(Some("f2b-mailguard".into()), m.from.clone()))
-        .subject(subject)
         .header(ContentType::TEXT_PLAIN);
+    builder = if subject.contains("=?") || !subject.is_ascii() {
+        builder.raw_header(encoded_subject(subject)?)
+    } else {
+        builder.subject(subject)
+    };
     for to in &m.to {
         builder = builder.to(Mailbox::new(None, to.clone()));
     }
@@ -214,11 +265,20 @@ pub fn deliver(cfg: &Config, subject: String, body: String) -> Result<String, St
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{shell_quote, shell_word};
 
     #[test]
     fn quotes_for_paste() {
         assert_eq!(shell_quote("a@b"), "'a@b'");
         assert_eq!(shell_quote("x'$(id)"), r"'x'\''$(id)'");
+    }
+
+    #[test]
+    fn names_outside_ascii_are_rebuilt_by_printf() {
+        assert_eq!(shell_word("a@b"), "'a@b'");
+        assert_eq!(
+            shell_word("-\u{430}'%\\"),
+            r#""$(printf '\055\320\260\047\045\134')""#
+        );
     }
 }

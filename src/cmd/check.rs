@@ -34,7 +34,11 @@ impl Run for Check {
 
 /// Up to three names, then a count.
 fn names(users: &[&SaslUser]) -> String {
-    let shown: Vec<String> = users.iter().take(3).map(|u| u.to_string()).collect();
+    let shown: Vec<String> = users
+        .iter()
+        .take(3)
+        .map(|u| u.shown().into_owned())
+        .collect();
     match users.len() {
         n if n > 3 => format!("{} and {} more", shown.join(", "), n - 3),
         _ => shown.join(", "),
@@ -108,6 +112,9 @@ impl Check {
         } else {
             problems.join("; ")
         };
+        // The first `|` starts the perfdata: one in a name (or any text) is escaped
+        // the way display escapes, so it cannot move the split.
+        let summary = summary.replace('|', r"\u{7c}");
         Ok((code, format!("{summary} | {}", perfdata(&h, oldest))))
     }
 }

@@ -370,7 +370,7 @@ impl Run for Ingest {
             );
             for a in &report.accounts {
                 for (i, r) in a.levels.iter().enumerate() {
-                    let who = if i == 0 { a.user.as_str() } else { "" };
+                    let who = if i == 0 { a.user.shown() } else { "".into() };
                     let when = LogTime::from_millis((r.time * 1000.0) as i64).rfc3339();
                     println!(
                         "{:<34} {:<7} {:<20} {}",

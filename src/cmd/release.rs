@@ -28,10 +28,10 @@ impl Run for Release {
         let mut store = store::open(&cfg)?;
         let account = store
             .account(&user)?
-            .ok_or_else(|| Error::Usage(format!("no login of {user} is recorded")))?;
+            .ok_or_else(|| Error::Usage(format!("no login of {} is recorded", user.shown())))?;
         let state = account.state;
         if state.level == Level::Ok {
-            println!("{user} is not flagged; nothing to release");
+            println!("{} is not flagged; nothing to release", user.shown());
             return Ok(());
         }
         let now = LogTime::now();
@@ -64,7 +64,11 @@ impl Run for Release {
             reason: format!("released ({how}); counting restarts now"),
         };
         store.change_level(&user, now, &transition, &actor(), Some(now))?;
-        println!("{user}: {} -> ok", state.level.describe(state.enforced));
+        println!(
+            "{}: {} -> ok",
+            user.shown(),
+            state.level.describe(state.enforced)
+        );
         Ok(())
     }
 }

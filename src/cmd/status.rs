@@ -10,6 +10,7 @@ use crate::cli::Status;
 use crate::config::Config;
 use crate::detect::{self, AccountState, Facts, Seen, Tally, Whitelist};
 use crate::error::Result;
+use crate::model::display::shown;
 use crate::model::{Level, LogTime, SaslUser, Source, Span};
 use crate::report::{self, effective, Detail};
 use crate::store::{self, Store};
@@ -172,7 +173,7 @@ impl QueueReport {
                     t.messages,
                     t.recipients,
                     oldest,
-                    fit(sender, 44)
+                    fit(&shown(sender), 44)
                 );
             }
         }
@@ -340,7 +341,7 @@ fn print_overview(cfg: &Config, o: &Overview) {
             .unwrap_or_default();
         println!(
             "{:<30} {} {:>5} {:>6} {:>5}  {}",
-            fit(r.user.as_str(), 30),
+            fit(&r.user.shown(), 30),
             paint(&format!("{:<12}", r.state), r.level, colour),
             r.networks,
             r.logins,
@@ -359,7 +360,12 @@ fn print_overview(cfg: &Config, o: &Overview) {
 }
 
 fn print_detail(cfg: &Config, d: &Detail) {
-    println!("{}: {} (mode {})", d.user, d.state, cfg.mode.as_str());
+    println!(
+        "{}: {} (mode {})",
+        d.user.shown(),
+        d.state,
+        cfg.mode.as_str()
+    );
     if let Some(from) = d.counting_from {
         println!("counting logins from {} (last release)", when(from));
     }
@@ -412,7 +418,7 @@ fn print_detail(cfg: &Config, d: &Detail) {
             a.attempts
         );
         if let Some(o) = &a.outcome {
-            println!("      {}", fit(o, 72));
+            println!("      {}", fit(&shown(o), 72));
         }
     }
 }

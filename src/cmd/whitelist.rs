@@ -47,7 +47,7 @@ impl Run for Whitelist {
                 Ok(())
             }
             Whitelist::Remove { cidr, user } => {
-                let cidr = Cidr::parse("cidr", cidr)?;
+                let cidr = Cidr::parse_any("cidr", cidr)?;
                 let user = user_arg(user.as_deref())?;
                 let cfg = app.config()?;
                 if let Some(key) = config_key(&cfg, &cidr, user.as_ref()) {
@@ -89,7 +89,7 @@ impl Run for Whitelist {
 }
 
 fn scope(user: Option<&SaslUser>) -> String {
-    user.map_or_else(|| "every account".to_owned(), |u| u.to_string())
+    user.map_or_else(|| "every account".to_owned(), |u| u.shown().into_owned())
 }
 
 /// Where in the config file this entry comes from, if it does.
@@ -148,7 +148,7 @@ fn print_table(entries: &[Entry]) {
         let user = e
             .user
             .as_ref()
-            .map_or("(all)".to_owned(), |u| u.to_string());
+            .map_or("(all)".to_owned(), |u| u.shown().into_owned());
         println!(
             "{:<22} {:<24} {:<9} {}",
             e.cidr,

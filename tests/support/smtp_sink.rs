@@ -35,9 +35,35 @@ impl Received {
     }
 }
 
+/// The bytes of one encoded word's text, in encoding `enc` (`B` or `Q`).
+pub fn decode_word(enc: &str, text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    if enc.eq_ignore_ascii_case("b") {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_default()
+    } else {
+        let mut b = Vec::new();
+        let raw = text.as_bytes();
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i] {
+                b'_' => b.push(b' '),
+                b'=' if i + 2 < raw.len() => {
+                    let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("3F");
+                    b.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                    i += 2;
+                }
+                c => b.push(c),
+            }
+            i += 1;
+        }
+        b
+    }
+}
+
 /// Decodes `=?charset?B|Q?text?=` words; whitespace between two encoded words is dropped.
 fn decode_words(v: &str) -> String {
-    use base64::Engine as _;
     let mut out = String::new();
     let mut last_was_word = false;
     for part in v.split([' ', '\t']).filter(|p| !p.is_empty()) {
@@ -50,28 +76,7 @@ fn decode_words(v: &str) -> String {
             });
         match word {
             Some((_, enc, text)) => {
-                let bytes = if enc.eq_ignore_ascii_case("b") {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(text)
-                        .unwrap_or_default()
-                } else {
-                    let mut b = Vec::new();
-                    let raw = text.as_bytes();
-                    let mut i = 0;
-                    while i < raw.len() {
-                        match raw[i] {
-                            b'_' => b.push(b' '),
-                            b'=' if i + 2 < raw.len() => {
-                                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap_or("3F");
-                                b.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                                i += 2;
-                            }
-                            c => b.push(c),
-                        }
-                        i += 1;
-                    }
-                    b
-                };
+                let bytes = decode_word(enc, text);
                 if !last_was_word && !out.is_empty() {
                     out.push(' ');
                 }

@@ -4,15 +4,13 @@
 
 mod import;
 mod outbox;
+mod private;
 mod queue;
 mod rows;
 mod write;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use self::private::create_private;
 use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, ACCOUNT_COLS};
 use self::write::{insert_change, prune, record_once, seen_in};
 use super::schema;
@@ -97,45 +96,6 @@ fn sql_err(path: &Path, source: rusqlite::Error) -> Error {
     Error::Store {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// Creates the database directory `0700` and the file `0600` before SQLite touches them;
-/// SQLite gives its `-wal` and `-shm` files the database file's permissions.
-/// A directory other users can write to is refused: they could swap the database
-/// (and the evidence in it) or plant a link where root is about to create it.
-fn create_private(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(dir, e))?;
-        }
-        let mode = std::fs::metadata(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .permissions()
-            .mode();
-        if mode & 0o002 != 0 {
-            return Err(Error::StoreState {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "is writable by other users (mode {:o}); keep the database in a private directory such as /var/lib/f2b-mailguard (chmod 700)",
-                    mode & 0o7777
-                ),
-            });
-        }
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
     }
 }
 

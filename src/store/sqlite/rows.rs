@@ -19,7 +19,7 @@ pub(super) fn source_of(raw: &str) -> rusqlite::Result<Source> {
 }
 
 pub(super) fn addr_of(raw: &str) -> rusqlite::Result<ClientAddr> {
-    ClientAddr::parse(raw).map_err(unreadable)
+    ClientAddr::parse_stored(raw).map_err(unreadable)
 }
 
 pub(super) fn kind_of(raw: &str) -> rusqlite::Result<ActionKind> {
@@ -35,7 +35,7 @@ pub(super) fn user_of(raw: &str) -> rusqlite::Result<SaslUser> {
 }
 
 pub(super) fn cidr_of(raw: &str) -> rusqlite::Result<Cidr> {
-    Cidr::parse("cidr", raw).map_err(unreadable)
+    Cidr::parse_any("cidr", raw).map_err(unreadable)
 }
 
 /// The account state stored in `level, enforced, last_hit_ms, count_from_ms`, read
