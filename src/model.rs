@@ -10,8 +10,20 @@ use serde::Serialize;
 
 use crate::error::Invalid;
 
+mod action;
 pub mod display;
 mod net;
+
+pub use action::ActionKind;
+
+/// A network on the database's whitelist, for every account or for one.
+#[derive(Debug, Clone)]
+pub struct WhitelistEntry {
+    pub cidr: Cidr,
+    pub user: Option<SaslUser>,
+    pub note: Option<String>,
+    pub added: LogTime,
+}
 
 /// Longest accepted SASL user name: RFC 5321 address limit (64 + 1 + 255).
 pub const MAX_USER_BYTES: usize = 320;

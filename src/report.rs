@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::detect::{self, AccountState, Tally, Whitelist};
 use crate::error::{Error, Result};
+use crate::model::ActionKind;
 use crate::model::{ClientNet, Level, LogTime, SaslUser, Source};
 use crate::store::{ActionState, Store};
 

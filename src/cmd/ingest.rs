@@ -27,8 +27,9 @@ use crate::detect::replay::{self, Pushed, Replay};
 use crate::detect::Seen;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
+use crate::model::WhitelistEntry;
 use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
-use crate::store::{self, Imported, WhitelistEntry};
+use crate::store::{self, Imported};
 
 #[derive(Deserialize)]
 struct JsonLogin {

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{App, Run};
-use crate::actions::ActionKind;
 use crate::cli::Metrics;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
+use crate::model::ActionKind;
 use crate::model::{Level, LogTime, Source};
 use crate::report;
 use crate::store::{self, ActionState};

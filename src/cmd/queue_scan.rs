@@ -69,7 +69,7 @@ impl Run for QueueScan {
         let senders = by_sender(&messages, &submitters);
         let at = LogTime::now();
         let mut store = store::open(&cfg)?;
-        let queued = store.replace_queue(at, &senders, &Engine::new(&cfg, true))?;
+        let queued = store.replace_queue(at, &senders, &Engine::new(&cfg))?;
         if queued > 0 {
             actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
         }

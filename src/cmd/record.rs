@@ -54,7 +54,7 @@ impl Run for Record {
         let event = self.event()?;
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
-        let recorded = store.record(&event, &Engine::new(&cfg, true))?;
+        let recorded = store.record(&event, &Engine::new(&cfg))?;
         // The login is committed: the exit releases the connection's files, locks and
         // mappings as a crash right after the commit would, which SQLite is built
         // for. Closing it first (finalizing, freeing the page cache and schema,

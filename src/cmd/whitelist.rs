@@ -7,8 +7,9 @@ use super::{text, user_arg, App, Run};
 use crate::cli::Whitelist;
 use crate::detect::whitelist::BUILTIN;
 use crate::error::{Error, Result};
+use crate::model::WhitelistEntry;
 use crate::model::{Cidr, Label, LogTime, SaslUser};
-use crate::store::{self, WhitelistEntry};
+use crate::store;
 
 #[derive(Serialize)]
 struct Entry {

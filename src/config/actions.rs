@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::actions::ActionKind;
 use crate::error::Result;
-use crate::model::{Level, Span};
+use crate::model::{ActionKind, Level, Span};
 
 use super::walker::{quote, Walker};
 
@@ -31,6 +30,25 @@ impl ActionsConfig {
             Level::Notify => &self.notify,
             Level::Block => &self.block,
             Level::Lock => &self.lock,
+        }
+    }
+
+    /// The actions a level change queues: a rise (or a block becoming enforced) runs
+    /// the new level's list; unenforced (warn mode), only the mail goes out, saying what
+    /// would be done.
+    pub fn plan(&self, from: Level, to: Level, enforced: bool) -> Vec<ActionKind> {
+        let newly_enforced = to == from && enforced;
+        if to <= from && !newly_enforced {
+            return Vec::new();
+        }
+        let list = self.for_level(to);
+        if enforced || !to.needs_enforcement() {
+            list.to_vec()
+        } else {
+            list.iter()
+                .copied()
+                .filter(|a| *a == ActionKind::Mail)
+                .collect()
         }
     }
 }

@@ -120,10 +120,32 @@ impl Detection {
         }
     }
 
-    /// Where the window and the spread window start for an evaluation at `at`:
-    /// evidence at or before a start is out of that window.
-    pub fn window_starts(&self, at: LogTime) -> [LogTime; 2] {
-        [at.minus(self.window), at.minus(self.spread_window)]
+    /// Where the window and the spread window start for an evaluation at `at`.
+    pub fn window_starts(&self, at: LogTime) -> WindowStarts {
+        WindowStarts {
+            window: at.minus(self.window),
+            spread: at.minus(self.spread_window),
+        }
+    }
+}
+
+/// Where an evaluation's two windows start: evidence at or before a start is out of
+/// that window. What the store loads reaches back to the earlier of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowStarts {
+    pub window: LogTime,
+    pub spread: LogTime,
+}
+
+impl WindowStarts {
+    pub fn earliest(self) -> LogTime {
+        self.window.min(self.spread)
+    }
+
+    /// How many of the two windows `t` falls in (0, 1 or 2): evidence on the same
+    /// side of both starts counts alike.
+    pub fn side(self, t: LogTime) -> usize {
+        usize::from(t > self.window) + usize::from(t > self.spread)
     }
 }
 

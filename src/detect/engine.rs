@@ -1,84 +1,114 @@
-//! Detection as the store's hot path calls it, inside the transaction that stored
-//! the evidence: the same for `record` (which acts) and `ingest` (which never does).
+//! Detection as both paths call it: `record`, through the store, with the evidence
+//! loaded from the database, and `ingest`'s replay, with the evidence kept in memory.
+//! One judgement and one explanation, so a backtest says what `record` does.
 
-use super::{
-    baseline, decide, evaluate, explain, Evaluation, Facts, Seen, Tally, Usual, Whitelist,
-};
-use crate::actions;
-use crate::config::Config;
-use crate::model::{Cidr, LogTime, SaslUser};
-use crate::store::{Detector, Evidence, Verdict};
+use std::collections::BTreeSet;
+
+use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Tally};
+use super::{Transition, Usual, Whitelist};
+use crate::config::{Config, WindowStarts};
+use crate::model::{Cidr, ClientNet, LogTime, SaslUser};
 
 pub struct Engine<'a> {
     cfg: &'a Config,
-    /// Queue the configured actions on a rise (`record`), or none (`ingest`).
-    act: bool,
+}
+
+/// One account's evidence at one moment, however it was gathered.
+pub struct Evidence<'a> {
+    pub user: &'a SaslUser,
+    pub at: LogTime,
+    pub state: &'a AccountState,
+    /// Its evidence counted in the window and the spread window ending at `at`.
+    pub tally: &'a Tally,
+    /// Its deferred mail at the last queue scan.
+    pub deferred: Option<u32>,
+    /// Its usual figures, if baselines are on.
+    pub usual: Option<Usual>,
+}
+
+/// Detection's answer: the account's next state and, if its level changed, why.
+pub struct Verdict {
+    pub state: AccountState,
+    pub transition: Option<Transition>,
+    /// On a rise, the window's counted networks, for `Engine::explain`.
+    rise: Option<BTreeSet<ClientNet>>,
+}
+
+impl Verdict {
+    /// Whether the level rose: only then is the reason explained further.
+    pub fn rose(&self) -> bool {
+        self.rise.is_some()
+    }
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(cfg: &'a Config, act: bool) -> Self {
-        Self { cfg, act }
+    pub fn new(cfg: &'a Config) -> Self {
+        Self { cfg }
     }
 
-    /// The stored evidence counted once, at the event's time.
-    fn tally(&self, ev: &Evidence) -> Tally {
-        let whitelist = Whitelist::new(self.cfg, ev.user, ev.whitelist);
-        Tally::count(&self.cfg.detection, &whitelist, ev.at, ev.seen)
+    pub fn config(&self) -> &'a Config {
+        self.cfg
     }
 
-    fn evaluate<'t>(&self, ev: &Evidence, tally: &'t Tally) -> Evaluation<'t> {
+    /// Where the windows of an evaluation at `at` start; the evidence `judge` needs
+    /// reaches back to the earlier start.
+    pub fn window_starts(&self, at: LogTime) -> WindowStarts {
+        self.cfg.detection.window_starts(at)
+    }
+
+    /// The history a baseline for the day of `at` is computed from; None: baselines off.
+    pub fn history_range(&self, at: LogTime) -> Option<(LogTime, LogTime)> {
+        (self.cfg.detection.baseline.factor > 0)
+            .then(|| baseline::history_range(self.cfg, baseline::day_of(at)))
+    }
+
+    /// Where the history `explain` compares a rise with begins: it ends where the
+    /// evidence `judge` saw begins.
+    pub fn explain_from(&self, at: LogTime) -> LogTime {
+        at.minus(self.cfg.detection.baseline.history)
+    }
+
+    /// The networks that never count for `user`: built in, configured, and `from_db`.
+    pub fn whitelist(&self, user: &SaslUser, from_db: &[Cidr]) -> Whitelist {
+        Whitelist::new(self.cfg, user, from_db)
+    }
+
+    pub fn usual(&self, history: &[Seen], whitelist: &Whitelist) -> Usual {
+        baseline::usual(self.cfg, history, whitelist)
+    }
+
+    /// `seen` (the evidence since the earlier window start) counted at `at`.
+    pub fn count(&self, whitelist: &Whitelist, at: LogTime, seen: &[Seen]) -> Tally {
+        Tally::count(&self.cfg.detection, whitelist, at, seen)
+    }
+
+    /// The account's next state and the transition, if any.
+    pub fn judge(&self, ev: &Evidence) -> Verdict {
         let facts = Facts {
-            tally,
+            tally: ev.tally,
             covers_spread: true,
             deferred: ev.deferred,
             usual: ev.usual,
         };
-        evaluate(self.cfg, ev.user, &facts)
-    }
-}
-
-impl Detector for Engine<'_> {
-    fn window_starts(&self, at: LogTime) -> [LogTime; 2] {
-        self.cfg.detection.window_starts(at)
-    }
-
-    fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)> {
-        (self.cfg.detection.baseline.factor > 0).then(|| baseline::history_range(self.cfg, day))
-    }
-
-    fn usual(&self, user: &SaslUser, history: &[Seen], whitelist: &[Cidr]) -> Usual {
-        baseline::usual(
-            self.cfg,
-            history,
-            &Whitelist::new(self.cfg, user, whitelist),
-        )
-    }
-
-    fn decide(&self, ev: &Evidence) -> Verdict {
-        let tally = self.tally(ev);
-        let eval = self.evaluate(ev, &tally);
+        let eval = evaluate(self.cfg, ev.user, &facts);
         let (state, transition) = decide(self.cfg, ev.state, &eval, ev.at);
-        let actions = match &transition {
-            Some(t) if self.act => actions::plan(self.cfg, t),
-            _ => Vec::new(),
-        };
+        let rise = transition
+            .as_ref()
+            .filter(|t| t.to > t.from)
+            .map(|_| eval.counts.networks());
         Verdict {
             state,
             transition,
-            actions,
-            mail_cooldown: self.cfg.contain.mail.cooldown,
+            rise,
         }
     }
 
-    fn explain(&self, ev: &Evidence, earlier: &[Seen], verdict: &mut Verdict) {
-        let Some(t) = verdict.transition.as_mut() else {
-            return;
-        };
-        if t.to <= t.from {
-            return;
+    /// Adds to a rise's reason how many of the window's networks the account had not
+    /// used before: `earlier` is its evidence from `explain_from(at)` up to where
+    /// `recent`, the evidence the verdict was made from, begins.
+    pub fn explain(&self, verdict: &mut Verdict, at: LogTime, earlier: &[Seen], recent: &[Seen]) {
+        if let (Some(window), Some(t)) = (&verdict.rise, verdict.transition.as_mut()) {
+            explain(self.cfg, window, at, earlier, recent, t);
         }
-        let tally = self.tally(ev);
-        let eval = self.evaluate(ev, &tally);
-        explain(self.cfg, &eval, ev.at, earlier, ev.seen, t);
     }
 }

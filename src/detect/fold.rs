@@ -6,28 +6,24 @@
 use std::collections::HashMap;
 
 use super::Seen;
+use crate::config::WindowStarts;
 use crate::model::{ClientAddr, LogTime, Source};
 
 pub struct Fold {
     /// The windows' starts: evidence after a start counts in that window.
-    starts: [LogTime; 2],
+    starts: WindowStarts,
     seen: Vec<Seen>,
     /// Address as stored → indices into `seen` of the evidence from it.
     by_addr: HashMap<Box<str>, Vec<usize>>,
 }
 
 impl Fold {
-    pub fn new(starts: [LogTime; 2]) -> Self {
+    pub fn new(starts: WindowStarts) -> Self {
         Self {
             starts,
             seen: Vec::new(),
             by_addr: HashMap::new(),
         }
-    }
-
-    /// Which windows `t` falls in, as the number of starts it comes after.
-    fn side(starts: &[LogTime; 2], t: LogTime) -> usize {
-        starts.iter().filter(|s| t > **s).count()
     }
 
     /// Adds one stored piece of evidence; `parse` reads its address, only the first
@@ -40,11 +36,11 @@ impl Fold {
         count: u32,
         parse: impl FnOnce(&str) -> Result<ClientAddr, E>,
     ) -> Result<(), E> {
-        let side = Self::side(&self.starts, time);
+        let side = self.starts.side(time);
         if let Some(ids) = self.by_addr.get(addr) {
             for &i in ids {
                 let s = &mut self.seen[i];
-                if s.source == source && Self::side(&self.starts, s.time) == side {
+                if s.source == source && self.starts.side(s.time) == side {
                     s.time = s.time.max(time);
                     s.count = s.count.saturating_add(count);
                     s.hits = s.hits.saturating_add(1);
@@ -130,7 +126,11 @@ mod tests {
 
     #[test]
     fn an_unreadable_address_is_an_error() {
-        let mut fold = Fold::new([LogTime::from_millis(0); 2]);
+        let zero = LogTime::from_millis(0);
+        let mut fold = Fold::new(crate::config::WindowStarts {
+            window: zero,
+            spread: zero,
+        });
         let r = fold.add(Source::Smtp, "bad", LogTime::from_millis(1), 1, |a| {
             ClientAddr::parse(a).map_err(|_| a.to_string())
         });

@@ -16,7 +16,7 @@ use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source, Span};
 
 pub use baseline::Usual;
-pub use engine::Engine;
+pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
 pub use tally::{Counted, Tally};
 pub use whitelist::Whitelist;
@@ -286,12 +286,12 @@ fn crossed(source: Source, value: u64, window: Option<Span>, t: Thresholds) -> O
 }
 
 /// Appends what a longer history shows to a transition's reason at `at`: how many of
-/// the window's networks the account had not used before. `earlier` is its evidence
-/// in the baseline history before `recent`, the evidence `eval` was made from. A
+/// the window's networks (`window`) the account had not used before. `earlier` is its
+/// evidence in the history before `recent`, the evidence the verdict was made from. A
 /// note, never a signal of its own.
-pub fn explain(
+fn explain(
     cfg: &Config,
-    eval: &Evaluation,
+    window: &BTreeSet<ClientNet>,
     at: LogTime,
     earlier: &[Seen],
     recent: &[Seen],
@@ -305,7 +305,6 @@ pub fn explain(
         .filter(|s| s.source.is_login())
         .map(|s| s.addr.net(prefixes))
         .collect();
-    let window = eval.counts.networks();
     let new = window.iter().filter(|n| !known.contains(n)).count();
     // Without any history every network is new, which says nothing.
     if new > 0 && !known.is_empty() {

@@ -6,11 +6,11 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::tally::{Change, Counted, Tally};
-use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Transition, Usual};
-use super::{whitelist::Whitelist, Evaluation};
+use super::whitelist::Whitelist;
+use super::{baseline, AccountState, Engine, Evidence, Seen, Transition, Usual};
 use crate::config::{Config, Detection};
-use crate::model::{LogTime, SaslUser, Span};
-use crate::store::WhitelistEntry;
+use crate::model::WhitelistEntry;
+use crate::model::{LogTime, SaslUser};
 
 /// One account after a replay: what `ingest` stores and reports.
 #[derive(Debug, Default, Clone)]
@@ -54,11 +54,13 @@ struct Account {
 
 impl Account {
     /// Moves the windows to end at `at`: what slid out of each leaves the tally, what
-    /// slid out of the lookback goes to `earlier`, what slid out of the history goes.
-    fn slide(&mut self, d: &Detection, history: Span, at: LogTime) {
+    /// slid out of the lookback goes to `earlier`, what is at or before `keep_from`
+    /// goes.
+    fn slide(&mut self, d: &Detection, keep_from: LogTime, at: LogTime) {
         if !self.out_of_order {
             let tally = &mut self.tally;
-            let [window_start, spread_start] = d.window_starts(at);
+            let starts = d.window_starts(at);
+            let (window_start, spread_start) = (starts.window, starts.spread);
             slide_out(&self.recent, &mut self.left_window, window_start, |c| {
                 tally.change_window(c, Change::Remove)
             });
@@ -80,12 +82,7 @@ impl Account {
             self.left_window = self.left_window.saturating_sub(1);
             self.left_spread = self.left_spread.saturating_sub(1);
         }
-        let history_start = at.minus(history);
-        while self
-            .earlier
-            .front()
-            .is_some_and(|s| s.time <= history_start)
-        {
+        while self.earlier.front().is_some_and(|s| s.time <= keep_from) {
             self.earlier.pop_front();
         }
     }
@@ -160,10 +157,10 @@ impl<'a> Replay<'a> {
     }
 
     /// Adds one event of `user` (events come in log-time order) and re-evaluates
-    /// the account.
+    /// the account, as `record` does with what it loads from the database.
     pub fn push(&mut self, user: &SaslUser, seen: Seen) -> Pushed {
-        let cfg = self.cfg;
-        let d = &cfg.detection;
+        let engine = Engine::new(self.cfg);
+        let d = &self.cfg.detection;
         let (i, new) = match self.index.get(user) {
             Some(&i) => (i, false),
             None => {
@@ -180,19 +177,21 @@ impl<'a> Replay<'a> {
         let whitelist = a
             .whitelist
             .take()
-            .unwrap_or_else(|| Whitelist::for_account(cfg, user, self.db_whitelist));
-        // Slide: the lookback keeps what evaluation sees, the history what baselines
-        // and explanations see.
-        a.slide(d, d.baseline.history, at);
+            .unwrap_or_else(|| Whitelist::for_account(self.cfg, user, self.db_whitelist));
+        // Slide: the lookback keeps what evaluation sees; `earlier` what the day's
+        // baseline and the explanation of a rise see, as the store reads them.
+        let baseline_range = engine.history_range(at);
+        let explain_from = engine.explain_from(at);
+        let keep_from = baseline_range.map_or(explain_from, |(from, _)| from.min(explain_from));
+        a.slide(d, keep_from, at);
         a.push(Counted::new(d, &whitelist, seen));
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));
 
-        let usual = (d.baseline.factor > 0).then(|| {
+        let usual = baseline_range.map(|(from, until)| {
             let day = baseline::day_of(at);
             match a.usual {
                 Some((d, u)) if d == day => u,
                 _ => {
-                    let (from, until) = baseline::history_range(cfg, day);
                     let history: Vec<Seen> = a
                         .earlier
                         .iter()
@@ -200,7 +199,7 @@ impl<'a> Replay<'a> {
                         .filter(|s| s.time > from && s.time <= until)
                         .copied()
                         .collect();
-                    let u = baseline::usual(cfg, &history, &whitelist);
+                    let u = engine.usual(&history, &whitelist);
                     a.usual = Some((day, u));
                     u
                 }
@@ -215,20 +214,26 @@ impl<'a> Replay<'a> {
         } else {
             &a.tally
         };
-        let facts = Facts {
+        let mut verdict = engine.judge(&Evidence {
+            user,
+            at,
+            state: &a.out.state,
             tally,
-            covers_spread: true,
             deferred: None,
             usual,
-        };
-        let eval: Evaluation = evaluate(cfg, user, &facts);
-        let (state, transition) = decide(cfg, &a.out.state, &eval, at);
-        a.out.state = state;
-        if let Some(mut t) = transition {
-            if t.to > t.from {
-                let recent: Vec<Seen> = a.recent_seen().copied().collect();
-                explain(cfg, &eval, at, a.earlier.make_contiguous(), &recent, &mut t);
-            }
+        });
+        if verdict.rose() {
+            let earlier: Vec<Seen> = a
+                .earlier
+                .iter()
+                .filter(|s| s.time > explain_from)
+                .copied()
+                .collect();
+            let recent: Vec<Seen> = a.recent_seen().copied().collect();
+            engine.explain(&mut verdict, at, &earlier, &recent);
+        }
+        a.out.state = verdict.state;
+        if let Some(t) = verdict.transition {
             a.out.changes.push((at, t));
         }
         Pushed::Replayed { account: i, new }
@@ -249,6 +254,7 @@ impl<'a> Replay<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::{decide, evaluate};
     use crate::model::{ClientAddr, Level, Source};
 
     /// Levels as counting each account's evidence from scratch at every event gives

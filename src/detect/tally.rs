@@ -114,7 +114,8 @@ impl Tally {
     /// Counted from scratch at `at`: the evidence up to `at`, each piece in the
     /// windows it falls in.
     pub fn at(d: &Detection, at: LogTime, evidence: impl IntoIterator<Item = Counted>) -> Self {
-        let [since, spread_since] = d.window_starts(at);
+        let starts = d.window_starts(at);
+        let (since, spread_since) = (starts.window, starts.spread);
         let mut tally = Self::default();
         for c in evidence.into_iter().filter(|c| c.seen.time <= at) {
             if c.seen.time > spread_since {

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::config::Config;
+use crate::model::WhitelistEntry;
 use crate::model::{Cidr, ClientAddr, SaslUser};
-use crate::store::WhitelistEntry;
 
 /// Loopback, private, shared (CGNAT) and link-local ranges: a login from these passed
 /// through a local proxy or webmail, so its address says nothing about the client.

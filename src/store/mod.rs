@@ -6,12 +6,12 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
-use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::detect::replay::Replayed;
-use crate::detect::{AccountState, Seen, Transition, Usual};
+use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
-use crate::model::{Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source, Span};
+use crate::model::WhitelistEntry;
+use crate::model::{ActionKind, Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source};
 
 pub use sqlite::SqliteStore;
 
@@ -26,35 +26,6 @@ pub struct LoginEvent {
     pub fid: Option<Label>,
     /// Messages for rate and bounces (Fail2ban's <failures>); 1 for a login.
     pub count: u32,
-}
-
-/// What the hot path hands to detection, read inside the same transaction as the insert.
-pub struct Evidence<'a> {
-    pub user: &'a SaslUser,
-    pub at: LogTime,
-    pub state: &'a AccountState,
-    /// The account's evidence in `Detector::lookback` before `at`.
-    pub seen: &'a [Seen],
-    pub whitelist: &'a [Cidr],
-    /// Its deferred mail at the last queue scan.
-    pub deferred: Option<u32>,
-    /// Its usual figures, if baselines are on.
-    pub usual: Option<Usual>,
-}
-
-/// Detection as the store calls it inside a write transaction.
-pub trait Detector {
-    /// Where the window and the spread window start for an evaluation at `at`;
-    /// `Evidence::seen` reaches back to the earlier one.
-    fn window_starts(&self, at: LogTime) -> [LogTime; 2];
-    /// The history a baseline for UTC day `day` is computed from; None: baselines off.
-    fn history_range(&self, day: i64) -> Option<(LogTime, LogTime)>;
-    fn usual(&self, user: &SaslUser, history: &[Seen], whitelist: &[Cidr]) -> Usual;
-    /// The account's next state, the transition if its level changed, and the actions.
-    fn decide(&self, ev: &Evidence) -> Verdict;
-    /// Adds to a rise's reason what the account's earlier logins (the baseline history
-    /// before the window) show. Only called on a rise, so it may be slower.
-    fn explain(&self, ev: &Evidence, earlier: &[Seen], verdict: &mut Verdict);
 }
 
 /// What a backtest hands the store, in order (see `Store::import`).
@@ -80,16 +51,6 @@ pub struct QueueSender {
     pub messages: u32,
     pub recipients: u32,
     pub oldest: Option<LogTime>,
-}
-
-/// Detection's answer: the account's next state and, if its level changed, why and
-/// which actions to queue.
-pub struct Verdict {
-    pub state: AccountState,
-    pub transition: Option<Transition>,
-    pub actions: Vec<ActionKind>,
-    /// A mail for the same account and level within this log time is not queued again.
-    pub mail_cooldown: Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,18 +154,10 @@ pub struct AddrSummary {
     pub count: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct WhitelistEntry {
-    pub cidr: Cidr,
-    pub user: Option<SaslUser>,
-    pub note: Option<String>,
-    pub added: LogTime,
-}
-
 pub trait Store {
     /// Stores a login and re-evaluates its account in one transaction: `decide` sees the
     /// account's logins in `window` (ending at the event) and returns its next state.
-    fn record(&mut self, event: &LoginEvent, detector: &dyn Detector) -> Result<Recorded>;
+    fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded>;
 
     /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
     /// fsync: only ever into a scratch database. Every event is filed under `jail`.
@@ -217,7 +170,7 @@ pub trait Store {
         &mut self,
         at: LogTime,
         senders: &[QueueSender],
-        detector: &dyn Detector,
+        engine: &Engine,
     ) -> Result<usize>;
     /// One account's mail in the deferred queue at the last queue scan.
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>>;

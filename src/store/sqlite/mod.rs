@@ -23,10 +23,11 @@ use self::rows::{account_row, addr_of, cidr_of, level_of, source_of, user_of, AC
 use self::write::{insert_change, prune, record_once, seen_in};
 use super::schema;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Detector, Imported, LevelChange,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Imported, LevelChange,
     LoginEvent, QueueSender, QueuedAction, Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
+use crate::detect::Engine;
 use crate::detect::{Seen, Transition};
 use crate::error::{Error, Result};
 use crate::model::{Cidr, Label, LogTime, SaslUser, Source, Span};
@@ -179,11 +180,11 @@ fn keep_wal_small(conn: &Connection, path: &Path, busy_timeout: Span) {
 }
 
 impl Store for SqliteStore {
-    fn record(&mut self, event: &LoginEvent, detector: &dyn Detector) -> Result<Recorded> {
+    fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
         let retention = self.retention;
         let conn = &mut self.conn;
         retry_busy(self.busy_timeout, || {
-            record_once(conn, retention, event, detector)
+            record_once(conn, retention, event, engine)
         })
         .map_err(|e| sql_err(&self.path, e))
     }
@@ -204,11 +205,11 @@ impl Store for SqliteStore {
         &mut self,
         at: LogTime,
         senders: &[QueueSender],
-        detector: &dyn Detector,
+        engine: &Engine,
     ) -> Result<usize> {
         let conn = &mut self.conn;
         retry_busy(self.busy_timeout, || {
-            queue::replace(conn, at, senders, detector)
+            queue::replace(conn, at, senders, engine)
         })
         .map_err(|e| sql_err(&self.path, e))
     }

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection};
 
 use super::rows::{kind_of, level_of, state_of, user_of};
-use crate::actions::ActionKind;
+use crate::model::ActionKind;
 use crate::model::{LogTime, SaslUser};
 use crate::store::{ActionRecord, ActionState, ActionTotals, QueuedAction};
 

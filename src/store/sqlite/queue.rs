@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::write::{evaluate_in, stored_account};
+use crate::detect::Engine;
 use crate::model::{LogTime, SaslUser};
-use crate::store::{Detector, QueueSender};
+use crate::store::QueueSender;
 
 const SCANNED_KEY: &str = "queue_scanned_ms";
 
@@ -15,7 +16,7 @@ pub(super) fn replace(
     conn: &mut Connection,
     at: LogTime,
     senders: &[QueueSender],
-    detector: &dyn Detector,
+    engine: &Engine,
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let before = deferred_per_account(&tx)?;
@@ -62,7 +63,7 @@ pub(super) fn replace(
             continue;
         };
         if let Some(account) = stored_account(&tx, user.as_str())? {
-            queued += evaluate_in(&tx, &user, &account, at, detector)?;
+            queued += evaluate_in(&tx, &user, &account, at, engine)?;
         }
     }
     tx.commit()?;

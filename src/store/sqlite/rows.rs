@@ -1,7 +1,7 @@
 //! Decoding stored values back into validated types.
 
-use crate::actions::ActionKind;
 use crate::detect::AccountState;
+use crate::model::ActionKind;
 use crate::model::{Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
 use crate::store::{Account, ActionState};
 

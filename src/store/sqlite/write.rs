@@ -5,10 +5,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::queue::deferred_of;
 use super::rows::{account_state, addr_of, cidr_of, source_of};
-use crate::actions::ActionKind;
-use crate::detect::{baseline, AccountState, Fold, Seen, Transition, Usual};
-use crate::model::{Cidr, LogTime, SaslUser, Span};
-use crate::store::{Detector, Evidence, LoginEvent, Recorded};
+use crate::config::{Config, WindowStarts};
+use crate::detect::{baseline, AccountState, Engine, Evidence, Fold, Seen, Transition, Usual};
+use crate::detect::{Verdict, Whitelist};
+use crate::model::{ActionKind, LogTime, SaslUser, Span};
+use crate::store::{LoginEvent, Recorded};
 
 /// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
 /// rows: a few milliseconds now and then instead of an unbounded table.
@@ -94,10 +95,10 @@ pub(super) fn record_once(
     conn: &mut Connection,
     retention: Span,
     event: &LoginEvent,
-    detector: &dyn Detector,
+    engine: &Engine,
 ) -> rusqlite::Result<Recorded> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let recorded = record_in(&tx, Some(retention), event, detector)?;
+    let recorded = record_in(&tx, Some(retention), event, engine)?;
     tx.commit()?;
     Ok(recorded)
 }
@@ -142,7 +143,7 @@ fn record_in(
     tx: &Connection,
     retention: Option<Span>,
     event: &LoginEvent,
-    detector: &dyn Detector,
+    engine: &Engine,
 ) -> rusqlite::Result<Recorded> {
     let at = event.time;
     // Upsert, then read: RETURNING would make SQLite build a temporary table per call.
@@ -174,7 +175,7 @@ fn record_in(
         });
     }
     let event_id = tx.last_insert_rowid();
-    let queued = evaluate_in(tx, &event.user, &account, at, detector)?;
+    let queued = evaluate_in(tx, &event.user, &account, at, engine)?;
     if let Some(retention) = retention.filter(|_| event_id % AUTO_PRUNE_EVERY == 0) {
         prune(tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
@@ -191,33 +192,42 @@ pub(super) fn evaluate_in(
     user: &SaslUser,
     account: &Stored,
     at: LogTime,
-    detector: &dyn Detector,
+    engine: &Engine,
 ) -> rusqlite::Result<usize> {
     let state = &account.state;
-    let starts = detector.window_starts(at);
-    let since = starts[0].min(starts[1]).max(state.count_from);
+    let starts = engine.window_starts(at);
+    let since = starts.earliest().max(state.count_from);
     let seen = folded_in(tx, account.id, since, at, starts)?;
-    let whitelist = whitelist_of(tx, user.as_str())?;
-    let usual = usual_of(tx, user, account, at, detector, &whitelist)?;
-    let deferred = deferred_of(tx, user)?;
-    let evidence = Evidence {
+    let whitelist = engine.whitelist(user, &whitelist_of(tx, user.as_str())?);
+    let usual = usual_of(tx, account, at, engine, &whitelist)?;
+    let tally = engine.count(&whitelist, at, &seen);
+    let mut verdict = engine.judge(&Evidence {
         user,
         at,
         state,
-        seen: &seen,
-        whitelist: &whitelist,
-        deferred,
+        tally: &tally,
+        deferred: deferred_of(tx, user)?,
         usual,
-    };
-    let mut verdict = detector.decide(&evidence);
-    if verdict.transition.as_ref().is_some_and(|t| t.to > t.from) {
-        if let Some((from, _)) = detector.history_range(baseline::day_of(at)) {
-            // Up to where `seen` begins; nothing from before a release.
-            let earlier = seen_in(tx, account.id, from.max(state.count_from), since)?;
-            detector.explain(&evidence, &earlier, &mut verdict);
-        }
+    });
+    if verdict.rose() {
+        // Up to where `seen` begins; nothing from before a release.
+        let from = engine.explain_from(at).max(state.count_from);
+        let earlier = seen_in(tx, account.id, from, since)?;
+        engine.explain(&mut verdict, at, &earlier, &seen);
     }
-    if verdict.state != *state {
+    apply(tx, account, at, &verdict, engine.config())
+}
+
+/// Stores a verdict: the account's new state, its level change, and the actions the
+/// configuration lists for it. Returns how many actions were queued.
+fn apply(
+    tx: &Connection,
+    account: &Stored,
+    at: LogTime,
+    verdict: &Verdict,
+    cfg: &Config,
+) -> rusqlite::Result<usize> {
+    if verdict.state != account.state {
         tx.prepare_cached(
             "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
         )?
@@ -228,20 +238,21 @@ pub(super) fn evaluate_in(
             verdict.state.last_hit.map(LogTime::millis),
         ])?;
     }
+    let Some(t) = &verdict.transition else {
+        return Ok(0);
+    };
+    let change_id = insert_change(tx, account.id, at, t, "detector")?;
     let mut queued = 0;
-    if let Some(t) = &verdict.transition {
-        let change_id = insert_change(tx, account.id, at, t, "detector")?;
-        for kind in &verdict.actions {
-            queued += queue_action(
-                tx,
-                account.id,
-                change_id,
-                *kind,
-                t,
-                at,
-                verdict.mail_cooldown,
-            )?;
-        }
+    for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
+        queued += queue_action(
+            tx,
+            account.id,
+            change_id,
+            kind,
+            t,
+            at,
+            cfg.contain.mail.cooldown,
+        )?;
     }
     Ok(queued)
 }
@@ -250,23 +261,22 @@ pub(super) fn evaluate_in(
 /// that day and cached on its row.
 fn usual_of(
     tx: &Connection,
-    user: &SaslUser,
     account: &Stored,
     at: LogTime,
-    detector: &dyn Detector,
-    whitelist: &[Cidr],
+    engine: &Engine,
+    whitelist: &Whitelist,
 ) -> rusqlite::Result<Option<Usual>> {
-    let day = baseline::day_of(at);
-    let Some((from, until)) = detector.history_range(day) else {
+    let Some((from, until)) = engine.history_range(at) else {
         return Ok(None);
     };
+    let day = baseline::day_of(at);
     if let Some((cached_day, usual)) = account.usual {
         if cached_day == day {
             return Ok(Some(usual));
         }
     }
     let history = seen_in(tx, account.id, from, until)?;
-    let usual = detector.usual(user, &history, whitelist);
+    let usual = engine.usual(&history, whitelist);
     tx.prepare_cached(
         "UPDATE users SET usual_day = ?2, usual_messages = ?3, usual_networks = ?4, usual_days = ?5
          WHERE id = ?1",
@@ -312,7 +322,7 @@ fn folded_in(
     user_id: i64,
     since: LogTime,
     until: LogTime,
-    starts: [LogTime; 2],
+    starts: WindowStarts,
 ) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(SEEN_SQL)?;
     let mut rows = stmt.query(params![user_id, since.millis(), until.millis()])?;
@@ -329,7 +339,10 @@ fn folded_in(
     Ok(fold.into_seen())
 }
 
-pub(super) fn whitelist_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Cidr>> {
+pub(super) fn whitelist_of(
+    conn: &Connection,
+    user: &str,
+) -> rusqlite::Result<Vec<crate::model::Cidr>> {
     let mut stmt =
         conn.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
     let rows = stmt.query_map([user], |r| cidr_of(&r.get::<_, String>(0)?))?;
