@@ -7,13 +7,12 @@
 //!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp", "count": 1}`
 //!                         (JSON lines; source and count optional)
 //!
-//! Live, Fail2ban's smtp jail reports each (user, address) pair once per bantime and
-//! the rate jail reads the same Postfix line to count messages. Here every smtp line is
-//! both a login and one message, and the messages (and bounces) of one second are
-//! summed, so the backtest sees what both jails together would have recorded.
+//! Each event is replayed as `record` would store and judge it, in the order given, so
+//! a backtest says what the live path does. JSON lines are one `record` call each.
+//! Live, the rate jail reads the same Postfix line as the smtp jail to count messages:
+//! a `TIME USER ADDRESS` smtp line stands for both calls, the login, then one message.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
@@ -101,63 +100,6 @@ fn event(
     ))
 }
 
-/// The events of one log second: logins as they come, message counts summed per
-/// (source, user, address), since one second can hold many messages of one sender.
-#[derive(Default)]
-struct Second {
-    time: Option<LogTime>,
-    logins: Vec<(SaslUser, Seen)>,
-    counts: BTreeMap<(Source, SaslUser, ClientAddr), u32>,
-}
-
-impl Second {
-    /// Adds an event; replays the previous second's events once the time moves on.
-    fn push(&mut self, user: SaslUser, ev: Seen, replay: &mut Replay, out: &mut Batcher) -> bool {
-        let mut open = true;
-        if self.time != Some(ev.time) {
-            open = self.flush(replay, out);
-            self.time = Some(ev.time);
-        }
-        if ev.source == Source::Smtp {
-            self.add(Source::Rate, &user, ev.addr, 1);
-        }
-        if ev.source.is_login() {
-            self.logins.push((user, ev));
-        } else {
-            self.add(ev.source, &user, ev.addr, ev.count);
-        }
-        open
-    }
-
-    fn add(&mut self, source: Source, user: &SaslUser, addr: ClientAddr, count: u32) {
-        let n = self.counts.entry((source, user.clone(), addr)).or_default();
-        *n = n.saturating_add(count);
-    }
-
-    /// Replays this second's events, the logins as they came, then the counts, and
-    /// hands them to the store. False once the store takes no more.
-    fn flush(&mut self, replay: &mut Replay, out: &mut Batcher) -> bool {
-        let mut open = true;
-        for (user, seen) in self.logins.drain(..) {
-            open &= out.replayed(replay.push(&user, seen), user, seen);
-        }
-        let Some(time) = self.time else {
-            return open;
-        };
-        for ((source, user, addr), count) in std::mem::take(&mut self.counts) {
-            let seen = Seen {
-                source,
-                addr,
-                time,
-                count,
-                hits: 1,
-            };
-            open &= out.replayed(replay.push(&user, seen), user, seen);
-        }
-        open
-    }
-}
-
 /// Replayed events on their way to the store, in batches: a message per event would
 /// cost more than storing it.
 struct Batcher {
@@ -208,7 +150,6 @@ fn replay_input(
         events: Vec::with_capacity(EVENTS_PER_MESSAGE),
     };
     let (mut events, mut skipped) = (0u64, 0u64);
-    let mut second = Second::default();
     let mut input = std::io::stdin().lock();
     let mut buf = String::new();
     for n in 1.. {
@@ -227,8 +168,19 @@ fn replay_input(
         match parse_line(line, default_source) {
             Ok((user, ev)) => {
                 events += 1;
-                if !second.push(user, ev, &mut replay, &mut batcher) {
-                    return Ok(None);
+                // The Postfix line the smtp jail reads is also one message for the
+                // rate jail: a `TIME USER ADDRESS` line stands for both calls, a JSON
+                // line for exactly one.
+                let message = (ev.source == Source::Smtp && !line.starts_with('{')).then(|| Seen {
+                    source: Source::Rate,
+                    count: 1,
+                    ..ev
+                });
+                for ev in std::iter::once(ev).chain(message) {
+                    let pushed = replay.push(&user, ev);
+                    if !batcher.replayed(pushed, user.clone(), ev) {
+                        return Ok(None);
+                    }
                 }
             }
             Err(e) => {
@@ -239,7 +191,7 @@ fn replay_input(
             }
         }
     }
-    if !second.flush(&mut replay, &mut batcher) || !batcher.send() {
+    if !batcher.send() {
         return Ok(None);
     }
     let accounts = replay.finish();

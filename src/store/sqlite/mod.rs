@@ -474,7 +474,7 @@ impl Store for SqliteStore {
         prune(&self.conn, before, batch).map_err(|e| self.err(e))
     }
 
-    fn action_counts(&mut self) -> Result<Vec<(crate::actions::ActionKind, ActionState, u64)>> {
+    fn action_counts(&mut self) -> Result<Vec<(crate::model::ActionKind, ActionState, u64)>> {
         outbox::action_counts(&self.conn).map_err(|e| self.err(e))
     }
 

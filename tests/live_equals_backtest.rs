@@ -1,0 +1,223 @@
+//! The promise behind every figure in BENCHMARKS.md: `ingest` (the backtest) and
+//! `record` (the live path, one process per Fail2ban call) given the same events end
+//! with the same level changes, to the millisecond and word for word.
+//!
+//! The events are the labelled quality corpus (examples/scenario: every class, two
+//! days, same-second bursts) through the shipped filters, as the jails hand them over:
+//! a login once per (user, address) per bantime, every accepted message and every
+//! bounced recipient as its own call, and some calls retried as Fail2ban retries a
+//! failed action.
+
+#[path = "../examples/scenario/gen.rs"]
+mod gen;
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::process::Stdio;
+
+use support::{fail2ban, Sandbox};
+
+const PARAMS: gen::Params = gen::Params {
+    seed: 3,
+    days: 2,
+    users: 20,
+};
+
+/// The login jails' bantime: a (user, address) pair is reported again only after it.
+const LOGIN_BANTIME: f64 = 900.0;
+
+/// One `record` call.
+#[derive(Clone)]
+struct Call {
+    time: String,
+    user: String,
+    ip: String,
+    source: &'static str,
+    fid: String,
+}
+
+impl Call {
+    fn json(&self) -> String {
+        serde_json::json!({
+            "time": self.time, "user": self.user, "ip": self.ip,
+            "source": self.source, "count": 1, "fid": self.fid,
+        })
+        .to_string()
+    }
+}
+
+/// The corpus's events as the shipped jails would hand them to `record`, in log order.
+fn calls(dir: &std::path::Path) -> Vec<Call> {
+    let corpus = gen::generate(&PARAMS);
+    corpus.write(dir).expect("write corpus");
+    let log = dir.join("mail.log");
+    let log = log.to_str().expect("utf-8 path");
+    let fd = fail2ban::filter_dir(dir);
+    let filters = [
+        ("smtp", "mailguard-postfix-sasl"),
+        ("imap", "mailguard-dovecot-login[service=imap]"),
+        ("pop3", "mailguard-dovecot-login[service=pop3]"),
+        ("bounces", "mailguard-postfix-bounce"),
+    ];
+    let mut matched: Vec<(f64, usize, &str, String, String, String)> = Vec::new();
+    for (source, filter) in filters {
+        let out = fail2ban::regex(log, filter, &fd, Some("<time> <F-USER> <ip>"));
+        for (i, line) in out.lines().enumerate() {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!(f.len(), 3, "fail2ban-regex printed {line:?}");
+            let t: f64 = f[0].parse().expect("time");
+            matched.push((t, i, source, f[0].into(), f[1].into(), f[2].into()));
+        }
+    }
+    matched.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(b.2)).then(a.1.cmp(&b.1)));
+
+    let mut reported: HashMap<(String, String, &str), f64> = HashMap::new();
+    let mut calls = Vec::new();
+    for (n, (t, _, source, time, user, ip)) in matched.into_iter().enumerate() {
+        let call = |source: &'static str, fid: String| Call {
+            time: time.clone(),
+            user: user.clone(),
+            ip: ip.clone(),
+            source,
+            fid,
+        };
+        let message = |kind: &str| format!("{kind}-{n}");
+        match source {
+            "bounces" => calls.push(call("bounces", message("rcpt"))),
+            login => {
+                let login: &'static str = match login {
+                    "smtp" => "smtp",
+                    "imap" => "imap",
+                    _ => "pop3",
+                };
+                let key = (user.clone(), ip.clone(), login);
+                if reported.get(&key).is_none_or(|at| t - at >= LOGIN_BANTIME) {
+                    reported.insert(key, t);
+                    calls.push(call(login, format!("('{user}', '{ip}')")));
+                }
+                if login == "smtp" {
+                    calls.push(call("rate", message("queue")));
+                }
+            }
+        }
+        // Fail2ban runs a failed action once more: every 97th call arrives twice.
+        if n % 97 == 0 {
+            if let Some(last) = calls.last().cloned() {
+                calls.push(last);
+            }
+        }
+    }
+    calls
+}
+
+/// Level changes as (user, time ms, from, to, reason), in order, from a database.
+fn changes(db: &std::path::Path) -> Vec<(String, i64, String, String, String)> {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare(
+            "SELECT u.name, c.ts_ms, c.from_level, c.to_level, c.reason
+             FROM level_changes c JOIN users u ON u.id = c.user_id
+             ORDER BY u.name, c.ts_ms, c.id",
+        )
+        .expect("query");
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("rows");
+    rows.collect::<Result<_, _>>().expect("read changes")
+}
+
+#[test]
+fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
+    let s = Sandbox::new("");
+    let calls = calls(&s.path().join("corpus"));
+    assert!(calls.len() > 5_000, "{} calls", calls.len());
+
+    // The backtest: all calls as JSON lines into a scratch database.
+    let scratch = s.path().join("scratch.db");
+    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
+    let mut child = s
+        .cmd()
+        .arg("--db")
+        .arg(&scratch)
+        .args(["ingest", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ingest");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feed = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("ingest");
+    feed.join().expect("feed").expect("write stdin");
+    assert!(
+        out.status.success(),
+        "ingest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Live: one `record` process per call, as Fail2ban's action runs it. Accounts are
+    // independent, so each account's calls run in order on one of two threads.
+    let mut by_user: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
+    for c in &calls {
+        by_user.entry(&c.user).or_default().push(c);
+    }
+    let mut lanes: [Vec<&Call>; 2] = [Vec::new(), Vec::new()];
+    for (i, user_calls) in by_user.into_values().enumerate() {
+        lanes[i % 2].extend(user_calls);
+    }
+    std::thread::scope(|scope| {
+        for lane in &lanes {
+            let s = &s;
+            scope.spawn(move || {
+                for c in lane {
+                    let out = s.run(&[
+                        "record",
+                        &format!("--source={}", c.source),
+                        "--jail=test",
+                        &format!("--user={}", c.user),
+                        &format!("--ip={}", c.ip),
+                        &format!("--time={}", c.time),
+                        &format!("--fid={}", c.fid),
+                        "--count=1",
+                    ]);
+                    assert!(
+                        out.status.success(),
+                        "record {}: {}",
+                        c.json(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            });
+        }
+    });
+
+    let live = changes(&s.db());
+    let backtest = changes(&scratch);
+    assert!(
+        live.iter().any(|c| c.3 == "block"),
+        "the corpus's compromised accounts reach block: {live:#?}"
+    );
+    if live != backtest {
+        let first = live
+            .iter()
+            .zip(&backtest)
+            .position(|(a, b)| a != b)
+            .unwrap_or(live.len().min(backtest.len()));
+        panic!(
+            "live and backtest differ from change {first}:\nlive:     {:#?}\nbacktest: {:#?}",
+            &live[first..live.len().min(first + 5)],
+            &backtest[first..backtest.len().min(first + 5)]
+        );
+    }
+    // Both stored the same evidence too.
+    let count = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .expect("open")
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!(count(&s.db()), count(&scratch));
+}
