@@ -269,6 +269,8 @@ f2b-mailguard is installed. Next steps:
   2. Enable the jails for your logs in $F2B/jail.d/mailguard.local, e.g.
        [mailguard-smtp]
        enabled = true
+       [mailguard-smtp-refused]
+       enabled = true
      (see $F2B/jail.d/mailguard.conf for log paths and the journal backend)
   3. Reload Fail2ban:          fail2ban-client reload
   4. For the SASL block, add to Postfix's main.cf, before permit_sasl_authenticated:

@@ -190,9 +190,10 @@ impl FromStr for Cidr {
     }
 }
 
-/// Where a piece of evidence came from: a successful login (smtp, imap, pop3, webmail),
-/// counted as distinct client networks, or a count of messages: accepted submissions
-/// (`rate`), hard bounces (`bounces`), mail waiting in the deferred queue (`queue`).
+/// Where a piece of evidence came from: a successful login (smtp, imap, pop3, webmail,
+/// smtp-refused), counted as distinct client networks, or a count of messages: accepted
+/// submissions (`rate`), hard bounces (`bounces`), mail waiting in the deferred queue
+/// (`queue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -206,10 +207,15 @@ pub enum Source {
     /// Not recorded: SMTP logins counted per wider network (/24, /48) over a day, which
     /// catches a slow drip of new addresses that never crowds one hour.
     Spread,
+    /// An SMTP login with the right password that Postfix then refused because the
+    /// account is in our check_sasl_access map: counted as smtp (see `counted_as`),
+    /// stored apart so `status` can say which networks kept trying after the block.
+    #[serde(rename = "smtp-refused")]
+    SmtpRefused,
 }
 
 impl Source {
-    pub const ALL: [Source; 8] = [
+    pub const ALL: [Source; 9] = [
         Source::Smtp,
         Source::Imap,
         Source::Pop3,
@@ -218,6 +224,7 @@ impl Source {
         Source::Bounces,
         Source::Queue,
         Source::Spread,
+        Source::SmtpRefused,
     ];
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
@@ -228,7 +235,7 @@ impl Source {
                 Invalid::new(
                     "source",
                     format!(
-                        "{raw:?} is not one of smtp, imap, pop3, webmail, rate, bounces, queue, spread"
+                        "{raw:?} is not one of smtp, imap, pop3, webmail, rate, bounces, queue, spread, smtp-refused"
                     ),
                 )
             })
@@ -244,6 +251,7 @@ impl Source {
             Source::Bounces => "bounces",
             Source::Queue => "queue",
             Source::Spread => "spread",
+            Source::SmtpRefused => "smtp-refused",
         }
     }
 
@@ -251,8 +259,23 @@ impl Source {
     pub fn is_login(self) -> bool {
         matches!(
             self,
-            Source::Smtp | Source::Imap | Source::Pop3 | Source::Webmail
+            Source::Smtp | Source::Imap | Source::Pop3 | Source::Webmail | Source::SmtpRefused
         )
+    }
+
+    /// The source whose networks and thresholds this evidence counts toward. A refused
+    /// submission proves the password as an accepted one does, so it counts as smtp:
+    /// block → lock needs the same networks whether Postfix still accepted them or not.
+    pub fn counted_as(self) -> Source {
+        match self {
+            Source::SmtpRefused => Source::Smtp,
+            s => s,
+        }
+    }
+
+    /// Whether `[thresholds.SOURCE]` exists for it (not for one counted as another).
+    pub fn has_thresholds(self) -> bool {
+        self.counted_as() == self
     }
 
     /// What `record` may be told; queue and spread are computed.
@@ -263,9 +286,12 @@ impl Source {
     /// What a threshold of this source counts, for explanations: `14 networks/1h`.
     pub fn unit(self) -> &'static str {
         match self {
-            Source::Smtp | Source::Imap | Source::Pop3 | Source::Webmail | Source::Spread => {
-                "networks"
-            }
+            Source::Smtp
+            | Source::Imap
+            | Source::Pop3
+            | Source::Webmail
+            | Source::Spread
+            | Source::SmtpRefused => "networks",
             Source::Rate => "msgs",
             Source::Bounces => "bounces",
             Source::Queue => "deferred",

@@ -24,6 +24,10 @@ pub struct Detail {
     /// Messages accepted and hard bounces in the window.
     pub messages: u64,
     pub bounces: u64,
+    /// Logins with the right password that Postfix refused (the account is in the SASL
+    /// block map) in the window, and their distinct networks; counted as smtp.
+    pub refused_logins: u32,
+    pub refused_networks: usize,
     pub networks: Vec<NetRow>,
     pub history: Vec<HistoryRow>,
     pub actions: Vec<ActionRow>,
@@ -146,7 +150,18 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
         usual: None,
     };
     let eval = detect::evaluate(cfg, user, &facts);
+    let since = at.minus(cfg.detection.window);
+    let refused: Vec<_> = seen
+        .iter()
+        .filter(|s| s.source == Source::SmtpRefused && s.time > since && s.time <= at)
+        .collect();
+    let refused_nets: BTreeSet<ClientNet> = refused
+        .iter()
+        .map(|s| s.addr.net(cfg.detection.prefixes))
+        .collect();
     Ok(Detail {
+        refused_logins: refused.iter().map(|s| s.hits).sum(),
+        refused_networks: refused_nets.len(),
         signals: eval.signals.iter().map(ToString::to_string).collect(),
         messages: eval.messages(Source::Rate),
         bounces: eval.messages(Source::Bounces),

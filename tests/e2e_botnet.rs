@@ -1,7 +1,8 @@
 //! The whole chain on loopback, as on a mail server: real Postfix and Dovecot, a real
 //! Fail2ban with the shipped files, f2b-mailguard, and an SMTP sink standing for the
 //! Internet and the admin's mailbox. A botnet uses one stolen account from 12
-//! addresses within a minute; another user sends from 2 addresses throughout.
+//! addresses within a minute; another user sends from 2 addresses throughout. The
+//! jails are those the README enables: mailguard-smtp and mailguard-smtp-refused.
 
 mod support;
 
@@ -22,7 +23,7 @@ struct Stack {
     sink: SmtpSink,
     pf: Postfix,
     // Kept alive for Postfix's SMTP AUTH; stopped by pid when dropped.
-    _dv: Dovecot,
+    dv: Dovecot,
     s: Sandbox,
     f2b: Fail2ban,
 }
@@ -37,9 +38,11 @@ impl Stack {
             sink.port,
         );
         let mut s = Sandbox::acting(&format!(
-            "mode = \"{mode}\"\n[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nto = [\"postmaster@example.test\"]\n[postfix]\nsasl_map = \"{}\"\n",
+            "mode = \"{mode}\"\n[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nto = [\"postmaster@example.test\"]\n[postfix]\nsasl_map = \"{}\"\n[password]\nbackend = \"dovecot-passwd-file\"\npasswd_file = \"{}\"\n[dovecot]\ndoveadm = \"{}\"\n",
             sink.port,
-            pf.sasl_map.display()
+            pf.sasl_map.display(),
+            dv.users.display(),
+            dv.doveadm.display()
         ));
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let log = pf.root.join("postfix.log");
@@ -47,17 +50,23 @@ impl Stack {
             dir.path(),
             Path::new(BIN),
             &s.config_path(),
-            &[Jail {
-                name: "mailguard-smtp",
-                logpath: &log,
-            }],
+            &[
+                Jail {
+                    name: "mailguard-smtp",
+                    logpath: &log,
+                },
+                Jail {
+                    name: "mailguard-smtp-refused",
+                    logpath: &log,
+                },
+            ],
             &[("MAIL_CONFIG", &pf.config_dir)],
         );
         Self {
             _dir: dir,
             sink,
             pf,
-            _dv: dv,
+            dv,
             s,
             f2b,
         }
@@ -66,6 +75,20 @@ impl Stack {
     fn send(&self, user: &str, addr: &str) -> Result<String, String> {
         let pw = if user == ALICE { "alice-pw" } else { "bob-pw" };
         submit(self.pf.submission_port, addr, (user, pw), user, TO)
+    }
+
+    /// Waits until `ok` holds for alice's `status USER --json`, returning it.
+    fn wait_status(
+        &self,
+        what: &str,
+        mut ok: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        self.wait(what, Duration::from_secs(20), |st| {
+            last = st.s.status_user(ALICE, now());
+            ok(&last)
+        });
+        last
     }
 
     fn wait(&self, what: &str, limit: Duration, mut ok: impl FnMut(&Self) -> bool) -> Duration {
@@ -147,4 +170,79 @@ fn warn_mode_only_mails_the_admin() {
     assert_eq!(st.pf.queued(ALICE, "hold"), 0);
     assert!(st.pf.queued(ALICE, "deferred") >= 12);
     assert_eq!(st.s.status_user(ALICE, now())["state"], "would block");
+}
+
+/// Issue 15, item 3. Blocked, the account's botnet goes on from new networks; Postfix
+/// refuses every submission with our map's 550, and the shipped refused jail and filter
+/// keep counting them as smtp logins, so the account reaches lock (more than 20
+/// networks), which resets its password. Without that jail the count stops at the
+/// block's 11 or 12 networks and lock never comes.
+#[test]
+fn enforce_a_blocked_accounts_botnet_keeps_counting_until_lock() {
+    let st = Stack::start("enforce");
+    st.send(ALICE, "198.51.100.20")
+        .expect("alice sends before the compromise");
+    botnet(&st);
+    st.wait("block", Duration::from_secs(15), |st| {
+        st.send(ALICE, "203.0.113.200")
+            .is_err_and(|r| r.starts_with("550 5.7.1"))
+    });
+    // The botnet still has the password and tries from new networks, until the lock
+    // resets the password (535: authentication failed).
+    let mut refused = Vec::new();
+    for i in 1..=20 {
+        let addr = format!("203.0.{}.77", 150 + i);
+        match st.send(ALICE, &addr) {
+            Err(r) if r.starts_with("535") => break,
+            Err(r) if r.starts_with("550 5.7.1") && r.contains("Account suspended") => {
+                refused.push(addr)
+            }
+            other => panic!("{addr}: neither refused nor locked out: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Home, at most 12 botnet networks and .200 were counted before: lock (> 20)
+    // needs at least 7 of the refused ones.
+    assert!(refused.len() >= 7, "{refused:?}");
+    let took = st.wait("lock", Duration::from_secs(30), |st| {
+        st.s.status_user(ALICE, now())["level"] == "lock"
+    });
+    eprintln!("locked {took:?} after the last refused login");
+    let d = st.s.status_user(ALICE, now());
+    let lock = d["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (lock["from"].as_str(), lock["to"].as_str()),
+        (Some("block"), Some("lock"))
+    );
+    assert!(lock["enforced"].as_bool().unwrap(), "{lock:#}");
+    assert!(
+        lock["reason"].as_str().unwrap().starts_with("smtp: 2"),
+        "counted as smtp networks: {lock:#}"
+    );
+    // status tells the refused logins apart: per network and in total.
+    let d = st.wait_status("every refused network", |d| {
+        let nets = d["networks"].as_array().unwrap();
+        refused.iter().all(|a| {
+            nets.iter().any(|n| {
+                n["network"] == format!("{a}/32")
+                    && n["sources"] == serde_json::json!(["smtp-refused"])
+            })
+        })
+    });
+    let n = refused.len() as u64;
+    assert!(d["refused_networks"].as_u64().unwrap() >= n, "{d:#}");
+    assert!(d["refused_logins"].as_u64().unwrap() >= n, "{d:#}");
+    let text = st.s.ok(&["status", "--", ALICE]);
+    assert!(
+        text.contains("login(s) with the right password from") && text.contains("smtp-refused"),
+        "{text}"
+    );
+    // Lock takes effect: the stolen password is gone, for IMAP as for SMTP AUTH.
+    st.wait("password reset", Duration::from_secs(20), |st| {
+        !st.dv.imap_login(ALICE, "alice-pw")
+    });
+    let after = st
+        .send(ALICE, "203.0.199.77")
+        .expect_err("old password refused");
+    assert!(after.starts_with("535"), "{after}");
 }

@@ -105,6 +105,69 @@ fn rate_mode_matches_every_submission_and_keys_the_ticket_on_the_user() {
     assert_eq!(bounces.lines().next(), Some("alice@example.com"));
 }
 
+/// Issue 15, item 3: a blocked account's botnet, refused by our check_sasl_access map.
+/// Lines as the real Postfix 3.7 of tests/support/mailstack.rs logs them (the first
+/// two verbatim, one with a fake address in its HELO), the maillog_file form, a client
+/// port, IPv6, a 4xx reject text and Postfix 3.10's sasl_username suffix.
+#[test]
+fn refused_submissions_yield_the_sasl_login_and_postfixs_client_address() {
+    assert_pairs(
+        "postfix-refused.log",
+        "mailguard-postfix-refused",
+        "postfix-refused.expected",
+    );
+    let (_dir, fd) = filters();
+    let refused = |log: &str, output: &str| {
+        regex(
+            &log_file(&fixture(log)),
+            "mailguard-postfix-refused",
+            &fd,
+            Some(output),
+        )
+    };
+    assert_eq!(
+        refused("postfix-refused.log", "<fid>").lines().next(),
+        Some("('alice@example.test', '203.0.113.1')"),
+        "keyed on the (user, address) pair, as the smtp jail"
+    );
+    // Of our failure corpus, exactly its two refused-by-check_sasl_access lines.
+    assert_eq!(
+        refused("failures.log", "<F-USER> <ip>"),
+        "alice@example.com 203.0.113.10\nbob@example.com 203.0.113.26\n"
+    );
+    // A refused submission is not an accepted one for the other filters.
+    assert_no_match(&fixture("postfix-refused.log"));
+}
+
+/// What a client can write into a reject line: a RCPT TO or MAIL FROM (quoted local
+/// part) or a HELO holding "<victim>: SASL login name rejected: ...", as the real
+/// Postfix 3.7 logs it (first four lines), the same with an unsanitised HELO and in
+/// every field, a fake "[ADDR]" in HELO or NAME; lines without smtpd's tag, another
+/// stage (MAIL), another class, no HELO. None may yield a login: each would make the
+/// victim count a network the attacker chose.
+#[test]
+fn the_refused_filter_never_takes_a_user_or_address_a_client_wrote() {
+    let (_dir, fd) = filters();
+    for log in ["postfix-refused-forged.log", "untagged.log"] {
+        let summary = regex(
+            &log_file(&fixture(log)),
+            "mailguard-postfix-refused",
+            &fd,
+            None,
+        );
+        assert!(summary.contains(" 0 matched"), "{log}:\n{summary}");
+    }
+    for sample in ["postfix", "dovecot"] {
+        let summary = regex(
+            &log_file(&Path::new(UPSTREAM_SAMPLES).join(sample)),
+            "mailguard-postfix-refused",
+            &fd,
+            None,
+        );
+        assert!(summary.contains(" 0 matched"), "{sample}:\n{summary}");
+    }
+}
+
 #[test]
 fn dovecot_logins_per_service_in_syslog_and_dovecot_log_formats() {
     assert_pairs(
@@ -312,10 +375,19 @@ fn hostile_lines_are_rejected_quickly() {
             "[23-Nov-2026 07:00:01 +0000]: <abc> Successful login for {} (ID: 1) from",
             rep("a (ID: 1) from ")
         ),
+        format!(
+            "Nov 23 07:00:01 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[203.0.113.1]: 550 5.7.1 <a>: SASL login name rejected: {}x",
+            rep("; from=<a to=<b proto=ESMTP helo=<c ")
+        ),
+        format!(
+            "Nov 23 07:00:01 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from {}",
+            rep("x[203.0.113.1]: 550 5.7.1 <a>: ")
+        ),
     ];
     let log = dir.path().join("hostile.log");
     std::fs::write(&log, lines.join("\n") + "\n").expect("write");
-    for filter in ALL.into_iter().chain(["mailguard-postfix-bounce"]) {
+    let more = ["mailguard-postfix-bounce", "mailguard-postfix-refused"];
+    for filter in ALL.into_iter().chain(more) {
         let start = Instant::now();
         let summary = regex(&log_file(&log), filter, &fd, None);
         let took = start.elapsed();

@@ -373,6 +373,14 @@ fn print_detail(cfg: &Config, d: &Detail) {
         "sent {} message(s), {} hard bounce(s) in the last {}",
         d.messages, d.bounces, cfg.detection.window
     );
+    if d.refused_logins > 0 {
+        // The botnet still has the password: Postfix refuses it, we keep counting it.
+        println!(
+            "refused {} login(s) with the right password from {} network(s) in the last {} \
+             (blocked in Postfix; counted as smtp, shown as smtp-refused below)",
+            d.refused_logins, d.refused_networks, cfg.detection.window
+        );
+    }
     for s in &d.signals {
         println!("now: {s}");
     }

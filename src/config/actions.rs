@@ -199,6 +199,12 @@ fn check_reject(v: &str) -> std::result::Result<(), String> {
     if v.chars().any(char::is_control) {
         return Err("contains a control character".into());
     }
+    // mailguard-postfix-refused.conf reads refusals back and allows no ">" in them.
+    if v.contains('>') {
+        return Err(
+            "contains \">\" (the mailguard-smtp-refused filter reads this text back)".into(),
+        );
+    }
     Ok(())
 }
 
@@ -456,5 +462,6 @@ mod tests {
         assert!(check_reject("REJECT text").is_err());
         assert!(check_reject("550 5.7.1").is_err());
         assert!(check_reject("550 5.7.1 a\nb").is_err());
+        assert!(check_reject("550 5.7.1 write to <postmaster@example.com>").is_err());
     }
 }

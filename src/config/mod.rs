@@ -190,7 +190,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         let mut thresholds = BTreeMap::new();
-        for source in Source::ALL {
+        for source in Source::ALL.into_iter().filter(|s| s.has_thresholds()) {
             thresholds.insert(source, Thresholds::default());
         }
         // Admins' rule of thumb: more than 5 addresses in an hour is suspicious.
@@ -358,7 +358,7 @@ impl Config {
             b.finish()?;
         }
         if let Some(mut th) = root.table("thresholds")? {
-            for source in Source::ALL {
+            for source in Source::ALL.into_iter().filter(|s| s.has_thresholds()) {
                 if let Some(mut t) = th.table(source.as_str())? {
                     let over = t.thresholds()?;
                     let merged = cfg.detection.thresholds[&source].overlay(&over);
@@ -382,7 +382,7 @@ impl Config {
                 if let Some(v) = u.cidrs("whitelist")? {
                     policy.whitelist = v;
                 }
-                for source in Source::ALL {
+                for source in Source::ALL.into_iter().filter(|s| s.has_thresholds()) {
                     if let Some(mut t) = u.table(source.as_str())? {
                         let over = t.thresholds()?;
                         cfg.detection.thresholds[&source]
@@ -421,6 +421,7 @@ impl Config {
 
     /// The thresholds that apply to `user` for `source`, with per-user overrides applied.
     pub fn thresholds_for(&self, user: &SaslUser, source: Source) -> Thresholds {
+        let source = source.counted_as();
         let global = self.detection.thresholds[&source];
         match self.users.get(user).and_then(|p| p.thresholds.get(&source)) {
             Some(over) => global.overlay(over),

@@ -43,7 +43,7 @@ pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist) -> Usual {
     for s in history {
         let day = s.time.millis().div_euclid(DAY_MS);
         active.insert(day);
-        match s.source {
+        match s.source.counted_as() {
             Source::Rate => {
                 *hours
                     .entry(s.time.millis().div_euclid(HOUR_MS))

@@ -148,7 +148,8 @@ impl Tally {
     /// Evidence enters or leaves the window (`detection.window`).
     pub fn change_window(&mut self, c: &Counted, change: Change) {
         let hits = c.seen.hits;
-        let t = &mut self.sources[c.seen.source as usize];
+        // A refused smtp login is an smtp login (see `Source::counted_as`).
+        let t = &mut self.sources[c.seen.source.counted_as() as usize];
         change.apply_u32(&mut t.logins, hits);
         change.apply_u64(&mut t.messages, c.seen.count.into());
         if !c.seen.source.is_login() {
@@ -165,7 +166,7 @@ impl Tally {
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
-        if let (Source::Smtp, Some((_, wide))) = (c.seen.source, c.nets) {
+        if let (Source::Smtp, Some((_, wide))) = (c.seen.source.counted_as(), c.nets) {
             self.spread.change(wide, change, c.seen.hits);
         }
     }
@@ -297,6 +298,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 15, item 3: logins Postfix refused after the block are smtp logins, so
+    /// 11 accepted networks and 10 refused ones are 21 smtp networks: lock.
+    #[test]
+    fn refused_logins_count_as_smtp_networks_and_spread() {
+        let (cfg, wl) = setup();
+        let d = &cfg.detection;
+        let login = |source, i: i64| {
+            let seen = Seen {
+                source,
+                addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
+                time: LogTime::from_millis(1000 * i),
+                count: 1,
+                hits: 1,
+            };
+            Counted::new(d, &wl, seen)
+        };
+        let evidence = (0..11)
+            .map(|i| login(Source::Smtp, i))
+            .chain((11..21).map(|i| login(Source::SmtpRefused, i)));
+        let tally = Tally::at(d, LogTime::from_millis(100_000), evidence);
+        assert_eq!(tally.source(Source::Smtp).networks.len(), 21);
+        assert_eq!(tally.spread(), 21);
+        assert_eq!(tally.sources().count(), 1, "one source, smtp");
+        let user = SaslUser::parse("a@example.com").unwrap();
+        let e = crate::detect::evaluate(&cfg, &user, &crate::detect::tests::facts(&tally));
+        assert_eq!(e.level, crate::model::Level::Lock);
+        assert_eq!(
+            e.reason(),
+            "smtp: 21 networks/1h > 20; spread: 21 networks/1d > 20"
+        );
     }
 
     #[test]
