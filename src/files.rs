@@ -1,10 +1,43 @@
 //! Files: replacing those other programs read (Postfix maps, Dovecot passwd-files,
-//! node_exporter's textfiles) whole, never half-written; telling two paths apart.
+//! node_exporter's textfiles) whole, never half-written; telling two paths apart;
+//! the private state directory.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Creates the state directory (database, spool) `0700` if it is missing. A directory
+/// other users can write to is refused: they could swap the database (and the
+/// evidence in it) or plant a link where root is about to create a file.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    let mode = fs::metadata(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 {
+        return Err(Error::StoreState {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "is writable by other users (mode {:o}); keep the database in a private directory such as /var/lib/f2b-mailguard (chmod 700)",
+                mode & 0o7777
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// Replaces `path` with `data` atomically: a temp file in the same directory, synced,
 /// then renamed over it, so Postfix or Dovecot never read half a file. `owner` keeps

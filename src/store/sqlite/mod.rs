@@ -10,9 +10,9 @@ mod write;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -102,30 +102,9 @@ fn sql_err(path: &Path, source: rusqlite::Error) -> Error {
 
 /// Creates the database directory `0700` and the file `0600` before SQLite touches them;
 /// SQLite gives its `-wal` and `-shm` files the database file's permissions.
-/// A directory other users can write to is refused: they could swap the database
-/// (and the evidence in it) or plant a link where root is about to create it.
 fn create_private(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(dir, e))?;
-        }
-        let mode = std::fs::metadata(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .permissions()
-            .mode();
-        if mode & 0o002 != 0 {
-            return Err(Error::StoreState {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "is writable by other users (mode {:o}); keep the database in a private directory such as /var/lib/f2b-mailguard (chmod 700)",
-                    mode & 0o7777
-                ),
-            });
-        }
+    if let Some(dir) = path.parent() {
+        crate::files::private_dir(dir)?;
     }
     match OpenOptions::new()
         .write(true)
