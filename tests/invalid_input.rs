@@ -176,3 +176,51 @@ fn bad_cidr_and_window_are_refused() {
     }
     assert_eq!(s.rows("whitelist"), 0);
 }
+
+#[test]
+fn rejected_logins_are_counted_in_status_check_metrics_and_doctor() {
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    let t = T0.to_string();
+    for ip in ["198.51.100.300", "not-an-ip"] {
+        let args = record("smtp", b"bob", ip, &t);
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        rejects(&s, &args, "ip");
+    }
+    // Rejections land beside the database even when the config is broken.
+    s.write_config("mode = \"enforc\"");
+    let args = record("smtp", b"a\x01b", "198.51.100.1", &t);
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    rejects(&s, &args, "user");
+    s.write_config("");
+
+    let want = "3 login(s) rejected in 24h, last: ";
+    let last = "invalid --user: contains a control character (U+0001)";
+    let status = s.ok(&["status"]);
+    assert!(status.contains(want) && status.contains(last), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["backlog"]["rejected_24h"], 3, "{json:#}");
+    assert_eq!(json["backlog"]["last_reason"], last);
+
+    let check = s.run(&["check"]);
+    let line = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{line}");
+    assert!(
+        line.contains(want) && line.contains("rejected_24h=3"),
+        "{line}"
+    );
+
+    let metrics = s.ok(&["metrics"]);
+    assert!(
+        metrics.contains("\nf2b_mailguard_rejected_logins 3\n"),
+        "{metrics}"
+    );
+
+    let doctor = s.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("warn") && l.contains(want) && l.contains(last)),
+        "{text}"
+    );
+}
