@@ -224,3 +224,31 @@ fn rejected_logins_are_counted_in_status_check_metrics_and_doctor() {
         "{text}"
     );
 }
+
+#[test]
+fn any_fid_fail2ban_builds_from_a_valid_user_and_address_is_accepted() {
+    let s = Sandbox::new("");
+    // Python's repr doubles each backslash: a 320-byte user becomes a 640-byte id.
+    let user = format!("{}@x", "\\".repeat(318));
+    let fid = format!("('{}', '2001:db8::1')", user.replace('\\', "\\\\"));
+    assert!(fid.len() > 256, "{}", fid.len());
+    let out = s
+        .cmd()
+        .args([
+            "record",
+            "--source=smtp",
+            "--jail=j",
+            &format!("--user={user}"),
+            "--ip=2001:db8::1",
+            &format!("--time={T0}"),
+            &format!("--fid={fid}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.rows("events"), 1);
+}

@@ -142,7 +142,10 @@ impl Spool {
         }
         let rejections = Rejections::beside_spool(&self.path);
         for reason in unreadable {
-            rejections.note(LogTime::now(), &reason)?;
+            // Counting must not keep the stored lines in the spool.
+            if let Err(e) = rejections.note(LogTime::now(), &reason) {
+                eprintln!("f2b-mailguard: {reason} (not counted: {e})");
+            }
         }
         f.set_len(0).and_then(|()| f.sync_all()).map_err(io)?;
         reserve(&f);
@@ -329,7 +332,7 @@ fn parse(line: &str) -> std::result::Result<LoginEvent, String> {
             addr: ClientAddr::parse(f[4])?,
             count: MessageCount::parse(f[5])?,
             jail: Label::parse("jail", f[6])?,
-            fid: f.get(7).map(|v| Label::parse("fid", v)).transpose()?,
+            fid: f.get(7).map(|v| Label::fid(v)).transpose()?,
         })
     };
     event().map_err(|e| e.to_string())
