@@ -185,3 +185,48 @@ fn logins_during_a_full_disk_are_all_stored_once_there_is_room() {
     all_stored_after_the_next_login(&s, &f2b, &log, &db);
     assert_eq!(support::integrity(&db), "ok");
 }
+
+#[test]
+fn two_racing_drainers_store_each_spooled_login_once() {
+    let s = Sandbox::new("");
+    s.write_config("mode = \"enforc\"");
+    for i in 0..50 {
+        let out = s.try_record(
+            None,
+            ALICE,
+            &format!("198.51.100.{}", i + 1),
+            Some(support::T0 + i),
+        );
+        assert!(out.status.success());
+    }
+    assert_eq!(spooled(&s.db()), 50);
+    s.write_config("");
+    let drainers: Vec<_> = (0..2)
+        .map(|_| {
+            s.cmd()
+                .arg("run-actions")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run-actions")
+        })
+        .collect();
+    let mut drained = 0;
+    for d in drainers {
+        let out = d.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        drained += text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("spool: ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum::<usize>();
+    }
+    assert_eq!(drained, 50, "one drainer took each login");
+    assert_eq!(spooled(&s.db()), 0);
+    assert_eq!(s.rows("events"), 50);
+}
