@@ -47,6 +47,14 @@ pub enum Error {
     #[error("{0}")]
     External(String),
 
+    /// The spool could not take a login (full, unwritable).
+    #[error("spool {path}: {reason}")]
+    Spool { path: PathBuf, reason: String },
+
+    /// A login neither stored nor kept in the spool: Fail2ban's retry is its last chance.
+    #[error("{cause}; and it could not be kept in the spool: {spool}")]
+    NotKept { cause: String, spool: String },
+
     /// Leave with this exit status; the command already printed what it had to say.
     #[error("")]
     Exit(u8),
@@ -62,6 +70,7 @@ pub enum Error {
 impl Error {
     /// 2 for anything a retry cannot fix (bad input or config); 1 for runtime failures
     /// such as a database locked past the busy timeout, which a retry may fix.
+    /// (`record` keeps a login in the spool instead of failing with a config error.)
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Config { .. } | Error::Usage(_) => 2,

@@ -1,10 +1,58 @@
 //! Files: replacing those other programs read (Postfix maps, Dovecot passwd-files,
-//! node_exporter's textfiles) whole, never half-written; telling two paths apart.
+//! node_exporter's textfiles) whole, never half-written; telling two paths apart;
+//! the private state directory.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Creates the state directory (database, spool) `0700` if it is missing. A directory
+/// other users can write to is refused: they could swap the database (and the
+/// evidence in it) or plant a link where root is about to create a file. Its group
+/// counts as other users, and so does an owner other than us or root.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    let meta = fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    let refuse = |reason: String| {
+        Err(Error::StoreState {
+            path: dir.to_path_buf(),
+            reason,
+        })
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "is writable by other users (mode {mode:o}); if it is the database's own directory, \
+             chmod go-w {}, else keep the database in a private directory such as \
+             /var/lib/f2b-mailguard (chmod 700)",
+            dir.display()
+        ));
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return refuse(format!(
+            "is owned by another user (uid {}), who could replace the database; \
+             chown {me} {} (the user f2b-mailguard runs as), or keep the database in a \
+             directory of that user's",
+            meta.uid(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
 
 /// Replaces `path` with `data` atomically: a temp file in the same directory, synced,
 /// then renamed over it, so Postfix or Dovecot never read half a file. `owner` keeps

@@ -11,4 +11,5 @@ pub mod error;
 pub mod files;
 pub mod model;
 pub mod report;
+pub mod spool;
 pub mod store;

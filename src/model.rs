@@ -531,10 +531,21 @@ pub struct Label(String);
 
 impl Label {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        if raw.len() > MAX_LABEL_BYTES {
+        Self::parse_upto(field, raw, MAX_LABEL_BYTES)
+    }
+
+    /// Fail2ban's ticket id (`--fid`): Python's repr of the (user, address) tuple. Its
+    /// escapes (`\\`, `\u200b`...) make it up to some 860 bytes for a valid user, so a
+    /// valid login is never refused for its fid.
+    pub fn fid(raw: &str) -> Result<Self, Invalid> {
+        Self::parse_upto("fid", raw, 1024)
+    }
+
+    fn parse_upto(field: &'static str, raw: &str, max: usize) -> Result<Self, Invalid> {
+        if raw.len() > max {
             return Err(Invalid::new(
                 field,
-                format!("is {} bytes long (at most {MAX_LABEL_BYTES})", raw.len()),
+                format!("is {} bytes long (at most {max})", raw.len()),
             ));
         }
         check_printable(field, raw)?;

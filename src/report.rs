@@ -10,6 +10,7 @@ use crate::detect::{self, AccountState, Tally, Whitelist};
 use crate::error::{Error, Result};
 use crate::model::ActionKind;
 use crate::model::{ClientNet, Level, LogTime, SaslUser, Source};
+use crate::spool::Backlog;
 use crate::store::{ActionState, Store};
 
 #[derive(Serialize)]
@@ -183,6 +184,8 @@ pub struct Health {
     pub pending: u64,
     pub failed: u64,
     pub oldest_pending: Option<LogTime>,
+    /// Logins waiting in the spool and logins refused for good.
+    pub backlog: Backlog,
 }
 
 impl Health {
@@ -217,5 +220,6 @@ pub fn health(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Health
         pending: totals.pending,
         failed: totals.failed,
         oldest_pending: totals.oldest_pending,
+        backlog: Backlog::of(&cfg.database, LogTime::now()),
     })
 }

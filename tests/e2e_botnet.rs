@@ -141,9 +141,10 @@ fn enforce_a_botnet_is_stopped_within_15_s_and_release_restores_the_account() {
     st.send(BOB, "198.51.100.11")
         .expect("bob sends from his phone");
     // Postfix moves a new message through incoming and active before it defers it.
-    st.pf.wait_queue("both of bob's messages queued normally", |pf| {
-        pf.queued(BOB, "deferred") == 2
-    });
+    st.pf
+        .wait_queue("both of bob's messages queued normally", |pf| {
+            pf.queued(BOB, "deferred") == 2
+        });
     assert_eq!(st.pf.queued(BOB, "hold"), 0);
     assert_eq!(st.s.status_user(BOB, now())["level"], "ok");
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fail2ban_harness::{append, syslog_now, Fail2ban, Jail};
+use fail2ban_harness::{append, postfix_login, syslog_now, Fail2ban, Jail};
 
 const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
 
@@ -54,13 +54,6 @@ fn networks(v: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn postfix_line(pid: u32, qid: &str, addr: &str, user: &str) -> String {
-    format!(
-        "{} mx postfix/submission/smtpd[{pid}]: {qid}: client=unknown[{addr}], sasl_method=PLAIN, sasl_username={user}",
-        syslog_now()
-    )
-}
-
 #[test]
 fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literally() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -96,7 +89,7 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
     );
     let mut lines = Vec::new();
     for i in 1..=12u32 {
-        lines.push(postfix_line(
+        lines.push(postfix_login(
             4000 + i,
             &format!("A{i:09X}"),
             &format!("198.51.100.{i}"),
@@ -104,14 +97,14 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
         ));
     }
     for i in 1..=3u32 {
-        lines.push(postfix_line(
+        lines.push(postfix_login(
             5000,
             &format!("B{i:09X}"),
             "203.0.113.9",
             "bob@example.com",
         ));
     }
-    lines.push(postfix_line(5001, "C0FFEE1234", "203.0.113.66", &evil));
+    lines.push(postfix_login(5001, "C0FFEE1234", "203.0.113.66", &evil));
     append(&mail_log, &lines);
 
     // Within 10 s: alice from 12 networks, bob from 1, the odd user from 1.
@@ -435,7 +428,7 @@ fn rate_and_bounce_jails_count_a_users_messages_in_batches() {
         let mut lines = Vec::new();
         for i in first..first + 10 {
             let qid = format!("D{i:09X}");
-            lines.push(postfix_line(6000, &qid, "198.51.100.70", alice));
+            lines.push(postfix_login(6000, &qid, "198.51.100.70", alice));
             if i == 0 {
                 for r in 0..5 {
                     lines.push(format!(

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{now, Sandbox, T0};
+use support::{integrity, now, Sandbox, SmallDisk, T0};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -132,15 +132,31 @@ fn status_uses_colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(!on_tty(Some("1")).contains('\x1b'));
 }
 
+/// A login that could not be stored, as Fail2ban sees it: exit 0 (a retry would only
+/// add it twice), one line on stderr naming the cause and the spool that keeps it.
+fn kept(out: &std::process::Output, expected: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(0), "kept in the spool: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(".spool and stored once this is fixed"),
+        "{err}"
+    );
+    assert!(
+        expected.iter().any(|e| err.contains(e)),
+        "expected one of {expected:?}: {err}"
+    );
+}
+
 #[test]
-fn a_corrupt_database_is_a_clear_error_not_a_crash() {
+fn a_corrupt_database_is_a_clear_error_and_keeps_the_login_for_a_new_one() {
     let s = Sandbox::new("");
     s.record("smtp", "alice@example.com", "198.51.100.1", T0);
     std::fs::write(s.db(), vec![0x5a; 8192]).unwrap();
     let _ = std::fs::remove_file(format!("{}-wal", s.db().display()));
     let _ = std::fs::remove_file(format!("{}-shm", s.db().display()));
-    let out = s.try_record(None, "a@example.com", "198.51.100.2", None);
-    fails_cleanly(&out, &["file is not a database"]);
+    let out = s.try_record(None, "a@example.com", "198.51.100.2", Some(T0 + 5));
+    kept(&out, &["file is not a database"]);
     let check = s.run(&["check"]);
     assert_eq!(
         check.status.code(),
@@ -148,10 +164,15 @@ fn a_corrupt_database_is_a_clear_error_not_a_crash() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
+    // The admin moves the broken file away; the next login stores the kept one first.
+    std::fs::rename(s.db(), s.path().join("broken.db")).unwrap();
+    s.record("smtp", "b@example.com", "198.51.100.3", T0 + 6);
+    assert!(s.account("a@example.com", T0 + 10).is_some());
+    assert_eq!(s.rows("events"), 2);
 }
 
 #[test]
-fn a_lock_held_past_the_busy_timeout_fails_cleanly_and_the_next_run_recovers() {
+fn a_lock_held_past_the_busy_timeout_keeps_the_login_and_the_next_run_stores_it() {
     let s = Sandbox::new("busy_timeout = \"1s\"");
     s.record("smtp", "alice@example.com", "198.51.100.1", T0);
     let mut holder = rusqlite::Connection::open(s.db()).unwrap();
@@ -161,14 +182,14 @@ fn a_lock_held_past_the_busy_timeout_fails_cleanly_and_the_next_run_recovers() {
     let start = Instant::now();
     let out = s.try_record(None, "alice@example.com", "198.51.100.2", Some(T0 + 1));
     let waited = start.elapsed();
-    fails_cleanly(&out, &["database is locked"]);
+    kept(&out, &["database is locked"]);
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
     tx.rollback().unwrap();
     drop(holder);
-    // Fail2ban's retry now succeeds, and the event is stored once.
+    // The next record stores the kept login first; the same login again is no-op.
     s.record("smtp", "alice@example.com", "198.51.100.2", T0 + 1);
     s.record("smtp", "alice@example.com", "198.51.100.2", T0 + 1);
     assert_eq!(s.rows("events"), 2);
@@ -221,55 +242,10 @@ fn kill_9_during_record_loses_no_committed_login_and_corrupts_nothing() {
     assert_eq!(s.rows("events"), 60, "{before} survived the kills");
 }
 
-/// A small tmpfs mounted for one test and unmounted when dropped.
-struct SmallDisk {
-    path: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(path: std::path::PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&path).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&path)
-            .status()
-            .expect("mount (the tests run as root)");
-        assert!(st.success(), "mounting a tmpfs needs root");
-        Self { path }
-    }
-
-    fn remount(&self, opt: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opt}")])
-            .arg(&self.path)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
-
-fn integrity(db: &std::path::Path) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
-
 #[test]
-fn a_full_disk_is_a_clear_error_and_recording_resumes_when_space_returns() {
+fn a_full_disk_keeps_logins_in_the_reserved_spool_and_they_are_stored_when_space_returns() {
     let s = Sandbox::new("");
-    let disk = SmallDisk::mount(s.path().join("small"), "1m");
+    let disk = SmallDisk::mount(s.path().join("small"), "2m");
     let db = disk.path.join("mg.db");
     let rec = |i: i64| {
         s.try_record(
@@ -280,27 +256,25 @@ fn a_full_disk_is_a_clear_error_and_recording_resumes_when_space_returns() {
         )
     };
     assert!(rec(0).status.success());
-    // Fill the rest of the disk.
-    let filler = disk.path.join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
-    drop(f);
-    let mut failed = None;
-    for i in 1..200 {
+    disk.fill();
+    let spool = disk.path.join("mg.db.spool");
+    let mut i = 1;
+    while std::fs::metadata(&spool).map_or(0, |m| m.len()) == 0 {
+        assert!(i < 200, "the disk never filled up");
         let out = rec(i);
-        if !out.status.success() {
-            failed = Some(out);
-            break;
-        }
+        assert!(out.status.success(), "{}", stderr(&out));
+        i += 1;
     }
-    let out = failed.expect("the disk never filled up");
-    fails_cleanly(&out, &["disk is full", "No space left"]);
-    std::fs::remove_file(&filler).unwrap();
-    assert!(
-        rec(500).status.success(),
-        "recording resumes once there is space"
-    );
+    let out = rec(i);
+    kept(&out, &["disk is full", "No space left"]);
+    disk.unfill();
+    assert!(rec(500).status.success());
+    assert_eq!(std::fs::metadata(&spool).unwrap().len(), 0, "drained");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(DISTINCT ts_ms) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, i + 2, "every login, 0 to {i} and the last");
     assert_eq!(integrity(&db), "ok");
 }
 

@@ -282,3 +282,79 @@ fn a_mapped_network_is_stored_as_the_ipv4_network_it_means() {
     let list = s.ok(&["whitelist", "list", "--json"]);
     assert!(list.contains("\"4.4.4.0/24\""), "{list}");
 }
+
+#[test]
+fn rejected_logins_are_counted_in_status_check_metrics_and_doctor() {
+    let s = Sandbox::new("");
+    s.record("smtp", "alice@example.com", "198.51.100.1", T0);
+    let t = T0.to_string();
+    for ip in ["198.51.100.300", "not-an-ip"] {
+        let args = record("smtp", b"bob", ip, &t);
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        rejects(&s, &args, "ip");
+    }
+    // Rejections land beside the database even when the config is broken.
+    s.write_config("mode = \"enforc\"");
+    let args = record("smtp", b"a\x01b", "198.51.100.1", &t);
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    rejects(&s, &args, "user");
+    s.write_config("");
+
+    let want = "3 login(s) rejected in 24h, last: ";
+    let last = "invalid --user: contains a control character (U+0001)";
+    let status = s.ok(&["status"]);
+    assert!(status.contains(want) && status.contains(last), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["backlog"]["rejected_24h"], 3, "{json:#}");
+    assert_eq!(json["backlog"]["last_reason"], last);
+
+    let check = s.run(&["check"]);
+    let line = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{line}");
+    assert!(
+        line.contains(want) && line.contains("rejected_24h=3"),
+        "{line}"
+    );
+
+    let metrics = s.ok(&["metrics"]);
+    assert!(
+        metrics.contains("\nf2b_mailguard_rejected_logins 3\n"),
+        "{metrics}"
+    );
+
+    let doctor = s.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("warn") && l.contains(want) && l.contains(last)),
+        "{text}"
+    );
+}
+
+#[test]
+fn any_fid_fail2ban_builds_from_a_valid_user_and_address_is_accepted() {
+    let s = Sandbox::new("");
+    // Python's repr doubles each backslash: a 320-byte user becomes a 640-byte id.
+    let user = format!("{}@x", "\\".repeat(318));
+    let fid = format!("('{}', '2001:db8::1')", user.replace('\\', "\\\\"));
+    assert!(fid.len() > 256, "{}", fid.len());
+    let out = s
+        .cmd()
+        .args([
+            "record",
+            "--source=smtp",
+            "--jail=j",
+            &format!("--user={user}"),
+            "--ip=2001:db8::1",
+            &format!("--time={T0}"),
+            &format!("--fid={fid}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.rows("events"), 1);
+}

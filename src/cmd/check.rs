@@ -97,6 +97,11 @@ impl Check {
             code = code.max(WARNING);
             problems.push(w);
         }
+        // A login lost (rejected) or not yet stored (spooled) may be a missed botnet.
+        for p in h.backlog.problems() {
+            code = code.max(WARNING);
+            problems.push(p);
+        }
         if oldest > pending_age.as_secs() {
             code = code.max(WARNING);
             problems.push(format!(
@@ -121,13 +126,15 @@ impl Check {
 
 fn perfdata(h: &Health, oldest: i64) -> String {
     format!(
-        "notify={} block={} lock={} would_block={} would_lock={} pending={} failed={} oldest_pending={oldest}s",
+        "notify={} block={} lock={} would_block={} would_lock={} pending={} failed={} oldest_pending={oldest}s spooled={} rejected_24h={}",
         h.count(Level::Notify, false),
         h.count(Level::Block, true),
         h.count(Level::Lock, true),
         h.count(Level::Block, false),
         h.count(Level::Lock, false),
         h.pending,
-        h.failed
+        h.failed,
+        h.backlog.spooled,
+        h.backlog.rejected_24h
     )
 }

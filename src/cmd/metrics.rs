@@ -115,6 +115,30 @@ impl Run for Metrics {
 
         family(
             &mut out,
+            "spooled_logins",
+            "Logins kept in the spool while the config or database failed, not yet stored.",
+        );
+        let b = &h.backlog;
+        let _ = writeln!(out, "f2b_mailguard_spooled_logins {}", b.spooled);
+        family(
+            &mut out,
+            "rejected_logins",
+            "Logins refused for good as invalid input (record exit 2) in the last 24h.",
+        );
+        let _ = writeln!(out, "f2b_mailguard_rejected_logins {}", b.rejected_24h);
+        family(
+            &mut out,
+            "last_rejected_timestamp_seconds",
+            "When record last refused a login as invalid input (0: not in 24h).",
+        );
+        let _ = writeln!(
+            out,
+            "f2b_mailguard_last_rejected_timestamp_seconds {}",
+            b.last_rejected.unwrap_or(0.0) as i64
+        );
+
+        family(
+            &mut out,
             "database_bytes",
             "Size of the SQLite database and its write-ahead log.",
         );

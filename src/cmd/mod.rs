@@ -44,6 +44,12 @@ impl App {
         }
         Ok(cfg)
     }
+
+    /// The database `config` would name, found even when the config does not load:
+    /// where `record` keeps what it cannot store.
+    pub fn spool_database(&self) -> PathBuf {
+        crate::spool::database_named(self.db.as_deref(), self.config_path.as_deref())
+    }
 }
 
 pub trait Run {

@@ -1,12 +1,20 @@
 //! The hot path: Fail2ban runs this once per new (user, address) pair and waits for it
 //! under its global action lock. No network, no external command, one transaction.
+//!
+//! A valid login is never dropped: if the config or the database fails, it goes to the
+//! spool and `record` exits 0, so Fail2ban's retry cannot add it twice. Only input
+//! that can never become valid exits 2, and is counted beside the spool.
+
+use std::path::Path;
 
 use super::{text, App, Run};
 use crate::actions;
 use crate::cli::Record;
+use crate::config::Config;
 use crate::detect::Engine;
-use crate::error::{Invalid, Result};
+use crate::error::{one_line, Error, Invalid, Result};
 use crate::model::{ClientAddr, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::spool::{self, Rejections, Spool};
 use crate::store::{self, LoginEvent};
 
 impl Record {
@@ -30,7 +38,7 @@ impl Record {
             None => LogTime::now(),
         };
         let fid = match self.fid.as_deref() {
-            Some(f) => Some(Label::parse("fid", text("fid", Some(f))?)?),
+            Some(f) => Some(Label::fid(text("fid", Some(f))?)?),
             None => None,
         };
         let count = match self.count.as_deref() {
@@ -51,19 +59,69 @@ impl Record {
 
 impl Run for Record {
     fn run(&self, app: &App) -> Result<()> {
-        let event = self.event()?;
-        let cfg = app.config()?;
-        let mut store = store::open(&cfg)?;
-        let recorded = store.record(&event, &Engine::new(&cfg))?;
-        // The login is committed: the exit releases the connection's files, locks and
-        // mappings as a crash right after the commit would, which SQLite is built
-        // for. Closing it first (finalizing, freeing the page cache and schema,
-        // unmapping the shared memory, closing the files) cost 0.3 ms of wall time.
-        std::mem::forget(store);
-        if recorded.queued > 0 {
-            // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
-            actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
+        let event = match self.event() {
+            Ok(event) => event,
+            Err(invalid) => return Err(reject(app, invalid)),
+        };
+        let cfg = match app.config() {
+            Ok(cfg) => cfg,
+            Err(e) => return keep(&app.spool_database(), &event, e),
+        };
+        match store_live(app, &cfg, &event) {
+            Ok(queued) if queued > 0 => {
+                // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
+                actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => keep(&cfg.database, &event, e),
         }
-        Ok(())
+    }
+}
+
+/// Stores what waits in the spool, then this login; returns the actions queued.
+fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
+    let mut store = store::open(cfg)?;
+    let engine = Engine::new(cfg);
+    // Older logins first. A failed drain spools this login too, without a second
+    // busy wait that could outlast Fail2ban's action timeout.
+    let spools = spool::spools(&cfg.database, app.db.is_none());
+    let drained = spool::drain_waiting(&spools, store.as_mut(), &engine)?;
+    let recorded = store.record(event, &engine)?;
+    // The login is committed: the exit releases the connection's files, locks and
+    // mappings as a crash right after the commit would, which SQLite is built
+    // for. Closing it first (finalizing, freeing the page cache and schema,
+    // unmapping the shared memory, closing the files) cost 0.3 ms of wall time.
+    std::mem::forget(store);
+    Ok(drained.queued + recorded.queued)
+}
+
+/// Keeps a valid login that could not be stored; exit 0 once it is in the spool.
+fn keep(db: &Path, event: &LoginEvent, cause: Error) -> Result<()> {
+    let spool = Spool::beside(db);
+    match spool.keep(event) {
+        Ok(()) => {
+            eprintln!(
+                "f2b-mailguard: {}; the login is kept in {} and stored once this is fixed",
+                one_line(&cause),
+                spool.path().display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(Error::NotKept {
+            cause: one_line(&cause),
+            spool: one_line(&e),
+        }),
+    }
+}
+
+/// Counts a refused login where `status` and `check` look, even with a broken config.
+fn reject(app: &App, invalid: Invalid) -> Error {
+    let counted =
+        Rejections::beside(&app.spool_database()).note(LogTime::now(), &invalid.to_string());
+    match counted {
+        Ok(()) => invalid.into(),
+        // Still exit 2: the input is what is wrong.
+        Err(e) => Error::Usage(format!("{invalid} (not counted: {})", one_line(&e))),
     }
 }

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::model::display::shown;
 use crate::model::{Level, LogTime, SaslUser, Source, Span};
 use crate::report::{self, effective, Detail};
+use crate::spool::Backlog;
 use crate::store::{self, Store};
 
 #[derive(Serialize)]
@@ -21,6 +22,8 @@ struct Overview {
     window_secs: i64,
     at: f64,
     actions: ActionSummary,
+    /// Logins waiting in the spool and logins refused for good.
+    backlog: Backlog,
     accounts: Vec<Row>,
 }
 
@@ -259,6 +262,7 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
             failed: totals.failed,
             oldest_pending: totals.oldest_pending.map(LogTime::secs_f64),
         },
+        backlog: Backlog::of(&cfg.database, LogTime::now()),
         mode: cfg.mode.as_str(),
         window_secs: cfg.detection.window.as_secs(),
         at: at.secs_f64(),
@@ -322,6 +326,9 @@ fn print_overview(cfg: &Config, o: &Overview) {
             "actions: {} pending, {} failed{oldest} (status USER shows them)",
             o.actions.pending, o.actions.failed
         );
+    }
+    for problem in o.backlog.problems() {
+        println!("{problem}");
     }
     if o.accounts.is_empty() {
         println!(

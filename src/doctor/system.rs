@@ -7,6 +7,7 @@ use super::{Finding, Status};
 use crate::actions::{exec, mail, STUCK_AFTER};
 use crate::config::{Config, MailTransport};
 use crate::model::{LogTime, Mode};
+use crate::spool::Backlog;
 use crate::store::Store;
 
 pub fn mailguard(
@@ -82,6 +83,25 @@ pub fn mailguard(
                 Some(format!("chmod 700 {}", dir.display())),
             ));
         }
+    }
+    let backlog = Backlog::of(&cfg.database, LogTime::now());
+    let problems = backlog.problems();
+    if problems.is_empty() {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            "no login waiting in the spool or rejected in 24h",
+            None,
+        ));
+    }
+    for p in problems {
+        // A spooled login waits for a working database; a rejection names the field.
+        let fix = if p.contains("spooled") {
+            "f2b-mailguard config check; then f2b-mailguard run-actions stores them"
+        } else {
+            "check the jail's filter and action (the fail2ban checks below)"
+        };
+        out.push(Finding::new(Status::Warn, AREA, p, Some(fix.into())));
     }
     match store.action_totals() {
         Ok(t) if t.failed > 0 => out.push(Finding::new(

@@ -325,6 +325,14 @@ pub fn syslog_now() -> String {
         .to_string()
 }
 
+/// Postfix's line for an accepted SASL submission, which the mailguard-smtp jail reads.
+pub fn postfix_login(pid: u32, qid: &str, addr: &str, user: &str) -> String {
+    format!(
+        "{} mx postfix/submission/smtpd[{pid}]: {qid}: client=unknown[{addr}], sasl_method=PLAIN, sasl_username={user}",
+        syslog_now()
+    )
+}
+
 /// Appends lines to a log file, as the mail server would.
 pub fn append(log: &Path, lines: &[String]) {
     use std::io::Write;

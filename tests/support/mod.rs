@@ -238,3 +238,62 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A small tmpfs mounted for one test and unmounted when dropped.
+pub struct SmallDisk {
+    pub path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(path: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .status()
+            .expect("mount (the tests run as root)");
+        assert!(st.success(), "mounting a tmpfs needs root");
+        Self { path }
+    }
+
+    pub fn remount(&self, opt: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl SmallDisk {
+    /// Fills the disk to the last block with a file `unfill` removes.
+    pub fn fill(&self) {
+        let mut f = std::fs::File::create(self.path.join("filler")).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    }
+
+    pub fn unfill(&self) {
+        std::fs::remove_file(self.path.join("filler")).expect("remove filler");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// SQLite's own check of a database file.
+pub fn integrity(db: &Path) -> String {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}

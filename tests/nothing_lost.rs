@@ -1,0 +1,232 @@
+//! No login is lost to a runtime problem: logins a real Fail2ban hands over (shipped
+//! action and jail) while the config is broken, the database is locked past
+//! `busy_timeout` or its disk is full are kept, and the next run stores every one
+//! of them, where detection sees them.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::fail2ban::{append, postfix_login, Fail2ban, Jail};
+use support::{now, wait_until, Sandbox, SmallDisk, BIN};
+
+const ALICE: &str = "alice@example.com";
+
+/// Logins waiting in the spool beside `db`.
+fn spooled(db: &Path) -> usize {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".spool");
+    std::fs::read(PathBuf::from(p)).map_or(0, |raw| raw.iter().filter(|b| **b == b'\n').count())
+}
+
+/// Alice's logins in the database, read directly: `status` needs a working config.
+fn stored(db: &Path) -> usize {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM events JOIN users ON users.id = events.user_id WHERE name = ?1",
+        [ALICE],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |n| n as usize)
+}
+
+/// A private Fail2ban running the shipped mailguard-smtp jail and action on `log`.
+fn fail2ban(s: &Sandbox) -> (Fail2ban, PathBuf) {
+    let log = s.path().join("mail.log");
+    std::fs::write(&log, "").expect("log");
+    let f2b = Fail2ban::start(
+        s.path(),
+        Path::new(BIN),
+        &s.config_path(),
+        &[Jail {
+            name: "mailguard-smtp",
+            logpath: &log,
+        }],
+    );
+    (f2b, log)
+}
+
+/// One SMTP login of `user` from `addr`, in the mail log.
+fn login(log: &Path, n: u32, user: &str, addr: &str) {
+    append(
+        log,
+        &[postfix_login(7000 + n, &format!("E{n:09X}"), addr, user)],
+    );
+}
+
+/// Alice's botnet during the fault: 12 logins from 12 /24s, a few at a time, each a
+/// new pair for Fail2ban. Returns when Fail2ban has handed over every one and the
+/// spool holds at least one (all of them when nothing could be stored).
+fn botnet_during_fault(f2b: &Fail2ban, log: &Path, db: &Path, all_spooled: bool) {
+    for i in 0..12u32 {
+        login(log, i, ALICE, &format!("198.51.{}.7", 100 + i));
+        if i % 4 == 3 {
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+    let handed = || stored(db) + spooled(db);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while handed() < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 12 logins handed over; fail2ban log:\n{}",
+            handed(),
+            f2b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let waiting = spooled(db);
+    assert!(waiting > 0, "the fault never kept a login");
+    if all_spooled {
+        assert_eq!(waiting, 12);
+    }
+    // record exited 0: Fail2ban reported no failed action.
+    let f2b_log = f2b.log();
+    assert!(!f2b_log.lines().any(|l| l.contains("ERROR")), "{f2b_log}");
+}
+
+/// After the fix, the next login stores what waited first: every one of alice's 12
+/// networks is in `status`, and detection saw them (12 networks: would block).
+fn all_stored_after_the_next_login(s: &Sandbox, f2b: &Fail2ban, log: &Path, db: &Path) {
+    login(log, 99, "bob@example.com", "203.0.113.50");
+    wait_until(
+        "the next login drains the spool",
+        Duration::from_secs(30),
+        || s.account("bob@example.com", now()).is_some() && spooled(db) == 0,
+    );
+    let a = s.status_user(ALICE, now());
+    let mut nets: Vec<String> = a["networks"]
+        .as_array()
+        .expect("networks")
+        .iter()
+        .map(|n| n["network"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    nets.sort();
+    let mut want: Vec<String> = (0..12)
+        .map(|i| format!("198.51.{}.7/32", 100 + i))
+        .collect();
+    want.sort();
+    assert_eq!(
+        nets,
+        want,
+        "every login of the outage; fail2ban:\n{}",
+        f2b.log()
+    );
+    for n in a["networks"].as_array().expect("networks") {
+        assert_eq!(n["count"], 1, "each login once: {n}");
+    }
+    assert_eq!(a["state"], "would block", "{a:#}");
+    let overview = s.ok(&["status"]);
+    assert!(!overview.contains("spooled"), "{overview}");
+}
+
+#[test]
+fn logins_during_a_broken_config_are_all_stored_once_it_is_fixed() {
+    let s = Sandbox::new("");
+    let (f2b, log) = fail2ban(&s);
+    // An admin saves a typo.
+    s.write_config("mode = \"enforc\"");
+    botnet_during_fault(&f2b, &log, &s.db(), true);
+    s.write_config("");
+    let line = s.ok(&["status"]);
+    assert!(
+        line.contains("12 login(s) spooled, not yet stored"),
+        "{line}"
+    );
+    all_stored_after_the_next_login(&s, &f2b, &log, &s.db());
+}
+
+#[test]
+fn logins_during_a_lock_past_busy_timeout_are_all_stored_once_it_is_released() {
+    let s = Sandbox::new("busy_timeout = \"1s\"");
+    let (f2b, log) = fail2ban(&s);
+    login(&log, 50, "carol@example.com", "192.0.2.80");
+    wait_until("the database exists", Duration::from_secs(30), || {
+        s.account("carol@example.com", now()).is_some()
+    });
+    let mut holder = rusqlite::Connection::open(s.db()).expect("open");
+    let tx = holder
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .expect("write lock");
+    tx.execute("UPDATE users SET level = level", [])
+        .expect("write");
+    botnet_during_fault(&f2b, &log, &s.db(), true);
+    tx.rollback().expect("rollback");
+    drop(holder);
+    all_stored_after_the_next_login(&s, &f2b, &log, &s.db());
+}
+
+#[test]
+fn logins_during_a_full_disk_are_all_stored_once_there_is_room() {
+    let s = Sandbox::new("");
+    let disk = SmallDisk::mount(s.path().join("small"), "2m");
+    let db = disk.path.join("mg.db");
+    std::fs::write(
+        s.config_path(),
+        format!(
+            "database = {:?}\n[actions]\nnotify = []\nblock = []\nlock = []\n",
+            db.display().to_string()
+        ),
+    )
+    .expect("config");
+    let (f2b, log) = fail2ban(&s);
+    login(&log, 50, "carol@example.com", "192.0.2.80");
+    wait_until("the database exists", Duration::from_secs(30), || {
+        spooled(&db) == 0 && s.account("carol@example.com", now()).is_some()
+    });
+    disk.fill();
+    botnet_during_fault(&f2b, &log, &db, false);
+    disk.unfill();
+    all_stored_after_the_next_login(&s, &f2b, &log, &db);
+    assert_eq!(support::integrity(&db), "ok");
+}
+
+#[test]
+fn two_racing_drainers_store_each_spooled_login_once() {
+    let s = Sandbox::new("");
+    s.write_config("mode = \"enforc\"");
+    for i in 0..50 {
+        let out = s.try_record(
+            None,
+            ALICE,
+            &format!("198.51.100.{}", i + 1),
+            Some(support::T0 + i),
+        );
+        assert!(out.status.success());
+    }
+    assert_eq!(spooled(&s.db()), 50);
+    s.write_config("");
+    let drainers: Vec<_> = (0..2)
+        .map(|_| {
+            s.cmd()
+                .arg("run-actions")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run-actions")
+        })
+        .collect();
+    let mut drained = 0;
+    for d in drainers {
+        let out = d.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        drained += text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("spool: ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum::<usize>();
+    }
+    assert_eq!(drained, 50, "one drainer took each login");
+    assert_eq!(spooled(&s.db()), 0);
+    assert_eq!(s.rows("events"), 50);
+}
