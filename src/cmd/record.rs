@@ -30,7 +30,7 @@ impl Record {
             None => LogTime::now(),
         };
         let fid = match self.fid.as_deref() {
-            Some(f) => Some(Label::parse("fid", text("fid", Some(f))?)?),
+            Some(f) => Some(Label::fid(text("fid", Some(f))?)?),
             None => None,
         };
         let count = match self.count.as_deref() {

@@ -198,7 +198,8 @@ fn import_in(
             // after is stored twice. Keep the first, as INSERT OR IGNORE would have.
             tx.execute_batch(
                 "DELETE FROM events WHERE id NOT IN
-                   (SELECT min(id) FROM events GROUP BY user_id, ts_ms, source, ip, count)",
+                   (SELECT min(id) FROM events
+                    GROUP BY user_id, ts_ms, source, ip, count, ifnull(fid, ''))",
             )?;
             tx.execute_batch(sql)?;
         }
