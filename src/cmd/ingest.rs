@@ -4,13 +4,16 @@
 //!
 //! Input, one event per line, in log-time order, either
 //!   `TIME USER ADDRESS`   as printed by `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER`
-//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp", "count": 1}`
-//!                         (JSON lines; source and count optional)
+//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp", "count": 1,
+//!     "fid": "..."}`      (JSON lines; source, count and fid optional)
 //!
 //! Live, Fail2ban's smtp jail reports each (user, address) pair once per bantime and
 //! the rate jail reads the same Postfix line to count messages. Here every smtp line is
 //! both a login and one message, and the messages (and bounces) of one second are
 //! summed, so the backtest sees what both jails together would have recorded.
+//! An event with a `fid` is one `record` call as Fail2ban made it: replayed alone
+//! (a login with one is not also a message: the rate jail reports those), and skipped
+//! if it repeats an earlier call, by `record`'s rule.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,17 +40,21 @@ struct JsonLogin {
     ip: String,
     source: Option<String>,
     count: Option<u32>,
+    fid: Option<String>,
 }
 
-/// One input line: whose event it is, and the event.
-fn parse_line(
-    line: &str,
-    default_source: Source,
-) -> std::result::Result<(SaslUser, Seen), Invalid> {
+/// An input event: whose it is, the event, and its Fail2ban ticket id if given.
+type Event = (SaslUser, Seen, Option<Label>);
+
+/// One input line's event.
+fn parse_line(line: &str, default_source: Source) -> std::result::Result<Event, Invalid> {
     if !line.starts_with('{') {
         let mut f = line.split_whitespace();
         return match (f.next(), f.next(), f.next(), f.next()) {
-            (Some(t), Some(u), Some(i), None) => event(default_source, 1, t, u, i),
+            (Some(t), Some(u), Some(i), None) => {
+                let (user, seen) = event(default_source, 1, t, u, i)?;
+                Ok((user, seen, None))
+            }
             _ => Err(Invalid::new("line", "is not TIME USER ADDRESS")),
         };
     }
@@ -68,7 +75,9 @@ fn parse_line(
         Some(n) => MessageCount::parse(&n.to_string())?,
         None => 1,
     };
-    event(source, count, &time, &j.user, &j.ip)
+    let (user, seen) = event(source, count, &time, &j.user, &j.ip)?;
+    let fid = j.fid.as_deref().map(Label::fid).transpose()?;
+    Ok((user, seen, fid))
 }
 
 /// Validates one event's fields, in the order their errors are reported.
@@ -100,28 +109,33 @@ fn event(
     ))
 }
 
-/// The events of one log second: logins as they come, message counts summed per
-/// (source, user, address), since one second can hold many messages of one sender.
+/// The events of one log second: logins and calls with a ticket id as they come,
+/// other message counts summed per (source, user, address), since one second can
+/// hold many messages of one sender.
 #[derive(Default)]
 struct Second {
     time: Option<LogTime>,
-    logins: Vec<(SaslUser, Seen)>,
+    single: Vec<Event>,
     counts: BTreeMap<(Source, SaslUser, ClientAddr), u32>,
 }
 
 impl Second {
     /// Adds an event; replays the previous second's events once the time moves on.
-    fn push(&mut self, user: SaslUser, ev: Seen, replay: &mut Replay, out: &mut Batcher) -> bool {
+    fn push(&mut self, (user, ev, fid): Event, replay: &mut Replay, out: &mut Batcher) -> bool {
         let mut open = true;
         if self.time != Some(ev.time) {
             open = self.flush(replay, out);
             self.time = Some(ev.time);
         }
+        if fid.is_some() {
+            self.single.push((user, ev, fid));
+            return open;
+        }
         if ev.source == Source::Smtp {
             self.add(Source::Rate, &user, ev.addr, 1);
         }
         if ev.source.is_login() {
-            self.logins.push((user, ev));
+            self.single.push((user, ev, None));
         } else {
             self.add(ev.source, &user, ev.addr, ev.count);
         }
@@ -137,8 +151,9 @@ impl Second {
     /// hands them to the store. False once the store takes no more.
     fn flush(&mut self, replay: &mut Replay, out: &mut Batcher) -> bool {
         let mut open = true;
-        for (user, seen) in self.logins.drain(..) {
-            open &= out.replayed(replay.push(&user, seen), user, seen);
+        for (user, seen, fid) in self.single.drain(..) {
+            let pushed = replay.push(&user, seen, fid.as_ref().map(Label::as_str));
+            open &= out.replayed(pushed, user, seen, fid);
         }
         let Some(time) = self.time else {
             return open;
@@ -151,7 +166,7 @@ impl Second {
                 count,
                 hits: 1,
             };
-            open &= out.replayed(replay.push(&user, seen), user, seen);
+            open &= out.replayed(replay.push(&user, seen, None), user, seen, None);
         }
         open
     }
@@ -161,14 +176,14 @@ impl Second {
 /// cost more than storing it.
 struct Batcher {
     out: SyncSender<Imported>,
-    events: Vec<(usize, Seen)>,
+    events: Vec<(usize, Seen, Option<Label>)>,
 }
 
 const EVENTS_PER_MESSAGE: usize = 4096;
 
 impl Batcher {
     /// False once the store takes no more.
-    fn replayed(&mut self, pushed: Pushed, user: SaslUser, seen: Seen) -> bool {
+    fn replayed(&mut self, pushed: Pushed, user: SaslUser, seen: Seen, fid: Option<Label>) -> bool {
         let Pushed::Replayed { account, new } = pushed else {
             return true;
         };
@@ -176,7 +191,7 @@ impl Batcher {
         if new && self.out.send(Imported::Account(user)).is_err() {
             return false;
         }
-        self.events.push((account, seen));
+        self.events.push((account, seen, fid));
         self.events.len() < EVENTS_PER_MESSAGE || self.send()
     }
 
@@ -224,9 +239,9 @@ fn replay_input(
             continue;
         }
         match parse_line(line, default_source) {
-            Ok((user, ev)) => {
+            Ok(ev) => {
                 events += 1;
-                if !second.push(user, ev, &mut replay, &mut batcher) {
+                if !second.push(ev, &mut replay, &mut batcher) {
                     return Ok(None);
                 }
             }
