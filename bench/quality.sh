@@ -66,10 +66,15 @@ fi
 wait "$p1"
 t2=$(date +%s)
 
-# Merge by log time (stable: equal times keep the filters' order) into JSON lines.
+# Each accepted message is also a call of the rate jail (the same Postfix line).
+sed 's/^\([^ ]*\) smtp /\1 rate /' "$W/smtp.txt" > "$W/rate.txt"
+# Merge by log time (stable: equal times keep the filters' order) into JSON lines, one
+# record call each; the line number is the call's ticket id, so two messages of one
+# second stay two, as the jails' ids keep them live.
 cat "$W"/*.txt | sort -s -n -k1,1 \
     | sed -e 's/[\\"]/\\&/g' \
         -e 's/^\([^ ]*\) \([^ ]*\) \([^ ]*\) \([^ ]*\)$/{"time":\1,"user":"\3","ip":"\4","source":"\2"}/' \
+    | awk '{ sub(/}$/, ",\"fid\":\"" NR "\"}"); print }' \
     > "$OUT/events.jsonl"
 
 # Default thresholds; actions off (ingest never acts anyway). A CONFIG given adds to it.

@@ -28,6 +28,10 @@ pub struct WhitelistEntry {
 /// Longest accepted SASL user name: RFC 5321 address limit (64 + 1 + 255).
 pub const MAX_USER_BYTES: usize = 320;
 const MAX_LABEL_BYTES: usize = 256;
+/// Longest accepted Fail2ban ticket id: Python's repr of a tuple of a user, an address
+/// and a queue id or a recipient (which Postfix's 2048-byte line limit bounds); repr
+/// stretches a value at most 2.5-fold (escapes such as `\\` or `\U000e0001`).
+pub const MAX_FID_BYTES: usize = 8192;
 
 fn check_printable(field: &'static str, value: &str) -> Result<(), Invalid> {
     if let Some(c) = value.chars().find(|c| c.is_control()) {
@@ -531,17 +535,16 @@ pub struct Label(String);
 
 impl Label {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        Self::parse_upto(field, raw, MAX_LABEL_BYTES)
+        Self::parse_max(field, raw, MAX_LABEL_BYTES)
     }
 
-    /// Fail2ban's ticket id (`--fid`): Python's repr of the (user, address) tuple. Its
-    /// escapes (`\\`, `\u200b`...) make it up to some 860 bytes for a valid user, so a
-    /// valid login is never refused for its fid.
+    /// A Fail2ban ticket id (`<fid>`): whatever Fail2ban builds from a valid user and
+    /// address must fit, or a real login would be refused.
     pub fn fid(raw: &str) -> Result<Self, Invalid> {
-        Self::parse_upto("fid", raw, 1024)
+        Self::parse_max("fid", raw, MAX_FID_BYTES)
     }
 
-    fn parse_upto(field: &'static str, raw: &str, max: usize) -> Result<Self, Invalid> {
+    fn parse_max(field: &'static str, raw: &str, max: usize) -> Result<Self, Invalid> {
         if raw.len() > max {
             return Err(Invalid::new(
                 field,

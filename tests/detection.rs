@@ -259,6 +259,73 @@ fn same_event_twice_is_stored_once() {
     assert_eq!(s.rows("events"), 2);
 }
 
+/// One call as the bounce or rate jail makes it: a message count with its ticket id.
+fn counted(s: &Sandbox, source: &str, fid: &str, time: i64) {
+    s.ok(&[
+        "record",
+        &format!("--source={source}"),
+        "--jail=mailguard-bounce",
+        &format!("--user={ALICE}"),
+        "--ip=198.51.100.1",
+        &format!("--time={time}.0"),
+        &format!("--fid={fid}"),
+        "--count=1",
+    ]);
+}
+
+#[test]
+fn ten_bounced_recipients_in_one_second_are_ten_and_a_retried_call_is_one() {
+    let s = Sandbox::new("");
+    // One message, ten recipients bounced in the same second: ten tickets.
+    for r in 0..10 {
+        counted(
+            &s,
+            "bounces",
+            &format!("('4F1A32C0D1', 'r{r}@remote.example')"),
+            T0,
+        );
+    }
+    // Fail2ban re-runs a failed action once: the same id, time and count again.
+    counted(&s, "bounces", "('4F1A32C0D1', 'r3@remote.example')", T0);
+    // Messages of one second, each its own queue id, and one of them retried.
+    for q in ["4F1A32C0D2", "4F1A32C0D3", "4F1A32C0D4", "4F1A32C0D3"] {
+        counted(&s, "rate", &format!("('{ALICE}', '{q}')"), T0);
+    }
+    assert_eq!(s.rows("events"), 13);
+    let a = s.status_user(ALICE, T0);
+    assert_eq!(
+        (a["messages"].as_u64(), a["bounces"].as_u64()),
+        (Some(3), Some(10)),
+        "{a:#}"
+    );
+}
+
+#[test]
+fn a_ticket_id_as_long_as_fail2ban_can_build_is_accepted() {
+    let s = Sandbox::new("");
+    // The longest valid user (320 bytes), 64 of them backslashes that Python's repr
+    // doubles, in a tuple with an IPv6 address and a recipient of 320 characters repr
+    // writes as \U000e0001: the id Fail2ban builds for that login.
+    let user = format!("{}@{}", "\\".repeat(64), "a".repeat(255));
+    assert_eq!(user.len(), 320);
+    let fid = format!(
+        "('{}', '2001:db8:ffff:ffff:ffff:ffff:ffff:ffff', '{}')",
+        user.replace('\\', "\\\\"),
+        "\\U000e0001".repeat(320)
+    );
+    assert!(fid.len() > 3500, "{}", fid.len());
+    s.ok(&[
+        "record",
+        "--source=bounces",
+        "--jail=mailguard-bounce",
+        &format!("--user={user}"),
+        "--ip=2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+        &format!("--time={T0}.0"),
+        &format!("--fid={fid}"),
+    ]);
+    assert_eq!(s.rows("events"), 1);
+}
+
 #[test]
 fn ipv4_mapped_ipv6_counts_as_ipv4() {
     let s = Sandbox::new("");

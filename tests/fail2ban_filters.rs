@@ -59,8 +59,9 @@ fn postfix_sasl_success_in_syslog_rfc3339_and_maillog_file_formats() {
 fn bounces_carry_the_sasl_user_of_their_queue_id() {
     // One line per status=bounced recipient (smtp, lmtp, error; orig_to, conn_use,
     // long queue ids), with the user and address of the smtpd line of the same queue
-    // id; not for sent or deferred recipients, not for mail without a SASL user, and
-    // not after "removed" forgot the queue id.
+    // id; not for sent or deferred recipients, and not after "removed" forgot the queue
+    // id. A bounce of mail without a SASL user is a ticket without a user (its id is
+    // the queue id and recipient), which the action skips before running anything.
     assert_pairs(
         "postfix-bounce.log",
         "mailguard-postfix-bounce",
@@ -69,7 +70,7 @@ fn bounces_carry_the_sasl_user_of_their_queue_id() {
 }
 
 #[test]
-fn rate_mode_matches_every_submission_and_keys_the_ticket_on_the_user() {
+fn rate_and_bounce_tickets_are_one_per_message_and_per_bounced_recipient() {
     let (_dir, fd) = filters();
     let log = log_file(&fixture("postfix-success.log"));
     // The same lines as the pair mode...
@@ -82,27 +83,35 @@ fn rate_mode_matches_every_submission_and_keys_the_ticket_on_the_user() {
         ),
         expected("postfix-success.expected")
     );
-    // ...keyed on the user alone, so Fail2ban counts a user's messages.
+    // ...each its own ticket, the (user, queue id) pair: no message waits for another.
     let ids = regex(
         &log,
         "mailguard-postfix-sasl[mode=rate]",
         &fd,
         Some("<fid>"),
     );
-    let users = regex(
-        &log,
-        "mailguard-postfix-sasl[mode=rate]",
-        &fd,
-        Some("<F-USER>"),
+    assert_eq!(
+        ids.lines().next(),
+        Some("('alice@example.com', '8FEF0C037B')")
     );
-    assert_eq!(ids, users);
+    let unique: std::collections::BTreeSet<&str> = ids.lines().collect();
+    assert_eq!(unique.len(), ids.lines().count(), "{ids}");
+    // A bounce's ticket is its (queue id, recipient) pair, with the user of the queue id.
     let bounces = regex(
         &log_file(&fixture("postfix-bounce.log")),
         "mailguard-postfix-bounce",
         &fd,
-        Some("<fid>"),
+        Some("<fid> <F-USER>"),
     );
-    assert_eq!(bounces.lines().next(), Some("alice@example.com"));
+    let mut lines = bounces.lines();
+    assert_eq!(
+        lines.next(),
+        Some("('1A2B3C4D5E', 'a@remote.test') alice@example.com")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("('1A2B3C4D5E', 'c@remote.test') alice@example.com")
+    );
 }
 
 /// Issue 15, item 3: a blocked account's botnet, refused by our check_sasl_access map.
@@ -290,9 +299,14 @@ fn assert_no_match(log: &Path) {
         &log_file(log),
         "mailguard-postfix-bounce",
         &fd,
-        Some("<F-USER> <ip>"),
+        Some("<F-USER>"),
     );
-    assert_eq!(users, "", "bounces counted for a user in {}", log.display());
+    assert_eq!(
+        users.trim(),
+        "",
+        "bounces counted for a user in {}",
+        log.display()
+    );
 }
 
 #[test]

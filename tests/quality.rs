@@ -79,18 +79,29 @@ fn run() -> &'static Run {
                 let f: Vec<&str> = line.split(' ').collect();
                 assert_eq!(f.len(), 3, "fail2ban-regex printed {line:?}");
                 let t: f64 = f[0].parse().expect("time");
-                let json = format!(
-                    "{{\"time\":{},\"user\":{},\"ip\":{},\"source\":\"{source}\"}}",
-                    f[0],
-                    serde_json::to_string(f[1]).expect("json"),
-                    serde_json::to_string(f[2]).expect("json"),
-                );
-                events.push((t, source, i, json));
+                // Each accepted message is also a call of the rate jail.
+                let calls: &[&str] = if *source == "smtp" {
+                    &["smtp", "rate"]
+                } else {
+                    &[source]
+                };
+                for call in calls {
+                    let json = format!(
+                        "{{\"time\":{},\"user\":{},\"ip\":{},\"source\":\"{call}\"",
+                        f[0],
+                        serde_json::to_string(f[1]).expect("json"),
+                        serde_json::to_string(f[2]).expect("json"),
+                    );
+                    events.push((t, *call, i, json));
+                }
             }
         }
         events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)).then(a.2.cmp(&b.2)));
+        // One record call per line; its number is the call's ticket id, so two
+        // messages of one second stay two, as the jails' ids keep them live.
         let mut input = String::new();
-        for e in &events {
+        for (n, e) in events.iter_mut().enumerate() {
+            e.3.push_str(&format!(",\"fid\":\"{n}\"}}"));
             input.push_str(&e.3);
             input.push('\n');
         }

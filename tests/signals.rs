@@ -10,7 +10,8 @@ const ALICE: &str = "alice@example.com";
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
-/// What the rate and bounce jails run: `record --source S --count N`.
+/// `record --source S --count N`: N messages in one call (the shipped rate and bounce
+/// jails pass 1 per message or bounced recipient; other callers may sum).
 fn counted(s: &Sandbox, source: &str, user: &str, count: u32, time: i64) {
     let out = s.ok(&[
         "record",
@@ -24,7 +25,7 @@ fn counted(s: &Sandbox, source: &str, user: &str, count: u32, time: i64) {
     assert!(out.is_empty(), "{out}");
 }
 
-/// `total` messages in batches of 10 (the rate jail's maxretry), the last one smaller.
+/// `total` messages, 10 to a call, the last one smaller.
 fn send(s: &Sandbox, source: &str, user: &str, total: u32, first: i64) -> i64 {
     let (mut left, mut t) = (total, first);
     while left > 0 {

@@ -4,13 +4,15 @@
 //!
 //! Input, one event per line, in log-time order, either
 //!   `TIME USER ADDRESS`   as printed by `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER`
-//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp", "count": 1}`
-//!                         (JSON lines; source and count optional)
+//!   `{"time": 1795418066.0, "user": "...", "ip": "...", "source": "smtp", "count": 1,
+//!     "fid": "..."}`      (JSON lines; source, count and fid optional)
 //!
 //! Each event is replayed as `record` would store and judge it, in the order given, so
-//! a backtest says what the live path does. JSON lines are one `record` call each.
-//! Live, the rate jail reads the same Postfix line as the smtp jail to count messages:
-//! a `TIME USER ADDRESS` smtp line stands for both calls, the login, then one message.
+//! a backtest says what the live path does. A JSON line is one `record` call, its
+//! `fid` Fail2ban's ticket id: a line repeating an earlier call (time, source,
+//! address, count and fid) is skipped, by `record`'s rule. Live, the rate jail reads
+//! the same Postfix line as the smtp jail: a `TIME USER ADDRESS` smtp line stands for
+//! both calls, the login, then one message with the line as its ticket id.
 
 use std::borrow::Cow;
 use std::io::BufRead;
@@ -37,17 +39,21 @@ struct JsonLogin {
     ip: String,
     source: Option<String>,
     count: Option<u32>,
+    fid: Option<String>,
 }
 
-/// One input line: whose event it is, and the event.
-fn parse_line(
-    line: &str,
-    default_source: Source,
-) -> std::result::Result<(SaslUser, Seen), Invalid> {
+/// An input event: whose it is, the event, and its Fail2ban ticket id if given.
+type Event = (SaslUser, Seen, Option<Label>);
+
+/// One input line's event.
+fn parse_line(line: &str, default_source: Source) -> std::result::Result<Event, Invalid> {
     if !line.starts_with('{') {
         let mut f = line.split_whitespace();
         return match (f.next(), f.next(), f.next(), f.next()) {
-            (Some(t), Some(u), Some(i), None) => event(default_source, 1, t, u, i),
+            (Some(t), Some(u), Some(i), None) => {
+                let (user, seen) = event(default_source, 1, t, u, i)?;
+                Ok((user, seen, None))
+            }
             _ => Err(Invalid::new("line", "is not TIME USER ADDRESS")),
         };
     }
@@ -68,7 +74,9 @@ fn parse_line(
         Some(n) => MessageCount::parse(&n.to_string())?,
         None => 1,
     };
-    event(source, count, &time, &j.user, &j.ip)
+    let (user, seen) = event(source, count, &time, &j.user, &j.ip)?;
+    let fid = j.fid.as_deref().map(Label::fid).transpose()?;
+    Ok((user, seen, fid))
 }
 
 /// Validates one event's fields, in the order their errors are reported.
@@ -104,14 +112,14 @@ fn event(
 /// cost more than storing it.
 struct Batcher {
     out: SyncSender<Imported>,
-    events: Vec<(usize, Seen)>,
+    events: Vec<(usize, Seen, Option<Label>)>,
 }
 
 const EVENTS_PER_MESSAGE: usize = 4096;
 
 impl Batcher {
     /// False once the store takes no more.
-    fn replayed(&mut self, pushed: Pushed, user: SaslUser, seen: Seen) -> bool {
+    fn replayed(&mut self, pushed: Pushed, user: SaslUser, seen: Seen, fid: Option<Label>) -> bool {
         let Pushed::Replayed { account, new } = pushed else {
             return true;
         };
@@ -119,7 +127,7 @@ impl Batcher {
         if new && self.out.send(Imported::Account(user)).is_err() {
             return false;
         }
-        self.events.push((account, seen));
+        self.events.push((account, seen, fid));
         self.events.len() < EVENTS_PER_MESSAGE || self.send()
     }
 
@@ -166,20 +174,27 @@ fn replay_input(
             continue;
         }
         match parse_line(line, default_source) {
-            Ok((user, ev)) => {
+            Ok(ev) => {
                 events += 1;
                 // The Postfix line the smtp jail reads is also one message for the
-                // rate jail: a `TIME USER ADDRESS` line stands for both calls, a JSON
-                // line for exactly one.
-                let message =
-                    (ev.source == Source::Smtp && !line.starts_with('{')).then_some(Seen {
-                        source: Source::Rate,
-                        count: 1,
-                        ..ev
+                // rate jail: a `TIME USER ADDRESS` line stands for both calls, its line
+                // number telling its message from another in the same second.
+                let (user, ev, fid) = ev;
+                let message = (ev.source == Source::Smtp && !line.starts_with('{'))
+                    .then(|| Label::fid(&format!("line {n}")))
+                    .transpose()
+                    .map_err(|e| Error::Usage(e.to_string()))?
+                    .map(|fid| {
+                        let seen = Seen {
+                            source: Source::Rate,
+                            count: 1,
+                            ..ev
+                        };
+                        (seen, Some(fid))
                     });
-                for ev in std::iter::once(ev).chain(message) {
-                    let pushed = replay.push(&user, ev);
-                    if !batcher.replayed(pushed, user.clone(), ev) {
+                for (ev, fid) in std::iter::once((ev, fid)).chain(message) {
+                    let pushed = replay.push(&user, ev, fid.as_ref().map(Label::as_str));
+                    if !batcher.replayed(pushed, user.clone(), ev, fid) {
                         return Ok(None);
                     }
                 }

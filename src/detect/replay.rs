@@ -26,8 +26,8 @@ pub enum Pushed {
     /// Replayed for the account numbered `account` (accounts are numbered in the
     /// order they are met); `new`: its first event.
     Replayed { account: usize, new: bool },
-    /// The same event (time, source, address, count) was replayed before: skipped,
-    /// as the store skips it.
+    /// The same call (time, source, address, count, Fail2ban ticket id) was replayed
+    /// before: skipped, as the store skips it.
     Duplicate,
 }
 
@@ -37,6 +37,9 @@ struct Account {
     /// Evidence within the lookback (window or spread window) of the last event, in
     /// time order.
     recent: VecDeque<Counted>,
+    /// The ticket id of each of `recent`, in the same order: part of what makes two
+    /// events the same call (see `has`). Not in `Seen`, which detection copies.
+    fids: VecDeque<Option<Box<str>>>,
     /// How many of `recent`, from the front, already left the window / the spread
     /// window: one deque, a cursor per window.
     left_window: usize,
@@ -77,6 +80,7 @@ impl Account {
             let Some(c) = self.recent.pop_front() else {
                 break;
             };
+            self.fids.pop_front();
             self.earlier.push_back(c.seen);
             // In time order it left both windows first, so both cursors are past it.
             self.left_window = self.left_window.saturating_sub(1);
@@ -88,7 +92,7 @@ impl Account {
     }
 
     /// Adds evidence at the end of `recent`.
-    fn push(&mut self, c: Counted) {
+    fn push(&mut self, c: Counted, fid: Option<&str>) {
         if self
             .recent
             .back()
@@ -100,21 +104,25 @@ impl Account {
             self.tally.add(&c);
         }
         self.recent.push_back(c);
+        self.fids.push_back(fid.map(Box::from));
     }
 
-    /// Whether the same event is among the recent ones (which hold every event as
-    /// late as it; in time order, only the last ones can be).
-    fn has(&self, seen: &Seen) -> bool {
+    /// Whether the same call is among the recent ones (which hold every event as
+    /// late as it; in time order, only the last ones can be). The store's rule: the
+    /// same time, source, address, count and ticket id (none matches none).
+    fn has(&self, seen: &Seen, fid: Option<&str>) -> bool {
         self.recent
             .iter()
+            .zip(&self.fids)
             .rev()
-            .take_while(|c| self.out_of_order || c.seen.time >= seen.time)
-            .any(|c| {
+            .take_while(|(c, _)| self.out_of_order || c.seen.time >= seen.time)
+            .any(|(c, f)| {
                 let s = &c.seen;
                 s.time == seen.time
                     && s.source == seen.source
                     && s.addr == seen.addr
                     && s.count == seen.count
+                    && f.as_deref() == fid
             })
     }
 
@@ -156,9 +164,10 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Adds one event of `user` (events come in log-time order) and re-evaluates
-    /// the account, as `record` does with what it loads from the database.
-    pub fn push(&mut self, user: &SaslUser, seen: Seen) -> Pushed {
+    /// Adds one event of `user` (events come in log-time order) with its Fail2ban
+    /// ticket id, if any, and re-evaluates the account, as `record` does with what it
+    /// loads from the database.
+    pub fn push(&mut self, user: &SaslUser, seen: Seen, fid: Option<&str>) -> Pushed {
         let engine = Engine::new(self.cfg);
         let d = &self.cfg.detection;
         let (i, new) = match self.index.get(user) {
@@ -170,7 +179,7 @@ impl<'a> Replay<'a> {
             }
         };
         let a = &mut self.accounts[i];
-        if !new && a.has(&seen) {
+        if !new && a.has(&seen, fid) {
             return Pushed::Duplicate;
         }
         let at = seen.time;
@@ -184,7 +193,7 @@ impl<'a> Replay<'a> {
         let explain_from = engine.explain_from(at);
         let keep_from = baseline_range.map_or(explain_from, |(from, _)| from.min(explain_from));
         a.slide(d, keep_from, at);
-        a.push(Counted::new(d, &whitelist, seen));
+        a.push(Counted::new(d, &whitelist, seen), fid);
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));
 
         let usual = baseline_range.map(|(from, until)| {
@@ -282,7 +291,7 @@ mod tests {
     fn replayed(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
         let mut replay = Replay::new(cfg, &[]);
         for e in events {
-            replay.push(&user(), *e);
+            replay.push(&user(), *e, None);
         }
         let out = replay.finish();
         out[0]
@@ -317,5 +326,38 @@ mod tests {
         // One event late: from then on the account is counted from scratch.
         events.swap(150, 153);
         assert_eq!(replayed(&cfg, &events), from_scratch(&cfg, &events));
+    }
+
+    #[test]
+    fn a_retried_call_is_one_event_and_calls_with_other_ids_are_each_one() {
+        let cfg = Config::default();
+        let mut replay = Replay::new(&cfg, &[]);
+        let bounce = Seen {
+            time: LogTime::from_millis(1_795_418_066_000),
+            source: Source::Bounces,
+            addr: ClientAddr::parse("198.51.100.1").unwrap(),
+            count: 1,
+            hits: 1,
+        };
+        let ids: Vec<String> = (0..10)
+            .map(|r| format!("('4F1A32C0D1', 'r{r}@x')"))
+            .collect();
+        for id in &ids {
+            assert!(matches!(
+                replay.push(&user(), bounce, Some(id)),
+                Pushed::Replayed { .. }
+            ));
+        }
+        // Fail2ban's retry of a failed action: the same id, time and count.
+        assert_eq!(
+            replay.push(&user(), bounce, Some(&ids[3])),
+            Pushed::Duplicate
+        );
+        // Without an id, the same event of the same second is one, as in the store.
+        assert!(matches!(
+            replay.push(&user(), bounce, None),
+            Pushed::Replayed { .. }
+        ));
+        assert_eq!(replay.push(&user(), bounce, None), Pushed::Duplicate);
     }
 }

@@ -33,8 +33,8 @@ pub enum Imported {
     /// An account met for the first time. `Events` and `Outcome` number accounts in
     /// the order they were met.
     Account(SaslUser),
-    /// Replayed events, each of its account's number.
-    Events(Vec<(usize, Seen)>),
+    /// Replayed events, each of its account's number and with its Fail2ban ticket id.
+    Events(Vec<(usize, Seen, Option<Label>)>),
     /// The last item: each account's state after the replay, by number.
     Outcome(Vec<Replayed>),
 }

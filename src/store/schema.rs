@@ -130,6 +130,15 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     DELETE FROM meta WHERE key = 'queue_scanned_ms';
     "),
+    // 7: a duplicate is a retry of the same Fail2ban call (same ticket id, time and
+    // count), not any event of the same second: one message's ten bounced recipients
+    // are ten calls with ten ids. Rows without an id keep the old rule (ifnull: NULLs
+    // would never collide). `count` stays before the id, so the window read still
+    // walks this index alone.
+    Sql("
+    DROP INDEX events_key;
+    CREATE UNIQUE INDEX events_key ON events(user_id, ts_ms, source, ip, count, ifnull(fid, ''));
+    "),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -25,20 +25,21 @@ const SORT_CACHE_KIB: i64 = -64 * 1024;
 const BATCH: usize = 64;
 
 /// Values bound per event; the jail, the same for all, is bound once as `?1`.
-const EVENT_PARAMS: usize = 5;
+const EVENT_PARAMS: usize = 6;
 
-/// `INSERT` of `rows` events: row `i` takes parameters `2 + 5i` to `6 + 5i`.
+/// `INSERT` of `rows` events: row `i` takes parameters `2 + 6i` to `7 + 6i`.
 fn insert_events(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|i| {
             let p = 2 + EVENT_PARAMS * i;
             format!(
-                "(?{}, ?{}, ?{}, ?{}, ?1, NULL, ?{})",
+                "(?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{})",
                 p,
                 p + 1,
                 p + 2,
                 p + 3,
-                p + 4
+                p + 4,
+                p + 5
             )
         })
         .collect();
@@ -145,13 +146,13 @@ fn import_in(
                     ids.push(id_of.query_row([name.as_str()], |row| row.get(0))?);
                 }
                 Imported::Events(batch) => {
-                    for (account, seen) in batch {
+                    for (account, seen, fid) in batch {
                         let Some(&id) = ids.get(account) else {
                             return Err(rusqlite::Error::ToSqlConversionFailure(
                                 format!("event of account {account}, never announced").into(),
                             ));
                         };
-                        events.push(id, seen)?;
+                        events.push(id, seen, fid)?;
                     }
                 }
                 Imported::Outcome(accounts) => {
@@ -198,7 +199,8 @@ fn import_in(
             // after is stored twice. Keep the first, as INSERT OR IGNORE would have.
             tx.execute_batch(
                 "DELETE FROM events WHERE id NOT IN
-                   (SELECT min(id) FROM events GROUP BY user_id, ts_ms, source, ip, count)",
+                   (SELECT min(id) FROM events
+                    GROUP BY user_id, ts_ms, source, ip, count, ifnull(fid, ''))",
             )?;
             tx.execute_batch(sql)?;
         }
@@ -211,7 +213,7 @@ fn import_in(
 struct EventWriter<'c> {
     one: Statement<'c>,
     many: Statement<'c>,
-    pending: Vec<(i64, Seen)>,
+    pending: Vec<(i64, Seen, Option<Label>)>,
     /// The address as text, reused: SQLite copies what is bound.
     addr: String,
 }
@@ -231,16 +233,16 @@ impl<'c> EventWriter<'c> {
         })
     }
 
-    fn push(&mut self, user_id: i64, e: Seen) -> rusqlite::Result<()> {
-        self.pending.push((user_id, e));
+    fn push(&mut self, user_id: i64, e: Seen, fid: Option<Label>) -> rusqlite::Result<()> {
+        self.pending.push((user_id, e, fid));
         if self.pending.len() < BATCH {
             return Ok(());
         }
-        for (i, (id, e)) in self.pending.iter().enumerate() {
+        for (i, (id, e, fid)) in self.pending.iter().enumerate() {
             bind_event(
                 &mut self.many,
                 1 + EVENT_PARAMS * i,
-                (*id, e),
+                (*id, e, fid.as_ref()),
                 &mut self.addr,
             )?;
         }
@@ -250,8 +252,8 @@ impl<'c> EventWriter<'c> {
 
     /// Writes what is left, one row at a time.
     fn finish(mut self) -> rusqlite::Result<()> {
-        for (id, e) in &self.pending {
-            bind_event(&mut self.one, 1, (*id, e), &mut self.addr)?;
+        for (id, e, fid) in &self.pending {
+            bind_event(&mut self.one, 1, (*id, e, fid.as_ref()), &mut self.addr)?;
             self.one.raw_execute()?;
         }
         Ok(())
@@ -263,7 +265,7 @@ impl<'c> EventWriter<'c> {
 fn bind_event(
     stmt: &mut Statement,
     offset: usize,
-    (user_id, e): (i64, &Seen),
+    (user_id, e, fid): (i64, &Seen, Option<&Label>),
     addr: &mut String,
 ) -> rusqlite::Result<()> {
     addr_text(e.addr, addr);
@@ -271,7 +273,8 @@ fn bind_event(
     stmt.raw_bind_parameter(offset + 2, e.time.millis())?;
     stmt.raw_bind_parameter(offset + 3, e.source.as_str())?;
     stmt.raw_bind_parameter(offset + 4, addr.as_str())?;
-    stmt.raw_bind_parameter(offset + 5, e.count)
+    stmt.raw_bind_parameter(offset + 5, fid.map(Label::as_str))?;
+    stmt.raw_bind_parameter(offset + 6, e.count)
 }
 
 /// The address as `Display` writes it (so as `record` stores it), IPv4 without the

@@ -1,0 +1,152 @@
+//! Exact message and bounce counts through a real, private fail2ban-server with the
+//! shipped jails and filters: a burst of accepted messages and bounced recipients,
+//! many in one second from one address, each reaches `record` exactly once.
+
+#[path = "support/fail2ban.rs"]
+mod fail2ban_harness;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fail2ban_harness::{append, syslog_now, Fail2ban, Jail};
+
+const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
+const ALICE: &str = "alice@example.com";
+const MESSAGES: u32 = 2000;
+const ADDRESSES: u32 = 20;
+/// Messages written per tick; one tick every 100 ms is 50 messages a second.
+const PER_TICK: u32 = 5;
+/// Every 13th of the first 1950 messages bounces for the same four recipients: 150
+/// messages, 600 bounced recipients.
+const RECIPIENTS: u32 = 4;
+fn bounces(i: u32) -> bool {
+    i < 1950 && i.is_multiple_of(13)
+}
+
+/// `status --json` of alice: (messages, bounces, networks), zeros before any.
+fn figures(config: &Path) -> (u64, u64, usize) {
+    let out = Command::new(BIN)
+        .env_remove("F2B_MAILGUARD_DB")
+        .env_remove("F2B_MAILGUARD_CONFIG")
+        .arg(format!("--config={}", config.display()))
+        .args(["status", "--json", "--", ALICE])
+        .output()
+        .expect("run f2b-mailguard");
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return (0, 0, 0);
+    };
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let networks = v["networks"].as_array().map_or(0, Vec::len);
+    (n("messages"), n("bounces"), networks)
+}
+
+/// Message `i`'s lines as Postfix logs them: the submission, for a bouncing one its
+/// bounced recipients, and the queue file's removal.
+fn message(i: u32, stamp: &str) -> Vec<String> {
+    let qid = format!("B{i:09X}");
+    let addr = format!("198.51.100.{}", 10 + i % ADDRESSES);
+    let mut lines = vec![format!(
+        "{stamp} mx postfix/submission/smtpd[{}]: {qid}: client=unknown[{addr}], sasl_method=PLAIN, sasl_username={ALICE}",
+        7000 + i % ADDRESSES
+    )];
+    if bounces(i) {
+        for r in 0..RECIPIENTS {
+            lines.push(format!(
+                "{stamp} mx postfix/smtp[8001]: {qid}: to=<gone{r}@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=0.2, delays=0.1/0/0/0.1, dsn=5.1.1, status=bounced (host mx.remote.example[192.0.2.9] said: 550 5.1.1 unknown user)"
+            ));
+        }
+    }
+    lines.push(format!("{stamp} mx postfix/qmgr[8002]: {qid}: removed"));
+    if i % 100 == 50 {
+        // Inbound mail (no SASL user) that bounces: a ticket without a user, skipped.
+        let qid = format!("C{i:09X}");
+        lines.extend([
+            format!("{stamp} mx postfix/smtpd[9000]: {qid}: client=mx.other.example[203.0.113.9]"),
+            format!("{stamp} mx postfix/lmtp[9001]: {qid}: to=<full@example.com>, relay=mail.example.com[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0.1, dsn=5.2.2, status=bounced (quota)"),
+            format!("{stamp} mx postfix/qmgr[8002]: {qid}: removed"),
+        ]);
+    }
+    lines
+}
+
+#[test]
+fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database = {:?}\n[actions]\nnotify = []\nblock = []\nlock = []\n",
+            dir.path().join("mg.db").display().to_string()
+        ),
+    )
+    .expect("config");
+    let mail_log = dir.path().join("mail.log");
+    std::fs::write(&mail_log, "").expect("log");
+    let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
+        .into_iter()
+        .map(|name| Jail {
+            name,
+            logpath: &mail_log,
+        })
+        .collect();
+    let f2b = Fail2ban::start(dir.path(), Path::new(BIN), &config, &jails);
+
+    let started = Instant::now();
+    for tick in 0..MESSAGES / PER_TICK {
+        let stamp = syslog_now();
+        let lines: Vec<String> = (tick * PER_TICK..(tick + 1) * PER_TICK)
+            .flat_map(|i| message(i, &stamp))
+            .collect();
+        append(&mail_log, &lines);
+        let next = started + Duration::from_millis(100 * u64::from(tick + 1));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let written = started.elapsed();
+    let want_bounces = u64::from((0..MESSAGES).filter(|i| bounces(*i)).count() as u32 * RECIPIENTS);
+    assert_eq!(want_bounces, 600);
+    let rate = f64::from(MESSAGES) / written.as_secs_f64();
+    assert!(rate >= 5.0, "wrote {rate:.1} messages/s, want at least 5");
+
+    let want = (u64::from(MESSAGES), want_bounces);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut got = figures(&config);
+    while (got.0, got.1) != want {
+        assert!(
+            Instant::now() < deadline && got.0 <= want.0 && got.1 <= want.1,
+            "messages and bounces {:?}, want {want:?}; fail2ban log tail:\n{}",
+            (got.0, got.1),
+            f2b.log()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        got = figures(&config);
+    }
+    let settled = started.elapsed();
+    // Nothing more arrives later; the login jail saw the 20 addresses.
+    std::thread::sleep(Duration::from_secs(3));
+    let got = figures(&config);
+    assert_eq!(got, (want.0, want.1, ADDRESSES as usize));
+    let log = f2b.log();
+    // (The smtp jail's "already banned" is its purpose: a known pair is not repeated.)
+    let dropped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[mailguard-rate]") || l.contains("[mailguard-bounce]"))
+        .filter(|l| l.contains("expired bantime") || l.contains("already banned"))
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "Fail2ban dropped tickets:\n{}",
+        dropped.join("\n")
+    );
+    eprintln!(
+        "wrote {MESSAGES} messages ({rate:.0}/s) and {want_bounces} bounces in {:.1} s; all recorded after {:.1} s",
+        written.as_secs_f64(),
+        settled.as_secs_f64()
+    );
+}
