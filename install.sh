@@ -221,6 +221,18 @@ else
     done
 fi
 
+# The jails' log backend: the systemd journal for each jail whose log file is missing
+# here (Debian 12 without rsyslog has no /var/log/mail.log, and one jail without its
+# log keeps all of Fail2ban from starting). The binary decides, so that the package's
+# postinst, running the same command, decides alike.
+if $DRY_RUN; then
+    say "would choose the jails' log backend in $DESTDIR$F2B/jail.d/mailguard-backend.local"
+else
+    "$BINARY" generate fail2ban-backend "${DESTDIR:-/}" >"$tmp/backend"
+    install_file "$tmp/backend" "$F2B/jail.d/mailguard-backend.local" 0644
+    say "Fail2ban jails: $(sed -n 's/^# choice: //p' "$tmp/backend")"
+fi
+
 default_config >"$tmp/config"
 if [ -e "$DESTDIR$CONFIG" ]; then
     say "kept $DESTDIR$CONFIG (exists)"
@@ -271,7 +283,8 @@ f2b-mailguard is installed. Next steps:
        enabled = true
        [mailguard-smtp-refused]
        enabled = true
-     (see $F2B/jail.d/mailguard.conf for log paths and the journal backend)
+     ($F2B/jail.d/mailguard-backend.local chose log files or the journal for them;
+      see $F2B/jail.d/mailguard.conf; f2b-mailguard doctor checks Fail2ban can start)
   3. Reload Fail2ban:          fail2ban-client reload
   4. For the SASL block, add to Postfix's main.cf, before permit_sasl_authenticated:
        check_sasl_access lmdb:/etc/postfix/mailguard_sasl_access

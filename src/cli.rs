@@ -270,9 +270,10 @@ pub struct Doctor {
 
 #[derive(Debug, Args)]
 pub struct Generate {
-    /// `man`, or a shell: bash, zsh, fish, elvish, powershell
+    /// `man`, `fail2ban-backend`, or a shell: bash, zsh, fish, elvish, powershell
     pub what: String,
-    /// For `man`: the directory to write the pages into
+    /// For `man`: the directory to write the pages into; for `fail2ban-backend`: the
+    /// root whose log files are looked for (default /)
     pub dir: Option<PathBuf>,
 }
 

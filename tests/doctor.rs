@@ -54,6 +54,169 @@ fn line<'a>(text: &'a str, needle: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line with {needle:?} in\n{text}"))
 }
 
+/// The fix printed under the finding whose line contains `needle`.
+fn fix_of(text: &str, needle: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| !l.contains(needle));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"));
+    let fix = lines.next().unwrap_or_default().trim();
+    fix.strip_prefix("fix: ")
+        .unwrap_or_else(|| panic!("no fix under {needle:?} in\n{text}"))
+        .to_owned()
+}
+
+/// A shell command as an admin pastes it, with the private Postfix's MAIL_CONFIG.
+fn paste(pf: &Postfix, command: &str) {
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", command])
+        .env("MAIL_CONFIG", &pf.config_dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One unauthenticated message to the port-25 stand-in; then the log up to its end.
+fn port_25_session(pf: &Postfix) -> String {
+    let before = pf.log().matches("disconnect from").count();
+    support::mailstack::deliver_unauthenticated(
+        pf.mx_port,
+        "203.0.113.5",
+        "someone@example.net",
+        &format!("bob@{}", support::mailstack::RELAYED_DOMAIN),
+    )
+    .expect("port 25 delivery");
+    support::wait_until("the session in the log", Duration::from_secs(10), || {
+        pf.log().matches("disconnect from").count() > before
+    });
+    pf.log()
+}
+
+/// Issue 18: the sender-login check belongs in the SASL services' -o overrides. In
+/// main.cf (the old advice) port 25 logs "no SASL support" for every client; doctor
+/// says so, and its fix, pasted as given, ties senders on submission only.
+#[test]
+fn sender_login_fix_goes_to_the_submission_service_and_port_25_stays_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+
+    // The old advice, in main.cf.
+    let (mut pf, s) = setup(&dir.path().join("main"), None, sink.port);
+    let login_map = pf.config_dir.join("sender_login");
+    std::fs::write(&login_map, "alice@example.com alice@example.com\n").unwrap();
+    paste(&pf, &format!("postmap lmdb:{0} && postconf -e 'smtpd_sender_login_maps = lmdb:{0}' 'smtpd_sender_restrictions = reject_authenticated_sender_login_mismatch'", login_map.display()));
+    let (_, out) = doctor(&s, &[]);
+    let noisy = line(&out, "no SASL support");
+    assert!(noisy.starts_with("warn  postfix"), "{out}");
+    assert!(
+        noisy.contains(&format!("127.0.0.1:{}/inet", pf.mx_port)),
+        "{noisy}"
+    );
+    pf.start();
+    let log = port_25_session(&pf);
+    assert!(log.contains("ignored: no SASL support"), "{log}");
+    drop(pf);
+
+    // No check at all: doctor's fix, pasted once the login map is filled.
+    let (mut pf, s) = setup(&dir.path().join("fixed"), None, sink.port);
+    let (_, out) = doctor(&s, &[]);
+    assert!(line(&out, "may send as any address").starts_with("warn  postfix"));
+    let fix = fix_of(&out, "may send as any address");
+    let login_map = pf.config_dir.join("sender_login");
+    assert!(
+        fix.starts_with(&format!("fill {}", login_map.display())),
+        "{fix}"
+    );
+    assert!(!fix.contains("postconf -e"), "main.cf is left alone: {fix}");
+    std::fs::write(&login_map, "alice@example.com alice@example.com\n").unwrap();
+    paste(&pf, &format!("postmap lmdb:{}", login_map.display()));
+    let postconf = fix.split_once("then: ").expect("then").1;
+    // Postfix is not running yet: its reload is for a live server.
+    paste(&pf, postconf.trim_end_matches(" && postfix reload"));
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "senders are tied to their login").starts_with("ok    postfix"),
+        "{out}"
+    );
+    pf.start();
+    let log = port_25_session(&pf);
+    assert!(!log.contains("no SASL support"), "{log}");
+}
+
+/// Something must run run-actions periodically: the timer enabled, or a cron line
+/// in a file cron reads.
+#[test]
+fn doctor_checks_that_run_actions_runs_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (_pf, mut s) = setup(&dir.path().join("pf"), None, sink.port);
+    let systemd = dir.path().join("systemd");
+    let cron = dir.path().join("cron.d");
+    std::fs::create_dir_all(&systemd).unwrap();
+    std::fs::create_dir_all(&cron).unwrap();
+    s.env
+        .push(("F2B_MAILGUARD_SYSTEMD_DIR".into(), systemd.clone()));
+    s.env.push(("F2B_MAILGUARD_CRON_DIR".into(), cron.clone()));
+
+    let (_, out) = doctor(&s, &[]);
+    let none = line(&out, "nothing runs run-actions periodically");
+    assert!(none.starts_with("warn  mailguard"), "{out}");
+    let fix = fix_of(&out, "nothing runs run-actions periodically");
+    assert!(
+        fix.starts_with("systemctl enable --now f2b-mailguard-actions.timer"),
+        "{fix}"
+    );
+    // The cron alternative, pasted as given.
+    let cron_cmd = fix
+        .split_once("without systemd: ")
+        .expect("cron alternative")
+        .1
+        .trim_end_matches(')');
+    std::process::Command::new("/bin/sh")
+        .args(["-c", cron_cmd])
+        .status()
+        .unwrap();
+    let (_, out) = doctor(&s, &[]);
+    let file = cron.join("f2b-mailguard");
+    assert!(
+        line(&out, &format!("{} runs run-actions", file.display())).starts_with("ok    mailguard"),
+        "{out}"
+    );
+
+    // cron skips a file with a dot in its name.
+    let dotted = cron.join("f2b-mailguard.cron");
+    std::fs::rename(&file, &dotted).unwrap();
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "cron skips files").starts_with("warn  mailguard"),
+        "{out}"
+    );
+    assert_eq!(
+        fix_of(&out, "cron skips files"),
+        format!("mv {} {}", dotted.display(), file.display())
+    );
+    std::fs::remove_file(&dotted).unwrap();
+
+    // The timer, enabled as systemctl enable links it.
+    let unit = systemd.join("f2b-mailguard-actions.timer");
+    std::fs::write(&unit, "[Timer]\n").unwrap();
+    std::fs::create_dir_all(systemd.join("timers.target.wants")).unwrap();
+    std::os::unix::fs::symlink(
+        &unit,
+        systemd.join("timers.target.wants/f2b-mailguard-actions.timer"),
+    )
+    .unwrap();
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "f2b-mailguard-actions.timer is enabled").starts_with("ok    mailguard"),
+        "{out}"
+    );
+}
+
 #[test]
 fn missing_misplaced_and_correct_check_sasl_access() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,10 +344,16 @@ fn fail2ban_jail_disabled_then_enabled() {
         &dir.path().join("on"),
         Path::new(support::BIN),
         &s.config_path(),
-        &[Jail {
-            name: "mailguard-smtp",
-            logpath: &log,
-        }],
+        &[
+            Jail {
+                name: "mailguard-smtp",
+                logpath: &log,
+            },
+            Jail {
+                name: "mailguard-rate",
+                logpath: &log,
+            },
+        ],
     );
     s.write_config(&format!(
         "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\nconfig_dir = \"{}\"\n",
@@ -208,6 +377,25 @@ fn fail2ban_jail_disabled_then_enabled() {
         line(&out, "has matched no login").starts_with("warn  fail2ban"),
         "{out}"
     );
+    // The fix names the jail's own log and filter, not placeholders.
+    let fix = fix_of(&out, "jail mailguard-smtp: its filter has matched no login");
+    assert_eq!(
+        fix,
+        format!(
+            "fail2ban-regex -c {} {} 'mailguard-postfix-sasl'   shows whether its lines match",
+            on.conf.display(),
+            log.display()
+        )
+    );
+    // A rate jail counts messages, not logins.
+    assert!(
+        line(
+            &out,
+            "jail mailguard-rate: its filter has matched no message"
+        )
+        .starts_with("warn"),
+        "{out}"
+    );
     assert!(!out.contains("no mailguard jail"));
     let empty = format!("{} is empty", log.display());
     assert!(line(&out, &empty).starts_with("warn  fail2ban"), "{out}");
@@ -227,6 +415,10 @@ fn fail2ban_jail_disabled_then_enabled() {
     let (_, out) = doctor(&s, &[]);
     assert!(
         line(&out, "matched 1 login(s)").starts_with("ok    fail2ban"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "jail mailguard-rate matched 1 message(s)").starts_with("ok"),
         "{out}"
     );
     // The jail's filter, run by fail2ban-regex on the log's last lines.

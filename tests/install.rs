@@ -397,3 +397,43 @@ fn missing_fail2ban_is_an_error_but_only_a_warning_into_destdir() {
     let out = install(&d.path().join("root2"), &["--dry-run", "--binary", BIN]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Fail2ban 1."));
 }
+
+/// Debian 12 without rsyslog has no /var/log/mail.log: the jails are set to the journal
+/// (a jail without its log file stops all of Fail2ban); with the file they keep it.
+/// The choice is the binary's (`generate fail2ban-backend`), which a package runs too.
+#[test]
+fn the_jails_read_the_journal_where_mail_log_is_missing() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let local = root.join("etc/fail2ban/jail.d/mailguard-backend.local");
+    let out = install(root, &["--binary", BIN]);
+    let text = std::fs::read_to_string(&local).unwrap();
+    assert!(
+        text.contains("\n[mailguard-smtp]\nbackend = systemd\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n[mailguard-bounce]\nbackend = systemd\n"),
+        "{text}"
+    );
+    assert_eq!(mode(&local), 0o644);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Fail2ban jails: every mailguard jail reads the systemd journal"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::write(root.join("var/log/mail.log"), "").unwrap();
+    install(root, &["--binary", BIN]);
+    let text = std::fs::read_to_string(&local).unwrap();
+    assert!(!text.contains("\n[mailguard-smtp]\n"), "{text}");
+    assert!(
+        text.contains("# [mailguard-smtp] reads /var/log/mail.log"),
+        "{text}"
+    );
+
+    install(root, &["--uninstall"]);
+    assert!(!local.exists(), "uninstall leaves it");
+}

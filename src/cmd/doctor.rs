@@ -3,15 +3,24 @@
 
 use super::{App, Run};
 use crate::cli::Doctor;
-use crate::doctor::{self, Options, Status};
+use crate::doctor::{self, Options, Status, WorkerPaths};
 use crate::error::{Error, Result};
 use crate::store;
 
 impl Run for Doctor {
     fn run(&self, app: &App) -> Result<()> {
         let cfg = app.config()?;
+        // The system's paths, unless a test points doctor elsewhere.
+        let mut worker = WorkerPaths::default();
+        if let Some(d) = std::env::var_os("F2B_MAILGUARD_SYSTEMD_DIR") {
+            worker.systemd_dir = d.into();
+        }
+        if let Some(d) = std::env::var_os("F2B_MAILGUARD_CRON_DIR") {
+            worker.cron_dir = d.into();
+        }
         let opts = Options {
             send_test_mail: self.send_test_mail,
+            worker,
         };
         let findings = match store::open(&cfg) {
             Ok(mut s) => doctor::run(&cfg, Some(s.as_mut()), None, &opts),

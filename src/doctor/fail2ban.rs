@@ -78,7 +78,15 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
             Some("upgrade fail2ban".into()),
         )),
     }
+    let (loads, ok) = super::startup::check(cfg);
+    out.push(loads);
     if let Err(e) = client(cfg, &["ping"]) {
+        // Starting it is the fix only once its configuration loads.
+        let fix = if ok {
+            "systemctl enable --now fail2ban"
+        } else {
+            "fix the configuration (above) first; systemctl enable --now fail2ban alone fails the same way"
+        };
         out.push(Finding::new(
             Status::Fail,
             AREA,
@@ -86,7 +94,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
                 "the server does not answer on {}: {e}",
                 cfg.fail2ban.socket.display()
             ),
-            Some("systemctl enable --now fail2ban".into()),
+            Some(fix.into()),
         ));
         return;
     }
@@ -207,13 +215,20 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
             }
         }
     }
-    if let Some(filter) = jail_filters(&cfg.fail2ban.config_dir).get(jail) {
+    let filter = super::jails::filters(&cfg.fail2ban.config_dir).remove(jail);
+    if let Some(filter) = &filter {
         for log in &logs {
             if let Some(f) = regex_on_tail(cfg, log, filter, jail) {
                 out.push(f);
             }
         }
     }
+    // What a match is depends on the jail: rate and bounce jails count mail.
+    let what = match get(&["action", "mailguard", "source"]).as_deref() {
+        Ok("rate") => "message",
+        Ok("bounces") => "bounce",
+        _ => "login",
+    };
     let matched = client(cfg, &["status", jail])
         .unwrap_or_default()
         .lines()
@@ -225,38 +240,41 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         Some(0) | None => out.push(Finding::new(
             Status::Warn,
             AREA,
-            format!("jail {jail}: its filter has matched no login since Fail2ban started"),
-            Some(format!("fail2ban-regex <the log> /etc/fail2ban/filter.d/<the {jail} filter>.conf shows whether the lines match")),
+            format!("jail {jail}: its filter has matched no {what} since Fail2ban started"),
+            regex_fix(cfg, &logs, filter.as_deref()),
         )),
-        Some(n) => out.push(Finding::new(Status::Ok, AREA, format!("jail {jail} matched {n} login(s) since Fail2ban started"), None)),
+        Some(n) => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("jail {jail} matched {n} {what}(s) since Fail2ban started"),
+            None,
+        )),
     }
+}
+
+/// The fail2ban-regex command that shows whether the jail's input matches its filter:
+/// its log files, or the journal.
+fn regex_fix(cfg: &Config, logs: &[PathBuf], filter: Option<&str>) -> Option<String> {
+    let filter = filter?;
+    let conf = cfg.fail2ban.config_dir.display();
+    let sources: Vec<String> = if logs.is_empty() {
+        vec!["systemd-journal".into()]
+    } else {
+        logs.iter().map(|l| l.display().to_string()).collect()
+    };
+    Some(
+        sources
+            .iter()
+            .map(|s| format!("fail2ban-regex -c {conf} {s} '{filter}'"))
+            .collect::<Vec<_>>()
+            .join("; ")
+            + "   shows whether its lines match",
+    )
 }
 
 /// Lines of a log's end the filter is tried on.
 const TAIL_LINES: usize = 1000;
 const TAIL_BYTES: u64 = 1 << 20;
-
-/// Each mailguard jail's `filter =`, from jail.d/mailguard.conf and then .local, as
-/// Fail2ban reads them (fail2ban-client does not report a jail's filter).
-fn jail_filters(conf_dir: &Path) -> std::collections::HashMap<String, String> {
-    let mut out = std::collections::HashMap::new();
-    for name in ["mailguard.conf", "mailguard.local"] {
-        let Ok(text) = std::fs::read_to_string(conf_dir.join("jail.d").join(name)) else {
-            continue;
-        };
-        let mut section = String::new();
-        for line in text.lines().map(str::trim) {
-            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = s.to_owned();
-            } else if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == "filter" && !line.starts_with('#') {
-                    out.insert(section.clone(), v.trim().to_owned());
-                }
-            }
-        }
-    }
-    out
-}
 
 /// Runs fail2ban-regex with the jail's filter on the last lines of its log.
 fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<Finding> {

@@ -2,7 +2,10 @@
 //! gives one finding: ok, warn or fail, the evidence, and a fix to copy.
 
 mod fail2ban;
+pub mod jails;
+mod periodic;
 mod postfix;
+mod startup;
 mod system;
 
 use serde::Serialize;
@@ -55,8 +58,12 @@ impl Finding {
     }
 }
 
+pub use periodic::Paths as WorkerPaths;
+
 pub struct Options {
     pub send_test_mail: bool,
+    /// Where the run-actions timer or cron line is looked for.
+    pub worker: WorkerPaths,
 }
 
 /// Every check, in the order an admin would fix things.
@@ -68,6 +75,7 @@ pub fn run(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     system::mailguard(cfg, store, store_error, &mut out);
+    periodic::check(cfg, &opts.worker, &mut out);
     fail2ban::check(cfg, &mut out);
     postfix::check(cfg, &mut out);
     system::dovecot(cfg, &mut out);

@@ -163,26 +163,91 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
 
     out.push(map_built(cfg, &want_map));
 
-    let login_maps = sasl
+    let others: Vec<&Service> = services
         .iter()
-        .any(|s| !effective(s, "smtpd_sender_login_maps").is_empty());
-    let mismatch = sasl.iter().any(|s| {
-        LISTS.iter().any(|l| {
-            tokens(&effective(s, l))
+        .filter(|s| effective(s, "smtpd_sasl_auth_enable") != "yes")
+        .collect();
+    out.extend(sender_login(cfg, &sasl, &others, &effective, &main));
+}
+
+/// Are senders tied to their login on the SASL services, and only there? In main.cf
+/// the mismatch check also reaches port 25, where Postfix logs "restriction ...
+/// ignored: no SASL support" for every client: it belongs in the submission
+/// services' -o overrides (master.cf).
+fn sender_login(
+    cfg: &Config,
+    sasl: &[&Service],
+    others: &[&Service],
+    effective: &dyn Fn(&Service, &str) -> String,
+    main: &HashMap<String, String>,
+) -> Option<Finding> {
+    const LIST: &str = "smtpd_sender_restrictions";
+    const CHECK: &str = "reject_authenticated_sender_login_mismatch";
+    let has_mismatch = |v: &str| tokens(v).iter().any(|t| MISMATCH.contains(t));
+    // main.cf lists with the check that a service without SASL inherits.
+    let noisy: Vec<(&str, &Service)> = LISTS
+        .iter()
+        .filter(|l| has_mismatch(main.get(**l).map_or("", String::as_str)))
+        .filter_map(|l| {
+            others
                 .iter()
-                .any(|t| MISMATCH.contains(t))
+                .find(|s| !s.overrides.contains_key(*l))
+                .map(|s| (*l, *s))
         })
-    });
-    if login_maps && mismatch {
-        out.push(Finding::new(Status::Ok, AREA, "senders are tied to their login (smtpd_sender_login_maps + reject_*_sender_login_mismatch)", None));
-    } else {
-        out.push(Finding::new(
-            Status::Warn,
-            AREA,
-            "a stolen account may send as any address: no smtpd_sender_login_maps with reject_authenticated_sender_login_mismatch",
-            Some("postconf -e 'smtpd_sender_login_maps = <map of address -> login>' and add reject_authenticated_sender_login_mismatch to smtpd_sender_restrictions".into()),
+        .collect();
+    let tied = |s: &Service| {
+        !effective(s, "smtpd_sender_login_maps").is_empty()
+            && LISTS.iter().any(|l| has_mismatch(&effective(s, l)))
+    };
+    if noisy.is_empty() && sasl.iter().all(|s| tied(s)) {
+        // Without a SASL service the warning above says all there is.
+        return (!sasl.is_empty()).then(|| Finding::new(Status::Ok, AREA, "senders are tied to their login on the SASL services (smtpd_sender_login_maps + reject_*_sender_login_mismatch)", None));
+    }
+    // The -o overrides for every SASL service: the check first, then what it has now.
+    let p = &cfg.contain.postfix;
+    let dir = p
+        .sasl_map
+        .parent()
+        .unwrap_or(std::path::Path::new("/etc/postfix"));
+    let new_map = format!("{}:{}", p.map_type, dir.join("sender_login").display());
+    let mut args = Vec::new();
+    let mut needs_map = false;
+    for s in sasl {
+        if effective(s, "smtpd_sender_login_maps").is_empty() {
+            needs_map = true;
+            args.push(format!("'{}/smtpd_sender_login_maps={new_map}'", s.key));
+        }
+        let current = effective(s, LIST);
+        let rest = tokens(&current)
+            .into_iter()
+            .filter(|t| !MISMATCH.contains(t));
+        let value: Vec<&str> = std::iter::once(CHECK).chain(rest).collect();
+        args.push(format!("'{}/{LIST}={}'", s.key, value.join(",")));
+    }
+    let mut fix = String::new();
+    if needs_map {
+        fix.push_str(&format!(
+            "fill {} (one line per address: ADDRESS LOGIN) and postmap {new_map}, then: ",
+            dir.join("sender_login").display()
         ));
     }
+    fix.push_str(&format!("postconf -P {}", args.join(" ")));
+    for (list, _) in &noisy {
+        let kept: Vec<&str> = tokens(main.get(*list).map_or("", String::as_str))
+            .into_iter()
+            .filter(|t| !MISMATCH.contains(t))
+            .collect();
+        fix.push_str(&format!(" && postconf -e '{list} = {}'", kept.join(", ")));
+    }
+    fix.push_str(" && postfix reload");
+    let message = match noisy.first() {
+        Some((list, s)) => format!(
+            "main.cf's {list} checks the sender against the login on {} too, which has no SASL: Postfix logs \"restriction ... ignored: no SASL support\" for every client there; the check belongs in the SASL services' -o overrides",
+            s.key
+        ),
+        None => format!("a stolen account may send as any address: no smtpd_sender_login_maps with {CHECK} on {}", sasl.iter().filter(|s| !tied(s)).map(|s| s.key.as_str()).collect::<Vec<_>>().join(", ")),
+    };
+    Some(Finding::new(Status::Warn, AREA, message, Some(fix)))
 }
 
 fn placement(s: &Service, effective: &dyn Fn(&Service, &str) -> String, want_map: &str) -> Finding {

@@ -1,0 +1,111 @@
+//! Is `run-actions` run periodically? `record` starts it after a level rise, but a
+//! retry (SMTP down, Postfix reloading) and the spool's drain wait for the next run:
+//! the shipped timer, or a cron line.
+
+use std::path::{Path, PathBuf};
+
+use super::{Finding, Status};
+use crate::config::Config;
+
+const AREA: &str = "mailguard";
+const TIMER: &str = "f2b-mailguard-actions.timer";
+
+/// Where the timer's enablement and cron lines are looked for (overridable for tests).
+pub struct Paths {
+    /// `systemctl enable` links the timer into `DIR/timers.target.wants/`.
+    pub systemd_dir: PathBuf,
+    pub cron_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            systemd_dir: PathBuf::from("/etc/systemd/system"),
+            cron_dir: PathBuf::from("/etc/cron.d"),
+        }
+    }
+}
+
+/// cron runs only files in cron.d whose names are letters, digits, `-` and `_`
+/// (run-parts rules): `f2b-mailguard.cron` is silently skipped.
+fn cron_runs(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The first active (uncommented) cron line in `dir` that runs `run-actions`, with
+/// its file, and whether cron reads that file.
+fn cron_line(dir: &Path) -> Option<(PathBuf, bool)> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    entries.into_iter().find_map(|path| {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let active = text.lines().any(|l| {
+            let l = l.trim();
+            !l.starts_with('#') && l.contains("f2b-mailguard") && l.contains("run-actions")
+        });
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        active.then_some((path, cron_runs(&name)))
+    })
+}
+
+pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
+    let link = paths.systemd_dir.join("timers.target.wants").join(TIMER);
+    // exists() follows the link: one left by a removed unit does not count.
+    if link.exists() {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("{TIMER} is enabled: run-actions runs every 2 minutes"),
+            None,
+        ));
+        return;
+    }
+    match cron_line(&paths.cron_dir) {
+        Some((file, true)) => out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            format!("{} runs run-actions", file.display()),
+            None,
+        )),
+        Some((file, false)) => out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!(
+                "{} runs run-actions, but cron skips files whose names hold anything but letters, digits, - and _",
+                file.display()
+            ),
+            Some(format!(
+                "mv {} {}",
+                file.display(),
+                paths.cron_dir.join("f2b-mailguard").display()
+            )),
+        )),
+        None => {
+            let bin = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("f2b-mailguard"));
+            let config = cfg
+                .file
+                .as_ref()
+                .map(|f| format!(" --config {}", f.display()))
+                .unwrap_or_default();
+            out.push(Finding::new(
+                Status::Warn,
+                AREA,
+                format!(
+                    "nothing runs run-actions periodically ({TIMER} not enabled, no line in {}): failed actions are not retried and spooled logins wait",
+                    paths.cron_dir.display()
+                ),
+                Some(format!(
+                    "systemctl enable --now {TIMER}   (without systemd: echo '*/2 * * * * root {}{config} run-actions' > {})",
+                    bin.display(),
+                    paths.cron_dir.join("f2b-mailguard").display()
+                )),
+            ));
+        }
+    }
+}
