@@ -10,5 +10,6 @@ pub mod doctor;
 pub mod error;
 pub mod files;
 pub mod model;
+pub mod ownership;
 pub mod report;
 pub mod store;
