@@ -7,6 +7,7 @@ use crate::cli::Record;
 use crate::detect::Engine;
 use crate::error::{Invalid, Result};
 use crate::model::{ClientAddr, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::ownership::Ownership;
 use crate::store::{self, LoginEvent};
 
 impl Record {
@@ -53,6 +54,9 @@ impl Run for Record {
     fn run(&self, app: &App) -> Result<()> {
         let event = self.event()?;
         let cfg = app.config()?;
+        // Opened here so detection can count owners (issue 16); a missing or damaged
+        // database is a warning and no owners, never a lost login.
+        let _owners = Ownership::open_or_warn(&cfg);
         let mut store = store::open(&cfg)?;
         let recorded = store.record(&event, &Engine::new(&cfg))?;
         // The login is committed: the exit releases the connection's files, locks and

@@ -2,6 +2,7 @@
 //! gives one finding: ok, warn or fail, the evidence, and a fix to copy.
 
 mod fail2ban;
+mod ownership;
 mod postfix;
 mod system;
 
@@ -68,6 +69,7 @@ pub fn run(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     system::mailguard(cfg, store, store_error, &mut out);
+    ownership::check(cfg, &mut out);
     fail2ban::check(cfg, &mut out);
     postfix::check(cfg, &mut out);
     system::dovecot(cfg, &mut out);
