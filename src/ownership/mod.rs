@@ -36,13 +36,14 @@ pub struct Owner {
 }
 
 /// The configured databases, opened; empty without any.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Ownership {
     asn: Option<Database>,
     country: Option<Database>,
 }
 
 /// One opened database file.
+#[derive(Debug)]
 pub struct Database {
     key: &'static str,
     path: PathBuf,
