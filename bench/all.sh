@@ -12,6 +12,8 @@
 #   PARALLEL_EVENTS, PARALLEL_RUNS                  1000000, 2000 / 100000, 200
 #   STATUS_EVENTS, STATUS_RUNS                      10000000, 100 / 1000000, 20
 #   INGEST_LINES   generated Postfix log lines      1500000 / 100000
+#   OWNERSHIP_RUNS record runs with and without an ASN database (fetched from npm)
+#                                                   1000 / 100
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -20,11 +22,13 @@ if [ -n "${QUICK:-}" ]; then
     : "${PARALLEL_EVENTS:=100000}" "${PARALLEL_RUNS:=200}"
     : "${STATUS_EVENTS:=1000000}" "${STATUS_RUNS:=20}"
     : "${INGEST_LINES:=100000}"
+    : "${OWNERSHIP_RUNS:=100}"
 fi
 : "${RECORD_SIZES:=0 1000000 10000000}" "${RECORD_RUNS:=1000}"
 : "${PARALLEL_EVENTS:=1000000}" "${PARALLEL_RUNS:=2000}"
 : "${STATUS_EVENTS:=10000000}" "${STATUS_RUNS:=100}"
 : "${INGEST_LINES:=1500000}"
+: "${OWNERSHIP_RUNS:=1000}"
 
 mkdir -p bench/out
 out=bench/out/$(date -u +%Y%m%dT%H%MZ).md
@@ -46,6 +50,10 @@ out=bench/out/$(date -u +%Y%m%dT%H%MZ).md
     echo "### ingest (LINES=$INGEST_LINES ./bench/ingest.sh)"
     echo
     LINES=$INGEST_LINES ./bench/ingest.sh
+    echo
+    echo "### ownership database (RUNS=$OWNERSHIP_RUNS ./bench/ownership.sh)"
+    echo
+    RUNS=$OWNERSHIP_RUNS ./bench/ownership.sh
 } >"$out"
 cat "$out"
 echo "saved in $out" >&2

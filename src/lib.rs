@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod error;
 pub mod files;
 pub mod model;
+pub mod ownership;
 pub mod report;
 pub mod spool;
 pub mod store;

@@ -13,8 +13,10 @@ use crate::error::Invalid;
 mod action;
 pub mod display;
 mod net;
+mod owner;
 
 pub use action::ActionKind;
+pub use owner::{Asn, CountryCode};
 
 /// A network on the database's whitelist, for every account or for one.
 #[derive(Debug, Clone)]

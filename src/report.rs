@@ -8,8 +8,10 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::detect::{self, AccountState, Tally, Whitelist};
 use crate::error::{Error, Result};
-use crate::model::ActionKind;
+use crate::model::display::shown;
+use crate::model::{ActionKind, Asn, ClientAddr, CountryCode};
 use crate::model::{ClientNet, Level, LogTime, SaslUser, Source};
+use crate::ownership::Ownership;
 use crate::spool::Backlog;
 use crate::store::{ActionState, Store};
 
@@ -43,6 +45,29 @@ pub struct NetRow {
     pub whitelisted: bool,
     pub sources: BTreeSet<Source>,
     pub addresses: BTreeSet<String>,
+    /// Who owns the network, from the ownership databases (null without them).
+    pub asn: Option<Asn>,
+    pub as_org: Option<String>,
+    pub country: Option<CountryCode>,
+    /// The address the owner is looked up by: one of the network's own.
+    #[serde(skip)]
+    probe: ClientAddr,
+}
+
+impl NetRow {
+    /// `AS15169 Google LLC, US`, `AS64500, DE`, `DE`: what is known of the owner, the
+    /// organisation escaped for display (any AS holder writes its own).
+    pub fn owner(&self) -> Option<String> {
+        let asn = self.asn.map(|asn| match &self.as_org {
+            Some(org) => format!("{asn} {}", shown(org)),
+            None => asn.to_string(),
+        });
+        let parts: Vec<String> = asn
+            .into_iter()
+            .chain(self.country.map(|c| c.to_string()))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 #[derive(Serialize)]
@@ -79,7 +104,13 @@ pub fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, boo
     }
 }
 
-pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime) -> Result<Detail> {
+pub fn detail(
+    cfg: &Config,
+    owners: &Ownership,
+    store: &mut dyn Store,
+    user: &SaslUser,
+    at: LogTime,
+) -> Result<Detail> {
     let account = store
         .account(user)?
         .ok_or_else(|| Error::Usage(format!("no login of {} is recorded", user.shown())))?;
@@ -100,6 +131,10 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
             whitelisted: true,
             sources: BTreeSet::new(),
             addresses: BTreeSet::new(),
+            asn: None,
+            as_org: None,
+            country: None,
+            probe: a.addr,
         });
         row.first_seen = row.first_seen.min(a.first_seen.secs_f64());
         row.last_seen = row.last_seen.max(a.last_seen.secs_f64());
@@ -109,6 +144,16 @@ pub fn detail(cfg: &Config, store: &mut dyn Store, user: &SaslUser, at: LogTime)
         row.addresses.insert(a.addr.to_string());
     }
     let mut networks: Vec<NetRow> = nets.into_values().collect();
+    for row in &mut networks {
+        match owners.lookup(row.probe) {
+            Some(o) => {
+                row.asn = Some(o.asn);
+                row.as_org = o.org.map(|org| org.to_string());
+                row.country = o.country;
+            }
+            None => row.country = owners.country(row.probe),
+        }
+    }
     networks.sort_by(|a, b| b.last_seen.total_cmp(&a.last_seen));
     let history = store
         .history(user)?

@@ -100,6 +100,14 @@ fn config_check_names_file_key_and_reason() {
             "[users.\"bob\"]\nexempt = \"yes\"",
             "users.bob.exempt: must be a boolean, not a string",
         ),
+        (
+            "[ownership]\nasn_database = \"GeoLite2-ASN.mmdb\"",
+            "ownership.asn_database: \"GeoLite2-ASN.mmdb\" must be an absolute path",
+        ),
+        (
+            "[ownership]\ncity_database = \"/x.mmdb\"",
+            "ownership.city_database: unknown key",
+        ),
         ("mode = ", "(syntax)"),
     ] {
         let s = Sandbox::new(text);

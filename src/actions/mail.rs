@@ -123,9 +123,10 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
     );
     for n in d.networks.iter().take(MAX_NETWORKS) {
         let sources: Vec<&str> = n.sources.iter().map(|s| s.as_str()).collect();
+        let owner = n.owner().map(|o| format!("  {o}")).unwrap_or_default();
         let _ = writeln!(
             b,
-            "  {:<24} {:<20} {:<20} {:>6}  {}{}",
+            "  {:<24} {:<20} {:<20} {:>6}  {}{}{owner}",
             n.network,
             &when(n.first_seen)[..19],
             &when(n.last_seen)[..19],

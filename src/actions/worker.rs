@@ -12,6 +12,7 @@ use super::{dovecot, mail, password, postfix, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{Level, LogTime, Span};
+use crate::ownership::Ownership;
 use crate::report;
 use crate::store::{ActionState, QueuedAction, Store};
 
@@ -138,10 +139,14 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
     let still_contained =
         account.state.level >= action.level.max(Level::Block) && account.state.enforced;
     let result = match action.kind {
-        ActionKind::Mail => match report::detail(cfg, store, user, LogTime::now()) {
-            Ok(d) => mail::send(cfg, action, &d),
-            Err(e) => Err(e.to_string()),
-        },
+        ActionKind::Mail => {
+            // A broken database costs the mail its owners, never the mail.
+            let owners = Ownership::open_lenient(cfg).0;
+            match report::detail(cfg, &owners, store, user, LogTime::now()) {
+                Ok(d) => mail::send(cfg, action, &d),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         ActionKind::SaslBlock => return sasl_block(cfg, store, action),
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
         ActionKind::HoldQueue => postfix::hold(cfg, user),

@@ -3,12 +3,16 @@
 use super::{App, Run};
 use crate::cli::ConfigCmd;
 use crate::error::Result;
+use crate::ownership::Ownership;
 
 impl Run for ConfigCmd {
     fn run(&self, app: &App) -> Result<()> {
         match self {
             ConfigCmd::Check => {
                 let cfg = app.config()?;
+                // A database that is set but missing or damaged is a config error here;
+                // `record` goes on without it.
+                Ownership::check(&cfg)?;
                 for w in cfg.warnings() {
                     eprintln!("f2b-mailguard: warning: {w}");
                 }

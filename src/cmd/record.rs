@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::detect::Engine;
 use crate::error::{one_line, Error, Invalid, Result};
 use crate::model::{ClientAddr, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::ownership::Ownership;
 use crate::spool::{self, Rejections, Spool};
 use crate::store::{self, LoginEvent};
 
@@ -81,6 +82,9 @@ impl Run for Record {
 
 /// Stores what waits in the spool, then this login; returns the actions queued.
 fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
+    // Opened here so detection can count owners (issue 16); a missing or damaged
+    // database is a warning and no owners, never a lost login.
+    let _owners = Ownership::open_or_warn(cfg);
     let mut store = store::open(cfg)?;
     let engine = Engine::new(cfg);
     // Older logins first. A failed drain spools this login too, without a second

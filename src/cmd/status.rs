@@ -12,6 +12,7 @@ use crate::detect::{self, AccountState, Facts, Seen, Tally, Whitelist};
 use crate::error::Result;
 use crate::model::display::shown;
 use crate::model::{Level, LogTime, SaslUser, Source, Span};
+use crate::ownership::Ownership;
 use crate::report::{self, effective, Detail};
 use crate::spool::Backlog;
 use crate::store::{self, Store};
@@ -79,7 +80,8 @@ impl Run for Status {
         }
         match user {
             Some(user) => {
-                let detail = report::detail(&cfg, store.as_mut(), &user, at)?;
+                let owners = Ownership::open_or_warn(&cfg);
+                let detail = report::detail(&cfg, &owners, store.as_mut(), &user, at)?;
                 if self.json {
                     print_json(&detail);
                 } else {
@@ -392,20 +394,37 @@ fn print_detail(cfg: &Config, d: &Detail) {
         println!("now: {s}");
     }
     println!();
+    // The owner column only when an ownership database knows one.
+    let owners = d.networks.iter().any(|n| n.owner().is_some());
     println!(
-        "{:<24} {:<16} {:<16} {:>6}  SOURCES",
-        "NETWORK", "FIRST SEEN", "LAST SEEN", "COUNT"
+        "{:<24} {:<16} {:<16} {:>6}  {}",
+        "NETWORK",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "COUNT",
+        if owners {
+            "SOURCES       OWNER"
+        } else {
+            "SOURCES"
+        }
     );
     for n in &d.networks {
         let sources: Vec<&str> = n.sources.iter().map(|s| s.as_str()).collect();
+        let mut sources = sources.join(",");
+        if n.whitelisted {
+            sources.push_str(" (whitelisted)");
+        }
+        let line = match n.owner() {
+            Some(owner) => format!("{sources:<13} {}", fit(&owner, 48)),
+            None => sources,
+        };
         println!(
-            "{:<24} {:<16} {:<16} {:>6}  {}{}",
+            "{:<24} {:<16} {:<16} {:>6}  {}",
             fit(&n.network, 24),
             &when(n.first_seen)[..16],
             &when(n.last_seen)[..16],
             n.count,
-            sources.join(","),
-            if n.whitelisted { " (whitelisted)" } else { "" }
+            line.trim_end()
         );
     }
     println!();

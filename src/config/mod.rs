@@ -8,9 +8,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 mod actions;
+mod ownership;
 mod walker;
 
 pub use actions::{ContainConfig, MailSecurity, MailTransport, PasswordBackend};
+pub use ownership::OwnershipConfig;
 
 use crate::error::{Error, Result};
 use crate::model::{Cidr, LogTime, Mode, NetPrefixes, SaslUser, Source, Span};
@@ -182,6 +184,7 @@ pub struct Config {
     pub busy_timeout: Span,
     pub retention: Span,
     pub detection: Detection,
+    pub ownership: OwnershipConfig,
     pub contain: ContainConfig,
     pub fail2ban: Fail2banPaths,
     pub users: BTreeMap<SaslUser, UserPolicy>,
@@ -226,6 +229,7 @@ impl Default for Config {
                     min_networks: 5,
                 },
             },
+            ownership: OwnershipConfig::default(),
             contain: ContainConfig::default(),
             fail2ban: Fail2banPaths {
                 client: PathBuf::from("/usr/bin/fail2ban-client"),
@@ -398,6 +402,7 @@ impl Config {
             }
             users.finish()?;
         }
+        ownership::parse(&mut root, &mut cfg.ownership)?;
         actions::parse(&mut root, &mut cfg.contain)?;
         if let Some(mut w) = root.table("fail2ban")? {
             let f = &mut cfg.fail2ban;
@@ -473,6 +478,7 @@ impl Config {
             let _ = writeln!(out, "block = {}", th(t.block));
             let _ = writeln!(out, "lock = {}", th(t.lock));
         }
+        ownership::render(&mut out, &self.ownership);
         actions::render(&mut out, &self.contain);
         let _ = writeln!(out, "\n[fail2ban]");
         let _ = writeln!(

@@ -3,6 +3,7 @@
 
 mod fail2ban;
 pub mod jails;
+mod ownership;
 mod periodic;
 mod postfix;
 mod startup;
@@ -76,6 +77,7 @@ pub fn run(
     let mut out = Vec::new();
     system::mailguard(cfg, store, store_error, &mut out);
     periodic::check(cfg, &opts.worker, &mut out);
+    ownership::check(cfg, &mut out);
     fail2ban::check(cfg, &mut out);
     postfix::check(cfg, &mut out);
     system::dovecot(cfg, &mut out);

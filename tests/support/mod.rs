@@ -4,6 +4,7 @@
 
 pub mod fail2ban;
 pub mod mailstack;
+pub mod mmdb;
 pub mod roundcube;
 pub mod smtp_sink;
 

@@ -1,0 +1,231 @@
+//! Who owns a client's network: AS number, organisation and country from MaxMind-format
+//! (`.mmdb`) databases the admin installs (`[ownership]` in the config). Between
+//! detect and config in the layers: it imports only config, model and error.
+//!
+//! Open once per process with [`Ownership::open`] (strict: `config check`, `doctor`) or
+//! [`Ownership::open_lenient`] (`record`, `status`: a broken database means "no
+//! owners", never a lost login), then look addresses up as often as needed.
+
+mod record;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use maxminddb::{Mmap, Reader};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::{Asn, ClientAddr, CountryCode, LogTime, Span};
+use record::Record;
+
+/// Past this age `doctor` warns: networks change hands, and the vendors publish
+/// daily to monthly.
+pub const STALE_AFTER: Span = Span::secs(60 * 86_400);
+
+/// Who owns an address's network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub asn: Asn,
+    /// The AS's organisation as its registry has it (any text the AS holder chose: show
+    /// it with `model::display::shown`).
+    pub org: Option<Arc<str>>,
+    /// From the country database if one is configured, else from the ASN database's
+    /// record when it carries one (IPinfo Lite).
+    pub country: Option<CountryCode>,
+}
+
+/// The configured databases, opened; empty without any.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    asn: Option<Database>,
+    country: Option<Database>,
+}
+
+/// One opened database file.
+#[derive(Debug)]
+pub struct Database {
+    key: &'static str,
+    path: PathBuf,
+    reader: Reader<Mmap>,
+}
+
+impl Ownership {
+    /// No databases: every lookup is `None`, as without `[ownership]`.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every configured database, or the first that cannot be opened, as a config error
+    /// naming the key, the file and the reason. Without databases, does nothing.
+    pub fn open(cfg: &Config) -> Result<Self> {
+        let (owners, errors) = Self::open_lenient(cfg);
+        match errors.into_iter().next() {
+            None => Ok(owners),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// [`Ownership::open`], then every database walked whole ([`Database::verify`]):
+    /// what `config check` runs.
+    pub fn check(cfg: &Config) -> Result<Self> {
+        let owners = Self::open(cfg)?;
+        for db in owners.databases() {
+            db.verify()
+                .map_err(|reason| config_error(cfg, db.key, &db.path, reason))?;
+        }
+        Ok(owners)
+    }
+
+    /// Every configured database that opens, and the errors of those that do not: for
+    /// commands that must go on without owners rather than fail.
+    pub fn open_lenient(cfg: &Config) -> (Self, Vec<Error>) {
+        let mut errors = Vec::new();
+        let mut open = |key, path: &Option<PathBuf>| {
+            let path = path.as_ref()?;
+            Database::open(key, path)
+                .map_err(|reason| errors.push(config_error(cfg, key, path, reason)))
+                .ok()
+        };
+        let owners = Self {
+            asn: open("ownership.asn_database", &cfg.ownership.asn_database),
+            country: open(
+                "ownership.country_database",
+                &cfg.ownership.country_database,
+            ),
+        };
+        (owners, errors)
+    }
+
+    /// For `record` and other commands Fail2ban or scripts run: a database that fails
+    /// is one warning line on stderr (Fail2ban logs it at debug level) and no owners.
+    pub fn open_or_warn(cfg: &Config) -> Self {
+        let (owners, errors) = Self::open_lenient(cfg);
+        for e in errors {
+            eprintln!(
+                "f2b-mailguard: warning: {} (going on without it; see f2b-mailguard doctor)",
+                crate::error::one_line(&e)
+            );
+        }
+        owners
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.asn.is_none() && self.country.is_none()
+    }
+
+    /// Whether owners can be counted: an ASN database is open.
+    pub fn has_asn(&self) -> bool {
+        self.asn.is_some()
+    }
+
+    /// The opened databases: ASN first, then country.
+    pub fn databases(&self) -> impl Iterator<Item = &Database> {
+        self.asn.iter().chain(self.country.iter())
+    }
+
+    /// The AS that owns `addr`'s network, with its organisation and country. `None`
+    /// without an ASN database, or when it knows no AS for the address.
+    pub fn lookup(&self, addr: ClientAddr) -> Option<Owner> {
+        let found = self.asn.as_ref()?.find(addr)?;
+        let asn = found.asn?;
+        let country = match &self.country {
+            Some(db) => db.find(addr).and_then(|r| r.country()),
+            None => found.country(),
+        };
+        Some(Owner {
+            asn,
+            org: found.org.map(Arc::from),
+            country,
+        })
+    }
+
+    /// Just the AS number: no allocation, no country lookup, for counting owners.
+    pub fn asn(&self, addr: ClientAddr) -> Option<Asn> {
+        self.asn.as_ref()?.find(addr)?.asn
+    }
+
+    /// The country of `addr`: the country database's, else the ASN database's.
+    pub fn country(&self, addr: ClientAddr) -> Option<CountryCode> {
+        match &self.country {
+            Some(db) => db.find(addr).and_then(|r| r.country()),
+            None => self.asn.as_ref()?.find(addr)?.country(),
+        }
+    }
+}
+
+impl Database {
+    /// Maps the file rather than reading it: `record` runs once per login and looks up
+    /// a handful of addresses, so it touches a few pages instead of reading 8-11 MB.
+    fn open(key: &'static str, path: &Path) -> std::result::Result<Self, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("is not a regular file".into());
+        }
+        // SAFETY: the mapping is undefined behaviour only if the file is truncated or
+        // rewritten in place while mapped. geoipupdate and the documented install
+        // (config.example.toml) replace it by rename, which leaves this inode intact.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| e.to_string())?;
+        let reader = Reader::from_source(map)
+            .map_err(|e| format!("not a usable MaxMind DB (.mmdb) file: {e}"))?;
+        Ok(Self {
+            key,
+            path: path.to_path_buf(),
+            reader,
+        })
+    }
+
+    /// The record for `addr`. A lookup that fails (an IPv6 address in an IPv4-only
+    /// database, a damaged record) is no record: `doctor` finds damage with `verify`.
+    fn find(&self, addr: ClientAddr) -> Option<Record<'_>> {
+        self.reader.lookup(addr.ip()).ok()?.decode().ok()?
+    }
+
+    /// `ownership.asn_database` or `ownership.country_database`.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `database_type` from the metadata, e.g. `GeoLite2-ASN`, `DBIP-ASN-Lite (compat=GeoLite2-ASN)`.
+    pub fn kind(&self) -> &str {
+        &self.reader.metadata().database_type
+    }
+
+    /// When the vendor built it (`build_epoch`).
+    pub fn built(&self) -> LogTime {
+        let secs = i64::try_from(self.reader.metadata().build_epoch).unwrap_or(i64::MAX / 1000);
+        LogTime::from_millis(secs.saturating_mul(1000))
+    }
+
+    /// 4 or 6: an IPv4-only database knows no IPv6 owner.
+    pub fn ip_version(&self) -> u16 {
+        self.reader.metadata().ip_version
+    }
+
+    /// Walks the whole file: damage that opening does not see (BENCHMARKS.md has the
+    /// time it takes), for `config check` and `doctor`.
+    pub fn verify(&self) -> std::result::Result<(), String> {
+        self.reader
+            .verify()
+            .map_err(|e| format!("damaged MaxMind DB (.mmdb) file: {e}"))
+    }
+}
+
+fn config_error(cfg: &Config, key: &str, path: &Path, reason: String) -> Error {
+    Error::Config {
+        file: cfg
+            .file
+            .as_ref()
+            .map_or("config".into(), |f| f.display().to_string()),
+        key: key.into(),
+        reason: format!("{}: {reason}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
