@@ -162,6 +162,13 @@ pub struct NetPrefixes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientNet(IpNet);
 
+impl ClientNet {
+    /// The network's first address: enough to ask who owns it.
+    pub fn first(&self) -> ClientAddr {
+        ClientAddr::from(self.0.network())
+    }
+}
+
 impl fmt::Display for ClientNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -188,7 +188,7 @@ pub fn detail(
     let from = account.state.count_from;
     let seen = store.evidence(user, at.minus(cfg.detection.lookback()).max(from), at)?;
     let deferred = store.deferred(user)?;
-    let tally = Tally::count(&cfg.detection, &whitelist, at, &seen);
+    let tally = Tally::count(&cfg.detection, &whitelist, owners, at, &seen);
     let facts = detect::Facts {
         tally: &tally,
         covers_spread: true,

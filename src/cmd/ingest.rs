@@ -30,6 +30,7 @@ use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
 use crate::model::WhitelistEntry;
 use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
+use crate::ownership::Ownership;
 use crate::store::{self, Imported};
 
 #[derive(Deserialize)]
@@ -152,7 +153,9 @@ fn replay_input(
     default_source: Source,
     out: SyncSender<Imported>,
 ) -> Result<Option<ReplayRun>> {
-    let mut replay = Replay::new(cfg, whitelist);
+    // The backtest counts owners as record does, from the same databases.
+    let owners = Ownership::open_or_warn(cfg);
+    let mut replay = Replay::new(cfg, &owners, whitelist);
     let mut batcher = Batcher {
         out,
         events: Vec::with_capacity(EVENTS_PER_MESSAGE),

@@ -12,6 +12,7 @@ use crate::cli::QueueScan;
 use crate::detect::Engine;
 use crate::error::{Error, Result};
 use crate::model::{fold_case, LogTime, SaslUser};
+use crate::ownership::Ownership;
 use crate::store::{self, QueueSender};
 
 /// Messages per (queue, sender, submitting account), from `postqueue -j` lines and
@@ -69,7 +70,11 @@ impl Run for QueueScan {
         let senders = by_sender(&messages, &submitters);
         let at = LogTime::now();
         let mut store = store::open(&cfg)?;
-        let queued = store.replace_queue(at, &senders, &Engine::new(&cfg))?;
+        let queued = store.replace_queue(
+            at,
+            &senders,
+            &Engine::new(&cfg, &Ownership::open_or_warn(&cfg)),
+        )?;
         if queued > 0 {
             actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
         }

@@ -84,9 +84,9 @@ impl Run for Record {
 fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
     // Opened here so detection can count owners (issue 16); a missing or damaged
     // database is a warning and no owners, never a lost login.
-    let _owners = Ownership::open_or_warn(cfg);
+    let owners = Ownership::open_or_warn(cfg);
     let mut store = store::open(cfg)?;
-    let engine = Engine::new(cfg);
+    let engine = Engine::new(cfg, &owners);
     // Older logins first. A failed drain spools this login too, without a second
     // busy wait that could outlast Fail2ban's action timeout.
     let spools = spool::spools(&cfg.database, app.db.is_none());

@@ -4,6 +4,7 @@ use super::App;
 use crate::actions::worker;
 use crate::detect::Engine;
 use crate::error::Result;
+use crate::ownership::Ownership;
 use crate::{spool, store};
 
 pub fn run(app: &App) -> Result<()> {
@@ -12,7 +13,11 @@ pub fn run(app: &App) -> Result<()> {
     // The timer's run stores what `record` kept while the config or database failed,
     // before running the actions those logins queue.
     let spools = spool::spools(&cfg.database, app.db.is_none());
-    let drained = spool::drain_waiting(&spools, store.as_mut(), &Engine::new(&cfg))?;
+    let drained = spool::drain_waiting(
+        &spools,
+        store.as_mut(),
+        &Engine::new(&cfg, &Ownership::open_or_warn(&cfg)),
+    )?;
     if drained.logins > 0 {
         println!("spool: {} login(s) stored", drained.logins);
     }

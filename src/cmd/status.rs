@@ -78,9 +78,10 @@ impl Run for Status {
             }
             return Ok(());
         }
+        // Counted as detection counts: owners decide whether a network count escalates.
+        let owners = Ownership::open_or_warn(&cfg);
         match user {
             Some(user) => {
-                let owners = Ownership::open_or_warn(&cfg);
                 let detail = report::detail(&cfg, &owners, store.as_mut(), &user, at)?;
                 if self.json {
                     print_json(&detail);
@@ -89,7 +90,7 @@ impl Run for Status {
                 }
             }
             None => {
-                let overview = overview(&cfg, store.as_mut(), at)?;
+                let overview = overview(&cfg, &owners, store.as_mut(), at)?;
                 if self.json {
                     print_json(&overview);
                 } else {
@@ -193,7 +194,12 @@ fn print_json<T: Serialize>(value: &T) {
     );
 }
 
-fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview> {
+fn overview(
+    cfg: &Config,
+    owners: &Ownership,
+    store: &mut dyn Store,
+    at: LogTime,
+) -> Result<Overview> {
     let since = at.minus(cfg.detection.window);
     let mut seen: BTreeMap<SaslUser, Vec<Seen>> = BTreeMap::new();
     for (user, s) in store.activity(since, at)? {
@@ -212,7 +218,7 @@ fn overview(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Overview
         let (state, stored_last_seen) = states.remove(&user).unwrap_or_default();
         let (level, enforced) = effective(cfg, &state, at);
         let whitelist = Whitelist::for_account(cfg, &user, &entries);
-        let tally = Tally::count(&cfg.detection, &whitelist, at, &logins);
+        let tally = Tally::count(&cfg.detection, &whitelist, owners, at, &logins);
         // The window only: the stored level and its reason carry the longer signals.
         let facts = Facts {
             tally: &tally,

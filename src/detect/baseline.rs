@@ -106,6 +106,7 @@ pub fn crossed(
                 threshold,
                 usual: Some((usual, b.factor)),
                 held: None,
+                owners: None,
                 corroborated: None,
             });
         }

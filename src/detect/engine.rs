@@ -2,15 +2,21 @@
 //! loaded from the database, and `ingest`'s replay, with the evidence kept in memory.
 //! One judgement and one explanation, so a backtest says what `record` does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Tally};
 use super::{Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
-use crate::model::{Cidr, ClientNet, LogTime, SaslUser};
+use crate::model::display::shown;
+use crate::model::{Asn, Cidr, ClientNet, LogTime, SaslUser};
+use crate::ownership::Ownership;
 
 pub struct Engine<'a> {
     cfg: &'a Config,
+    /// Who owns each network, when an ASN database is configured.
+    owners: &'a Ownership,
 }
 
 /// One account's evidence at one moment, however it was gathered.
@@ -42,8 +48,12 @@ impl Verdict {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(cfg: &'a Config) -> Self {
-        Self { cfg }
+    pub fn new(cfg: &'a Config, owners: &'a Ownership) -> Self {
+        Self { cfg, owners }
+    }
+
+    pub fn owners(&self) -> &'a Ownership {
+        self.owners
     }
 
     pub fn config(&self) -> &'a Config {
@@ -79,7 +89,7 @@ impl<'a> Engine<'a> {
 
     /// `seen` (the evidence since the earlier window start) counted at `at`.
     pub fn count(&self, whitelist: &Whitelist, at: LogTime, seen: &[Seen]) -> Tally {
-        Tally::count(&self.cfg.detection, whitelist, at, seen)
+        Tally::count(&self.cfg.detection, whitelist, self.owners, at, seen)
     }
 
     /// The account's next state and the transition, if any.
@@ -109,6 +119,48 @@ impl<'a> Engine<'a> {
     pub fn explain(&self, verdict: &mut Verdict, at: LogTime, earlier: &[Seen], recent: &[Seen]) {
         if let (Some(window), Some(t)) = (&verdict.rise, verdict.transition.as_mut()) {
             explain(self.cfg, window, at, earlier, recent, t);
+            if self.owners.has_asn() {
+                name_owners(self.owners, window, &mut t.reason);
+            }
         }
+    }
+}
+
+/// Owners named in a rise's reason, the most networks first:
+/// `; owners: AS15169 Google ×2, AS3320 Deutsche Telekom, … (12)`.
+fn name_owners(owners: &Ownership, window: &BTreeSet<ClientNet>, reason: &mut String) {
+    const NAMED: usize = 3;
+    let mut by_owner: BTreeMap<Asn, (usize, Option<Arc<str>>)> = BTreeMap::new();
+    for net in window {
+        if let Some(o) = owners.lookup(net.first()) {
+            by_owner.entry(o.asn).or_insert((0, o.org)).0 += 1;
+        }
+    }
+    if by_owner.is_empty() {
+        return;
+    }
+    let mut ranked: Vec<(Asn, usize, Option<Arc<str>>)> = by_owner
+        .into_iter()
+        .map(|(a, (n, org))| (a, n, org))
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let named: Vec<String> = ranked
+        .iter()
+        .take(NAMED)
+        .map(|(asn, n, org)| {
+            let mut s = asn.to_string();
+            if let Some(org) = org {
+                // Any text the AS holder chose: escaped like every name we show.
+                let _ = write!(s, " {}", shown(org));
+            }
+            if *n > 1 {
+                let _ = write!(s, " \u{d7}{n}");
+            }
+            s
+        })
+        .collect();
+    let _ = write!(reason, "; owners: {}", named.join(", "));
+    if ranked.len() > NAMED {
+        let _ = write!(reason, ", \u{2026} ({})", ranked.len());
     }
 }

@@ -118,9 +118,10 @@ mod tests {
                 hits: 1,
             })
             .collect();
+        let none = crate::ownership::Ownership::none();
         assert_eq!(
-            Tally::count(d, &wl, at, &folded),
-            Tally::count(d, &wl, at, &one_each)
+            Tally::count(d, &wl, &none, at, &folded),
+            Tally::count(d, &wl, &none, at, &one_each)
         );
     }
 

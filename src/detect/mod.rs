@@ -18,7 +18,7 @@ use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
-pub use tally::{Counted, Tally};
+pub use tally::{Counted, OwnerKey, Parties, Tally};
 pub use whitelist::Whitelist;
 
 /// One stored piece of evidence, as detection needs it: a login, or `count` messages;
@@ -80,9 +80,11 @@ pub struct Signal {
     pub threshold: u64,
     /// Set for a baseline signal: the account's usual figure and the factor applied.
     pub usual: Option<(u32, u32)>,
-    /// Set when a network count was held at notify: its networks span only this many
-    /// wider networks (spread prefixes), see `detection.escalate_min_spread`.
-    pub held: Option<usize>,
+    /// Set when a network count was held at notify: its networks belong to only this
+    /// many owners (or wider networks), see `detection.escalate_min_spread`.
+    pub held: Option<Parties>,
+    /// For a network count when owners are known: how many own those networks.
+    pub owners: Option<usize>,
     /// Set when a network count at notify was raised to block by a message signal of
     /// this source, see `detection.corroborate`.
     pub corroborated: Option<Source>,
@@ -96,17 +98,26 @@ impl std::fmt::Display for Signal {
                 "baseline: {} {} > {} ({factor}x usual {usual})",
                 self.value, self.unit, self.threshold
             ),
-            None => write!(
-                f,
-                "{}: {} {} > {}",
-                self.source, self.value, self.unit, self.threshold
-            )
+            None => {
+                // `networks of 12 owners/1h` when owners are known.
+                match (self.owners, self.unit.split_once('/')) {
+                    (Some(owners), Some((what, per))) => write!(
+                        f,
+                        "{}: {} {what} of {owners} owner{}/{per} > {}",
+                        self.source,
+                        self.value,
+                        if owners == 1 { "" } else { "s" },
+                        self.threshold
+                    ),
+                    _ => write!(
+                        f,
+                        "{}: {} {} > {}",
+                        self.source, self.value, self.unit, self.threshold
+                    ),
+                }
+            }
             .and_then(|()| match (self.held, self.corroborated) {
-                (Some(wide), _) => write!(
-                    f,
-                    " (held at notify: {wide} wider network{} only)",
-                    if wide == 1 { "" } else { "s" }
-                ),
+                (Some(parties), _) => write!(f, " (held at notify: {parties} only)"),
                 (None, Some(by)) => write!(f, " (block: corroborated by {by})"),
                 (None, None) => Ok(()),
             }),
@@ -183,20 +194,23 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                 continue;
             }
             let value = c.networks.len() as u64;
-            let sig = check(source, value, Some(d.window));
-            let wide = c.wide.len();
-            // One provider's or carrier's pool: many addresses, few wider networks.
-            let held = wide <= d.escalate_min_spread as usize
+            let parties = c.parties();
+            let owners = parties.known.then_some(parties.count);
+            let sig = check(source, value, Some(d.window)).map(|s| Signal { owners, ..s });
+            // One provider's or carrier's pool: many addresses, few owners (without an
+            // ASN database, few wider networks).
+            let held = parties.count <= d.escalate_min_spread as usize
                 && sig.as_ref().is_some_and(|s| s.level > Level::Notify);
             if held {
                 let mut t = cfg.thresholds_for(user, source);
                 (t.block, t.lock) = (None, None);
                 signals.extend(crossed(source, value, Some(d.window), t).map(|s| Signal {
-                    held: Some(wide),
+                    held: Some(parties),
+                    owners,
                     ..s
                 }));
             } else {
-                if wide > d.escalate_min_spread as usize
+                if parties.count > d.escalate_min_spread as usize
                     && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
                 {
                     spread_counts.push(signals.len());
@@ -280,6 +294,7 @@ fn crossed(source: Source, value: u64, window: Option<Span>, t: Thresholds) -> O
                 threshold: threshold.into(),
                 usual: None,
                 held: None,
+                owners: None,
                 corroborated: None,
             })
     })
@@ -387,6 +402,7 @@ pub fn quiet_expiry(cfg: &Config, state: &AccountState, at: LogTime) -> Option<T
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::ownership::Ownership;
 
     fn seen(n: usize) -> Vec<Seen> {
         (0..n)
@@ -414,7 +430,7 @@ pub(crate) mod tests {
     fn judge(cfg: &Config, user: &SaslUser, seen: &[Seen]) -> (Level, String) {
         let wl = Whitelist::new(cfg, user, &[]);
         let at = LogTime::from_millis(100_000);
-        let tally = Tally::count(&cfg.detection, &wl, at, seen);
+        let tally = Tally::count(&cfg.detection, &wl, &Ownership::none(), at, seen);
         let e = evaluate(cfg, user, &facts(&tally));
         (e.level, e.reason())
     }

@@ -11,6 +11,7 @@ use super::{baseline, AccountState, Engine, Evidence, Seen, Transition, Usual};
 use crate::config::{Config, Detection};
 use crate::model::WhitelistEntry;
 use crate::model::{LogTime, SaslUser};
+use crate::ownership::Ownership;
 
 /// One account after a replay: what `ingest` stores and reports.
 #[derive(Debug, Default, Clone)]
@@ -147,6 +148,7 @@ fn slide_out(
 
 pub struct Replay<'a> {
     cfg: &'a Config,
+    owners: &'a Ownership,
     db_whitelist: &'a [WhitelistEntry],
     /// Where each account is in `accounts`: one look-up per event, no copy of the name.
     index: HashMap<SaslUser, usize>,
@@ -155,9 +157,10 @@ pub struct Replay<'a> {
 
 impl<'a> Replay<'a> {
     /// `db_whitelist`: the scratch database's entries.
-    pub fn new(cfg: &'a Config, db_whitelist: &'a [WhitelistEntry]) -> Self {
+    pub fn new(cfg: &'a Config, owners: &'a Ownership, db_whitelist: &'a [WhitelistEntry]) -> Self {
         Self {
             cfg,
+            owners,
             db_whitelist,
             index: HashMap::new(),
             accounts: Vec::new(),
@@ -168,7 +171,7 @@ impl<'a> Replay<'a> {
     /// ticket id, if any, and re-evaluates the account, as `record` does with what it
     /// loads from the database.
     pub fn push(&mut self, user: &SaslUser, seen: Seen, fid: Option<&str>) -> Pushed {
-        let engine = Engine::new(self.cfg);
+        let engine = Engine::new(self.cfg, self.owners);
         let d = &self.cfg.detection;
         let (i, new) = match self.index.get(user) {
             Some(&i) => (i, false),
@@ -193,7 +196,7 @@ impl<'a> Replay<'a> {
         let explain_from = engine.explain_from(at);
         let keep_from = baseline_range.map_or(explain_from, |(from, _)| from.min(explain_from));
         a.slide(d, keep_from, at);
-        a.push(Counted::new(d, &whitelist, seen), fid);
+        a.push(Counted::new(d, &whitelist, self.owners, seen), fid);
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));
 
         let usual = baseline_range.map(|(from, until)| {
@@ -275,7 +278,7 @@ mod tests {
         let mut out = Vec::new();
         for e in events {
             seen.push(*e);
-            let tally = Tally::count(&cfg.detection, &wl, e.time, &seen);
+            let tally = Tally::count(&cfg.detection, &wl, &Ownership::none(), e.time, &seen);
             let eval = evaluate(cfg, &user(), &crate::detect::tests::facts(&tally));
             let (next, t) = decide(cfg, &state, &eval, e.time);
             state = next;
@@ -289,7 +292,8 @@ mod tests {
     }
 
     fn replayed(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
-        let mut replay = Replay::new(cfg, &[]);
+        let none = Ownership::none();
+        let mut replay = Replay::new(cfg, &none, &[]);
         for e in events {
             replay.push(&user(), *e, None);
         }
@@ -331,7 +335,8 @@ mod tests {
     #[test]
     fn a_retried_call_is_one_event_and_calls_with_other_ids_are_each_one() {
         let cfg = Config::default();
-        let mut replay = Replay::new(&cfg, &[]);
+        let none = Ownership::none();
+        let mut replay = Replay::new(&cfg, &none, &[]);
         let bounce = Seen {
             time: LogTime::from_millis(1_795_418_066_000),
             source: Source::Bounces,

@@ -9,23 +9,39 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Seen, Whitelist};
 use crate::config::Detection;
-use crate::model::{ClientNet, LogTime, Source};
+use crate::model::{Asn, ClientNet, LogTime, Source};
+use crate::ownership::Ownership;
 
-/// One piece of evidence with the whitelist and the prefixes applied once, so that
-/// removing it takes away exactly what adding it counted.
+/// Who a network belongs to, as far as we can tell: its AS when an ASN database knows
+/// it, else its wider network (`detection.spread_prefixes`), the stand-in without one.
+/// A carrier's NAT or a provider's pool is one owner over many /24s; a botnet, many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OwnerKey {
+    As(Asn),
+    Net(ClientNet),
+}
+
+/// One piece of evidence with the whitelist, the prefixes and its owner applied once,
+/// so that removing it takes away exactly what adding it counted.
 #[derive(Debug, Clone, Copy)]
 pub struct Counted {
     pub seen: Seen,
-    /// For a login from outside the whitelist: its network and its wider network.
-    nets: Option<(ClientNet, ClientNet)>,
+    /// For a login from outside the whitelist: its network, wider network and owner.
+    nets: Option<(ClientNet, ClientNet, OwnerKey)>,
 }
 
 impl Counted {
-    pub fn new(d: &Detection, whitelist: &Whitelist, seen: Seen) -> Self {
+    pub fn new(d: &Detection, whitelist: &Whitelist, owners: &Ownership, seen: Seen) -> Self {
         let counted = seen.source.is_login() && !whitelist.covers(seen.addr);
         Self {
             seen,
-            nets: counted.then(|| (seen.addr.net(d.prefixes), seen.addr.net(d.spread_prefixes))),
+            nets: counted.then(|| {
+                let wide = seen.addr.net(d.spread_prefixes);
+                let owner = owners
+                    .asn(seen.addr)
+                    .map_or(OwnerKey::Net(wide), OwnerKey::As);
+                (seen.addr.net(d.prefixes), wide, owner)
+            }),
         }
     }
 }
@@ -53,14 +69,20 @@ impl Change {
     }
 }
 
-/// Distinct networks, each with how many pieces of evidence hold it. A B-tree: most
-/// accounts have a few networks, found in one node without hashing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetCounts(BTreeMap<ClientNet, u32>);
+/// Distinct networks (or owners), each with how many pieces of evidence hold it. A
+/// B-tree: most accounts have a few, found in one node without hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetCounts<K = ClientNet>(BTreeMap<K, u32>);
 
-impl NetCounts {
+impl<K> Default for NetCounts<K> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<K: Ord + Copy> NetCounts<K> {
     /// `n` pieces of evidence from `net` enter or leave.
-    fn change(&mut self, net: ClientNet, change: Change, n: u32) {
+    fn change(&mut self, net: K, change: Change, n: u32) {
         match (self.0.entry(net), change) {
             (Entry::Occupied(e), Change::Remove) if *e.get() <= n => {
                 e.remove();
@@ -82,7 +104,7 @@ impl NetCounts {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &ClientNet> {
+    pub fn iter(&self) -> impl Iterator<Item = &K> {
         self.0.keys()
     }
 }
@@ -94,11 +116,46 @@ pub struct SourceTally {
     pub networks: NetCounts,
     /// The same per spread prefix (/24, /48): how widely they are spread.
     pub wide: NetCounts,
+    /// Their owners (see `OwnerKey`): how many parties they belong to.
+    pub owners: NetCounts<OwnerKey>,
     /// Pieces of evidence: logins, or message counts for rate and bounces.
     pub logins: u32,
     pub whitelisted_logins: u32,
     /// Sum of the counts: messages for rate, bounces for bounces.
     pub messages: u64,
+}
+
+/// How many parties a source's networks belong to: owners when an ASN database knows
+/// them (`known`), else wider networks, the stand-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parties {
+    pub count: usize,
+    pub known: bool,
+}
+
+impl std::fmt::Display for Parties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (one, many) = if self.known {
+            ("owner", "owners")
+        } else {
+            ("wider network", "wider networks")
+        };
+        write!(
+            f,
+            "{} {}",
+            self.count,
+            if self.count == 1 { one } else { many }
+        )
+    }
+}
+
+impl SourceTally {
+    pub fn parties(&self) -> Parties {
+        Parties {
+            count: self.owners.len(),
+            known: self.owners.iter().any(|k| matches!(k, OwnerKey::As(_))),
+        }
+    }
 }
 
 /// One account's running totals; see the module documentation.
@@ -128,9 +185,19 @@ impl Tally {
         tally
     }
 
-    /// As `at`, over stored evidence, with `whitelist` applied.
-    pub fn count(d: &Detection, whitelist: &Whitelist, at: LogTime, seen: &[Seen]) -> Self {
-        Self::at(d, at, seen.iter().map(|s| Counted::new(d, whitelist, *s)))
+    /// As `at`, over stored evidence, with `whitelist` and `owners` applied.
+    pub fn count(
+        d: &Detection,
+        whitelist: &Whitelist,
+        owners: &Ownership,
+        at: LogTime,
+        seen: &[Seen],
+    ) -> Self {
+        Self::at(
+            d,
+            at,
+            seen.iter().map(|s| Counted::new(d, whitelist, owners, *s)),
+        )
     }
 
     /// Adds evidence to both windows.
@@ -156,9 +223,10 @@ impl Tally {
             return;
         }
         match c.nets {
-            Some((net, wide)) => {
+            Some((net, wide, owner)) => {
                 t.networks.change(net, change, hits);
                 t.wide.change(wide, change, hits);
+                t.owners.change(owner, change, hits);
             }
             None => change.apply_u32(&mut t.whitelisted_logins, hits),
         }
@@ -166,7 +234,7 @@ impl Tally {
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
-        if let (Source::Smtp, Some((_, wide))) = (c.seen.source.counted_as(), c.nets) {
+        if let (Source::Smtp, Some((_, wide, _))) = (c.seen.source.counted_as(), c.nets) {
             self.spread.change(wide, change, c.seen.hits);
         }
     }
@@ -240,7 +308,7 @@ mod tests {
             count: 1 + rng.below(50) as u32,
             hits: 1,
         };
-        Counted::new(d, wl, seen)
+        Counted::new(d, wl, &crate::ownership::Ownership::none(), seen)
     }
 
     fn setup() -> (Config, Whitelist) {
@@ -314,7 +382,7 @@ mod tests {
                 count: 1,
                 hits: 1,
             };
-            Counted::new(d, &wl, seen)
+            Counted::new(d, &wl, &crate::ownership::Ownership::none(), seen)
         };
         let evidence = (0..11)
             .map(|i| login(Source::Smtp, i))
