@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
 
 use support::{Sandbox, T0};
 
@@ -80,27 +78,7 @@ fn record_and_ingest_store_each_call_once_and_every_recipient_of_a_second() {
             format!("{call}\n")
         })
         .collect();
-    let mut child = s
-        .cmd()
-        .arg(format!("--db={}", scratch.display()))
-        .arg("ingest")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ingest");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(lines.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("ingest");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.ingest(&scratch, lines);
 
     // 10 bounces and 5 messages in the first seconds; later, one message.
     assert_eq!(outcome(&s, &s.db(), T0 + 1), (16, 5, 10));

@@ -13,8 +13,6 @@ mod gen;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::process::Stdio;
 
 use support::{fail2ban, Sandbox};
 
@@ -138,25 +136,7 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
     // The backtest: all calls as JSON lines into a scratch database.
     let scratch = s.path().join("scratch.db");
     let input: String = calls.iter().map(|c| c.json() + "\n").collect();
-    let mut child = s
-        .cmd()
-        .arg("--db")
-        .arg(&scratch)
-        .args(["ingest", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ingest");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let feed = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("ingest");
-    feed.join().expect("feed").expect("write stdin");
-    assert!(
-        out.status.success(),
-        "ingest: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.ingest(&scratch, input);
 
     // Live: one `record` process per call, as Fail2ban's action runs it. Accounts are
     // independent, so each account's calls run in order on one of two threads.

@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use serde_json::json;
 use support::mmdb::{self, days_ago};
@@ -129,27 +127,6 @@ fn owners_hold_a_providers_pool_at_notify_and_name_a_botnets_owners() {
 
     // The backtest with the same database judges alike, word for word.
     let scratch = s.path().join("scratch.db");
-    let mut child = s
-        .cmd()
-        .arg("--db")
-        .arg(&scratch)
-        .args(["ingest", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ingest");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((lines.join("\n") + "\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("ingest");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.ingest(&scratch, lines.join("\n") + "\n");
     assert_eq!(changes(&s.db()), changes(&scratch));
 }

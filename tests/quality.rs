@@ -12,8 +12,6 @@ mod score;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::Stdio;
 use std::sync::OnceLock;
 
 use support::{fail2ban, Sandbox};
@@ -107,26 +105,7 @@ fn run() -> &'static Run {
         }
 
         let scratch = s.path().join("scratch.db");
-        let mut child = s
-            .cmd()
-            .arg("--db")
-            .arg(&scratch)
-            .args(["ingest", "--json"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("f2b-mailguard ingest");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let feed = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let out = child.wait_with_output().expect("ingest");
-        feed.join().expect("feed").expect("write stdin");
-        assert!(
-            out.status.success(),
-            "ingest: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report = String::from_utf8(out.stdout).expect("utf-8");
+        let report = s.ingest(&scratch, input);
 
         let mut merged = String::new();
         for e in &events {

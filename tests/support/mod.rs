@@ -205,6 +205,34 @@ impl Sandbox {
         }
     }
 
+    /// `ingest --json` of `input` (JSON lines) into the scratch database `scratch`,
+    /// insisting on success; returns its report.
+    pub fn ingest(&self, scratch: &Path, input: String) -> String {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .cmd()
+            .arg("--db")
+            .arg(scratch)
+            .args(["ingest", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("f2b-mailguard ingest");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Fed from a thread: ingest writes while it reads, and a full pipe would stall.
+        let feed = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().expect("ingest");
+        feed.join().expect("feed").expect("write stdin");
+        assert!(
+            out.status.success(),
+            "ingest: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 report")
+    }
+
     /// Rows in a table, read straight from the SQLite file.
     pub fn rows(&self, table: &str) -> i64 {
         if !self.db().exists() {
