@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use support::{Sandbox, T0};
 
 const ALICE: &str = "alice@example.com";

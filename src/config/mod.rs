@@ -108,6 +108,10 @@ pub struct Detection {
     /// A network count at notify that passes `escalate_min_spread`, with a message
     /// signal (rate, bounces, queue, baseline) at notify too, blocks.
     pub corroborate: bool,
+    /// Bounced recipients per accepted message, in percent, at which an account
+    /// blocks once it has more than `bounce_share_min` bounces in the window; 0 off.
+    pub bounce_share: u32,
+    pub bounce_share_min: u32,
     pub thresholds: BTreeMap<Source, Thresholds>,
     pub baseline: Baseline,
 }
@@ -220,6 +224,8 @@ impl Default for Config {
                 spread_prefixes: NetPrefixes { v4: 24, v6: 48 },
                 escalate_min_spread: 3,
                 corroborate: true,
+                bounce_share: 25,
+                bounce_share_min: 50,
                 thresholds,
                 baseline: Baseline {
                     history: Span::secs(30 * 86_400),
@@ -341,6 +347,12 @@ impl Config {
             }
             if let Some(v) = det.boolean("corroborate")? {
                 d.corroborate = v;
+            }
+            if let Some(v) = det.int("bounce_share", 0, 100)? {
+                d.bounce_share = v as u32;
+            }
+            if let Some(v) = det.int("bounce_share_min", 0, 1_000_000)? {
+                d.bounce_share_min = v as u32;
             }
             det.finish()?;
         }
@@ -465,6 +477,8 @@ impl Config {
         let _ = writeln!(out, "spread_ipv6_prefix = {}", d.spread_prefixes.v6);
         let _ = writeln!(out, "escalate_min_spread = {}", d.escalate_min_spread);
         let _ = writeln!(out, "corroborate = {}", d.corroborate);
+        let _ = writeln!(out, "bounce_share = {}", d.bounce_share);
+        let _ = writeln!(out, "bounce_share_min = {}", d.bounce_share_min);
         let b = &d.baseline;
         let _ = writeln!(out, "\n[baseline]");
         let _ = writeln!(out, "history = {}", q(&b.history.to_string()));

@@ -188,7 +188,20 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         let check = |source: Source, value: u64, window: Option<Span>| {
             crossed(source, value, window, cfg.thresholds_for(user, source))
         };
+        // An account with a baseline is judged against its own busiest hour (the
+        // baseline signal below); the absolute rate only for one without, unless the
+        // admin gave this account rate thresholds of its own.
+        let has_baseline = facts
+            .usual
+            .is_some_and(|u| d.baseline.factor > 0 && u.days >= d.baseline.min_days);
+        let own_rate = cfg
+            .users
+            .get(user)
+            .is_some_and(|p| p.thresholds.contains_key(&Source::Rate));
         for (source, c) in counts.sources() {
+            if source == Source::Rate && has_baseline && !own_rate {
+                continue;
+            }
             if !source.is_login() {
                 signals.extend(check(source, c.messages, Some(d.window)));
                 continue;
@@ -218,6 +231,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                 signals.extend(sig);
             }
         }
+        signals.extend(bounce_share(d, counts));
         if let Some(n) = facts.deferred {
             signals.extend(check(Source::Queue, n.into(), None));
         }
@@ -249,6 +263,29 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         spread,
         window: d.window,
     }
+}
+
+/// Blocks on the share of recipients that bounce (`detection.bounce_share`): spam to
+/// bought or guessed addresses bounces in bulk, an honest sender's mail seldom does.
+/// Bounced recipients are compared with accepted messages, the figures the jails give.
+fn bounce_share(d: &crate::config::Detection, counts: &Tally) -> Option<Signal> {
+    let bounces = counts.source(Source::Bounces).messages;
+    let messages = counts.source(Source::Rate).messages;
+    if d.bounce_share == 0 || bounces <= u64::from(d.bounce_share_min) || messages == 0 {
+        return None;
+    }
+    let percent = bounces.saturating_mul(100) / messages;
+    (percent >= u64::from(d.bounce_share)).then(|| Signal {
+        source: Source::Bounces,
+        level: Level::Block,
+        value: percent,
+        unit: format!("% of {messages} msgs/{}", d.window),
+        threshold: d.bounce_share.into(),
+        usual: None,
+        held: None,
+        owners: None,
+        corroborated: None,
+    })
 }
 
 /// Raises the network counts at `candidates` (indexes into `signals`) to block when
@@ -486,6 +523,44 @@ pub(crate) mod tests {
         assert_eq!(judge(&cfg, &user, &newsletter).0, Level::Notify);
         cfg.detection.corroborate = false;
         assert_eq!(judge(&cfg, &user, &botnet).0, Level::Notify);
+    }
+
+    #[test]
+    fn a_high_bounce_share_blocks_a_single_address_spammer_not_a_newsletter() {
+        let cfg = Config::default();
+        let user = SaslUser::parse("a@example.com").unwrap();
+        let counted = |source, count| Seen {
+            source,
+            count,
+            ..seen(1)[0]
+        };
+        // One address, 300 messages in the hour, a third bouncing.
+        let spammer = [
+            seen(1)[0],
+            counted(Source::Rate, 300),
+            counted(Source::Bounces, 100),
+        ];
+        assert_eq!(
+            judge(&cfg, &user, &spammer),
+            (
+                Level::Block,
+                "bounces: 33 % of 300 msgs/1h > 25; rate: 300 msgs/1h > 100; bounces: 100 bounces/1h > 20".into()
+            )
+        );
+        // A newsletter: 2,000 messages, 3 % bouncing: the rate notifies, nothing blocks.
+        let newsletter = [
+            seen(1)[0],
+            counted(Source::Rate, 2000),
+            counted(Source::Bounces, 60),
+        ];
+        assert_eq!(judge(&cfg, &user, &newsletter).0, Level::Notify);
+        // Few bounces say little, whatever their share.
+        let few = [
+            seen(1)[0],
+            counted(Source::Rate, 60),
+            counted(Source::Bounces, 40),
+        ];
+        assert_eq!(judge(&cfg, &user, &few).0, Level::Notify);
     }
 
     #[test]
