@@ -171,11 +171,12 @@ fn replay_input(
                 // The Postfix line the smtp jail reads is also one message for the
                 // rate jail: a `TIME USER ADDRESS` line stands for both calls, a JSON
                 // line for exactly one.
-                let message = (ev.source == Source::Smtp && !line.starts_with('{')).then(|| Seen {
-                    source: Source::Rate,
-                    count: 1,
-                    ..ev
-                });
+                let message =
+                    (ev.source == Source::Smtp && !line.starts_with('{')).then_some(Seen {
+                        source: Source::Rate,
+                        count: 1,
+                        ..ev
+                    });
                 for ev in std::iter::once(ev).chain(message) {
                     let pushed = replay.push(&user, ev);
                     if !batcher.replayed(pushed, user.clone(), ev) {
