@@ -100,16 +100,42 @@ fn config_check_names_file_key_and_reason() {
             "[users.\"bob\"]\nexempt = \"yes\"",
             "users.bob.exempt: must be a boolean, not a string",
         ),
-        ("mode = ", "(syntax)"),
+        (
+            "[detection]\nwhitelist = \"192.0.2.0/24\"",
+            "detection.whitelist: must be an array, not a string",
+        ),
     ] {
-        let s = Sandbox::new(text);
-        let out = s.run(&["config", "check"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        let file = s.config_path().display().to_string();
+        let (file, err) = refused(text);
         assert!(
             err.contains(&format!("{file}: {expect}")),
+            "{text}: got {err:?}"
+        );
+    }
+}
+
+/// `config check` of a config holding `text`: refused with one line on stderr.
+/// The config's path and that line.
+fn refused(text: &str) -> (String, String) {
+    let s = Sandbox::new(text);
+    let out = s.run(&["config", "check"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    (s.config_path().display().to_string(), err)
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_line_and_column() {
+    // Line 1 of the sandbox's config is its `database`; the text starts on line 2.
+    for (text, at) in [
+        ("mode = ", "2:8"),
+        ("mode = \"warn\"\n\n[detection]\nwindow = 1h\n", "5:10"),
+        // Columns count characters, not bytes.
+        ("[mail]\nto = [\"\u{e9}@b\" \"c@d\"]\n", "3:13"),
+    ] {
+        let (file, err) = refused(text);
+        assert!(
+            err.contains(&format!("{file}:{at}: syntax error: ")),
             "{text}: got {err:?}"
         );
     }

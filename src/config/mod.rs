@@ -278,8 +278,11 @@ impl Config {
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let table: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
-            file: file.to_owned(),
-            key: "(syntax)".into(),
+            file: match e.span() {
+                Some(span) => format!("{file}:{}", walker::line_column(text, span.start)),
+                None => file.to_owned(),
+            },
+            key: "syntax error".into(),
             reason: e.message().replace('\n', " "),
         })?;
         let mut cfg = Self::default();
