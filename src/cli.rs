@@ -283,6 +283,9 @@ pub struct Prune {
     /// Delete logins older than this (default: retention from the config)
     #[arg(long, value_name = "SPAN")]
     pub older_than: Option<String>,
+    /// Prune even when --older-than is inside the detection lookback
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
