@@ -72,3 +72,29 @@ fn a_warn_mode_release_says_nothing_was_held_and_names_the_admin() {
     let last = d["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "admin:carol");
 }
+
+#[test]
+fn after_a_release_the_next_notify_mails_again() {
+    let sink = SmtpSink::start();
+    let s = warn_mode(&sink);
+    s.burst(ALICE, 6, now() - 300);
+    assert_eq!(
+        subjects(&sink, 1),
+        [format!("[f2b-mailguard] {ALICE}: notify")]
+    );
+    s.ok(&["release", ALICE]);
+    // Within mail.cooldown (6h) of the first mail, but the admin released the account:
+    // a new compromise is news.
+    s.burst(ALICE, 6, now() + 1);
+    let got = subjects(&sink, 2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[1].ends_with(": notify"), "{got:?}");
+    let d = s.status_user(ALICE, now() + 10);
+    let states: Vec<&str> = d["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert!(!states.contains(&"skipped"), "{d:#}");
+}

@@ -39,8 +39,9 @@ pub(super) fn insert_change(
     Ok(tx.last_insert_rowid())
 }
 
-/// Queues one action of a transition; a mail is skipped if one for the same account
-/// and level was queued within `cooldown` of log time. Returns how many were queued.
+/// Queues one action of a transition. A mail is not sent if one for the same account
+/// and level was queued within `cooldown` of log time since its last release; it is
+/// stored as skipped, saying why. Returns how many were queued to run.
 fn queue_action(
     tx: &Connection,
     user_id: i64,
@@ -50,24 +51,39 @@ fn queue_action(
     at: LogTime,
     cooldown: Span,
 ) -> rusqlite::Result<usize> {
+    let mut skipped = None;
     if kind == ActionKind::Mail {
-        let recent: bool = tx
+        // A skipped or cancelled mail never went out, so it starts no cooldown.
+        let recent: Option<i64> = tx
             .prepare_cached(
-                "SELECT count(*) > 0 FROM actions WHERE user_id = ?1 AND kind = 'mail' AND level = ?2
-                 AND enforced = ?3 AND logged_ms > ?4 AND state <> 'cancelled'",
+                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
+                 WHERE a.user_id = ?1 AND a.kind = 'mail' AND a.level = ?2 AND a.enforced = ?3
+                   AND a.logged_ms > ?4 AND a.logged_ms >= u.count_from_ms
+                   AND a.state NOT IN ('cancelled', 'skipped')",
             )?
             .query_row(
-                params![user_id, t.to.as_str(), t.enforced, at.minus(cooldown).millis()],
+                params![
+                    user_id,
+                    t.to.as_str(),
+                    t.enforced,
+                    at.minus(cooldown).millis()
+                ],
                 |r| r.get(0),
             )?;
-        if recent {
-            return Ok(0);
-        }
+        skipped = recent.map(|ms| {
+            format!(
+                "not sent: a mail about {} for this account was queued at {} (log time), \
+                 within mail.cooldown ({cooldown})",
+                t.to,
+                LogTime::from_millis(ms).rfc3339()
+            )
+        });
     }
     let now = LogTime::now().millis();
     tx.prepare_cached(
-        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms,
+                              state, updated_ms, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         user_id,
@@ -76,8 +92,12 @@ fn queue_action(
         t.to.as_str(),
         t.enforced,
         at.millis(),
-        now
-    ])
+        now,
+        if skipped.is_some() { "skipped" } else { "pending" },
+        skipped.as_ref().map(|_| now),
+        skipped
+    ])?;
+    Ok(usize::from(skipped.is_none()))
 }
 
 pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
