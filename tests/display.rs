@@ -199,3 +199,26 @@ fn the_admin_mail_shows_names_escaped_and_its_subject_decodes_to_the_literal_nam
         .expect("sh");
     assert_eq!(String::from_utf8_lossy(&sh.stdout), BIDI);
 }
+
+#[test]
+fn status_user_shows_each_action_outcome_whole() {
+    // Nothing listens on the mail port and the map's directory does not exist: the
+    // admin mail's and the SASL block's errors are long.
+    let port = support::smtp_sink::free_port();
+    let s = Sandbox::acting(&format!(
+        "mode = \"enforce\"\n[actions]\nmax_attempts = 1\n\
+         [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nto = [\"postmaster@example.test\"]\n\
+         [postfix]\nsasl_map = \"/nonexistent/a/rather/long/directory/name/mailguard_sasl_access\"\n"
+    ));
+    s.burst("alice@example.com", 11, now() - 300);
+    let d = s.wait_user("alice@example.com", "actions failed", |d| {
+        let actions = d["actions"].as_array().unwrap();
+        !actions.is_empty() && actions.iter().all(|a| a["state"] == "failed")
+    });
+    let text = s.ok(&["status", "alice@example.com"]);
+    for a in d["actions"].as_array().unwrap() {
+        let outcome = a["outcome"].as_str().unwrap();
+        assert!(outcome.len() > 72, "{outcome}");
+        assert!(text.contains(&format!("      {outcome}\n")), "{text}");
+    }
+}
