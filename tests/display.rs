@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::smtp_sink::{decode_word, SmtpSink};
+use support::smtp_sink::{decode_word, quoted_printable, SmtpSink};
 use support::{now, Sandbox};
 
 /// Right-to-left override: the name reads `alice@example.com` backwards-reversed.
@@ -106,30 +106,6 @@ fn leniently_decoded(raw: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// A quoted-printable text decoded (lettre uses it for long lines).
-fn quoted_printable(data: &str) -> String {
-    let joined = data.replace("=\r\n", "").replace("=\n", "");
-    let raw = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = raw
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (raw[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'=', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The Subject header as sent: folded lines joined.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{dovecot, mail, password, postfix, ActionKind, Outcome};
+use super::{dovecot, mail, password, postfix, user_mail, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{Level, LogTime, Span};
@@ -143,6 +143,16 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
             Err(e) => Err(e.to_string()),
         },
         ActionKind::SaslBlock => return sasl_block(cfg, store, action),
+        // In warn mode (user_mail_in_warn_mode) nothing was contained to begin with.
+        ActionKind::NotifyUser if action.enforced && !still_contained => {
+            return Outcome::Skipped("account no longer blocked".into())
+        }
+        ActionKind::NotifyUser => {
+            return match report::detail(cfg, store, user, LogTime::now()) {
+                Ok(d) => user_mail::send(cfg, action, &d),
+                Err(e) => Outcome::Failed(e.to_string()),
+            }
+        }
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
         ActionKind::HoldQueue => postfix::hold(cfg, user),
         ActionKind::ResetPassword => match password::refusal(cfg, user) {

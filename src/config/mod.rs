@@ -8,9 +8,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 mod actions;
+mod reject;
+mod user_mail;
 mod walker;
 
 pub use actions::{ContainConfig, MailSecurity, MailTransport, PasswordBackend};
+pub use user_mail::{
+    unknown_placeholders as user_mail_unknown_placeholders, UserMailConfig, USER_MAIL_PLACEHOLDERS,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{Cidr, LogTime, Mode, NetPrefixes, SaslUser, Source, Span};

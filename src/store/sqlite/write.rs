@@ -39,9 +39,10 @@ pub(super) fn insert_change(
     Ok(tx.last_insert_rowid())
 }
 
-/// Queues one action of a transition. A mail is not sent if one for the same account
-/// and level was queued within `cooldown` of log time since its last release; it is
-/// stored as skipped, saying why. Returns how many were queued to run.
+/// Queues one action of a transition. A mail (to the admin or to the owner) is not
+/// sent if one of its kind for the same account and level was queued within its
+/// cooldown of log time since the account's last release; it is stored as skipped,
+/// saying why. Returns how many were queued to run.
 fn queue_action(
     tx: &Connection,
     user_id: i64,
@@ -49,21 +50,27 @@ fn queue_action(
     kind: ActionKind,
     t: &Transition,
     at: LogTime,
-    cooldown: Span,
+    cfg: &Config,
 ) -> rusqlite::Result<usize> {
+    let cooldown = match kind {
+        ActionKind::Mail => Some((cfg.contain.mail.cooldown, "mail.cooldown")),
+        ActionKind::NotifyUser => Some((cfg.contain.user_mail.cooldown, "user_mail.cooldown")),
+        _ => None,
+    };
     let mut skipped = None;
-    if kind == ActionKind::Mail {
+    if let Some((cooldown, key)) = cooldown {
         // A skipped or cancelled mail never went out, so it starts no cooldown.
         let recent: Option<i64> = tx
             .prepare_cached(
                 "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
-                 WHERE a.user_id = ?1 AND a.kind = 'mail' AND a.level = ?2 AND a.enforced = ?3
-                   AND a.logged_ms > ?4 AND a.logged_ms >= u.count_from_ms
+                 WHERE a.user_id = ?1 AND a.kind = ?2 AND a.level = ?3 AND a.enforced = ?4
+                   AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
                    AND a.state NOT IN ('cancelled', 'skipped')",
             )?
             .query_row(
                 params![
                     user_id,
+                    kind.as_str(),
                     t.to.as_str(),
                     t.enforced,
                     at.minus(cooldown).millis()
@@ -72,8 +79,8 @@ fn queue_action(
             )?;
         skipped = recent.map(|ms| {
             format!(
-                "not sent: a mail about {} for this account was queued at {} (log time), \
-                 within mail.cooldown ({cooldown})",
+                "not sent: one about {} for this account was queued at {} (log time), \
+                 within {key} ({cooldown})",
                 t.to,
                 LogTime::from_millis(ms).rfc3339()
             )
@@ -264,15 +271,7 @@ fn apply(
     let change_id = insert_change(tx, account.id, at, t, "detector")?;
     let mut queued = 0;
     for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
-        queued += queue_action(
-            tx,
-            account.id,
-            change_id,
-            kind,
-            t,
-            at,
-            cfg.contain.mail.cooldown,
-        )?;
+        queued += queue_action(tx, account.id, change_id, kind, t, at, cfg)?;
     }
     Ok(queued)
 }
