@@ -236,7 +236,9 @@ pub struct Release {
 #[derive(Debug, Args)]
 pub struct Check {
     /// WARNING when a queued action has waited longer than this (worker not running)
-    #[arg(long, value_name = "SPAN", default_value_t = crate::actions::STUCK_AFTER.to_string())]
+    // A literal, not actions::STUCK_AFTER: build.rs compiles this file on its own; a
+    // test keeps the two equal.
+    #[arg(long, value_name = "SPAN", default_value = "10m")]
     pub pending_age: String,
 }
 
@@ -282,6 +284,9 @@ pub struct Prune {
     /// Delete logins older than this (default: retention from the config)
     #[arg(long, value_name = "SPAN")]
     pub older_than: Option<String>,
+    /// Prune even when --older-than is inside the detection lookback
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +307,20 @@ mod tests {
     #[test]
     fn parser_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check_pending_age_default_is_stuck_after() {
+        let check = Check::augment_args(clap::Command::new("check"));
+        let default = check
+            .get_arguments()
+            .find(|a| a.get_long() == Some("pending-age"))
+            .map(|a| a.get_default_values().to_vec());
+        let stuck = crate::actions::STUCK_AFTER.to_string();
+        assert_eq!(
+            default.as_deref().and_then(|d| d.first()?.to_str()),
+            Some(stuck.as_str())
+        );
     }
 
     #[test]

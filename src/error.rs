@@ -1,12 +1,20 @@
 use std::path::PathBuf;
 
 /// Input from outside (CLI, Fail2ban tags) that does not pass validation.
-/// Displayed as `invalid --FIELD: REASON`, always on one line.
+/// Displayed as `invalid --FIELD: REASON`, always on one line; a positional argument
+/// has an upper-case field as in the usage line (`CIDR`) and is named without `--`.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid --{field}: {reason}")]
 pub struct Invalid {
     pub field: &'static str,
     pub reason: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let positional = self.field.bytes().all(|b| b.is_ascii_uppercase());
+        let dashes = if positional { "" } else { "--" };
+        write!(f, "invalid {dashes}{}: {}", self.field, self.reason)
+    }
 }
 
 impl Invalid {

@@ -108,16 +108,42 @@ fn config_check_names_file_key_and_reason() {
             "[ownership]\ncity_database = \"/x.mmdb\"",
             "ownership.city_database: unknown key",
         ),
-        ("mode = ", "(syntax)"),
+        (
+            "[detection]\nwhitelist = \"192.0.2.0/24\"",
+            "detection.whitelist: must be an array, not a string",
+        ),
     ] {
-        let s = Sandbox::new(text);
-        let out = s.run(&["config", "check"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        let file = s.config_path().display().to_string();
+        let (file, err) = refused(text);
         assert!(
             err.contains(&format!("{file}: {expect}")),
+            "{text}: got {err:?}"
+        );
+    }
+}
+
+/// `config check` of a config holding `text`: refused with one line on stderr.
+/// The config's path and that line.
+fn refused(text: &str) -> (String, String) {
+    let s = Sandbox::new(text);
+    let out = s.run(&["config", "check"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    (s.config_path().display().to_string(), err)
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_line_and_column() {
+    // Line 1 of the sandbox's config is its `database`; the text starts on line 2.
+    for (text, at) in [
+        ("mode = ", "2:8"),
+        ("mode = \"warn\"\n\n[detection]\nwindow = 1h\n", "5:10"),
+        // Columns count characters, not bytes.
+        ("[mail]\nto = [\"\u{e9}@b\" \"c@d\"]\n", "3:13"),
+    ] {
+        let (file, err) = refused(text);
+        assert!(
+            err.contains(&format!("{file}:{at}: syntax error: ")),
             "{text}: got {err:?}"
         );
     }
@@ -182,4 +208,66 @@ fn whitelist_lists_config_and_database_entries() {
             .code(),
         Some(2)
     );
+}
+
+#[test]
+fn whitelist_add_keeps_a_note_and_remove_says_where_an_entry_is() {
+    let s = Sandbox::new("");
+    s.ok(&["whitelist", "add", "203.0.113.0/24", "--note", "VPN exit"]);
+    // Adding again without --note (say, to be sure it is there) keeps the note.
+    assert!(s
+        .ok(&["whitelist", "add", "203.0.113.0/24"])
+        .starts_with("updated"));
+    let list: serde_json::Value =
+        serde_json::from_str(&s.ok(&["whitelist", "list", "--json"])).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["cidr"] == "203.0.113.0/24")
+        .unwrap();
+    assert_eq!(entry["note"], "VPN exit");
+
+    let refused = |args: &[&str]| {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Built in: on the whitelist, and not removable.
+    let err = refused(&["whitelist", "remove", "127.0.0.0/8"]);
+    assert!(
+        err.contains("127.0.0.0/8 is on the whitelist built in"),
+        "{err}"
+    );
+    assert!(err.contains("cannot be removed"), "{err}");
+    assert!(err.contains("detection.whitelist_builtin = false"), "{err}");
+
+    // A per-user entry removed without --user: name the accounts it is for.
+    for user in ["alice@example.com", "bob@example.com"] {
+        s.ok(&["whitelist", "add", "198.51.100.0/24", "--user", user]);
+    }
+    let err = refused(&["whitelist", "remove", "198.51.100.0/24"]);
+    assert!(
+        err.contains(
+            "198.51.100.0/24 is not on the whitelist for every account; it is for \
+             --user alice@example.com, --user bob@example.com"
+        ),
+        "{err}"
+    );
+    // And the other way round.
+    let err = refused(&[
+        "whitelist",
+        "remove",
+        "203.0.113.0/24",
+        "--user",
+        "alice@example.com",
+    ]);
+    assert!(err.contains("it is for every account (no --user)"), "{err}");
+    s.ok(&[
+        "whitelist",
+        "remove",
+        "198.51.100.0/24",
+        "--user",
+        "alice@example.com",
+    ]);
 }

@@ -238,13 +238,19 @@ fn one_mail_per_account_and_level_within_the_cooldown() {
         .collect();
     assert_eq!(levels, ["notify", "ok", "notify"]);
     let d = s.wait_user(ALICE, "mail done", |d| {
-        actions(d).iter().all(|(_, st)| st == "done")
+        actions(d).iter().all(|(_, st)| st != "pending")
     });
+    // The second notify's mail is recorded, as skipped, saying why.
     assert_eq!(
-        actions(&d).len(),
-        1,
+        actions(&d),
+        [
+            ("mail".into(), "done".into()),
+            ("mail".into(), "skipped".into())
+        ],
         "second notify within the cooldown: no second mail"
     );
+    let why = d["actions"][1]["outcome"].as_str().unwrap();
+    assert!(why.contains("within mail.cooldown (6h)"), "{why}");
     assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::smtp_sink::{decode_word, SmtpSink};
+use support::smtp_sink::{decode_word, quoted_printable, SmtpSink};
 use support::{now, Sandbox};
 
 /// Right-to-left override: the name reads `alice@example.com` backwards-reversed.
@@ -108,30 +108,6 @@ fn leniently_decoded(raw: &str) -> String {
     out
 }
 
-/// A quoted-printable text decoded (lettre uses it for long lines).
-fn quoted_printable(data: &str) -> String {
-    let joined = data.replace("=\r\n", "").replace("=\n", "");
-    let raw = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = raw
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (raw[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'=', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The Subject header as sent: folded lines joined.
 fn raw_subject(data: &str) -> String {
     let mut value: Option<String> = None;
@@ -198,4 +174,27 @@ fn the_admin_mail_shows_names_escaped_and_its_subject_decodes_to_the_literal_nam
         .output()
         .expect("sh");
     assert_eq!(String::from_utf8_lossy(&sh.stdout), BIDI);
+}
+
+#[test]
+fn status_user_shows_each_action_outcome_whole() {
+    // Nothing listens on the mail port and the map's directory does not exist: the
+    // admin mail's and the SASL block's errors are long.
+    let port = support::smtp_sink::free_port();
+    let s = Sandbox::acting(&format!(
+        "mode = \"enforce\"\n[actions]\nmax_attempts = 1\n\
+         [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nto = [\"postmaster@example.test\"]\n\
+         [postfix]\nsasl_map = \"/nonexistent/a/rather/long/directory/name/mailguard_sasl_access\"\n"
+    ));
+    s.burst("alice@example.com", 11, now() - 300);
+    let d = s.wait_user("alice@example.com", "actions failed", |d| {
+        let actions = d["actions"].as_array().unwrap();
+        !actions.is_empty() && actions.iter().all(|a| a["state"] == "failed")
+    });
+    let text = s.ok(&["status", "alice@example.com"]);
+    for a in d["actions"].as_array().unwrap() {
+        let outcome = a["outcome"].as_str().unwrap();
+        assert!(outcome.len() > 72, "{outcome}");
+        assert!(text.contains(&format!("      {outcome}\n")), "{text}");
+    }
 }

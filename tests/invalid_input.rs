@@ -14,9 +14,15 @@ fn rejects(s: &Sandbox, args: &[&OsStr], field: &str) {
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
     assert_eq!(err.lines().count(), 1, "one line expected, got {err:?}");
+    // A positional argument is named as in the usage line (CIDR), an option with --.
+    let named = if field.bytes().all(|b| b.is_ascii_uppercase()) {
+        format!("invalid {field}:")
+    } else {
+        format!("--{field}")
+    };
     assert!(
-        err.contains(&format!("--{field}")),
-        "{args:?}: {err:?} does not name --{field}"
+        err.contains(&named),
+        "{args:?}: {err:?} does not name {named}"
     );
     assert_eq!(s.rows("events"), before, "{args:?} wrote a row");
     assert_eq!(s.rows("users"), 1, "{args:?} created an account");
@@ -156,9 +162,9 @@ fn bad_cidr_and_window_are_refused() {
     let s = Sandbox::new("");
     s.record("smtp", "alice@example.com", "198.51.100.1", T0);
     for (args, field) in [
-        (&["whitelist", "add", "10.0.0.300/8"][..], "cidr"),
-        (&["whitelist", "add", "10.0.0.1/8"][..], "cidr"),
-        (&["whitelist", "add", "10.0.0.0/33"][..], "cidr"),
+        (&["whitelist", "add", "10.0.0.300/8"][..], "CIDR"),
+        (&["whitelist", "add", "10.0.0.1/8"][..], "CIDR"),
+        (&["whitelist", "add", "10.0.0.0/33"][..], "CIDR"),
         (
             &["whitelist", "add", "192.0.2.0/24", "--user", "a b"][..],
             "user",
@@ -167,7 +173,7 @@ fn bad_cidr_and_window_are_refused() {
             &["whitelist", "add", "192.0.2.0/24", "--note", "a\nb"][..],
             "note",
         ),
-        (&["whitelist", "remove", "nope"][..], "cidr"),
+        (&["whitelist", "remove", "nope"][..], "CIDR"),
         (&["status", "--window", "forever"][..], "window"),
         (&["prune", "--older-than", "30x"][..], "older-than"),
     ] {

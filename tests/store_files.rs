@@ -88,7 +88,17 @@ fn prune_deletes_old_logins_and_keeps_recent_ones() {
     let out = s.ok(&["prune"]);
     assert!(out.starts_with("pruned 30 logins older than 30d"), "{out}");
     assert_eq!(s.rows("events"), 1);
-    let out = s.ok(&["prune", "--older-than", "30s"]);
+    // Inside the detection lookback (the 1d spread window): refused without --force.
+    let out = s.run(&["prune", "--older-than", "1m"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--older-than 1m is shorter than what detection looks back over (1d:"),
+        "{err}"
+    );
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(s.rows("events"), 1);
+    let out = s.ok(&["prune", "--older-than", "30s", "--force"]);
     assert!(out.starts_with("pruned 1 login older than 30s"), "{out}");
     assert_eq!(s.rows("events"), 0);
 }

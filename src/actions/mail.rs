@@ -20,7 +20,7 @@ use crate::store::QueuedAction;
 /// Networks listed in the mail; the rest are counted.
 const MAX_NETWORKS: usize = 40;
 
-fn when(secs: f64) -> String {
+pub(super) fn when(secs: f64) -> String {
     LogTime::from_millis((secs * 1000.0) as i64).rfc3339()
 }
 
@@ -89,7 +89,11 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         .for_level(action.level)
         .iter()
         .copied()
-        .filter(|k| *k != ActionKind::Mail)
+        // The owner's mail in warn mode is sent, not "would have been".
+        .filter(|k| {
+            *k != ActionKind::Mail
+                && !(*k == ActionKind::NotifyUser && cfg.contain.actions.user_mail_in_warn_mode)
+        })
         .collect();
     if action.enforced || !action.level.needs_enforcement() {
         let done: Vec<_> = d
@@ -188,7 +192,7 @@ fn encoded_subject(subject: String) -> Result<HeaderValue, String> {
     ))
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "this server".into())
@@ -200,22 +204,36 @@ pub fn send(cfg: &Config, action: &QueuedAction, d: &Detail) -> Result<String, S
 
 /// Sends one plain-text mail to the configured admins; returns the server's answer.
 pub fn deliver(cfg: &Config, subject: String, body: String) -> Result<String, String> {
+    deliver_to(cfg, &cfg.contain.mail.to, None, subject, body)
+}
+
+/// Sends one plain-text mail to `to` through the configured transport.
+pub fn deliver_to(
+    cfg: &Config,
+    to: &[lettre::Address],
+    reply_to: Option<&lettre::Address>,
+    subject: String,
+    body: String,
+) -> Result<String, String> {
     let m = &cfg.contain.mail;
     let mut builder = Message::builder()
         .from(Mailbox::new(Some("f2b-mailguard".into()), m.from.clone()))
         .header(ContentType::TEXT_PLAIN);
+    if let Some(r) = reply_to {
+        builder = builder.reply_to(Mailbox::new(None, r.clone()));
+    }
     builder = if subject.contains("=?") || !subject.is_ascii() {
         builder.raw_header(encoded_subject(subject)?)
     } else {
         builder.subject(subject)
     };
-    for to in &m.to {
-        builder = builder.to(Mailbox::new(None, to.clone()));
+    for addr in to {
+        builder = builder.to(Mailbox::new(None, addr.clone()));
     }
     let message = builder
         .body(body)
         .map_err(|e| format!("building the mail: {e}"))?;
-    let to: Vec<String> = m.to.iter().map(|a| a.to_string()).collect();
+    let to: Vec<String> = to.iter().map(|a| a.to_string()).collect();
     match m.transport {
         MailTransport::Smtp => {
             let timeout = Some(Duration::from_millis(

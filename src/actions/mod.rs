@@ -9,6 +9,7 @@ pub mod mail;
 pub mod password;
 pub mod postcat;
 pub mod postfix;
+pub mod user_mail;
 pub mod worker;
 
 pub use crate::model::ActionKind;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{dovecot, mail, password, postfix, ActionKind, Outcome};
+use super::{dovecot, mail, password, postfix, user_mail, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{Level, LogTime, Span};
@@ -148,6 +148,18 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
             }
         }
         ActionKind::SaslBlock => return sasl_block(cfg, store, action),
+        // In warn mode (user_mail_in_warn_mode) nothing was contained to begin with.
+        ActionKind::NotifyUser if action.enforced && !still_contained => {
+            return Outcome::Skipped("account no longer blocked".into())
+        }
+        ActionKind::NotifyUser => {
+            // The owners tell the account's owner where the logins came from.
+            let owners = Ownership::open_lenient(cfg).0;
+            return match report::detail(cfg, &owners, store, user, LogTime::now()) {
+                Ok(d) => user_mail::send(cfg, action, &d),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+        }
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
         ActionKind::HoldQueue => postfix::hold(cfg, user),
         ActionKind::ResetPassword => match password::refusal(cfg, user) {

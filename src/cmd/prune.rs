@@ -4,7 +4,7 @@
 use super::{App, Run};
 use crate::cli::Prune;
 use crate::detect;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{LogTime, Span};
 use crate::store;
 
@@ -17,6 +17,16 @@ impl Run for Prune {
             Some(s) => Span::parse("older-than", s)?,
             None => cfg.retention,
         };
+        let lookback = cfg.detection.lookback();
+        if self.older_than.is_some() && older_than.millis() < lookback.millis() && !self.force {
+            return Err(Error::Usage(format!(
+                "--older-than {older_than} is shorter than what detection looks back over \
+                 ({lookback}: detection.window {}, detection.spread_window {}): logins inside \
+                 it are the evidence that raises accounts, and pruning them would lower or \
+                 hide a compromise; add --force to delete them anyway",
+                cfg.detection.window, cfg.detection.spread_window
+            )));
+        }
         let now = LogTime::now();
         let mut store = store::open(&cfg)?;
         let before = now.minus(older_than);

@@ -10,15 +10,44 @@ use crate::error::{Error, Result};
 use crate::model::{Label, Level, LogTime, SaslUser};
 use crate::store;
 
-/// Who released: the admin behind sudo if any, for the audit trail.
+/// Who released, for the audit trail: the admin behind sudo if any, else the login
+/// name, else the name of the user id we run as (root has no USER under some
+/// shells, cron and systemd units).
 fn actor() -> String {
-    let name = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+    let name = ["SUDO_USER", "LOGNAME", "USER"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|n| !n.is_empty())
+        .or_else(uid_name)
+        .unwrap_or_else(|| "unknown".into());
     match Label::parse("actor", &name) {
         Ok(l) if !l.as_str().is_empty() => format!("admin:{}", l.as_str()),
         _ => "admin".into(),
     }
+}
+
+/// The passwd name of our real user id.
+fn uid_name() -> Option<String> {
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut found = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, buf's length is passed, and the
+    // result is read only when getpwuid_r reports an entry in `found`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: found points at pwd, filled in; pw_name points into buf, NUL-terminated.
+    let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
+    name.to_str().ok().map(str::to_owned)
 }
 
 impl Run for Release {
@@ -35,6 +64,9 @@ impl Run for Release {
             return Ok(());
         }
         let now = LogTime::now();
+        // What was undone, for the audit trail: in warn mode, or at notify, nothing was
+        // blocked or held.
+        let mut undone = "nothing was blocked or held".to_owned();
         // Undo in Postfix first: if that fails, the account stays recorded as blocked
         // and running release again retries.
         if state.level >= Level::Block && state.enforced {
@@ -47,21 +79,17 @@ impl Run for Release {
             println!("sending unblocked ({map})");
             let held = postfix::release_held(&cfg, &user, self.purge_held).map_err(Error::Usage)?;
             println!("{held}");
+            undone = format!("sending unblocked; {held}");
         }
         let cancelled = store.cancel_pending(&user, now)?;
         if cancelled > 0 {
             println!("{cancelled} pending action(s) cancelled");
         }
-        let how = if self.purge_held {
-            "held mail purged"
-        } else {
-            "held mail released"
-        };
         let transition = Transition {
             from: state.level,
             to: Level::Ok,
             enforced: false,
-            reason: format!("released ({how}); counting restarts now"),
+            reason: format!("released ({undone}); counting restarts now"),
         };
         store.change_level(&user, now, &transition, &actor(), Some(now))?;
         println!(

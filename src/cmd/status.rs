@@ -457,8 +457,9 @@ fn print_detail(cfg: &Config, d: &Detail) {
             a.state,
             a.attempts
         );
+        // Whole: it is short, and a cut queue id or error is of no use.
         if let Some(o) = &a.outcome {
-            println!("      {}", fit(&shown(o), 72));
+            println!("      {}", shown(o));
         }
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{text, user_arg, App, Run};
 use crate::cli::Whitelist;
-use crate::detect::whitelist::BUILTIN;
+use crate::detect::whitelist::{builtin, BUILTIN};
 use crate::error::{Error, Result};
 use crate::model::WhitelistEntry;
 use crate::model::{Cidr, Label, LogTime, SaslUser};
@@ -26,7 +26,7 @@ impl Run for Whitelist {
     fn run(&self, app: &App) -> Result<()> {
         match self {
             Whitelist::Add { cidr, user, note } => {
-                let cidr = Cidr::parse("cidr", cidr)?;
+                let cidr = Cidr::parse("CIDR", cidr)?;
                 let user = user_arg(user.as_deref())?;
                 let note = note
                     .as_deref()
@@ -48,7 +48,7 @@ impl Run for Whitelist {
                 Ok(())
             }
             Whitelist::Remove { cidr, user } => {
-                let cidr = Cidr::parse_any("cidr", cidr)?;
+                let cidr = Cidr::parse_any("CIDR", cidr)?;
                 let user = user_arg(user.as_deref())?;
                 let cfg = app.config()?;
                 if let Some(key) = config_key(&cfg, &cidr, user.as_ref()) {
@@ -61,10 +61,18 @@ impl Run for Whitelist {
                         "{cidr} is set in {file} ({key}); edit it there"
                     )));
                 }
+                if cfg.detection.whitelist_builtin && builtin().any(|b| b == cidr) {
+                    return Err(Error::Usage(format!(
+                        "{cidr} is on the whitelist built in (not routable from the Internet) \
+                         and cannot be removed; detection.whitelist_builtin = false in the \
+                         config drops every built-in range"
+                    )));
+                }
                 let mut store = store::open(&cfg)?;
                 if !store.whitelist_remove(&cidr, user.as_ref())? {
+                    let elsewhere = elsewhere(&list(&cfg, store.whitelist()?), &cidr);
                     return Err(Error::Usage(format!(
-                        "{cidr} is not on the whitelist for {}",
+                        "{cidr} is not on the whitelist for {}{elsewhere}",
                         scope(user.as_ref())
                     )));
                 }
@@ -91,6 +99,24 @@ impl Run for Whitelist {
 
 fn scope(user: Option<&SaslUser>) -> String {
     user.map_or_else(|| "every account".to_owned(), |u| u.shown().into_owned())
+}
+
+/// A hint for a remove that found nothing: the accounts `cidr` is whitelisted for.
+fn elsewhere(entries: &[Entry], cidr: &Cidr) -> String {
+    let cidr = cidr.to_string();
+    let scopes: Vec<String> = entries
+        .iter()
+        .filter(|e| e.cidr == cidr)
+        .map(|e| match &e.user {
+            Some(u) => format!("--user {}", u.shown()),
+            None => "every account (no --user)".to_owned(),
+        })
+        .collect();
+    if scopes.is_empty() {
+        String::new()
+    } else {
+        format!("; it is for {}", scopes.join(", "))
+    }
 }
 
 /// Where in the config file this entry comes from, if it does.

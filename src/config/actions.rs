@@ -8,6 +8,8 @@ use std::str::FromStr;
 use crate::error::Result;
 use crate::model::{ActionKind, Level, Span};
 
+use super::reject::check_reject;
+use super::user_mail::{self, UserMailConfig};
 use super::walker::{quote, Walker};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,8 @@ pub struct ActionsConfig {
     /// Every external command (postmap, postqueue, postsuper, postcat, doveadm, password
     /// command) is killed after this.
     pub command_timeout: Span,
+    /// In warn mode, notify_user mails the owner too (off: nothing was done to them).
+    pub user_mail_in_warn_mode: bool,
 }
 
 impl ActionsConfig {
@@ -35,7 +39,7 @@ impl ActionsConfig {
 
     /// The actions a level change queues: a rise (or a block becoming enforced) runs
     /// the new level's list; unenforced (warn mode), only the mail goes out, saying what
-    /// would be done.
+    /// would be done, and the owner's mail if user_mail_in_warn_mode.
     pub fn plan(&self, from: Level, to: Level, enforced: bool) -> Vec<ActionKind> {
         let newly_enforced = to == from && enforced;
         if to <= from && !newly_enforced {
@@ -47,7 +51,10 @@ impl ActionsConfig {
         } else {
             list.iter()
                 .copied()
-                .filter(|a| *a == ActionKind::Mail)
+                .filter(|a| {
+                    *a == ActionKind::Mail
+                        || *a == ActionKind::NotifyUser && self.user_mail_in_warn_mode
+                })
                 .collect()
         }
     }
@@ -106,6 +113,7 @@ pub enum PasswordBackend {
 pub struct ContainConfig {
     pub actions: ActionsConfig,
     pub mail: MailConfig,
+    pub user_mail: UserMailConfig,
     pub postfix: PostfixConfig,
     pub password: PasswordBackend,
     pub password_length: u32,
@@ -124,6 +132,7 @@ impl Default for ContainConfig {
                 retry_base: Span::secs(30),
                 max_attempts: 12,
                 command_timeout: Span::secs(30),
+                user_mail_in_warn_mode: false,
             },
             mail: MailConfig {
                 transport: MailTransport::Smtp,
@@ -137,6 +146,7 @@ impl Default for ContainConfig {
                 smtp_password: String::new(),
                 sendmail: PathBuf::from("/usr/sbin/sendmail"),
             },
+            user_mail: UserMailConfig::default(),
             postfix: PostfixConfig {
                 sasl_map: PathBuf::from("/etc/postfix/mailguard_sasl_access"),
                 map_type: "lmdb".into(),
@@ -177,37 +187,6 @@ fn no_controls(w: &Walker, key: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-/// `550 5.7.1 text`: a permanent or temporary SMTP code, its enhanced status code, and
-/// one line of text, as Postfix's access(5) numeric action takes it.
-fn check_reject(v: &str) -> std::result::Result<(), String> {
-    let mut parts = v.splitn(3, ' ');
-    let code = parts.next().unwrap_or("");
-    let dsn = parts.next().unwrap_or("");
-    let text = parts.next().unwrap_or("");
-    let code_ok =
-        code.len() == 3 && code.starts_with(['4', '5']) && code.bytes().all(|b| b.is_ascii_digit());
-    let dsn_ok = dsn.starts_with(code.get(..1).unwrap_or("x"))
-        && dsn.split('.').count() == 3
-        && dsn
-            .split('.')
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    if !code_ok || !dsn_ok || text.trim().is_empty() {
-        return Err(format!(
-            "{v:?} is not \"CODE X.Y.Z text\" (e.g. \"550 5.7.1 Account suspended\")"
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err("contains a control character".into());
-    }
-    // mailguard-postfix-refused.conf reads refusals back and allows no ">" in them.
-    if v.contains('>') {
-        return Err(
-            "contains \">\" (the mailguard-smtp-refused filter reads this text back)".into(),
-        );
-    }
-    Ok(())
-}
-
 pub(super) fn parse(root: &mut Walker, c: &mut ContainConfig) -> Result<()> {
     if let Some(mut w) = root.table("actions")? {
         let a = &mut c.actions;
@@ -228,6 +207,9 @@ pub(super) fn parse(root: &mut Walker, c: &mut ContainConfig) -> Result<()> {
         }
         if let Some(v) = w.span("command_timeout")? {
             a.command_timeout = v;
+        }
+        if let Some(v) = w.boolean("user_mail_in_warn_mode")? {
+            a.user_mail_in_warn_mode = v;
         }
         w.finish()?;
     }
@@ -292,6 +274,7 @@ pub(super) fn parse(root: &mut Walker, c: &mut ContainConfig) -> Result<()> {
         }
         w.finish()?;
     }
+    user_mail::parse(root, &mut c.user_mail)?;
     if let Some(mut w) = root.table("postfix")? {
         let p = &mut c.postfix;
         if let Some(v) = path(&mut w, "sasl_map")? {
@@ -387,6 +370,7 @@ pub(super) fn render(out: &mut String, c: &ContainConfig) {
         "command_timeout = {}",
         quote(&a.command_timeout.to_string())
     );
+    let _ = writeln!(out, "user_mail_in_warn_mode = {}", a.user_mail_in_warn_mode);
     let m = &c.mail;
     let _ = writeln!(out, "\n[mail]");
     let transport = match m.transport {
@@ -415,6 +399,7 @@ pub(super) fn render(out: &mut String, c: &ContainConfig) {
     };
     let _ = writeln!(out, "smtp_password = {}", quote(secret));
     let _ = writeln!(out, "sendmail = {}", p(&m.sendmail));
+    user_mail::render(out, &c.user_mail);
     let f = &c.postfix;
     let _ = writeln!(out, "\n[postfix]");
     let _ = writeln!(out, "sasl_map = {}", p(&f.sasl_map));
@@ -448,20 +433,4 @@ pub(super) fn render(out: &mut String, c: &ContainConfig) {
     let _ = writeln!(out, "length = {}", c.password_length);
     let _ = writeln!(out, "\n[dovecot]");
     let _ = writeln!(out, "doveadm = {}", p(&c.doveadm));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_reject;
-
-    #[test]
-    fn reject_codes() {
-        assert!(check_reject("550 5.7.1 Account suspended").is_ok());
-        assert!(check_reject("450 4.7.1 Try later").is_ok());
-        assert!(check_reject("550 4.7.1 mismatch").is_err());
-        assert!(check_reject("REJECT text").is_err());
-        assert!(check_reject("550 5.7.1").is_err());
-        assert!(check_reject("550 5.7.1 a\nb").is_err());
-        assert!(check_reject("550 5.7.1 write to <postmaster@example.com>").is_err());
-    }
 }

@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 
 mod actions;
 mod ownership;
+mod reject;
+mod user_mail;
 mod walker;
 
 pub use actions::{ContainConfig, MailSecurity, MailTransport, PasswordBackend};
 pub use ownership::OwnershipConfig;
+pub use user_mail::{
+    unknown_placeholders as user_mail_unknown_placeholders, UserMailConfig, USER_MAIL_PLACEHOLDERS,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{Cidr, LogTime, Mode, NetPrefixes, SaslUser, Source, Span};
@@ -288,8 +293,11 @@ impl Config {
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let table: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
-            file: file.to_owned(),
-            key: "(syntax)".into(),
+            file: match e.span() {
+                Some(span) => format!("{file}:{}", walker::line_column(text, span.start)),
+                None => file.to_owned(),
+            },
+            key: "syntax error".into(),
             reason: e.message().replace('\n', " "),
         })?;
         let mut cfg = Self::default();

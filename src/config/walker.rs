@@ -64,7 +64,7 @@ impl Walker {
         match self.table.remove(key) {
             None => Ok(None),
             Some(v) if v.type_str() == want => Ok(Some(v)),
-            Some(v) => Err(self.bad(key, format!("must be a {want}, not a {}", v.type_str()))),
+            Some(v) => Err(self.bad(key, format!("must be {}, not {}", a(want), a(v.type_str())))),
         }
     }
 
@@ -152,4 +152,23 @@ impl Walker {
             None => Ok(()),
         }
     }
+}
+
+/// A TOML type name with its article: "a string", "an array".
+fn a(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
+/// `LINE:COLUMN` (from 1, the column in characters) of byte `offset`, as editors
+/// and compilers point at a place in a file.
+pub(super) fn line_column(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{line}:{column}")
 }

@@ -18,15 +18,18 @@ pub enum ActionKind {
     ResetPassword,
     /// Flush Dovecot's auth cache for the account and kick its sessions.
     DovecotKick,
+    /// Mail the account's owner what was seen, what was done and what to do now.
+    NotifyUser,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 5] = [
+    pub const ALL: [ActionKind; 6] = [
         ActionKind::Mail,
         ActionKind::SaslBlock,
         ActionKind::HoldQueue,
         ActionKind::ResetPassword,
         ActionKind::DovecotKick,
+        ActionKind::NotifyUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl ActionKind {
             ActionKind::HoldQueue => "hold_queue",
             ActionKind::ResetPassword => "reset_password",
             ActionKind::DovecotKick => "dovecot_kick",
+            ActionKind::NotifyUser => "notify_user",
         }
     }
 
@@ -47,6 +51,7 @@ impl ActionKind {
             ActionKind::HoldQueue => "hold the account's queued mail",
             ActionKind::ResetPassword => "reset the password",
             ActionKind::DovecotKick => "flush Dovecot's auth cache and kick sessions",
+            ActionKind::NotifyUser => "mail the account's owner",
         }
     }
 }

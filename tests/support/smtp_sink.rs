@@ -35,6 +35,30 @@ impl Received {
     }
 }
 
+/// A quoted-printable text decoded (lettre uses it for long lines).
+pub fn quoted_printable(data: &str) -> String {
+    let joined = data.replace("=\r\n", "").replace("=\n", "");
+    let raw = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (raw[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The bytes of one encoded word's text, in encoding `enc` (`B` or `Q`).
 pub fn decode_word(enc: &str, text: &str) -> Vec<u8> {
     use base64::Engine as _;

@@ -416,7 +416,7 @@ impl Store for SqliteStore {
         self.conn
             .execute(
                 "INSERT INTO whitelist (cidr, user, note, added_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(cidr, user) DO UPDATE SET note = excluded.note",
+                 ON CONFLICT(cidr, user) DO UPDATE SET note = coalesce(excluded.note, note)",
                 params![cidr, user, entry.note, entry.added.millis()],
             )
             .map_err(|e| self.err(e))?;

@@ -39,8 +39,10 @@ pub(super) fn insert_change(
     Ok(tx.last_insert_rowid())
 }
 
-/// Queues one action of a transition; a mail is skipped if one for the same account
-/// and level was queued within `cooldown` of log time. Returns how many were queued.
+/// Queues one action of a transition. A mail (to the admin or to the owner) is not
+/// sent if one of its kind for the same account and level was queued within its
+/// cooldown of log time since the account's last release; it is stored as skipped,
+/// saying why. Returns how many were queued to run.
 fn queue_action(
     tx: &Connection,
     user_id: i64,
@@ -48,26 +50,47 @@ fn queue_action(
     kind: ActionKind,
     t: &Transition,
     at: LogTime,
-    cooldown: Span,
+    cfg: &Config,
 ) -> rusqlite::Result<usize> {
-    if kind == ActionKind::Mail {
-        let recent: bool = tx
+    let cooldown = match kind {
+        ActionKind::Mail => Some((cfg.contain.mail.cooldown, "mail.cooldown")),
+        ActionKind::NotifyUser => Some((cfg.contain.user_mail.cooldown, "user_mail.cooldown")),
+        _ => None,
+    };
+    let mut skipped = None;
+    if let Some((cooldown, key)) = cooldown {
+        // A skipped or cancelled mail never went out, so it starts no cooldown.
+        let recent: Option<i64> = tx
             .prepare_cached(
-                "SELECT count(*) > 0 FROM actions WHERE user_id = ?1 AND kind = 'mail' AND level = ?2
-                 AND enforced = ?3 AND logged_ms > ?4 AND state <> 'cancelled'",
+                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
+                 WHERE a.user_id = ?1 AND a.kind = ?2 AND a.level = ?3 AND a.enforced = ?4
+                   AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
+                   AND a.state NOT IN ('cancelled', 'skipped')",
             )?
             .query_row(
-                params![user_id, t.to.as_str(), t.enforced, at.minus(cooldown).millis()],
+                params![
+                    user_id,
+                    kind.as_str(),
+                    t.to.as_str(),
+                    t.enforced,
+                    at.minus(cooldown).millis()
+                ],
                 |r| r.get(0),
             )?;
-        if recent {
-            return Ok(0);
-        }
+        skipped = recent.map(|ms| {
+            format!(
+                "not sent: one about {} for this account was queued at {} (log time), \
+                 within {key} ({cooldown})",
+                t.to,
+                LogTime::from_millis(ms).rfc3339()
+            )
+        });
     }
     let now = LogTime::now().millis();
     tx.prepare_cached(
-        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms,
+                              state, updated_ms, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         user_id,
@@ -76,8 +99,12 @@ fn queue_action(
         t.to.as_str(),
         t.enforced,
         at.millis(),
-        now
-    ])
+        now,
+        if skipped.is_some() { "skipped" } else { "pending" },
+        skipped.as_ref().map(|_| now),
+        skipped
+    ])?;
+    Ok(usize::from(skipped.is_none()))
 }
 
 pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
@@ -244,15 +271,7 @@ fn apply(
     let change_id = insert_change(tx, account.id, at, t, "detector")?;
     let mut queued = 0;
     for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
-        queued += queue_action(
-            tx,
-            account.id,
-            change_id,
-            kind,
-            t,
-            at,
-            cfg.contain.mail.cooldown,
-        )?;
+        queued += queue_action(tx, account.id, change_id, kind, t, at, cfg)?;
     }
     Ok(queued)
 }

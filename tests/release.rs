@@ -1,0 +1,100 @@
+//! `release` as the audit trail and the next escalation see it: what it says it undid,
+//! who did it, and a fresh start for the admin mail's cooldown.
+
+mod support;
+
+use std::time::Duration;
+
+use support::smtp_sink::SmtpSink;
+use support::{now, Sandbox};
+
+const ALICE: &str = "alice@example.com";
+
+fn warn_mode(sink: &SmtpSink) -> Sandbox {
+    Sandbox::acting(&format!(
+        "mode = \"warn\"\n\
+         [actions]\nretry_base = \"1s\"\n\
+         [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nfrom = \"mailguard@example.test\"\nto = [\"postmaster@example.test\"]\n",
+        sink.port
+    ))
+}
+
+fn subjects(sink: &SmtpSink, n: usize) -> Vec<String> {
+    sink.wait_for(n, Duration::from_secs(20))
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect()
+}
+
+#[test]
+fn a_warn_mode_release_says_nothing_was_held_and_names_the_admin() {
+    let sink = SmtpSink::start();
+    let s = warn_mode(&sink);
+    s.burst(ALICE, 11, now() - 300);
+    assert_eq!(subjects(&sink, 2).len(), 2, "notify and would-block mails");
+    // As root from a console or cron: no SUDO_USER, LOGNAME or USER.
+    let out = s
+        .cmd()
+        .args(["release", ALICE])
+        .env_remove("SUDO_USER")
+        .env_remove("LOGNAME")
+        .env_remove("USER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8(me.stdout).unwrap();
+
+    let d = s.status_user(ALICE, now());
+    let last = d["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["from"], "block");
+    assert_eq!(last["to"], "ok");
+    let reason = last["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "released (nothing was blocked or held); counting restarts now"
+    );
+    assert_eq!(last["actor"], format!("admin:{}", me.trim()));
+
+    // With SUDO_USER, the admin behind sudo.
+    s.burst(ALICE, 11, now() + 1);
+    let out = s
+        .cmd()
+        .args(["release", ALICE])
+        .env("SUDO_USER", "carol")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let d = s.status_user(ALICE, now() + 20);
+    let last = d["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "admin:carol");
+}
+
+#[test]
+fn after_a_release_the_next_notify_mails_again() {
+    let sink = SmtpSink::start();
+    let s = warn_mode(&sink);
+    s.burst(ALICE, 6, now() - 300);
+    assert_eq!(
+        subjects(&sink, 1),
+        [format!("[f2b-mailguard] {ALICE}: notify")]
+    );
+    s.ok(&["release", ALICE]);
+    // Within mail.cooldown (6h) of the first mail, but the admin released the account:
+    // a new compromise is news.
+    s.burst(ALICE, 6, now() + 1);
+    let got = subjects(&sink, 2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[1].ends_with(": notify"), "{got:?}");
+    let d = s.status_user(ALICE, now() + 10);
+    let states: Vec<&str> = d["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert!(!states.contains(&"skipped"), "{d:#}");
+}
