@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{unit, Seen, Signal, Whitelist};
+use super::{unit, OwnerKey, Seen, Signal, Whitelist};
 use crate::config::{Baseline, Config};
 use crate::model::{Level, LogTime, Source, Span};
+use crate::ownership::Ownership;
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -35,7 +36,7 @@ pub fn history_range(cfg: &Config, day: i64) -> (LogTime, LogTime) {
 }
 
 /// The usual figures from an account's evidence in `history_range`.
-pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist) -> Usual {
+pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist, owners: &Ownership) -> Usual {
     let d = &cfg.detection;
     let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
     let mut nets: BTreeMap<i64, BTreeSet<_>> = BTreeMap::new();
@@ -50,9 +51,10 @@ pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist) -> Usual {
                     .or_default() += u64::from(s.count)
             }
             Source::Smtp if !whitelist.covers(s.addr) => {
+                // Counted as the spread window counts them (see `Tally::spread`).
                 nets.entry(day)
                     .or_default()
-                    .insert(s.addr.net(d.spread_prefixes));
+                    .insert(OwnerKey::of(s.addr, d, owners));
             }
             _ => {}
         }
@@ -159,7 +161,7 @@ mod tests {
                 hits: 1,
             });
         }
-        let u = usual(&cfg, &seen, &wl);
+        let u = usual(&cfg, &seen, &wl, &Ownership::none());
         assert_eq!(
             u,
             Usual {
