@@ -60,8 +60,29 @@ fn readme_reference_is_the_example_config() {
 
 #[test]
 fn example_config_is_valid_and_equal_to_defaults() {
-    let s = Sandbox::new(&std::fs::read_to_string(format!("{ROOT}/config.example.toml")).unwrap());
-    s.ok(&["config", "check"]);
+    // The example with every setting uncommented is a config an admin could save, and
+    // what it sets is exactly the defaults: `config check` prints the same effective
+    // configuration for it as for an empty file (the database path aside, which the
+    // sandbox sets).
+    let example = std::fs::read_to_string(format!("{ROOT}/config.example.toml")).unwrap();
+    let uncommented: String = documented(&example)
+        .into_iter()
+        .filter(|l| !l.starts_with("database ="))
+        .map(|l| l + "\n")
+        .collect();
+    assert!(uncommented.contains("[detection]"), "{uncommented}");
+    let s = Sandbox::acting(&uncommented);
+    let effective: Vec<String> = s
+        .ok(&["config", "check"])
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("database ="))
+        .map(str::to_owned)
+        .collect();
+    let defaults: Vec<String> = defaults_from_check()
+        .into_iter()
+        .filter(|l| !l.starts_with("database ="))
+        .collect();
+    assert_eq!(effective, defaults);
 }
 
 #[test]

@@ -20,6 +20,7 @@ const PARAMS: gen::Params = gen::Params {
     seed: 3,
     days: 2,
     users: 20,
+    without: &[],
 };
 
 /// The login jails' bantime: a (user, address) pair is reported again only after it.

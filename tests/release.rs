@@ -98,3 +98,33 @@ fn after_a_release_the_next_notify_mails_again() {
         .collect();
     assert!(!states.contains(&"skipped"), "{d:#}");
 }
+
+#[test]
+fn a_release_that_cannot_update_postfix_fails_at_runtime_and_can_be_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("sasl_access");
+    let config = |postmap: &str| {
+        format!(
+            "mode = \"enforce\"\n[postfix]\nsasl_map = {:?}\npostmap = {postmap:?}\npostqueue = \"/bin/true\"\n",
+            map.display().to_string()
+        )
+    };
+    let s = Sandbox::new(&config("/bin/false"));
+    s.burst(ALICE, 11, now() - 300);
+    assert_eq!(s.status_user(ALICE, now())["state"], "block");
+    // Postfix's map cannot be rebuilt: a runtime failure (exit 1, "retrying may
+    // help"), not a usage error, and the account stays blocked.
+    let out = s.run(&["release", ALICE]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/bin/false"));
+    assert_eq!(s.status_user(ALICE, now())["state"], "block");
+    // Fixed, the same command succeeds.
+    s.write_config(&config("/bin/true"));
+    s.ok(&["release", ALICE]);
+    assert_eq!(s.status_user(ALICE, now())["level"], "ok");
+}

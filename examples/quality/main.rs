@@ -2,9 +2,10 @@
 //!
 //! Reads what `bench/quality.sh` left in DIR: labels.jsonl and scenario.json (from
 //! `examples/scenario`), events.jsonl (the filters' output, merged, as fed to ingest)
-//! and ingest.json (`f2b-mailguard ingest --json`), and prints the detection-quality
-//! report as Markdown: per class the accounts reaching notify, block and lock, the
-//! time from compromise to detection, and precision and recall.
+//! and ingest.json (`f2b-mailguard ingest --json`; another name with `--ingest FILE`),
+//! and prints the detection-quality report as Markdown: per class the accounts
+//! reaching notify, block and lock, the time from compromise to detection, precision
+//! and recall, and issue 16's targets, each met or not.
 
 mod score;
 
@@ -16,12 +17,12 @@ fn read(dir: &Path, name: &str) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", dir.join(name).display()))
 }
 
-fn run(dir: &Path) -> Result<(), String> {
+fn run(dir: &Path, report: &str) -> Result<(), String> {
     let labels = score::parse_labels(&read(dir, "labels.jsonl")?)?;
     let meta: serde_json::Value = serde_json::from_str(&read(dir, "scenario.json")?)
         .map_err(|e| format!("scenario.json: {e}"))?;
     let events = read(dir, "events.jsonl")?;
-    let ingest = read(dir, "ingest.json")?;
+    let ingest = read(dir, report)?;
 
     let first_login = meta["first_login"].as_i64().unwrap_or(0);
     let offset = score::time_offset(&events, first_login);
@@ -40,11 +41,12 @@ fn run(dir: &Path) -> Result<(), String> {
         });
     }
     println!(
-        "Corpus: seed {}, {} day(s), {} accounts, {} log lines. Events from the filters: {}.\n",
+        "Corpus: seed {}, {} day(s), {} accounts, {} log lines, {} owners. Events from the filters: {}. Report: {report}.\n",
         meta["seed"],
         meta["days"],
         labels.len(),
         meta["lines"],
+        meta["owners"],
         counts.join(", ")
     );
     let outcomes = score::score(&labels, &ingest, offset)?;
@@ -53,22 +55,25 @@ fn run(dir: &Path) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    const USAGE: &str = "usage: quality --dir DIR [--ingest FILE]";
     let mut dir = None;
+    let mut report = "ingest.json".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        match a.as_str() {
-            "--dir" => dir = args.next().map(PathBuf::from),
+        match (a.as_str(), args.next()) {
+            ("--dir", Some(v)) => dir = Some(PathBuf::from(v)),
+            ("--ingest", Some(v)) => report = v,
             _ => {
-                eprintln!("usage: quality --dir DIR");
+                eprintln!("{USAGE}");
                 return ExitCode::from(2);
             }
         }
     }
     let Some(dir) = dir else {
-        eprintln!("usage: quality --dir DIR");
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    match run(&dir) {
+    match run(&dir, &report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quality: {e}");

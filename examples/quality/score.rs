@@ -12,12 +12,16 @@ use serde::Deserialize;
 /// Compromised classes first, then the honest ones, as the generator names them.
 pub const CLASS_ORDER: &[&str] = &[
     "botnet_burst",
+    "cloud_botnet",
+    "imap_checker",
     "slow_drip",
     "single_ip_spammer",
     "multi_device",
+    "phone",
     "office_nat",
     "traveller",
     "provider",
+    "provider_pool",
     "newsletter",
 ];
 
@@ -27,6 +31,9 @@ pub struct Label {
     pub class: String,
     pub compromised: bool,
     pub compromise_start: Option<i64>,
+    /// The attacker's first message (after compromise_start for a credential checker).
+    #[serde(default)]
+    pub first_message: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +81,8 @@ pub struct Outcome {
     pub to_notify: Option<f64>,
     /// Log seconds from compromise_start to the first block-or-above.
     pub to_block: Option<f64>,
+    /// Log seconds from the first message to that block (0 if it came before).
+    pub message_to_block: Option<f64>,
     /// Every rise the report gives, times corrected by the offset.
     pub rises: Vec<Reached>,
 }
@@ -131,12 +140,18 @@ pub fn score(labels: &[Label], ingest_json: &str, offset: f64) -> Result<Vec<Out
                     .map(|r| r.time - s)
                     .next()
             };
+            let to_block = first(2);
+            let sending = l.first_message.or(l.compromise_start);
+            let message_to_block = to_block
+                .zip(start.zip(sending))
+                .map(|(b, (s, m))| (s + b - m as f64).max(0.0));
             Outcome {
                 label: l.clone(),
                 highest,
                 before,
                 to_notify: first(1),
-                to_block: first(2),
+                to_block,
+                message_to_block,
                 rises,
             }
         })
@@ -199,13 +214,21 @@ fn median(v: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// "median / max" over the accounts that got there, and how many never did.
 fn ttd(values: impl Iterator<Item = Option<f64>>) -> String {
-    let mut v: Vec<f64> = values.flatten().collect();
+    let all: Vec<Option<f64>> = values.collect();
+    let never = all.iter().filter(|v| v.is_none()).count();
+    let mut v: Vec<f64> = all.into_iter().flatten().collect();
     let Some(m) = median(&mut v) else {
         return "–".into();
     };
     let max = v.iter().copied().fold(0.0, f64::max);
-    format!("{} / {}", duration(m), duration(max))
+    let tail = if never > 0 {
+        format!(" ({never} never)")
+    } else {
+        String::new()
+    };
+    format!("{} / {}{tail}", duration(m), duration(max))
 }
 
 fn pct(num: usize, den: usize) -> String {
@@ -216,20 +239,25 @@ fn pct(num: usize, den: usize) -> String {
     }
 }
 
-/// The Markdown report: one row per class, then precision and recall.
-pub fn table(outcomes: &[Outcome]) -> String {
+fn classes(outcomes: &[Outcome]) -> Vec<&str> {
     let mut classes: Vec<&str> = CLASS_ORDER.to_vec();
     for o in outcomes {
         if !classes.contains(&o.label.class.as_str()) {
             classes.push(&o.label.class);
         }
     }
+    classes
+}
+
+/// The Markdown report: one row per class, then precision and recall, then the
+/// issue's targets, each met or not.
+pub fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| class | accounts | compromised | notify+ | block+ | lock | to notify (median / max) | to block (median / max) |\n",
+        "| class | accounts | compromised | notify+ | block+ | lock | to notify (median / max) | to block (median / max) | first message to block |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|\n");
-    for c in classes {
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for c in classes(outcomes) {
         let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.label.class == c).collect();
         if rows.is_empty() {
             continue;
@@ -237,17 +265,18 @@ pub fn table(outcomes: &[Outcome]) -> String {
         let n = rows.len();
         let bad = rows.iter().filter(|o| o.label.compromised).count();
         let at = |min: u8| rows.iter().filter(|o| o.highest >= min).count();
-        let (tn, tb) = if bad > 0 {
+        let (tn, tb, mb) = if bad > 0 {
             (
                 ttd(rows.iter().map(|o| o.to_notify)),
                 ttd(rows.iter().map(|o| o.to_block)),
+                ttd(rows.iter().map(|o| o.message_to_block)),
             )
         } else {
-            ("".into(), "".into())
+            Default::default()
         };
         let _ = writeln!(
             s,
-            "| {c} | {n} | {bad} | {} | {} | {} | {tn} | {tb} |",
+            "| {c} | {n} | {bad} | {} | {} | {} | {tn} | {tb} | {mb} |",
             at(1),
             at(2),
             at(3)
@@ -283,5 +312,110 @@ pub fn table(outcomes: &[Outcome]) -> String {
             "\n{pre} compromised account(s) were also flagged before their compromise (not counted above)."
         );
     }
+    s.push('\n');
+    for (line, met) in targets(outcomes) {
+        let _ = writeln!(s, "- {} {line}", if met { "met:" } else { "NOT MET:" });
+    }
     s
+}
+
+/// What a target measures for one account.
+#[derive(Clone, Copy)]
+enum Measure {
+    /// compromise_start to notify.
+    Notify,
+    /// compromise_start to block.
+    Block,
+    /// first message to block.
+    MessageBlock,
+}
+
+/// Issue 16's per-class targets: class, measure, within (seconds; None: reached at all).
+const TARGETS: &[(&str, Measure, Option<f64>)] = &[
+    ("botnet_burst", Measure::Block, Some(180.0)),
+    ("cloud_botnet", Measure::Block, None),
+    ("single_ip_spammer", Measure::Block, Some(600.0)),
+    ("imap_checker", Measure::Notify, Some(600.0)),
+    ("imap_checker", Measure::MessageBlock, Some(300.0)),
+    ("slow_drip", Measure::Block, Some(7200.0)),
+];
+
+/// One line per target of issue 16's must-show, and whether it is met.
+pub fn targets(outcomes: &[Outcome]) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for &(class, measure, within) in TARGETS {
+        let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.label.class == class).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let times: Vec<Option<f64>> = rows
+            .iter()
+            .map(|o| match measure {
+                Measure::Notify => o.to_notify,
+                Measure::Block => o.to_block,
+                Measure::MessageBlock => o.message_to_block,
+            })
+            .collect();
+        let ok = times
+            .iter()
+            .filter(|t| t.is_some_and(|t| within.is_none_or(|w| t <= w)))
+            .count();
+        let (what, from) = match measure {
+            Measure::Notify => ("at notify", "of the compromise"),
+            Measure::Block => ("blocked", "of the compromise"),
+            Measure::MessageBlock => ("blocked", "of the first message"),
+        };
+        let limit = within.map_or_else(
+            || "(no time target)".to_owned(),
+            |w| format!("within {} {from}", duration(w)),
+        );
+        let worst = if times.iter().any(Option::is_none) {
+            "never".to_owned()
+        } else {
+            duration(times.iter().flatten().copied().fold(0.0, f64::max))
+        };
+        out.push((
+            format!(
+                "{class} {what} {limit}: {ok}/{} (worst {worst})",
+                rows.len()
+            ),
+            ok == rows.len(),
+        ));
+    }
+    let bad: Vec<&Outcome> = outcomes.iter().filter(|o| o.label.compromised).collect();
+    let blocked = bad.iter().filter(|o| o.highest >= 2).count();
+    out.push((
+        format!(
+            "every compromised account reaches block: {blocked}/{}",
+            bad.len()
+        ),
+        blocked == bad.len(),
+    ));
+    let notified = outcomes.iter().filter(|o| o.highest >= 1);
+    let (tp, all) = notified.fold((0, 0), |(tp, n), o| {
+        (tp + o.label.compromised as usize, n + 1)
+    });
+    let precision = if all == 0 {
+        1.0
+    } else {
+        tp as f64 / all as f64
+    };
+    out.push((
+        format!("notify precision >= 95 %: {}", pct(tp, all)),
+        precision >= 0.95,
+    ));
+    let recalled = bad.iter().filter(|o| o.highest >= 1).count();
+    out.push((
+        format!("recall at notify 100 %: {}", pct(recalled, bad.len())),
+        recalled == bad.len(),
+    ));
+    let beyond = outcomes
+        .iter()
+        .filter(|o| !o.label.compromised && o.highest > 1)
+        .count();
+    out.push((
+        format!("honest accounts beyond notify: {beyond} (must be 0)"),
+        beyond == 0,
+    ));
+    out
 }

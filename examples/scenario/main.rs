@@ -1,10 +1,12 @@
-//! `cargo run --release --example scenario -- --seed 1 --days 2 --users 300 --out DIR`
+//! `cargo run --release --example scenario -- --seed 1 --days 14 --users 300 --out DIR`
 //!
 //! Writes a labelled detection-quality corpus: DIR/mail.log (Postfix and Dovecot lines in
 //! Debian's syslog format), DIR/labels.jsonl (one account per line: user, class,
-//! compromised, compromise_start) and DIR/scenario.json (parameters and the number of
-//! logins and bounces the shipped filters must find). The same arguments always give the
-//! same files. `bench/quality.sh` runs it; the generator is in gen.rs.
+//! compromised, compromise_start, first_message), DIR/owners.csv (the synthetic owner
+//! of every client address: `first,last,asn,org,country`, empty for unannounced space)
+//! and DIR/scenario.json (parameters and the number of logins and bounces the shipped
+//! filters must find). The same arguments always give the same files.
+//! `bench/quality.sh` runs it; the generator is in gen.rs and its modules.
 
 mod gen;
 
@@ -14,8 +16,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut params = gen::Params {
         seed: 1,
-        days: 2,
+        days: 14,
         users: 300,
+        without: &[],
     };
     let mut out = None;
     let mut args = std::env::args().skip(1);

@@ -1,4 +1,5 @@
-//! One file per subcommand, each an `impl Run`.
+//! One file per subcommand: each verb with arguments is an `impl Run` on its clap
+//! struct; `run-actions`, which takes none, is a plain `run_actions::run`.
 
 mod check;
 mod config;

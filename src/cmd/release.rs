@@ -75,9 +75,10 @@ impl Run for Release {
                 .into_iter()
                 .filter(|u| *u != user)
                 .collect();
-            let map = postfix::write_sasl_map(&cfg, &still).map_err(Error::Usage)?;
+            let map = postfix::write_sasl_map(&cfg, &still).map_err(Error::External)?;
             println!("sending unblocked ({map})");
-            let held = postfix::release_held(&cfg, &user, self.purge_held).map_err(Error::Usage)?;
+            let held =
+                postfix::release_held(&cfg, &user, self.purge_held).map_err(Error::External)?;
             println!("{held}");
             undone = format!("sending unblocked; {held}");
         }

@@ -117,6 +117,11 @@ pub struct Detection {
     /// blocks once it has more than `bounce_share_min` bounces in the window; 0 off.
     pub bounce_share: u32,
     pub bounce_share_min: u32,
+    /// With an ASN database: IMAP, POP3 and webmail logins from more than this many
+    /// owners in the window reach the level, whatever their own thresholds; 0 off.
+    pub owners_notify: u32,
+    pub owners_block: u32,
+    pub owners_lock: u32,
     pub thresholds: BTreeMap<Source, Thresholds>,
     pub baseline: Baseline,
 }
@@ -231,6 +236,9 @@ impl Default for Config {
                 corroborate: true,
                 bounce_share: 25,
                 bounce_share_min: 50,
+                owners_notify: 5,
+                owners_block: 10,
+                owners_lock: 20,
                 thresholds,
                 baseline: Baseline {
                     history: Span::secs(30 * 86_400),
@@ -362,6 +370,15 @@ impl Config {
             if let Some(v) = det.int("bounce_share_min", 0, 1_000_000)? {
                 d.bounce_share_min = v as u32;
             }
+            for (key, slot) in [
+                ("owners_notify", &mut d.owners_notify),
+                ("owners_block", &mut d.owners_block),
+                ("owners_lock", &mut d.owners_lock),
+            ] {
+                if let Some(v) = det.int(key, 0, 1_000_000)? {
+                    *slot = v as u32;
+                }
+            }
             det.finish()?;
         }
         if let Some(mut b) = root.table("baseline")? {
@@ -487,6 +504,9 @@ impl Config {
         let _ = writeln!(out, "corroborate = {}", d.corroborate);
         let _ = writeln!(out, "bounce_share = {}", d.bounce_share);
         let _ = writeln!(out, "bounce_share_min = {}", d.bounce_share_min);
+        let _ = writeln!(out, "owners_notify = {}", d.owners_notify);
+        let _ = writeln!(out, "owners_block = {}", d.owners_block);
+        let _ = writeln!(out, "owners_lock = {}", d.owners_lock);
         let b = &d.baseline;
         let _ = writeln!(out, "\n[baseline]");
         let _ = writeln!(out, "history = {}", q(&b.history.to_string()));

@@ -1,12 +1,14 @@
 //! Each account against its own history: "double its usual rate" in the admins' words.
-//! The usual figures are medians over the days the account was active, so one busy
-//! day neither makes a baseline nor breaks it.
+//! Its usual sending is its busiest hour in the history, so a newsletter sent every
+//! week or month is usual for its account; its usual spread is the median over the
+//! days it was active, so one day on the road neither makes a baseline nor breaks it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{unit, Seen, Signal, Whitelist};
+use super::{unit, OwnerKey, Seen, Signal, Whitelist};
 use crate::config::{Baseline, Config};
 use crate::model::{Level, LogTime, Source, Span};
+use crate::ownership::Ownership;
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -14,7 +16,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// An account's usual figures, computed once per (UTC) day from its history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usual {
-    /// Messages in its busiest hour of a day.
+    /// Messages in its busiest hour in the history.
     pub messages: u32,
     /// Wider networks (the spread prefixes) its SMTP logins came from in a day.
     pub networks: u32,
@@ -35,7 +37,7 @@ pub fn history_range(cfg: &Config, day: i64) -> (LogTime, LogTime) {
 }
 
 /// The usual figures from an account's evidence in `history_range`.
-pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist) -> Usual {
+pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist, owners: &Ownership) -> Usual {
     let d = &cfg.detection;
     let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
     let mut nets: BTreeMap<i64, BTreeSet<_>> = BTreeMap::new();
@@ -50,9 +52,10 @@ pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist) -> Usual {
                     .or_default() += u64::from(s.count)
             }
             Source::Smtp if !whitelist.covers(s.addr) => {
+                // Counted as the spread window counts them (see `Tally::spread`).
                 nets.entry(day)
                     .or_default()
-                    .insert(s.addr.net(d.spread_prefixes));
+                    .insert(OwnerKey::of(s.addr, d, owners));
             }
             _ => {}
         }
@@ -67,7 +70,7 @@ pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist) -> Usual {
         .map(|d| nets.get(d).map_or(0, |s| s.len() as u64))
         .collect();
     Usual {
-        messages: median(peak.into_values().collect()),
+        messages: u32::try_from(peak.into_values().max().unwrap_or(0)).unwrap_or(u32::MAX),
         networks: median(per_day_nets),
         days: active.len() as u32,
     }
@@ -136,12 +139,12 @@ mod tests {
     use crate::model::{ClientAddr, SaslUser};
 
     #[test]
-    fn medians_over_active_days() {
+    fn busiest_hour_and_median_spread_over_active_days() {
         let cfg = Config::default();
         let user = SaslUser::parse("a@example.com").unwrap();
         let wl = Whitelist::new(&cfg, &user, &[]);
         let addr = ClientAddr::parse("198.51.100.7").unwrap();
-        // Three active days: 10, 40 and 20 messages in their busiest hour.
+        // Three active days: 10, 40 and 20 messages in their busiest hour; one network.
         let mut seen = Vec::new();
         for (day, n) in [(0, 10), (3, 40), (9, 20)] {
             seen.push(Seen {
@@ -159,11 +162,11 @@ mod tests {
                 hits: 1,
             });
         }
-        let u = usual(&cfg, &seen, &wl);
+        let u = usual(&cfg, &seen, &wl, &Ownership::none());
         assert_eq!(
             u,
             Usual {
-                messages: 20,
+                messages: 40,
                 networks: 1,
                 days: 3
             }

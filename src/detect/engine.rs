@@ -84,7 +84,7 @@ impl<'a> Engine<'a> {
     }
 
     pub fn usual(&self, history: &[Seen], whitelist: &Whitelist) -> Usual {
-        baseline::usual(self.cfg, history, whitelist)
+        baseline::usual(self.cfg, history, whitelist, self.owners)
     }
 
     /// `seen` (the evidence since the earlier window start) counted at `at`.

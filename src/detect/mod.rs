@@ -209,6 +209,16 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             let value = c.networks.len() as u64;
             let parties = c.parties();
             let owners = parties.known.then_some(parties.count);
+            if parties.known {
+                // Logins counted by owner (issue 16): a credential checker walks through
+                // dozens of owners over IMAP, a phone or a provider's fetcher one or two.
+                signals.extend(owner_count(d, source, parties.count));
+                // Many addresses of one or two owners (a carrier's NAT, a provider's
+                // pool) are one party's, not evidence of a stolen password.
+                if parties.count <= d.escalate_min_spread as usize {
+                    continue;
+                }
+            }
             let sig = check(source, value, Some(d.window)).map(|s| Signal { owners, ..s });
             // One provider's or carrier's pool: many addresses, few owners (without an
             // ASN database, few wider networks).
@@ -263,6 +273,23 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         spread,
         window: d.window,
     }
+}
+
+/// The owner count of a login source other than smtp (whose network count already
+/// escalates), against `detection.owners_*`: only when an ASN database names owners.
+fn owner_count(d: &crate::config::Detection, source: Source, owners: usize) -> Option<Signal> {
+    if source.counted_as() == Source::Smtp {
+        return None;
+    }
+    let t = Thresholds {
+        notify: (d.owners_notify > 0).then_some(d.owners_notify),
+        block: (d.owners_block > 0).then_some(d.owners_block),
+        lock: (d.owners_lock > 0).then_some(d.owners_lock),
+    };
+    crossed(source, owners as u64, Some(d.window), t).map(|s| Signal {
+        unit: format!("owners/{}", d.window),
+        ..s
+    })
 }
 
 /// Blocks on the share of recipients that bounce (`detection.bounce_share`): spam to

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Seen, Whitelist};
 use crate::config::Detection;
-use crate::model::{Asn, ClientNet, LogTime, Source};
+use crate::model::{Asn, ClientAddr, ClientNet, LogTime, Source};
 use crate::ownership::Ownership;
 
 /// Who a network belongs to, as far as we can tell: its AS when an ASN database knows
@@ -19,6 +19,14 @@ use crate::ownership::Ownership;
 pub enum OwnerKey {
     As(Asn),
     Net(ClientNet),
+}
+
+impl OwnerKey {
+    pub fn of(addr: ClientAddr, d: &Detection, owners: &Ownership) -> Self {
+        owners
+            .asn(addr)
+            .map_or(OwnerKey::Net(addr.net(d.spread_prefixes)), OwnerKey::As)
+    }
 }
 
 /// One piece of evidence with the whitelist, the prefixes and its owner applied once,
@@ -36,11 +44,12 @@ impl Counted {
         Self {
             seen,
             nets: counted.then(|| {
-                let wide = seen.addr.net(d.spread_prefixes);
-                let owner = owners
-                    .asn(seen.addr)
-                    .map_or(OwnerKey::Net(wide), OwnerKey::As);
-                (seen.addr.net(d.prefixes), wide, owner)
+                let owner = OwnerKey::of(seen.addr, d, owners);
+                (
+                    seen.addr.net(d.prefixes),
+                    seen.addr.net(d.spread_prefixes),
+                    owner,
+                )
             }),
         }
     }
@@ -163,8 +172,9 @@ impl SourceTally {
 pub struct Tally {
     /// Indexed by `Source as usize`.
     sources: [SourceTally; Source::ALL.len()],
-    /// Wider networks of counted SMTP logins in the spread window.
-    spread: NetCounts,
+    /// Owners (wider networks without an ASN database) of counted SMTP logins in the
+    /// spread window: a phone hopping between /64s of its carrier is one party.
+    spread: NetCounts<OwnerKey>,
 }
 
 impl Tally {
@@ -234,8 +244,8 @@ impl Tally {
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
-        if let (Source::Smtp, Some((_, wide, _))) = (c.seen.source.counted_as(), c.nets) {
-            self.spread.change(wide, change, c.seen.hits);
+        if let (Source::Smtp, Some((_, _, owner))) = (c.seen.source.counted_as(), c.nets) {
+            self.spread.change(owner, change, c.seen.hits);
         }
     }
 
@@ -251,7 +261,7 @@ impl Tally {
         &self.sources[source as usize]
     }
 
-    /// Distinct wider networks of SMTP logins in the spread window.
+    /// Distinct owners (else wider networks) of SMTP logins in the spread window.
     pub fn spread(&self) -> usize {
         self.spread.len()
     }
