@@ -122,6 +122,9 @@ pub struct Detection {
     pub owners_notify: u32,
     pub owners_block: u32,
     pub owners_lock: u32,
+    /// With an ASN database: SMTP logins from more than this many owners within the
+    /// spread window block; 0 off.
+    pub spread_owners_block: u32,
     pub thresholds: BTreeMap<Source, Thresholds>,
     pub baseline: Baseline,
 }
@@ -239,6 +242,7 @@ impl Default for Config {
                 owners_notify: 5,
                 owners_block: 10,
                 owners_lock: 20,
+                spread_owners_block: 6,
                 thresholds,
                 baseline: Baseline {
                     history: Span::secs(30 * 86_400),
@@ -374,6 +378,7 @@ impl Config {
                 ("owners_notify", &mut d.owners_notify),
                 ("owners_block", &mut d.owners_block),
                 ("owners_lock", &mut d.owners_lock),
+                ("spread_owners_block", &mut d.spread_owners_block),
             ] {
                 if let Some(v) = det.int(key, 0, 1_000_000)? {
                     *slot = v as u32;
@@ -507,6 +512,7 @@ impl Config {
         let _ = writeln!(out, "owners_notify = {}", d.owners_notify);
         let _ = writeln!(out, "owners_block = {}", d.owners_block);
         let _ = writeln!(out, "owners_lock = {}", d.owners_lock);
+        let _ = writeln!(out, "spread_owners_block = {}", d.spread_owners_block);
         let b = &d.baseline;
         let _ = writeln!(out, "\n[baseline]");
         let _ = writeln!(out, "history = {}", q(&b.history.to_string()));

@@ -202,6 +202,9 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             if source == Source::Rate && has_baseline && !own_rate {
                 continue;
             }
+            if source == Source::Rate && !own_rate && one_quiet_owner(counts) {
+                continue;
+            }
             if !source.is_login() {
                 signals.extend(check(source, c.messages, Some(d.window)));
                 continue;
@@ -246,7 +249,29 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             signals.extend(check(Source::Queue, n.into(), None));
         }
         if let Some(n) = spread {
-            signals.extend(check(Source::Spread, n as u64, Some(d.spread_window)));
+            let smtp = counts.source(Source::Smtp).parties();
+            let counted = if smtp.known { "owners" } else { "networks" };
+            signals.extend(
+                check(Source::Spread, n as u64, Some(d.spread_window)).map(|s| Signal {
+                    unit: format!("{counted}/{}", d.spread_window),
+                    ..s
+                }),
+            );
+            // Owners known: more than a day's travel ever shows (a hotel, an airport,
+            // roaming) is a stolen password used from one network after another.
+            if smtp.known && d.spread_owners_block > 0 && n > d.spread_owners_block as usize {
+                signals.push(Signal {
+                    source: Source::Spread,
+                    level: Level::Block,
+                    value: n as u64,
+                    unit: format!("owners/{}", d.spread_window),
+                    threshold: d.spread_owners_block.into(),
+                    usual: None,
+                    held: None,
+                    owners: None,
+                    corroborated: None,
+                });
+            }
         }
         if let Some(usual) = facts.usual {
             let rate = counts.source(Source::Rate).messages;
@@ -273,6 +298,16 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         spread,
         window: d.window,
     }
+}
+
+/// Owners known, a busy hour of mail from one owner that hardly bounces is an office
+/// sending its newsletter, not a stolen password: the absolute rate alone is no alarm
+/// then (a spammer's mail bounces, a botnet's comes from many owners).
+fn one_quiet_owner(counts: &Tally) -> bool {
+    let smtp = counts.source(Source::Smtp).parties();
+    let messages = counts.source(Source::Rate).messages;
+    let bounces = counts.source(Source::Bounces).messages;
+    smtp.known && smtp.count <= 1 && bounces.saturating_mul(10) < messages
 }
 
 /// The owner count of a login source other than smtp (whose network count already
