@@ -194,15 +194,14 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         let has_baseline = facts
             .usual
             .is_some_and(|u| d.baseline.factor > 0 && u.days >= d.baseline.min_days);
-        let own_rate = cfg
-            .users
-            .get(user)
-            .is_some_and(|p| p.thresholds.contains_key(&Source::Rate));
+        let own_rate = own_thresholds(cfg, user, Source::Rate);
         for (source, c) in counts.sources() {
             if source == Source::Rate && has_baseline && !own_rate {
                 continue;
             }
-            if source == Source::Rate && !own_rate && one_quiet_owner(counts) {
+            // A newsletter's busy hour: its messages and its few percent of bounces.
+            let absolute = matches!(source, Source::Rate | Source::Bounces);
+            if absolute && !own_thresholds(cfg, user, source) && one_quiet_owner(counts) {
                 continue;
             }
             if !source.is_login() {
@@ -300,9 +299,17 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
     }
 }
 
+/// Whether the admin gave `user` thresholds of its own for `source`.
+fn own_thresholds(cfg: &Config, user: &SaslUser, source: Source) -> bool {
+    cfg.users
+        .get(user)
+        .is_some_and(|p| p.thresholds.contains_key(&source))
+}
+
 /// Owners known, a busy hour of mail from one owner that hardly bounces is an office
-/// sending its newsletter, not a stolen password: the absolute rate alone is no alarm
-/// then (a spammer's mail bounces, a botnet's comes from many owners).
+/// sending its newsletter, not a stolen password: its absolute message and bounce
+/// counts are no alarm then (a spammer's mail bounces, a botnet's comes from many
+/// owners).
 fn one_quiet_owner(counts: &Tally) -> bool {
     let smtp = counts.source(Source::Smtp).parties();
     let messages = counts.source(Source::Rate).messages;
