@@ -147,3 +147,31 @@ fn owners_make_a_providers_pool_no_alarm_and_name_a_botnets_owners() {
     s.ingest(&scratch, lines.join("\n") + "\n");
     assert_eq!(changes(&s.db()), changes(&scratch));
 }
+
+#[test]
+fn an_offices_newsletter_from_one_owner_is_no_alarm_with_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("asn.mmdb");
+    owners_db(&db);
+    const NEWS: &str = "news@example.com";
+    let send = |s: &Sandbox| {
+        s.record("smtp", NEWS, "198.51.100.50", T0);
+        // 1,500 messages in the hour, 4 % bouncing: a campaign, not spam.
+        for (source, count) in [("rate", 1500), ("bounces", 60)] {
+            s.ok(&[
+                "record",
+                &format!("--source={source}"),
+                "--jail=test",
+                &format!("--user={NEWS}"),
+                "--ip=198.51.100.50",
+                &format!("--time={}", T0 + 60),
+                &format!("--count={count}"),
+            ]);
+        }
+        s.status_user(NEWS, T0 + 120)
+    };
+    // Without owners the absolute figures still notify, as the admin asked for.
+    assert_eq!(send(&sandbox(None))["level"], "notify");
+    let with = send(&sandbox(Some(&db)));
+    assert_eq!(with["level"], "ok", "{with:#}");
+}
