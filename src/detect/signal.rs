@@ -1,0 +1,174 @@
+//! Signals: one threshold crossed, with the figures that explain it, and the rules
+//! that raise or silence them (bounce share, owners, corroboration).
+
+use super::{Parties, Tally};
+use crate::config::{Config, Detection, Thresholds};
+use crate::model::{Level, SaslUser, Source, Span};
+
+/// One threshold crossed, with the figures that explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub source: Source,
+    pub level: Level,
+    pub value: u64,
+    /// `networks/1h`, `msgs/1h`, `deferred`...
+    pub unit: String,
+    pub threshold: u64,
+    /// Set for a baseline signal: the account's usual figure and the factor applied.
+    pub usual: Option<(u32, u32)>,
+    /// Set when a network count was held at notify: its networks belong to only this
+    /// many owners (or wider networks), see `detection.escalate_min_spread`.
+    pub held: Option<Parties>,
+    /// For a network count when owners are known: how many own those networks.
+    pub owners: Option<usize>,
+    /// Set when a network count at notify was raised to block by a message signal of
+    /// this source, see `detection.corroborate`.
+    pub corroborated: Option<Source>,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.usual {
+            Some((usual, factor)) => write!(
+                f,
+                "baseline: {} {} > {} ({factor}x usual {usual})",
+                self.value, self.unit, self.threshold
+            ),
+            None => {
+                // `networks of 12 owners/1h` when owners are known.
+                match (self.owners, self.unit.split_once('/')) {
+                    (Some(owners), Some((what, per))) => write!(
+                        f,
+                        "{}: {} {what} of {owners} owner{}/{per} > {}",
+                        self.source,
+                        self.value,
+                        if owners == 1 { "" } else { "s" },
+                        self.threshold
+                    ),
+                    _ => write!(
+                        f,
+                        "{}: {} {} > {}",
+                        self.source, self.value, self.unit, self.threshold
+                    ),
+                }
+            }
+            .and_then(|()| match (self.held, self.corroborated) {
+                (Some(parties), _) => write!(f, " (held at notify: {parties} only)"),
+                (None, Some(by)) => write!(f, " (block: corroborated by {by})"),
+                (None, None) => Ok(()),
+            }),
+        }
+    }
+}
+
+/// Whether the admin gave `user` thresholds of its own for `source`.
+pub(super) fn own_thresholds(cfg: &Config, user: &SaslUser, source: Source) -> bool {
+    cfg.users
+        .get(user)
+        .is_some_and(|p| p.thresholds.contains_key(&source))
+}
+
+/// Owners known, a busy hour of mail from one owner that hardly bounces is an office
+/// sending its newsletter, not a stolen password: its absolute message and bounce
+/// counts are no alarm then (a spammer's mail bounces, a botnet's comes from many
+/// owners).
+pub(super) fn one_quiet_owner(counts: &Tally) -> bool {
+    let smtp = counts.source(Source::Smtp).parties();
+    let messages = counts.source(Source::Rate).messages;
+    let bounces = counts.source(Source::Bounces).messages;
+    smtp.known && smtp.count <= 1 && bounces.saturating_mul(10) < messages
+}
+
+/// The owner count of a login source other than smtp (whose network count already
+/// escalates), against `detection.owners_*`: only when an ASN database names owners.
+pub(super) fn owner_count(d: &Detection, source: Source, owners: usize) -> Option<Signal> {
+    if source.counted_as() == Source::Smtp {
+        return None;
+    }
+    let t = Thresholds {
+        notify: (d.owners_notify > 0).then_some(d.owners_notify),
+        block: (d.owners_block > 0).then_some(d.owners_block),
+        lock: (d.owners_lock > 0).then_some(d.owners_lock),
+    };
+    crossed(source, owners as u64, Some(d.window), t).map(|s| Signal {
+        unit: format!("owners/{}", d.window),
+        ..s
+    })
+}
+
+/// Blocks on the share of recipients that bounce (`detection.bounce_share`): spam to
+/// bought or guessed addresses bounces in bulk, an honest sender's mail seldom does.
+/// Bounced recipients are compared with accepted messages, the figures the jails give.
+pub(super) fn bounce_share(d: &Detection, counts: &Tally) -> Option<Signal> {
+    let bounces = counts.source(Source::Bounces).messages;
+    let messages = counts.source(Source::Rate).messages;
+    if d.bounce_share == 0 || bounces <= u64::from(d.bounce_share_min) || messages == 0 {
+        return None;
+    }
+    let percent = bounces.saturating_mul(100) / messages;
+    (percent >= u64::from(d.bounce_share)).then(|| Signal {
+        source: Source::Bounces,
+        level: Level::Block,
+        value: percent,
+        unit: format!("% of {messages} msgs/{}", d.window),
+        threshold: d.bounce_share.into(),
+        usual: None,
+        held: None,
+        owners: None,
+        corroborated: None,
+    })
+}
+
+/// Raises the network counts at `candidates` (indexes into `signals`) to block when
+/// a message signal is at notify or above: many networks alone may be a traveller's
+/// day, messages alone a newsletter; a stolen password shows both within minutes.
+pub(super) fn corroborate(signals: &mut [Signal], candidates: &[usize]) {
+    let by = signals
+        .iter()
+        .find(|s| !s.source.is_login() && s.source != Source::Spread)
+        .map(|s| s.source);
+    let Some(by) = by else { return };
+    for &i in candidates {
+        signals[i].level = Level::Block;
+        signals[i].corroborated = Some(by);
+    }
+}
+
+/// `networks/1h`: what a signal counts, per window if it was counted over one. Built
+/// only for a signal that fired: evaluation runs at every replayed event.
+pub(crate) fn unit(source: Source, window: Option<Span>) -> String {
+    match window {
+        Some(window) => format!("{}/{window}", source.unit()),
+        None => source.unit().into(),
+    }
+}
+
+/// The strongest level `value` crosses; `window` is what it was counted over, if any.
+pub(super) fn crossed(
+    source: Source,
+    value: u64,
+    window: Option<Span>,
+    t: Thresholds,
+) -> Option<Signal> {
+    [
+        (Level::Lock, t.lock),
+        (Level::Block, t.block),
+        (Level::Notify, t.notify),
+    ]
+    .into_iter()
+    .find_map(|(level, threshold)| {
+        threshold
+            .filter(|&th| value > u64::from(th))
+            .map(|threshold| Signal {
+                source,
+                level,
+                value,
+                unit: unit(source, window),
+                threshold: threshold.into(),
+                usual: None,
+                held: None,
+                owners: None,
+                corroborated: None,
+            })
+    })
+}
