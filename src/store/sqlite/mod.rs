@@ -215,7 +215,7 @@ impl Store for SqliteStore {
     }
 
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>> {
-        queue::deferred_of(&self.conn, user).map_err(|e| self.err(e))
+        write::deferred_of(&self.conn, user).map_err(|e| self.err(e))
     }
 
     fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {

@@ -80,14 +80,6 @@ pub(super) fn deferred_per_account(conn: &Connection) -> rusqlite::Result<BTreeM
     rows.collect()
 }
 
-/// An account's mail in the deferred queue at the last scan.
-pub(super) fn deferred_of(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
-    conn.prepare_cached(
-        "SELECT SUM(messages) FROM queue_senders WHERE queue = 'deferred' AND account = ?1",
-    )?
-    .query_row([user.as_str()], |r| r.get(0))
-}
-
 pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, Vec<QueueSender>)> {
     let scanned: Option<String> = conn
         .query_row(

@@ -3,7 +3,6 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::queue::deferred_of;
 use super::rows::{account_state, addr_of, cidr_of, source_of};
 use crate::config::{Config, WindowStarts};
 use crate::detect::{baseline, AccountState, Engine, Evidence, Fold, Seen, Transition, Usual};
@@ -366,4 +365,13 @@ pub(super) fn whitelist_of(
         conn.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
     let rows = stmt.query_map([user], |r| cidr_of(&r.get::<_, String>(0)?))?;
     rows.collect()
+}
+
+/// An account's mail in the deferred queue (as its submitter) at the last queue scan:
+/// evidence like its logins, read where they are.
+pub(super) fn deferred_of(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
+    conn.prepare_cached(
+        "SELECT SUM(messages) FROM queue_senders WHERE queue = 'deferred' AND account = ?1",
+    )?
+    .query_row([user.as_str()], |r| r.get(0))
 }
