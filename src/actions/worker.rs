@@ -88,6 +88,17 @@ pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
     }
 }
 
+/// The account's report for a mail (the admin's or its owner's), with the networks'
+/// owners: a broken ownership database costs the mail its owners, never the mail.
+fn detail(
+    cfg: &Config,
+    store: &mut dyn Store,
+    user: &crate::model::SaslUser,
+) -> crate::error::Result<report::Detail> {
+    let owners = Ownership::open_lenient(cfg).0;
+    report::detail(cfg, &owners, store, user, LogTime::now())
+}
+
 /// Runs due actions until none is due within `LINGER`.
 fn drain(cfg: &Config, store: &mut dyn Store, summary: &mut Summary) -> Result<()> {
     loop {
@@ -139,23 +150,17 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
     let still_contained =
         account.state.level >= action.level.max(Level::Block) && account.state.enforced;
     let result = match action.kind {
-        ActionKind::Mail => {
-            // A broken database costs the mail its owners, never the mail.
-            let owners = Ownership::open_lenient(cfg).0;
-            match report::detail(cfg, &owners, store, user, LogTime::now()) {
-                Ok(d) => mail::send(cfg, action, &d),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        ActionKind::Mail => match detail(cfg, store, user) {
+            Ok(d) => mail::send(cfg, action, &d),
+            Err(e) => Err(e.to_string()),
+        },
         ActionKind::SaslBlock => return sasl_block(cfg, store, action),
         // In warn mode (user_mail_in_warn_mode) nothing was contained to begin with.
         ActionKind::NotifyUser if action.enforced && !still_contained => {
             return Outcome::Skipped("account no longer blocked".into())
         }
         ActionKind::NotifyUser => {
-            // The owners tell the account's owner where the logins came from.
-            let owners = Ownership::open_lenient(cfg).0;
-            return match report::detail(cfg, &owners, store, user, LogTime::now()) {
+            return match detail(cfg, store, user) {
                 Ok(d) => user_mail::send(cfg, action, &d),
                 Err(e) => Outcome::Failed(e.to_string()),
             };

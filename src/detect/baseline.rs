@@ -53,9 +53,11 @@ pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist, owners: &Own
             }
             Source::Smtp if !whitelist.covers(s.addr) => {
                 // Counted as the spread window counts them (see `Tally::spread`).
-                nets.entry(day)
-                    .or_default()
-                    .insert(OwnerKey::of(s.addr, d, owners));
+                nets.entry(day).or_default().insert(OwnerKey::of(
+                    s.addr,
+                    s.addr.net(d.spread_prefixes),
+                    owners,
+                ));
             }
             _ => {}
         }

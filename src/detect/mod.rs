@@ -13,7 +13,7 @@ pub mod whitelist;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::config::Config;
+use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source, Span};
 
 pub use baseline::Usual;
@@ -207,18 +207,18 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             );
             // Owners known: more than a day's travel ever shows (a hotel, an airport,
             // roaming) is a stolen password used from one network after another.
-            if smtp.known && d.spread_owners_block > 0 && n > d.spread_owners_block as usize {
-                signals.push(Signal {
-                    source: Source::Spread,
-                    level: Level::Block,
-                    value: n as u64,
-                    unit: format!("owners/{}", d.spread_window),
-                    threshold: d.spread_owners_block.into(),
-                    usual: None,
-                    held: None,
-                    owners: None,
-                    corroborated: None,
-                });
+            if smtp.known {
+                let t = Thresholds {
+                    notify: None,
+                    block: (d.spread_owners_block > 0).then_some(d.spread_owners_block),
+                    lock: None,
+                };
+                signals.extend(
+                    crossed(Source::Spread, n as u64, Some(d.spread_window), t).map(|s| Signal {
+                        unit: format!("owners/{}", d.spread_window),
+                        ..s
+                    }),
+                );
             }
         }
         if let Some(usual) = facts.usual {

@@ -22,10 +22,9 @@ pub enum OwnerKey {
 }
 
 impl OwnerKey {
-    pub fn of(addr: ClientAddr, d: &Detection, owners: &Ownership) -> Self {
-        owners
-            .asn(addr)
-            .map_or(OwnerKey::Net(addr.net(d.spread_prefixes)), OwnerKey::As)
+    /// The owner of `addr`, whose wider network is `wide`.
+    pub fn of(addr: ClientAddr, wide: ClientNet, owners: &Ownership) -> Self {
+        owners.asn(addr).map_or(OwnerKey::Net(wide), OwnerKey::As)
     }
 }
 
@@ -44,12 +43,9 @@ impl Counted {
         Self {
             seen,
             nets: counted.then(|| {
-                let owner = OwnerKey::of(seen.addr, d, owners);
-                (
-                    seen.addr.net(d.prefixes),
-                    seen.addr.net(d.spread_prefixes),
-                    owner,
-                )
+                let wide = seen.addr.net(d.spread_prefixes);
+                let owner = OwnerKey::of(seen.addr, wide, owners);
+                (seen.addr.net(d.prefixes), wide, owner)
             }),
         }
     }
