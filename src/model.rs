@@ -12,10 +12,12 @@ use crate::error::Invalid;
 
 mod action;
 pub mod display;
+mod location;
 mod net;
 mod owner;
 
 pub use action::ActionKind;
+pub use location::{DatabaseLocation, PgUrl};
 pub use owner::{Asn, CountryCode};
 
 /// A network on the database's whitelist, for every account or for one.

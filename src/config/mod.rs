@@ -20,11 +20,14 @@ pub use user_mail::{
 };
 
 use crate::error::{Error, Result};
-use crate::model::{Cidr, LogTime, Mode, NetPrefixes, SaslUser, Source, Span};
+use crate::model::{
+    Cidr, DatabaseLocation, Label, LogTime, Mode, NetPrefixes, SaslUser, Source, Span,
+};
 use walker::{quote, Walker};
 
 pub const DEFAULT_CONFIG: &str = "/etc/f2b-mailguard/config.toml";
 pub const DEFAULT_DATABASE: &str = "/var/lib/f2b-mailguard/mailguard.db";
+pub const DEFAULT_LOCAL_DIR: &str = "/var/lib/f2b-mailguard";
 
 /// Network-count thresholds per level: the level is reached when the count is *above*
 /// the threshold. `None` (written `0`) switches that level off.
@@ -196,7 +199,13 @@ pub struct Fail2banPaths {
 pub struct Config {
     /// The file this came from, if any (the default path may be absent).
     pub file: Option<PathBuf>,
-    pub database: PathBuf,
+    pub database: DatabaseLocation,
+    /// This server's own files when `database` is shared (spool, worker lock).
+    pub local_dir: PathBuf,
+    /// This server's name in a shared store; `None`: the host name.
+    pub server_name: Option<Label>,
+    /// How long a shared store's connection may take before the login is spooled.
+    pub connect_timeout: Span,
     pub mode: Mode,
     pub busy_timeout: Span,
     pub retention: Span,
@@ -223,7 +232,11 @@ impl Default for Config {
         thresholds.insert(Source::Spread, Thresholds::notify_only(20));
         Self {
             file: None,
-            database: PathBuf::from(DEFAULT_DATABASE),
+            database: DatabaseLocation::Sqlite(PathBuf::from(DEFAULT_DATABASE)),
+            local_dir: PathBuf::from(DEFAULT_LOCAL_DIR),
+            server_name: None,
+            // Short: `record` runs under Fail2ban's global lock.
+            connect_timeout: Span::secs(2),
             mode: Mode::Warn,
             busy_timeout: Span::secs(5),
             retention: Span::secs(30 * 86_400),
@@ -264,7 +277,26 @@ impl Default for Config {
     }
 }
 
+/// This machine's host name, or "this server" where the kernel does not say.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "this server".into())
+}
+
 impl Config {
+    /// What this server's own files (spool, worker lock) are named after.
+    pub fn local_base(&self) -> PathBuf {
+        self.database.local_base(&self.local_dir)
+    }
+
+    /// This server's name in the store: `server_name`, or the host name.
+    pub fn server_name(&self) -> String {
+        self.server_name
+            .as_ref()
+            .map_or_else(hostname, |n| n.as_str().to_owned())
+    }
+
     /// Loads the config named by `--config`/`F2B_MAILGUARD_CONFIG`, or the default path
     /// if present. An explicitly named file must exist; the default one may not.
     pub fn load(explicit: Option<&Path>) -> Result<Self> {
@@ -315,10 +347,21 @@ impl Config {
         let mut cfg = Self::default();
         let mut root = Walker::new(file, "", table);
         if let Some(v) = root.string("database")? {
+            cfg.database =
+                DatabaseLocation::parse("", &v).map_err(|e| root.bad("database", e.reason))?;
+        }
+        if let Some(v) = root.string("local_dir")? {
             if v.is_empty() {
-                return Err(root.bad("database", "is empty"));
+                return Err(root.bad("local_dir", "is empty"));
             }
-            cfg.database = PathBuf::from(v);
+            cfg.local_dir = PathBuf::from(v);
+        }
+        if let Some(v) = root.string("server_name")? {
+            let name = Label::parse("", &v).map_err(|e| root.bad("server_name", e.reason))?;
+            cfg.server_name = Some(name).filter(|n| !n.as_str().is_empty());
+        }
+        if let Some(v) = root.span("connect_timeout")? {
+            cfg.connect_timeout = v;
         }
         if let Some(v) = root.string("mode")? {
             cfg.mode = match v.as_str() {
@@ -486,10 +529,18 @@ impl Config {
             format!("[{}]", items.join(", "))
         };
         let th = |v: Option<u32>| v.unwrap_or(0);
+        let _ = writeln!(out, "database = {}", q(&self.database.to_string()));
         let _ = writeln!(
             out,
-            "database = {}",
-            q(&self.database.display().to_string())
+            "local_dir = {}",
+            q(&self.local_dir.display().to_string())
+        );
+        let server_name = self.server_name.as_ref().map_or("", |n| n.as_str());
+        let _ = writeln!(out, "server_name = {}", q(server_name));
+        let _ = writeln!(
+            out,
+            "connect_timeout = {}",
+            q(&self.connect_timeout.to_string())
         );
         let _ = writeln!(out, "mode = {}", q(self.mode.as_str()));
         let _ = writeln!(out, "busy_timeout = {}", q(&self.busy_timeout.to_string()));

@@ -10,8 +10,8 @@ use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
-use crate::model::WhitelistEntry;
 use crate::model::{ActionKind, Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source};
+use crate::model::{DatabaseLocation, WhitelistEntry};
 
 pub use sqlite::SqliteStore;
 
@@ -247,5 +247,10 @@ pub trait Store {
 
 /// Opens the configured store, creating and migrating it as needed.
 pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
-    Ok(Box::new(SqliteStore::open(cfg)?))
+    match &cfg.database {
+        DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg)?)),
+        DatabaseLocation::Postgres(url) => Err(crate::error::Error::Usage(format!(
+            "database {url}: the PostgreSQL store is not built yet"
+        ))),
+    }
 }

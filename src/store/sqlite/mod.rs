@@ -40,8 +40,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub fn open(cfg: &Config) -> Result<Self> {
-        let path = cfg.database.clone();
+    pub fn open(path: &Path, cfg: &Config) -> Result<Self> {
+        let path = path.to_path_buf();
         create_private(&path)?;
         let mut conn = Connection::open_with_flags(
             &path,
