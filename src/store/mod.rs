@@ -1,6 +1,8 @@
 //! Persistence. Every query lives behind [`Store`], so a shared backend (PostgreSQL,
 //! several mail servers seeing one account's logins together) can be added beside SQLite.
 
+mod evaluate;
+mod postgres;
 mod schema;
 mod sqlite;
 
@@ -13,6 +15,7 @@ use crate::error::Result;
 use crate::model::{ActionKind, Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source};
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A successful login as Fail2ban reported it.
@@ -249,8 +252,6 @@ pub trait Store {
 pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
     match &cfg.database {
         DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg)?)),
-        DatabaseLocation::Postgres(url) => Err(crate::error::Error::Usage(format!(
-            "database {url}: the PostgreSQL store is not built yet"
-        ))),
+        DatabaseLocation::Postgres(url) => Ok(Box::new(PgStore::open(url, cfg)?)),
     }
 }
