@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::rows::{account_state, addr_of, cidr_of, source_of};
+use super::rows::{account_state, parse_text, seen_row};
 use crate::config::{Config, WindowStarts};
 use crate::detect::{baseline, AccountState, Engine, Evidence, Fold, Seen, Transition, Usual};
 use crate::detect::{Verdict, Whitelist};
@@ -27,13 +27,7 @@ pub(super) fn insert_change(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        user_id,
-        at.millis(),
-        t.from.as_str(),
-        t.to.as_str(),
-        t.enforced,
-        t.reason,
-        actor
+        user_id, at, t.from, t.to, t.enforced, t.reason, actor
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -67,13 +61,7 @@ fn queue_action(
                    AND a.state NOT IN ('cancelled', 'skipped')",
             )?
             .query_row(
-                params![
-                    user_id,
-                    kind.as_str(),
-                    t.to.as_str(),
-                    t.enforced,
-                    at.minus(cooldown).millis()
-                ],
+                params![user_id, kind, t.to, t.enforced, at.minus(cooldown)],
                 |r| r.get(0),
             )?;
         skipped = recent.map(|ms| {
@@ -94,10 +82,10 @@ fn queue_action(
     .execute(params![
         user_id,
         change_id,
-        kind.as_str(),
-        t.to.as_str(),
+        kind,
+        t.to,
         t.enforced,
-        at.millis(),
+        at,
         now,
         if skipped.is_some() { "skipped" } else { "pending" },
         skipped.as_ref().map(|_| now),
@@ -112,7 +100,7 @@ pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::R
             "DELETE FROM events WHERE id IN
                (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
         )?
-        .execute(params![before.millis(), batch])?;
+        .execute(params![before, batch])?;
     Ok(n as u64)
 }
 
@@ -177,7 +165,7 @@ fn record_in(
         "INSERT INTO users (name, last_seen_ms) VALUES (?1, ?2)
          ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)",
     )?
-    .execute(params![event.user.as_str(), at.millis()])?;
+    .execute(params![event.user, at])?;
     let account =
         stored_account(tx, event.user.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let inserted = tx
@@ -187,9 +175,9 @@ fn record_in(
         )?
         .execute(params![
             account.id,
-            at.millis(),
-            event.source.as_str(),
-            event.addr.to_string(),
+            at,
+            event.source,
+            event.addr,
             event.jail.as_str(),
             event.fid.as_ref().map(|f| f.as_str()),
             event.count,
@@ -259,9 +247,9 @@ fn apply(
         )?
         .execute(params![
             account.id,
-            verdict.state.level.as_str(),
+            verdict.state.level,
             verdict.state.enforced,
-            verdict.state.last_hit.map(LogTime::millis),
+            verdict.state.last_hit,
         ])?;
     }
     let Some(t) = &verdict.transition else {
@@ -320,15 +308,7 @@ pub(super) fn seen_in(
     until: LogTime,
 ) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(SEEN_SQL)?;
-    let rows = stmt.query_map(params![user_id, since.millis(), until.millis()], |r| {
-        Ok(Seen {
-            source: source_of(r.get_ref(0)?.as_str()?)?,
-            addr: addr_of(r.get_ref(1)?.as_str()?)?,
-            time: LogTime::from_millis(r.get(2)?),
-            count: r.get(3)?,
-            hits: 1,
-        })
-    })?;
+    let rows = stmt.query_map(params![user_id, since, until], |r| seen_row(r, 0))?;
     rows.collect()
 }
 
@@ -343,15 +323,15 @@ fn folded_in(
     starts: WindowStarts,
 ) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(SEEN_SQL)?;
-    let mut rows = stmt.query(params![user_id, since.millis(), until.millis()])?;
+    let mut rows = stmt.query(params![user_id, since, until])?;
     let mut fold = Fold::new(starts);
     while let Some(r) = rows.next()? {
         fold.add(
-            source_of(r.get_ref(0)?.as_str()?)?,
+            r.get(0)?,
             r.get_ref(1)?.as_str()?,
-            LogTime::from_millis(r.get(2)?),
+            r.get(2)?,
             r.get(3)?,
-            addr_of,
+            |raw| parse_text(1, raw),
         )?;
     }
     Ok(fold.into_seen())
@@ -363,7 +343,7 @@ pub(super) fn whitelist_of(
 ) -> rusqlite::Result<Vec<crate::model::Cidr>> {
     let mut stmt =
         conn.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
-    let rows = stmt.query_map([user], |r| cidr_of(&r.get::<_, String>(0)?))?;
+    let rows = stmt.query_map([user], |r| r.get(0))?;
     rows.collect()
 }
 
@@ -373,5 +353,5 @@ pub(super) fn deferred_of(conn: &Connection, user: &SaslUser) -> rusqlite::Resul
     conn.prepare_cached(
         "SELECT SUM(messages) FROM queue_senders WHERE queue = 'deferred' AND account = ?1",
     )?
-    .query_row([user.as_str()], |r| r.get(0))
+    .query_row([user], |r| r.get(0))
 }
