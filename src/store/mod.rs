@@ -248,6 +248,20 @@ pub trait Store {
     fn check_whole(&mut self) -> Result<()>;
 }
 
+/// Level changes in account order, gathered per account (`Store::changed`).
+fn per_account(
+    rows: impl IntoIterator<Item = (SaslUser, LevelChange)>,
+) -> Vec<(SaslUser, Vec<LevelChange>)> {
+    let mut out: Vec<(SaslUser, Vec<LevelChange>)> = Vec::new();
+    for (user, change) in rows {
+        match out.last_mut() {
+            Some((u, changes)) if *u == user => changes.push(change),
+            _ => out.push((user, vec![change])),
+        }
+    }
+    out
+}
+
 /// Opens the configured store, creating and migrating it as needed.
 pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
     match &cfg.database {

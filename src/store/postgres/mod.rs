@@ -185,14 +185,7 @@ impl Store for PgStore {
                 .map(|r| Ok((user_of(r.try_get(0)?)?, change_row(r, 1)?)))
                 .collect::<R<Vec<_>>>()
         })?;
-        let mut out: Vec<(SaslUser, Vec<LevelChange>)> = Vec::new();
-        for (user, change) in rows {
-            match out.last_mut() {
-                Some((u, changes)) if *u == user => changes.push(change),
-                _ => out.push((user, vec![change])),
-            }
-        }
-        Ok(out)
+        Ok(super::per_account(rows))
     }
 
     fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>> {
