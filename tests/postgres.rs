@@ -220,3 +220,90 @@ fn a_url_that_is_no_postgresql_url_is_refused_and_creates_nothing() {
     );
     assert!(!s.path().join("postgresql:").exists());
 }
+
+/// The level history of `user` as "from>to" steps.
+fn steps(s: &Sandbox, user: &str) -> Vec<String> {
+    s.status_user(user, T0 + 100)["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| format!("{}>{}", h["from"], h["to"]).replace('"', ""))
+        .collect()
+}
+
+#[test]
+fn a_botnet_split_over_two_servers_is_blocked_by_the_shared_store() {
+    let pg = Postgres::start();
+    let mx1 = on_postgres(&pg, "mx1", "mode = \"enforce\"");
+    let mx2 = on_postgres(&pg, "mx2", "mode = \"enforce\"");
+    // 12 networks, 6 through each server, interleaved as round-robin DNS does.
+    for i in 0..12 {
+        let server = if i % 2 == 0 { &mx1 } else { &mx2 };
+        server.record("smtp", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
+    }
+    assert_eq!(steps(&mx2, ALICE), ["ok>notify", "notify>block"]);
+    assert_eq!(
+        mx1.account(ALICE, T0 + 100).expect("listed")["level"],
+        "block"
+    );
+    assert_eq!(
+        pg.psql("SELECT string_agg(server || '=' || n, ',') FROM (SELECT server, count(*) n FROM events GROUP BY server ORDER BY server) s"),
+        "mx1=6,mx2=6"
+    );
+    // Each server alone (its own SQLite file) sees 6 networks: notify, no block.
+    for alone in [
+        Sandbox::new("mode = \"enforce\""),
+        Sandbox::new("mode = \"enforce\""),
+    ] {
+        for i in 0..6 {
+            alone.record(
+                "smtp",
+                ALICE,
+                &format!("198.51.{}.7", 100 + 2 * i),
+                T0 + 2 * i,
+            );
+        }
+        assert_eq!(steps(&alone, ALICE), ["ok>notify"]);
+    }
+}
+
+#[test]
+fn servers_recording_one_account_at_once_decide_each_level_once() {
+    let pg = Postgres::start();
+    let servers = [on_postgres(&pg, "mx1", ""), on_postgres(&pg, "mx2", "")];
+    // 24 logins from 24 networks, all started at once, half through each server.
+    let children: Vec<_> = (0..24)
+        .map(|i| {
+            servers[i % 2]
+                .cmd()
+                .args([
+                    "record",
+                    "--source=smtp",
+                    "--jail=t",
+                    &format!("--user={ALICE}"),
+                    &format!("--ip=198.51.{}.7", 100 + i),
+                    &format!("--time={}", T0 + i as i64),
+                ])
+                .spawn()
+                .expect("record")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success());
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), "24");
+    // Whatever order they committed in, no level was decided twice: the history
+    // rises one step at a time. (Which levels are reached depends on the order: a
+    // login arriving after later ones is judged at its own log time; see the report
+    // of issue 19.)
+    let got = steps(&servers[0], ALICE);
+    assert_eq!(&got[..2], ["ok>notify", "notify>block"], "{got:?}");
+    assert!(
+        got.len() <= 3 && got[2..].iter().all(|s| s == "block>lock"),
+        "{got:?}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM level_changes"),
+        got.len().to_string()
+    );
+}
