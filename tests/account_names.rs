@@ -119,6 +119,8 @@ fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
          INSERT INTO whitelist (cidr, user, note, added_ms) VALUES
              ('192.0.2.0/24', 'bob@example.test', 'office', 1),
              ('192.0.2.0/24', 'BOB@example.test', 'dup', 2);
+         ALTER TABLE events DROP COLUMN server;
+         ALTER TABLE actions DROP COLUMN server;
          PRAGMA user_version = 4;",
         a = t * 1000,
         b = (t + 2) * 1000,

@@ -126,7 +126,7 @@ fn comparable(out: &str) -> String {
 fn every_command_on_postgresql_prints_what_it_prints_on_sqlite() {
     let pg = Postgres::start();
     let shared = on_postgres(&pg, "mx1", "");
-    let file = Sandbox::new("");
+    let file = Sandbox::new("server_name = \"mx1\"");
     let on_pg = session(&shared);
     let on_file = session(&file);
     for ((cmd, pg_out), (_, file_out)) in on_pg.iter().zip(&on_file) {

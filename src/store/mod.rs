@@ -119,6 +119,8 @@ pub struct ActionRecord {
     pub updated: Option<LogTime>,
     pub next: LogTime,
     pub outcome: Option<String>,
+    /// The server that queued it (`server_name`); None for rows from before.
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -147,11 +149,13 @@ pub struct LevelChange {
     pub actor: String,
 }
 
-/// All logins of one account from one address and source.
+/// All logins of one account from one address and source through one server.
 #[derive(Debug, Clone)]
 pub struct AddrSummary {
     pub addr: ClientAddr,
     pub source: Source,
+    /// The server that saw them; None for rows from before servers were stored.
+    pub server: Option<String>,
     pub first_seen: LogTime,
     pub last_seen: LogTime,
     pub count: u64,
@@ -196,7 +200,7 @@ pub trait Store {
     /// One account's evidence in `(since, until]`.
     fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>>;
 
-    /// Every stored login of one account, grouped by address and source.
+    /// Every stored login of one account, grouped by address, source and server.
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;
 
     fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>>;

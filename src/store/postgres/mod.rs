@@ -232,9 +232,10 @@ impl Store for PgStore {
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {
         self.with(|c| {
             let rows = c.query(
-                "SELECT e.ip, e.source, min(e.ts_ms), max(e.ts_ms), count(*)
+                "SELECT e.ip, e.source, min(e.ts_ms), max(e.ts_ms), count(*), e.server
                  FROM events e JOIN users u ON u.id = e.user_id WHERE u.name = $1
-                 GROUP BY e.ip, e.source ORDER BY e.ip, e.source COLLATE \"C\"",
+                 GROUP BY e.ip, e.source, e.server
+                 ORDER BY e.ip, e.source COLLATE \"C\", e.server",
                 &[&user.as_str()],
             )?;
             rows.iter()
@@ -245,6 +246,7 @@ impl Store for PgStore {
                         first_seen: LogTime::from_millis(r.try_get(2)?),
                         last_seen: LogTime::from_millis(r.try_get(3)?),
                         count: r.try_get::<_, i64>(4)? as u64,
+                        server: Some(r.try_get(5)?),
                     })
                 })
                 .collect()
