@@ -51,7 +51,11 @@ fn check(json: &Value, text: &str) {
         let third: u32 = n["network"].as_str().expect("network")[7..10]
             .parse()
             .expect("third octet");
-        let want = if third.is_multiple_of(2) { "mx1" } else { "mx2" };
+        let want = if third.is_multiple_of(2) {
+            "mx1"
+        } else {
+            "mx2"
+        };
         assert_eq!(n["servers"], serde_json::json!([want]), "{n:#}");
     }
     // The sixth network (through mx2) raised the account: mx2 queued the mail.

@@ -246,6 +246,8 @@ pub trait Store {
     /// Deletes at most `batch` logins older than `before`; returns how many went.
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
+    /// The database's size on disk, in bytes.
+    fn size_bytes(&mut self) -> Result<u64>;
     fn meta(&mut self, key: &str) -> Result<Option<String>>;
     /// Fails if an `import` into this (scratch) database was killed half-way: what it
     /// holds cannot be trusted.

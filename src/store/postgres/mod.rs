@@ -49,12 +49,10 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("f2b-mailguard");
         }
-        let mut client = pg
-            .connect(NoTls)
-            .map_err(|e| Error::SharedStoreUnreachable {
-                url: shown.clone(),
-                reason: one_line(&e),
-            })?;
+        let mut client = connect_within(pg).map_err(|reason| Error::SharedStoreUnreachable {
+            url: shown.clone(),
+            reason,
+        })?;
         schema::migrate(&mut client).map_err(|e| Error::SharedStore {
             url: shown.clone(),
             reason: match e {
@@ -88,6 +86,32 @@ impl PgStore {
     /// Runs `f` on the client, mapping its error.
     fn with<T>(&mut self, f: impl FnOnce(&mut Client) -> R<T>) -> Result<T> {
         f(&mut self.client).map_err(|e| self.err(e))
+    }
+}
+
+/// Connects, giving up after the connect timeout. The client's own timeout covers
+/// the socket's connect only; a server (or a proxy) that accepts and never answers
+/// would hold `record`, and with it Fail2ban's action lock, for ever. The attempt
+/// left behind ends with the process, which keeps the login in its spool.
+fn connect_within(pg: postgres::Config) -> std::result::Result<Client, String> {
+    let timeout = pg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(std::time::Duration::from_secs(2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("pg-connect".into())
+        .spawn(move || {
+            // The receiver may have given up: nobody to tell.
+            let _ = tx.send(pg.connect(NoTls).map_err(|e| one_line(&e)));
+        })
+        .map_err(|e| format!("cannot start connecting: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(connected) => connected,
+        Err(_) => Err(format!(
+            "no answer within connect_timeout ({} ms)",
+            timeout.as_millis()
+        )),
     }
 }
 
@@ -375,6 +399,16 @@ impl Store for PgStore {
                 &[&key, &value],
             )?;
             Ok(())
+        })
+    }
+
+    /// The whole shared database as PostgreSQL counts it (tables, indexes, TOAST).
+    fn size_bytes(&mut self) -> Result<u64> {
+        self.with(|c| {
+            let bytes: i64 = c
+                .query_one("SELECT pg_database_size(current_database())", &[])?
+                .try_get(0)?;
+            Ok(bytes.max(0) as u64)
         })
     }
 

@@ -230,6 +230,16 @@ impl Store for SqliteStore {
         }
     }
 
+    /// The file and its write-ahead log.
+    fn size_bytes(&mut self) -> Result<u64> {
+        let size = |suffix: &str| {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(&p).map_or(0, |m| m.len())
+        };
+        Ok(size("") + size("-wal"))
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         edit::set_meta(&self.conn, key, value).at(&self.path)
     }
