@@ -282,9 +282,9 @@ impl Config {
 
     /// The effective configuration as TOML, every key with its value (defaults included),
     /// the secret hidden. Also the machine-checked source of the README's reference table.
-    pub fn render(&self) -> String {
+    pub fn render(&self) -> Result<String> {
         toml::to_string(&document::Document::from(self))
-            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+            .map_err(|e| Error::External(format!("cannot print the configuration: {e}")))
     }
 }
 
@@ -375,8 +375,50 @@ mod tests {
         assert_eq!((t.notify, t.block, t.lock), (Some(8), Some(10), Some(20)));
         assert!(c.users[&bob].exempt);
         // The rendering parses back to the same config.
-        let mut again = Config::parse("r.toml", &c.render()).unwrap();
+        let mut again = Config::parse("r.toml", &c.render().unwrap()).unwrap();
         again.file = None;
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn every_section_prints_as_it_parses_but_the_secret() {
+        let text = r#"
+            mode = "enforce"
+            [detection]
+            whitelist = ["192.0.2.0/24", "2001:db8::/32"]
+            ipv6_prefix = 56
+            [thresholds.imap]
+            block = 30
+            [ownership]
+            asn_database = "/var/lib/GeoIP/a b.mmdb"
+            [actions]
+            notify = ["mail", "notify_user"]
+            [mail]
+            transport = "sendmail"
+            to = ["a@example.com", "b@example.com"]
+            smtp_security = "tls"
+            smtp_password = "s3cret"
+            [user_mail]
+            contact = "help@example.com"
+            body = "Dear {user},\n\"quoted\" and 'single'\n"
+            [user_mail.addresses]
+            "Bob@example.com" = "bob@example.org"
+            [password]
+            backend = "command"
+            command = ["/usr/local/sbin/set-password", "{user}"]
+            length = 32
+            [users."sales@example.com"]
+            exempt = true
+            [users."sales@example.com".spread]
+            lock = 0
+        "#;
+        let c = Config::parse("t.toml", text).unwrap();
+        let printed = c.render().unwrap();
+        assert!(printed.contains("smtp_password = \"(set)\""), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        let mut again = Config::parse("r.toml", &printed).unwrap();
+        assert_eq!(again.contain.mail.smtp_password, "(set)");
+        again.contain.mail.smtp_password = "s3cret".into();
         assert_eq!(again, c);
     }
 }
