@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
 use super::document::Document;
-use super::thresholds::unknown_key;
+use super::value::unknown_key;
 use super::Config;
 use crate::error::{Error, Result};
 
@@ -148,6 +148,68 @@ fn line_column(text: &str, offset: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_place_key_and_reason() {
+        for (text, expect) in [
+            (
+                "mode = \"x\"",
+                "t.toml:1:8: mode: \"x\" is not \"warn\" or \"enforce\"",
+            ),
+            (
+                "[detection]\nwindo = \"1h\"",
+                "t.toml:2:1: detection.windo: unknown key (known: window, ipv4_prefix,",
+            ),
+            (
+                "[thresholds.smtp]\nnotify = 12",
+                "t.toml:1:1: thresholds.smtp: notify (12) must be below block (10)",
+            ),
+            (
+                "[detection]\nwhitelist = [\"10.0.0.1/8\"]",
+                "t.toml:2:14: detection.whitelist: \"10.0.0.1/8\" has host bits set",
+            ),
+            (
+                "[users.bob]\ncolour = 1",
+                "t.toml:2:1: users.bob.colour: unknown key (known: exempt, whitelist, smtp,",
+            ),
+            (
+                "[users.\"b@x\".smtp]\nnotify = 30",
+                "t.toml:1:1: users.\"b@x\".smtp: notify (30) must be below block (10)",
+            ),
+            (
+                "[password]\nbackend = \"command\"",
+                "t.toml:1:1: password.command: backend \"command\" needs command = [",
+            ),
+            (
+                "[user_mail]\nbody = \"x\"\nbody_file = \"/x\"",
+                "t.toml:3:13: user_mail.body_file: set body or body_file, not both",
+            ),
+            (
+                "[mail]\nto = []",
+                "t.toml:2:6: mail.to: needs at least one address",
+            ),
+            (
+                "[mail]\nsmtp_port = \"25\"",
+                "t.toml:2:13: mail.smtp_port: must be an integer, not a string",
+            ),
+            (
+                "detection = 3",
+                "t.toml:1:13: detection: must be a table, not an integer",
+            ),
+            (
+                "[postfix]\nmap_type = \"btree\"",
+                "t.toml:2:12: postfix.map_type: \"btree\" is not \"lmdb\", \"hash\" or \"cdb\"",
+            ),
+            (
+                "[user_mail.addresses]\n\"bob\" = \"nope\"",
+                "t.toml:2:9: user_mail.addresses.bob: \"nope\" is not a mail address",
+            ),
+            ("database = \"\"", "t.toml:1:12: database: is empty"),
+        ] {
+            let got = Config::parse("t.toml", text).unwrap_err().to_string();
+            assert!(got.starts_with(expect), "{text:?}: {got}");
+        }
+    }
 
     #[test]
     fn rewords_serde_in_toml_terms() {

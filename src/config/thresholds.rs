@@ -8,7 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::value::{parsed, Range};
+use super::value::{parsed, unknown_key, Range};
 use crate::model::{Cidr, Source};
 
 /// Network-count thresholds per level: the level is reached when the count is *above*
@@ -107,15 +107,6 @@ mod level {
 /// The sources with thresholds of their own, as table names.
 fn threshold_sources() -> impl Iterator<Item = Source> {
     Source::ALL.into_iter().filter(|s| s.has_thresholds())
-}
-
-/// The message for a key a table does not have, listing those it has.
-pub(super) fn unknown_key<'a>(known: impl IntoIterator<Item = &'a str>) -> String {
-    let known: Vec<&str> = known.into_iter().collect();
-    if known.is_empty() {
-        return "unknown key".into();
-    }
-    format!("unknown key (known: {})", known.join(", "))
 }
 
 /// `[thresholds.SOURCE]`: only sources with thresholds of their own.

@@ -76,6 +76,15 @@ fn either(names: &[&str]) -> String {
     }
 }
 
+/// The message for a key a table does not have, listing those it has.
+pub(super) fn unknown_key<'a>(known: impl IntoIterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.is_empty() {
+        return "unknown key".into();
+    }
+    format!("unknown key (known: {})", known.join(", "))
+}
+
 fn not_one_of(raw: &str, names: &[&str]) -> String {
     format!("{raw:?} is not {}", either(names))
 }
