@@ -215,7 +215,7 @@ fn a_url_that_is_no_postgresql_url_is_refused_and_creates_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("config.toml: database: postgresql: is not a URL"),
+        err.contains("config.toml:1:12: database: postgresql: is not a URL"),
         "{err}"
     );
     assert!(!s.path().join("postgresql:").exists());
