@@ -72,6 +72,22 @@ pub struct PostfixSetup<'a> {
 }
 
 impl Postfix {
+    /// A started Postfix under `root` relaying to `relay_port`, with SMTP AUTH through
+    /// Dovecot's `auth_socket` and the usual submission restrictions.
+    pub fn submitting(root: &Path, relay_port: u16, auth_socket: &Path) -> Self {
+        let mut pf = Self::configure(
+            root,
+            &PostfixSetup {
+                relay_port,
+                defer_outbound: false,
+                sasl_socket: Some(auth_socket),
+                submission_restrictions: None,
+            },
+        );
+        pf.start();
+        pf
+    }
+
     /// Writes a private Postfix under `root` (config, spool, data, log) and an empty
     /// check_sasl_access map in lmdb, placed before permit_sasl_authenticated.
     pub fn configure(root: &Path, setup: &PostfixSetup) -> Self {
