@@ -245,3 +245,54 @@ fn record_returns_within_the_connect_timeout_when_the_server_does_not_answer() {
     assert!(err.contains("is unreachable"), "{err}");
     drop(listener);
 }
+
+#[test]
+fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
+    let pg = Postgres::start();
+    // The README's set-up: a role that owns one schema and may only connect.
+    pg.psql(
+        "CREATE ROLE mg LOGIN PASSWORD 's3cret:x';
+         REVOKE ALL ON DATABASE mailguard FROM PUBLIC;
+         GRANT CONNECT ON DATABASE mailguard TO mg;
+         CREATE SCHEMA mailguard AUTHORIZATION mg;
+         ALTER ROLE mg SET search_path = mailguard;",
+    );
+    let hba = pg.psql("SHOW hba_file");
+    std::fs::write(&hba, "local all mg scram-sha-256\nlocal all all trust\n").expect("hba");
+    assert_eq!(pg.psql("SELECT pg_reload_conf()"), "t");
+    let mut s = on_postgres(&pg, "mx1");
+    let config = std::fs::read_to_string(s.config_path()).expect("config");
+    std::fs::write(
+        s.config_path(),
+        config.replace("postgresql://postgres@", "postgresql://mg@"),
+    )
+    .expect("config");
+    let pgpass = s.path().join("pgpass");
+    s.env.push(("PGPASSFILE".into(), pgpass.clone()));
+
+    // No password anywhere: refused, kept.
+    assert!(login(&s, 0).status.success());
+    assert_eq!(spooled(&s), 1);
+    // Readable by others: not used, as libpq would not.
+    std::fs::write(&pgpass, "localhost:5432:mailguard:mg:s3cret\\:x\n").expect("pgpass");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let o = login(&s, 1);
+    assert!(out(&o).contains("is readable by others"), "{}", out(&o));
+    assert_eq!(spooled(&s), 2);
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let o = login(&s, 2);
+    assert!(o.stderr.is_empty(), "{}", out(&o));
+    assert_eq!(spooled(&s), 0);
+    assert_eq!(pg.psql("SELECT count(*) FROM mailguard.events"), "3");
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'mailguard' AND tableowner <> 'mg'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+}

@@ -3,6 +3,7 @@
 //! one connection per process, no TLS (a Unix socket or a tunnel).
 
 mod outbox;
+mod pgpass;
 mod rows;
 mod schema;
 mod write;
@@ -45,6 +46,11 @@ impl PgStore {
             pg.connect_timeout(std::time::Duration::from_millis(
                 cfg.connect_timeout.millis().max(1) as u64,
             ));
+        }
+        if pg.get_password().is_none() {
+            if let Some(password) = pgpass::password_for(&pg) {
+                pg.password(password);
+            }
         }
         if pg.get_application_name().is_none() {
             pg.application_name("f2b-mailguard");
