@@ -213,6 +213,29 @@ fn admin_mail_is_retried_until_the_smtp_server_is_back() {
     assert_eq!(sink.messages().len(), 1, "sent exactly once");
 }
 
+/// The default lock actions without a password backend: the reset can never succeed,
+/// so it fails once and stays failed instead of being retried for hours.
+#[test]
+fn a_reset_without_a_password_backend_fails_once_and_is_not_retried() {
+    let s = Sandbox::acting(
+        "mode = \"enforce\"\n\
+         [actions]\nnotify = []\nblock = []\nlock = [\"reset_password\"]\nretry_base = \"1s\"\n",
+    );
+    s.burst(ALICE, 21, now() - 300);
+    // Attempts and state are written together: the first attempt's outcome is whole.
+    let (_, reset) = s.wait_action(ALICE, "reset_password", |a| {
+        a["attempts"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(reset["state"], "failed", "{reset:#}");
+    assert_eq!(reset["attempts"], 1, "{reset:#}");
+    assert!(
+        reset["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("no password backend")),
+        "{reset:#}"
+    );
+}
+
 #[test]
 fn one_mail_per_account_and_level_within_the_cooldown() {
     let sink = SmtpSink::start();
@@ -366,12 +389,8 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
         "other accounts untouched"
     );
     assert!(dv.imap_login(B, "bob-pw"));
-    let kick = d["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "dovecot_kick")
-        .unwrap()
+    let kick = support::action(&d, "dovecot_kick")
+        .expect("dovecot_kick")
         .clone();
     assert!(
         kick["outcome"].as_str().unwrap().contains("flushed"),
@@ -431,20 +450,7 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
     // and the map stays valid for the account already blocked.
     let quoted = "bad\"name@example.com";
     s.burst(quoted, 11, now() - 200);
-    let d = s.wait_user(quoted, "sasl_block settled", |d| {
-        d["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["kind"] == "sasl_block" && a["state"] == "failed")
-    });
-    let a = d["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "sasl_block")
-        .unwrap()
-        .clone();
+    let (_, a) = s.wait_action(quoted, "sasl_block", |a| a["state"] == "failed");
     assert_eq!(a["attempts"], 1, "no retry can fix it");
     assert!(
         a["outcome"]

@@ -80,19 +80,11 @@ fn config(doveadm: &std::path::Path) -> String {
 /// (done or failed; a pending retry is not settled).
 fn lock(s: &Sandbox, user: &str) -> serde_json::Value {
     s.burst(user, 21, now() - 300);
-    let d = s.wait_user(user, "dovecot_kick settled", |d| {
-        d["actions"].as_array().expect("actions").iter().any(|a| {
-            a["kind"] == "dovecot_kick" && (a["state"] == "done" || a["state"] == "failed")
-        })
+    let (d, kick) = s.wait_action(user, "dovecot_kick", |a| {
+        a["state"] == "done" || a["state"] == "failed"
     });
     assert_eq!(d["state"], "lock", "{d:#}");
-    d["actions"]
-        .as_array()
-        .expect("actions")
-        .iter()
-        .find(|a| a["kind"] == "dovecot_kick")
-        .expect("dovecot_kick")
-        .clone()
+    kick
 }
 
 #[test]

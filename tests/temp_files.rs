@@ -170,11 +170,7 @@ fn the_passwd_file_rewrite_never_writes_through_a_planted_link() {
     });
     scene.assert_victim_untouched();
     let d = s.status_user(USER, now());
-    let reset = d["actions"]
-        .as_array()
-        .expect("actions")
-        .iter()
-        .find(|a| a["kind"] == "reset_password")
+    let reset = support::action(&d, "reset_password")
         .expect("reset_password")
         .clone();
     assert_eq!(reset["state"], "done", "{reset:#}");

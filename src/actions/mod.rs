@@ -19,13 +19,15 @@ use crate::model::Span;
 /// warns (its `--pending-age` default) and so does `doctor`.
 pub const STUCK_AFTER: Span = Span::secs(600);
 
-/// How one attempt at an action ended.
+/// How one attempt at an action ended. The worker retries `Failed` only.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Done(String),
     /// Nothing to do, or not applicable any more (e.g. the account was released).
     Skipped(String),
+    /// Failed in a way that may pass (a server down, a command timing out): retried.
     Failed(String),
-    /// Failed in a way no retry can fix.
+    /// Failed in a way no retry can fix (nothing configured to do it, a name the
+    /// program would misread): final at once.
     Refused(String),
 }

@@ -167,20 +167,8 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
         }
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
         ActionKind::HoldQueue => postfix::hold(cfg, user),
-        ActionKind::ResetPassword => match password::refusal(cfg, user) {
-            None => password::reset(cfg, user),
-            Some(why) => return Outcome::Refused(why),
-        },
-        ActionKind::DovecotKick => match dovecot::kick_refusal(user) {
-            None => dovecot::flush_and_kick(cfg, user),
-            // The flush matches the name literally, so it still runs; the kick never will.
-            Some(why) => {
-                return match dovecot::flush(cfg, user) {
-                    Ok(flushed) => Outcome::Refused(format!("{flushed}; {why}")),
-                    Err(e) => Outcome::Failed(e),
-                }
-            }
-        },
+        ActionKind::ResetPassword => return password::reset(cfg, user),
+        ActionKind::DovecotKick => return dovecot::flush_and_kick(cfg, user),
     };
     match result {
         Ok(text) => Outcome::Done(text),

@@ -34,6 +34,15 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// The first action of `kind` in a `status USER --json`.
+pub fn action<'a>(d: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    d["actions"]
+        .as_array()
+        .expect("actions array")
+        .iter()
+        .find(|a| a["kind"] == kind)
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     /// Whether containment actions run; off unless a test is about them, so no
@@ -203,6 +212,21 @@ impl Sandbox {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+
+    /// Waits until the account's first action of `kind` satisfies `ok`, returning the
+    /// account's `status USER --json` and that action.
+    pub fn wait_action(
+        &self,
+        user: &str,
+        kind: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> (serde_json::Value, serde_json::Value) {
+        let d = self.wait_user(user, &format!("{kind} to settle"), |d| {
+            action(d, kind).is_some_and(&ok)
+        });
+        let a = action(&d, kind).cloned().expect("waited for it");
+        (d, a)
     }
 
     /// `ingest --json` of `input` (JSON lines) into the scratch database `scratch`,
