@@ -19,10 +19,10 @@ use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
-pub use signal::Signal;
 use signal::{
     bounce_share, corroborate, crossed, one_quiet_owner, own_thresholds, owner_count, unit,
 };
+pub use signal::{Crossing, Signal};
 pub use tally::{Counted, OwnerKey, Parties, Tally};
 pub use whitelist::Whitelist;
 
@@ -455,8 +455,20 @@ pub(crate) mod tests {
             judge(&cfg, &user, &spammer),
             (
                 Level::Block,
-                "bounces: 33 % of 300 msgs/1h > 25; rate: 300 msgs/1h > 100; bounces: 100 bounces/1h > 20".into()
+                "bounces: 33 % of 300 msgs/1h >= 25; rate: 300 msgs/1h > 100; bounces: 100 bounces/1h > 20".into()
             )
+        );
+        // The share blocks at bounce_share, and its reason says so.
+        let at_share = [
+            seen(1)[0],
+            counted(Source::Rate, 400),
+            counted(Source::Bounces, 100),
+        ];
+        let (level, reason) = judge(&cfg, &user, &at_share);
+        assert_eq!(level, Level::Block, "{reason}");
+        assert!(
+            reason.starts_with("bounces: 25 % of 400 msgs/1h >= 25;"),
+            "{reason}"
         );
         // A newsletter: 2,000 messages, 3 % bouncing: the rate notifies, nothing blocks.
         let newsletter = [
