@@ -292,8 +292,9 @@ fn json_lines_sources_and_bad_lines() {
     );
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 4: invalid --line"), "{err}");
-    assert!(err.contains("line 5: invalid --ip"), "{err}");
+    // Fields of an input line, not options: no dashes.
+    assert!(err.contains("line 4: invalid line: "), "{err}");
+    assert!(err.contains("line 5: invalid ip: "), "{err}");
     assert!(
         err.contains("ingested 3 events") && err.contains("2 line(s) skipped"),
         "{err}"

@@ -155,14 +155,14 @@ mod tests {
                 addr,
                 time: LogTime::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: n,
-                hits: 1,
+                events: 1,
             });
             seen.push(Seen {
                 source: Source::Smtp,
                 addr,
                 time: LogTime::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: 1,
-                hits: 1,
+                events: 1,
             });
         }
         let u = usual(&cfg, &seen, &wl, &Ownership::none());

@@ -282,7 +282,7 @@ fn encode(e: &LoginEvent) -> String {
         e.source,
         e.user.as_str(),
         e.addr,
-        e.count,
+        e.count.get(),
         e.jail.as_str()
     );
     if let Some(fid) = &e.fid {
@@ -348,7 +348,7 @@ mod tests {
             addr: ClientAddr::parse("2001:db8::1").unwrap(),
             jail: Label::parse("jail", "mailguard bounce").unwrap(),
             fid: Some(Label::parse("fid", "('a', '2001:db8::1')").unwrap()),
-            count: 7,
+            count: MessageCount::parse("7").expect("a count"),
         };
         let plain = LoginEvent {
             fid: None,

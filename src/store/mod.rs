@@ -11,7 +11,9 @@ use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
 use crate::model::WhitelistEntry;
-use crate::model::{ActionKind, Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source};
+use crate::model::{
+    ActionKind, Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -24,8 +26,7 @@ pub struct LoginEvent {
     pub addr: ClientAddr,
     pub jail: Label,
     pub fid: Option<Label>,
-    /// Messages for rate and bounces (Fail2ban's <failures>); 1 for a login.
-    pub count: u32,
+    pub count: MessageCount,
 }
 
 /// What a backtest hands the store, in order (see `Store::import`).

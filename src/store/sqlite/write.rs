@@ -180,7 +180,7 @@ fn record_in(
             event.addr,
             event.jail.as_str(),
             event.fid.as_ref().map(|f| f.as_str()),
-            event.count,
+            event.count.get(),
         ])?;
     if inserted == 0 {
         return Ok(Recorded {
