@@ -1,21 +1,18 @@
 //! install.sh into a DESTDIR: the expected tree, idempotence, dry run, uninstall.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
+use support::BIN;
 
 fn install(destdir: &Path, args: &[&str]) -> Output {
     let out = run_install(Path::new(ROOT), destdir, args, None);
-    assert!(
-        out.status.success(),
-        "install.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("install.sh {args:?}"), &out);
     out
 }
 
@@ -161,11 +158,7 @@ fn installs_the_expected_tree_twice_without_change() {
         .args(["config", "check"])
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    support::assert_success("the installed config check", &check);
 
     let before = listing(root);
     let out = install(root, &["--binary", BIN]);
@@ -308,11 +301,7 @@ fn without_config_example_a_minimal_warn_config_is_installed() {
     }
     let d = tempfile::tempdir().unwrap();
     let out = run_install(tree.path(), d.path(), &["--binary", BIN], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("install.sh", &out);
     let config = d.path().join("etc/f2b-mailguard/config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let settings: Vec<&str> = text
@@ -325,14 +314,10 @@ fn without_config_example_a_minimal_warn_config_is_installed() {
         .args(["config", "check"])
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    support::assert_success("config check of the installed config", &check);
     // Untouched, it goes with --uninstall.
     let out = run_install(tree.path(), d.path(), &["--uninstall"], None);
-    assert!(out.status.success());
+    support::assert_success("install.sh --uninstall", &out);
     assert!(!config.exists());
 }
 
@@ -360,11 +345,7 @@ fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
     // Into a DESTDIR (a package built elsewhere): a warning.
     let root = d.path().join("root");
     let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("install.sh", &out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban 0.9.6 is too old"));
     assert!(root.join("usr/local/bin/f2b-mailguard").is_file());
 }
@@ -387,11 +368,7 @@ fn missing_fail2ban_is_an_error_but_only_a_warning_into_destdir() {
     );
     let root = d.path().join("root");
     let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("install.sh", &out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban is not installed"));
     // The real one passes the check.
     let out = install(&d.path().join("root2"), &["--dry-run", "--binary", BIN]);

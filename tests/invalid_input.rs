@@ -357,10 +357,6 @@ fn any_fid_fail2ban_builds_from_a_valid_user_and_address_is_accepted() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("record", &out);
     assert_eq!(s.rows("events"), 1);
 }

@@ -164,12 +164,7 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
                         &format!("--fid={}", c.fid),
                         "--count=1",
                     ]);
-                    assert!(
-                        out.status.success(),
-                        "record {}: {}",
-                        c.json(),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    support::assert_success(format_args!("record {}", c.json()), &out);
                 }
             });
         }

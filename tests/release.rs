@@ -41,7 +41,7 @@ fn a_warn_mode_release_says_nothing_was_held_and_names_the_admin() {
         .env_remove("USER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    support::assert_success("release", &out);
     let me = std::process::Command::new("id")
         .arg("-un")
         .output()
@@ -67,7 +67,7 @@ fn a_warn_mode_release_says_nothing_was_held_and_names_the_admin() {
         .env("SUDO_USER", "carol")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    support::assert_success("release", &out);
     let d = s.status_user(ALICE, now() + 20);
     let last = d["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "admin:carol");

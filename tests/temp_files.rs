@@ -75,11 +75,7 @@ impl Scene {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("{cmd:?}"), &out);
 }
 
 /// Runs the binary with `args` under a pid known in advance: `plant(pid)` runs
@@ -108,11 +104,7 @@ fn run_with_known_pid(s: &Sandbox, args: &[&str], plant: impl FnOnce(u32)) {
         .write_all(b"go\n")
         .expect("go");
     let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "f2b-mailguard {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("f2b-mailguard {args:?}"), &out);
 }
 
 #[test]
