@@ -7,6 +7,7 @@
 //! (glibc hands them over before `main`), a stack overflow still ends the process,
 //! and SQLite never puts a database on descriptors 0-2 even when they are closed.
 #![no_main]
+#![warn(clippy::unwrap_used)]
 
 use std::ffi::{c_char, c_int, OsString};
 use std::io::Write;
