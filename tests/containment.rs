@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::mailstack::Postfix;
-use support::smtp_sink::{free_port, SmtpSink};
+use support::smtp_sink::{free_port, with_subject, SmtpSink};
 use support::{now, Sandbox};
 
 const ALICE: &str = "alice@example.com";
@@ -76,10 +76,7 @@ fn warn_mode_sends_only_mail_saying_what_would_be_done() {
         subjects.contains(&format!("[f2b-mailguard] {ALICE}: would block")),
         "{subjects:?}"
     );
-    let block = mails
-        .iter()
-        .find(|m| m.header("Subject").unwrap().ends_with("would block"))
-        .unwrap();
+    let block = with_subject(&mails, "would block").expect("would-block mail");
     assert_eq!(block.to, ["postmaster@example.test"]);
     assert!(
         block.data.contains("Would have done (mode is warn"),
@@ -140,10 +137,7 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
         "another account's mail is untouched"
     );
     let mails = sink.wait_for(2, Duration::from_secs(10));
-    let block = mails
-        .iter()
-        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": block")))
-        .expect("block mail");
+    let block = with_subject(&mails, ": block").expect("block mail");
     assert!(block.data.contains("Done:"), "{}", block.data);
     assert!(
         block.data.contains("3 queued message(s) put on hold"),
@@ -392,10 +386,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
         "{kick:#}"
     );
     let mails = sink.wait_for(3, Duration::from_secs(10));
-    let lock_mail = mails
-        .iter()
-        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": lock")))
-        .expect("lock mail");
+    let lock_mail = with_subject(&mails, ": lock").expect("lock mail");
     assert!(!lock_mail.data.contains("alice-pw"));
     assert!(
         lock_mail.data.contains("reset the password: done"),

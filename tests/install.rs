@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -321,32 +321,46 @@ fn without_config_example_a_minimal_warn_config_is_installed() {
     assert!(!config.exists());
 }
 
-#[test]
-fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
-    let d = tempfile::tempdir().unwrap();
-    let path = tools_path(d.path(), &[("fail2ban-client", "echo 'Fail2Ban v0.9.6'")]);
-    // On this system (no DESTDIR): an error. --dry-run keeps a bug here from writing to /.
+/// With the tools on `path`, install.sh on this system (no DESTDIR) fails before it
+/// acts, saying `errors`; into a DESTDIR under `dir` (a package built elsewhere) it
+/// succeeds with `warning`. Returns that DESTDIR.
+fn refused_here_warned_into_destdir(
+    dir: &Path,
+    path: &Path,
+    errors: &[&str],
+    warning: &str,
+) -> PathBuf {
+    // --dry-run keeps a bug here from writing to /.
     let out = run_install(
         Path::new(ROOT),
         Path::new("/"),
         &["--dry-run", "--binary", BIN],
-        Some(&path),
+        Some(path),
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("Fail2ban 0.9.6 is too old: 0.10 or later"),
-        "{err}"
-    );
+    assert!(errors.iter().all(|e| err.contains(e)), "{err}");
     assert!(
         String::from_utf8_lossy(&out.stdout).is_empty(),
         "acted before refusing"
     );
-    // Into a DESTDIR (a package built elsewhere): a warning.
-    let root = d.path().join("root");
-    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
+    let root = dir.join("root");
+    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(path));
     support::assert_success("install.sh", &out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban 0.9.6 is too old"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(warning));
+    root
+}
+
+#[test]
+fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let path = tools_path(d.path(), &[("fail2ban-client", "echo 'Fail2Ban v0.9.6'")]);
+    let root = refused_here_warned_into_destdir(
+        d.path(),
+        &path,
+        &["Fail2ban 0.9.6 is too old: 0.10 or later"],
+        "warning: Fail2ban 0.9.6 is too old",
+    );
     assert!(root.join("usr/local/bin/f2b-mailguard").is_file());
 }
 
@@ -354,22 +368,12 @@ fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
 fn missing_fail2ban_is_an_error_but_only_a_warning_into_destdir() {
     let d = tempfile::tempdir().unwrap();
     let path = tools_path(d.path(), &[]);
-    let out = run_install(
-        Path::new(ROOT),
-        Path::new("/"),
-        &["--dry-run", "--binary", BIN],
-        Some(&path),
+    refused_here_warned_into_destdir(
+        d.path(),
+        &path,
+        &["Fail2ban is not installed", "apt-get install fail2ban"],
+        "warning: Fail2ban is not installed",
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("Fail2ban is not installed") && err.contains("apt-get install fail2ban"),
-        "{err}"
-    );
-    let root = d.path().join("root");
-    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
-    support::assert_success("install.sh", &out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban is not installed"));
     // The real one passes the check.
     let out = install(&d.path().join("root2"), &["--dry-run", "--binary", BIN]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Fail2ban 1."));

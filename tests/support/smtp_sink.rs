@@ -16,6 +16,13 @@ pub struct Received {
     pub data: String,
 }
 
+/// The first of `mails` whose subject ends with `suffix`.
+pub fn with_subject<'a>(mails: &'a [Received], suffix: &str) -> Option<&'a Received> {
+    mails
+        .iter()
+        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(suffix)))
+}
+
 impl Received {
     /// A header as a mail client shows it: folded lines joined, RFC 2047 words decoded.
     pub fn header(&self, name: &str) -> Option<String> {
