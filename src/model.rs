@@ -14,9 +14,11 @@ mod action;
 pub mod display;
 mod net;
 mod owner;
+mod time;
 
 pub use action::ActionKind;
 pub use owner::{Asn, CountryCode};
+pub use time::{LogTime, Span};
 
 /// A network on the database's whitelist, for every account or for one.
 #[derive(Debug, Clone)]
@@ -407,165 +409,6 @@ impl Mode {
     }
 }
 
-/// A point in time from the log, in milliseconds since the epoch. Millisecond integers
-/// keep "the same event twice" an exact comparison, unlike floats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogTime(i64);
-
-impl LogTime {
-    /// Accepts what Fail2ban's `<time>` gives (`1795418066.0`) and plain integers.
-    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        let secs: f64 = raw.trim().parse().map_err(|_| {
-            Invalid::new(
-                field,
-                format!("{raw:?} is not a number of seconds since 1970"),
-            )
-        })?;
-        // Before 1970 or beyond year 9999 is a broken clock or a forged value, not a login.
-        if !secs.is_finite() || !(0.0..=253_402_300_799.0).contains(&secs) {
-            return Err(Invalid::new(
-                field,
-                format!("{raw:?} is not a time between 1970 and 9999"),
-            ));
-        }
-        Ok(Self((secs * 1000.0).round() as i64))
-    }
-
-    pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Self(d.as_millis() as i64)
-    }
-
-    pub fn from_millis(ms: i64) -> Self {
-        Self(ms)
-    }
-
-    pub fn millis(self) -> i64 {
-        self.0
-    }
-
-    pub fn secs_f64(self) -> f64 {
-        self.0 as f64 / 1000.0
-    }
-
-    pub fn plus(self, span: Span) -> Self {
-        Self(self.0.saturating_add(span.millis()))
-    }
-
-    pub fn minus(self, span: Span) -> Self {
-        Self(self.0.saturating_sub(span.millis()))
-    }
-
-    /// RFC 3339 in UTC, for humans and mail; the milliseconds as they are for a time
-    /// beyond year 9999 or before year 0 (a damaged value: parse refuses them).
-    pub fn rfc3339(self) -> String {
-        let secs = self.0.div_euclid(1000);
-        let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        if !(0..=9999).contains(&y) {
-            return self.0.to_string();
-        }
-        let (h, min, s) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
-        format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02} UTC")
-    }
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`: 400-year eras of 146,097 days, years starting in March so the
-/// leap day ends them).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1st
-    let mp = (5 * doy + 2) / 153; // 0..=11, March = 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// A length of time written as `90s`, `15m`, `1h`, `30d` (or combinations like `1h30m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Span(i64);
-
-impl Span {
-    pub const fn secs(s: i64) -> Self {
-        Self(s * 1000)
-    }
-
-    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        let bad = || {
-            Invalid::new(
-                field,
-                format!("{raw:?} is not a duration such as 90s, 15m, 1h or 30d"),
-            )
-        };
-        let mut total: i64 = 0;
-        let mut digits = String::new();
-        let mut any = false;
-        for c in raw.trim().chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                'w' => 604_800,
-                _ => return Err(bad()),
-            };
-            let n: i64 = digits.parse().map_err(|_| bad())?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
-            digits.clear();
-            any = true;
-        }
-        if !digits.is_empty() || !any {
-            return Err(bad());
-        }
-        if total == 0 {
-            return Err(Invalid::new(field, "must be longer than 0s"));
-        }
-        // Ten years is far beyond any sensible window and keeps millisecond maths in range.
-        if total > 10 * 365 * 86_400 {
-            return Err(Invalid::new(
-                field,
-                format!("{raw:?} is longer than ten years"),
-            ));
-        }
-        Ok(Self(total * 1000))
-    }
-
-    pub fn millis(self) -> i64 {
-        self.0
-    }
-
-    pub fn as_secs(self) -> i64 {
-        self.0 / 1000
-    }
-}
-
-impl fmt::Display for Span {
-    /// The shortest exact form: `1h`, `30d`, `90m`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.as_secs();
-        for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
-            if s % len == 0 {
-                return write!(f, "{}{unit}", s / len);
-            }
-        }
-        write!(f, "{s}s")
-    }
-}
-
 /// A short free-text label (jail name, Fail2ban ticket id, whitelist note):
 /// stored and shown, never interpreted, so only control characters are refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -602,28 +445,6 @@ impl Label {
 mod tests {
     use super::*;
 
-    /// Checked against chrono 0.4 (which it replaces) over years 0 to 9999 when written.
-    #[test]
-    fn rfc3339_in_utc_across_leap_days_and_centuries() {
-        for (ms, want) in [
-            (0, "1970-01-01 00:00:00 UTC"),
-            (-1, "1969-12-31 23:59:59 UTC"),
-            (1_999, "1970-01-01 00:00:01 UTC"),
-            (1_795_417_200_000, "2026-11-23 07:00:00 UTC"),
-            (951_782_400_000, "2000-02-29 00:00:00 UTC"),
-            (4_107_456_000_000, "2100-02-28 00:00:00 UTC"),
-            (4_107_542_399_999, "2100-02-28 23:59:59 UTC"),
-            (4_107_542_400_000, "2100-03-01 00:00:00 UTC"),
-            (-2_203_891_200_000, "1900-03-01 00:00:00 UTC"),
-            (-62_167_219_200_000, "0000-01-01 00:00:00 UTC"),
-            (253_402_300_799_999, "9999-12-31 23:59:59 UTC"),
-            (253_402_300_800_000, "253402300800000"),
-            (-62_167_219_200_001, "-62167219200001"),
-        ] {
-            assert_eq!(LogTime::from_millis(ms).rfc3339(), want, "{ms}");
-        }
-    }
-
     #[test]
     fn mapped_v4_is_v4() {
         let a = ClientAddr::parse("::ffff:192.0.2.1").unwrap();
@@ -637,27 +458,6 @@ mod tests {
         let b = ClientAddr::parse("2001:db8:1:2:bbbb::9").unwrap().net(p);
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "2001:db8:1:2::/64");
-    }
-
-    #[test]
-    fn spans() {
-        assert_eq!(Span::parse("w", "1h").unwrap().as_secs(), 3600);
-        assert_eq!(Span::parse("w", "1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(Span::parse("w", "30d").unwrap().to_string(), "30d");
-        assert!(Span::parse("w", "1x").is_err());
-        assert!(Span::parse("w", "10").is_err());
-        assert!(Span::parse("w", "0s").is_err());
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(
-            LogTime::parse("time", "1795418066.0").unwrap().millis(),
-            1_795_418_066_000
-        );
-        assert!(LogTime::parse("time", "nan").is_err());
-        assert!(LogTime::parse("time", "inf").is_err());
-        assert!(LogTime::parse("time", "-1").is_err());
     }
 
     #[test]
