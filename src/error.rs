@@ -29,6 +29,12 @@ impl Invalid {
         }
     }
 
+    /// The same error about the argument or field `field` (a parser names the value
+    /// it parses, e.g. `user`, whether it came as `--user` or as `USER`).
+    pub fn for_field(self, field: &'static str) -> Self {
+        Self { field, ..self }
+    }
+
     /// The same error about a field of an input line, named without `--`.
     pub fn in_line(self) -> Self {
         Self {

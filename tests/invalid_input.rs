@@ -174,6 +174,8 @@ fn bad_cidr_and_window_are_refused() {
             "note",
         ),
         (&["whitelist", "remove", "nope"][..], "CIDR"),
+        (&["status", "--", "a b"][..], "USER"),
+        (&["release", "--", "a b"][..], "USER"),
         (&["status", "--window", "forever"][..], "window"),
         (&["prune", "--older-than", "30x"][..], "older-than"),
     ] {

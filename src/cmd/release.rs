@@ -2,7 +2,7 @@
 //! mail, cancels pending actions, and sets the account to ok with counting restarted
 //! now, so the old evidence cannot re-block it at the next login.
 
-use super::{text, App, Run};
+use super::{user_named, App, Run};
 use crate::actions::postfix;
 use crate::cli::Release;
 use crate::detect::Transition;
@@ -52,7 +52,7 @@ fn uid_name() -> Option<String> {
 
 impl Run for Release {
     fn run(&self, app: &App) -> Result<()> {
-        let user = SaslUser::parse(text("user", Some(&self.user))?)?;
+        let user = user_named("USER", &self.user)?;
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
         let account = store
