@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::{exec, postcat};
 use crate::config::Config;
 use crate::files::write_atomically;
-use crate::model::{fold_case, SaslUser, Span};
+use crate::model::{fold_case, SaslUser};
 
 /// Whether a login can be a key in a Postfix map source file: a leading `#` makes
 /// the line a comment, and Postfix drops a line with an unbalanced `"` (tested with
@@ -15,11 +15,11 @@ pub fn map_key_ok(user: &SaslUser) -> bool {
     !user.as_str().starts_with('#') && !user.as_str().contains('"')
 }
 
-/// Rewrites the whole map from the list of blocked accounts (the database is the truth,
-/// so a crash half-way or a release in between cannot leave a stale entry), atomically
-/// (temp file + rename), then builds the indexed map with postmap. Accounts that
-/// cannot be map keys are left out (see `map_key_ok`); the caller reports them.
-pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, String> {
+/// The map's text for the list of blocked accounts, and how many it lists. The
+/// database is the truth, so the whole map is rewritten from it: a crash half-way or a
+/// release in between cannot leave a stale entry. Accounts that cannot be map keys are
+/// left out (see `map_key_ok`); the caller reports them.
+pub fn sasl_map_text(cfg: &Config, blocked: &[SaslUser]) -> (String, usize) {
     let p = &cfg.contain.postfix;
     let mut text = String::from(
         "# Written by f2b-mailguard: accounts blocked from sending. Do not edit;\n\
@@ -33,10 +33,23 @@ pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, Stri
         text.push('\n');
         written += 1;
     }
+    (text, written)
+}
+
+/// `type:path` of the map, as Postfix names it.
+pub fn sasl_map_name(cfg: &Config) -> String {
+    let p = &cfg.contain.postfix;
+    format!("{}:{}", p.map_type, p.sasl_map.display())
+}
+
+/// Replaces the map's source with `text` atomically (temp file + rename), then builds
+/// the indexed map with postmap.
+pub fn build_sasl_map(cfg: &Config, text: &str) -> Result<(), String> {
+    let p = &cfg.contain.postfix;
     let map = &p.sasl_map;
     write_atomically(map, text.as_bytes(), 0o644, None)
         .map_err(|e| format!("{}: {e}", map.display()))?;
-    let arg = format!("{}:{}", p.map_type, map.display());
+    let arg = sasl_map_name(cfg);
     let ran = exec::run(
         &p.postmap,
         &[&arg],
@@ -47,7 +60,7 @@ pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, Stri
     if !ran.success() || ran.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
         return Err(ran.failure(&p.postmap));
     }
-    Ok(format!("{written} account(s) in {arg}"))
+    Ok(())
 }
 
 /// One line of `postqueue -j`; other fields are ignored, as Postfix asks.
@@ -88,33 +101,37 @@ pub fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
     Ok(parse_queue(&ran.stdout))
 }
 
-/// The account's messages among `messages`: those it submitted (its login is in the
-/// queue file, whatever envelope sender a botnet chose), and those with its address as
-/// envelope sender (an account's own mail before `postcat` could tell, and the
-/// iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
-fn of_account(
+/// The messages among `messages` of each of `users`: those it submitted (its login is
+/// in the queue file, whatever envelope sender a botnet chose), and those with its
+/// address as envelope sender (an account's own mail before `postcat` could tell, and
+/// the iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
+pub fn of_accounts(
     cfg: &Config,
     messages: Vec<QueuedMessage>,
-    user: &SaslUser,
-) -> Result<Vec<String>, String> {
+    users: &[SaslUser],
+) -> Result<Vec<(SaslUser, QueuedMessage)>, String> {
+    if messages.is_empty() || users.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<&str> = messages.iter().map(|m| m.queue_id.as_str()).collect();
     let submitters = postcat::submitters(cfg, &ids)?;
     Ok(messages
         .into_iter()
-        .filter(|m| {
-            submitters.get(&m.queue_id) == Some(user) || fold_case(&m.sender) == user.as_str()
+        .filter_map(|m| {
+            let by_login = submitters.get(&m.queue_id).filter(|u| users.contains(u));
+            let sender = fold_case(&m.sender);
+            let user = by_login.or_else(|| users.iter().find(|u| u.as_str() == sender))?;
+            Some((user.clone(), m))
         })
-        .map(|m| m.queue_id)
         .collect())
 }
 
 /// Runs `postsuper FLAG -` [QUEUE] with the ids on stdin; returns how many were given.
-fn postsuper(
+pub fn postsuper(
     cfg: &Config,
     flag: &str,
     queue: Option<&str>,
     ids: &[String],
-    timeout: Span,
 ) -> Result<usize, String> {
     if ids.is_empty() {
         return Ok(0);
@@ -123,40 +140,16 @@ fn postsuper(
     let mut args = vec![flag, "-"];
     args.extend(queue);
     let input = ids.join("\n") + "\n";
-    let ran = exec::run(&p.postsuper, &args, Some(input.as_bytes()), timeout)?;
+    let ran = exec::run(
+        &p.postsuper,
+        &args,
+        Some(input.as_bytes()),
+        cfg.contain.actions.command_timeout,
+    )?;
     if !ran.success() {
         return Err(ran.failure(&p.postsuper));
     }
     Ok(ids.len())
-}
-
-/// Puts every queued message of the account (not already held) on hold.
-pub fn hold(cfg: &Config, user: &SaslUser) -> Result<String, String> {
-    let waiting = queue(cfg)?
-        .into_iter()
-        .filter(|m| m.queue_name != "hold")
-        .collect();
-    let ids = of_account(cfg, waiting, user)?;
-    let n = postsuper(cfg, "-h", None, &ids, cfg.contain.actions.command_timeout)?;
-    Ok(format!("{n} queued message(s) put on hold"))
-}
-
-/// Releases (or, with `purge`, deletes) the account's messages in the hold queue.
-/// Ids are re-listed from the hold queue, so a new message elsewhere is never hit.
-pub fn release_held(cfg: &Config, user: &SaslUser, purge: bool) -> Result<String, String> {
-    let held = queue(cfg)?
-        .into_iter()
-        .filter(|m| m.queue_name == "hold")
-        .collect();
-    let ids = of_account(cfg, held, user)?;
-    let timeout = cfg.contain.actions.command_timeout;
-    if purge {
-        let n = postsuper(cfg, "-d", Some("hold"), &ids, timeout)?;
-        Ok(format!("{n} held message(s) deleted"))
-    } else {
-        let n = postsuper(cfg, "-H", Some("hold"), &ids, timeout)?;
-        Ok(format!("{n} held message(s) released"))
-    }
 }
 
 #[cfg(test)]

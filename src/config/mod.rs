@@ -197,6 +197,9 @@ pub struct Config {
     /// The file this came from, if any (the default path may be absent).
     pub file: Option<PathBuf>,
     pub database: PathBuf,
+    /// This machine's own state (what convergence did to the local Postfix and
+    /// Dovecot); `None`: the database's directory. Never shared between servers.
+    pub state_dir: Option<PathBuf>,
     pub mode: Mode,
     pub busy_timeout: Span,
     pub retention: Span,
@@ -224,6 +227,7 @@ impl Default for Config {
         Self {
             file: None,
             database: PathBuf::from(DEFAULT_DATABASE),
+            state_dir: None,
             mode: Mode::Warn,
             busy_timeout: Span::secs(5),
             retention: Span::secs(30 * 86_400),
@@ -265,6 +269,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where this machine keeps its own state: `state_dir`, else the database's directory.
+    pub fn local_dir(&self) -> PathBuf {
+        match (&self.state_dir, self.database.parent()) {
+            (Some(d), _) => d.clone(),
+            (None, Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            (None, _) => PathBuf::from("."),
+        }
+    }
+
     /// Loads the config named by `--config`/`F2B_MAILGUARD_CONFIG`, or the default path
     /// if present. An explicitly named file must exist; the default one may not.
     pub fn load(explicit: Option<&Path>) -> Result<Self> {
@@ -319,6 +332,13 @@ impl Config {
                 return Err(root.bad("database", "is empty"));
             }
             cfg.database = PathBuf::from(v);
+        }
+        if let Some(v) = root.string("state_dir")? {
+            // "" is the rendered default: the database's directory.
+            if !v.is_empty() && !v.starts_with('/') {
+                return Err(root.bad("state_dir", format!("{v:?} must be an absolute path")));
+            }
+            cfg.state_dir = (!v.is_empty()).then(|| PathBuf::from(v));
         }
         if let Some(v) = root.string("mode")? {
             cfg.mode = match v.as_str() {
@@ -491,6 +511,8 @@ impl Config {
             "database = {}",
             q(&self.database.display().to_string())
         );
+        let state_dir = self.state_dir.as_ref().map(|d| d.display().to_string());
+        let _ = writeln!(out, "state_dir = {}", q(&state_dir.unwrap_or_default()));
         let _ = writeln!(out, "mode = {}", q(self.mode.as_str()));
         let _ = writeln!(out, "busy_timeout = {}", q(&self.busy_timeout.to_string()));
         let _ = writeln!(out, "retention = {}", q(&self.retention.to_string()));
