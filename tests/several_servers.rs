@@ -9,6 +9,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
+use support::imap::Session;
 use support::mailstack::{mail_server, submit, Dovecot, Postfix};
 use support::smtp_sink::SmtpSink;
 use support::{now, Sandbox};
@@ -21,7 +22,7 @@ const FRIEND: &str = "friend@remote.example";
 /// One server: its own Postfix, Dovecot and state directory, the shared database at
 /// `location` (a path or a URL, as `--db` takes it).
 struct Server {
-    _dv: Dovecot,
+    dv: Dovecot,
     pf: Postfix,
     guard: Sandbox,
 }
@@ -43,7 +44,7 @@ fn server(dir: &Path, location: &str, sink: &SmtpSink) -> Server {
     let (k, v) = pf.env();
     guard.env.push((k.into(), v.to_path_buf()));
     guard.env.push(("F2B_MAILGUARD_DB".into(), location.into()));
-    Server { _dv: dv, pf, guard }
+    Server { dv, pf, guard }
 }
 
 impl Server {
@@ -181,6 +182,44 @@ pub fn contain_on_two_servers(location: &str) {
     b.run_actions();
     assert_eq!(b.ids(ALICE, "hold"), [by_admin]);
     assert_eq!(a.guard.status_user(ALICE, now())["level"], "ok");
+}
+
+/// A lock decided on A: B kicks alice's sessions on its own Dovecot at its next run,
+/// and only once per lock.
+pub fn kick_once_per_lock_on_every_server(location: &str) {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = server(&dir.path().join("a"), location, &sink);
+    let b = server(&dir.path().join("b"), location, &sink);
+    let mut alice_on_b = Session::login(b.dv.imap_port, (ALICE, "alice-pw"));
+    let mut bob_on_b = Session::login(b.dv.imap_port, (BOB, "bob-pw"));
+
+    a.guard.burst(ALICE, 21, now() - 300);
+    let d = a.guard.wait_user(ALICE, "A's kick done", |d| {
+        d["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .any(|x| x["kind"] == "dovecot_kick" && x["state"] == "done")
+    });
+    assert_eq!(d["state"], "lock");
+    assert!(alice_on_b.alive(), "B kicks at its own run");
+    let out = b.run_actions();
+    assert!(out.contains("1 account(s) kicked"), "{out}");
+    assert!(!alice_on_b.alive(), "alice kicked on B");
+    assert!(bob_on_b.alive(), "bob stays");
+    // Once per lock: a session opened since survives B's next runs.
+    let mut again = Session::login(b.dv.imap_port, (ALICE, "alice-pw"));
+    let out = b.run_actions();
+    assert!(out.contains("0 account(s) kicked"), "{out}");
+    assert!(again.alive());
+}
+
+#[test]
+fn a_lock_from_one_server_kicks_the_account_once_on_the_other() {
+    let shared = tempfile::tempdir().unwrap();
+    let db = shared.path().join("shared/mailguard.db");
+    kick_once_per_lock_on_every_server(&db.display().to_string());
 }
 
 #[test]

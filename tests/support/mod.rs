@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
 pub mod roundcube;
