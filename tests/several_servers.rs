@@ -21,6 +21,12 @@ const FRIEND: &str = "friend@remote.example";
 
 /// One server: its own Postfix, Dovecot and state directory, the shared database at
 /// `location` (a path or a URL, as `--db` takes it).
+/// A botnet's envelope sender is not the login: only the login Postfix wrote into the
+/// queue file (postcat) ties such mail to the account.
+fn envelope_sender(login: &str) -> String {
+    format!("not-{login}")
+}
+
 struct Server {
     dv: Dovecot,
     pf: Postfix,
@@ -53,7 +59,7 @@ impl Server {
             self.pf.submission_port,
             "203.0.113.9",
             (login, password),
-            login,
+            &envelope_sender(login),
             FRIEND,
         )
     }
@@ -81,12 +87,13 @@ impl Server {
         out.status.success()
     }
 
-    /// Queue ids of `sender`'s messages in `queue` ("hold", or "" for any other).
-    fn ids(&self, sender: &str, queue: &str) -> Vec<String> {
+    /// Queue ids of `login`'s messages in `queue` ("hold", or "" for any other).
+    fn ids(&self, login: &str, queue: &str) -> Vec<String> {
+        let sender = envelope_sender(login);
         self.pf
             .queue()
             .iter()
-            .filter(|m| m["sender"] == sender)
+            .filter(|m| m["sender"] == sender.as_str())
             .filter(|m| (m["queue_name"] == "hold") == (queue == "hold"))
             .map(|m| m["queue_id"].as_str().expect("queue_id").to_owned())
             .collect()

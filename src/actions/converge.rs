@@ -12,7 +12,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::local::{HeldMessage, Local};
+use super::local::Local;
 use super::{dovecot, postfix, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::Result;
@@ -155,10 +155,6 @@ pub fn map(
     Ok((true, done))
 }
 
-fn key(m: &postfix::QueuedMessage) -> HeldMessage {
-    (m.queue_id.clone(), m.arrival_time.unwrap_or(0.0) as i64)
-}
-
 /// Puts the queued mail of `users` on hold, except messages held here before (an
 /// admin who released one by hand meant it); returns how many.
 pub fn hold(cfg: &Config, local: &mut Local, users: &[SaslUser]) -> Result<usize, String> {
@@ -169,26 +165,25 @@ pub fn hold(cfg: &Config, local: &mut Local, users: &[SaslUser]) -> Result<usize
         .into_iter()
         .filter(|m| m.queue_name != "hold")
         .collect();
-    let fresh: Vec<(SaslUser, HeldMessage)> = postfix::of_accounts(cfg, waiting, users)?
-        .into_iter()
-        .map(|(u, m)| (u, key(&m)))
-        .filter(|(u, k)| {
+    let found = postfix::of_accounts(cfg, waiting, users, &mut local.state.submitters)?;
+    let fresh: Vec<(SaslUser, postfix::QueuedMessage)> = (found.into_iter())
+        .filter(|(u, m)| {
             !local
                 .state
                 .held
                 .get(u.as_str())
-                .is_some_and(|s| s.contains(k))
+                .is_some_and(|s| s.contains(&m.key()))
         })
         .collect();
-    let ids: Vec<String> = fresh.iter().map(|(_, (id, _))| id.clone()).collect();
+    let ids: Vec<String> = fresh.iter().map(|(_, m)| m.queue_id.clone()).collect();
     let n = postfix::postsuper(cfg, "-h", None, &ids)?;
-    for (user, k) in fresh {
-        local
+    for (user, m) in fresh {
+        let held = local
             .state
             .held
             .entry(user.as_str().to_owned())
-            .or_default()
-            .insert(k);
+            .or_default();
+        held.insert(m.key());
     }
     local.save().map_err(|e| e.to_string())?;
     Ok(n)
@@ -203,7 +198,7 @@ pub fn release(cfg: &Config, local: &mut Local, user: &str, purge: bool) -> Resu
     } else {
         postfix::queue(cfg)?
             .into_iter()
-            .filter(|m| m.queue_name == "hold" && ours.contains(&key(m)))
+            .filter(|m| m.queue_name == "hold" && ours.contains(&m.key()))
             .map(|m| m.queue_id)
             .collect()
     };

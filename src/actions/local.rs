@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::postfix::Submitters;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::files::{private_dir, write_atomically};
@@ -23,21 +24,20 @@ const LOCK: &str = "mailguard.local.lock";
 /// Left by a worker that found the lock taken: the holder converges once more.
 const AGAIN: &str = "mailguard.local.again";
 
-/// A message this server put on hold: queue id and arrival time (seconds), since
-/// Postfix reuses short queue ids once a message is gone.
-pub type HeldMessage = (String, i64);
-
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalState {
-    /// Per account: the messages held here since it was contained. Kept until the
+    /// Per account: the messages (`QueuedMessage::key`) held here since it was contained. Kept until the
     /// account is released, so mail an admin released by hand is not held again.
     #[serde(default)]
-    pub held: BTreeMap<String, BTreeSet<HeldMessage>>,
+    pub held: BTreeMap<String, BTreeSet<String>>,
     /// Per contained account: the containment (see `converge::containment_id`) whose
     /// Dovecot sessions were kicked here.
     #[serde(default)]
     pub kicked: BTreeMap<String, String>,
+    /// Who submitted each message in this queue not on hold, as far as read.
+    #[serde(default)]
+    pub submitters: Submitters,
     /// Digest of the map (type, path, text) postmap last built here.
     #[serde(default)]
     pub map_built: Option<String>,
@@ -48,6 +48,8 @@ pub struct Local {
     path: PathBuf,
     _lock: File,
     pub state: LocalState,
+    /// As on disk: `save` writes only a change.
+    saved: LocalState,
 }
 
 /// Opens (creating 0600) a file of ours in the state directory.
@@ -124,14 +126,20 @@ impl Local {
         Ok(Self {
             path,
             _lock: lock,
+            saved: state.clone(),
             state,
         })
     }
 
-    pub fn save(&self) -> Result<()> {
+    pub fn save(&mut self) -> Result<()> {
+        if self.state == self.saved {
+            return Ok(());
+        }
         let text = serde_json::to_vec_pretty(&self.state)
             .map_err(|e| Error::io(&self.path, std::io::Error::new(ErrorKind::InvalidData, e)))?;
-        write_atomically(&self.path, &text, 0o600, None).map_err(|e| Error::io(&self.path, e))
+        write_atomically(&self.path, &text, 0o600, None).map_err(|e| Error::io(&self.path, e))?;
+        self.saved = self.state.clone();
+        Ok(())
     }
 }
 
@@ -155,7 +163,7 @@ mod tests {
             .held
             .entry("alice@example.test".into())
             .or_default()
-            .insert(("ABC123".into(), 17));
+            .insert("ABC123@17".into());
         l.save().unwrap();
         assert!(Local::try_open(&c).unwrap().is_none(), "locked");
         assert!(Local::wanted_again(&c));

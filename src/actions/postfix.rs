@@ -1,6 +1,8 @@
 //! Postfix: the check_sasl_access map (who may not send) and the queue (hold, release,
 //! purge an account's mail).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Deserialize;
 
 use super::{exec, postcat};
@@ -101,29 +103,65 @@ pub fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
     Ok(parse_queue(&ran.stdout))
 }
 
+/// The logins behind queued messages read so far, by `QueuedMessage::key` ("" for
+/// none): a queue file's login never changes, so each is read with postcat once.
+pub type Submitters = BTreeMap<String, String>;
+
+impl QueuedMessage {
+    /// The message over time: Postfix reuses short queue ids once a message is gone.
+    pub fn key(&self) -> String {
+        format!(
+            "{}@{}",
+            self.queue_id,
+            self.arrival_time.unwrap_or(0.0) as i64
+        )
+    }
+}
+
 /// The messages among `messages` of each of `users`: those it submitted (its login is
 /// in the queue file, whatever envelope sender a botnet chose), and those with its
 /// address as envelope sender (an account's own mail before `postcat` could tell, and
 /// the iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
+/// `known` keeps the logins read, for the messages still listed.
 pub fn of_accounts(
     cfg: &Config,
     messages: Vec<QueuedMessage>,
     users: &[SaslUser],
+    known: &mut Submitters,
 ) -> Result<Vec<(SaslUser, QueuedMessage)>, String> {
-    if messages.is_empty() || users.is_empty() {
+    if users.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<&str> = messages.iter().map(|m| m.queue_id.as_str()).collect();
-    let submitters = postcat::submitters(cfg, &ids)?;
-    Ok(messages
-        .into_iter()
-        .filter_map(|m| {
-            let by_login = submitters.get(&m.queue_id).filter(|u| users.contains(u));
-            let sender = fold_case(&m.sender);
-            let user = by_login.or_else(|| users.iter().find(|u| u.as_str() == sender))?;
-            Some((user.clone(), m))
-        })
-        .collect())
+    let unread: Vec<&str> = (messages.iter())
+        .filter(|m| !known.contains_key(&m.key()))
+        .map(|m| m.queue_id.as_str())
+        .collect();
+    let read = postcat::submitters(cfg, &unread)?;
+    let listed: BTreeSet<String> = messages.iter().map(QueuedMessage::key).collect();
+    known.retain(|k, _| listed.contains(k));
+    let mut found = Vec::new();
+    for m in messages {
+        let key = m.key();
+        let login = match known.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let l = read.get(&m.queue_id).map(|u| u.as_str().to_owned());
+                let l = l.unwrap_or_default();
+                // A file still arriving (maildrop, incoming) may not be whole yet.
+                if !matches!(m.queue_name.as_str(), "maildrop" | "incoming") {
+                    known.insert(key, l.clone());
+                }
+                l
+            }
+        };
+        let sender = fold_case(&m.sender);
+        let user = (users.iter().find(|u| u.as_str() == login))
+            .or_else(|| users.iter().find(|u| u.as_str() == sender));
+        if let Some(u) = user {
+            found.push((u.clone(), m));
+        }
+    }
+    Ok(found)
 }
 
 /// Runs `postsuper FLAG -` [QUEUE] with the ids on stdin; returns how many were given.
