@@ -16,6 +16,8 @@ need postfix:postfix
 QUEUED=${QUEUED:-0 1000 10000}
 RUNS=${RUNS:-20}
 
+# Postfix daemons (user postfix) must reach their directories under the scratch one.
+chmod 711 "$W"
 pf=$W/postfix
 mkdir -p "$pf/etc" "$pf/spool" "$pf/data"
 chown postfix "$pf/data"
