@@ -2,7 +2,7 @@
 //! effect in every server's real Postfix (map and held mail) at its next run-actions,
 //! and a release on any server undoes it on all, releasing only the mail each server
 //! held itself. Here two servers share one SQLite file; `contain_on_two_servers` takes
-//! the database's location, so the same scenario runs against a shared PostgreSQL.
+//! the database's location, and runs against a shared PostgreSQL too.
 
 mod support;
 
@@ -37,7 +37,7 @@ fn server(dir: &Path, location: &str, sink: &SmtpSink) -> Server {
     let (dv, pf) = mail_server(dir, USERS, sink.port);
     let mut guard = Sandbox::acting(&format!(
         "mode = \"enforce\"\n\
-         state_dir = {:?}\n\
+         local_dir = {:?}\n\
          [actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n\
          [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nfrom = \"mailguard@example.test\"\nto = [\"postmaster@example.test\"]\n\
          [postfix]\nsasl_map = {:?}\n\
@@ -234,4 +234,18 @@ fn a_block_from_one_server_contains_the_account_on_both_and_a_release_on_either_
     let shared = tempfile::tempdir().unwrap();
     let db = shared.path().join("shared/mailguard.db");
     contain_on_two_servers(&db.display().to_string());
+}
+
+/// The same two scenarios with the servers sharing a private PostgreSQL 15 (issue 19):
+/// each server's `record` writes there, each server converges from it.
+#[test]
+fn on_postgresql_a_block_from_one_server_contains_on_both_and_a_release_on_either_undoes_it() {
+    let pg = support::postgres::Postgres::start();
+    contain_on_two_servers(&pg.url());
+}
+
+#[test]
+fn on_postgresql_a_lock_from_one_server_kicks_the_account_once_on_the_other() {
+    let pg = support::postgres::Postgres::start();
+    kick_once_per_lock_on_every_server(&pg.url());
 }

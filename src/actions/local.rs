@@ -1,7 +1,7 @@
 //! What this server did to its own Postfix and Dovecot: the messages it put on hold,
 //! the containments whose sessions it kicked, the map it last built.
 //!
-//! Kept on this machine (`state_dir`), not in the database: several servers share one
+//! Kept on this machine (`local_dir`), not in the database: several servers share one
 //! database, and each must release only the mail *it* held (never what an admin held
 //! by hand, never another server's queue ids, which mean nothing here). One JSON file,
 //! replaced atomically; read and written under an exclusive lock on a file beside it.
@@ -149,7 +149,7 @@ mod tests {
 
     fn cfg(dir: &Path) -> Config {
         Config {
-            state_dir: Some(dir.to_path_buf()),
+            local_dir: Some(dir.to_path_buf()),
             ..Config::default()
         }
     }

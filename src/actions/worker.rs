@@ -1,6 +1,7 @@
 //! `run-actions`: the one worker that executes queued actions, records each outcome
 //! and retries failures with backoff. Started detached by `record`, and by a timer.
 
+use std::ffi::OsStr;
 use std::fs::{OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -33,7 +34,7 @@ pub struct Summary {
 /// Starts `run-actions` fully detached: own process group (Fail2ban kills the action's
 /// group on timeout) and no inherited pipes (Fail2ban reads them until EOF).
 /// Failing to start is not an error for the caller: the rows stay pending for the timer.
-pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
+pub fn spawn(config: Option<&Path>, db: Option<&OsStr>) {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
@@ -41,8 +42,9 @@ pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    // In the environment, not the arguments: a URL's password is no one's to see in ps.
     if let Some(d) = db {
-        cmd.arg("--db").arg(d);
+        cmd.env("F2B_MAILGUARD_DB", d);
     }
     let _ = cmd
         .arg("run-actions")
@@ -58,7 +60,7 @@ pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
 /// holder re-checks after unlocking: rows committed while it was finishing are then
 /// either seen by it or by a worker started after its unlock.
 pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
-    let mut lock_path = cfg.database.clone().into_os_string();
+    let mut lock_path = cfg.local_base().into_os_string();
     lock_path.push(".worker.lock");
     let lock = OpenOptions::new()
         .create(true)

@@ -12,7 +12,7 @@ pub fn run(app: &App) -> Result<()> {
     let mut store = store::open(&cfg)?;
     // The timer's run stores what `record` kept while the config or database failed,
     // before running the actions those logins queue.
-    let spools = spool::spools(&cfg.database, app.db.is_none());
+    let spools = spool::spools(&cfg.local_base(), app.db_from_config());
     let drained = spool::drain_waiting(
         &spools,
         store.as_mut(),

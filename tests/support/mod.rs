@@ -6,6 +6,7 @@ pub mod fail2ban;
 pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
+pub mod postgres;
 pub mod roundcube;
 pub mod smtp_sink;
 

@@ -175,7 +175,7 @@ fn import_in(
     for (r, id) in accounts.iter().zip(&ids) {
         state.execute(params![
             id,
-            r.state.level.as_str(),
+            r.state.level,
             r.state.enforced,
             r.state.last_hit.map(LogTime::millis),
             r.last_seen.map(LogTime::millis),

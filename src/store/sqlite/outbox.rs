@@ -2,7 +2,6 @@
 
 use rusqlite::{params, Connection};
 
-use super::rows::{kind_of, level_of, state_of, user_of};
 use crate::model::ActionKind;
 use crate::model::{LogTime, SaslUser};
 use crate::store::{ActionRecord, ActionState, ActionTotals, QueuedAction};
@@ -13,29 +12,26 @@ pub(super) fn due_actions(conn: &Connection, now: LogTime) -> rusqlite::Result<V
              FROM actions a JOIN users u ON u.id = a.user_id
              WHERE a.state = 'pending' AND a.next_ms <= ?1 ORDER BY a.id",
     )?;
-    let rows = stmt
-        .query_map([now.millis()], |r| {
-            Ok(QueuedAction {
-                id: r.get(0)?,
-                user: user_of(&r.get::<_, String>(1)?)?,
-                kind: kind_of(&r.get::<_, String>(2)?)?,
-                level: level_of(&r.get::<_, String>(3)?)?,
-                enforced: r.get(4)?,
-                attempts: r.get(5)?,
-                change_id: r.get(6)?,
-            })
+    let rows = stmt.query_map([now], |r| {
+        Ok(QueuedAction {
+            id: r.get(0)?,
+            user: r.get(1)?,
+            kind: r.get(2)?,
+            level: r.get(3)?,
+            enforced: r.get(4)?,
+            attempts: r.get(5)?,
+            change_id: r.get(6)?,
         })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-    rows
+    })?;
+    rows.collect()
 }
 
 pub(super) fn next_pending(conn: &Connection) -> rusqlite::Result<Option<LogTime>> {
     conn.query_row(
         "SELECT min(next_ms) FROM actions WHERE state = 'pending'",
         [],
-        |r| r.get::<_, Option<i64>>(0),
+        |r| r.get(0),
     )
-    .map(|v| v.map(LogTime::from_millis))
 }
 
 pub(super) fn finish_action(
@@ -47,13 +43,13 @@ pub(super) fn finish_action(
     retry_at: Option<LogTime>,
 ) -> rusqlite::Result<()> {
     let (state, next) = match retry_at {
-        Some(t) => (ActionState::Pending, t.millis()),
-        None => (state, now.millis()),
+        Some(t) => (ActionState::Pending, t),
+        None => (state, now),
     };
     conn.execute(
         "UPDATE actions SET state = ?2, attempts = attempts + 1, next_ms = ?3,
                  updated_ms = ?4, outcome = ?5 WHERE id = ?1",
-        params![id, state.as_str(), next, now.millis(), outcome],
+        params![id, state, next, now, outcome],
     )
     .map(|_| ())
 }
@@ -67,24 +63,22 @@ pub(super) fn actions_of(
                     a.updated_ms, a.next_ms, a.outcome, a.change_id
              FROM actions a JOIN users u ON u.id = a.user_id WHERE u.name = ?1 ORDER BY a.id",
     )?;
-    let rows = stmt
-        .query_map([user.as_str()], |r| {
-            Ok(ActionRecord {
-                id: r.get(0)?,
-                kind: kind_of(&r.get::<_, String>(1)?)?,
-                level: level_of(&r.get::<_, String>(2)?)?,
-                enforced: r.get(3)?,
-                state: state_of(&r.get::<_, String>(4)?)?,
-                attempts: r.get(5)?,
-                created: LogTime::from_millis(r.get(6)?),
-                updated: r.get::<_, Option<i64>>(7)?.map(LogTime::from_millis),
-                next: LogTime::from_millis(r.get(8)?),
-                outcome: r.get(9)?,
-                change_id: r.get(10)?,
-            })
+    let rows = stmt.query_map([user], |r| {
+        Ok(ActionRecord {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            level: r.get(2)?,
+            enforced: r.get(3)?,
+            state: r.get(4)?,
+            attempts: r.get(5)?,
+            created: r.get(6)?,
+            updated: r.get(7)?,
+            next: r.get(8)?,
+            outcome: r.get(9)?,
+            change_id: r.get(10)?,
         })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-    rows
+    })?;
+    rows.collect()
 }
 
 pub(super) fn action_totals(conn: &Connection) -> rusqlite::Result<ActionTotals> {
@@ -97,7 +91,7 @@ pub(super) fn action_totals(conn: &Connection) -> rusqlite::Result<ActionTotals>
             Ok(ActionTotals {
                 pending: r.get::<_, i64>(0)? as u64,
                 failed: r.get::<_, i64>(1)? as u64,
-                oldest_pending: r.get::<_, Option<i64>>(2)?.map(LogTime::from_millis),
+                oldest_pending: r.get(2)?,
             })
         },
     )
@@ -111,7 +105,7 @@ pub(super) fn cancel_pending(
     conn.execute(
         "UPDATE actions SET state = 'cancelled', updated_ms = ?2, outcome = 'cancelled by release'
              WHERE state = 'pending' AND user_id = (SELECT id FROM users WHERE name = ?1)",
-        params![user.as_str(), now.millis()],
+        params![user, now],
     )
     .map(|n| n as u64)
 }
@@ -120,10 +114,8 @@ pub(super) fn blocked(conn: &Connection) -> rusqlite::Result<Vec<SaslUser>> {
     let mut stmt = conn.prepare(
         "SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced = 1 ORDER BY name",
     )?;
-    let rows = stmt
-        .query_map([], |r| user_of(&r.get::<_, String>(0)?))
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
-    rows
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
 }
 
 pub(super) fn action_counts(
@@ -132,11 +124,7 @@ pub(super) fn action_counts(
     let mut stmt =
         conn.prepare("SELECT kind, state, count(*) FROM actions GROUP BY kind, state")?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            kind_of(&r.get::<_, String>(0)?)?,
-            state_of(&r.get::<_, String>(1)?)?,
-            r.get::<_, i64>(2)? as u64,
-        ))
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
     })?;
     rows.collect()
 }

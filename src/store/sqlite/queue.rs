@@ -33,7 +33,7 @@ pub(super) fn replace(
                 s.account,
                 s.messages,
                 s.recipients,
-                s.oldest.map(LogTime::millis)
+                s.oldest
             ])?;
         }
     }
@@ -104,7 +104,7 @@ pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, 
             account: String::new(),
             messages: r.get(2)?,
             recipients: r.get(3)?,
-            oldest: r.get::<_, Option<i64>>(4)?.map(LogTime::from_millis),
+            oldest: r.get(4)?,
         })
     })?;
     Ok((scanned, rows.collect::<rusqlite::Result<_>>()?))

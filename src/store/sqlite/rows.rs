@@ -1,53 +1,92 @@
-//! Decoding stored values back into validated types.
+//! Stored values ↔ validated types: each type's SQL form is written once here, as
+//! `ToSql`/`FromSql`, so a damaged or hand-edited value fails where it is read, with
+//! its column. The impls live in the store because the model knows nothing of SQLite
+//! (the types are this crate's, so the orphan rule allows them here).
 
-use crate::detect::AccountState;
-use crate::model::ActionKind;
-use crate::model::{Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
-use crate::store::{Account, ActionState};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Type, ValueRef};
 
-/// A stored value that no longer passes validation (a damaged or hand-edited database).
-fn unreadable(what: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
+use crate::detect::{AccountState, Seen};
+use crate::model::{ActionKind, Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
+use crate::store::{Account, ActionState, LevelChange};
+
+/// A stored value that no longer passes validation.
+fn unreadable(what: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> FromSqlError {
+    FromSqlError::Other(what.into())
 }
 
-pub(super) fn level_of(raw: &str) -> rusqlite::Result<Level> {
-    Level::from_db(raw).ok_or_else(|| unreadable("level"))
+/// Text columns whose type parses from and writes as `&str`.
+macro_rules! text_column {
+    ($ty:ty, $to:expr, $from:expr) => {
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                let to: fn(&$ty) -> ToSqlOutput<'_> = $to;
+                Ok(to(self))
+            }
+        }
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let from: fn(&str) -> Result<$ty, FromSqlError> = $from;
+                from(value.as_str()?)
+            }
+        }
+    };
 }
 
-pub(super) fn source_of(raw: &str) -> rusqlite::Result<Source> {
+text_column!(Level, |l| l.as_str().into(), |raw| {
+    Level::from_db(raw).ok_or_else(|| unreadable(format!("level {raw:?}")))
+});
+text_column!(Source, |s| s.as_str().into(), |raw| {
     Source::parse(raw).map_err(unreadable)
-}
-
-pub(super) fn addr_of(raw: &str) -> rusqlite::Result<ClientAddr> {
-    ClientAddr::parse_stored(raw).map_err(unreadable)
-}
-
-pub(super) fn kind_of(raw: &str) -> rusqlite::Result<ActionKind> {
-    raw.parse().map_err(|e: String| unreadable(e))
-}
-
-pub(super) fn state_of(raw: &str) -> rusqlite::Result<ActionState> {
-    ActionState::from_db(raw).ok_or_else(|| unreadable("action state"))
-}
-
-pub(super) fn user_of(raw: &str) -> rusqlite::Result<SaslUser> {
+});
+text_column!(ActionKind, |k| k.as_str().into(), |raw| {
+    raw.parse().map_err(unreadable)
+});
+text_column!(ActionState, |s| s.as_str().into(), |raw| {
+    ActionState::from_db(raw).ok_or_else(|| unreadable(format!("action state {raw:?}")))
+});
+text_column!(SaslUser, |u| u.as_str().into(), |raw| {
     SaslUser::parse(raw).map_err(unreadable)
+});
+text_column!(ClientAddr, |a| a.to_string().into(), |raw| {
+    ClientAddr::parse_stored(raw).map_err(unreadable)
+});
+text_column!(Cidr, |c| c.to_string().into(), |raw| {
+    Cidr::parse_any("cidr", raw).map_err(unreadable)
+});
+
+/// Times are stored as milliseconds since the epoch.
+impl ToSql for LogTime {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.millis().into())
+    }
 }
 
-pub(super) fn cidr_of(raw: &str) -> rusqlite::Result<Cidr> {
-    Cidr::parse_any("cidr", raw).map_err(unreadable)
+impl FromSql for LogTime {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_i64().map(LogTime::from_millis)
+    }
+}
+
+/// Parses text already read from column `col`: the hot path reads an address's text
+/// and parses it only once per address.
+pub(super) fn parse_text<T: FromSql>(col: usize, raw: &str) -> rusqlite::Result<T> {
+    T::column_result(ValueRef::Text(raw.as_bytes())).map_err(|e| {
+        let e = match e {
+            FromSqlError::Other(e) => e,
+            e => Box::new(e),
+        };
+        rusqlite::Error::FromSqlConversionFailure(col, Type::Text, e)
+    })
 }
 
 /// The account state stored in `level, enforced, last_hit_ms, count_from_ms`, read
 /// from column `first` on.
 pub(super) fn account_state(r: &rusqlite::Row, first: usize) -> rusqlite::Result<AccountState> {
     Ok(AccountState {
-        level: level_of(&r.get::<_, String>(first)?)?,
+        level: r.get(first)?,
         enforced: r.get(first + 1)?,
-        last_hit: r
-            .get::<_, Option<i64>>(first + 2)?
-            .map(LogTime::from_millis),
-        count_from: LogTime::from_millis(r.get(first + 3)?),
+        last_hit: r.get(first + 2)?,
+        count_from: r.get(first + 3)?,
     })
 }
 
@@ -56,8 +95,98 @@ pub(super) const ACCOUNT_COLS: &str =
 
 pub(super) fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
     Ok(Account {
-        user: user_of(&r.get::<_, String>(0)?)?,
+        user: r.get(0)?,
         state: account_state(r, 1)?,
-        last_seen: r.get::<_, Option<i64>>(5)?.map(LogTime::from_millis),
+        last_seen: r.get(5)?,
     })
+}
+
+/// The audit trail's columns, of `level_changes c`.
+pub(super) const CHANGE_COLS: &str =
+    "c.ts_ms, c.from_level, c.to_level, c.enforced, c.reason, c.actor";
+
+/// A `LevelChange` read from `CHANGE_COLS` at column `first` on.
+pub(super) fn change_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<LevelChange> {
+    Ok(LevelChange {
+        time: r.get(first)?,
+        from: r.get(first + 1)?,
+        to: r.get(first + 2)?,
+        enforced: r.get(first + 3)?,
+        reason: r.get(first + 4)?,
+        actor: r.get(first + 5)?,
+    })
+}
+
+/// One stored login or message count, read from `source, ip, ts_ms, count` at column
+/// `first` on.
+pub(super) fn seen_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Seen> {
+    Ok(Seen {
+        source: r.get(first)?,
+        addr: r.get(first + 1)?,
+        time: r.get(first + 2)?,
+        count: r.get(first + 3)?,
+        hits: 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: ToSql + FromSql>(value: &T) -> T {
+        let conn = rusqlite::Connection::open_in_memory().expect("memory db");
+        conn.query_row("SELECT ?1", [value], |r| r.get(0))
+            .expect("round trip")
+    }
+
+    #[test]
+    fn every_mapped_value_reads_back_as_written() {
+        for l in [Level::Ok, Level::Notify, Level::Block, Level::Lock] {
+            assert_eq!(round_trip(&l), l);
+        }
+        for s in Source::ALL {
+            assert_eq!(round_trip(&s), s);
+        }
+        for k in ActionKind::ALL {
+            assert_eq!(round_trip(&k), k);
+        }
+        use ActionState::*;
+        for s in [Pending, Done, Skipped, Failed, Cancelled] {
+            assert_eq!(round_trip(&s), s);
+        }
+        let user = SaslUser::parse("a@example.com").expect("user");
+        assert_eq!(round_trip(&user), user);
+        let addr = ClientAddr::parse("2001:db8::1").expect("addr");
+        assert_eq!(round_trip(&addr), addr);
+        let cidr = Cidr::parse("cidr", "192.0.2.0/24").expect("cidr");
+        assert_eq!(round_trip(&cidr), cidr);
+        let t = LogTime::from_millis(1_795_418_066_123);
+        assert_eq!(round_trip(&t), t);
+    }
+
+    #[test]
+    fn a_damaged_value_fails_with_its_column() {
+        let conn = rusqlite::Connection::open_in_memory().expect("memory db");
+        let err = conn
+            .query_row("SELECT 'ok', 'sideways'", [], |r| {
+                Ok((r.get::<_, Level>(0)?, r.get::<_, Level>(1)?))
+            })
+            .expect_err("not a level");
+        assert!(
+            matches!(
+                err,
+                rusqlite::Error::FromSqlConversionFailure(1, Type::Text, _)
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("sideways"), "{err}");
+        let err = parse_text::<ClientAddr>(3, "not an address").expect_err("not an address");
+        assert!(
+            matches!(
+                err,
+                rusqlite::Error::FromSqlConversionFailure(3, Type::Text, _)
+            ),
+            "{err:?}"
+        );
+    }
 }

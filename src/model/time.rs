@@ -1,0 +1,168 @@
+//! Points in time and lengths of time.
+
+use std::fmt;
+
+use crate::error::Invalid;
+
+/// A point in time from the log, in milliseconds since the epoch. Millisecond integers
+/// keep "the same event twice" an exact comparison, unlike floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogTime(i64);
+
+impl LogTime {
+    /// Accepts what Fail2ban's `<time>` gives (`1795418066.0`) and plain integers.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        let secs: f64 = raw.trim().parse().map_err(|_| {
+            Invalid::new(
+                field,
+                format!("{raw:?} is not a number of seconds since 1970"),
+            )
+        })?;
+        // Before 1970 or beyond year 9999 is a broken clock or a forged value, not a login.
+        if !secs.is_finite() || !(0.0..=253_402_300_799.0).contains(&secs) {
+            return Err(Invalid::new(
+                field,
+                format!("{raw:?} is not a time between 1970 and 9999"),
+            ));
+        }
+        Ok(Self((secs * 1000.0).round() as i64))
+    }
+
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(d.as_millis() as i64)
+    }
+
+    pub fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn secs_f64(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+
+    pub fn plus(self, span: Span) -> Self {
+        Self(self.0.saturating_add(span.millis()))
+    }
+
+    pub fn minus(self, span: Span) -> Self {
+        Self(self.0.saturating_sub(span.millis()))
+    }
+
+    /// RFC 3339 in UTC, for humans and mail.
+    pub fn rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+}
+
+/// A length of time written as `90s`, `15m`, `1h`, `30d` (or combinations like `1h30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(i64);
+
+impl Span {
+    pub const fn secs(s: i64) -> Self {
+        Self(s * 1000)
+    }
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        let bad = || {
+            Invalid::new(
+                field,
+                format!("{raw:?} is not a duration such as 90s, 15m, 1h or 30d"),
+            )
+        };
+        let mut total: i64 = 0;
+        let mut digits = String::new();
+        let mut any = false;
+        for c in raw.trim().chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 604_800,
+                _ => return Err(bad()),
+            };
+            let n: i64 = digits.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            digits.clear();
+            any = true;
+        }
+        if !digits.is_empty() || !any {
+            return Err(bad());
+        }
+        if total == 0 {
+            return Err(Invalid::new(field, "must be longer than 0s"));
+        }
+        // Ten years is far beyond any sensible window and keeps millisecond maths in range.
+        if total > 10 * 365 * 86_400 {
+            return Err(Invalid::new(
+                field,
+                format!("{raw:?} is longer than ten years"),
+            ));
+        }
+        Ok(Self(total * 1000))
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn as_secs(self) -> i64 {
+        self.0 / 1000
+    }
+}
+
+impl fmt::Display for Span {
+    /// The shortest exact form: `1h`, `30d`, `90m`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.as_secs();
+        for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
+            if s % len == 0 {
+                return write!(f, "{}{unit}", s / len);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans() {
+        assert_eq!(Span::parse("w", "1h").unwrap().as_secs(), 3600);
+        assert_eq!(Span::parse("w", "1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(Span::parse("w", "30d").unwrap().to_string(), "30d");
+        assert!(Span::parse("w", "1x").is_err());
+        assert!(Span::parse("w", "10").is_err());
+        assert!(Span::parse("w", "0s").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            LogTime::parse("time", "1795418066.0").unwrap().millis(),
+            1_795_418_066_000
+        );
+        assert!(LogTime::parse("time", "nan").is_err());
+        assert!(LogTime::parse("time", "inf").is_err());
+        assert!(LogTime::parse("time", "-1").is_err());
+    }
+}
