@@ -29,9 +29,9 @@ pub struct Globals {
     #[arg(long, global = true, env = "F2B_MAILGUARD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// SQLite database (overrides `database` in the config)
-    #[arg(long, global = true, env = "F2B_MAILGUARD_DB", value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// SQLite database file or postgresql:// URL (overrides `database` in the config)
+    #[arg(long, global = true, env = "F2B_MAILGUARD_DB", value_name = "PATH|URL")]
+    pub db: Option<OsString>,
 }
 
 /// `record`'s options and the global ones with their environment variables, as
@@ -93,11 +93,11 @@ pub fn fast_record(args: &[OsString]) -> Option<(Globals, Record)> {
         .or_else(|| std::env::var_os(GLOBAL_OPTIONS[i].1))
     {
         Some(path) if path.is_empty() => None,
-        path => Some(path.map(PathBuf::from)),
+        path => Some(path),
     };
     Some((
         Globals {
-            config: global(config, 0)?,
+            config: global(config, 0)?.map(PathBuf::from),
             db: global(db, 1)?,
         },
         Record {

@@ -69,6 +69,14 @@ pub enum Error {
     #[error("database {path}: {reason}")]
     StoreState { path: PathBuf, reason: String },
 
+    /// The shared (PostgreSQL) store failed; `url` has no password.
+    #[error("shared database {url}: {reason}")]
+    SharedStore { url: String, reason: String },
+
+    /// The shared store could not be reached within `connect_timeout`.
+    #[error("shared database {url} is unreachable: {reason}")]
+    SharedStoreUnreachable { url: String, reason: String },
+
     /// A program we ran (postqueue...) failed; the text says which and how.
     #[error("{0}")]
     External(String),

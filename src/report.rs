@@ -265,6 +265,6 @@ pub fn health(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Health
         pending: totals.pending,
         failed: totals.failed,
         oldest_pending: totals.oldest_pending,
-        backlog: Backlog::of(&cfg.database, LogTime::now()),
+        backlog: Backlog::of(&cfg.local_base(), LogTime::now()),
     })
 }

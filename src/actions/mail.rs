@@ -192,11 +192,7 @@ fn encoded_subject(subject: String) -> Result<HeaderValue, String> {
     ))
 }
 
-pub(super) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "this server".into())
-}
+pub(super) use crate::config::hostname;
 
 pub fn send(cfg: &Config, action: &QueuedAction, d: &Detail) -> Result<String, String> {
     deliver(cfg, subject(action), body(cfg, action, d))

@@ -3,8 +3,10 @@
 //! `record` only *queues* actions (in the same transaction as the level change) and
 //! starts a detached `run-actions`; nothing here runs under Fail2ban's lock.
 
+pub mod converge;
 mod dovecot;
 pub mod exec;
+pub mod local;
 pub mod mail;
 pub mod password;
 pub mod postcat;

@@ -1,6 +1,7 @@
 //! `run-actions`: the one worker that executes queued actions, records each outcome
 //! and retries failures with backoff. Started detached by `record`, and by a timer.
 
+use std::ffi::OsStr;
 use std::fs::{OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -8,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{dovecot, mail, password, postfix, user_mail, ActionKind, Outcome};
+use super::local::Local;
+use super::{converge, mail, password, postfix, user_mail, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{Level, LogTime, Span};
@@ -32,7 +34,7 @@ pub struct Summary {
 /// Starts `run-actions` fully detached: own process group (Fail2ban kills the action's
 /// group on timeout) and no inherited pipes (Fail2ban reads them until EOF).
 /// Failing to start is not an error for the caller: the rows stay pending for the timer.
-pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
+pub fn spawn(config: Option<&Path>, db: Option<&OsStr>) {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
@@ -40,8 +42,9 @@ pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    // In the environment, not the arguments: a URL's password is no one's to see in ps.
     if let Some(d) = db {
-        cmd.arg("--db").arg(d);
+        cmd.env("F2B_MAILGUARD_DB", d);
     }
     let _ = cmd
         .arg("run-actions")
@@ -57,7 +60,7 @@ pub fn spawn(config: Option<&Path>, db: Option<&Path>) {
 /// holder re-checks after unlocking: rows committed while it was finishing are then
 /// either seen by it or by a worker started after its unlock.
 pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
-    let mut lock_path = cfg.database.clone().into_os_string();
+    let mut lock_path = cfg.local_base().into_os_string();
     lock_path.push(".worker.lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -166,9 +169,28 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
             };
         }
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
-        ActionKind::HoldQueue => postfix::hold(cfg, user),
+        ActionKind::HoldQueue => {
+            // All this server holds for it: a convergence that ran first may have held
+            // them already.
+            let held = here(cfg, |local| {
+                converge::hold(cfg, local, std::slice::from_ref(user))?;
+                Ok(local.state.held.get(user.as_str()).map_or(0, |h| h.len()))
+            });
+            return held.map_or_else(Outcome::Failed, |n| {
+                Outcome::Done(format!("{n} queued message(s) put on hold"))
+            });
+        }
         ActionKind::ResetPassword => return password::reset(cfg, user),
-        ActionKind::DovecotKick => return dovecot::flush_and_kick(cfg, user),
+        ActionKind::DovecotKick => {
+            let id = match converge::containment_id(store, user) {
+                Ok(id) => id,
+                Err(e) => return Outcome::Failed(e.to_string()),
+            };
+            return match Local::open(cfg) {
+                Ok(mut local) => converge::kick(cfg, &mut local, user, id),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+        }
     };
     match result {
         Ok(text) => Outcome::Done(text),
@@ -176,8 +198,15 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
     }
 }
 
-/// The map is rewritten from the database even if the account was released since:
-/// the rewrite then drops it, which is what the admin asked for.
+/// Runs `f` on this server's local state, locked.
+fn here<T>(cfg: &Config, f: impl FnOnce(&mut Local) -> Result<T, String>) -> Result<T, String> {
+    let mut local = Local::open(cfg).map_err(|e| e.to_string())?;
+    f(&mut local)
+}
+
+/// This server's map converged now. It is rewritten from the database even if the
+/// account was released since: the rewrite then drops it, which is what the admin
+/// asked for. Other servers converge theirs at their next run.
 fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcome {
     let blocked = match store.blocked() {
         Ok(b) => b,
@@ -189,10 +218,10 @@ fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Out
             action.user
         ));
     }
-    match postfix::write_sasl_map(cfg, &blocked) {
+    match here(cfg, |local| converge::map(cfg, local, &blocked)) {
         Err(e) => Outcome::Failed(e),
-        Ok(done) if blocked.contains(&action.user) => Outcome::Done(done),
-        Ok(done) => Outcome::Skipped(format!("account no longer blocked; {done}")),
+        Ok((_, done)) if blocked.contains(&action.user) => Outcome::Done(done),
+        Ok((_, done)) => Outcome::Skipped(format!("account no longer blocked; {done}")),
     }
 }
 

@@ -29,7 +29,9 @@ use crate::detect::Seen;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
 use crate::model::WhitelistEntry;
-use crate::model::{ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source};
+use crate::model::{
+    ClientAddr, DatabaseLocation, Label, Level, LogTime, MessageCount, SaslUser, Source,
+};
 use crate::ownership::Ownership;
 use crate::store::{self, Imported};
 
@@ -249,13 +251,17 @@ struct Reached {
 impl Run for Ingest {
     fn run(&self, app: &App) -> Result<()> {
         let default_source = Source::parse(&self.source)?;
-        let Some(scratch) = &app.db else {
-            return Err(Error::Usage(
-                "ingest writes a scratch database: give --db PATH (never the live one)".into(),
-            ));
-        };
+        let scratch =
+            match app.db.clone()? {
+                Some(DatabaseLocation::Sqlite(path)) => path,
+                Some(DatabaseLocation::Postgres(_)) | None => return Err(Error::Usage(
+                    "ingest writes a scratch SQLite database: give --db PATH (never the live one)"
+                        .into(),
+                )),
+            };
+        let scratch = &scratch;
         let live = Config::load(app.config_path.as_deref())?.database;
-        if same_file(scratch, &live) {
+        if live.sqlite().is_some_and(|live| same_file(scratch, live)) {
             return Err(Error::Usage(format!(
                 "{} is the live database; ingest needs a scratch one",
                 scratch.display()
@@ -291,7 +297,7 @@ impl Run for Ingest {
         }) = replayed
         else {
             return Err(Error::StoreState {
-                path: cfg.database.clone(),
+                path: scratch.clone(),
                 reason: "the store stopped taking the backtest's events".into(),
             });
         };

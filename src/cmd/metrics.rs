@@ -142,10 +142,13 @@ impl Run for Metrics {
             "database_bytes",
             "Size of the SQLite database and its write-ahead log.",
         );
+        // 0 for a shared store: its size is PostgreSQL's to report.
         let size = |suffix: &str| {
-            let mut p = cfg.database.clone().into_os_string();
-            p.push(suffix);
-            std::fs::metadata(&p).map_or(0, |m| m.len())
+            cfg.database.sqlite().map_or(0, |db| {
+                let mut p = db.as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::metadata(&p).map_or(0, |m| m.len())
+            })
         };
         let _ = writeln!(
             out,

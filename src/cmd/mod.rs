@@ -15,41 +15,57 @@ mod run_actions;
 mod status;
 mod whitelist;
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use crate::cli::{Command, Globals};
 use crate::config::Config;
 use crate::error::{Invalid, Result};
-use crate::model::{LogTime, SaslUser};
+use crate::model::{DatabaseLocation, LogTime, SaslUser};
 
 /// Global options every command may need.
 pub struct App {
     pub config_path: Option<PathBuf>,
-    pub db: Option<PathBuf>,
+    /// `--db` / `F2B_MAILGUARD_DB` as given, handed on to the worker.
+    pub db_arg: Option<OsString>,
+    /// The same, validated.
+    pub db: Result<Option<DatabaseLocation>, Invalid>,
 }
 
 impl App {
     pub fn new(globals: &Globals) -> Self {
+        let db = globals
+            .db
+            .as_deref()
+            .map(|raw| DatabaseLocation::parse("db", text("db", Some(raw))?))
+            .transpose();
         Self {
             config_path: globals.config.clone(),
-            db: globals.db.clone(),
+            db_arg: globals.db.clone(),
+            db,
         }
     }
 
     /// Loads the config; `--db` / `F2B_MAILGUARD_DB` wins over its `database`.
     pub fn config(&self) -> Result<Config> {
+        let db = self.db.clone()?;
         let mut cfg = Config::load(self.config_path.as_deref())?;
-        if let Some(db) = &self.db {
-            cfg.database = db.clone();
+        if let Some(db) = db {
+            cfg.database = db;
         }
         Ok(cfg)
     }
 
-    /// The database `config` would name, found even when the config does not load:
-    /// where `record` keeps what it cannot store.
+    /// Whether the database comes from the config rather than `--db`.
+    pub fn db_from_config(&self) -> bool {
+        self.db_arg.is_none()
+    }
+
+    /// What this server's own files would be named after, found even when the config
+    /// does not load: where `record` keeps what it cannot store.
     pub fn spool_database(&self) -> PathBuf {
-        crate::spool::database_named(self.db.as_deref(), self.config_path.as_deref())
+        let db = self.db.as_ref().ok().and_then(Option::as_ref);
+        crate::spool::local_base_named(db, self.config_path.as_deref())
     }
 }
 

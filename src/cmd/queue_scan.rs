@@ -76,7 +76,7 @@ impl Run for QueueScan {
             &Engine::new(&cfg, &Ownership::open_or_warn(&cfg)),
         )?;
         if queued > 0 {
-            actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
+            actions::worker::spawn(app.config_path.as_deref(), app.db_arg.as_deref());
         }
         let mut per_queue: BTreeMap<String, u64> = BTreeMap::new();
         for s in &senders {

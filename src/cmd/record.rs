@@ -71,11 +71,11 @@ impl Run for Record {
         match store_live(app, &cfg, &event) {
             Ok(queued) if queued > 0 => {
                 // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
-                actions::worker::spawn(app.config_path.as_deref(), app.db.as_deref());
+                actions::worker::spawn(app.config_path.as_deref(), app.db_arg.as_deref());
                 Ok(())
             }
             Ok(_) => Ok(()),
-            Err(e) => keep(&cfg.database, &event, e),
+            Err(e) => keep(&cfg.local_base(), &event, e),
         }
     }
 }
@@ -89,7 +89,7 @@ fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
     let engine = Engine::new(cfg, &owners);
     // Older logins first. A failed drain spools this login too, without a second
     // busy wait that could outlast Fail2ban's action timeout.
-    let spools = spool::spools(&cfg.database, app.db.is_none());
+    let spools = spool::spools(&cfg.local_base(), app.db_from_config());
     let drained = spool::drain_waiting(&spools, store.as_mut(), &engine)?;
     let recorded = store.record(event, &engine)?;
     // The login is committed: the exit releases the connection's files, locks and

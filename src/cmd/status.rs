@@ -270,7 +270,7 @@ fn overview(
             failed: totals.failed,
             oldest_pending: totals.oldest_pending.map(LogTime::secs_f64),
         },
-        backlog: Backlog::of(&cfg.database, LogTime::now()),
+        backlog: Backlog::of(&cfg.local_base(), LogTime::now()),
         mode: cfg.mode.as_str(),
         window_secs: cfg.detection.window.as_secs(),
         at: at.secs_f64(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{Finding, Status};
 use crate::actions::{exec, mail, STUCK_AFTER};
 use crate::config::{Config, MailTransport};
-use crate::model::{LogTime, Mode};
+use crate::model::{DatabaseLocation, LogTime, Mode};
 use crate::spool::Backlog;
 use crate::store::Store;
 
@@ -49,10 +49,14 @@ pub fn mailguard(
             Status::Fail,
             AREA,
             store_error.unwrap_or_else(|| "the database did not open".into()),
-            Some(format!(
-                "check {} and its directory",
-                cfg.database.display()
-            )),
+            Some(match &cfg.database {
+                DatabaseLocation::Sqlite(path) => {
+                    format!("check {} and its directory", path.display())
+                }
+                DatabaseLocation::Postgres(url) => format!(
+                    "the shared store is unreachable or refuses us: check that PostgreSQL at {url} runs and grants this server's role"
+                ),
+            }),
         ));
         return;
     };
@@ -62,13 +66,14 @@ pub fn mailguard(
             AREA,
             format!(
                 "database {} opens, is writable and its schema is current",
-                cfg.database.display()
+                cfg.database
             ),
             None,
         )),
         Err(e) => out.push(Finding::new(Status::Fail, AREA, e.to_string(), None)),
     }
-    if let Some(dir) = cfg.database.parent() {
+    // The spool holds evidence too, beside a SQLite file or in local_dir.
+    if let Some(dir) = cfg.local_base().parent() {
         let mode = std::fs::metadata(dir)
             .map(|m| m.permissions().mode() & 0o7777)
             .unwrap_or(0);
@@ -84,7 +89,7 @@ pub fn mailguard(
             ));
         }
     }
-    let backlog = Backlog::of(&cfg.database, LogTime::now());
+    let backlog = Backlog::of(&cfg.local_base(), LogTime::now());
     let problems = backlog.problems();
     if problems.is_empty() {
         out.push(Finding::new(

@@ -3,13 +3,109 @@
 //! inet_aton and ten to others); IPv4-mapped IPv6 is IPv4, because that is how
 //! addresses are counted; an address that cannot open a connection is never a client.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use super::{Cidr, ClientAddr};
 use crate::error::Invalid;
+
+/// A client IP address; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is stored as IPv4 so the
+/// same client never counts twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientAddr(IpAddr);
+
+/// Parsed in `net`, with the rules every address from outside follows.
+impl ClientAddr {
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+
+    /// The network this address is counted as, given the configured prefix lengths.
+    pub fn net(self, prefixes: NetPrefixes) -> ClientNet {
+        let len = match self.0 {
+            IpAddr::V4(_) => prefixes.v4,
+            IpAddr::V6(_) => prefixes.v6,
+        };
+        // Prefix lengths are validated in the config, so this cannot fail.
+        let net = IpNet::new(self.0, len)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| IpNet::from(self.0));
+        ClientNet(net)
+    }
+}
+
+impl From<IpAddr> for ClientAddr {
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(IpAddr::V4(v4)),
+                None => Self(addr),
+            },
+            v4 => Self(v4),
+        }
+    }
+}
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Prefix lengths that group client addresses into networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetPrefixes {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+/// The unit of counting: one client network (by default one IPv4 address or one IPv6 /64,
+/// since privacy extensions give a single device many addresses inside its /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientNet(IpNet);
+
+impl ClientNet {
+    /// The network's first address: enough to ask who owns it.
+    pub fn first(&self) -> ClientAddr {
+        ClientAddr::from(self.0.network())
+    }
+}
+
+impl fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A whitelist CIDR, parsed in `net`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(IpNet);
+
+impl Cidr {
+    pub fn contains(&self, addr: ClientAddr) -> bool {
+        self.0.contains(&addr.ip())
+    }
+
+    /// The network address and prefix length.
+    pub fn parts(&self) -> (IpAddr, u8) {
+        (self.0.network(), self.0.prefix_len())
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Self::parse("cidr", s)
+    }
+}
 
 /// An address in standard notation, or why `raw` is not one. The standard library
 /// already refuses leading zeros in IPv4 octets; this only says so.
@@ -198,5 +294,27 @@ mod tests {
             assert!(ClientAddr::parse(raw).is_err(), "{raw}");
             assert!(ClientAddr::parse_stored(raw).is_ok(), "{raw}");
         }
+    }
+
+    #[test]
+    fn mapped_v4_is_v4() {
+        let a = ClientAddr::parse("::ffff:192.0.2.1").unwrap();
+        assert_eq!(a.to_string(), "192.0.2.1");
+    }
+
+    #[test]
+    fn v6_groups_by_64() {
+        let p = NetPrefixes { v4: 32, v6: 64 };
+        let a = ClientAddr::parse("2001:db8:1:2:aaaa::1").unwrap().net(p);
+        let b = ClientAddr::parse("2001:db8:1:2:bbbb::9").unwrap().net(p);
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn cidr_host_bits() {
+        assert!(Cidr::parse("cidr", "192.0.2.7/24").is_err());
+        assert!(Cidr::parse("cidr", "192.0.2.0/24").is_ok());
+        assert!(Cidr::parse("cidr", "192.0.2.7").is_ok());
     }
 }

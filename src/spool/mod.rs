@@ -21,11 +21,11 @@ use serde::Serialize;
 
 pub use rejected::Rejections;
 
-use crate::config::{DEFAULT_CONFIG, DEFAULT_DATABASE};
+use crate::config::{DEFAULT_CONFIG, DEFAULT_DATABASE, DEFAULT_LOCAL_DIR};
 use crate::detect::Engine;
 use crate::error::{Error, Result};
 use crate::files::private_dir;
-use crate::model::{ClientAddr, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::model::{ClientAddr, DatabaseLocation, Label, LogTime, MessageCount, SaslUser, Source};
 use crate::store::{LoginEvent, Store};
 
 /// Room reserved for a full disk: some 3,000 logins.
@@ -185,22 +185,29 @@ pub fn drain_waiting(spools: &[Spool], store: &mut dyn Store, engine: &Engine) -
     Ok(total)
 }
 
-/// The database a config names, read as leniently as possible: `record` needs a
-/// place for the spool when the config does not load. `--db` wins; a file that is
-/// not TOML, or names none, means the built-in path.
-pub fn database_named(db: Option<&Path>, config: Option<&Path>) -> PathBuf {
-    if let Some(db) = db {
-        return db.to_path_buf();
-    }
+/// The local files' base (see `Config::local_base`) a config names, read as leniently
+/// as possible: `record` needs a place for the spool when the config does not load.
+/// `--db` wins; a file that is not TOML, or names no valid value, means the built-in one.
+pub fn local_base_named(db: Option<&DatabaseLocation>, config: Option<&Path>) -> PathBuf {
     let file = config.unwrap_or(Path::new(DEFAULT_CONFIG));
-    std::fs::read_to_string(file)
+    let table = std::fs::read_to_string(file)
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|t| match t.get("database") {
-            Some(toml::Value::String(s)) if !s.is_empty() => Some(PathBuf::from(s)),
-            _ => None,
-        })
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE))
+        .unwrap_or_default();
+    let string = |key: &str| match table.get(key) {
+        Some(toml::Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    };
+    let database = db.cloned().unwrap_or_else(|| {
+        string("database")
+            .and_then(|s| DatabaseLocation::parse("database", s).ok())
+            .unwrap_or_else(|| DatabaseLocation::Sqlite(PathBuf::from(DEFAULT_DATABASE)))
+    });
+    database.local_base(Path::new(
+        string("local_dir")
+            .filter(|d| !d.is_empty())
+            .unwrap_or(DEFAULT_LOCAL_DIR),
+    ))
 }
 
 /// Waiting and refused logins, as `status`, `check`, `metrics` and `doctor` show them.
@@ -369,15 +376,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, "database = \"/x/mg.db\"\nmode = \"enforc\"\n").unwrap();
-        assert_eq!(database_named(None, Some(&cfg)), Path::new("/x/mg.db"));
+        assert_eq!(local_base_named(None, Some(&cfg)), Path::new("/x/mg.db"));
         std::fs::write(&cfg, "database = \"/x/mg.db\nmode = [").unwrap();
         assert_eq!(
-            database_named(None, Some(&cfg)),
+            local_base_named(None, Some(&cfg)),
             Path::new(DEFAULT_DATABASE)
         );
+        let y = DatabaseLocation::Sqlite(PathBuf::from("/y.db"));
+        assert_eq!(local_base_named(Some(&y), Some(&cfg)), Path::new("/y.db"));
+        // A shared store's spool is in local_dir, even when another key is broken.
+        std::fs::write(
+            &cfg,
+            "database = \"postgresql://u@h/d\"\nlocal_dir = \"/l\"\nmode = 3\n",
+        )
+        .unwrap();
         assert_eq!(
-            database_named(Some(Path::new("/y.db")), Some(&cfg)),
-            Path::new("/y.db")
+            local_base_named(None, Some(&cfg)),
+            Path::new("/l/postgresql")
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Persistence. Every query lives behind [`Store`], so a shared backend (PostgreSQL,
 //! several mail servers seeing one account's logins together) can be added beside SQLite.
 
+mod evaluate;
+mod postgres;
 mod schema;
 mod sqlite;
 
@@ -10,11 +12,12 @@ use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
-use crate::model::WhitelistEntry;
 use crate::model::{
     ActionKind, Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source,
 };
+use crate::model::{DatabaseLocation, WhitelistEntry};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A successful login as Fail2ban reported it.
@@ -246,7 +249,24 @@ pub trait Store {
     fn check_whole(&mut self) -> Result<()>;
 }
 
+/// Level changes in account order, gathered per account (`Store::changed`).
+fn per_account(
+    rows: impl IntoIterator<Item = (SaslUser, LevelChange)>,
+) -> Vec<(SaslUser, Vec<LevelChange>)> {
+    let mut out: Vec<(SaslUser, Vec<LevelChange>)> = Vec::new();
+    for (user, change) in rows {
+        match out.last_mut() {
+            Some((u, changes)) if *u == user => changes.push(change),
+            _ => out.push((user, vec![change])),
+        }
+    }
+    out
+}
+
 /// Opens the configured store, creating and migrating it as needed.
 pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
-    Ok(Box::new(SqliteStore::open(cfg)?))
+    match &cfg.database {
+        DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg)?)),
+        DatabaseLocation::Postgres(url) => Ok(Box::new(PgStore::open(url, cfg)?)),
+    }
 }

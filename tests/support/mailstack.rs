@@ -34,11 +34,11 @@ fn start_daemon(cmd: &mut Command, errors: &Path) {
     );
 }
 
-fn kill(pid: u32) {
+pub fn kill(pid: u32) {
     let _ = Command::new("kill").arg(pid.to_string()).status();
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 

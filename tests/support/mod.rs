@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
+pub mod postgres;
 pub mod roundcube;
 pub mod smtp_sink;
 

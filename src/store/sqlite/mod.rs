@@ -38,8 +38,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub fn open(cfg: &Config) -> Result<Self> {
-        let path = cfg.database.clone();
+    pub fn open(path: &Path, cfg: &Config) -> Result<Self> {
+        let path = path.to_path_buf();
         let conn = connect(&path, cfg.busy_timeout)?;
         Ok(Self {
             conn,

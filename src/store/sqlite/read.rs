@@ -22,17 +22,10 @@ pub(super) fn changed(conn: &Connection) -> rusqlite::Result<Vec<(SaslUser, Vec<
         "SELECT u.name, {CHANGE_COLS} FROM level_changes c JOIN users u ON u.id = c.user_id
          ORDER BY u.name, c.id"
     ))?;
-    let mut rows = stmt.query([])?;
-    let mut out: Vec<(SaslUser, Vec<LevelChange>)> = Vec::new();
-    while let Some(r) = rows.next()? {
-        let user: SaslUser = r.get(0)?;
-        let change = change_row(r, 1)?;
-        match out.last_mut() {
-            Some((u, changes)) if *u == user => changes.push(change),
-            _ => out.push((user, vec![change])),
-        }
-    }
-    Ok(out)
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, change_row(r, 1)?)))?;
+    Ok(crate::store::per_account(
+        rows.collect::<rusqlite::Result<Vec<_>>>()?,
+    ))
 }
 
 pub(super) fn history(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<LevelChange>> {

@@ -4,10 +4,9 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{account_state, parse_text, seen_row};
-use crate::config::{Config, WindowStarts};
-use crate::detect::{baseline, AccountState, Engine, Evidence, Fold, Seen, Transition, Usual};
-use crate::detect::{Verdict, Whitelist};
-use crate::model::{ActionKind, LogTime, SaslUser, Span};
+use crate::detect::{AccountState, Engine, Fold, Seen, Transition, Usual};
+use crate::model::{ActionKind, Cidr, LogTime, SaslUser, Span};
+use crate::store::evaluate::{evaluate, EvalRows, NewAction, Stored};
 use crate::store::{LoginEvent, Recorded};
 
 /// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
@@ -32,68 +31,6 @@ pub(super) fn insert_change(
     Ok(tx.last_insert_rowid())
 }
 
-/// Queues one action of a transition. A mail (to the admin or to the owner) is not
-/// sent if one of its kind for the same account and level was queued within its
-/// cooldown of log time since the account's last release; it is stored as skipped,
-/// saying why. Returns how many were queued to run.
-fn queue_action(
-    tx: &Connection,
-    user_id: i64,
-    change_id: i64,
-    kind: ActionKind,
-    t: &Transition,
-    at: LogTime,
-    cfg: &Config,
-) -> rusqlite::Result<usize> {
-    let cooldown = match kind {
-        ActionKind::Mail => Some((cfg.contain.mail.cooldown, "mail.cooldown")),
-        ActionKind::NotifyUser => Some((cfg.contain.user_mail.cooldown, "user_mail.cooldown")),
-        _ => None,
-    };
-    let mut skipped = None;
-    if let Some((cooldown, key)) = cooldown {
-        // A skipped or cancelled mail never went out, so it starts no cooldown.
-        let recent: Option<i64> = tx
-            .prepare_cached(
-                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
-                 WHERE a.user_id = ?1 AND a.kind = ?2 AND a.level = ?3 AND a.enforced = ?4
-                   AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
-                   AND a.state NOT IN ('cancelled', 'skipped')",
-            )?
-            .query_row(
-                params![user_id, kind, t.to, t.enforced, at.minus(cooldown)],
-                |r| r.get(0),
-            )?;
-        skipped = recent.map(|ms| {
-            format!(
-                "not sent: one about {} for this account was queued at {} (log time), \
-                 within {key} ({cooldown})",
-                t.to,
-                LogTime::from_millis(ms).rfc3339()
-            )
-        });
-    }
-    let now = LogTime::now().millis();
-    tx.prepare_cached(
-        "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms, next_ms,
-                              state, updated_ms, outcome)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        user_id,
-        change_id,
-        kind,
-        t.to,
-        t.enforced,
-        at,
-        now,
-        if skipped.is_some() { "skipped" } else { "pending" },
-        skipped.as_ref().map(|_| now),
-        skipped
-    ])?;
-    Ok(usize::from(skipped.is_none()))
-}
-
 pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
     let n = tx
         .prepare_cached(
@@ -115,13 +52,6 @@ pub(super) fn record_once(
     let recorded = record_in(&tx, Some(retention), event, engine)?;
     tx.commit()?;
     Ok(recorded)
-}
-
-/// An account as the write path needs it.
-pub(super) struct Stored {
-    pub id: i64,
-    pub state: AccountState,
-    pub usual: Option<(i64, Usual)>,
 }
 
 pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
@@ -199,8 +129,8 @@ fn record_in(
     })
 }
 
-/// Re-evaluates one account at `at` and stores the outcome: its state, the level
-/// change with its reason, the actions. Returns how many actions were queued.
+/// Re-evaluates one account at `at` inside the caller's transaction (see
+/// `store::evaluate`); returns how many actions were queued.
 pub(super) fn evaluate_in(
     tx: &Connection,
     user: &SaslUser,
@@ -208,93 +138,131 @@ pub(super) fn evaluate_in(
     at: LogTime,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
-    let state = &account.state;
-    let starts = engine.window_starts(at);
-    let since = starts.earliest().max(state.count_from);
-    let seen = folded_in(tx, account.id, since, at, starts)?;
-    let whitelist = engine.whitelist(user, &whitelist_of(tx, user.as_str())?);
-    let usual = usual_of(tx, account, at, engine, &whitelist)?;
-    let tally = engine.count(&whitelist, at, &seen);
-    let mut verdict = engine.judge(&Evidence {
-        user,
-        at,
-        state,
-        tally: &tally,
-        deferred: deferred_of(tx, user)?,
-        usual,
-    });
-    if verdict.rose() {
-        // Up to where `seen` begins; nothing from before a release.
-        let from = engine.explain_from(at).max(state.count_from);
-        let earlier = seen_in(tx, account.id, from, since)?;
-        engine.explain(&mut verdict, at, &earlier, &seen);
-    }
-    apply(tx, account, at, &verdict, engine.config())
+    evaluate(&mut SqliteRows { tx }, user, account, at, engine)
 }
 
-/// Stores a verdict: the account's new state, its level change, and the actions the
-/// configuration lists for it. Returns how many actions were queued.
-fn apply(
-    tx: &Connection,
-    account: &Stored,
-    at: LogTime,
-    verdict: &Verdict,
-    cfg: &Config,
-) -> rusqlite::Result<usize> {
-    if verdict.state != account.state {
-        tx.prepare_cached(
-            "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
-        )?
-        .execute(params![
-            account.id,
-            verdict.state.level,
-            verdict.state.enforced,
-            verdict.state.last_hit,
-        ])?;
-    }
-    let Some(t) = &verdict.transition else {
-        return Ok(0);
-    };
-    let change_id = insert_change(tx, account.id, at, t, "detector")?;
-    let mut queued = 0;
-    for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
-        queued += queue_action(tx, account.id, change_id, kind, t, at, cfg)?;
-    }
-    Ok(queued)
+/// An evaluation's rows in the caller's transaction.
+struct SqliteRows<'c> {
+    tx: &'c Connection,
 }
 
-/// The account's usual figures for the day of `at`, computed at its first evaluation
-/// that day and cached on its row.
-fn usual_of(
-    tx: &Connection,
-    account: &Stored,
-    at: LogTime,
-    engine: &Engine,
-    whitelist: &Whitelist,
-) -> rusqlite::Result<Option<Usual>> {
-    let Some((from, until)) = engine.history_range(at) else {
-        return Ok(None);
-    };
-    let day = baseline::day_of(at);
-    if let Some((cached_day, usual)) = account.usual {
-        if cached_day == day {
-            return Ok(Some(usual));
+impl EvalRows for SqliteRows<'_> {
+    type Error = rusqlite::Error;
+
+    /// Folded as read: this runs for every row of the account's lookback on each
+    /// `record`, so an address is parsed once per evaluation and each row costs
+    /// little more than SQLite's step.
+    fn fold_seen(
+        &mut self,
+        id: i64,
+        since: LogTime,
+        until: LogTime,
+        fold: &mut Fold,
+    ) -> rusqlite::Result<()> {
+        let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
+        let mut rows = stmt.query(params![id, since, until])?;
+        while let Some(r) = rows.next()? {
+            fold.add(
+                r.get(0)?,
+                r.get_ref(1)?.as_str()?,
+                r.get(2)?,
+                r.get(3)?,
+                |raw| parse_text(1, raw),
+            )?;
         }
+        Ok(())
     }
-    let history = seen_in(tx, account.id, from, until)?;
-    let usual = engine.usual(&history, whitelist);
-    tx.prepare_cached(
-        "UPDATE users SET usual_day = ?2, usual_messages = ?3, usual_networks = ?4, usual_days = ?5
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        account.id,
-        day,
-        usual.messages,
-        usual.networks,
-        usual.days
-    ])?;
-    Ok(Some(usual))
+
+    fn seen(&mut self, id: i64, since: LogTime, until: LogTime) -> rusqlite::Result<Vec<Seen>> {
+        seen_in(self.tx, id, since, until)
+    }
+
+    fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
+        let rows = stmt.query_map([user], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    fn deferred_of(&mut self, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
+        deferred_of(self.tx, user)
+    }
+
+    fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE users SET usual_day = ?2, usual_messages = ?3, usual_networks = ?4,
+                                  usual_days = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, day, usual.messages, usual.networks, usual.days])?;
+        Ok(())
+    }
+
+    fn set_state(&mut self, id: i64, state: &AccountState) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, state.level, state.enforced, state.last_hit])?;
+        Ok(())
+    }
+
+    fn insert_change(
+        &mut self,
+        id: i64,
+        at: LogTime,
+        t: &Transition,
+        actor: &str,
+    ) -> rusqlite::Result<i64> {
+        insert_change(self.tx, id, at, t, actor)
+    }
+
+    fn last_queued(
+        &mut self,
+        id: i64,
+        kind: ActionKind,
+        t: &Transition,
+        after: LogTime,
+    ) -> rusqlite::Result<Option<LogTime>> {
+        // A skipped or cancelled mail never went out, so it starts no cooldown.
+        self.tx
+            .prepare_cached(
+                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
+                 WHERE a.user_id = ?1 AND a.kind = ?2 AND a.level = ?3 AND a.enforced = ?4
+                   AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
+                   AND a.state NOT IN ('cancelled', 'skipped')",
+            )?
+            .query_row(params![id, kind, t.to, t.enforced, after], |r| r.get(0))
+    }
+
+    fn insert_action(&mut self, a: &NewAction) -> rusqlite::Result<()> {
+        let now = LogTime::now();
+        let t = a.transition;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms,
+                                      created_ms, next_ms, state, updated_ms, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                a.user_id,
+                a.change_id,
+                a.kind,
+                t.to,
+                t.enforced,
+                a.logged,
+                now,
+                if a.skipped.is_some() {
+                    "skipped"
+                } else {
+                    "pending"
+                },
+                a.skipped.as_ref().map(|_| now),
+                a.skipped
+            ])?;
+        Ok(())
+    }
 }
 
 const SEEN_SQL: &str =
@@ -309,41 +277,6 @@ pub(super) fn seen_in(
 ) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(SEEN_SQL)?;
     let rows = stmt.query_map(params![user_id, since, until], |r| seen_row(r, 0))?;
-    rows.collect()
-}
-
-/// As `seen_in`, folded for an evaluation whose windows begin at `starts`: this runs
-/// for every row of the account's lookback on each `record`, so an address is read
-/// once per evaluation and each row costs little more than SQLite's step.
-fn folded_in(
-    conn: &Connection,
-    user_id: i64,
-    since: LogTime,
-    until: LogTime,
-    starts: WindowStarts,
-) -> rusqlite::Result<Vec<Seen>> {
-    let mut stmt = conn.prepare_cached(SEEN_SQL)?;
-    let mut rows = stmt.query(params![user_id, since, until])?;
-    let mut fold = Fold::new(starts);
-    while let Some(r) = rows.next()? {
-        fold.add(
-            r.get(0)?,
-            r.get_ref(1)?.as_str()?,
-            r.get(2)?,
-            r.get(3)?,
-            |raw| parse_text(1, raw),
-        )?;
-    }
-    Ok(fold.into_seen())
-}
-
-pub(super) fn whitelist_of(
-    conn: &Connection,
-    user: &str,
-) -> rusqlite::Result<Vec<crate::model::Cidr>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
-    let rows = stmt.query_map([user], |r| r.get(0))?;
     rows.collect()
 }
 

@@ -1,0 +1,390 @@
+//! PostgreSQL backend: one database several mail servers share (issue 19), so an
+//! account's logins are judged together wherever they arrive. Synchronous client,
+//! one connection per process, no TLS (a Unix socket or a tunnel).
+
+mod outbox;
+mod rows;
+mod schema;
+mod write;
+
+use std::collections::BTreeMap;
+
+use postgres::{Client, NoTls};
+
+use self::rows::{
+    account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of, u32_of,
+    user_of, PgError, ACCOUNT_COLS, R,
+};
+use super::{
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Imported, LevelChange,
+    LoginEvent, QueueSender, QueuedAction, Recorded, Store,
+};
+use crate::config::Config;
+use crate::detect::{Engine, Seen, Transition};
+use crate::error::{Error, Result};
+use crate::model::{ActionKind, Cidr, Label, LogTime, PgUrl, SaslUser, Span, WhitelistEntry};
+
+pub struct PgStore {
+    client: Client,
+    url: PgUrl,
+    /// This server's name, stored with its logins and actions.
+    server: String,
+    retention: Span,
+}
+
+impl PgStore {
+    pub fn open(url: &PgUrl, cfg: &Config) -> Result<Self> {
+        // This server's spool and worker lock live there, as beside a SQLite file.
+        crate::files::private_dir(&cfg.local_dir())?;
+        let shown = url.to_string();
+        let mut pg = url.client_config().map_err(|e| Error::SharedStore {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(std::time::Duration::from_millis(
+                cfg.connect_timeout.millis().max(1) as u64,
+            ));
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("f2b-mailguard");
+        }
+        let mut client = pg
+            .connect(NoTls)
+            .map_err(|e| Error::SharedStoreUnreachable {
+                url: shown.clone(),
+                reason: one_line(&e),
+            })?;
+        schema::migrate(&mut client).map_err(|e| Error::SharedStore {
+            url: shown.clone(),
+            reason: match e {
+                schema::MigrateError::Sql(e) => one_line(&e),
+                other => other.to_string(),
+            },
+        })?;
+        Ok(Self {
+            client,
+            url: url.clone(),
+            server: cfg.server_name(),
+            retention: cfg.retention,
+        })
+    }
+
+    fn err(&self, e: PgError) -> Error {
+        let url = self.url.to_string();
+        match e {
+            PgError::Sql(e) if e.is_closed() => Error::SharedStoreUnreachable {
+                url,
+                reason: one_line(&e),
+            },
+            PgError::Sql(e) => Error::SharedStore {
+                url,
+                reason: one_line(&e),
+            },
+            PgError::Bad(reason) => Error::SharedStore { url, reason },
+        }
+    }
+
+    /// Runs `f` on the client, mapping its error.
+    fn with<T>(&mut self, f: impl FnOnce(&mut Client) -> R<T>) -> Result<T> {
+        f(&mut self.client).map_err(|e| self.err(e))
+    }
+}
+
+/// A PostgreSQL error with the server's message and detail, on one line.
+fn one_line(e: &postgres::Error) -> String {
+    let mut out = e.to_string();
+    if let Some(db) = e.as_db_error() {
+        out = format!("{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            out.push_str(&format!(" ({detail})"));
+        }
+    } else if let Some(source) = std::error::Error::source(e) {
+        out.push_str(&format!(": {source}"));
+    }
+    out.replace(['\n', '\r'], " ")
+}
+
+fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
+    Ok(LevelChange {
+        time: LogTime::from_millis(r.try_get(first)?),
+        from: level_of(r.try_get(first + 1)?)?,
+        to: level_of(r.try_get(first + 2)?)?,
+        enforced: r.try_get(first + 3)?,
+        reason: r.try_get(first + 4)?,
+        actor: r.try_get(first + 5)?,
+    })
+}
+
+impl Store for PgStore {
+    fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
+        let (server, retention) = (self.server.clone(), self.retention);
+        self.with(|c| write::record(c, &server, retention, event, engine))
+    }
+
+    fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
+        Err(Error::SharedStore {
+            url: self.url.to_string(),
+            reason: "ingest writes a scratch SQLite database: give --db PATH".into(),
+        })
+    }
+
+    fn replace_queue(
+        &mut self,
+        at: LogTime,
+        senders: &[QueueSender],
+        engine: &Engine,
+    ) -> Result<usize> {
+        let server = self.server.clone();
+        self.with(|c| write::replace_queue(c, &server, at, senders, engine))
+    }
+
+    fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>> {
+        self.with(|c| rows::deferred_of(c, user))
+    }
+
+    fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {
+        self.with(|c| {
+            let scanned = write::queue_scanned(c)?;
+            // The admin's view is per envelope sender, over every server's queue.
+            let rows = c.query(
+                "SELECT queue, sender, sum(messages)::BIGINT AS n, sum(recipients)::BIGINT,
+                        min(oldest_ms)
+                 FROM queue_senders GROUP BY queue, sender ORDER BY queue, n DESC, sender",
+                &[],
+            )?;
+            let senders = rows
+                .iter()
+                .map(|r| {
+                    Ok(QueueSender {
+                        queue: r.try_get(0)?,
+                        sender: r.try_get(1)?,
+                        account: String::new(),
+                        messages: u32_of(r.try_get(2)?)?,
+                        recipients: u32_of(r.try_get(3)?)?,
+                        oldest: time_of(r.try_get(4)?),
+                    })
+                })
+                .collect::<R<Vec<_>>>()?;
+            Ok((scanned, senders))
+        })
+    }
+
+    fn deferred_per_account(&mut self) -> Result<BTreeMap<String, u32>> {
+        self.with(write::deferred_per_account)
+    }
+
+    fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>> {
+        let rows = self.with(|c| {
+            let rows = c.query(
+                "SELECT u.name, c.ts_ms, c.from_level, c.to_level, c.enforced, c.reason, c.actor
+                 FROM level_changes c JOIN users u ON u.id = c.user_id ORDER BY u.name, c.id",
+                &[],
+            )?;
+            rows.iter()
+                .map(|r| Ok((user_of(r.try_get(0)?)?, change_row(r, 1)?)))
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::per_account(rows))
+    }
+
+    fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
+                 JOIN users u ON u.id = e.user_id
+                 WHERE e.ts_ms > $1 AND e.ts_ms <= $2 AND e.ts_ms >= u.count_from_ms",
+                &[&since.millis(), &until.millis()],
+            )?;
+            rows.iter()
+                .map(|r| Ok((user_of(r.try_get(0)?)?, seen_row(r, 1)?)))
+                .collect()
+        })
+    }
+
+    fn flagged(&mut self) -> Result<Vec<Account>> {
+        self.with(|c| {
+            let sql = format!("SELECT {ACCOUNT_COLS} FROM users WHERE level <> 'ok'");
+            c.query(&sql, &[])?.iter().map(account_row).collect()
+        })
+    }
+
+    fn account(&mut self, user: &SaslUser) -> Result<Option<Account>> {
+        self.with(|c| {
+            let sql = format!("SELECT {ACCOUNT_COLS} FROM users WHERE name = $1");
+            c.query_opt(&sql, &[&user.as_str()])?
+                .as_ref()
+                .map(account_row)
+                .transpose()
+        })
+    }
+
+    fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>> {
+        self.with(|c| {
+            let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
+            match row {
+                Some(r) => seen_in(c, r.try_get(0)?, since, until),
+                None => Ok(Vec::new()),
+            }
+        })
+    }
+
+    fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT e.ip, e.source, min(e.ts_ms), max(e.ts_ms), count(*)
+                 FROM events e JOIN users u ON u.id = e.user_id WHERE u.name = $1
+                 GROUP BY e.ip, e.source ORDER BY e.ip, e.source COLLATE \"C\"",
+                &[&user.as_str()],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AddrSummary {
+                        addr: addr_of(r.try_get(0)?)?,
+                        source: source_of(r.try_get(1)?)?,
+                        first_seen: LogTime::from_millis(r.try_get(2)?),
+                        last_seen: LogTime::from_millis(r.try_get(3)?),
+                        count: r.try_get::<_, i64>(4)? as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT c.ts_ms, c.from_level, c.to_level, c.enforced, c.reason, c.actor
+                 FROM level_changes c JOIN users u ON u.id = c.user_id
+                 WHERE u.name = $1 ORDER BY c.id",
+                &[&user.as_str()],
+            )?;
+            rows.iter().map(|r| change_row(r, 0)).collect()
+        })
+    }
+
+    fn change_level(
+        &mut self,
+        user: &SaslUser,
+        at: LogTime,
+        transition: &Transition,
+        actor: &str,
+        count_from: Option<LogTime>,
+    ) -> Result<()> {
+        self.with(|c| write::change_level(c, user, at, transition, actor, count_from))
+    }
+
+    fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT cidr, account, note, added_ms FROM whitelist ORDER BY account, cidr",
+                &[],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let user: &str = r.try_get(1)?;
+                    Ok(WhitelistEntry {
+                        cidr: cidr_of(r.try_get(0)?)?,
+                        user: (!user.is_empty()).then(|| user_of(user)).transpose()?,
+                        note: r.try_get(2)?,
+                        added: LogTime::from_millis(r.try_get(3)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn whitelist_add(&mut self, entry: &WhitelistEntry) -> Result<bool> {
+        let user = entry.user.as_ref().map_or("", |u| u.as_str());
+        let cidr = entry.cidr.to_string();
+        self.with(|c| {
+            // xmax = 0: the row was inserted, not updated.
+            let row = c.query_one(
+                "INSERT INTO whitelist (cidr, account, note, added_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (cidr, account)
+                 DO UPDATE SET note = coalesce(excluded.note, whitelist.note)
+                 RETURNING xmax = 0",
+                &[&cidr, &user, &entry.note, &entry.added.millis()],
+            )?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    fn whitelist_remove(&mut self, cidr: &Cidr, user: Option<&SaslUser>) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "DELETE FROM whitelist WHERE cidr = $1 AND account = $2",
+                &[&cidr.to_string(), &user.map_or("", |u| u.as_str())],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>> {
+        let server = self.server.clone();
+        self.with(|c| outbox::due_actions(c, &server, now))
+    }
+
+    fn next_pending(&mut self) -> Result<Option<LogTime>> {
+        let server = self.server.clone();
+        self.with(|c| outbox::next_pending(c, &server))
+    }
+
+    fn finish_action(
+        &mut self,
+        id: i64,
+        now: LogTime,
+        state: ActionState,
+        outcome: &str,
+        retry_at: Option<LogTime>,
+    ) -> Result<()> {
+        self.with(|c| outbox::finish_action(c, id, now, state, outcome, retry_at))
+    }
+
+    fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>> {
+        self.with(|c| outbox::actions_of(c, user))
+    }
+
+    fn action_totals(&mut self) -> Result<ActionTotals> {
+        self.with(outbox::action_totals)
+    }
+
+    fn action_counts(&mut self) -> Result<Vec<(ActionKind, ActionState, u64)>> {
+        self.with(outbox::action_counts)
+    }
+
+    fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64> {
+        self.with(|c| outbox::cancel_pending(c, user, now))
+    }
+
+    fn blocked(&mut self) -> Result<Vec<SaslUser>> {
+        self.with(outbox::blocked)
+    }
+
+    fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64> {
+        self.with(|c| write::prune(c, before, i64::from(batch)))
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn meta(&mut self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            let row = c.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?;
+            Ok(row.map(|r| r.try_get(0)).transpose()?)
+        })
+    }
+
+    /// Nothing imports into a shared store, so nothing can be left half-imported.
+    fn check_whole(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! Rows of the shared store: its error, decoding stored values back into validated
+//! types, and the row operations of an evaluation.
+
+use postgres::{GenericClient, Row, Transaction};
+
+use crate::detect::{AccountState, Fold, Seen, Transition, Usual};
+use crate::model::{ActionKind, Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
+use crate::store::evaluate::{EvalRows, NewAction, Stored};
+use crate::store::{Account, ActionState};
+
+#[derive(Debug)]
+pub(super) enum PgError {
+    Sql(postgres::Error),
+    /// A stored value that no longer passes validation (a damaged or hand-edited row).
+    Bad(String),
+}
+
+impl From<postgres::Error> for PgError {
+    fn from(e: postgres::Error) -> Self {
+        PgError::Sql(e)
+    }
+}
+
+pub(super) type R<T> = Result<T, PgError>;
+
+fn bad(what: &str, raw: &str, why: impl std::fmt::Display) -> PgError {
+    PgError::Bad(format!("stored {what} {raw:?} is unreadable: {why}"))
+}
+
+pub(super) fn level_of(raw: &str) -> R<Level> {
+    Level::from_db(raw).ok_or_else(|| bad("level", raw, "unknown"))
+}
+
+pub(super) fn source_of(raw: &str) -> R<Source> {
+    Source::parse(raw).map_err(|e| bad("source", raw, e))
+}
+
+pub(super) fn addr_of(raw: &str) -> R<ClientAddr> {
+    ClientAddr::parse_stored(raw).map_err(|e| bad("address", raw, e))
+}
+
+pub(super) fn kind_of(raw: &str) -> R<ActionKind> {
+    raw.parse().map_err(|e: String| bad("action kind", raw, e))
+}
+
+pub(super) fn state_of(raw: &str) -> R<ActionState> {
+    ActionState::from_db(raw).ok_or_else(|| bad("action state", raw, "unknown"))
+}
+
+pub(super) fn user_of(raw: &str) -> R<SaslUser> {
+    SaslUser::parse(raw).map_err(|e| bad("account", raw, e))
+}
+
+pub(super) fn cidr_of(raw: &str) -> R<Cidr> {
+    Cidr::parse_any("cidr", raw).map_err(|e| bad("whitelist network", raw, e))
+}
+
+pub(super) fn time_of(ms: Option<i64>) -> Option<LogTime> {
+    ms.map(LogTime::from_millis)
+}
+
+/// Counts are BIGINT; a negative or huge one is a damaged row.
+pub(super) fn u32_of(v: i64) -> R<u32> {
+    u32::try_from(v).map_err(|e| bad("count", &v.to_string(), e))
+}
+
+/// The columns `account_row` reads.
+pub(super) const ACCOUNT_COLS: &str =
+    "name, level, enforced, last_hit_ms, count_from_ms, last_seen_ms";
+
+/// The account state in `level, enforced, last_hit_ms, count_from_ms` from `first` on.
+fn account_state(r: &Row, first: usize) -> R<AccountState> {
+    Ok(AccountState {
+        level: level_of(r.try_get(first)?)?,
+        enforced: r.try_get(first + 1)?,
+        last_hit: time_of(r.try_get(first + 2)?),
+        count_from: LogTime::from_millis(r.try_get(first + 3)?),
+    })
+}
+
+pub(super) fn account_row(r: &Row) -> R<Account> {
+    Ok(Account {
+        user: user_of(r.try_get(0)?)?,
+        state: account_state(r, 1)?,
+        last_seen: time_of(r.try_get(5)?),
+    })
+}
+
+/// The account as the write path needs it.
+pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option<Stored>> {
+    let row = c.query_opt(
+        "SELECT id, level, enforced, last_hit_ms, count_from_ms,
+                usual_day, usual_messages, usual_networks, usual_days
+         FROM users WHERE name = $1",
+        &[&name],
+    )?;
+    let Some(r) = row else { return Ok(None) };
+    let usual = match r.try_get::<_, Option<i64>>(5)? {
+        Some(day) => Some((
+            day,
+            Usual {
+                messages: u32_of(r.try_get(6)?)?,
+                networks: u32_of(r.try_get(7)?)?,
+                days: u32_of(r.try_get(8)?)?,
+            },
+        )),
+        None => None,
+    };
+    Ok(Some(Stored {
+        id: r.try_get(0)?,
+        state: account_state(&r, 1)?,
+        usual,
+    }))
+}
+
+const SEEN_SQL: &str =
+    "SELECT source, ip, ts_ms, count FROM events WHERE user_id = $1 AND ts_ms > $2 AND ts_ms <= $3";
+
+pub(super) fn seen_in(
+    c: &mut impl GenericClient,
+    id: i64,
+    since: LogTime,
+    until: LogTime,
+) -> R<Vec<Seen>> {
+    let rows = c.query(SEEN_SQL, &[&id, &since.millis(), &until.millis()])?;
+    rows.iter().map(|r| seen_row(r, 0)).collect()
+}
+
+/// A login in `source, ip, ts_ms, count` from column `first` on.
+pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
+    Ok(Seen {
+        source: source_of(r.try_get(first)?)?,
+        addr: addr_of(r.try_get(first + 1)?)?,
+        time: LogTime::from_millis(r.try_get(first + 2)?),
+        count: u32_of(r.try_get(first + 3)?)?,
+        events: 1,
+    })
+}
+
+pub(super) fn deferred_of(c: &mut impl GenericClient, user: &SaslUser) -> R<Option<u32>> {
+    let n: Option<i64> = c
+        .query_one(
+            "SELECT sum(messages)::BIGINT FROM queue_senders
+             WHERE queue = 'deferred' AND account = $1",
+            &[&user.as_str()],
+        )?
+        .try_get(0)?;
+    n.map(u32_of).transpose()
+}
+
+pub(super) fn insert_change(
+    c: &mut impl GenericClient,
+    id: i64,
+    at: LogTime,
+    t: &Transition,
+    actor: &str,
+) -> R<i64> {
+    let row = c.query_one(
+        "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        &[
+            &id,
+            &at.millis(),
+            &t.from.as_str(),
+            &t.to.as_str(),
+            &t.enforced,
+            &t.reason,
+            &actor,
+        ],
+    )?;
+    Ok(row.try_get(0)?)
+}
+
+/// An evaluation's rows in the caller's transaction; actions are queued for `server`.
+pub(super) struct PgRows<'t, 'c> {
+    pub tx: &'t mut Transaction<'c>,
+    pub server: &'t str,
+}
+
+impl EvalRows for PgRows<'_, '_> {
+    type Error = PgError;
+
+    fn fold_seen(&mut self, id: i64, since: LogTime, until: LogTime, fold: &mut Fold) -> R<()> {
+        let rows = self
+            .tx
+            .query(SEEN_SQL, &[&id, &since.millis(), &until.millis()])?;
+        for r in &rows {
+            fold.add(
+                source_of(r.try_get(0)?)?,
+                r.try_get(1)?,
+                LogTime::from_millis(r.try_get(2)?),
+                u32_of(r.try_get(3)?)?,
+                addr_of,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn seen(&mut self, id: i64, since: LogTime, until: LogTime) -> R<Vec<Seen>> {
+        seen_in(self.tx, id, since, until)
+    }
+
+    fn whitelist_of(&mut self, user: &SaslUser) -> R<Vec<Cidr>> {
+        let rows = self.tx.query(
+            "SELECT cidr FROM whitelist WHERE account = '' OR account = $1",
+            &[&user.as_str()],
+        )?;
+        rows.iter().map(|r| cidr_of(r.try_get(0)?)).collect()
+    }
+
+    fn deferred_of(&mut self, user: &SaslUser) -> R<Option<u32>> {
+        deferred_of(self.tx, user)
+    }
+
+    fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> R<()> {
+        self.tx.execute(
+            "UPDATE users SET usual_day = $2, usual_messages = $3, usual_networks = $4,
+                              usual_days = $5 WHERE id = $1",
+            &[
+                &id,
+                &day,
+                &i64::from(usual.messages),
+                &i64::from(usual.networks),
+                &i64::from(usual.days),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_state(&mut self, id: i64, state: &AccountState) -> R<()> {
+        self.tx.execute(
+            "UPDATE users SET level = $2, enforced = $3, last_hit_ms = $4 WHERE id = $1",
+            &[
+                &id,
+                &state.level.as_str(),
+                &state.enforced,
+                &state.last_hit.map(LogTime::millis),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_change(&mut self, id: i64, at: LogTime, t: &Transition, actor: &str) -> R<i64> {
+        insert_change(self.tx, id, at, t, actor)
+    }
+
+    fn last_queued(
+        &mut self,
+        id: i64,
+        kind: ActionKind,
+        t: &Transition,
+        after: LogTime,
+    ) -> R<Option<LogTime>> {
+        // A skipped or cancelled mail never went out, so it starts no cooldown.
+        let ms: Option<i64> = self
+            .tx
+            .query_one(
+                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
+                 WHERE a.user_id = $1 AND a.kind = $2 AND a.level = $3 AND a.enforced = $4
+                   AND a.logged_ms > $5 AND a.logged_ms >= u.count_from_ms
+                   AND a.state NOT IN ('cancelled', 'skipped')",
+                &[
+                    &id,
+                    &kind.as_str(),
+                    &t.to.as_str(),
+                    &t.enforced,
+                    &after.millis(),
+                ],
+            )?
+            .try_get(0)?;
+        Ok(time_of(ms))
+    }
+
+    fn insert_action(&mut self, a: &NewAction) -> R<()> {
+        let now = LogTime::now().millis();
+        let state = if a.skipped.is_some() {
+            "skipped"
+        } else {
+            "pending"
+        };
+        self.tx.execute(
+            "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms,
+                                  next_ms, state, updated_ms, outcome, server)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)",
+            &[
+                &a.user_id,
+                &a.change_id,
+                &a.kind.as_str(),
+                &a.transition.to.as_str(),
+                &a.transition.enforced,
+                &a.logged.millis(),
+                &now,
+                &state,
+                &a.skipped.as_ref().map(|_| now),
+                &a.skipped,
+                &self.server,
+            ],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! The shared store's writes: `record`'s transaction, admin level changes, the queue
+//! snapshot. Whatever re-evaluates an account first takes that account's advisory
+//! lock, so servers recording its logins at once are serialised per account: each
+//! evaluation sees every login committed before it, none decides twice.
+
+use std::collections::BTreeMap;
+
+use postgres::{Client, GenericClient, Transaction};
+use sha2::{Digest, Sha256};
+
+use super::rows::{insert_change, stored_account, PgRows, R};
+use crate::detect::{Engine, Transition};
+use crate::model::{LogTime, SaslUser, Span};
+use crate::store::evaluate::evaluate;
+use crate::store::{LoginEvent, QueueSender, Recorded};
+
+/// As SQLite's automatic retention: one insert in this many prunes a batch.
+const AUTO_PRUNE_EVERY: i64 = 256;
+const AUTO_PRUNE_BATCH: i64 = 2000;
+const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
+
+/// The advisory lock key of an account: the first 8 bytes of a SHA-256 of its name,
+/// the same on every server and release (PostgreSQL's own hashtext is not promised
+/// to stay). A collision only makes two accounts wait for each other.
+fn account_key(user: &SaslUser) -> i64 {
+    let digest = Sha256::digest(format!("f2b-mailguard account {}", user.as_str()));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Waits, inside `tx`, until no other transaction evaluates `user`.
+fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&account_key(user)])?;
+    Ok(())
+}
+
+pub(super) fn record(
+    client: &mut Client,
+    server: &str,
+    retention: Span,
+    event: &LoginEvent,
+    engine: &Engine,
+) -> R<Recorded> {
+    let mut tx = client.transaction()?;
+    lock_account(&mut tx, &event.user)?;
+    let at = event.time;
+    tx.execute(
+        "INSERT INTO users (name, last_seen_ms) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE
+         SET last_seen_ms = greatest(coalesce(users.last_seen_ms, 0), excluded.last_seen_ms)",
+        &[&event.user.as_str(), &at.millis()],
+    )?;
+    let account = stored_account(&mut tx, event.user.as_str())?
+        .ok_or_else(|| super::rows::PgError::Bad("the account row vanished".into()))?;
+    let inserted = tx.query_opt(
+        "INSERT INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
+        &[
+            &account.id,
+            &at.millis(),
+            &event.source.as_str(),
+            &event.addr.to_string(),
+            &event.jail.as_str(),
+            &event.fid.as_ref().map(|f| f.as_str()),
+            &i64::from(event.count.get()),
+            &server,
+        ],
+    )?;
+    let Some(row) = inserted else {
+        // Nothing changed; the users upsert is undone with the rest.
+        return Ok(Recorded {
+            duplicate: true,
+            queued: 0,
+        });
+    };
+    let event_id: i64 = row.try_get(0)?;
+    let queued = evaluate(
+        &mut PgRows {
+            tx: &mut tx,
+            server,
+        },
+        &event.user,
+        &account,
+        at,
+        engine,
+    )?;
+    if event_id % AUTO_PRUNE_EVERY == 0 {
+        prune(&mut tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
+    }
+    tx.commit()?;
+    Ok(Recorded {
+        duplicate: false,
+        queued,
+    })
+}
+
+pub(super) fn change_level(
+    client: &mut Client,
+    user: &SaslUser,
+    at: LogTime,
+    transition: &Transition,
+    actor: &str,
+    count_from: Option<LogTime>,
+) -> R<()> {
+    let mut tx = client.transaction()?;
+    lock_account(&mut tx, user)?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO users (name) VALUES ($1)
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+            &[&user.as_str()],
+        )?
+        .try_get(0)?;
+    tx.execute(
+        "UPDATE users SET level = $2, enforced = $3,
+             count_from_ms = coalesce($4, count_from_ms),
+             last_hit_ms = CASE WHEN $2 = 'ok' THEN NULL ELSE last_hit_ms END
+         WHERE id = $1",
+        &[
+            &id,
+            &transition.to.as_str(),
+            &transition.enforced,
+            &count_from.map(LogTime::millis),
+        ],
+    )?;
+    insert_change(&mut tx, id, at, transition, actor)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn prune(c: &mut impl GenericClient, before: LogTime, batch: i64) -> R<u64> {
+    Ok(c.execute(
+        "DELETE FROM events WHERE id IN
+           (SELECT id FROM events WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
+        &[&before.millis(), &batch],
+    )?)
+}
+
+/// Deferred messages per submitting account, over every server's last scan.
+pub(super) fn deferred_per_account(c: &mut impl GenericClient) -> R<BTreeMap<String, u32>> {
+    let rows = c.query(
+        "SELECT account, sum(messages)::BIGINT FROM queue_senders
+         WHERE queue = 'deferred' AND account <> '' GROUP BY account",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, super::rows::u32_of(r.try_get(1)?)?)))
+        .collect()
+}
+
+/// Replaces this server's part of the queue snapshot and re-evaluates each account
+/// whose deferred mail (over all servers) grew; see `Store::replace_queue`.
+pub(super) fn replace_queue(
+    client: &mut Client,
+    server: &str,
+    at: LogTime,
+    senders: &[QueueSender],
+    engine: &Engine,
+) -> R<usize> {
+    let mut tx = client.transaction()?;
+    let before = deferred_per_account(&mut tx)?;
+    tx.execute("DELETE FROM queue_senders WHERE server = $1", &[&server])?;
+    let insert = tx.prepare(
+        "INSERT INTO queue_senders (server, queue, sender, account, messages, recipients, oldest_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )?;
+    for s in senders {
+        tx.execute(
+            &insert,
+            &[
+                &server,
+                &s.queue,
+                &s.sender,
+                &s.account,
+                &i64::from(s.messages),
+                &i64::from(s.recipients),
+                &s.oldest.map(LogTime::millis),
+            ],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&QUEUE_SCANNED_KEY, &at.millis().to_string()],
+    )?;
+    // As on SQLite: only a grown count of mail an account submitted itself can raise
+    // it. Accounts in name order, so two scans lock them in the same order.
+    let now = deferred_per_account(&mut tx)?;
+    let mut queued = 0;
+    for (account, messages) in now {
+        if messages <= before.get(&account).copied().unwrap_or(0) {
+            continue;
+        }
+        let Ok(user) = SaslUser::parse(&account) else {
+            continue;
+        };
+        lock_account(&mut tx, &user)?;
+        if let Some(stored) = stored_account(&mut tx, user.as_str())? {
+            queued += evaluate(
+                &mut PgRows {
+                    tx: &mut tx,
+                    server,
+                },
+                &user,
+                &stored,
+                at,
+                engine,
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(queued)
+}
+
+pub(super) fn queue_scanned(c: &mut impl GenericClient) -> R<Option<LogTime>> {
+    let row = c.query_opt(
+        "SELECT value FROM meta WHERE key = $1",
+        &[&QUEUE_SCANNED_KEY],
+    )?;
+    let raw: Option<String> = row.map(|r| r.try_get(0)).transpose()?;
+    Ok(raw.and_then(|v| v.parse().ok()).map(LogTime::from_millis))
+}

@@ -1,0 +1,183 @@
+//! A private PostgreSQL 15 from Debian's packages per test: a cluster initialised in a
+//! temp directory owned by the `postgres` user (initdb refuses root), listening on a
+//! Unix socket in that directory only (no TCP), stopped by its postmaster's pid.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::mailstack::{alive, kill};
+use super::wait_until;
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const DB: &str = "mailguard";
+
+pub struct Postgres {
+    /// Holds the cluster (`data/`), the socket and the log; owned by `postgres`.
+    dir: tempfile::TempDir,
+    pid: Option<u32>,
+}
+
+fn bin(program: &str) -> PathBuf {
+    let path = Path::new(BIN).join(program);
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/run, which installs postgresql-15",
+        path.display()
+    );
+    path
+}
+
+/// `program ARGS` as the `postgres` user; panics with its output on failure.
+fn as_postgres(program: &Path, args: &[&str]) {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("runuser {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    /// Initialises, starts and creates the database `DB`.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let st = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(dir.path())
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown to postgres needs root");
+        let data = dir.path().join("data");
+        // No fsync: a test's cluster is thrown away, and fsync is most of initdb's time.
+        as_postgres(
+            &bin("initdb"),
+            &[
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--no-instructions",
+                "-D",
+                &data.display().to_string(),
+            ],
+        );
+        let mut pg = Self { dir, pid: None };
+        pg.start_server();
+        as_postgres(
+            &bin("createdb"),
+            &["-h", &pg.socket_dir().display().to_string(), DB],
+        );
+        pg
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The libpq URL of the test database over the Unix socket.
+    pub fn url(&self) -> String {
+        format!(
+            "postgresql://postgres@/{DB}?host={}",
+            self.socket_dir().display()
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Runs SQL with psql against the test database, returning its unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args(["-d", DB, "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Starts the server again after `stop` (an outage's end).
+    pub fn start_server(&mut self) {
+        let data = self.dir.path().join("data");
+        let socket = self.socket_dir().display().to_string();
+        as_postgres(
+            &bin("pg_ctl"),
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-l",
+                &self.dir.path().join("log").display().to_string(),
+                // Unix socket in our directory only; no fsync (a test's throwaway data).
+                "-o",
+                &format!("-k {socket} -h '' -F"),
+                "-w",
+                "start",
+            ],
+        );
+        let pidfile = data.join("postmaster.pid");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}: {}", pidfile.display(), self.log()));
+        self.pid = Some(pid);
+    }
+
+    /// Stops the server by its pid (fast shutdown: SIGINT), waiting until it is gone.
+    pub fn stop(&mut self) {
+        let Some(pid) = self.pid.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(pid) {
+            kill(pid);
+            wait_until("postgres to stop", Duration::from_secs(10), || !alive(pid));
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.pid.is_some_and(alive)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
