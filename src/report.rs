@@ -213,7 +213,7 @@ pub fn detail(
         .map(|s| s.addr.net(cfg.detection.prefixes))
         .collect();
     Ok(Detail {
-        refused_logins: refused.iter().map(|s| s.hits).sum(),
+        refused_logins: refused.iter().map(|s| s.events).sum(),
         refused_networks: refused_nets.len(),
         signals: eval.signals.iter().map(ToString::to_string).collect(),
         messages: eval.messages(Source::Rate),

@@ -16,7 +16,7 @@ fn defaults_from_check() -> Vec<String> {
         .env_remove("F2B_MAILGUARD_DB")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    support::assert_success("config check", &out);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -156,7 +156,7 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
         .env("MAIL_CONFIG", &pf.config_dir)
         .output()
         .unwrap();
-    assert!(purge.status.success());
+    support::assert_success("postsuper -d ALL", &purge);
     assert_eq!(s.ok(&["queue-scan", "--quiet"]), "");
     assert!(s
         .ok(&["status", "--queue"])

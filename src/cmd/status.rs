@@ -57,7 +57,7 @@ struct Row {
 
 impl Run for Status {
     fn run(&self, app: &App) -> Result<()> {
-        let user = user_arg(self.user.as_deref())?;
+        let user = user_arg("USER", self.user.as_deref())?;
         let at = at_arg(self.at.as_deref())?;
         let mut cfg = app.config()?;
         for w in cfg.warnings() {

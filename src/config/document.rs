@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::actions::{DovecotSection, MailConfig, PasswordSection, PostfixConfig};
 use super::thresholds::by_source;
-use super::value::{named, parsed, serialize_path, Range};
+use super::value::{named, opt_abs_path, parsed, Range};
 use super::{
     ActionsConfig, Baseline, Config, ContainConfig, Detection, Fail2banPaths, Misfit,
     OwnershipConfig, PartialThresholds, UserMailConfig, UserPolicy,
@@ -21,8 +21,9 @@ use crate::model::{Cidr, DatabaseLocation, Label, Mode, NetPrefixes, SaslUser, S
 #[serde(default, deny_unknown_fields)]
 pub(super) struct Document {
     database: DatabaseLocation,
-    #[serde(deserialize_with = "local_dir", serialize_with = "serialize_path")]
-    local_dir: PathBuf,
+    /// "" (the default): see `Config::local_dir`.
+    #[serde(with = "opt_abs_path")]
+    local_dir: Option<PathBuf>,
     /// "" (the default): the host name.
     #[serde(
         deserialize_with = "server_name",
@@ -50,16 +51,6 @@ pub(super) struct Document {
     /// None by default, and none printed then.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     users: BTreeMap<SaslUser, UserPolicy>,
-}
-
-fn local_dir<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
-    parsed(d, |v| {
-        if v.is_empty() {
-            Err("is empty".to_owned())
-        } else {
-            Ok(PathBuf::from(v))
-        }
-    })
 }
 
 fn server_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Label>, D::Error> {

@@ -167,8 +167,10 @@ pub struct Config {
     /// The file this came from, if any (the default path may be absent).
     pub file: Option<PathBuf>,
     pub database: DatabaseLocation,
-    /// This server's own files when `database` is shared (spool, worker lock).
-    pub local_dir: PathBuf,
+    /// This machine's own files, never shared between servers (a shared store's spool
+    /// and worker lock, what convergence did to the local Postfix and Dovecot); `None`:
+    /// see `local_dir()`.
+    pub local_dir: Option<PathBuf>,
     /// This server's name in a shared store; `None`: the host name.
     pub server_name: Option<Label>,
     /// How long a shared store's connection may take before the login is spooled.
@@ -224,7 +226,7 @@ impl Default for Config {
         Self {
             file: None,
             database: DatabaseLocation::Sqlite(PathBuf::from(DEFAULT_DATABASE)),
-            local_dir: PathBuf::from(DEFAULT_LOCAL_DIR),
+            local_dir: None,
             server_name: None,
             // Short: `record` runs under Fail2ban's global lock.
             connect_timeout: Span::secs(2),
@@ -250,7 +252,20 @@ pub fn hostname() -> String {
 impl Config {
     /// What this server's own files (spool, worker lock) are named after.
     pub fn local_base(&self) -> PathBuf {
-        self.database.local_base(&self.local_dir)
+        self.database.local_base(&self.local_dir())
+    }
+
+    /// Where this machine keeps its own files: `local_dir`, else a SQLite database's
+    /// directory (one server, its files together), else `DEFAULT_LOCAL_DIR`.
+    pub fn local_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.local_dir {
+            return dir.clone();
+        }
+        match self.database.sqlite().map(|db| db.parent()) {
+            Some(Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => PathBuf::from(DEFAULT_LOCAL_DIR),
+        }
     }
 
     /// This server's name in the store: `server_name`, or the host name.

@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
-use crate::model::{ActionKind, Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source};
+use crate::model::{
+    ActionKind, Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source,
+};
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
 pub use postgres::PgStore;
@@ -27,8 +29,7 @@ pub struct LoginEvent {
     pub addr: ClientAddr,
     pub jail: Label,
     pub fid: Option<Label>,
-    /// Messages for rate and bounces (Fail2ban's <failures>); 1 for a login.
-    pub count: u32,
+    pub count: MessageCount,
 }
 
 /// What a backtest hands the store, in order (see `Store::import`).

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::fail2ban::stdout_of;
 use super::smtp_sink::free_port;
@@ -316,11 +316,7 @@ impl Drop for Postfix {
                 .arg(&self.config_dir)
                 .arg("stop")
                 .output();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if alive(pid) {
+            if !super::try_wait_until(Duration::from_secs(5), || !alive(pid)) {
                 kill(pid);
             }
         }
@@ -465,10 +461,7 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         if let Some(pid) = self.master_pid {
             kill(pid);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            super::try_wait_until(Duration::from_secs(5), || !alive(pid));
         }
     }
 }

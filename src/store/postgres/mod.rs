@@ -36,7 +36,7 @@ pub struct PgStore {
 impl PgStore {
     pub fn open(url: &PgUrl, cfg: &Config) -> Result<Self> {
         // This server's spool and worker lock live there, as beside a SQLite file.
-        crate::files::private_dir(&cfg.local_dir)?;
+        crate::files::private_dir(&cfg.local_dir())?;
         let shown = url.to_string();
         let mut pg = url.client_config().map_err(|e| Error::SharedStore {
             url: shown.clone(),

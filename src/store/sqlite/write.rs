@@ -112,7 +112,7 @@ fn record_in(
             event.addr,
             event.jail.as_str(),
             event.fid.as_ref().map(|f| f.as_str()),
-            event.count,
+            event.count.get(),
             server,
         ])?;
     if inserted == 0 {
