@@ -16,6 +16,13 @@ fn install(destdir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// A fresh DESTDIR with the default install in it.
+fn installed() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["--binary", BIN]);
+    d
+}
+
 /// install.sh from `tree`, into `destdir` (none: the real root), with `path` as PATH.
 fn run_install(tree: &Path, destdir: &Path, args: &[&str], path: Option<&Path>) -> Output {
     let mut cmd = Command::new(tree.join("install.sh"));
@@ -95,9 +102,8 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn installs_the_expected_tree_twice_without_change() {
-    let d = tempfile::tempdir().unwrap();
+    let d = installed();
     let root = d.path();
-    install(root, &["--binary", BIN]);
     let bin = root.join("usr/local/bin/f2b-mailguard");
     assert_eq!(mode(&bin), 0o755);
     for f in [
@@ -206,9 +212,8 @@ fn existing_config_is_never_overwritten() {
 
 #[test]
 fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
-    let d = tempfile::tempdir().unwrap();
+    let d = installed();
     let root = d.path();
-    install(root, &["--binary", BIN]);
     let config = root.join("etc/f2b-mailguard/config.toml");
     std::fs::write(
         &config,
@@ -239,8 +244,7 @@ fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
     assert!(db.exists(), "database removed");
 
     // An untouched config goes with the rest.
-    let d = tempfile::tempdir().unwrap();
-    install(d.path(), &["--binary", BIN]);
+    let d = installed();
     install(d.path(), &["--uninstall"]);
     assert!(!d.path().join("etc/f2b-mailguard/config.toml").exists());
     assert!(d.path().join("var/lib/f2b-mailguard").is_dir());
@@ -255,8 +259,7 @@ fn bad_options_are_refused() {
 
 #[test]
 fn dry_run_uninstall_removes_nothing() {
-    let d = tempfile::tempdir().unwrap();
-    install(d.path(), &["--binary", BIN]);
+    let d = installed();
     let before = listing(d.path());
     let out = install(d.path(), &["--uninstall", "--dry-run"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("would run: rm"));
@@ -269,8 +272,7 @@ fn dry_run_uninstall_removes_nothing() {
 
 #[test]
 fn uninstall_warns_about_a_jail_local_that_still_enables_the_jails() {
-    let d = tempfile::tempdir().unwrap();
-    install(d.path(), &["--binary", BIN]);
+    let d = installed();
     let local = d.path().join("etc/fail2ban/jail.d/mailguard.local");
     std::fs::write(&local, "[mailguard-smtp]\nenabled = true\n").unwrap();
     let out = install(d.path(), &["--uninstall"]);

@@ -8,24 +8,13 @@ mod support;
 use std::process::Output;
 
 use support::postgres::Postgres;
-use support::{Sandbox, T0};
+use support::{described as out, Sandbox, NO_ACTIONS, T0};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 
 fn on_postgres(pg: &Postgres, server: &str) -> Sandbox {
-    let s = Sandbox::new("");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {:?}\nlocal_dir = {:?}\nserver_name = {server:?}\n\
-             [actions]\nnotify = []\nblock = []\nlock = []\n",
-            pg.url(),
-            s.path().join("local").display().to_string()
-        ),
-    )
-    .expect("config");
-    s
+    pg.server(server, NO_ACTIONS)
 }
 
 fn spool(s: &Sandbox) -> std::path::PathBuf {
@@ -66,15 +55,6 @@ fn levels(s: &Sandbox) -> Vec<(String, Vec<String>)> {
             (u.to_string(), steps)
         })
         .collect()
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -7,24 +7,16 @@ mod support;
 use support::mailstack::{submit, Dovecot, Postfix};
 use support::postgres::Postgres;
 use support::smtp_sink::SmtpSink;
-use support::{now, Sandbox};
+use support::{now, Sandbox, NO_ACTIONS};
 
 const ALICE: &str = "alice@example.com";
 
 /// Server `server` on the shared store, scanning the private Postfix `pf`.
 fn server(pg: &Postgres, pf: &Postfix, server: &str) -> Sandbox {
-    let mut s = Sandbox::new("");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {:?}\nlocal_dir = {:?}\nserver_name = {server:?}\n\
-             [thresholds.queue]\nnotify = 5\nblock = 8\n\
-             [actions]\nnotify = []\nblock = []\nlock = []\n",
-            pg.url(),
-            s.path().join("local").display().to_string()
-        ),
-    )
-    .expect("config");
+    let mut s = pg.server(
+        server,
+        &format!("[thresholds.queue]\nnotify = 5\nblock = 8\n{NO_ACTIONS}"),
+    );
     let (k, v) = pf.env();
     s.env.push((k.into(), v.to_path_buf()));
     s

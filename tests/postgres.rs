@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::process::Output;
-
 use support::postgres::Postgres;
-use support::{Sandbox, T0};
+use support::{described as text, Sandbox, NO_ACTIONS, T0};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
@@ -14,28 +12,7 @@ const CAROL: &str = "carol@example.com";
 
 /// A sandbox whose config names the shared database, as a server `server` would.
 fn on_postgres(pg: &Postgres, server: &str, extra: &str) -> Sandbox {
-    let s = Sandbox::new("");
-    let local = s.path().join("local");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {:?}\nlocal_dir = {:?}\nserver_name = {server:?}\n{extra}\n\
-             [actions]\nnotify = []\nblock = []\nlock = []\n",
-            pg.url(),
-            local.display().to_string()
-        ),
-    )
-    .expect("config");
-    s
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    pg.server(server, &format!("{extra}\n{NO_ACTIONS}"))
 }
 
 /// The same admin session on any backend; returns what each command printed.

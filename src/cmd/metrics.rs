@@ -1,7 +1,7 @@
 //! `metrics`: Prometheus text exposition, for node_exporter's textfile collector.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use super::{App, Run};
 use crate::cli::Metrics;
@@ -18,39 +18,54 @@ fn family(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# TYPE f2b_mailguard_{name} gauge");
 }
 
+/// A family of one sample.
+fn gauge(out: &mut String, name: &str, help: &str, value: impl Display) {
+    family(out, name, help);
+    let _ = writeln!(out, "f2b_mailguard_{name} {value}");
+}
+
+/// A family of one sample per value of `label`.
+fn by_label<K: Display, V: Display>(
+    out: &mut String,
+    (name, label): (&str, &str),
+    help: &str,
+    samples: impl IntoIterator<Item = (K, V)>,
+) {
+    family(out, name, help);
+    for (k, v) in samples {
+        let _ = writeln!(out, "f2b_mailguard_{name}{{{label}=\"{k}\"}} {v}");
+    }
+}
+
 /// Whether the store answered: 0 when the shared one is unreachable, with what can
 /// still be counted (the logins waiting in this server's spool).
 fn store_up(out: &mut String, up: bool) {
-    family(
+    gauge(
         out,
         "store_up",
         "1 if the database opened; 0 if the shared PostgreSQL store is unreachable.",
+        u8::from(up),
     );
-    let _ = writeln!(out, "f2b_mailguard_store_up {}", u8::from(up));
 }
 
 fn backlog(out: &mut String, b: &Backlog) {
-    family(
+    gauge(
         out,
         "spooled_logins",
         "Logins kept in the spool while the config or database failed, not yet stored.",
+        b.spooled,
     );
-    let _ = writeln!(out, "f2b_mailguard_spooled_logins {}", b.spooled);
-    family(
+    gauge(
         out,
         "rejected_logins",
         "Logins refused for good as invalid input (record exit 2) in the last 24h.",
+        b.rejected_24h,
     );
-    let _ = writeln!(out, "f2b_mailguard_rejected_logins {}", b.rejected_24h);
-    family(
+    gauge(
         out,
         "last_rejected_timestamp_seconds",
         "When record last refused a login as invalid input (0: not in 24h).",
-    );
-    let _ = writeln!(
-        out,
-        "f2b_mailguard_last_rejected_timestamp_seconds {}",
-        b.last_rejected.unwrap_or(0.0) as i64
+        b.last_rejected.unwrap_or(0.0) as i64,
     );
 }
 
@@ -88,30 +103,20 @@ impl Run for Metrics {
         let mut out = String::new();
         store_up(&mut out, true);
 
-        family(
-            &mut out,
-            "accounts",
-            "Accounts by level; would_block and would_lock are decided in warn mode.",
-        );
-        for (state, level, enforced) in [
+        let states = [
             ("notify", Level::Notify, false),
             ("block", Level::Block, true),
             ("lock", Level::Lock, true),
             ("would_block", Level::Block, false),
             ("would_lock", Level::Lock, false),
-        ] {
-            let _ = writeln!(
-                out,
-                "f2b_mailguard_accounts{{state=\"{state}\"}} {}",
-                h.count(level, enforced)
-            );
-        }
-
-        family(
+        ];
+        by_label(
             &mut out,
-            "logins",
-            "Logins recorded within the detection window, by source.",
+            ("accounts", "state"),
+            "Accounts by level; would_block and would_lock are decided in warn mode.",
+            states.map(|(state, level, enforced)| (state, h.count(level, enforced))),
         );
+
         let activity = store.activity(now.minus(cfg.detection.window), now)?;
         let mut logins: BTreeMap<Source, u64> = Source::ALL
             .iter()
@@ -129,17 +134,18 @@ impl Run for Metrics {
                 *n += u64::from(seen.count);
             }
         }
-        for (source, n) in &logins {
-            let _ = writeln!(out, "f2b_mailguard_logins{{source=\"{source}\"}} {n}");
-        }
-        family(
+        by_label(
             &mut out,
-            "messages",
-            "Messages accepted (rate) and hard bounces (bounces) within the detection window.",
+            ("logins", "source"),
+            "Logins recorded within the detection window, by source.",
+            &logins,
         );
-        for (kind, n) in &messages {
-            let _ = writeln!(out, "f2b_mailguard_messages{{kind=\"{kind}\"}} {n}");
-        }
+        by_label(
+            &mut out,
+            ("messages", "kind"),
+            "Messages accepted (rate) and hard bounces (bounces) within the detection window.",
+            &messages,
+        );
 
         family(
             &mut out,
@@ -168,36 +174,30 @@ impl Run for Metrics {
             }
         }
 
-        family(
+        gauge(
             &mut out,
             "oldest_pending_action_age_seconds",
             "How long the oldest queued action has waited.",
+            h.oldest_pending_secs(now),
         );
-        let age = h.oldest_pending_secs(now);
-        let _ = writeln!(out, "f2b_mailguard_oldest_pending_action_age_seconds {age}");
 
         backlog(&mut out, &h.backlog);
 
-        family(
+        gauge(
             &mut out,
             "database_bytes",
             "Size of the database: the SQLite file and its write-ahead log, or the shared PostgreSQL database (pg_database_size).",
-        );
-        let _ = writeln!(out, "f2b_mailguard_database_bytes {}", store.size_bytes()?);
-
-        family(
-            &mut out,
-            "last_prune_timestamp_seconds",
-            "When `prune` last ran (0: never).",
+            store.size_bytes()?,
         );
         let last = store
             .meta("last_prune")?
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "f2b_mailguard_last_prune_timestamp_seconds {}",
-            last / 1000
+        gauge(
+            &mut out,
+            "last_prune_timestamp_seconds",
+            "When `prune` last ran (0: never).",
+            last / 1000,
         );
 
         self.emit(&out)

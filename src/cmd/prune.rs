@@ -6,7 +6,7 @@ use crate::cli::Prune;
 use crate::detect;
 use crate::error::{Error, Result};
 use crate::model::{LogTime, Span};
-use crate::store;
+use crate::store::{self, LevelEdit};
 
 const BATCH: u32 = 10_000;
 
@@ -41,7 +41,13 @@ impl Run for Prune {
         let mut cleared = 0;
         for account in store.flagged()? {
             if let Some(t) = detect::quiet_expiry(&cfg, &account.state, now) {
-                store.change_level(&account.user, now, &t, "prune", None)?;
+                let edit = LevelEdit {
+                    at: now,
+                    transition: &t,
+                    actor: "prune",
+                    count_from: None,
+                };
+                store.change_level(&account.user, &edit)?;
                 cleared += 1;
             }
         }

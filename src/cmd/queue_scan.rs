@@ -13,7 +13,7 @@ use crate::detect::Engine;
 use crate::error::{Error, Result};
 use crate::model::{fold_case, LogTime, SaslUser};
 use crate::ownership::Ownership;
-use crate::store::{self, QueueSender};
+use crate::store::{self, QueueSender, QueueSnapshot};
 
 /// Messages per (queue, sender, submitting account), from `postqueue -j` lines and
 /// the logins in the queue files (`submitters`, by queue id).
@@ -71,8 +71,10 @@ impl Run for QueueScan {
         let at = LogTime::now();
         let mut store = store::open(&cfg)?;
         let queued = store.replace_queue(
-            at,
-            &senders,
+            &QueueSnapshot {
+                at,
+                senders: &senders,
+            },
             &Engine::new(&cfg, &Ownership::open_or_warn(&cfg)),
         )?;
         if queued > 0 {

@@ -9,7 +9,7 @@ use crate::cli::Release;
 use crate::detect::Transition;
 use crate::error::{Error, Result};
 use crate::model::{Label, Level, LogTime, SaslUser};
-use crate::store;
+use crate::store::{self, LevelEdit};
 
 /// Who released, for the audit trail: the admin behind sudo if any, else the login
 /// name, else the name of the user id we run as (root has no USER under some
@@ -101,7 +101,14 @@ impl Run for Release {
             enforced: false,
             reason: format!("released ({undone}); counting restarts now"),
         };
-        store.change_level(&user, now, &transition, &actor(), Some(now))?;
+        let actor = actor();
+        let edit = LevelEdit {
+            at: now,
+            transition: &transition,
+            actor: &actor,
+            count_from: Some(now),
+        };
+        store.change_level(&user, &edit)?;
         println!(
             "{}: {} -> ok",
             user.shown(),

@@ -11,8 +11,8 @@ use crate::model::{ActionKind, Level, Span};
 use super::reject::check_reject;
 use super::user_mail::UserMailConfig;
 use super::value::{
-    abs_path, address, addresses, named, no_controls, one_of, opt_abs_path, parsed, secret, Named,
-    Range,
+    abs_path, address, addresses, default_from, named, named_enum, no_controls, one_of,
+    opt_abs_path, parsed, secret, Named, Range,
 };
 use super::Misfit;
 
@@ -66,30 +66,19 @@ impl ActionsConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailTransport {
-    Smtp,
-    Sendmail,
+named_enum! {
+    pub enum MailTransport {
+        Smtp = "smtp",
+        Sendmail = "sendmail",
+    }
 }
 
-impl Named for MailTransport {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("smtp", Self::Smtp), ("sendmail", Self::Sendmail)];
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailSecurity {
-    None,
-    Starttls,
-    Tls,
-}
-
-impl Named for MailSecurity {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("none", Self::None),
-        ("starttls", Self::Starttls),
-        ("tls", Self::Tls),
-    ];
+named_enum! {
+    pub enum MailSecurity {
+        None = "none",
+        Starttls = "starttls",
+        Tls = "tls",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -241,19 +230,12 @@ impl Default for ContainConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Backend {
-    None,
-    Command,
-    DovecotPasswdFile,
-}
-
-impl Named for Backend {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("none", Self::None),
-        ("command", Self::Command),
-        ("dovecot-passwd-file", Self::DovecotPasswdFile),
-    ];
+named_enum! {
+    enum Backend {
+        None = "none",
+        Command = "command",
+        DovecotPasswdFile = "dovecot-passwd-file",
+    }
 }
 
 /// `[password]` as written: a backend and what that backend needs.
@@ -274,11 +256,7 @@ pub(super) struct PasswordSection {
     length: u32,
 }
 
-impl Default for PasswordSection {
-    fn default() -> Self {
-        Self::from(&ContainConfig::default())
-    }
-}
+default_from!(PasswordSection, ContainConfig);
 
 impl From<&ContainConfig> for PasswordSection {
     fn from(c: &ContainConfig) -> Self {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::actions::{DovecotSection, MailConfig, PasswordSection, PostfixConfig};
 use super::thresholds::by_source;
-use super::value::{named, opt_abs_path, parsed, Range};
+use super::value::{default_from, named, opt_abs_path, parsed, Range};
 use super::{
     ActionsConfig, Baseline, Config, ContainConfig, Detection, Fail2banPaths, Misfit,
     OwnershipConfig, PartialThresholds, UserMailConfig, UserPolicy,
@@ -187,11 +187,7 @@ struct DetectionSection {
     spread_owners_block: u32,
 }
 
-impl Default for DetectionSection {
-    fn default() -> Self {
-        Self::from(&Detection::default())
-    }
-}
+default_from!(DetectionSection, Detection);
 
 impl From<&Detection> for DetectionSection {
     fn from(d: &Detection) -> Self {

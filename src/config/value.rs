@@ -104,6 +104,35 @@ pub(super) trait Named: Copy + PartialEq + 'static {
     const NAMES: &'static [(&'static str, Self)];
 }
 
+/// A `Named` enum, each variant beside the word the file writes for it.
+macro_rules! named_enum {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($variant),+
+        }
+
+        impl Named for $name {
+            const NAMES: &'static [(&'static str, Self)] = &[$(($word, Self::$variant)),+];
+        }
+    };
+}
+pub(super) use named_enum;
+
+/// `Default` for a table the file writes in another shape than the settings it
+/// holds: the settings' default, so the two cannot disagree.
+macro_rules! default_from {
+    ($table:ty, $settings:ty) => {
+        impl Default for $table {
+            fn default() -> Self {
+                Self::from(&<$settings>::default())
+            }
+        }
+    };
+}
+pub(super) use default_from;
+
 impl Named for Mode {
     const NAMES: &'static [(&'static str, Self)] =
         &[("warn", Mode::Warn), ("enforce", Mode::Enforce)];

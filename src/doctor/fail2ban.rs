@@ -62,12 +62,9 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
         }
     };
     match version(&text) {
-        Some((major, minor)) if (major, minor) >= (0, 10) => out.push(Finding::new(
-            Status::Ok,
-            AREA,
-            format!("{} installed", text.trim()),
-            None,
-        )),
+        Some((major, minor)) if (major, minor) >= (0, 10) => {
+            out.push(Finding::ok(AREA, format!("{} installed", text.trim())))
+        }
         _ => out.push(Finding::new(
             Status::Fail,
             AREA,
@@ -147,11 +144,9 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
     if same_file(Path::new(&binary), &this) && same_file(Path::new(&config), &ours) {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             format!("jail {jail} runs {binary} with {config}"),
-            None,
         ));
     } else {
         out.push(Finding::new(
@@ -172,11 +167,9 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         .map(|l| PathBuf::from(l.trim_start_matches(['|', '`', '-', ' '])))
         .collect();
     if logs.is_empty() {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             format!("jail {jail} reads the systemd journal"),
-            None,
         ));
     }
     for log in &logs {
@@ -205,11 +198,9 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
                         Some("is this the log the mail server writes now? (Debian 12 without rsyslog: backend = systemd)".into()),
                     ));
                 } else {
-                    out.push(Finding::new(
-                        Status::Ok,
+                    out.push(Finding::ok(
                         AREA,
                         format!("jail {jail} reads {}", log.display()),
-                        None,
                     ));
                 }
             }
@@ -243,11 +234,9 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
             format!("jail {jail}: its filter has matched no {what} since Fail2ban started"),
             regex_fix(cfg, &logs, filter.as_deref()),
         )),
-        Some(n) => out.push(Finding::new(
-            Status::Ok,
+        Some(n) => out.push(Finding::ok(
             AREA,
             format!("jail {jail} matched {n} {what}(s) since Fail2ban started"),
-            None,
         )),
     }
 }
@@ -289,11 +278,9 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
     let lines: Vec<&str> = text.lines().collect();
     let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
     if tail.is_empty() {
-        return Some(Finding::new(
-            Status::Warn,
+        return Some(Finding::warn(
             AREA,
             format!("jail {jail}: {} is empty", log.display()),
-            None,
         ));
     }
     // A fresh private directory with a random name: a fixed name in /tmp could be
@@ -327,15 +314,13 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
         .parse()
         .ok()?;
     Some(if matched > 0 {
-        Finding::new(
-            Status::Ok,
+        Finding::ok(
             AREA,
             format!(
                 "jail {jail}: {filter} matches {matched} of the last {} lines of {}",
                 tail.len(),
                 log.display()
             ),
-            None,
         )
     } else {
         Finding::new(

@@ -57,6 +57,19 @@ impl Finding {
             fix,
         }
     }
+
+    /// Findings with nothing to copy: a pass, or a warning the message explains.
+    fn ok(area: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Status::Ok, area, message, None)
+    }
+
+    fn warn(area: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Status::Warn, area, message, None)
+    }
+
+    fn fail(area: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Status::Fail, area, message, None)
+    }
 }
 
 pub use periodic::Paths as WorkerPaths;

@@ -73,7 +73,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
                 Some("use the vendor's file that covers IPv4 and IPv6".into()),
             ));
         } else {
-            out.push(Finding::new(Status::Ok, AREA, about, None));
+            out.push(Finding::ok(AREA, about));
         }
     }
 }

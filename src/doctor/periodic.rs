@@ -58,21 +58,14 @@ pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
     let link = paths.systemd_dir.join("timers.target.wants").join(TIMER);
     // exists() follows the link: one left by a removed unit does not count.
     if link.exists() {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             format!("{TIMER} is enabled: run-actions runs every minute"),
-            None,
         ));
         return;
     }
     match cron_line(&paths.cron_dir) {
-        Some((file, true)) => out.push(Finding::new(
-            Status::Ok,
-            AREA,
-            format!("{} runs run-actions", file.display()),
-            None,
-        )),
+        Some((file, true)) => out.push(Finding::ok(AREA, format!("{} runs run-actions", file.display()))),
         Some((file, false)) => out.push(Finding::new(
             Status::Warn,
             AREA,

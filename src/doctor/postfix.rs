@@ -70,33 +70,27 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
     let main = match postconf(cfg, &[&["-x"][..], &names].concat()) {
         Ok(t) => pairs(&t),
         Err(e) => {
-            out.push(Finding::new(
-                Status::Warn,
+            out.push(Finding::warn(
                 AREA,
                 format!("postconf did not run ({e}): Postfix checks skipped"),
-                None,
             ));
             return;
         }
     };
-    out.push(Finding::new(
-        Status::Ok,
+    out.push(Finding::ok(
         AREA,
         format!(
             "Postfix {}",
             main.get("mail_version").map_or("?", String::as_str)
         ),
-        None,
     ));
     let p = &cfg.contain.postfix;
     let want_map = format!("{}:{}", p.map_type, p.sasl_map.display());
 
     match postconf(cfg, &["-m"]) {
-        Ok(types) if types.lines().any(|t| t.trim() == p.map_type) => out.push(Finding::new(
-            Status::Ok,
+        Ok(types) if types.lines().any(|t| t.trim() == p.map_type) => out.push(Finding::ok(
             AREA,
             format!("map type {} is available", p.map_type),
-            None,
         )),
         Ok(_) => out.push(Finding::new(
             Status::Fail,
@@ -107,7 +101,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
                 p.map_type
             )),
         )),
-        Err(e) => out.push(Finding::new(Status::Warn, AREA, e, None)),
+        Err(e) => out.push(Finding::warn(AREA, e)),
     }
 
     // The smtpd services (postconf -M) and their -o overrides (postconf -P).
@@ -150,11 +144,9 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
         .filter(|s| effective(s, "smtpd_sasl_auth_enable") == "yes")
         .collect();
     if sasl.is_empty() {
-        out.push(Finding::new(
-            Status::Warn,
+        out.push(Finding::warn(
             AREA,
             "no smtpd service has smtpd_sasl_auth_enable = yes: nothing to block",
-            None,
         ));
     }
     for s in &sasl {
@@ -201,7 +193,7 @@ fn sender_login(
     };
     if noisy.is_empty() && sasl.iter().all(|s| tied(s)) {
         // Without a SASL service the warning above says all there is.
-        return (!sasl.is_empty()).then(|| Finding::new(Status::Ok, AREA, "senders are tied to their login on the SASL services (smtpd_sender_login_maps + reject_*_sender_login_mismatch)", None));
+        return (!sasl.is_empty()).then(|| Finding::ok(AREA, "senders are tied to their login on the SASL services (smtpd_sender_login_maps + reject_*_sender_login_mismatch)"));
     }
     // The -o overrides for every SASL service: the check first, then what it has now.
     let p = &cfg.contain.postfix;
@@ -267,14 +259,12 @@ fn placement(s: &Service, effective: &dyn Fn(&Service, &str) -> String, want_map
         match t.iter().position(|x| *x == "permit_sasl_authenticated") {
             Some(p) if p < i => after_permit = Some(*list),
             _ => {
-                return Finding::new(
-                    Status::Ok,
+                return Finding::ok(
                     AREA,
                     format!(
                         "{}: {list} consults {want_map} before permitting SASL users",
                         s.key
                     ),
-                    None,
                 )
             }
         }
@@ -311,12 +301,9 @@ fn map_built(cfg: &Config, want_map: &str) -> Finding {
         modified(&p.sasl_map),
         modified(PathBuf::from(&db).as_path()),
     ) {
-        (Some(src), Some(built)) if built >= src => Finding::new(
-            Status::Ok,
-            AREA,
-            format!("{want_map} is built and current"),
-            None,
-        ),
+        (Some(src), Some(built)) if built >= src => {
+            Finding::ok(AREA, format!("{want_map} is built and current"))
+        }
         (Some(_), Some(_)) => Finding::new(
             Status::Fail,
             AREA,

@@ -92,11 +92,9 @@ pub fn check(cfg: &Config) -> (Finding, bool) {
     let broken = match test_config(cfg) {
         Ok(()) => {
             return (
-                Finding::new(
-                    Status::Ok,
+                Finding::ok(
                     AREA,
                     format!("configuration in {dir} loads (fail2ban-client -t)"),
-                    None,
                 ),
                 true,
             )

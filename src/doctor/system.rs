@@ -16,11 +16,9 @@ fn backlog(cfg: &Config, out: &mut Vec<Finding>) {
     let backlog = Backlog::of(&cfg.local_base(), LogTime::now());
     let problems = backlog.problems();
     if problems.is_empty() {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             "no login waiting in the spool or rejected in 24h",
-            None,
         ));
     }
     for p in problems {
@@ -45,12 +43,7 @@ pub fn mailguard(
         .file
         .as_ref()
         .map_or("built-in defaults".into(), |f| f.display().to_string());
-    out.push(Finding::new(
-        Status::Ok,
-        AREA,
-        format!("config {origin} is valid"),
-        None,
-    ));
+    out.push(Finding::ok(AREA, format!("config {origin} is valid")));
     out.push(match cfg.mode {
         Mode::Warn => Finding::new(
             Status::Warn,
@@ -58,15 +51,10 @@ pub fn mailguard(
             "mode warn: accounts are flagged and the admin mailed, but nothing is blocked",
             Some("set mode = \"enforce\" in the config when the reports look right".into()),
         ),
-        Mode::Enforce => Finding::new(
-            Status::Ok,
-            AREA,
-            "mode enforce: block and lock take effect",
-            None,
-        ),
+        Mode::Enforce => Finding::ok(AREA, "mode enforce: block and lock take effect"),
     });
     for w in cfg.warnings() {
-        out.push(Finding::new(Status::Warn, AREA, w, None));
+        out.push(Finding::warn(AREA, w));
     }
     let Some(store) = store else {
         out.push(Finding::new(
@@ -87,16 +75,14 @@ pub fn mailguard(
         return;
     };
     match store.set_meta("doctor", &LogTime::now().millis().to_string()) {
-        Ok(()) => out.push(Finding::new(
-            Status::Ok,
+        Ok(()) => out.push(Finding::ok(
             AREA,
             format!(
                 "database {} opens, is writable and its schema is current",
                 cfg.database
             ),
-            None,
         )),
-        Err(e) => out.push(Finding::new(Status::Fail, AREA, e.to_string(), None)),
+        Err(e) => out.push(Finding::fail(AREA, e.to_string())),
     }
     // The spool holds evidence too, beside a SQLite file or in local_dir.
     if let Some(dir) = cfg.local_base().parent() {
@@ -140,7 +126,7 @@ pub fn mailguard(
                 waiting.then(|| "systemctl enable --now f2b-mailguard-actions.timer".into()),
             ));
         }
-        Err(e) => out.push(Finding::new(Status::Fail, AREA, e.to_string(), None)),
+        Err(e) => out.push(Finding::fail(AREA, e.to_string())),
     }
 }
 
@@ -148,29 +134,22 @@ pub fn dovecot(cfg: &Config, out: &mut Vec<Finding>) {
     const AREA: &str = "dovecot";
     let doveadm = &cfg.contain.doveadm;
     if !doveadm.exists() {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             format!("{} not found: Dovecot checks skipped", doveadm.display()),
-            None,
         ));
         return;
     }
     let timeout = cfg.contain.actions.command_timeout;
     match exec::run(doveadm, &["who"], None, timeout) {
-        Ok(r) if r.success() => out.push(Finding::new(
-            Status::Ok,
-            AREA,
-            "doveadm reaches the running Dovecot",
-            None,
-        )),
+        Ok(r) if r.success() => out.push(Finding::ok(AREA, "doveadm reaches the running Dovecot")),
         Ok(r) => out.push(Finding::new(
             Status::Warn,
             AREA,
             format!("doveadm cannot reach Dovecot: {}", r.first_line()),
             Some("is Dovecot running? the lock level's kick needs it".into()),
         )),
-        Err(e) => out.push(Finding::new(Status::Warn, AREA, e, None)),
+        Err(e) => out.push(Finding::warn(AREA, e)),
     }
     let doveconf: PathBuf = doveadm.with_file_name("doveconf");
     let Ok(r) = exec::run(&doveconf, &["-h", "auth_cache_size"], None, timeout) else {
@@ -181,18 +160,11 @@ pub fn dovecot(cfg: &Config, out: &mut Vec<Finding>) {
         let ttl = exec::run(&doveconf, &["-h", "auth_cache_ttl"], None, timeout)
             .map(|r| String::from_utf8_lossy(&r.stdout).trim().to_owned())
             .unwrap_or_default();
-        out.push(Finding::new(
-            Status::Warn,
-            AREA,
-            format!("auth cache on (auth_cache_size = {size}, auth_cache_ttl = {ttl}): an old password keeps working until flushed; the lock level runs `doveadm auth cache flush -- USER` and `doveadm kick -- USER`"),
-            None,
-        ));
+        out.push(Finding::warn(AREA, format!("auth cache on (auth_cache_size = {size}, auth_cache_ttl = {ttl}): an old password keeps working until flushed; the lock level runs `doveadm auth cache flush -- USER` and `doveadm kick -- USER`")));
     } else if r.success() {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             "auth cache off: a password change takes effect at once",
-            None,
         ));
     }
 }
@@ -215,25 +187,18 @@ pub fn mail(cfg: &Config, send_test: bool, out: &mut Vec<Finding>) {
         return;
     }
     if !send_test {
-        out.push(Finding::new(
-            Status::Ok,
+        out.push(Finding::ok(
             AREA,
             format!(
                 "admin mail to {} via {via} (not tried; --send-test-mail sends one)",
                 to.join(", ")
             ),
-            None,
         ));
         return;
     }
     let body = "This is a test mail from `f2b-mailguard doctor --send-test-mail`.\nAdmin mail reaches you.\n".to_owned();
     match mail::deliver(cfg, "[f2b-mailguard] test mail from doctor".into(), body) {
-        Ok(answer) => out.push(Finding::new(
-            Status::Ok,
-            AREA,
-            format!("test mail {answer}"),
-            None,
-        )),
+        Ok(answer) => out.push(Finding::ok(AREA, format!("test mail {answer}"))),
         Err(e) => out.push(Finding::new(
             Status::Fail,
             AREA,

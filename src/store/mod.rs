@@ -57,6 +57,43 @@ pub struct QueueSender {
     pub oldest: Option<LogTime>,
 }
 
+/// One `queue-scan`: this server's queue senders at `at`.
+pub struct QueueSnapshot<'a> {
+    pub at: LogTime,
+    pub senders: &'a [QueueSender],
+}
+
+impl QueueSnapshot<'_> {
+    /// Deferred messages per account that submitted them. Only mail an account
+    /// submitted itself counts: a stranger can put any address in MAIL FROM on port
+    /// 25. Senders without a login (local scripts, the null sender, forgeries) are
+    /// listed, not judged.
+    fn deferred_per_account(&self) -> BTreeMap<&str, u32> {
+        let mut out: BTreeMap<&str, u32> = BTreeMap::new();
+        for s in self
+            .senders
+            .iter()
+            .filter(|s| s.queue == "deferred" && !s.account.is_empty())
+        {
+            let n = out.entry(s.account.as_str()).or_default();
+            *n = n.saturating_add(s.messages);
+        }
+        out
+    }
+}
+
+/// The accounts whose deferred mail grew from `before` to `now`, in name order: levels
+/// only rise, so only a grown count can change one.
+fn grown<'a>(
+    before: &BTreeMap<String, u32>,
+    now: impl IntoIterator<Item = (&'a str, u32)>,
+) -> Vec<SaslUser> {
+    now.into_iter()
+        .filter(|(account, n)| *n > before.get(*account).copied().unwrap_or(0))
+        .filter_map(|(account, _)| SaslUser::parse(account).ok())
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
     /// The same (source, user, address, time) was already stored: nothing changed.
@@ -174,12 +211,7 @@ pub trait Store {
 
     /// Replaces the stored queue snapshot (`queue-scan`) and re-evaluates, at `at`, every
     /// account whose deferred mail changed; returns how many actions were queued.
-    fn replace_queue(
-        &mut self,
-        at: LogTime,
-        senders: &[QueueSender],
-        engine: &Engine,
-    ) -> Result<usize>;
+    fn replace_queue(&mut self, scan: &QueueSnapshot, engine: &Engine) -> Result<usize>;
     /// One account's mail in the deferred queue at the last queue scan.
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>>;
     /// The last queue snapshot and when it was taken, per (queue, envelope sender).
@@ -207,14 +239,7 @@ pub trait Store {
     fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>>;
 
     /// Applies a transition decided outside `record` (quiet expiry, admin release).
-    fn change_level(
-        &mut self,
-        user: &SaslUser,
-        at: LogTime,
-        transition: &Transition,
-        actor: &str,
-        count_from: Option<LogTime>,
-    ) -> Result<()>;
+    fn change_level(&mut self, user: &SaslUser, edit: &LevelEdit) -> Result<()>;
 
     fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>>;
     /// Returns false if the entry already existed (the note is then updated).
@@ -227,14 +252,7 @@ pub trait Store {
     /// When the next pending action is due.
     fn next_pending(&mut self) -> Result<Option<LogTime>>;
     /// Stores an attempt's outcome: `retry_at` keeps it pending until then.
-    fn finish_action(
-        &mut self,
-        id: i64,
-        now: LogTime,
-        state: ActionState,
-        outcome: &str,
-        retry_at: Option<LogTime>,
-    ) -> Result<()>;
+    fn finish_action(&mut self, id: i64, attempt: &Attempt) -> Result<()>;
     fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>>;
     fn action_totals(&mut self) -> Result<ActionTotals>;
     /// How many actions there are of each kind in each state.
@@ -267,6 +285,36 @@ fn per_account(
         }
     }
     out
+}
+
+/// A transition decided outside `record` (quiet expiry, admin release), as
+/// `Store::change_level` applies it.
+pub struct LevelEdit<'a> {
+    pub at: LogTime,
+    pub transition: &'a Transition,
+    pub actor: &'a str,
+    /// Where counting restarts (a release); None keeps the account's.
+    pub count_from: Option<LogTime>,
+}
+
+/// An attempt's outcome, as `Store::finish_action` keeps it.
+pub struct Attempt<'a> {
+    /// When it finished (wall clock).
+    pub at: LogTime,
+    pub state: ActionState,
+    pub outcome: &'a str,
+    /// Keeps the action pending until then.
+    pub retry_at: Option<LogTime>,
+}
+
+impl Attempt<'_> {
+    /// The row's next state and due time: an action to retry stays pending.
+    fn next(&self) -> (ActionState, LogTime) {
+        match self.retry_at {
+            Some(t) => (ActionState::Pending, t),
+            None => (self.state, self.at),
+        }
+    }
 }
 
 /// Opens the configured store, creating and migrating it as needed.

@@ -53,6 +53,19 @@ pub fn assert_success(what: impl std::fmt::Display, out: &Output) {
     );
 }
 
+/// A command's exit status and output, for assertion messages.
+pub fn described(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `[actions]` table of a server whose levels queue nothing.
+pub const NO_ACTIONS: &str = "[actions]\nnotify = []\nblock = []\nlock = []\n";
+
 /// Wall-clock seconds since 1970, for tests that mix log time with real actions.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -90,6 +103,21 @@ impl Sandbox {
     /// A sandbox whose config (with an `[actions]` table or the defaults) queues actions.
     pub fn acting(config: &str) -> Self {
         Self::build(config, true)
+    }
+
+    /// Server `server` on the store `database` (a SQLite path or a PostgreSQL URL),
+    /// with its own `local_dir`; `rest` holds the other settings and tables.
+    pub fn server(database: &str, server: &str, rest: &str) -> Self {
+        let s = Self::new("");
+        std::fs::write(
+            s.config_path(),
+            format!(
+                "database = {database:?}\nlocal_dir = {:?}\nserver_name = {server:?}\n{rest}",
+                s.path().join("local").display().to_string()
+            ),
+        )
+        .expect("config");
+        s
     }
 
     fn build(config: &str, actions: bool) -> Self {

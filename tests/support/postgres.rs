@@ -87,6 +87,11 @@ impl Postgres {
     }
 
     /// The libpq URL of the test database over the Unix socket.
+    /// Server `name` on this store; `rest` as `Sandbox::server` takes it.
+    pub fn server(&self, name: &str, rest: &str) -> super::Sandbox {
+        super::Sandbox::server(&self.url(), name, rest)
+    }
+
     pub fn url(&self) -> String {
         format!(
             "postgresql://postgres@/{DB}?host={}",

@@ -17,11 +17,11 @@ use self::rows::{
     user_of, PgError, ACCOUNT_COLS, R,
 };
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Imported, LevelChange,
-    LoginEvent, QueueSender, QueuedAction, Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Imported, LevelChange,
+    LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
 };
 use crate::config::Config;
-use crate::detect::{Engine, Seen, Transition};
+use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Cidr, Label, LogTime, PgUrl, SaslUser, Span, WhitelistEntry};
 
@@ -159,14 +159,9 @@ impl Store for PgStore {
         })
     }
 
-    fn replace_queue(
-        &mut self,
-        at: LogTime,
-        senders: &[QueueSender],
-        engine: &Engine,
-    ) -> Result<usize> {
+    fn replace_queue(&mut self, scan: &QueueSnapshot, engine: &Engine) -> Result<usize> {
         let server = self.server.clone();
-        self.with(|c| write::replace_queue(c, &server, at, senders, engine))
+        self.with(|c| write::replace_queue(c, &server, scan, engine))
     }
 
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>> {
@@ -295,15 +290,8 @@ impl Store for PgStore {
         })
     }
 
-    fn change_level(
-        &mut self,
-        user: &SaslUser,
-        at: LogTime,
-        transition: &Transition,
-        actor: &str,
-        count_from: Option<LogTime>,
-    ) -> Result<()> {
-        self.with(|c| write::change_level(c, user, at, transition, actor, count_from))
+    fn change_level(&mut self, user: &SaslUser, edit: &LevelEdit) -> Result<()> {
+        self.with(|c| write::change_level(c, user, edit))
     }
 
     fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>> {
@@ -362,15 +350,8 @@ impl Store for PgStore {
         self.with(|c| outbox::next_pending(c, &server))
     }
 
-    fn finish_action(
-        &mut self,
-        id: i64,
-        now: LogTime,
-        state: ActionState,
-        outcome: &str,
-        retry_at: Option<LogTime>,
-    ) -> Result<()> {
-        self.with(|c| outbox::finish_action(c, id, now, state, outcome, retry_at))
+    fn finish_action(&mut self, id: i64, attempt: &Attempt) -> Result<()> {
+        self.with(|c| outbox::finish_action(c, id, attempt))
     }
 
     fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>> {

@@ -5,7 +5,7 @@ use postgres::GenericClient;
 
 use super::rows::{kind_of, level_of, state_of, time_of, u32_of, user_of, R};
 use crate::model::{ActionKind, LogTime, SaslUser};
-use crate::store::{ActionRecord, ActionState, ActionTotals, QueuedAction};
+use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
 
 pub(super) fn due_actions(
     c: &mut impl GenericClient,
@@ -43,22 +43,18 @@ pub(super) fn next_pending(c: &mut impl GenericClient, server: &str) -> R<Option
     Ok(time_of(ms))
 }
 
-pub(super) fn finish_action(
-    c: &mut impl GenericClient,
-    id: i64,
-    now: LogTime,
-    state: ActionState,
-    outcome: &str,
-    retry_at: Option<LogTime>,
-) -> R<()> {
-    let (state, next) = match retry_at {
-        Some(t) => (ActionState::Pending, t.millis()),
-        None => (state, now.millis()),
-    };
+pub(super) fn finish_action(c: &mut impl GenericClient, id: i64, attempt: &Attempt) -> R<()> {
+    let (state, next) = attempt.next();
     c.execute(
         "UPDATE actions SET state = $2, attempts = attempts + 1, next_ms = $3,
              updated_ms = $4, outcome = $5 WHERE id = $1",
-        &[&id, &state.as_str(), &next, &now.millis(), &outcome],
+        &[
+            &id,
+            &state.as_str(),
+            &next.millis(),
+            &attempt.at.millis(),
+            &attempt.outcome,
+        ],
     )?;
     Ok(())
 }

@@ -9,10 +9,10 @@ use postgres::{Client, GenericClient, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::rows::{insert_change, stored_account, PgRows, R};
-use crate::detect::{Engine, Transition};
+use crate::detect::Engine;
 use crate::model::{LogTime, SaslUser, Span};
 use crate::store::evaluate::evaluate;
-use crate::store::{LoginEvent, QueueSender, Recorded};
+use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
 /// As SQLite's automatic retention: one insert in this many prunes a batch.
 const AUTO_PRUNE_EVERY: i64 = 256;
@@ -95,14 +95,8 @@ pub(super) fn record(
     })
 }
 
-pub(super) fn change_level(
-    client: &mut Client,
-    user: &SaslUser,
-    at: LogTime,
-    transition: &Transition,
-    actor: &str,
-    count_from: Option<LogTime>,
-) -> R<()> {
+pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdit) -> R<()> {
+    let t = edit.transition;
     let mut tx = client.transaction()?;
     lock_account(&mut tx, user)?;
     let id: i64 = tx
@@ -119,12 +113,12 @@ pub(super) fn change_level(
          WHERE id = $1",
         &[
             &id,
-            &transition.to.as_str(),
-            &transition.enforced,
-            &count_from.map(LogTime::millis),
+            &t.to.as_str(),
+            &t.enforced,
+            &edit.count_from.map(LogTime::millis),
         ],
     )?;
-    insert_change(&mut tx, id, at, transition, actor)?;
+    insert_change(&mut tx, id, edit.at, t, edit.actor)?;
     tx.commit()?;
     Ok(())
 }
@@ -154,10 +148,10 @@ pub(super) fn deferred_per_account(c: &mut impl GenericClient) -> R<BTreeMap<Str
 pub(super) fn replace_queue(
     client: &mut Client,
     server: &str,
-    at: LogTime,
-    senders: &[QueueSender],
+    scan: &QueueSnapshot,
     engine: &Engine,
 ) -> R<usize> {
+    let at = scan.at;
     let mut tx = client.transaction()?;
     let before = deferred_per_account(&mut tx)?;
     tx.execute("DELETE FROM queue_senders WHERE server = $1", &[&server])?;
@@ -165,7 +159,7 @@ pub(super) fn replace_queue(
         "INSERT INTO queue_senders (server, queue, sender, account, messages, recipients, oldest_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )?;
-    for s in senders {
+    for s in scan.senders {
         tx.execute(
             &insert,
             &[
@@ -188,13 +182,7 @@ pub(super) fn replace_queue(
     // it. Accounts in name order, so two scans lock them in the same order.
     let now = deferred_per_account(&mut tx)?;
     let mut queued = 0;
-    for (account, messages) in now {
-        if messages <= before.get(&account).copied().unwrap_or(0) {
-            continue;
-        }
-        let Ok(user) = SaslUser::parse(&account) else {
-            continue;
-        };
+    for user in grown(&before, now.iter().map(|(a, n)| (a.as_str(), *n))) {
         lock_account(&mut tx, &user)?;
         if let Some(stored) = stored_account(&mut tx, user.as_str())? {
             queued += evaluate(

@@ -4,17 +4,15 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::write::insert_change;
-use crate::detect::Transition;
-use crate::model::{Cidr, LogTime, SaslUser, WhitelistEntry};
+use crate::model::{Cidr, SaslUser, WhitelistEntry};
+use crate::store::LevelEdit;
 
 pub(super) fn change_level(
     conn: &mut Connection,
     user: &SaslUser,
-    at: LogTime,
-    transition: &Transition,
-    actor: &str,
-    count_from: Option<LogTime>,
+    edit: &LevelEdit,
 ) -> rusqlite::Result<()> {
+    let t = edit.transition;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let user_id: i64 = tx.query_row(
         "INSERT INTO users (name) VALUES (?1)
@@ -27,9 +25,9 @@ pub(super) fn change_level(
              count_from_ms = coalesce(?4, count_from_ms),
              last_hit_ms = CASE WHEN ?2 = 'ok' THEN NULL ELSE last_hit_ms END
          WHERE id = ?1",
-        params![user_id, transition.to, transition.enforced, count_from],
+        params![user_id, t.to, t.enforced, edit.count_from],
     )?;
-    insert_change(&tx, user_id, at, transition, actor)?;
+    insert_change(&tx, user_id, edit.at, t, edit.actor)?;
     tx.commit()
 }
 

@@ -22,11 +22,12 @@ use rusqlite::Connection;
 
 use self::open::{connect, retry_busy};
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Imported, LevelChange,
-    LoginEvent, QueueSender, QueuedAction, Recorded, Store, WhitelistEntry,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Imported, LevelChange,
+    LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
+    WhitelistEntry,
 };
 use crate::config::Config;
-use crate::detect::{Engine, Seen, Transition};
+use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Cidr, Label, LogTime, SaslUser, Span};
 
@@ -98,15 +99,10 @@ impl Store for SqliteStore {
         }
     }
 
-    fn replace_queue(
-        &mut self,
-        at: LogTime,
-        senders: &[QueueSender],
-        engine: &Engine,
-    ) -> Result<usize> {
+    fn replace_queue(&mut self, scan: &QueueSnapshot, engine: &Engine) -> Result<usize> {
         let (conn, server) = (&mut self.conn, &self.server);
         retry_busy(self.busy_timeout, || {
-            queue::replace(conn, server, at, senders, engine)
+            queue::replace(conn, server, scan, engine)
         })
         .at(&self.path)
     }
@@ -151,15 +147,8 @@ impl Store for SqliteStore {
         read::history(&self.conn, user).at(&self.path)
     }
 
-    fn change_level(
-        &mut self,
-        user: &SaslUser,
-        at: LogTime,
-        transition: &Transition,
-        actor: &str,
-        count_from: Option<LogTime>,
-    ) -> Result<()> {
-        edit::change_level(&mut self.conn, user, at, transition, actor, count_from).at(&self.path)
+    fn change_level(&mut self, user: &SaslUser, edit: &LevelEdit) -> Result<()> {
+        edit::change_level(&mut self.conn, user, edit).at(&self.path)
     }
 
     fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>> {
@@ -182,15 +171,8 @@ impl Store for SqliteStore {
         outbox::next_pending(&self.conn).at(&self.path)
     }
 
-    fn finish_action(
-        &mut self,
-        id: i64,
-        now: LogTime,
-        state: ActionState,
-        outcome: &str,
-        retry_at: Option<LogTime>,
-    ) -> Result<()> {
-        outbox::finish_action(&self.conn, id, now, state, outcome, retry_at).at(&self.path)
+    fn finish_action(&mut self, id: i64, attempt: &Attempt) -> Result<()> {
+        outbox::finish_action(&self.conn, id, attempt).at(&self.path)
     }
 
     fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>> {

@@ -4,7 +4,7 @@ use rusqlite::{params, Connection};
 
 use crate::model::ActionKind;
 use crate::model::{LogTime, SaslUser};
-use crate::store::{ActionRecord, ActionState, ActionTotals, QueuedAction};
+use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
 
 pub(super) fn due_actions(conn: &Connection, now: LogTime) -> rusqlite::Result<Vec<QueuedAction>> {
     let mut stmt = conn.prepare(
@@ -34,22 +34,12 @@ pub(super) fn next_pending(conn: &Connection) -> rusqlite::Result<Option<LogTime
     )
 }
 
-pub(super) fn finish_action(
-    conn: &Connection,
-    id: i64,
-    now: LogTime,
-    state: ActionState,
-    outcome: &str,
-    retry_at: Option<LogTime>,
-) -> rusqlite::Result<()> {
-    let (state, next) = match retry_at {
-        Some(t) => (ActionState::Pending, t),
-        None => (state, now),
-    };
+pub(super) fn finish_action(conn: &Connection, id: i64, attempt: &Attempt) -> rusqlite::Result<()> {
+    let (state, next) = attempt.next();
     conn.execute(
         "UPDATE actions SET state = ?2, attempts = attempts + 1, next_ms = ?3,
                  updated_ms = ?4, outcome = ?5 WHERE id = ?1",
-        params![id, state, next, now, outcome],
+        params![id, state, next, attempt.at, attempt.outcome],
     )
     .map(|_| ())
 }

@@ -7,16 +7,15 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::write::{evaluate_in, stored_account};
 use crate::detect::Engine;
-use crate::model::{LogTime, SaslUser};
-use crate::store::QueueSender;
+use crate::model::LogTime;
+use crate::store::{grown, QueueSender, QueueSnapshot};
 
 const SCANNED_KEY: &str = "queue_scanned_ms";
 
 pub(super) fn replace(
     conn: &mut Connection,
     server: &str,
-    at: LogTime,
-    senders: &[QueueSender],
+    scan: &QueueSnapshot,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -27,7 +26,7 @@ pub(super) fn replace(
             "INSERT INTO queue_senders (queue, sender, account, messages, recipients, oldest_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for s in senders {
+        for s in scan.senders {
             insert.execute(params![
                 s.queue,
                 s.sender,
@@ -41,30 +40,12 @@ pub(super) fn replace(
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![SCANNED_KEY, at.millis().to_string()],
+        params![SCANNED_KEY, scan.at.millis().to_string()],
     )?;
-    // Levels only rise, so only a grown deferred count can change one. Only mail an
-    // account submitted itself counts: a stranger can put any address in MAIL FROM on
-    // port 25. Senders without a login (local scripts, the null sender, forgeries)
-    // are listed, not judged.
-    let mut now: BTreeMap<&str, u32> = BTreeMap::new();
-    for s in senders
-        .iter()
-        .filter(|s| s.queue == "deferred" && !s.account.is_empty())
-    {
-        let n = now.entry(s.account.as_str()).or_default();
-        *n = n.saturating_add(s.messages);
-    }
     let mut queued = 0;
-    for (account, messages) in now {
-        if messages <= before.get(account).copied().unwrap_or(0) {
-            continue;
-        }
-        let Ok(user) = SaslUser::parse(account) else {
-            continue;
-        };
+    for user in grown(&before, scan.deferred_per_account()) {
         if let Some(account) = stored_account(&tx, user.as_str())? {
-            queued += evaluate_in(&tx, server, &user, &account, at, engine)?;
+            queued += evaluate_in(&tx, server, &user, &account, scan.at, engine)?;
         }
     }
     tx.commit()?;
