@@ -1,16 +1,17 @@
 //! PostgreSQL backend: one database several mail servers share (issue 19), so an
 //! account's logins are judged together wherever they arrive. Synchronous client,
-//! one connection per process, no TLS (a Unix socket or a tunnel).
+//! one connection per process, TLS over TCP as libpq's `sslmode` has it (tls.rs).
 
 mod outbox;
 mod pgpass;
 mod rows;
 mod schema;
+mod tls;
 mod write;
 
 use std::collections::BTreeMap;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use self::rows::{
     account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of, u32_of,
@@ -55,10 +56,16 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("f2b-mailguard");
         }
-        let mut client = connect_within(pg).map_err(|reason| Error::SharedStoreUnreachable {
+        let used = pg.get_ssl_mode() != postgres::config::SslMode::Disable;
+        let connector = tls::connector(url.tls(), used).map_err(|reason| Error::SharedStore {
             url: shown.clone(),
             reason,
         })?;
+        let mut client =
+            connect_within(pg, connector).map_err(|reason| Error::SharedStoreUnreachable {
+                url: shown.clone(),
+                reason,
+            })?;
         schema::migrate(&mut client).map_err(|e| Error::SharedStore {
             url: shown.clone(),
             reason: match e {
@@ -99,7 +106,10 @@ impl PgStore {
 /// the socket's connect only; a server (or a proxy) that accepts and never answers
 /// would hold `record`, and with it Fail2ban's action lock, for ever. The attempt
 /// left behind ends with the process, which keeps the login in its spool.
-fn connect_within(pg: postgres::Config) -> std::result::Result<Client, String> {
+fn connect_within(
+    pg: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> std::result::Result<Client, String> {
     let timeout = pg
         .get_connect_timeout()
         .copied()
@@ -109,7 +119,7 @@ fn connect_within(pg: postgres::Config) -> std::result::Result<Client, String> {
         .name("pg-connect".into())
         .spawn(move || {
             // The receiver may have given up: nobody to tell.
-            let _ = tx.send(pg.connect(NoTls).map_err(|e| one_line(&e)));
+            let _ = tx.send(pg.connect(tls).map_err(|e| one_line(&e)));
         })
         .map_err(|e| format!("cannot start connecting: {e}"))?;
     match rx.recv_timeout(timeout) {
