@@ -2,6 +2,7 @@
 //! account's logins are judged together wherever they arrive. Synchronous client,
 //! one connection per process, TLS over TCP as libpq's `sslmode` has it (tls.rs).
 
+mod connect;
 mod outbox;
 mod pgpass;
 mod rows;
@@ -32,6 +33,8 @@ pub struct PgStore {
     /// This server's name, stored with its logins and actions.
     server: String,
     retention: Span,
+    /// How long `record` waits on the database (connect_timeout), per statement.
+    wait: std::time::Duration,
 }
 
 impl PgStore {
@@ -39,33 +42,8 @@ impl PgStore {
         // This server's spool and worker lock live there, as beside a SQLite file.
         crate::files::private_dir(&cfg.local_dir())?;
         let shown = url.to_string();
-        let mut pg = url.client_config().map_err(|e| Error::SharedStore {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(std::time::Duration::from_millis(
-                cfg.connect_timeout.millis().max(1) as u64,
-            ));
-        }
-        if pg.get_password().is_none() {
-            if let Some(password) = pgpass::password_for(&pg) {
-                pg.password(password);
-            }
-        }
-        if pg.get_application_name().is_none() {
-            pg.application_name("f2b-mailguard");
-        }
-        let used = pg.get_ssl_mode() != postgres::config::SslMode::Disable;
-        let connector = tls::connector(url.tls(), used).map_err(|reason| Error::SharedStore {
-            url: shown.clone(),
-            reason,
-        })?;
-        let mut client =
-            connect_within(pg, connector).map_err(|reason| Error::SharedStoreUnreachable {
-                url: shown.clone(),
-                reason,
-            })?;
+        let wait = std::time::Duration::from_millis(cfg.connect_timeout.millis().max(1) as u64);
+        let mut client = connect::connect(url, wait)?;
         schema::migrate(&mut client).map_err(|e| Error::SharedStore {
             url: shown.clone(),
             reason: match e {
@@ -78,6 +56,7 @@ impl PgStore {
             url: url.clone(),
             server: cfg.server_name(),
             retention: cfg.retention,
+            wait,
         })
     }
 
@@ -102,37 +81,8 @@ impl PgStore {
     }
 }
 
-/// Connects, giving up after the connect timeout. The client's own timeout covers
-/// the socket's connect only; a server (or a proxy) that accepts and never answers
-/// would hold `record`, and with it Fail2ban's action lock, for ever. The attempt
-/// left behind ends with the process, which keeps the login in its spool.
-fn connect_within(
-    pg: postgres::Config,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
-) -> std::result::Result<Client, String> {
-    let timeout = pg
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(std::time::Duration::from_secs(2));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("pg-connect".into())
-        .spawn(move || {
-            // The receiver may have given up: nobody to tell.
-            let _ = tx.send(pg.connect(tls).map_err(|e| one_line(&e)));
-        })
-        .map_err(|e| format!("cannot start connecting: {e}"))?;
-    match rx.recv_timeout(timeout) {
-        Ok(connected) => connected,
-        Err(_) => Err(format!(
-            "no answer within connect_timeout ({} ms)",
-            timeout.as_millis()
-        )),
-    }
-}
-
 /// A PostgreSQL error with the server's message and detail, on one line.
-fn one_line(e: &postgres::Error) -> String {
+pub(super) fn one_line(e: &postgres::Error) -> String {
     let mut out = e.to_string();
     if let Some(db) = e.as_db_error() {
         out = format!("{}: {}", db.severity(), db.message());
@@ -158,8 +108,8 @@ fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
 
 impl Store for PgStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
-        let (server, retention) = (self.server.clone(), self.retention);
-        self.with(|c| write::record(c, &server, retention, event, engine))
+        let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
+        self.with(|c| write::record(c, &server, retention, wait, event, engine))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
