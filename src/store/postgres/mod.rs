@@ -27,6 +27,9 @@ use crate::detect::{Engine, Seen, Transition};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Cidr, Label, LogTime, PgUrl, SaslUser, Span, WhitelistEntry};
 
+/// The channel every level change is notified on (rows.rs, `insert_change`).
+const CHANGES_CHANNEL: &str = "f2b_mailguard_changes";
+
 pub struct PgStore {
     client: Client,
     url: PgUrl,
@@ -388,5 +391,23 @@ impl Store for PgStore {
     /// Nothing imports into a shared store, so nothing can be left half-imported.
     fn check_whole(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    fn listen(&mut self) -> Result<bool> {
+        self.with(|c| {
+            c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
+            Ok(true)
+        })
+    }
+
+    fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        use postgres::fallible_iterator::FallibleIterator;
+        self.with(|c| {
+            let mut heard = c.notifications();
+            let any = heard.timeout_iter(timeout).next()?.is_some();
+            // Those that came meanwhile are the same news: one run covers them.
+            while heard.iter().next()?.is_some() {}
+            Ok(any)
+        })
     }
 }
