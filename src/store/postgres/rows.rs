@@ -168,6 +168,9 @@ pub(super) fn insert_change(
             &actor,
         ],
     )?;
+    // Sent at commit, to every server's `run-actions --follow`; one per transaction
+    // (PostgreSQL folds equal notifications).
+    c.execute("SELECT pg_notify($1, '')", &[&super::CHANGES_CHANNEL])?;
     Ok(row.try_get(0)?)
 }
 
