@@ -88,8 +88,13 @@ impl Postgres {
 
     /// The libpq URL of the test database over the Unix socket.
     pub fn url(&self) -> String {
+        self.url_of(DB)
+    }
+
+    /// The URL of another database of this server (`CREATE DATABASE` it first).
+    pub fn url_of(&self, db: &str) -> String {
         format!(
-            "postgresql://postgres@/{DB}?host={}",
+            "postgresql://postgres@/{db}?host={}",
             self.socket_dir().display()
         )
     }
@@ -100,6 +105,11 @@ impl Postgres {
 
     /// Runs SQL with psql against the test database, returning its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in(DB, sql)
+    }
+
+    /// As `psql`, in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
             .args([
                 "-X",
@@ -113,7 +123,7 @@ impl Postgres {
             ])
             .arg("-h")
             .arg(self.socket_dir())
-            .args(["-d", DB, "-c", sql])
+            .args(["-d", db, "-c", sql])
             .output()
             .expect("psql");
         assert!(
