@@ -1,18 +1,21 @@
 use std::path::PathBuf;
 
-/// Input from outside (CLI, Fail2ban tags) that does not pass validation.
+/// Input from outside (CLI, Fail2ban tags, input lines) that does not pass validation.
 /// Displayed as `invalid --FIELD: REASON`, always on one line; a positional argument
-/// has an upper-case field as in the usage line (`CIDR`) and is named without `--`.
+/// has an upper-case field as in the usage line (`CIDR`) and is named without `--`,
+/// and so is a field of an input line (see `in_line`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct Invalid {
     pub field: &'static str,
     pub reason: String,
+    /// A field of an input line (`ingest`), not a command-line argument.
+    in_line: bool,
 }
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let positional = self.field.bytes().all(|b| b.is_ascii_uppercase());
-        let dashes = if positional { "" } else { "--" };
+        let dashes = if positional || self.in_line { "" } else { "--" };
         write!(f, "invalid {dashes}{}: {}", self.field, self.reason)
     }
 }
@@ -22,6 +25,21 @@ impl Invalid {
         Self {
             field,
             reason: reason.into(),
+            in_line: false,
+        }
+    }
+
+    /// The same error about the argument or field `field` (a parser names the value
+    /// it parses, e.g. `user`, whether it came as `--user` or as `USER`).
+    pub fn for_field(self, field: &'static str) -> Self {
+        Self { field, ..self }
+    }
+
+    /// The same error about a field of an input line, named without `--`.
+    pub fn in_line(self) -> Self {
+        Self {
+            in_line: true,
+            ..self
         }
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! It starts as a C `main`, without Rust's runtime set-up: that set-up locates the
 //! main thread's stack guard by reading /proc/self/maps and installs an alternate
-//! signal stack, together about 70 µs, a twentieth of a `record` that Fail2ban waits
-//! for under its global lock. Nothing here needs them: arguments still come from std
+//! signal stack, a measurable share of a `record` that Fail2ban waits for under its
+//! global lock (BENCHMARKS.md). Nothing here needs them: arguments still come from std
 //! (glibc hands them over before `main`), a stack overflow still ends the process,
 //! and SQLite never puts a database on descriptors 0-2 even when they are closed.
 #![no_main]
+#![warn(clippy::unwrap_used)]
 
 use std::ffi::{c_char, c_int, OsString};
 use std::io::Write;

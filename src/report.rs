@@ -45,6 +45,8 @@ pub struct NetRow {
     pub whitelisted: bool,
     pub sources: BTreeSet<Source>,
     pub addresses: BTreeSet<String>,
+    /// The servers (`server_name`) that saw these logins, where known.
+    pub servers: BTreeSet<String>,
     /// Who owns the network, from the ownership databases (null without them).
     pub asn: Option<Asn>,
     pub as_org: Option<String>,
@@ -93,6 +95,8 @@ pub struct ActionRow {
     pub updated: Option<f64>,
     pub next_attempt: Option<f64>,
     pub outcome: Option<String>,
+    /// The server that queued it, where known.
+    pub server: Option<String>,
 }
 
 /// The stored level as of `at`: a notify whose quiet period has passed reads as ok
@@ -131,6 +135,7 @@ pub fn detail(
             whitelisted: true,
             sources: BTreeSet::new(),
             addresses: BTreeSet::new(),
+            servers: BTreeSet::new(),
             asn: None,
             as_org: None,
             country: None,
@@ -142,6 +147,7 @@ pub fn detail(
         row.whitelisted &= whitelist.covers(a.addr);
         row.sources.insert(a.source);
         row.addresses.insert(a.addr.to_string());
+        row.servers.extend(a.server);
     }
     let mut networks: Vec<NetRow> = nets.into_values().collect();
     for row in &mut networks {
@@ -182,6 +188,7 @@ pub fn detail(
             updated: a.updated.map(LogTime::secs_f64),
             next_attempt: (a.state == ActionState::Pending).then(|| a.next.secs_f64()),
             outcome: a.outcome,
+            server: a.server,
         })
         .collect();
     let (level, enforced) = effective(cfg, &account.state, at);
@@ -206,7 +213,7 @@ pub fn detail(
         .map(|s| s.addr.net(cfg.detection.prefixes))
         .collect();
     Ok(Detail {
-        refused_logins: refused.iter().map(|s| s.hits).sum(),
+        refused_logins: refused.iter().map(|s| s.events).sum(),
         refused_networks: refused_nets.len(),
         signals: eval.signals.iter().map(ToString::to_string).collect(),
         messages: eval.messages(Source::Rate),

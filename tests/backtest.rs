@@ -40,16 +40,6 @@ fn ingest_with(s: &Sandbox, global: &[&str], flags: &[&str], input: &[u8]) -> st
     child.wait_with_output().unwrap()
 }
 
-/// `out`, once it is known to be a success (else the panic shows its stderr).
-fn succeeded(out: std::process::Output) -> std::process::Output {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER` with the shipped filter, as
 /// the README's recipe runs it.
 fn fail2ban_regex(s: &Sandbox, log: &Path, filter: &str) -> String {
@@ -159,12 +149,13 @@ fn a_generated_day_finds_exactly_the_compromised_account_at_the_expected_time() 
         "one match per submission"
     );
     let scratch = s.path().join("backtest.db");
-    let out = succeeded(ingest_with(
+    let out = ingest_with(
         &s,
         &["--db", scratch.to_str().unwrap()],
         &["--json"],
         regex.as_bytes(),
-    ));
+    );
+    support::assert_success("ingest", &out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let accounts = report["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 1, "{report:#}");
@@ -237,11 +228,8 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     assert_eq!(regex.lines().count(), 28);
 
     let scratch = s.path().join("backtest.db");
-    let out = succeeded(ingest(
-        &s,
-        &["--db", scratch.to_str().unwrap()],
-        regex.as_bytes(),
-    ));
+    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], regex.as_bytes());
+    support::assert_success("ingest", &out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingested 28 events"));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("alice@example.com                  notify  2026-11-20 10:01:40  smtp: 6 networks/1h > 5"), "{text}");
@@ -290,10 +278,11 @@ fn json_lines_sources_and_bad_lines() {
         &["--db", s.path().join("j.db").to_str().unwrap()],
         input.as_bytes(),
     );
-    assert!(out.status.success());
+    support::assert_success("ingest", &out);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 4: invalid --line"), "{err}");
-    assert!(err.contains("line 5: invalid --ip"), "{err}");
+    // Fields of an input line, not options: no dashes.
+    assert!(err.contains("line 4: invalid line: "), "{err}");
+    assert!(err.contains("line 5: invalid ip: "), "{err}");
     assert!(
         err.contains("ingested 3 events") && err.contains("2 line(s) skipped"),
         "{err}"
@@ -329,11 +318,8 @@ fn a_repeated_login_counts_and_is_stored_once_however_late_it_comes_again() {
         line(DAY, "192.0.2.1"),
     ]
     .concat();
-    let out = succeeded(ingest(
-        &s,
-        &["--db", scratch.to_str().unwrap()],
-        input.as_bytes(),
-    ));
+    let out = ingest(&s, &["--db", scratch.to_str().unwrap()], input.as_bytes());
+    support::assert_success("ingest", &out);
     // Two networks in the first hour, not three logins from three: still ok.
     assert!(String::from_utf8_lossy(&out.stdout).contains("no account would have been flagged"));
     let stored: (i64, i64) = rusqlite::Connection::open(&scratch)
@@ -395,11 +381,8 @@ fn an_ingest_killed_half_way_leaves_a_scratch_database_that_says_so() {
 
     // Run to the end, an ingest leaves the database as every command expects it.
     let whole = s.path().join("whole.db");
-    succeeded(ingest(
-        &s,
-        &["--db", whole.to_str().unwrap()],
-        lines.as_bytes(),
-    ));
+    let out = ingest(&s, &["--db", whole.to_str().unwrap()], lines.as_bytes());
+    support::assert_success("ingest", &out);
     let c = rusqlite::Connection::open(&whole).unwrap();
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

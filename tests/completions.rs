@@ -1,10 +1,12 @@
 //! The shipped completion scripts, loaded by the real shells: subcommand options and
 //! nested verbs complete in bash, zsh and fish.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
+use support::BIN;
 
 /// `f2b-mailguard generate SHELL` into `dir/file`, as install.sh and the package do.
 fn script(dir: &Path, shell: &str, file: &str) -> String {
@@ -30,10 +32,8 @@ fn stdout(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (tests/run installs the shells)"));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{cmd:?}: {text}{err}");
-    text
+    support::assert_success(format_args!("{cmd:?}"), &out);
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Bash's candidates for the command line `line` (the last word is being completed),

@@ -16,7 +16,7 @@ fn defaults_from_check() -> Vec<String> {
         .env_remove("F2B_MAILGUARD_DB")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    support::assert_success("config check", &out);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -86,57 +86,78 @@ fn example_config_is_valid_and_equal_to_defaults() {
 }
 
 #[test]
-fn config_check_names_file_key_and_reason() {
-    for (text, expect) in [
+fn config_check_names_file_place_key_and_reason() {
+    // Line 1 of the sandbox's config is its `database`; the text starts on line 2.
+    for (text, at, expect) in [
         (
             "mode = \"block\"",
+            "2:8",
             "mode: \"block\" is not \"warn\" or \"enforce\"",
         ),
-        ("colour = true", "colour: unknown key"),
+        (
+            "colour = true",
+            "2:1",
+            "colour: unknown key (known: database, local_dir, server_name, connect_timeout, mode,",
+        ),
         (
             "[detection]\nwindow = \"soon\"",
+            "3:10",
             "detection.window: \"soon\" is not a duration",
         ),
         (
             "[detection]\nipv6_prefix = 200",
+            "3:15",
             "detection.ipv6_prefix: 200 is outside 1..=128",
         ),
         (
-            "[detection]\nwhitelist = [\"192.0.2.1/24\"]",
+            "[detection]\nwhitelist = [\"192.0.2.0/24\", \"192.0.2.1/24\"]",
+            "3:30",
             "detection.whitelist: \"192.0.2.1/24\" has host bits set",
         ),
         (
             "[thresholds.smtp]\nblock = 3",
+            "2:1",
             "thresholds.smtp: notify (5) must be below block (3)",
         ),
         (
             "[thresholds.smpt]\nblock = 3",
-            "thresholds.smpt: unknown key",
+            "2:13",
+            "thresholds.smpt: unknown key (known: smtp, imap,",
         ),
         (
             "[users.\"a b\"]\nexempt = true",
+            "2:8",
             "users.\"a b\": contains whitespace",
         ),
         (
             "[users.\"bob\"]\nexempt = \"yes\"",
+            "3:10",
             "users.bob.exempt: must be a boolean, not a string",
         ),
         (
             "[ownership]\nasn_database = \"GeoLite2-ASN.mmdb\"",
+            "3:16",
             "ownership.asn_database: \"GeoLite2-ASN.mmdb\" must be an absolute path",
         ),
         (
             "[ownership]\ncity_database = \"/x.mmdb\"",
+            "3:1",
             "ownership.city_database: unknown key",
         ),
         (
             "[detection]\nwhitelist = \"192.0.2.0/24\"",
+            "3:13",
             "detection.whitelist: must be an array, not a string",
+        ),
+        (
+            "[password]\nbackend = \"dovecot-passwd-file\"",
+            "2:1",
+            "password.passwd_file: backend \"dovecot-passwd-file\" needs passwd_file",
         ),
     ] {
         let (file, err) = refused(text);
         assert!(
-            err.contains(&format!("{file}: {expect}")),
+            err.contains(&format!("{file}:{at}: {expect}")),
             "{text}: got {err:?}"
         );
     }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::mailstack::Postfix;
-use support::smtp_sink::{free_port, SmtpSink};
+use support::smtp_sink::{free_port, with_subject, SmtpSink};
 use support::{now, Sandbox};
 
 const ALICE: &str = "alice@example.com";
@@ -76,10 +76,7 @@ fn warn_mode_sends_only_mail_saying_what_would_be_done() {
         subjects.contains(&format!("[f2b-mailguard] {ALICE}: would block")),
         "{subjects:?}"
     );
-    let block = mails
-        .iter()
-        .find(|m| m.header("Subject").unwrap().ends_with("would block"))
-        .unwrap();
+    let block = with_subject(&mails, "would block").expect("would-block mail");
     assert_eq!(block.to, ["postmaster@example.test"]);
     assert!(
         block.data.contains("Would have done (mode is warn"),
@@ -140,10 +137,7 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
         "another account's mail is untouched"
     );
     let mails = sink.wait_for(2, Duration::from_secs(10));
-    let block = mails
-        .iter()
-        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": block")))
-        .expect("block mail");
+    let block = with_subject(&mails, ": block").expect("block mail");
     assert!(block.data.contains("Done:"), "{}", block.data);
     assert!(
         block.data.contains("3 queued message(s) put on hold"),
@@ -211,6 +205,29 @@ fn admin_mail_is_retried_until_the_smtp_server_is_back() {
     assert!(d["actions"][0]["attempts"].as_u64().unwrap() >= 2);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(sink.messages().len(), 1, "sent exactly once");
+}
+
+/// The default lock actions without a password backend: the reset can never succeed,
+/// so it fails once and stays failed instead of being retried for hours.
+#[test]
+fn a_reset_without_a_password_backend_fails_once_and_is_not_retried() {
+    let s = Sandbox::acting(
+        "mode = \"enforce\"\n\
+         [actions]\nnotify = []\nblock = []\nlock = [\"reset_password\"]\nretry_base = \"1s\"\n",
+    );
+    s.burst(ALICE, 21, now() - 300);
+    // Attempts and state are written together: the first attempt's outcome is whole.
+    let (_, reset) = s.wait_action(ALICE, "reset_password", |a| {
+        a["attempts"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(reset["state"], "failed", "{reset:#}");
+    assert_eq!(reset["attempts"], 1, "{reset:#}");
+    assert!(
+        reset["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("no password backend")),
+        "{reset:#}"
+    );
 }
 
 #[test]
@@ -346,14 +363,9 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
     });
     assert_eq!(d["state"], "lock");
     // Dovecot re-reads a passwd-file at most once a second.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while dv.imap_login(A, "alice-pw") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "old password still works"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    support::wait_until("the old password to fail", Duration::from_secs(5), || {
+        !dv.imap_login(A, "alice-pw")
+    });
     let users = std::fs::read_to_string(&dv.users).unwrap();
     assert!(
         users
@@ -366,22 +378,15 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
         "other accounts untouched"
     );
     assert!(dv.imap_login(B, "bob-pw"));
-    let kick = d["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "dovecot_kick")
-        .unwrap()
+    let kick = support::action(&d, "dovecot_kick")
+        .expect("dovecot_kick")
         .clone();
     assert!(
         kick["outcome"].as_str().unwrap().contains("flushed"),
         "{kick:#}"
     );
     let mails = sink.wait_for(3, Duration::from_secs(10));
-    let lock_mail = mails
-        .iter()
-        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": lock")))
-        .expect("lock mail");
+    let lock_mail = with_subject(&mails, ": lock").expect("lock mail");
     assert!(!lock_mail.data.contains("alice-pw"));
     assert!(
         lock_mail.data.contains("reset the password: done"),
@@ -431,20 +436,7 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
     // and the map stays valid for the account already blocked.
     let quoted = "bad\"name@example.com";
     s.burst(quoted, 11, now() - 200);
-    let d = s.wait_user(quoted, "sasl_block settled", |d| {
-        d["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["kind"] == "sasl_block" && a["state"] == "failed")
-    });
-    let a = d["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "sasl_block")
-        .unwrap()
-        .clone();
+    let (_, a) = s.wait_action(quoted, "sasl_block", |a| a["state"] == "failed");
     assert_eq!(a["attempts"], 1, "no retry can fix it");
     assert!(
         a["outcome"]

@@ -10,6 +10,8 @@
 //! runs in its own mount namespace (`--mode=unshare`), and every command in the root
 //! runs in a new mount and pid namespace (its /proc mount goes with it).
 
+mod support;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -39,12 +41,7 @@ fn text(out: &Output) -> String {
 /// Runs `cmd` with no standard input (so no prompt can wait), panics on failure.
 fn run(what: &str, cmd: &mut Command) -> String {
     let out = cmd.stdin(Stdio::null()).output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        out.status,
-        text(&out)
-    );
+    support::assert_success(what, &out);
     text(&out)
 }
 

@@ -73,11 +73,7 @@ fn paste(pf: &Postfix, command: &str) {
         .env("MAIL_CONFIG", &pf.config_dir)
         .output()
         .expect("sh");
-    assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("{command}"), &out);
 }
 
 /// One unauthenticated message to the port-25 stand-in; then the log up to its end.
@@ -315,14 +311,9 @@ fn fail2ban_jail_disabled_then_enabled() {
         &[],
     );
     // With no jail to wait for, start() returns before the server answers.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while idle.client(&["ping"]).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fail2ban-server never answered"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::wait_until("fail2ban-server to answer", Duration::from_secs(20), || {
+        idle.client(&["ping"]).is_ok()
+    });
     s.write_config(&format!(
         "[postfix]\nsasl_map = \"{}\"\n[fail2ban]\nsocket = \"{}\"\n",
         _pf.sasl_map.display(),
@@ -404,14 +395,9 @@ fn fail2ban_jail_disabled_then_enabled() {
         "{} mx postfix/submission/smtpd[77]: ABCDEF1234: client=unknown[198.51.100.9], sasl_method=PLAIN, sasl_username=alice@example.com",
         syslog_now()
     )]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.rows("events") < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the login never reached record"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::wait_until("the login to reach record", Duration::from_secs(10), || {
+        s.rows("events") >= 1
+    });
     let (_, out) = doctor(&s, &[]);
     assert!(
         line(&out, "matched 1 login(s)").starts_with("ok    fail2ban"),

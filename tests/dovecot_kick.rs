@@ -4,10 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
+use support::imap::Session;
 use support::mailstack::Dovecot;
 use support::{now, Sandbox};
 
@@ -15,56 +12,6 @@ const ALICE: (&str, &str) = ("alice@example.test", "alice-pw");
 const BOB: (&str, &str) = ("bob@example.test", "bob-pw");
 /// A real account whose name doveadm would take for its `-h` option without `--`.
 const DASH: (&str, &str) = ("-h@example.test", "dash-pw");
-
-/// A logged-in IMAP connection.
-struct Session {
-    input: BufReader<TcpStream>,
-    out: TcpStream,
-    tag: u32,
-}
-
-impl Session {
-    fn login(port: u16, (user, password): (&str, &str)) -> Self {
-        let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect imap");
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let out = conn.try_clone().expect("clone");
-        let mut s = Self {
-            input: BufReader::new(conn),
-            out,
-            tag: 0,
-        };
-        let mut greeting = String::new();
-        s.input.read_line(&mut greeting).expect("greeting");
-        assert!(
-            s.command(&format!("LOGIN \"{user}\" \"{password}\"")),
-            "{user} logs in"
-        );
-        s
-    }
-
-    /// Sends one command; whether it was answered OK (false once disconnected).
-    fn command(&mut self, cmd: &str) -> bool {
-        self.tag += 1;
-        let tag = format!("a{} ", self.tag);
-        if write!(self.out, "{tag}{cmd}\r\n").is_err() {
-            return false;
-        }
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match self.input.read_line(&mut line) {
-                Ok(0) | Err(_) => return false,
-                Ok(_) if line.starts_with(&tag) => return line[tag.len()..].starts_with("OK"),
-                Ok(_) => {}
-            }
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.command("NOOP")
-    }
-}
 
 fn config(doveadm: &std::path::Path) -> String {
     format!(
@@ -80,19 +27,11 @@ fn config(doveadm: &std::path::Path) -> String {
 /// (done or failed; a pending retry is not settled).
 fn lock(s: &Sandbox, user: &str) -> serde_json::Value {
     s.burst(user, 21, now() - 300);
-    let d = s.wait_user(user, "dovecot_kick settled", |d| {
-        d["actions"].as_array().expect("actions").iter().any(|a| {
-            a["kind"] == "dovecot_kick" && (a["state"] == "done" || a["state"] == "failed")
-        })
+    let (d, kick) = s.wait_action(user, "dovecot_kick", |a| {
+        a["state"] == "done" || a["state"] == "failed"
     });
     assert_eq!(d["state"], "lock", "{d:#}");
-    d["actions"]
-        .as_array()
-        .expect("actions")
-        .iter()
-        .find(|a| a["kind"] == "dovecot_kick")
-        .expect("dovecot_kick")
-        .clone()
+    kick
 }
 
 #[test]

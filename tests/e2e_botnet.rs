@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::fail2ban::{Fail2ban, Jail};
 use support::mailstack::{mail_server, submit, Dovecot, Postfix};
-use support::smtp_sink::SmtpSink;
+use support::smtp_sink::{with_subject, SmtpSink};
 use support::{now, Sandbox, BIN};
 
 const ALICE: &str = "alice@example.test";
@@ -132,10 +132,11 @@ fn enforce_a_botnet_is_stopped_within_15_s_and_release_restores_the_account() {
         st.pf.queued(ALICE, "hold") > 0 && st.pf.queued(ALICE, "deferred") == 0
     });
     st.wait("admin mail", Duration::from_secs(15), |st| {
-        st.sink.messages().iter().any(|m| {
-            m.header("Subject")
-                .is_some_and(|s| s == format!("[f2b-mailguard] {ALICE}: block"))
-        })
+        with_subject(
+            &st.sink.messages(),
+            &format!("[f2b-mailguard] {ALICE}: block"),
+        )
+        .is_some()
     });
     // The normal user is unaffected throughout.
     st.send(BOB, "198.51.100.11")
@@ -160,10 +161,11 @@ fn warn_mode_only_mails_the_admin() {
     st.send(BOB, "198.51.100.10").expect("bob sends");
     botnet(&st);
     st.wait("admin mail", Duration::from_secs(15), |st| {
-        st.sink.messages().iter().any(|m| {
-            m.header("Subject")
-                .is_some_and(|s| s == format!("[f2b-mailguard] {ALICE}: would block"))
-        })
+        with_subject(
+            &st.sink.messages(),
+            &format!("[f2b-mailguard] {ALICE}: would block"),
+        )
+        .is_some()
     });
     st.send(ALICE, "203.0.113.200")
         .expect("warn mode blocks nothing");

@@ -2,16 +2,15 @@
 //! to a polled log reach `f2b-mailguard record` once per (user, address) pair, with
 //! hostile values intact, and the action's exit-code policy holds.
 
-#[path = "support/fail2ban.rs"]
-mod fail2ban_harness;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fail2ban_harness::{append, postfix_login, syslog_now, Fail2ban, Jail};
+use support::fail2ban::{append, postfix_login, syslog_now, Fail2ban, Jail};
 
-const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
+use support::BIN;
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -108,21 +107,22 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
     append(&mail_log, &lines);
 
     // Within 10 s: alice from 12 networks, bob from 1, the odd user from 1.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = user_status(&config, "alice@example.com").map_or(0, |v| networks(&v).len());
-        let b = user_status(&config, "bob@example.com").map_or(0, |v| networks(&v).len());
-        let e = user_status(&config, &evil).map_or(0, |v| networks(&v).len());
-        if (a, b, e) == (12, 1, 1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after 10 s: alice {a}/12, bob {b}/1, odd user {e}/1 networks; fail2ban log:\n{}",
-            f2b.log()
+    let count = |user: &str| user_status(&config, user).map_or(0, |v| networks(&v).len());
+    let mut seen = (0, 0, 0);
+    let arrived = support::try_wait_until(Duration::from_secs(10), || {
+        seen = (
+            count("alice@example.com"),
+            count("bob@example.com"),
+            count(&evil),
         );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        seen == (12, 1, 1)
+    });
+    let (a, b, e) = seen;
+    assert!(
+        arrived,
+        "after 10 s: alice {a}/12, bob {b}/1, odd user {e}/1 networks; fail2ban log:\n{}",
+        f2b.log()
+    );
     // Let any duplicate arrive before counting.
     std::thread::sleep(Duration::from_secs(2));
 
@@ -260,17 +260,15 @@ fn the_action_passes_every_value_as_one_argument_and_retries_only_exit_1() {
             .collect()
     };
     // Every user once, exit-one twice (the retry).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while record_calls().len() < users.len() + 1 {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} record calls; fail2ban log:\n{}",
-            record_calls().len(),
-            users.len() + 1,
-            f2b.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        support::try_wait_until(Duration::from_secs(15), || {
+            record_calls().len() > users.len()
+        }),
+        "{} of {} record calls; fail2ban log:\n{}",
+        record_calls().len(),
+        users.len() + 1,
+        f2b.log()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let got = record_calls();
     let config_arg = format!("--config={}", config.display());
@@ -324,7 +322,7 @@ fn the_action_passes_every_value_as_one_argument_and_retries_only_exit_1() {
 /// only the mailguard action with its source, and never resolves names.
 #[test]
 fn shipped_jails_are_off_by_default_and_only_record() {
-    fail2ban_harness::need("/usr/bin/fail2ban-client");
+    support::fail2ban::need("/usr/bin/fail2ban-client");
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("mail.log");
     std::fs::write(&log, "").expect("log");
@@ -337,7 +335,7 @@ fn shipped_jails_are_off_by_default_and_only_record() {
     let config = dir.path().join("config.toml");
     let dump = |jails: &[Jail]| -> String {
         let d = tempfile::tempdir_in(dir.path()).expect("tmp");
-        let conf = fail2ban_harness::conf_dir(d.path(), Path::new(BIN), &config, jails, &[]);
+        let conf = support::fail2ban::conf_dir(d.path(), Path::new(BIN), &config, jails, &[]);
         for f in [
             "jail.conf",
             "paths-common.conf",
@@ -346,7 +344,7 @@ fn shipped_jails_are_off_by_default_and_only_record() {
         ] {
             std::fs::copy(Path::new("/etc/fail2ban").join(f), conf.join(f)).expect(f);
         }
-        fail2ban_harness::stdout_of(
+        support::fail2ban::stdout_of(
             Command::new("/usr/bin/fail2ban-client")
                 .arg("-c")
                 .arg(&conf)

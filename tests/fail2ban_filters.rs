@@ -3,12 +3,11 @@
 //! syslog, Postfix maillog_file, Dovecot's own log, Roundcube's userlogins, and the
 //! systemd journal), nothing on failures, and no slow regex on hostile input.
 
-#[path = "support/fail2ban.rs"]
-mod fail2ban;
+mod support;
 
-use fail2ban::regex;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::fail2ban::{self, regex};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Fail2ban's own failure samples, shipped in Debian's fail2ban package (read there,

@@ -80,7 +80,7 @@ fn a_config_with_a_password_readable_by_others_is_reported() {
     let s = Sandbox::new("[mail]\nsmtp_user = \"mg\"\nsmtp_password = \"s3cret\"");
     std::fs::set_permissions(s.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = s.run(&["config", "check"]);
-    assert!(out.status.success());
+    support::assert_success("config check", &out);
     assert!(
         stderr(&out).contains("readable by other users and holds mail.smtp_password"),
         "{}",
@@ -255,20 +255,20 @@ fn a_full_disk_keeps_logins_in_the_reserved_spool_and_they_are_stored_when_space
             Some(T0 + i),
         )
     };
-    assert!(rec(0).status.success());
+    support::assert_success("record", &rec(0));
     disk.fill();
     let spool = disk.path.join("mg.db.spool");
     let mut i = 1;
     while std::fs::metadata(&spool).map_or(0, |m| m.len()) == 0 {
         assert!(i < 200, "the disk never filled up");
         let out = rec(i);
-        assert!(out.status.success(), "{}", stderr(&out));
+        support::assert_success("record", &out);
         i += 1;
     }
     let out = rec(i);
     kept(&out, &["disk is full", "No space left"]);
     disk.unfill();
-    assert!(rec(500).status.success());
+    support::assert_success("record", &rec(500));
     assert_eq!(std::fs::metadata(&spool).unwrap().len(), 0, "drained");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let stored: i64 = conn
@@ -284,13 +284,13 @@ fn a_read_only_database_is_a_clear_error_and_writes_resume_after_remount() {
     let disk = SmallDisk::mount(s.path().join("ro"), "4m");
     let db = disk.path.join("mg.db");
     let rec = |ip: &str| s.try_record(Some(&db), "alice@example.com", ip, None);
-    assert!(rec("198.51.100.1").status.success());
+    support::assert_success("record", &rec("198.51.100.1"));
     disk.remount("ro");
     let out = rec("198.51.100.2");
     // The error names the database.
     fails_cleanly(&out, &[&db.display().to_string()]);
     disk.remount("rw");
-    assert!(rec("198.51.100.3").status.success());
+    support::assert_success("record", &rec("198.51.100.3"));
     assert_eq!(integrity(&db), "ok");
 }
 
@@ -306,14 +306,12 @@ fn kill_9_of_the_worker_mid_send_loses_no_mail_and_sends_none_twice() {
     s.burst("alice@example.com", 6, now() - 60);
     // The worker record started is now waiting for the sink to accept the mail.
     let config = s.config_path().display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let worker = loop {
-        if let Some(pid) = support::processes_mentioning(&config).into_iter().next() {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no worker started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut worker = None;
+    support::wait_until("a worker to start", Duration::from_secs(10), || {
+        worker = support::processes_mentioning(&config).into_iter().next();
+        worker.is_some()
+    });
+    let worker = worker.expect("waited for it");
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill")
         .args(["-9", &worker.to_string()])

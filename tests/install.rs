@@ -1,21 +1,18 @@
 //! install.sh into a DESTDIR: the expected tree, idempotence, dry run, uninstall.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
+use support::BIN;
 
 fn install(destdir: &Path, args: &[&str]) -> Output {
     let out = run_install(Path::new(ROOT), destdir, args, None);
-    assert!(
-        out.status.success(),
-        "install.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("install.sh {args:?}"), &out);
     out
 }
 
@@ -161,11 +158,7 @@ fn installs_the_expected_tree_twice_without_change() {
         .args(["config", "check"])
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    support::assert_success("the installed config check", &check);
 
     let before = listing(root);
     let out = install(root, &["--binary", BIN]);
@@ -308,11 +301,7 @@ fn without_config_example_a_minimal_warn_config_is_installed() {
     }
     let d = tempfile::tempdir().unwrap();
     let out = run_install(tree.path(), d.path(), &["--binary", BIN], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("install.sh", &out);
     let config = d.path().join("etc/f2b-mailguard/config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let settings: Vec<&str> = text
@@ -325,47 +314,53 @@ fn without_config_example_a_minimal_warn_config_is_installed() {
         .args(["config", "check"])
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    support::assert_success("config check of the installed config", &check);
     // Untouched, it goes with --uninstall.
     let out = run_install(tree.path(), d.path(), &["--uninstall"], None);
-    assert!(out.status.success());
+    support::assert_success("install.sh --uninstall", &out);
     assert!(!config.exists());
+}
+
+/// With the tools on `path`, install.sh on this system (no DESTDIR) fails before it
+/// acts, saying `errors`; into a DESTDIR under `dir` (a package built elsewhere) it
+/// succeeds with `warning`. Returns that DESTDIR.
+fn refused_here_warned_into_destdir(
+    dir: &Path,
+    path: &Path,
+    errors: &[&str],
+    warning: &str,
+) -> PathBuf {
+    // --dry-run keeps a bug here from writing to /.
+    let out = run_install(
+        Path::new(ROOT),
+        Path::new("/"),
+        &["--dry-run", "--binary", BIN],
+        Some(path),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.iter().all(|e| err.contains(e)), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "acted before refusing"
+    );
+    let root = dir.join("root");
+    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(path));
+    support::assert_success("install.sh", &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(warning));
+    root
 }
 
 #[test]
 fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
     let d = tempfile::tempdir().unwrap();
     let path = tools_path(d.path(), &[("fail2ban-client", "echo 'Fail2Ban v0.9.6'")]);
-    // On this system (no DESTDIR): an error. --dry-run keeps a bug here from writing to /.
-    let out = run_install(
-        Path::new(ROOT),
-        Path::new("/"),
-        &["--dry-run", "--binary", BIN],
-        Some(&path),
+    let root = refused_here_warned_into_destdir(
+        d.path(),
+        &path,
+        &["Fail2ban 0.9.6 is too old: 0.10 or later"],
+        "warning: Fail2ban 0.9.6 is too old",
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("Fail2ban 0.9.6 is too old: 0.10 or later"),
-        "{err}"
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).is_empty(),
-        "acted before refusing"
-    );
-    // Into a DESTDIR (a package built elsewhere): a warning.
-    let root = d.path().join("root");
-    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban 0.9.6 is too old"));
     assert!(root.join("usr/local/bin/f2b-mailguard").is_file());
 }
 
@@ -373,26 +368,12 @@ fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
 fn missing_fail2ban_is_an_error_but_only_a_warning_into_destdir() {
     let d = tempfile::tempdir().unwrap();
     let path = tools_path(d.path(), &[]);
-    let out = run_install(
-        Path::new(ROOT),
-        Path::new("/"),
-        &["--dry-run", "--binary", BIN],
-        Some(&path),
+    refused_here_warned_into_destdir(
+        d.path(),
+        &path,
+        &["Fail2ban is not installed", "apt-get install fail2ban"],
+        "warning: Fail2ban is not installed",
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("Fail2ban is not installed") && err.contains("apt-get install fail2ban"),
-        "{err}"
-    );
-    let root = d.path().join("root");
-    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(&path));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: Fail2ban is not installed"));
     // The real one passes the check.
     let out = install(&d.path().join("root2"), &["--dry-run", "--binary", BIN]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Fail2ban 1."));

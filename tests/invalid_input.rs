@@ -174,6 +174,8 @@ fn bad_cidr_and_window_are_refused() {
             "note",
         ),
         (&["whitelist", "remove", "nope"][..], "CIDR"),
+        (&["status", "--", "a b"][..], "USER"),
+        (&["release", "--", "a b"][..], "USER"),
         (&["status", "--window", "forever"][..], "window"),
         (&["prune", "--older-than", "30x"][..], "older-than"),
     ] {
@@ -357,10 +359,6 @@ fn any_fid_fail2ban_builds_from_a_valid_user_and_address_is_accepted() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("record", &out);
     assert_eq!(s.rows("events"), 1);
 }

@@ -61,7 +61,7 @@ fn backend_local(root: &Path) -> String {
         .arg(root)
         .output()
         .expect("generate");
-    assert!(out.status.success(), "{out:?}");
+    support::assert_success("generate fail2ban-backend", &out);
     String::from_utf8(out.stdout).expect("utf-8")
 }
 

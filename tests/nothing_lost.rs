@@ -70,16 +70,12 @@ fn botnet_during_fault(f2b: &Fail2ban, log: &Path, db: &Path, all_spooled: bool)
         }
     }
     let handed = || stored(db) + spooled(db);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while handed() < 12 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of 12 logins handed over; fail2ban log:\n{}",
-            handed(),
-            f2b.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        support::try_wait_until(Duration::from_secs(60), || handed() >= 12),
+        "{} of 12 logins handed over; fail2ban log:\n{}",
+        handed(),
+        f2b.log()
+    );
     let waiting = spooled(db);
     assert!(waiting > 0, "the fault never kept a login");
     if all_spooled {
@@ -203,7 +199,7 @@ fn two_racing_drainers_store_each_spooled_login_once() {
             &format!("198.51.100.{}", i + 1),
             Some(support::T0 + i),
         );
-        assert!(out.status.success());
+        support::assert_success("record", &out);
     }
     assert_eq!(spooled(&s.db()), 50);
     s.write_config("");
@@ -219,7 +215,7 @@ fn two_racing_drainers_store_each_spooled_login_once() {
     let mut drained = 0;
     for d in drainers {
         let out = d.wait_with_output().expect("wait");
-        assert!(out.status.success());
+        support::assert_success("run-actions", &out);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         drained += text
             .lines()

@@ -121,12 +121,7 @@ fn promtool(text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("promtool check metrics", &out);
 }
 
 #[test]
@@ -192,11 +187,7 @@ fn systemd_units_verify() {
         .arg(&man)
         .output()
         .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    support::assert_success("generate man", &gen);
     for unit in &units {
         let text = std::fs::read_to_string(unit).unwrap();
         for page in text
@@ -213,12 +204,7 @@ fn systemd_units_verify() {
         .args(&units)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success("systemd-analyze verify", &out);
 }
 
 #[test]

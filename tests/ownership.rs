@@ -247,7 +247,7 @@ fn missing_or_corrupt_database_is_a_clear_error_but_record_keeps_the_login() {
         // Fail2ban's call still stores the login, and says why owners are missing.
         let out = s.try_record(None, USER, "203.0.113.9", Some(T0 + i as i64));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{shown}: {err}");
+        support::assert_success(format_args!("{shown}"), &out);
         if i < 3 {
             assert!(err.contains("warning") && err.contains(&shown), "{err}");
         }

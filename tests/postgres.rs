@@ -126,7 +126,7 @@ fn comparable(out: &str) -> String {
 fn every_command_on_postgresql_prints_what_it_prints_on_sqlite() {
     let pg = Postgres::start();
     let shared = on_postgres(&pg, "mx1", "");
-    let file = Sandbox::new("");
+    let file = Sandbox::new("server_name = \"mx1\"");
     let on_pg = session(&shared);
     let on_file = session(&file);
     for ((cmd, pg_out), (_, file_out)) in on_pg.iter().zip(&on_file) {
@@ -215,7 +215,7 @@ fn a_url_that_is_no_postgresql_url_is_refused_and_creates_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("config.toml: database: postgresql: is not a URL"),
+        err.contains("config.toml:1:12: database: postgresql: is not a URL"),
         "{err}"
     );
     assert!(!s.path().join("postgresql:").exists());

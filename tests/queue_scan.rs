@@ -3,9 +3,7 @@
 
 mod support;
 
-use support::mailstack::{
-    deliver_unauthenticated, submit, Dovecot, Postfix, PostfixSetup, RELAYED_DOMAIN,
-};
+use support::mailstack::{deliver_unauthenticated, submit, Dovecot, Postfix, RELAYED_DOMAIN};
 use support::smtp_sink::SmtpSink;
 use support::{now, Sandbox};
 
@@ -31,16 +29,7 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
     let users = [(ALICE, "a-pw"), (BOB, "b-pw"), (CAROL, "c-pw")];
     let mut dv = Dovecot::configure(dir.path(), &users);
     dv.start();
-    let mut pf = Postfix::configure(
-        dir.path(),
-        &PostfixSetup {
-            relay_port: sink.port,
-            defer_outbound: false,
-            sasl_socket: Some(&dv.auth_socket),
-            submission_restrictions: None,
-        },
-    );
-    pf.start();
+    let pf = Postfix::submitting(dir.path(), sink.port, &dv.auth_socket);
     let s = sandbox(&pf, "");
     let t = now();
     for (i, user) in [ALICE, BOB, CAROL].iter().enumerate() {
@@ -167,7 +156,7 @@ fn deferred_mail_per_sender_flags_accounts_above_the_threshold() {
         .env("MAIL_CONFIG", &pf.config_dir)
         .output()
         .unwrap();
-    assert!(purge.status.success());
+    support::assert_success("postsuper -d ALL", &purge);
     assert_eq!(s.ok(&["queue-scan", "--quiet"]), "");
     assert!(s
         .ok(&["status", "--queue"])

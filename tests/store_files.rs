@@ -52,7 +52,7 @@ fn db_option_and_env_override_the_config() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    support::assert_success("record", &out);
     assert!(third.exists());
 }
 

@@ -75,11 +75,7 @@ impl Scene {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("{cmd:?}"), &out);
 }
 
 /// Runs the binary with `args` under a pid known in advance: `plant(pid)` runs
@@ -108,11 +104,7 @@ fn run_with_known_pid(s: &Sandbox, args: &[&str], plant: impl FnOnce(u32)) {
         .write_all(b"go\n")
         .expect("go");
     let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "f2b-mailguard {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("f2b-mailguard {args:?}"), &out);
 }
 
 #[test]
@@ -170,11 +162,7 @@ fn the_passwd_file_rewrite_never_writes_through_a_planted_link() {
     });
     scene.assert_victim_untouched();
     let d = s.status_user(USER, now());
-    let reset = d["actions"]
-        .as_array()
-        .expect("actions")
-        .iter()
-        .find(|a| a["kind"] == "reset_password")
+    let reset = support::action(&d, "reset_password")
         .expect("reset_password")
         .clone();
     assert_eq!(reset["state"], "done", "{reset:#}");

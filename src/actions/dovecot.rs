@@ -5,7 +5,7 @@
 //! an option. `doveadm kick` also reads its argument as a mask, which no quoting
 //! changes: see `kick_refusal`.
 
-use super::exec;
+use super::{exec, Outcome};
 use crate::config::Config;
 use crate::model::SaslUser;
 
@@ -72,20 +72,26 @@ pub fn flush(cfg: &Config, user: &SaslUser) -> Result<String, String> {
     Ok(flushed.first_line())
 }
 
-/// Flushes, then kicks; never runs a kick `kick_refusal` refuses (the worker asks it
-/// first, to record that refusal as final).
-pub fn flush_and_kick(cfg: &Config, user: &SaslUser) -> Result<String, String> {
+/// Flushes Dovecot's auth cache for `user` and kicks its sessions. A kick that
+/// `kick_refusal` refuses never runs, and no retry changes that; the flush matches the
+/// name literally, so it still runs.
+pub fn flush_and_kick(cfg: &Config, user: &SaslUser) -> Outcome {
+    let flushed = match flush(cfg, user) {
+        Ok(flushed) => flushed,
+        Err(e) => return Outcome::Failed(e),
+    };
     if let Some(why) = kick_refusal(user) {
-        return Err(why);
+        return Outcome::Refused(format!("{flushed}; {why}"));
     }
-    let flushed = flush(cfg, user)?;
     let doveadm = &cfg.contain.doveadm;
     let timeout = cfg.contain.actions.command_timeout;
-    let kicked = exec::run(doveadm, &["kick", "--", user.as_str()], None, timeout)?;
-    match kicked.code {
-        Some(0) => Ok(format!("{flushed}; sessions kicked")),
-        Some(NO_USERS_KICKED) => Ok(format!("{flushed}; no open session")),
-        _ => Err(kicked.failure(doveadm)),
+    match exec::run(doveadm, &["kick", "--", user.as_str()], None, timeout) {
+        Err(e) => Outcome::Failed(e),
+        Ok(kicked) => match kicked.code {
+            Some(0) => Outcome::Done(format!("{flushed}; sessions kicked")),
+            Some(NO_USERS_KICKED) => Outcome::Done(format!("{flushed}; no open session")),
+            _ => Outcome::Failed(kicked.failure(doveadm)),
+        },
     }
 }
 

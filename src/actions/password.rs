@@ -10,7 +10,7 @@ use std::path::Path;
 use base64::Engine as _;
 use sha2::{Digest, Sha512};
 
-use super::exec;
+use super::{exec, Outcome};
 use crate::config::{Config, PasswordBackend};
 use crate::files::write_atomically;
 use crate::model::SaslUser;
@@ -50,12 +50,20 @@ pub fn ssha512(password: &str, salt: &[u8]) -> String {
     )
 }
 
-/// Why the `command` backend must never run for `user`, if so: a name starting with
-/// `-` in an argument of its own would reach the program as an option, unless the
-/// template ends the options with `--` first.
-pub fn refusal(cfg: &Config, user: &SaslUser) -> Option<String> {
-    let PasswordBackend::Command(argv) = &cfg.contain.password else {
-        return None;
+/// Why no backend can set `user`'s password, if none can: there is no backend, or a
+/// name starting with `-` in an argument of its own would reach the `command` program
+/// as an option, unless the template ends the options with `--` first.
+fn refusal(cfg: &Config, user: &SaslUser) -> Option<String> {
+    let argv = match &cfg.contain.password {
+        PasswordBackend::None => {
+            return Some(
+                "password not reset: no password backend configured ([password] backend); \
+                 refused, and no retry will change that (reset this password by hand)"
+                    .into(),
+            )
+        }
+        PasswordBackend::Command(argv) => argv,
+        PasswordBackend::DovecotPasswdFile(_) => return None,
     };
     if !user.as_str().starts_with('-') {
         return None;
@@ -76,13 +84,25 @@ pub fn refusal(cfg: &Config, user: &SaslUser) -> Option<String> {
     })
 }
 
-/// Sets a new random password for `user` through the configured backend.
-pub fn reset(cfg: &Config, user: &SaslUser) -> Result<String, String> {
+/// Sets a new random password for `user` through the configured backend; refused
+/// where no retry can succeed (see `refusal`).
+pub fn reset(cfg: &Config, user: &SaslUser) -> Outcome {
+    if let Some(why) = refusal(cfg, user) {
+        return Outcome::Refused(why);
+    }
+    match set_password(cfg, user) {
+        Ok(done) => Outcome::Done(done),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+fn set_password(cfg: &Config, user: &SaslUser) -> Result<String, String> {
     let len = cfg.contain.password_length as usize;
     let password = generate(len).map_err(|e| format!("/dev/urandom: {e}"))?;
     let salt = random_bytes(8).map_err(|e| format!("/dev/urandom: {e}"))?;
     let hash = ssha512(&password, &salt);
     match &cfg.contain.password {
+        // `reset` refused it already.
         PasswordBackend::None => Err("no password backend configured ([password] backend)".into()),
         PasswordBackend::Command(argv) => {
             let args: Vec<String> = argv[1..]
@@ -167,6 +187,10 @@ mod tests {
             cfg.contain.password =
                 PasswordBackend::Command(argv.iter().map(|a| a.to_string()).collect());
         };
+        assert!(
+            refusal(&cfg, &user("x@example.test")).is_some(),
+            "no backend"
+        );
         with(&mut cfg, &["/bin/setpw", "{user}"]);
         assert!(refusal(&cfg, &user("-x@example.test")).is_some());
         assert!(refusal(&cfg, &user("x@example.test")).is_none());

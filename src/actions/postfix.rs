@@ -1,12 +1,14 @@
 //! Postfix: the check_sasl_access map (who may not send) and the queue (hold, release,
 //! purge an account's mail).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Deserialize;
 
 use super::{exec, postcat};
 use crate::config::Config;
 use crate::files::write_atomically;
-use crate::model::{fold_case, SaslUser, Span};
+use crate::model::{fold_case, SaslUser};
 
 /// Whether a login can be a key in a Postfix map source file: a leading `#` makes
 /// the line a comment, and Postfix drops a line with an unbalanced `"` (tested with
@@ -15,11 +17,11 @@ pub fn map_key_ok(user: &SaslUser) -> bool {
     !user.as_str().starts_with('#') && !user.as_str().contains('"')
 }
 
-/// Rewrites the whole map from the list of blocked accounts (the database is the truth,
-/// so a crash half-way or a release in between cannot leave a stale entry), atomically
-/// (temp file + rename), then builds the indexed map with postmap. Accounts that
-/// cannot be map keys are left out (see `map_key_ok`); the caller reports them.
-pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, String> {
+/// The map's text for the list of blocked accounts, and how many it lists. The
+/// database is the truth, so the whole map is rewritten from it: a crash half-way or a
+/// release in between cannot leave a stale entry. Accounts that cannot be map keys are
+/// left out (see `map_key_ok`); the caller reports them.
+pub fn sasl_map_text(cfg: &Config, blocked: &[SaslUser]) -> (String, usize) {
     let p = &cfg.contain.postfix;
     let mut text = String::from(
         "# Written by f2b-mailguard: accounts blocked from sending. Do not edit;\n\
@@ -33,10 +35,23 @@ pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, Stri
         text.push('\n');
         written += 1;
     }
+    (text, written)
+}
+
+/// `type:path` of the map, as Postfix names it.
+pub fn sasl_map_name(cfg: &Config) -> String {
+    let p = &cfg.contain.postfix;
+    format!("{}:{}", p.map_type, p.sasl_map.display())
+}
+
+/// Replaces the map's source with `text` atomically (temp file + rename), then builds
+/// the indexed map with postmap.
+pub fn build_sasl_map(cfg: &Config, text: &str) -> Result<(), String> {
+    let p = &cfg.contain.postfix;
     let map = &p.sasl_map;
     write_atomically(map, text.as_bytes(), 0o644, None)
         .map_err(|e| format!("{}: {e}", map.display()))?;
-    let arg = format!("{}:{}", p.map_type, map.display());
+    let arg = sasl_map_name(cfg);
     let ran = exec::run(
         &p.postmap,
         &[&arg],
@@ -47,7 +62,7 @@ pub fn write_sasl_map(cfg: &Config, blocked: &[SaslUser]) -> Result<String, Stri
     if !ran.success() || ran.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
         return Err(ran.failure(&p.postmap));
     }
-    Ok(format!("{written} account(s) in {arg}"))
+    Ok(())
 }
 
 /// One line of `postqueue -j`; other fields are ignored, as Postfix asks.
@@ -88,33 +103,73 @@ pub fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
     Ok(parse_queue(&ran.stdout))
 }
 
-/// The account's messages among `messages`: those it submitted (its login is in the
-/// queue file, whatever envelope sender a botnet chose), and those with its address as
-/// envelope sender (an account's own mail before `postcat` could tell, and the
-/// iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
-fn of_account(
+/// The logins behind queued messages read so far, by `QueuedMessage::key` ("" for
+/// none): a queue file's login never changes, so each is read with postcat once.
+pub type Submitters = BTreeMap<String, String>;
+
+impl QueuedMessage {
+    /// The message over time: Postfix reuses short queue ids once a message is gone.
+    pub fn key(&self) -> String {
+        format!(
+            "{}@{}",
+            self.queue_id,
+            self.arrival_time.unwrap_or(0.0) as i64
+        )
+    }
+}
+
+/// The messages among `messages` of each of `users`: those it submitted (its login is
+/// in the queue file, whatever envelope sender a botnet chose), and those with its
+/// address as envelope sender (an account's own mail before `postcat` could tell, and
+/// the iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
+/// `known` keeps the logins read, for the messages still listed.
+pub fn of_accounts(
     cfg: &Config,
     messages: Vec<QueuedMessage>,
-    user: &SaslUser,
-) -> Result<Vec<String>, String> {
-    let ids: Vec<&str> = messages.iter().map(|m| m.queue_id.as_str()).collect();
-    let submitters = postcat::submitters(cfg, &ids)?;
-    Ok(messages
-        .into_iter()
-        .filter(|m| {
-            submitters.get(&m.queue_id) == Some(user) || fold_case(&m.sender) == user.as_str()
-        })
-        .map(|m| m.queue_id)
-        .collect())
+    users: &[SaslUser],
+    known: &mut Submitters,
+) -> Result<Vec<(SaslUser, QueuedMessage)>, String> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let unread: Vec<&str> = (messages.iter())
+        .filter(|m| !known.contains_key(&m.key()))
+        .map(|m| m.queue_id.as_str())
+        .collect();
+    let read = postcat::submitters(cfg, &unread)?;
+    let listed: BTreeSet<String> = messages.iter().map(QueuedMessage::key).collect();
+    known.retain(|k, _| listed.contains(k));
+    let mut found = Vec::new();
+    for m in messages {
+        let key = m.key();
+        let login = match known.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let l = read.get(&m.queue_id).map(|u| u.as_str().to_owned());
+                let l = l.unwrap_or_default();
+                // A file still arriving (maildrop, incoming) may not be whole yet.
+                if !matches!(m.queue_name.as_str(), "maildrop" | "incoming") {
+                    known.insert(key, l.clone());
+                }
+                l
+            }
+        };
+        let sender = fold_case(&m.sender);
+        let user = (users.iter().find(|u| u.as_str() == login))
+            .or_else(|| users.iter().find(|u| u.as_str() == sender));
+        if let Some(u) = user {
+            found.push((u.clone(), m));
+        }
+    }
+    Ok(found)
 }
 
 /// Runs `postsuper FLAG -` [QUEUE] with the ids on stdin; returns how many were given.
-fn postsuper(
+pub fn postsuper(
     cfg: &Config,
     flag: &str,
     queue: Option<&str>,
     ids: &[String],
-    timeout: Span,
 ) -> Result<usize, String> {
     if ids.is_empty() {
         return Ok(0);
@@ -123,40 +178,16 @@ fn postsuper(
     let mut args = vec![flag, "-"];
     args.extend(queue);
     let input = ids.join("\n") + "\n";
-    let ran = exec::run(&p.postsuper, &args, Some(input.as_bytes()), timeout)?;
+    let ran = exec::run(
+        &p.postsuper,
+        &args,
+        Some(input.as_bytes()),
+        cfg.contain.actions.command_timeout,
+    )?;
     if !ran.success() {
         return Err(ran.failure(&p.postsuper));
     }
     Ok(ids.len())
-}
-
-/// Puts every queued message of the account (not already held) on hold.
-pub fn hold(cfg: &Config, user: &SaslUser) -> Result<String, String> {
-    let waiting = queue(cfg)?
-        .into_iter()
-        .filter(|m| m.queue_name != "hold")
-        .collect();
-    let ids = of_account(cfg, waiting, user)?;
-    let n = postsuper(cfg, "-h", None, &ids, cfg.contain.actions.command_timeout)?;
-    Ok(format!("{n} queued message(s) put on hold"))
-}
-
-/// Releases (or, with `purge`, deletes) the account's messages in the hold queue.
-/// Ids are re-listed from the hold queue, so a new message elsewhere is never hit.
-pub fn release_held(cfg: &Config, user: &SaslUser, purge: bool) -> Result<String, String> {
-    let held = queue(cfg)?
-        .into_iter()
-        .filter(|m| m.queue_name == "hold")
-        .collect();
-    let ids = of_account(cfg, held, user)?;
-    let timeout = cfg.contain.actions.command_timeout;
-    if purge {
-        let n = postsuper(cfg, "-d", Some("hold"), &ids, timeout)?;
-        Ok(format!("{n} held message(s) deleted"))
-    } else {
-        let n = postsuper(cfg, "-H", Some("hold"), &ids, timeout)?;
-        Ok(format!("{n} held message(s) released"))
-    }
 }
 
 #[cfg(test)]

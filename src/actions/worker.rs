@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{dovecot, mail, password, postfix, user_mail, ActionKind, Outcome};
+use super::local::Local;
+use super::{converge, mail, password, postfix, user_mail, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{Level, LogTime, Span};
@@ -168,21 +169,28 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
             };
         }
         _ if !still_contained => return Outcome::Skipped("account no longer blocked".into()),
-        ActionKind::HoldQueue => postfix::hold(cfg, user),
-        ActionKind::ResetPassword => match password::refusal(cfg, user) {
-            None => password::reset(cfg, user),
-            Some(why) => return Outcome::Refused(why),
-        },
-        ActionKind::DovecotKick => match dovecot::kick_refusal(user) {
-            None => dovecot::flush_and_kick(cfg, user),
-            // The flush matches the name literally, so it still runs; the kick never will.
-            Some(why) => {
-                return match dovecot::flush(cfg, user) {
-                    Ok(flushed) => Outcome::Refused(format!("{flushed}; {why}")),
-                    Err(e) => Outcome::Failed(e),
-                }
-            }
-        },
+        ActionKind::HoldQueue => {
+            // All this server holds for it: a convergence that ran first may have held
+            // them already.
+            let held = here(cfg, |local| {
+                converge::hold(cfg, local, std::slice::from_ref(user))?;
+                Ok(local.state.held.get(user.as_str()).map_or(0, |h| h.len()))
+            });
+            return held.map_or_else(Outcome::Failed, |n| {
+                Outcome::Done(format!("{n} queued message(s) put on hold"))
+            });
+        }
+        ActionKind::ResetPassword => return password::reset(cfg, user),
+        ActionKind::DovecotKick => {
+            let id = match converge::containment_id(store, user) {
+                Ok(id) => id,
+                Err(e) => return Outcome::Failed(e.to_string()),
+            };
+            return match Local::open(cfg) {
+                Ok(mut local) => converge::kick(cfg, &mut local, user, id),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+        }
     };
     match result {
         Ok(text) => Outcome::Done(text),
@@ -190,8 +198,15 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
     }
 }
 
-/// The map is rewritten from the database even if the account was released since:
-/// the rewrite then drops it, which is what the admin asked for.
+/// Runs `f` on this server's local state, locked.
+fn here<T>(cfg: &Config, f: impl FnOnce(&mut Local) -> Result<T, String>) -> Result<T, String> {
+    let mut local = Local::open(cfg).map_err(|e| e.to_string())?;
+    f(&mut local)
+}
+
+/// This server's map converged now. It is rewritten from the database even if the
+/// account was released since: the rewrite then drops it, which is what the admin
+/// asked for. Other servers converge theirs at their next run.
 fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcome {
     let blocked = match store.blocked() {
         Ok(b) => b,
@@ -203,10 +218,10 @@ fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Out
             action.user
         ));
     }
-    match postfix::write_sasl_map(cfg, &blocked) {
+    match here(cfg, |local| converge::map(cfg, local, &blocked)) {
         Err(e) => Outcome::Failed(e),
-        Ok(done) if blocked.contains(&action.user) => Outcome::Done(done),
-        Ok(done) => Outcome::Skipped(format!("account no longer blocked; {done}")),
+        Ok((_, done)) if blocked.contains(&action.user) => Outcome::Done(done),
+        Ok((_, done)) => Outcome::Skipped(format!("account no longer blocked; {done}")),
     }
 }
 

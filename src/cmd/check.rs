@@ -3,9 +3,11 @@
 
 use super::{App, Run};
 use crate::cli::Check;
-use crate::error::{Error, Result};
+use crate::config::Config;
+use crate::error::{one_line, Error, Result};
 use crate::model::{Level, LogTime, SaslUser, Span};
 use crate::report::{self, Health};
+use crate::spool::Backlog;
 use crate::store;
 
 const OK: u8 = 0;
@@ -49,8 +51,12 @@ impl Check {
     fn look(&self, app: &App) -> Result<(u8, String)> {
         let pending_age = Span::parse("pending-age", &self.pending_age)?;
         let cfg = app.config()?;
-        let mut store = store::open(&cfg)?;
         let now = LogTime::now();
+        let mut store = match store::open(&cfg) {
+            Ok(store) => store,
+            Err(e @ Error::SharedStoreUnreachable { .. }) => return Ok(unreachable(&cfg, &e, now)),
+            Err(e) => return Err(e),
+        };
         let h = report::health(&cfg, store.as_mut(), now)?;
         let oldest = h.oldest_pending_secs(now);
         let mut problems = Vec::new();
@@ -122,6 +128,20 @@ impl Check {
         let summary = summary.replace('|', r"\u{7c}");
         Ok((code, format!("{summary} | {}", perfdata(&h, oldest))))
     }
+}
+
+/// The shared store is down: critical, as no login is judged until it is back; the
+/// logins wait in this server's spool, which is what can still be counted.
+fn unreachable(cfg: &Config, e: &Error, now: LogTime) -> (u8, String) {
+    let backlog = Backlog::of(&cfg.local_base(), now);
+    let mut problems = vec![one_line(e)];
+    problems.extend(backlog.problems());
+    let summary = problems.join("; ").replace('|', r"\u{7c}");
+    let perf = format!(
+        "spooled={} rejected_24h={}",
+        backlog.spooled, backlog.rejected_24h
+    );
+    (CRITICAL, format!("{summary} | {perf}"))
 }
 
 fn perfdata(h: &Health, oldest: i64) -> String {

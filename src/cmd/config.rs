@@ -23,7 +23,7 @@ impl Run for ConfigCmd {
                         f.display().to_string()
                     });
                 println!("# effective configuration from {origin}");
-                print!("{}", cfg.render());
+                print!("{}", cfg.render()?);
                 Ok(())
             }
         }

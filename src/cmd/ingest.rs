@@ -54,7 +54,7 @@ fn parse_line(line: &str, default_source: Source) -> std::result::Result<Event, 
         let mut f = line.split_whitespace();
         return match (f.next(), f.next(), f.next(), f.next()) {
             (Some(t), Some(u), Some(i), None) => {
-                let (user, seen) = event(default_source, 1, t, u, i)?;
+                let (user, seen) = event(default_source, MessageCount::ONE, t, u, i)?;
                 Ok((user, seen, None))
             }
             _ => Err(Invalid::new("line", "is not TIME USER ADDRESS")),
@@ -75,7 +75,7 @@ fn parse_line(line: &str, default_source: Source) -> std::result::Result<Event, 
         .unwrap_or(default_source);
     let count = match j.count {
         Some(n) => MessageCount::parse(&n.to_string())?,
-        None => 1,
+        None => MessageCount::ONE,
     };
     let (user, seen) = event(source, count, &time, &j.user, &j.ip)?;
     let fid = j.fid.as_deref().map(Label::fid).transpose()?;
@@ -85,7 +85,7 @@ fn parse_line(line: &str, default_source: Source) -> std::result::Result<Event, 
 /// Validates one event's fields, in the order their errors are reported.
 fn event(
     source: Source,
-    count: u32,
+    count: MessageCount,
     time: &str,
     user: &str,
     ip: &str,
@@ -105,8 +105,8 @@ fn event(
             source,
             addr,
             time,
-            count,
-            hits: 1,
+            count: count.get(),
+            events: 1,
         },
     ))
 }
@@ -178,7 +178,7 @@ fn replay_input(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match parse_line(line, default_source) {
+        match parse_line(line, default_source).map_err(Invalid::in_line) {
             Ok(ev) => {
                 events += 1;
                 // The Postfix line the smtp jail reads is also one message for the

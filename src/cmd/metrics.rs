@@ -10,6 +10,7 @@ use crate::files::write_atomically;
 use crate::model::ActionKind;
 use crate::model::{Level, LogTime, Source};
 use crate::report;
+use crate::spool::Backlog;
 use crate::store::{self, ActionState};
 
 fn family(out: &mut String, name: &str, help: &str) {
@@ -17,13 +18,75 @@ fn family(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# TYPE f2b_mailguard_{name} gauge");
 }
 
+/// Whether the store answered: 0 when the shared one is unreachable, with what can
+/// still be counted (the logins waiting in this server's spool).
+fn store_up(out: &mut String, up: bool) {
+    family(
+        out,
+        "store_up",
+        "1 if the database opened; 0 if the shared PostgreSQL store is unreachable.",
+    );
+    let _ = writeln!(out, "f2b_mailguard_store_up {}", u8::from(up));
+}
+
+fn backlog(out: &mut String, b: &Backlog) {
+    family(
+        out,
+        "spooled_logins",
+        "Logins kept in the spool while the config or database failed, not yet stored.",
+    );
+    let _ = writeln!(out, "f2b_mailguard_spooled_logins {}", b.spooled);
+    family(
+        out,
+        "rejected_logins",
+        "Logins refused for good as invalid input (record exit 2) in the last 24h.",
+    );
+    let _ = writeln!(out, "f2b_mailguard_rejected_logins {}", b.rejected_24h);
+    family(
+        out,
+        "last_rejected_timestamp_seconds",
+        "When record last refused a login as invalid input (0: not in 24h).",
+    );
+    let _ = writeln!(
+        out,
+        "f2b_mailguard_last_rejected_timestamp_seconds {}",
+        b.last_rejected.unwrap_or(0.0) as i64
+    );
+}
+
+impl Metrics {
+    fn emit(&self, out: &str) -> Result<()> {
+        match &self.textfile {
+            Some(path) => {
+                write_atomically(path, out.as_bytes(), 0o644, None).map_err(|e| Error::io(path, e))
+            }
+            None => {
+                print!("{out}");
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Run for Metrics {
     fn run(&self, app: &App) -> Result<()> {
         let cfg = app.config()?;
-        let mut store = store::open(&cfg)?;
         let now = LogTime::now();
+        let mut store = match store::open(&cfg) {
+            Ok(store) => store,
+            Err(e @ Error::SharedStoreUnreachable { .. }) => {
+                // Written all the same, so the collector shows the outage; exit 1 too.
+                let mut out = String::new();
+                store_up(&mut out, false);
+                backlog(&mut out, &Backlog::of(&cfg.local_base(), now));
+                self.emit(&out)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let h = report::health(&cfg, store.as_mut(), now)?;
         let mut out = String::new();
+        store_up(&mut out, true);
 
         family(
             &mut out,
@@ -113,48 +176,14 @@ impl Run for Metrics {
         let age = h.oldest_pending_secs(now);
         let _ = writeln!(out, "f2b_mailguard_oldest_pending_action_age_seconds {age}");
 
-        family(
-            &mut out,
-            "spooled_logins",
-            "Logins kept in the spool while the config or database failed, not yet stored.",
-        );
-        let b = &h.backlog;
-        let _ = writeln!(out, "f2b_mailguard_spooled_logins {}", b.spooled);
-        family(
-            &mut out,
-            "rejected_logins",
-            "Logins refused for good as invalid input (record exit 2) in the last 24h.",
-        );
-        let _ = writeln!(out, "f2b_mailguard_rejected_logins {}", b.rejected_24h);
-        family(
-            &mut out,
-            "last_rejected_timestamp_seconds",
-            "When record last refused a login as invalid input (0: not in 24h).",
-        );
-        let _ = writeln!(
-            out,
-            "f2b_mailguard_last_rejected_timestamp_seconds {}",
-            b.last_rejected.unwrap_or(0.0) as i64
-        );
+        backlog(&mut out, &h.backlog);
 
         family(
             &mut out,
             "database_bytes",
-            "Size of the SQLite database and its write-ahead log.",
+            "Size of the database: the SQLite file and its write-ahead log, or the shared PostgreSQL database (pg_database_size).",
         );
-        // 0 for a shared store: its size is PostgreSQL's to report.
-        let size = |suffix: &str| {
-            cfg.database.sqlite().map_or(0, |db| {
-                let mut p = db.as_os_str().to_owned();
-                p.push(suffix);
-                std::fs::metadata(&p).map_or(0, |m| m.len())
-            })
-        };
-        let _ = writeln!(
-            out,
-            "f2b_mailguard_database_bytes {}",
-            size("") + size("-wal")
-        );
+        let _ = writeln!(out, "f2b_mailguard_database_bytes {}", store.size_bytes()?);
 
         family(
             &mut out,
@@ -171,14 +200,6 @@ impl Run for Metrics {
             last / 1000
         );
 
-        match &self.textfile {
-            Some(path) => {
-                write_atomically(path, out.as_bytes(), 0o644, None).map_err(|e| Error::io(path, e))
-            }
-            None => {
-                print!("{out}");
-                Ok(())
-            }
-        }
+        self.emit(&out)
     }
 }

@@ -100,9 +100,13 @@ fn text<'a>(field: &'static str, raw: Option<&'a OsStr>) -> Result<&'a str, Inva
         .ok_or_else(|| Invalid::new(field, "is not valid UTF-8"))
 }
 
-fn user_arg(raw: Option<&OsStr>) -> Result<Option<SaslUser>, Invalid> {
-    raw.map(|r| SaslUser::parse(text("user", Some(r))?))
-        .transpose()
+/// An account name given as `field` (`user` for `--user`, `USER` positional).
+fn user_named(field: &'static str, raw: &OsStr) -> Result<SaslUser, Invalid> {
+    SaslUser::parse(text(field, Some(raw))?).map_err(|e| e.for_field(field))
+}
+
+fn user_arg(field: &'static str, raw: Option<&OsStr>) -> Result<Option<SaslUser>, Invalid> {
+    raw.map(|r| user_named(field, r)).transpose()
 }
 
 /// `--at`: evaluate as of a given log time instead of now.

@@ -2,8 +2,9 @@
 //! mail, cancels pending actions, and sets the account to ok with counting restarted
 //! now, so the old evidence cannot re-block it at the next login.
 
-use super::{text, App, Run};
-use crate::actions::postfix;
+use super::{user_named, App, Run};
+use crate::actions::converge;
+use crate::actions::local::Local;
 use crate::cli::Release;
 use crate::detect::Transition;
 use crate::error::{Error, Result};
@@ -52,7 +53,7 @@ fn uid_name() -> Option<String> {
 
 impl Run for Release {
     fn run(&self, app: &App) -> Result<()> {
-        let user = SaslUser::parse(text("user", Some(&self.user))?)?;
+        let user = user_named("USER", &self.user)?;
         let cfg = app.config()?;
         let mut store = store::open(&cfg)?;
         let account = store
@@ -70,15 +71,23 @@ impl Run for Release {
         // Undo in Postfix first: if that fails, the account stays recorded as blocked
         // and running release again retries.
         if state.level >= Level::Block && state.enforced {
+            // This server at once; the others at their next run-actions, which sees
+            // the account no longer blocked.
+            let mut local = Local::open(&cfg)?;
             let still: Vec<SaslUser> = store
                 .blocked()?
                 .into_iter()
                 .filter(|u| *u != user)
                 .collect();
-            let map = postfix::write_sasl_map(&cfg, &still).map_err(Error::External)?;
+            let (_, map) = converge::map(&cfg, &mut local, &still).map_err(Error::External)?;
             println!("sending unblocked ({map})");
-            let held =
-                postfix::release_held(&cfg, &user, self.purge_held).map_err(Error::External)?;
+            let n = converge::release(&cfg, &mut local, user.as_str(), self.purge_held)
+                .map_err(Error::External)?;
+            let held = if self.purge_held {
+                format!("{n} held message(s) deleted")
+            } else {
+                format!("{n} held message(s) released")
+            };
             println!("{held}");
             undone = format!("sending unblocked; {held}");
         }

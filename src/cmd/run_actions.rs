@@ -1,9 +1,9 @@
 //! `run-actions`: run what `record` queued, retrying failures.
 
 use super::App;
-use crate::actions::worker;
+use crate::actions::{converge, worker};
 use crate::detect::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ownership::Ownership;
 use crate::{spool, store};
 
@@ -26,5 +26,17 @@ pub fn run(app: &App) -> Result<()> {
         "actions: {} done, {} skipped, {} to retry, {} failed for good",
         s.done, s.skipped, s.retrying, s.failed
     );
-    Ok(())
+    // Every run, whoever decided: this server's Postfix and Dovecot follow the database.
+    let Some(c) = converge::run(&cfg, store.as_mut())? else {
+        println!("this server: another worker is converging it");
+        return Ok(());
+    };
+    println!("{c}");
+    if c.problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::External(format!(
+        "this server: {} (retried at the next run)",
+        c.problems.join("; ")
+    )))
 }

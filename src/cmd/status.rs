@@ -57,7 +57,7 @@ struct Row {
 
 impl Run for Status {
     fn run(&self, app: &App) -> Result<()> {
-        let user = user_arg(self.user.as_deref())?;
+        let user = user_arg("USER", self.user.as_deref())?;
         let at = at_arg(self.at.as_deref())?;
         let mut cfg = app.config()?;
         for w in cfg.warnings() {
@@ -400,13 +400,23 @@ fn print_detail(cfg: &Config, d: &Detail) {
         println!("now: {s}");
     }
     println!();
-    // The owner column only when an ownership database knows one.
+    // The owner column only when an ownership database knows one, the servers' when
+    // the store does (not for logins stored before servers were).
     let owners = d.networks.iter().any(|n| n.owner().is_some());
+    let servers = d.networks.iter().any(|n| !n.servers.is_empty());
+    let server_col = |names: &str| {
+        if servers {
+            format!("{:<12} ", fit(names, 12))
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "{:<24} {:<16} {:<16} {:>6}  {}",
+        "{:<24} {:<16} {:<16} {}{:>6}  {}",
         "NETWORK",
         "FIRST SEEN",
         "LAST SEEN",
+        server_col("SERVERS"),
         "COUNT",
         if owners {
             "SOURCES       OWNER"
@@ -424,11 +434,13 @@ fn print_detail(cfg: &Config, d: &Detail) {
             Some(owner) => format!("{sources:<13} {}", fit(&owner, 48)),
             None => sources,
         };
+        let names: Vec<&str> = n.servers.iter().map(String::as_str).collect();
         println!(
-            "{:<24} {:<16} {:<16} {:>6}  {}",
+            "{:<24} {:<16} {:<16} {}{:>6}  {}",
             fit(&n.network, 24),
             &when(n.first_seen)[..16],
             &when(n.last_seen)[..16],
+            server_col(&shown(&names.join(","))),
             n.count,
             line.trim_end()
         );
@@ -449,8 +461,13 @@ fn print_detail(cfg: &Config, d: &Detail) {
             .next_attempt
             .map(|t| format!(", next try {}", when(t)))
             .unwrap_or_default();
+        let on = a
+            .server
+            .as_deref()
+            .map(|s| format!(" on {}", shown(s)))
+            .unwrap_or_default();
         println!(
-            "  #{} {} ({}): {} after {} attempt(s), {when_done}{retry}",
+            "  #{} {} ({}){on}: {} after {} attempt(s), {when_done}{retry}",
             a.id,
             a.kind,
             a.level.describe(a.enforced),

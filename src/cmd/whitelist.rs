@@ -27,7 +27,7 @@ impl Run for Whitelist {
         match self {
             Whitelist::Add { cidr, user, note } => {
                 let cidr = Cidr::parse("CIDR", cidr)?;
-                let user = user_arg(user.as_deref())?;
+                let user = user_arg("user", user.as_deref())?;
                 let note = note
                     .as_deref()
                     .map(|n| Label::parse("note", text("note", Some(n))?))
@@ -49,7 +49,7 @@ impl Run for Whitelist {
             }
             Whitelist::Remove { cidr, user } => {
                 let cidr = Cidr::parse_any("CIDR", cidr)?;
-                let user = user_arg(user.as_deref())?;
+                let user = user_arg("user", user.as_deref())?;
                 let cfg = app.config()?;
                 if let Some(key) = config_key(&cfg, &cidr, user.as_ref()) {
                     let file = cfg

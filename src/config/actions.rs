@@ -1,24 +1,30 @@
 //! Settings of the containment actions: which run at each level, and how each
 //! reaches its target (SMTP server, Postfix map, password store, Dovecot).
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::error::Result;
+use serde::{Deserialize, Deserializer, Serialize};
+
 use crate::model::{ActionKind, Level, Span};
 
 use super::reject::check_reject;
-use super::user_mail::{self, UserMailConfig};
-use super::walker::{quote, Walker};
+use super::user_mail::UserMailConfig;
+use super::value::{
+    abs_path, address, addresses, named, no_controls, one_of, opt_abs_path, parsed, secret, Named,
+    Range,
+};
+use super::Misfit;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ActionsConfig {
     pub notify: Vec<ActionKind>,
     pub block: Vec<ActionKind>,
     pub lock: Vec<ActionKind>,
     /// First retry after this long, doubling up to an hour.
     pub retry_base: Span,
+    #[serde(with = "Range::<1, 1000>")]
     pub max_attempts: u32,
     /// Every external command (postmap, postqueue, postsuper, postcat, doveadm, password
     /// command) is killed after this.
@@ -66,6 +72,11 @@ pub enum MailTransport {
     Sendmail,
 }
 
+impl Named for MailTransport {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("smtp", Self::Smtp), ("sendmail", Self::Sendmail)];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailSecurity {
     None,
@@ -73,31 +84,77 @@ pub enum MailSecurity {
     Tls,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl Named for MailSecurity {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("none", Self::None),
+        ("starttls", Self::Starttls),
+        ("tls", Self::Tls),
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MailConfig {
+    #[serde(with = "named")]
     pub transport: MailTransport,
+    #[serde(with = "address")]
     pub from: lettre::Address,
+    #[serde(with = "addresses")]
     pub to: Vec<lettre::Address>,
     /// At most one mail per account and level within this time.
     pub cooldown: Span,
+    #[serde(deserialize_with = "host_name")]
     pub smtp_host: String,
+    #[serde(with = "Range::<1, 65535>")]
     pub smtp_port: u16,
+    #[serde(with = "named")]
     pub smtp_security: MailSecurity,
+    #[serde(deserialize_with = "no_controls")]
     pub smtp_user: String,
+    #[serde(deserialize_with = "no_controls", serialize_with = "secret")]
     pub smtp_password: String,
+    #[serde(with = "abs_path")]
     pub sendmail: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+fn host_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |v| {
+        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Err(format!("{v:?} is not a host name"))
+        } else {
+            Ok(v.to_owned())
+        }
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PostfixConfig {
+    #[serde(with = "abs_path")]
     pub sasl_map: PathBuf,
+    #[serde(deserialize_with = "map_type")]
     pub map_type: String,
     /// `CODE X.Y.Z text` written after the user name in the access map.
+    #[serde(deserialize_with = "reject")]
     pub reject: String,
+    #[serde(with = "abs_path")]
     pub postmap: PathBuf,
+    #[serde(with = "abs_path")]
     pub postqueue: PathBuf,
+    #[serde(with = "abs_path")]
     pub postsuper: PathBuf,
+    #[serde(with = "abs_path")]
     pub postcat: PathBuf,
+}
+
+fn map_type<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |v| {
+        one_of(v, &["lmdb", "hash", "cdb"]).map(str::to_owned)
+    })
+}
+
+fn reject<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |v| check_reject(v).map(|()| v.to_owned()))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,46 +177,63 @@ pub struct ContainConfig {
     pub doveadm: PathBuf,
 }
 
-impl Default for ContainConfig {
+impl Default for ActionsConfig {
     fn default() -> Self {
         use ActionKind::*;
+        Self {
+            notify: vec![Mail],
+            block: vec![SaslBlock, HoldQueue, Mail],
+            lock: vec![SaslBlock, HoldQueue, ResetPassword, DovecotKick, Mail],
+            retry_base: Span::secs(30),
+            max_attempts: 12,
+            command_timeout: Span::secs(30),
+            user_mail_in_warn_mode: false,
+        }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
         let addr = |s: &str| lettre::Address::from_str(s).expect("valid built-in address");
         Self {
-            actions: ActionsConfig {
-                notify: vec![Mail],
-                block: vec![SaslBlock, HoldQueue, Mail],
-                lock: vec![SaslBlock, HoldQueue, ResetPassword, DovecotKick, Mail],
-                retry_base: Span::secs(30),
-                max_attempts: 12,
-                command_timeout: Span::secs(30),
-                user_mail_in_warn_mode: false,
-            },
-            mail: MailConfig {
-                transport: MailTransport::Smtp,
-                from: addr("f2b-mailguard@localhost"),
-                to: vec![addr("root@localhost")],
-                cooldown: Span::secs(6 * 3600),
-                smtp_host: "localhost".into(),
-                smtp_port: 25,
-                smtp_security: MailSecurity::None,
-                smtp_user: String::new(),
-                smtp_password: String::new(),
-                sendmail: PathBuf::from("/usr/sbin/sendmail"),
-            },
+            transport: MailTransport::Smtp,
+            from: addr("f2b-mailguard@localhost"),
+            to: vec![addr("root@localhost")],
+            cooldown: Span::secs(6 * 3600),
+            smtp_host: "localhost".into(),
+            smtp_port: 25,
+            smtp_security: MailSecurity::None,
+            smtp_user: String::new(),
+            smtp_password: String::new(),
+            sendmail: PathBuf::from("/usr/sbin/sendmail"),
+        }
+    }
+}
+
+impl Default for PostfixConfig {
+    fn default() -> Self {
+        Self {
+            sasl_map: PathBuf::from("/etc/postfix/mailguard_sasl_access"),
+            map_type: "lmdb".into(),
+            // 550, not 554: common Fail2ban filters ban the client IP on 554 5.7.1,
+            // which would ban the real user's office along with the botnet.
+            reject: "550 5.7.1 Account suspended after suspicious logins, contact your postmaster"
+                .into(),
+            postmap: PathBuf::from("/usr/sbin/postmap"),
+            postqueue: PathBuf::from("/usr/sbin/postqueue"),
+            postsuper: PathBuf::from("/usr/sbin/postsuper"),
+            postcat: PathBuf::from("/usr/sbin/postcat"),
+        }
+    }
+}
+
+impl Default for ContainConfig {
+    fn default() -> Self {
+        Self {
+            actions: ActionsConfig::default(),
+            mail: MailConfig::default(),
             user_mail: UserMailConfig::default(),
-            postfix: PostfixConfig {
-                sasl_map: PathBuf::from("/etc/postfix/mailguard_sasl_access"),
-                map_type: "lmdb".into(),
-                // 550, not 554: common Fail2ban filters ban the client IP on 554 5.7.1,
-                // which would ban the real user's office along with the botnet.
-                reject:
-                    "550 5.7.1 Account suspended after suspicious logins, contact your postmaster"
-                        .into(),
-                postmap: PathBuf::from("/usr/sbin/postmap"),
-                postqueue: PathBuf::from("/usr/sbin/postqueue"),
-                postsuper: PathBuf::from("/usr/sbin/postsuper"),
-                postcat: PathBuf::from("/usr/sbin/postcat"),
-            },
+            postfix: PostfixConfig::default(),
             password: PasswordBackend::None,
             password_length: 24,
             doveadm: PathBuf::from("/usr/bin/doveadm"),
@@ -167,270 +241,104 @@ impl Default for ContainConfig {
     }
 }
 
-fn path(w: &mut Walker, key: &str) -> Result<Option<PathBuf>> {
-    match w.string(key)? {
-        Some(p) if !p.starts_with('/') => {
-            Err(w.bad(key, format!("{p:?} must be an absolute path")))
-        }
-        other => Ok(other.map(PathBuf::from)),
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    None,
+    Command,
+    DovecotPasswdFile,
+}
+
+impl Named for Backend {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("none", Self::None),
+        ("command", Self::Command),
+        ("dovecot-passwd-file", Self::DovecotPasswdFile),
+    ];
+}
+
+/// `[password]` as written: a backend and what that backend needs.
+#[derive(Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct PasswordSection {
+    #[serde(with = "named")]
+    backend: Backend,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(
+        deserialize_with = "abs_path::some",
+        serialize_with = "opt_abs_path::serialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    passwd_file: Option<PathBuf>,
+    #[serde(with = "Range::<20, 128>")]
+    length: u32,
+}
+
+impl Default for PasswordSection {
+    fn default() -> Self {
+        Self::from(&ContainConfig::default())
     }
 }
 
-fn address(s: &str) -> std::result::Result<lettre::Address, String> {
-    lettre::Address::from_str(s).map_err(|_| format!("{s:?} is not a mail address"))
+impl From<&ContainConfig> for PasswordSection {
+    fn from(c: &ContainConfig) -> Self {
+        let (backend, command, passwd_file) = match &c.password {
+            PasswordBackend::None => (Backend::None, None, None),
+            PasswordBackend::Command(argv) => (Backend::Command, Some(argv.clone()), None),
+            PasswordBackend::DovecotPasswdFile(f) => {
+                (Backend::DovecotPasswdFile, None, Some(f.clone()))
+            }
+        };
+        Self {
+            backend,
+            command,
+            passwd_file,
+            length: c.password_length,
+        }
+    }
 }
 
-fn no_controls(w: &Walker, key: &str, v: &str) -> Result<()> {
-    if v.chars().any(char::is_control) {
-        return Err(w.bad(key, "contains a control character"));
-    }
-    Ok(())
-}
-
-pub(super) fn parse(root: &mut Walker, c: &mut ContainConfig) -> Result<()> {
-    if let Some(mut w) = root.table("actions")? {
-        let a = &mut c.actions;
-        for (key, list) in [
-            ("notify", &mut a.notify),
-            ("block", &mut a.block),
-            ("lock", &mut a.lock),
-        ] {
-            if let Some(v) = w.list(key, ActionKind::from_str)? {
-                *list = v;
-            }
-        }
-        if let Some(v) = w.span("retry_base")? {
-            a.retry_base = v;
-        }
-        if let Some(v) = w.int("max_attempts", 1, 1000)? {
-            a.max_attempts = v as u32;
-        }
-        if let Some(v) = w.span("command_timeout")? {
-            a.command_timeout = v;
-        }
-        if let Some(v) = w.boolean("user_mail_in_warn_mode")? {
-            a.user_mail_in_warn_mode = v;
-        }
-        w.finish()?;
-    }
-    if let Some(mut w) = root.table("mail")? {
-        let m = &mut c.mail;
-        if let Some(v) = w.string("transport")? {
-            m.transport = match v.as_str() {
-                "smtp" => MailTransport::Smtp,
-                "sendmail" => MailTransport::Sendmail,
-                _ => {
-                    return Err(w.bad(
-                        "transport",
-                        format!("{v:?} is not \"smtp\" or \"sendmail\""),
-                    ))
-                }
-            };
-        }
-        if let Some(v) = w.string("from")? {
-            m.from = address(&v).map_err(|r| w.bad("from", r))?;
-        }
-        if let Some(v) = w.list("to", address)? {
-            if v.is_empty() {
-                return Err(w.bad("to", "needs at least one address"));
-            }
-            m.to = v;
-        }
-        if let Some(v) = w.span("cooldown")? {
-            m.cooldown = v;
-        }
-        if let Some(v) = w.string("smtp_host")? {
-            if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(w.bad("smtp_host", format!("{v:?} is not a host name")));
-            }
-            m.smtp_host = v;
-        }
-        if let Some(v) = w.int("smtp_port", 1, 65535)? {
-            m.smtp_port = v as u16;
-        }
-        if let Some(v) = w.string("smtp_security")? {
-            m.smtp_security = match v.as_str() {
-                "none" => MailSecurity::None,
-                "starttls" => MailSecurity::Starttls,
-                "tls" => MailSecurity::Tls,
-                _ => {
-                    return Err(w.bad(
-                        "smtp_security",
-                        format!("{v:?} is not \"none\", \"starttls\" or \"tls\""),
-                    ))
-                }
-            };
-        }
-        if let Some(v) = w.string("smtp_user")? {
-            no_controls(&w, "smtp_user", &v)?;
-            m.smtp_user = v;
-        }
-        if let Some(v) = w.string("smtp_password")? {
-            no_controls(&w, "smtp_password", &v)?;
-            m.smtp_password = v;
-        }
-        if let Some(v) = path(&mut w, "sendmail")? {
-            m.sendmail = v;
-        }
-        w.finish()?;
-    }
-    user_mail::parse(root, &mut c.user_mail)?;
-    if let Some(mut w) = root.table("postfix")? {
-        let p = &mut c.postfix;
-        if let Some(v) = path(&mut w, "sasl_map")? {
-            p.sasl_map = v;
-        }
-        if let Some(v) = w.string("map_type")? {
-            if !matches!(v.as_str(), "lmdb" | "hash" | "cdb") {
-                return Err(w.bad(
-                    "map_type",
-                    format!("{v:?} is not \"lmdb\", \"hash\" or \"cdb\""),
-                ));
-            }
-            p.map_type = v;
-        }
-        if let Some(v) = w.string("reject")? {
-            check_reject(&v).map_err(|r| w.bad("reject", r))?;
-            p.reject = v;
-        }
-        for (key, slot) in [
-            ("postmap", &mut p.postmap),
-            ("postqueue", &mut p.postqueue),
-            ("postsuper", &mut p.postsuper),
-            ("postcat", &mut p.postcat),
-        ] {
-            if let Some(v) = path(&mut w, key)? {
-                *slot = v;
-            }
-        }
-        w.finish()?;
-    }
-    if let Some(mut w) = root.table("password")? {
-        let backend = w.string("backend")?;
-        let command = w.list("command", |s| Ok(s.to_owned()))?;
-        let file = path(&mut w, "passwd_file")?;
-        if let Some(v) = w.int("length", 20, 128)? {
-            c.password_length = v as u32;
-        }
-        c.password = match backend.as_deref() {
-            None | Some("none") => PasswordBackend::None,
-            Some("command") => {
-                match command {
+impl PasswordSection {
+    /// The backend, with what it needs, and the password length.
+    pub(super) fn into_parts(self) -> Result<(PasswordBackend, u32), Misfit> {
+        let backend =
+            match self.backend {
+                Backend::None => PasswordBackend::None,
+                Backend::Command => match self.command {
                     Some(argv) if argv.first().is_some_and(|a| a.starts_with('/')) => {
                         PasswordBackend::Command(argv)
                     }
-                    _ => return Err(w.bad(
-                        "command",
+                    _ => return Err(Misfit::new(
+                        ["password", "command"],
                         "backend \"command\" needs command = [\"/absolute/program\", \"arg\", ...]",
                     )),
-                }
-            }
-            Some("dovecot-passwd-file") => match file {
-                Some(f) => PasswordBackend::DovecotPasswdFile(f),
-                None => {
-                    return Err(w.bad(
-                        "passwd_file",
-                        "backend \"dovecot-passwd-file\" needs passwd_file",
-                    ))
-                }
-            },
-            Some(other) => {
-                return Err(w.bad(
-                    "backend",
-                    format!("{other:?} is not \"none\", \"command\" or \"dovecot-passwd-file\""),
-                ))
-            }
-        };
-        w.finish()?;
+                },
+                Backend::DovecotPasswdFile => match self.passwd_file {
+                    Some(f) => PasswordBackend::DovecotPasswdFile(f),
+                    None => {
+                        return Err(Misfit::new(
+                            ["password", "passwd_file"],
+                            "backend \"dovecot-passwd-file\" needs passwd_file",
+                        ))
+                    }
+                },
+            };
+        Ok((backend, self.length))
     }
-    if let Some(mut w) = root.table("dovecot")? {
-        if let Some(v) = path(&mut w, "doveadm")? {
-            c.doveadm = v;
-        }
-        w.finish()?;
-    }
-    Ok(())
 }
 
-pub(super) fn render(out: &mut String, c: &ContainConfig) {
-    let list = |v: &[ActionKind]| {
-        let items: Vec<String> = v.iter().map(|a| quote(a.as_str())).collect();
-        format!("[{}]", items.join(", "))
-    };
-    let p = |p: &PathBuf| quote(&p.display().to_string());
-    let a = &c.actions;
-    let _ = writeln!(out, "\n[actions]");
-    let _ = writeln!(out, "notify = {}", list(&a.notify));
-    let _ = writeln!(out, "block = {}", list(&a.block));
-    let _ = writeln!(out, "lock = {}", list(&a.lock));
-    let _ = writeln!(out, "retry_base = {}", quote(&a.retry_base.to_string()));
-    let _ = writeln!(out, "max_attempts = {}", a.max_attempts);
-    let _ = writeln!(
-        out,
-        "command_timeout = {}",
-        quote(&a.command_timeout.to_string())
-    );
-    let _ = writeln!(out, "user_mail_in_warn_mode = {}", a.user_mail_in_warn_mode);
-    let m = &c.mail;
-    let _ = writeln!(out, "\n[mail]");
-    let transport = match m.transport {
-        MailTransport::Smtp => "smtp",
-        MailTransport::Sendmail => "sendmail",
-    };
-    let _ = writeln!(out, "transport = {}", quote(transport));
-    let _ = writeln!(out, "from = {}", quote(m.from.as_ref()));
-    let to: Vec<String> = m.to.iter().map(|a| quote(a.as_ref())).collect();
-    let _ = writeln!(out, "to = [{}]", to.join(", "));
-    let _ = writeln!(out, "cooldown = {}", quote(&m.cooldown.to_string()));
-    let _ = writeln!(out, "smtp_host = {}", quote(&m.smtp_host));
-    let _ = writeln!(out, "smtp_port = {}", m.smtp_port);
-    let security = match m.smtp_security {
-        MailSecurity::None => "none",
-        MailSecurity::Starttls => "starttls",
-        MailSecurity::Tls => "tls",
-    };
-    let _ = writeln!(out, "smtp_security = {}", quote(security));
-    let _ = writeln!(out, "smtp_user = {}", quote(&m.smtp_user));
-    // Never print a secret; say whether one is set.
-    let secret = if m.smtp_password.is_empty() {
-        ""
-    } else {
-        "(set)"
-    };
-    let _ = writeln!(out, "smtp_password = {}", quote(secret));
-    let _ = writeln!(out, "sendmail = {}", p(&m.sendmail));
-    user_mail::render(out, &c.user_mail);
-    let f = &c.postfix;
-    let _ = writeln!(out, "\n[postfix]");
-    let _ = writeln!(out, "sasl_map = {}", p(&f.sasl_map));
-    let _ = writeln!(out, "map_type = {}", quote(&f.map_type));
-    let _ = writeln!(out, "reject = {}", quote(&f.reject));
-    let _ = writeln!(out, "postmap = {}", p(&f.postmap));
-    let _ = writeln!(out, "postqueue = {}", p(&f.postqueue));
-    let _ = writeln!(out, "postsuper = {}", p(&f.postsuper));
-    let _ = writeln!(out, "postcat = {}", p(&f.postcat));
-    let _ = writeln!(out, "\n[password]");
-    match &c.password {
-        PasswordBackend::None => {
-            let _ = writeln!(out, "backend = \"none\"");
-        }
-        PasswordBackend::Command(argv) => {
-            let items: Vec<String> = argv.iter().map(|s| quote(s)).collect();
-            let _ = writeln!(
-                out,
-                "backend = \"command\"\ncommand = [{}]",
-                items.join(", ")
-            );
-        }
-        PasswordBackend::DovecotPasswdFile(f) => {
-            let _ = writeln!(
-                out,
-                "backend = \"dovecot-passwd-file\"\npasswd_file = {}",
-                p(f)
-            );
+/// `[dovecot]` as written.
+#[derive(Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct DovecotSection {
+    #[serde(with = "abs_path")]
+    pub(super) doveadm: PathBuf,
+}
+
+impl Default for DovecotSection {
+    fn default() -> Self {
+        Self {
+            doveadm: ContainConfig::default().doveadm,
         }
     }
-    let _ = writeln!(out, "length = {}", c.password_length);
-    let _ = writeln!(out, "\n[dovecot]");
-    let _ = writeln!(out, "doveadm = {}", p(&c.doveadm));
 }

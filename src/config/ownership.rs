@@ -1,19 +1,21 @@
 //! `[ownership]`: the MaxMind-format databases that say who owns a network. Both are
 //! optional; without them networks are counted as before, without owners.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::error::Result;
+use serde::{Deserialize, Serialize};
 
-use super::walker::{quote, Walker};
+use super::value::opt_abs_path;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OwnershipConfig {
     /// AS number and organisation (GeoLite2-ASN, DB-IP IP-to-ASN Lite, IPinfo Lite).
+    #[serde(with = "opt_abs_path")]
     pub asn_database: Option<PathBuf>,
     /// Country (GeoLite2-Country, DB-IP IP-to-Country Lite); IPinfo Lite as the ASN
     /// database carries countries too.
+    #[serde(with = "opt_abs_path")]
     pub country_database: Option<PathBuf>,
 }
 
@@ -27,37 +29,4 @@ impl OwnershipConfig {
         .into_iter()
         .filter_map(|(key, path)| path.map(|p| (key, p)))
     }
-}
-
-pub(super) fn parse(root: &mut Walker, c: &mut OwnershipConfig) -> Result<()> {
-    let Some(mut w) = root.table("ownership")? else {
-        return Ok(());
-    };
-    for (key, slot) in [
-        ("asn_database", &mut c.asn_database),
-        ("country_database", &mut c.country_database),
-    ] {
-        match w.string(key)? {
-            None => {}
-            // "" is the rendered default: no database.
-            Some(p) if p.is_empty() => *slot = None,
-            Some(p) if !p.starts_with('/') => {
-                return Err(w.bad(key, format!("{p:?} must be an absolute path")))
-            }
-            Some(p) => *slot = Some(PathBuf::from(p)),
-        }
-    }
-    w.finish()
-}
-
-pub(super) fn render(out: &mut String, c: &OwnershipConfig) {
-    let p = |p: &Option<PathBuf>| {
-        quote(
-            &p.as_ref()
-                .map_or(String::new(), |p| p.display().to_string()),
-        )
-    };
-    let _ = writeln!(out, "\n[ownership]");
-    let _ = writeln!(out, "asn_database = {}", p(&c.asn_database));
-    let _ = writeln!(out, "country_database = {}", p(&c.country_database));
 }

@@ -2,36 +2,43 @@
 //! the account is blocked or locked: to whom, from which template, how often.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use crate::error::Result;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::value::{address_map, opt_abs_path, opt_address, parsed};
+use super::Misfit;
 use crate::model::{SaslUser, Span};
-
-use super::walker::{quote, Walker};
 
 /// What a subject or body may say in `{...}`; anything else in braces is a typo.
 pub const USER_MAIL_PLACEHOLDERS: [&str; 10] = [
     "user", "level", "done", "measures", "since", "networks", "count", "window", "contact", "host",
 ];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UserMailConfig {
     /// The owner's address: `{user}` (the account name, when it is an address),
     /// `{local}` and `{domain}` (its parts) are replaced.
+    #[serde(deserialize_with = "address_template")]
     pub to: String,
-    /// Accounts whose owner reads mail elsewhere; checked before `to`.
-    pub addresses: BTreeMap<SaslUser, lettre::Address>,
     /// Whom the owner should contact (and Reply-To); none: the first of mail.to.
+    #[serde(with = "opt_address")]
     pub contact: Option<lettre::Address>,
+    #[serde(deserialize_with = "subject")]
     pub subject: String,
     /// The body template; empty: the built-in one (or `body_file`).
+    #[serde(deserialize_with = "body")]
     pub body: String,
     /// Read at each mail, so an edit needs no restart.
+    #[serde(with = "opt_abs_path")]
     pub body_file: Option<PathBuf>,
     /// At most one mail per account and level within this (log) time.
     pub cooldown: Span,
+    /// Accounts whose owner reads mail elsewhere; checked before `to`. Last: a table
+    /// follows the plain values in TOML.
+    #[serde(with = "address_map")]
+    pub addresses: BTreeMap<SaslUser, lettre::Address>,
 }
 
 impl Default for UserMailConfig {
@@ -64,89 +71,46 @@ pub fn unknown_placeholders(template: &str, known: &[&str]) -> Vec<String> {
     out
 }
 
-fn template(w: &Walker, key: &str, v: &str, known: &[&str]) -> Result<()> {
+/// A template that uses only the placeholders in `known`.
+fn template(v: &str, known: &[&str]) -> Result<String, String> {
     let unknown = unknown_placeholders(v, known);
     if !unknown.is_empty() {
-        return Err(w.bad(
-            key,
-            format!(
-                "unknown placeholder {}; known: {{{}}}",
-                unknown.join(", "),
-                known.join("}, {")
-            ),
+        return Err(format!(
+            "unknown placeholder {}; known: {{{}}}",
+            unknown.join(", "),
+            known.join("}, {")
         ));
     }
-    Ok(())
+    Ok(v.to_owned())
 }
 
-pub(super) fn parse(root: &mut Walker, c: &mut UserMailConfig) -> Result<()> {
-    let Some(mut w) = root.table("user_mail")? else {
-        return Ok(());
-    };
-    if let Some(v) = w.string("to")? {
-        template(&w, "to", &v, &["user", "local", "domain"])?;
-        c.to = v;
-    }
-    if let Some(mut map) = w.table("addresses")? {
-        for name in map.keys() {
-            let user = SaslUser::parse(&name).map_err(|e| map.bad(&name, e.reason))?;
-            let Some(addr) = map.string(&name)? else {
-                continue;
-            };
-            let addr = lettre::Address::from_str(&addr)
-                .map_err(|_| map.bad(&name, format!("{addr:?} is not a mail address")))?;
-            c.addresses.insert(user, addr);
-        }
-    }
-    if let Some(v) = w.string("contact")? {
-        c.contact = if v.is_empty() {
-            None
-        } else {
-            let addr = lettre::Address::from_str(&v)
-                .map_err(|_| w.bad("contact", format!("{v:?} is not a mail address")))?;
-            Some(addr)
-        };
-    }
-    if let Some(v) = w.string("subject")? {
+fn address_template<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |v| template(v, &["user", "local", "domain"]))
+}
+
+fn subject<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |v| {
         if v.chars().any(char::is_control) {
-            return Err(w.bad("subject", "contains a control character"));
+            return Err("contains a control character".into());
         }
-        template(&w, "subject", &v, &USER_MAIL_PLACEHOLDERS)?;
-        c.subject = v;
-    }
-    if let Some(v) = w.string("body")? {
-        template(&w, "body", &v, &USER_MAIL_PLACEHOLDERS)?;
-        c.body = v;
-    }
-    if let Some(v) = w.string("body_file")? {
-        c.body_file = match v.as_str() {
-            "" => None,
-            p if p.starts_with('/') => Some(PathBuf::from(p)),
-            _ => return Err(w.bad("body_file", format!("{v:?} must be an absolute path"))),
-        };
-    }
-    if !c.body.is_empty() && c.body_file.is_some() {
-        return Err(w.bad("body_file", "set body or body_file, not both"));
-    }
-    if let Some(v) = w.span("cooldown")? {
-        c.cooldown = v;
-    }
-    w.finish()
+        template(v, &USER_MAIL_PLACEHOLDERS)
+    })
 }
 
-pub(super) fn render(out: &mut String, c: &UserMailConfig) {
-    let _ = writeln!(out, "\n[user_mail]");
-    let _ = writeln!(out, "to = {}", quote(&c.to));
-    let contact = c.contact.as_ref().map_or("", |a| a.as_ref());
-    let _ = writeln!(out, "contact = {}", quote(contact));
-    let _ = writeln!(out, "subject = {}", quote(&c.subject));
-    let _ = writeln!(out, "body = {}", quote(&c.body));
-    let file = c.body_file.as_ref().map(|p| p.display().to_string());
-    let _ = writeln!(out, "body_file = {}", quote(file.as_deref().unwrap_or("")));
-    let _ = writeln!(out, "cooldown = {}", quote(&c.cooldown.to_string()));
-    let _ = writeln!(out, "\n[user_mail.addresses]");
-    for (user, addr) in &c.addresses {
-        let _ = writeln!(out, "{} = {}", quote(user.as_str()), quote(addr.as_ref()));
+fn body<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |v| template(v, &USER_MAIL_PLACEHOLDERS))
+}
+
+impl UserMailConfig {
+    /// What one key cannot say alone: one body, not two.
+    pub(super) fn check(&self) -> Result<(), Misfit> {
+        if !self.body.is_empty() && self.body_file.is_some() {
+            return Err(Misfit::new(
+                ["user_mail", "body_file"],
+                "set body or body_file, not both",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{unit, OwnerKey, Seen, Signal, Whitelist};
+use super::{unit, Crossing, OwnerKey, Seen, Signal, Whitelist};
 use crate::config::{Baseline, Config};
 use crate::model::{Level, LogTime, Source, Span};
 use crate::ownership::Ownership;
@@ -102,13 +102,14 @@ pub fn crossed(
     let mut out = Vec::new();
     let mut check = |source: Source, value: u64, usual: u32, floor: u32, window: Span| {
         let threshold = (u64::from(usual) * u64::from(b.factor)).max(floor.into());
-        if value > threshold {
+        if Crossing::Above.crosses(value, threshold) {
             out.push(Signal {
                 source,
                 level: Level::Notify,
                 value,
                 unit: unit(source, Some(window)),
                 threshold,
+                crossing: Crossing::Above,
                 usual: Some((usual, b.factor)),
                 held: None,
                 owners: None,
@@ -154,14 +155,14 @@ mod tests {
                 addr,
                 time: LogTime::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: n,
-                hits: 1,
+                events: 1,
             });
             seen.push(Seen {
                 source: Source::Smtp,
                 addr,
                 time: LogTime::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: 1,
-                hits: 1,
+                events: 1,
             });
         }
         let u = usual(&cfg, &seen, &wl, &Ownership::none());

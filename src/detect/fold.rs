@@ -43,7 +43,7 @@ impl Fold {
                 if s.source == source && self.starts.side(s.time) == side {
                     s.time = s.time.max(time);
                     s.count = s.count.saturating_add(count);
-                    s.hits = s.hits.saturating_add(1);
+                    s.events = s.events.saturating_add(1);
                     return Ok(());
                 }
             }
@@ -53,7 +53,7 @@ impl Fold {
             addr: parse(addr)?,
             time,
             count,
-            hits: 1,
+            events: 1,
         };
         self.by_addr
             .entry(addr.into())
@@ -107,7 +107,7 @@ mod tests {
         let folded = fold.into_seen();
         assert!(folded.len() <= 3 * 2 * 3, "{} groups", folded.len());
         assert_eq!(parsed, folded.len());
-        assert_eq!(folded.iter().map(|s| s.hits).sum::<u32>(), 360);
+        assert_eq!(folded.iter().map(|s| s.events).sum::<u32>(), 360);
         let one_each: Vec<Seen> = rows
             .iter()
             .map(|(source, addr, time, count)| Seen {
@@ -115,7 +115,7 @@ mod tests {
                 addr: ClientAddr::parse(addr).unwrap(),
                 time: *time,
                 count: *count,
-                hits: 1,
+                events: 1,
             })
             .collect();
         let none = crate::ownership::Ownership::none();

@@ -19,25 +19,26 @@ use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
-pub use signal::Signal;
 use signal::{
     bounce_share, corroborate, crossed, one_quiet_owner, own_thresholds, owner_count, unit,
 };
+pub use signal::{Crossing, Signal};
 pub use tally::{Counted, OwnerKey, Parties, Tally};
 pub use whitelist::Whitelist;
 
-/// One stored piece of evidence, as detection needs it: a login, or `count` messages;
-/// or, folded (see `Fold`), `hits` of them that evaluation cannot tell apart.
+/// One stored event, as detection needs it: a login, or `count` messages; or, folded
+/// (see `Fold`), `events` of them that evaluation cannot tell apart.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     pub source: Source,
     pub addr: ClientAddr,
     /// The latest of the folded ones.
     pub time: LogTime,
-    /// Summed over the folded ones.
+    /// Messages (rate) or bounced recipients (bounces), summed over the folded events;
+    /// 1 per login.
     pub count: u32,
-    /// How many stored pieces of evidence this stands for.
-    pub hits: u32,
+    /// How many stored events this stands for: 1, or more when folded.
+    pub events: u32,
 }
 
 /// What is stored about an account between events.
@@ -93,11 +94,12 @@ impl Evaluation<'_> {
         self.counts.networks().len()
     }
 
+    /// Logins counted over all login sources in the window.
     pub fn logins(&self) -> u32 {
         self.counts
             .sources()
             .filter(|(s, _)| s.is_login())
-            .map(|(_, c)| c.logins)
+            .map(|(_, c)| c.events)
             .sum()
     }
 
@@ -359,7 +361,7 @@ pub(crate) mod tests {
                 addr: ClientAddr::parse(&format!("198.51.{}.7", 100 + i)).unwrap(),
                 time: LogTime::from_millis(1000 * i as i64),
                 count: 1,
-                hits: 1,
+                events: 1,
             })
             .collect()
     }
@@ -407,7 +409,7 @@ pub(crate) mod tests {
             addr: ClientAddr::parse(addr).unwrap(),
             time: LogTime::from_millis(50_000),
             count: 150,
-            hits: 1,
+            events: 1,
         };
         // Six /24s and 150 messages: a botnet's first minutes.
         let mut botnet = seen(6);
@@ -455,8 +457,20 @@ pub(crate) mod tests {
             judge(&cfg, &user, &spammer),
             (
                 Level::Block,
-                "bounces: 33 % of 300 msgs/1h > 25; rate: 300 msgs/1h > 100; bounces: 100 bounces/1h > 20".into()
+                "bounces: 33 % of 300 msgs/1h >= 25; rate: 300 msgs/1h > 100; bounces: 100 bounces/1h > 20".into()
             )
+        );
+        // The share blocks at bounce_share, and its reason says so.
+        let at_share = [
+            seen(1)[0],
+            counted(Source::Rate, 400),
+            counted(Source::Bounces, 100),
+        ];
+        let (level, reason) = judge(&cfg, &user, &at_share);
+        assert_eq!(level, Level::Block, "{reason}");
+        assert!(
+            reason.starts_with("bounces: 25 % of 400 msgs/1h >= 25;"),
+            "{reason}"
         );
         // A newsletter: 2,000 messages, 3 % bouncing: the rate notifies, nothing blocks.
         let newsletter = [

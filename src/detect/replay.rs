@@ -321,7 +321,7 @@ mod tests {
                 },
                 addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
                 count: 1 + (i % 4) as u32 * 20,
-                hits: 1,
+                events: 1,
             })
             .collect();
         let expected = from_scratch(&cfg, &events);
@@ -342,7 +342,7 @@ mod tests {
             source: Source::Bounces,
             addr: ClientAddr::parse("198.51.100.1").unwrap(),
             count: 1,
-            hits: 1,
+            events: 1,
         };
         let ids: Vec<String> = (0..10)
             .map(|r| format!("('4F1A32C0D1', 'r{r}@x')"))

@@ -14,6 +14,8 @@ pub struct Signal {
     /// `networks/1h`, `msgs/1h`, `deferred`...
     pub unit: String,
     pub threshold: u64,
+    /// How `value` crossed `threshold`, as the reason says it.
+    pub crossing: Crossing,
     /// Set for a baseline signal: the account's usual figure and the factor applied.
     pub usual: Option<(u32, u32)>,
     /// Set when a network count was held at notify: its networks belong to only this
@@ -26,29 +28,56 @@ pub struct Signal {
     pub corroborated: Option<Source>,
 }
 
+/// How a value crosses its threshold: a count when above it, the bounce share when at
+/// it (`detection.bounce_share` is "at least").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossing {
+    Above,
+    AtLeast,
+}
+
+impl Crossing {
+    pub fn crosses(self, value: u64, threshold: u64) -> bool {
+        match self {
+            Crossing::Above => value > threshold,
+            Crossing::AtLeast => value >= threshold,
+        }
+    }
+}
+
+impl std::fmt::Display for Crossing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Crossing::Above => ">",
+            Crossing::AtLeast => ">=",
+        })
+    }
+}
+
 impl std::fmt::Display for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.usual {
             Some((usual, factor)) => write!(
                 f,
-                "baseline: {} {} > {} ({factor}x usual {usual})",
-                self.value, self.unit, self.threshold
+                "baseline: {} {} {} {} ({factor}x usual {usual})",
+                self.value, self.unit, self.crossing, self.threshold
             ),
             None => {
                 // `networks of 12 owners/1h` when owners are known.
                 match (self.owners, self.unit.split_once('/')) {
                     (Some(owners), Some((what, per))) => write!(
                         f,
-                        "{}: {} {what} of {owners} owner{}/{per} > {}",
+                        "{}: {} {what} of {owners} owner{}/{per} {} {}",
                         self.source,
                         self.value,
                         if owners == 1 { "" } else { "s" },
+                        self.crossing,
                         self.threshold
                     ),
                     _ => write!(
                         f,
-                        "{}: {} {} > {}",
-                        self.source, self.value, self.unit, self.threshold
+                        "{}: {} {} {} {}",
+                        self.source, self.value, self.unit, self.crossing, self.threshold
                     ),
                 }
             }
@@ -106,17 +135,21 @@ pub(super) fn bounce_share(d: &Detection, counts: &Tally) -> Option<Signal> {
         return None;
     }
     let percent = bounces.saturating_mul(100) / messages;
-    (percent >= u64::from(d.bounce_share)).then(|| Signal {
-        source: Source::Bounces,
-        level: Level::Block,
-        value: percent,
-        unit: format!("% of {messages} msgs/{}", d.window),
-        threshold: d.bounce_share.into(),
-        usual: None,
-        held: None,
-        owners: None,
-        corroborated: None,
-    })
+    let crossing = Crossing::AtLeast;
+    crossing
+        .crosses(percent, d.bounce_share.into())
+        .then(|| Signal {
+            source: Source::Bounces,
+            level: Level::Block,
+            value: percent,
+            unit: format!("% of {messages} msgs/{}", d.window),
+            threshold: d.bounce_share.into(),
+            crossing,
+            usual: None,
+            held: None,
+            owners: None,
+            corroborated: None,
+        })
 }
 
 /// Raises the network counts at `candidates` (indexes into `signals`) to block when
@@ -158,13 +191,14 @@ pub(super) fn crossed(
     .into_iter()
     .find_map(|(level, threshold)| {
         threshold
-            .filter(|&th| value > u64::from(th))
+            .filter(|&th| Crossing::Above.crosses(value, th.into()))
             .map(|threshold| Signal {
                 source,
                 level,
                 value,
                 unit: unit(source, window),
                 threshold: threshold.into(),
+                crossing: Crossing::Above,
                 usual: None,
                 held: None,
                 owners: None,

@@ -123,9 +123,10 @@ pub struct SourceTally {
     pub wide: NetCounts,
     /// Their owners (see `OwnerKey`): how many parties they belong to.
     pub owners: NetCounts<OwnerKey>,
-    /// Pieces of evidence: logins, or message counts for rate and bounces.
-    pub logins: u32,
-    pub whitelisted_logins: u32,
+    /// Stored events counted: logins, or message counts for rate and bounces.
+    pub events: u32,
+    /// Stored events from whitelisted networks, not counted.
+    pub whitelisted_events: u32,
     /// Sum of the counts: messages for rate, bounces for bounces.
     pub messages: u64,
 }
@@ -220,28 +221,28 @@ impl Tally {
 
     /// Evidence enters or leaves the window (`detection.window`).
     pub fn change_window(&mut self, c: &Counted, change: Change) {
-        let hits = c.seen.hits;
+        let events = c.seen.events;
         // A refused smtp login is an smtp login (see `Source::counted_as`).
         let t = &mut self.sources[c.seen.source.counted_as() as usize];
-        change.apply_u32(&mut t.logins, hits);
+        change.apply_u32(&mut t.events, events);
         change.apply_u64(&mut t.messages, c.seen.count.into());
         if !c.seen.source.is_login() {
             return;
         }
         match c.nets {
             Some((net, wide, owner)) => {
-                t.networks.change(net, change, hits);
-                t.wide.change(wide, change, hits);
-                t.owners.change(owner, change, hits);
+                t.networks.change(net, change, events);
+                t.wide.change(wide, change, events);
+                t.owners.change(owner, change, events);
             }
-            None => change.apply_u32(&mut t.whitelisted_logins, hits),
+            None => change.apply_u32(&mut t.whitelisted_events, events),
         }
     }
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
         if let (Source::Smtp, Some((_, _, owner))) = (c.seen.source.counted_as(), c.nets) {
-            self.spread.change(owner, change, c.seen.hits);
+            self.spread.change(owner, change, c.seen.events);
         }
     }
 
@@ -250,7 +251,7 @@ impl Tally {
         Source::ALL
             .into_iter()
             .zip(&self.sources)
-            .filter(|(_, t)| t.logins > 0)
+            .filter(|(_, t)| t.events > 0)
     }
 
     pub fn source(&self, source: Source) -> &SourceTally {
@@ -312,7 +313,7 @@ mod tests {
             addr: ClientAddr::parse(&addr).unwrap(),
             time: LogTime::from_millis(rng.below(2 * 86_400_000) as i64),
             count: 1 + rng.below(50) as u32,
-            hits: 1,
+            events: 1,
         };
         Counted::new(d, wl, &crate::ownership::Ownership::none(), seen)
     }
@@ -386,7 +387,7 @@ mod tests {
                 addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
                 time: LogTime::from_millis(1000 * i),
                 count: 1,
-                hits: 1,
+                events: 1,
             };
             Counted::new(d, &wl, &crate::ownership::Ownership::none(), seen)
         };

@@ -61,7 +61,7 @@ pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
         out.push(Finding::new(
             Status::Ok,
             AREA,
-            format!("{TIMER} is enabled: run-actions runs every 2 minutes"),
+            format!("{TIMER} is enabled: run-actions runs every minute"),
             None,
         ));
         return;
@@ -101,7 +101,7 @@ pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
                     paths.cron_dir.display()
                 ),
                 Some(format!(
-                    "systemctl enable --now {TIMER}   (without systemd: echo '*/2 * * * * root {}{config} run-actions' > {})",
+                    "systemctl enable --now {TIMER}   (without systemd: echo '* * * * * root {}{config} run-actions' > {})",
                     bin.display(),
                     paths.cron_dir.join("f2b-mailguard").display()
                 )),

@@ -10,6 +10,30 @@ use crate::model::{DatabaseLocation, LogTime, Mode};
 use crate::spool::Backlog;
 use crate::store::Store;
 
+/// Logins waiting in the spool and refused in 24h, as findings.
+fn backlog(cfg: &Config, out: &mut Vec<Finding>) {
+    const AREA: &str = "mailguard";
+    let backlog = Backlog::of(&cfg.local_base(), LogTime::now());
+    let problems = backlog.problems();
+    if problems.is_empty() {
+        out.push(Finding::new(
+            Status::Ok,
+            AREA,
+            "no login waiting in the spool or rejected in 24h",
+            None,
+        ));
+    }
+    for p in problems {
+        // A spooled login waits for a working database; a rejection names the field.
+        let fix = if p.contains("spooled") {
+            "f2b-mailguard config check; then f2b-mailguard run-actions stores them"
+        } else {
+            "check the jail's filter and action (the fail2ban checks below)"
+        };
+        out.push(Finding::new(Status::Warn, AREA, p, Some(fix.into())));
+    }
+}
+
 pub fn mailguard(
     cfg: &Config,
     store: Option<&mut dyn Store>,
@@ -58,6 +82,8 @@ pub fn mailguard(
                 ),
             }),
         ));
+        // Logins wait in the spool above all while the store is down.
+        backlog(cfg, out);
         return;
     };
     match store.set_meta("doctor", &LogTime::now().millis().to_string()) {
@@ -89,25 +115,7 @@ pub fn mailguard(
             ));
         }
     }
-    let backlog = Backlog::of(&cfg.local_base(), LogTime::now());
-    let problems = backlog.problems();
-    if problems.is_empty() {
-        out.push(Finding::new(
-            Status::Ok,
-            AREA,
-            "no login waiting in the spool or rejected in 24h",
-            None,
-        ));
-    }
-    for p in problems {
-        // A spooled login waits for a working database; a rejection names the field.
-        let fix = if p.contains("spooled") {
-            "f2b-mailguard config check; then f2b-mailguard run-actions stores them"
-        } else {
-            "check the jail's filter and action (the fail2ban checks below)"
-        };
-        out.push(Finding::new(Status::Warn, AREA, p, Some(fix.into())));
-    }
+    backlog(cfg, out);
     match store.action_totals() {
         Ok(t) if t.failed > 0 => out.push(Finding::new(
             Status::Warn,

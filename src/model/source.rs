@@ -122,18 +122,24 @@ impl fmt::Display for Source {
 }
 
 /// How many messages one event stands for (Fail2ban's <failures> for rate and bounces).
-pub struct MessageCount;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCount(u32);
 
 impl MessageCount {
     pub const MAX: u32 = 1_000_000;
+    pub const ONE: Self = Self(1);
 
-    pub fn parse(raw: &str) -> Result<u32, Invalid> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match raw.parse::<u32>() {
-            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(n),
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
             _ => Err(Invalid::new(
                 "count",
                 format!("{raw:?} is not a whole number from 1 to {}", Self::MAX),
             )),
         }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
     }
 }

@@ -1,4 +1,5 @@
-//! Points in time and lengths of time.
+//! Times and lengths of time: milliseconds, so "the same event twice" is an exact
+//! comparison.
 
 use std::fmt;
 
@@ -55,12 +56,34 @@ impl LogTime {
         Self(self.0.saturating_sub(span.millis()))
     }
 
-    /// RFC 3339 in UTC, for humans and mail.
+    /// RFC 3339 in UTC, for humans and mail; the milliseconds as they are for a time
+    /// beyond year 9999 or before year 0 (a damaged value: parse refuses them).
     pub fn rfc3339(self) -> String {
-        chrono::DateTime::from_timestamp_millis(self.0)
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-            .unwrap_or_else(|| self.0.to_string())
+        let secs = self.0.div_euclid(1000);
+        let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return self.0.to_string();
+        }
+        let (h, min, s) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
+        format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02} UTC")
     }
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`: 400-year eras of 146,097 days, years starting in March so the
+/// leap day ends them).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1st
+    let mp = (5 * doy + 2) / 153; // 0..=11, March = 0
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// A length of time written as `90s`, `15m`, `1h`, `30d` (or combinations like `1h30m`).
@@ -144,6 +167,30 @@ impl fmt::Display for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checked against chrono 0.4 (which it replaces) over years 0 to 9999 when written.
+    #[test]
+    fn rfc3339_in_utc_across_leap_days_and_centuries() {
+        for (ms, want) in [
+            (0, "1970-01-01 00:00:00 UTC"),
+            (-1, "1969-12-31 23:59:59 UTC"),
+            (1_999, "1970-01-01 00:00:01 UTC"),
+            (1_795_417_200_000, "2026-11-23 07:00:00 UTC"),
+            (951_782_400_000, "2000-02-29 00:00:00 UTC"),
+            (4_107_456_000_000, "2100-02-28 00:00:00 UTC"),
+            (4_107_542_399_999, "2100-02-28 23:59:59 UTC"),
+            (4_107_542_400_000, "2100-03-01 00:00:00 UTC"),
+            (-2_203_891_200_000, "1900-03-01 00:00:00 UTC"),
+            (-62_167_219_200_000, "0000-01-01 00:00:00 UTC"),
+            (253_402_300_799_999, "9999-12-31 23:59:59 UTC"),
+            (253_402_300_800_000, "253402300800000"),
+            (-62_167_219_200_001, "-62167219200001"),
+            (i64::MIN, "-9223372036854775808"),
+            (i64::MAX, "9223372036854775807"),
+        ] {
+            assert_eq!(LogTime::from_millis(ms).rfc3339(), want, "{ms}");
+        }
+    }
 
     #[test]
     fn spans() {

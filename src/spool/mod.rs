@@ -203,7 +203,11 @@ pub fn local_base_named(db: Option<&DatabaseLocation>, config: Option<&Path>) ->
             .and_then(|s| DatabaseLocation::parse("database", s).ok())
             .unwrap_or_else(|| DatabaseLocation::Sqlite(PathBuf::from(DEFAULT_DATABASE)))
     });
-    database.local_base(Path::new(string("local_dir").unwrap_or(DEFAULT_LOCAL_DIR)))
+    database.local_base(Path::new(
+        string("local_dir")
+            .filter(|d| !d.is_empty())
+            .unwrap_or(DEFAULT_LOCAL_DIR),
+    ))
 }
 
 /// Waiting and refused logins, as `status`, `check`, `metrics` and `doctor` show them.
@@ -285,7 +289,7 @@ fn encode(e: &LoginEvent) -> String {
         e.source,
         e.user.as_str(),
         e.addr,
-        e.count,
+        e.count.get(),
         e.jail.as_str()
     );
     if let Some(fid) = &e.fid {
@@ -351,7 +355,7 @@ mod tests {
             addr: ClientAddr::parse("2001:db8::1").unwrap(),
             jail: Label::parse("jail", "mailguard bounce").unwrap(),
             fid: Some(Label::parse("fid", "('a', '2001:db8::1')").unwrap()),
-            count: 7,
+            count: MessageCount::parse("7").expect("a count"),
         };
         let plain = LoginEvent {
             fid: None,

@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
-use crate::model::{ActionKind, Cidr, ClientAddr, Label, Level, LogTime, SaslUser, Source};
+use crate::model::{
+    ActionKind, Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source,
+};
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
 pub use postgres::PgStore;
@@ -27,8 +29,7 @@ pub struct LoginEvent {
     pub addr: ClientAddr,
     pub jail: Label,
     pub fid: Option<Label>,
-    /// Messages for rate and bounces (Fail2ban's <failures>); 1 for a login.
-    pub count: u32,
+    pub count: MessageCount,
 }
 
 /// What a backtest hands the store, in order (see `Store::import`).
@@ -119,6 +120,8 @@ pub struct ActionRecord {
     pub updated: Option<LogTime>,
     pub next: LogTime,
     pub outcome: Option<String>,
+    /// The server that queued it (`server_name`); None for rows from before.
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -147,11 +150,13 @@ pub struct LevelChange {
     pub actor: String,
 }
 
-/// All logins of one account from one address and source.
+/// All logins of one account from one address and source through one server.
 #[derive(Debug, Clone)]
 pub struct AddrSummary {
     pub addr: ClientAddr,
     pub source: Source,
+    /// The server that saw them; None for rows from before servers were stored.
+    pub server: Option<String>,
     pub first_seen: LogTime,
     pub last_seen: LogTime,
     pub count: u64,
@@ -196,7 +201,7 @@ pub trait Store {
     /// One account's evidence in `(since, until]`.
     fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>>;
 
-    /// Every stored login of one account, grouped by address and source.
+    /// Every stored login of one account, grouped by address, source and server.
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;
 
     fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>>;
@@ -242,6 +247,8 @@ pub trait Store {
     /// Deletes at most `batch` logins older than `before`; returns how many went.
     fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
+    /// The database's size on disk, in bytes.
+    fn size_bytes(&mut self) -> Result<u64>;
     fn meta(&mut self, key: &str) -> Result<Option<String>>;
     /// Fails if an `import` into this (scratch) database was killed half-way: what it
     /// holds cannot be trusted.

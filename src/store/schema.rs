@@ -139,6 +139,13 @@ const MIGRATIONS: &[Migration] = &[
     DROP INDEX events_key;
     CREATE UNIQUE INDEX events_key ON events(user_id, ts_ms, source, ip, count, ifnull(fid, ''));
     "),
+    // 8: the server that saw each login and queued each action (`server_name`), as in
+    // the shared store. NULL for rows from before: not known. Not in `events_key`: a
+    // retry is one call whichever server stores it.
+    Sql("
+    ALTER TABLE events ADD COLUMN server TEXT;
+    ALTER TABLE actions ADD COLUMN server TEXT;
+    "),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

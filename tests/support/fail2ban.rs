@@ -3,9 +3,7 @@
 //! shipped filter, action and jail files are copied unmodified; paths reach them only
 //! through `.local` files, as an admin would set them.
 //!
-//! Used by tests/fail2ban_e2e.rs (`#[path]`) and by the core's tests via support/mod.rs.
-//! Only std: the server is stopped by its pid, also when a test panics (Drop).
-#![allow(dead_code)]
+//! The server is stopped by its pid, also when a test panics (Drop).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -232,21 +230,20 @@ impl Fail2ban {
             log,
             server,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
         for j in jails {
-            while !f2b
-                .client(&["status", j.name])
-                .is_ok_and(|o| o.contains("Currently failed"))
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "fail2ban jail {} did not start: {}{}",
-                    j.name,
-                    f2b.log(),
-                    std::fs::read_to_string(base.join("server.out")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            let left = Duration::from_secs(30).saturating_sub(started.elapsed());
+            let up = super::try_wait_until(left, || {
+                f2b.client(&["status", j.name])
+                    .is_ok_and(|o| o.contains("Currently failed"))
+            });
+            assert!(
+                up,
+                "fail2ban jail {} did not start: {}{}",
+                j.name,
+                f2b.log(),
+                std::fs::read_to_string(base.join("server.out")).unwrap_or_default()
+            );
         }
         f2b
     }
@@ -291,12 +288,10 @@ impl Fail2ban {
                 &self.server.id().to_string(),
             ])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if super::try_wait_until(Duration::from_secs(10), || {
+            matches!(self.server.try_wait(), Ok(Some(_)))
+        }) {
+            return true;
         }
         let _ = self.server.kill();
         let _ = self.server.wait();

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::fail2ban::stdout_of;
 use super::smtp_sink::free_port;
@@ -72,6 +72,22 @@ pub struct PostfixSetup<'a> {
 }
 
 impl Postfix {
+    /// A started Postfix under `root` relaying to `relay_port`, with SMTP AUTH through
+    /// Dovecot's `auth_socket` and the usual submission restrictions.
+    pub fn submitting(root: &Path, relay_port: u16, auth_socket: &Path) -> Self {
+        let mut pf = Self::configure(
+            root,
+            &PostfixSetup {
+                relay_port,
+                defer_outbound: false,
+                sasl_socket: Some(auth_socket),
+                submission_restrictions: None,
+            },
+        );
+        pf.start();
+        pf
+    }
+
     /// Writes a private Postfix under `root` (config, spool, data, log) and an empty
     /// check_sasl_access map in lmdb, placed before permit_sasl_authenticated.
     pub fn configure(root: &Path, setup: &PostfixSetup) -> Self {
@@ -300,11 +316,7 @@ impl Drop for Postfix {
                 .arg(&self.config_dir)
                 .arg("stop")
                 .output();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if alive(pid) {
+            if !super::try_wait_until(Duration::from_secs(5), || !alive(pid)) {
                 kill(pid);
             }
         }
@@ -449,10 +461,7 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         if let Some(pid) = self.master_pid {
             kill(pid);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            super::try_wait_until(Duration::from_secs(5), || !alive(pid));
         }
     }
 }

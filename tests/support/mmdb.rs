@@ -35,11 +35,12 @@ pub fn write(path: &Path, database_type: &str, build_epoch: i64, types: Value, n
         .arg(path)
         .output()
         .expect("run perl");
-    assert!(
-        out.status.success(),
-        "writing {} (needs Debian's libmaxmind-db-writer-perl): {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    super::assert_success(
+        format_args!(
+            "writing {} (needs Debian's libmaxmind-db-writer-perl)",
+            path.display()
+        ),
+        &out,
     );
 }
 

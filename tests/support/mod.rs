@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fail2ban;
+pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
 pub mod postgres;
@@ -19,12 +20,37 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_f2b-mailguard");
 pub const T0: i64 = 1_795_417_200;
 
 /// Polls `ok` until it holds; panics naming `what` once `timeout` has passed.
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    assert!(try_wait_until(timeout, ok), "timed out waiting for {what}");
+}
+
+/// Polls `ok` until it holds or `timeout` has passed; whether it held. For waits
+/// whose failure message needs what was seen last (keep it in the closure).
+pub fn try_wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Panics unless the process behind `out` succeeded, naming `what` and showing its
+/// exit status and output.
+#[track_caller]
+pub fn assert_success(what: impl std::fmt::Display, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Wall-clock seconds since 1970, for tests that mix log time with real actions.
@@ -33,6 +59,15 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64
+}
+
+/// The first action of `kind` in a `status USER --json`.
+pub fn action<'a>(d: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    d["actions"]
+        .as_array()
+        .expect("actions array")
+        .iter()
+        .find(|a| a["kind"] == kind)
 }
 
 pub struct Sandbox {
@@ -110,12 +145,7 @@ impl Sandbox {
     /// Runs and insists on success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "f2b-mailguard {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(format_args!("f2b-mailguard {args:?}"), &out);
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
@@ -192,18 +222,28 @@ impl Sandbox {
         what: &str,
         ok: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let d = self.status_user(user, now());
-            if ok(&d) {
-                return d;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {d:#}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        let mut d = serde_json::Value::Null;
+        let held = try_wait_until(Duration::from_secs(30), || {
+            d = self.status_user(user, now());
+            ok(&d)
+        });
+        assert!(held, "timed out waiting for {what}: {d:#}");
+        d
+    }
+
+    /// Waits until the account's first action of `kind` satisfies `ok`, returning the
+    /// account's `status USER --json` and that action.
+    pub fn wait_action(
+        &self,
+        user: &str,
+        kind: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> (serde_json::Value, serde_json::Value) {
+        let d = self.wait_user(user, &format!("{kind} to settle"), |d| {
+            action(d, kind).is_some_and(&ok)
+        });
+        let a = action(&d, kind).cloned().expect("waited for it");
+        (d, a)
     }
 
     /// `ingest --json` of `input` (JSON lines) into the scratch database `scratch`,
@@ -226,11 +266,7 @@ impl Sandbox {
         let feed = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
         let out = child.wait_with_output().expect("ingest");
         feed.join().expect("feed").expect("write stdin");
-        assert!(
-            out.status.success(),
-            "ingest: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success("ingest", &out);
         String::from_utf8(out.stdout).expect("utf-8 report")
     }
 

@@ -7,13 +7,20 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Received {
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
+}
+
+/// The first of `mails` whose subject ends with `suffix`.
+pub fn with_subject<'a>(mails: &'a [Received], suffix: &str) -> Option<&'a Received> {
+    mails
+        .iter()
+        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(suffix)))
 }
 
 impl Received {
@@ -217,14 +224,8 @@ impl SmtpSink {
 
     /// Waits until `n` messages arrived (or the timeout passed) and returns them.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.messages();
-            if got.len() >= n || Instant::now() > deadline {
-                return got;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        super::try_wait_until(timeout, || self.messages().len() >= n);
+        self.messages()
     }
 }
 

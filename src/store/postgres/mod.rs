@@ -3,6 +3,7 @@
 //! one connection per process, no TLS (a Unix socket or a tunnel).
 
 mod outbox;
+mod pgpass;
 mod rows;
 mod schema;
 mod write;
@@ -35,7 +36,7 @@ pub struct PgStore {
 impl PgStore {
     pub fn open(url: &PgUrl, cfg: &Config) -> Result<Self> {
         // This server's spool and worker lock live there, as beside a SQLite file.
-        crate::files::private_dir(&cfg.local_dir)?;
+        crate::files::private_dir(&cfg.local_dir())?;
         let shown = url.to_string();
         let mut pg = url.client_config().map_err(|e| Error::SharedStore {
             url: shown.clone(),
@@ -46,15 +47,18 @@ impl PgStore {
                 cfg.connect_timeout.millis().max(1) as u64,
             ));
         }
+        if pg.get_password().is_none() {
+            if let Some(password) = pgpass::password_for(&pg) {
+                pg.password(password);
+            }
+        }
         if pg.get_application_name().is_none() {
             pg.application_name("f2b-mailguard");
         }
-        let mut client = pg
-            .connect(NoTls)
-            .map_err(|e| Error::SharedStoreUnreachable {
-                url: shown.clone(),
-                reason: one_line(&e),
-            })?;
+        let mut client = connect_within(pg).map_err(|reason| Error::SharedStoreUnreachable {
+            url: shown.clone(),
+            reason,
+        })?;
         schema::migrate(&mut client).map_err(|e| Error::SharedStore {
             url: shown.clone(),
             reason: match e {
@@ -88,6 +92,32 @@ impl PgStore {
     /// Runs `f` on the client, mapping its error.
     fn with<T>(&mut self, f: impl FnOnce(&mut Client) -> R<T>) -> Result<T> {
         f(&mut self.client).map_err(|e| self.err(e))
+    }
+}
+
+/// Connects, giving up after the connect timeout. The client's own timeout covers
+/// the socket's connect only; a server (or a proxy) that accepts and never answers
+/// would hold `record`, and with it Fail2ban's action lock, for ever. The attempt
+/// left behind ends with the process, which keeps the login in its spool.
+fn connect_within(pg: postgres::Config) -> std::result::Result<Client, String> {
+    let timeout = pg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(std::time::Duration::from_secs(2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("pg-connect".into())
+        .spawn(move || {
+            // The receiver may have given up: nobody to tell.
+            let _ = tx.send(pg.connect(NoTls).map_err(|e| one_line(&e)));
+        })
+        .map_err(|e| format!("cannot start connecting: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(connected) => connected,
+        Err(_) => Err(format!(
+            "no answer within connect_timeout ({} ms)",
+            timeout.as_millis()
+        )),
     }
 }
 
@@ -232,9 +262,10 @@ impl Store for PgStore {
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {
         self.with(|c| {
             let rows = c.query(
-                "SELECT e.ip, e.source, min(e.ts_ms), max(e.ts_ms), count(*)
+                "SELECT e.ip, e.source, min(e.ts_ms), max(e.ts_ms), count(*), e.server
                  FROM events e JOIN users u ON u.id = e.user_id WHERE u.name = $1
-                 GROUP BY e.ip, e.source ORDER BY e.ip, e.source COLLATE \"C\"",
+                 GROUP BY e.ip, e.source, e.server
+                 ORDER BY e.ip, e.source COLLATE \"C\", e.server",
                 &[&user.as_str()],
             )?;
             rows.iter()
@@ -245,6 +276,7 @@ impl Store for PgStore {
                         first_seen: LogTime::from_millis(r.try_get(2)?),
                         last_seen: LogTime::from_millis(r.try_get(3)?),
                         count: r.try_get::<_, i64>(4)? as u64,
+                        server: Some(r.try_get(5)?),
                     })
                 })
                 .collect()
@@ -373,6 +405,16 @@ impl Store for PgStore {
                 &[&key, &value],
             )?;
             Ok(())
+        })
+    }
+
+    /// The whole shared database as PostgreSQL counts it (tables, indexes, TOAST).
+    fn size_bytes(&mut self) -> Result<u64> {
+        self.with(|c| {
+            let bytes: i64 = c
+                .query_one("SELECT pg_database_size(current_database())", &[])?
+                .try_get(0)?;
+            Ok(bytes.max(0) as u64)
         })
     }
 

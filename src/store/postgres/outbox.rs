@@ -66,7 +66,7 @@ pub(super) fn finish_action(
 pub(super) fn actions_of(c: &mut impl GenericClient, user: &SaslUser) -> R<Vec<ActionRecord>> {
     let rows = c.query(
         "SELECT a.id, a.kind, a.level, a.enforced, a.state, a.attempts, a.created_ms,
-                a.updated_ms, a.next_ms, a.outcome, a.change_id
+                a.updated_ms, a.next_ms, a.outcome, a.change_id, a.server
          FROM actions a JOIN users u ON u.id = a.user_id WHERE u.name = $1 ORDER BY a.id",
         &[&user.as_str()],
     )?;
@@ -84,6 +84,7 @@ pub(super) fn actions_of(c: &mut impl GenericClient, user: &SaslUser) -> R<Vec<A
                 next: LogTime::from_millis(r.try_get(8)?),
                 outcome: r.try_get(9)?,
                 change_id: r.try_get(10)?,
+                server: Some(r.try_get(11)?),
             })
         })
         .collect()

@@ -134,7 +134,7 @@ pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
         addr: addr_of(r.try_get(first + 1)?)?,
         time: LogTime::from_millis(r.try_get(first + 2)?),
         count: u32_of(r.try_get(first + 3)?)?,
-        hits: 1,
+        events: 1,
     })
 }
 

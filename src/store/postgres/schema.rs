@@ -10,7 +10,7 @@ use postgres::Transaction;
 
 /// Migration N (1-based) brings the schema from version N-1 to N. Append only.
 const MIGRATIONS: &[&str] = &[
-    // 1: everything SQLite has at its version 8, with the servers.
+    // 1: everything SQLite has at its version 8 (the servers included).
     r#"
     CREATE TABLE users (
         id             BIGSERIAL PRIMARY KEY,

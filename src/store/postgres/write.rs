@@ -63,7 +63,7 @@ pub(super) fn record(
             &event.addr.to_string(),
             &event.jail.as_str(),
             &event.fid.as_ref().map(|f| f.as_str()),
-            &i64::from(event.count),
+            &i64::from(event.count.get()),
             &server,
         ],
     )?;

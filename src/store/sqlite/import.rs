@@ -90,7 +90,7 @@ fn events_empty(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// Into a scratch database without events, the import keeps its rollback journal in
 /// memory instead of the WAL: each page is written once, not to the WAL and then
-/// again by the checkpoint (0.6 s of a 1.5 M-line backtest). The journal still rolls
+/// again by the checkpoint (BENCHMARKS.md). The journal still rolls
 /// the import back if it fails, but a process killed half-way would leave a damaged
 /// file; the mark, stored before, makes the next command say so instead of reading it.
 /// False (WAL kept) if the switch is refused, e.g. another connection has it open.

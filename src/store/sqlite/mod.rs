@@ -33,6 +33,8 @@ use crate::model::{ActionKind, Cidr, Label, LogTime, SaslUser, Span};
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    /// This server's name, stored with its logins and actions.
+    server: String,
     retention: Span,
     busy_timeout: Span,
 }
@@ -44,6 +46,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             path,
+            server: cfg.server_name(),
             retention: cfg.retention,
             busy_timeout: cfg.busy_timeout,
         })
@@ -79,9 +82,9 @@ impl<T> AtPath<T> for rusqlite::Result<T> {
 
 impl Store for SqliteStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
-        let (conn, retention) = (&mut self.conn, self.retention);
+        let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
         retry_busy(self.busy_timeout, || {
-            write::record_once(conn, retention, event, engine)
+            write::record_once(conn, server, retention, event, engine)
         })
         .at(&self.path)
     }
@@ -101,9 +104,9 @@ impl Store for SqliteStore {
         senders: &[QueueSender],
         engine: &Engine,
     ) -> Result<usize> {
-        let conn = &mut self.conn;
+        let (conn, server) = (&mut self.conn, &self.server);
         retry_busy(self.busy_timeout, || {
-            queue::replace(conn, at, senders, engine)
+            queue::replace(conn, server, at, senders, engine)
         })
         .at(&self.path)
     }
@@ -225,6 +228,16 @@ impl Store for SqliteStore {
                 "was left half-written by an interrupted ingest; delete it (with its -wal and -shm files) and run ingest again",
             )),
         }
+    }
+
+    /// The file and its write-ahead log.
+    fn size_bytes(&mut self) -> Result<u64> {
+        let size = |suffix: &str| {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(&p).map_or(0, |m| m.len())
+        };
+        Ok(size("") + size("-wal"))
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {

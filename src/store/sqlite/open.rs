@@ -102,8 +102,9 @@ thread_local! {
 }
 
 /// Installs the busy handler: poll every 200 µs until `timeout`. The writer we wait
-/// for holds the lock for well under a millisecond; SQLite's own handler backs off
-/// 1, 2, 5 ... 100 ms, which left `record`'s p99 at 50-60 ms with 4 parallel writers.
+/// for holds the lock for well under a millisecond, while SQLite's own handler backs
+/// off up to 100 ms, which showed in `record`'s p99 with parallel writers
+/// (BENCHMARKS.md).
 fn wait_when_busy(conn: &Connection, timeout: Span) -> rusqlite::Result<()> {
     BUSY_TIMEOUT_MS.store(timeout.millis().max(0) as u64, Ordering::Relaxed);
     conn.busy_handler(Some(busy_wait))

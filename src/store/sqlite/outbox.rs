@@ -60,7 +60,7 @@ pub(super) fn actions_of(
 ) -> rusqlite::Result<Vec<ActionRecord>> {
     let mut stmt = conn.prepare(
         "SELECT a.id, a.kind, a.level, a.enforced, a.state, a.attempts, a.created_ms,
-                    a.updated_ms, a.next_ms, a.outcome, a.change_id
+                    a.updated_ms, a.next_ms, a.outcome, a.change_id, a.server
              FROM actions a JOIN users u ON u.id = a.user_id WHERE u.name = ?1 ORDER BY a.id",
     )?;
     let rows = stmt.query_map([user], |r| {
@@ -76,6 +76,7 @@ pub(super) fn actions_of(
             next: r.get(8)?,
             outcome: r.get(9)?,
             change_id: r.get(10)?,
+            server: r.get(11)?,
         })
     })?;
     rows.collect()

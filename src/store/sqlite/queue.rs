@@ -14,6 +14,7 @@ const SCANNED_KEY: &str = "queue_scanned_ms";
 
 pub(super) fn replace(
     conn: &mut Connection,
+    server: &str,
     at: LogTime,
     senders: &[QueueSender],
     engine: &Engine,
@@ -63,7 +64,7 @@ pub(super) fn replace(
             continue;
         };
         if let Some(account) = stored_account(&tx, user.as_str())? {
-            queued += evaluate_in(&tx, &user, &account, at, engine)?;
+            queued += evaluate_in(&tx, server, &user, &account, at, engine)?;
         }
     }
     tx.commit()?;

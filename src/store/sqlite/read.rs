@@ -104,10 +104,10 @@ pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<Stri
         .optional()
 }
 
-/// Logins of one account per (address, source): first and last seen, count.
-/// Aggregated here, not with `GROUP BY ip, source`: that sorts every login of the
-/// account in a temporary B-tree, while this walks the covering index `events_key`
-/// once (BENCHMARKS.md). Same rows, same order (by address text, then source).
+/// Logins of one account per (address, source, server): first and last seen, count.
+/// Aggregated here, not with `GROUP BY`: that sorts every login of the account in a
+/// temporary B-tree, while this walks the account's rows once (BENCHMARKS.md). Same
+/// rows, same order (by address text, then source, then server).
 pub(super) fn addresses(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<AddrSummary>> {
     type Slots = [Option<(i64, i64, u64)>; Source::ALL.len()];
     fn add(slots: &mut Slots, source: Source, ts: i64) {
@@ -120,37 +120,57 @@ pub(super) fn addresses(conn: &Connection, user: &SaslUser) -> rusqlite::Result<
     let Some(user_id) = user_id(conn, user)? else {
         return Ok(Vec::new());
     };
-    let mut stmt = conn.prepare("SELECT ip, source, ts_ms FROM events WHERE user_id = ?1")?;
-    let mut by_ip: HashMap<String, Slots> = HashMap::new();
+    let mut stmt =
+        conn.prepare("SELECT ip, source, ts_ms, server FROM events WHERE user_id = ?1")?;
+    // Per address, its servers (a few at most) with their slots.
+    type Servers = Vec<(Option<String>, Slots)>;
+    let mut by_ip: HashMap<String, Servers> = HashMap::new();
     let mut rows = stmt.query([user_id])?;
     while let Some(r) = rows.next()? {
         let ip = r.get_ref(0)?.as_str()?;
         let source: Source = r.get(1)?;
         let ts: i64 = r.get(2)?;
-        if let Some(slots) = by_ip.get_mut(ip) {
-            add(slots, source, ts);
-        } else {
-            let mut slots = Slots::default();
-            add(&mut slots, source, ts);
-            by_ip.insert(ip.to_owned(), slots);
+        let server = r.get_ref(3)?.as_str_or_null()?;
+        if !by_ip.contains_key(ip) {
+            by_ip.insert(ip.to_owned(), Vec::new());
+        }
+        let servers = by_ip
+            .get_mut(ip)
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        match servers.iter_mut().find(|(s, _)| s.as_deref() == server) {
+            Some((_, slots)) => add(slots, source, ts),
+            None => {
+                let mut slots = Slots::default();
+                add(&mut slots, source, ts);
+                servers.push((server.map(str::to_owned), slots));
+            }
         }
     }
-    let mut groups: Vec<(String, Source, (i64, i64, u64))> = by_ip
+    type Key = (String, Option<String>);
+    let mut groups: Vec<(Key, Source, (i64, i64, u64))> = by_ip
         .into_iter()
-        .flat_map(|(ip, slots)| {
+        .flat_map(|(ip, servers)| {
+            servers
+                .into_iter()
+                .map(move |(s, slots)| ((ip.clone(), s), slots))
+        })
+        .flat_map(|(key, slots)| {
             Source::ALL
                 .into_iter()
                 .zip(slots)
-                .filter_map(move |(source, agg)| Some((ip.clone(), source, agg?)))
+                .filter_map(move |(source, agg)| Some((key.clone(), source, agg?)))
         })
         .collect();
-    groups.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+    groups.sort_by(|a, b| {
+        (a.0 .0.as_str(), a.1.as_str(), &a.0 .1).cmp(&(b.0 .0.as_str(), b.1.as_str(), &b.0 .1))
+    });
     groups
         .into_iter()
-        .map(|(ip, source, (first, last, count))| {
+        .map(|((ip, server), source, (first, last, count))| {
             Ok(AddrSummary {
                 addr: parse_text(0, &ip)?,
                 source,
+                server,
                 first_seen: LogTime::from_millis(first),
                 last_seen: LogTime::from_millis(last),
                 count,

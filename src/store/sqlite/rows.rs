@@ -125,7 +125,7 @@ pub(super) fn seen_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Seen
         addr: r.get(first + 1)?,
         time: r.get(first + 2)?,
         count: r.get(first + 3)?,
-        hits: 1,
+        events: 1,
     })
 }
 

@@ -44,12 +44,13 @@ pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::R
 /// One attempt at storing a login and re-evaluating its account; see `Store::record`.
 pub(super) fn record_once(
     conn: &mut Connection,
+    server: &str,
     retention: Span,
     event: &LoginEvent,
     engine: &Engine,
 ) -> rusqlite::Result<Recorded> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let recorded = record_in(&tx, Some(retention), event, engine)?;
+    let recorded = record_in(&tx, server, Some(retention), event, engine)?;
     tx.commit()?;
     Ok(recorded)
 }
@@ -82,10 +83,11 @@ pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Op
     .optional()
 }
 
-/// Stores a login and re-evaluates its account inside the caller's transaction;
-/// `retention` applies the automatic pruning now and then.
+/// Stores a login seen by `server` and re-evaluates its account inside the caller's
+/// transaction; `retention` applies the automatic pruning now and then.
 fn record_in(
     tx: &Connection,
+    server: &str,
     retention: Option<Span>,
     event: &LoginEvent,
     engine: &Engine,
@@ -101,8 +103,8 @@ fn record_in(
         stored_account(tx, event.user.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let inserted = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             account.id,
@@ -111,7 +113,8 @@ fn record_in(
             event.addr,
             event.jail.as_str(),
             event.fid.as_ref().map(|f| f.as_str()),
-            event.count,
+            event.count.get(),
+            server,
         ])?;
     if inserted == 0 {
         return Ok(Recorded {
@@ -120,7 +123,7 @@ fn record_in(
         });
     }
     let event_id = tx.last_insert_rowid();
-    let queued = evaluate_in(tx, &event.user, &account, at, engine)?;
+    let queued = evaluate_in(tx, server, &event.user, &account, at, engine)?;
     if let Some(retention) = retention.filter(|_| event_id % AUTO_PRUNE_EVERY == 0) {
         prune(tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
@@ -131,20 +134,22 @@ fn record_in(
 }
 
 /// Re-evaluates one account at `at` inside the caller's transaction (see
-/// `store::evaluate`); returns how many actions were queued.
+/// `store::evaluate`), queueing actions for `server`; returns how many were queued.
 pub(super) fn evaluate_in(
     tx: &Connection,
+    server: &str,
     user: &SaslUser,
     account: &Stored,
     at: LogTime,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
-    evaluate(&mut SqliteRows { tx }, user, account, at, engine)
+    evaluate(&mut SqliteRows { tx, server }, user, account, at, engine)
 }
 
-/// An evaluation's rows in the caller's transaction.
+/// An evaluation's rows in the caller's transaction; actions are queued for `server`.
 struct SqliteRows<'c> {
     tx: &'c Connection,
+    server: &'c str,
 }
 
 impl EvalRows for SqliteRows<'_> {
@@ -243,8 +248,8 @@ impl EvalRows for SqliteRows<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms,
-                                      created_ms, next_ms, state, updated_ms, outcome)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+                                      created_ms, next_ms, state, updated_ms, outcome, server)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 a.user_id,
@@ -260,7 +265,8 @@ impl EvalRows for SqliteRows<'_> {
                     "pending"
                 },
                 a.skipped.as_ref().map(|_| now),
-                a.skipped
+                a.skipped,
+                self.server,
             ])?;
         Ok(())
     }

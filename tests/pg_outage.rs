@@ -1,0 +1,298 @@
+//! The shared PostgreSQL store down (issue 19): `record` keeps logins in this
+//! server's spool and returns at once; the next `record` or `run-actions` with the
+//! store back forwards them once, in log-time order. `check`, `doctor` and `metrics`
+//! say the store is unreachable and how many logins wait.
+
+mod support;
+
+use std::process::Output;
+
+use support::postgres::Postgres;
+use support::{Sandbox, T0};
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+
+fn on_postgres(pg: &Postgres, server: &str) -> Sandbox {
+    let s = Sandbox::new("");
+    std::fs::write(
+        s.config_path(),
+        format!(
+            "database = {:?}\nlocal_dir = {:?}\nserver_name = {server:?}\n\
+             [actions]\nnotify = []\nblock = []\nlock = []\n",
+            pg.url(),
+            s.path().join("local").display().to_string()
+        ),
+    )
+    .expect("config");
+    s
+}
+
+fn spool(s: &Sandbox) -> std::path::PathBuf {
+    s.path().join("local/postgresql.spool")
+}
+
+fn spooled(s: &Sandbox) -> usize {
+    std::fs::read_to_string(spool(s))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// Login `i` of the run: alice from network i, bob from network i % 3.
+fn login(s: &Sandbox, i: i64) -> Output {
+    let user = if i % 4 == 3 { BOB } else { ALICE };
+    s.run(&[
+        "record",
+        "--source=smtp",
+        "--jail=t",
+        &format!("--user={user}"),
+        &format!("--ip=198.51.{}.7", 100 + i % 17),
+        &format!("--time={}", T0 + i),
+    ])
+}
+
+fn levels(s: &Sandbox) -> Vec<(String, Vec<String>)> {
+    [ALICE, BOB]
+        .iter()
+        .map(|u| {
+            let d = s.status_user(u, T0 + 100);
+            let steps = d["history"]
+                .as_array()
+                .expect("history")
+                .iter()
+                .map(|h| format!("{}>{}@{}", h["from"], h["to"], h["time"]).replace('"', ""))
+                .collect();
+            (u.to_string(), steps)
+        })
+        .collect()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn an_outage_loses_no_login_and_changes_no_level() {
+    // The same 30 logins on a store that never went down.
+    let steady_pg = Postgres::start();
+    let steady = on_postgres(&steady_pg, "mx1");
+    for i in 0..30 {
+        assert!(login(&steady, i).status.success());
+    }
+
+    let mut pg = Postgres::start();
+    let s = on_postgres(&pg, "mx1");
+    for i in 0..10 {
+        let o = login(&s, i);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    pg.stop();
+    for i in 10..20 {
+        let o = login(&s, i);
+        // Kept, exit 0 (so Fail2ban does not retry), and said why on stderr.
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("is unreachable"), "{err}");
+        assert!(err.contains("postgresql.spool"), "{err}");
+    }
+    assert_eq!(spooled(&s), 10);
+
+    // What monitoring says while it is down.
+    let check = s.run(&["check"]);
+    let text = out(&check);
+    assert_eq!(check.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("F2B-MAILGUARD CRITICAL - shared database postgresql://postgres@/mailguard"),
+        "{text}"
+    );
+    assert!(text.contains("is unreachable"), "{text}");
+    assert!(text.contains("10 login(s) spooled"), "{text}");
+    assert!(text.contains("spooled=10"), "{text}");
+
+    let metrics = s.run(&["metrics"]);
+    let text = out(&metrics);
+    assert!(text.contains("f2b_mailguard_store_up 0\n"), "{text}");
+    assert!(text.contains("f2b_mailguard_spooled_logins 10\n"), "{text}");
+    assert!(text.contains("is unreachable"), "{text}");
+
+    let doctor = s.run(&["doctor"]);
+    let text = out(&doctor);
+    assert!(
+        text.lines().any(|l| l.starts_with("fail ")
+            && l.contains("shared database postgresql://postgres@/mailguard")
+            && l.contains("is unreachable")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("warn ") && l.contains("10 login(s) spooled")),
+        "{text}"
+    );
+
+    pg.start_server();
+    // The first record after the outage forwards the spool first, then its own login.
+    for i in 20..25 {
+        let o = login(&s, i);
+        assert!(o.status.success(), "{}", out(&o));
+        assert!(o.stderr.is_empty(), "{}", out(&o));
+    }
+    assert_eq!(spooled(&s), 0);
+    // A login left in the spool (as if the store fell again) is forwarded by the
+    // worker's timer too, and a retry already stored is not stored twice.
+    pg.stop();
+    for i in 25..30 {
+        assert!(login(&s, i).status.success());
+    }
+    assert!(login(&s, 24).status.success());
+    assert_eq!(spooled(&s), 6);
+    pg.start_server();
+    let ran = s.ok(&["run-actions"]);
+    assert!(ran.contains("spool: 6 login(s) stored"), "{ran}");
+    assert_eq!(spooled(&s), 0);
+
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), "30");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM (SELECT DISTINCT user_id, ts_ms, ip FROM events) e"),
+        "30"
+    );
+    assert_eq!(levels(&s), levels(&steady));
+    assert!(
+        levels(&s)[0].1.len() >= 2,
+        "the run escalates: {:?}",
+        levels(&s)
+    );
+    let check = s.run(&["check"]);
+    assert!(out(&check).contains("spooled=0"), "{}", out(&check));
+    let metrics = s.ok(&["metrics"]);
+    assert!(metrics.contains("f2b_mailguard_store_up 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("f2b_mailguard_spooled_logins 0\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn metrics_give_the_shared_databases_size() {
+    let pg = Postgres::start();
+    let s = on_postgres(&pg, "mx1");
+    for i in 0..5 {
+        assert!(login(&s, i).status.success());
+    }
+    let metrics = s.ok(&["metrics"]);
+    let bytes: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("f2b_mailguard_database_bytes "))
+        .expect("database_bytes")
+        .parse()
+        .expect("a number");
+    let size: i64 = pg
+        .psql("SELECT pg_database_size(current_database())")
+        .parse()
+        .expect("size");
+    // The same figure, give or take what PostgreSQL's own bookkeeping wrote between.
+    assert!(
+        bytes > 0 && (bytes - size).abs() < 1 << 20,
+        "{bytes} vs {size}"
+    );
+}
+
+#[test]
+fn record_returns_within_the_connect_timeout_when_the_server_does_not_answer() {
+    // A listening socket that never accepts: the connection hangs until the timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let s = Sandbox::new("");
+    std::fs::write(
+        s.config_path(),
+        format!(
+            "database = \"postgresql://mg@127.0.0.1:{port}/mg\"\nlocal_dir = {:?}\n\
+             connect_timeout = \"1s\"\n[actions]\nnotify = []\nblock = []\nlock = []\n",
+            s.path().join("local").display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = s
+        .cmd()
+        .args([
+            "record",
+            "--source=smtp",
+            "--jail=t",
+            "--user=a@example.com",
+        ])
+        .args(["--ip=198.51.100.7", &format!("--time={T0}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("record");
+    // A liveness bound, not a speed figure: without the timeout record never returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            support::mailstack::kill(child.id());
+            panic!("record hangs on a server that never answers");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("record");
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(spooled(&s), 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is unreachable"), "{err}");
+    drop(listener);
+}
+
+#[test]
+fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
+    let pg = Postgres::start();
+    // The README's set-up: a role that owns one schema and may only connect.
+    pg.psql(
+        "CREATE ROLE mg LOGIN PASSWORD 's3cret:x';
+         REVOKE ALL ON DATABASE mailguard FROM PUBLIC;
+         GRANT CONNECT ON DATABASE mailguard TO mg;
+         CREATE SCHEMA mailguard AUTHORIZATION mg;
+         ALTER ROLE mg SET search_path = mailguard;",
+    );
+    let hba = pg.psql("SHOW hba_file");
+    std::fs::write(&hba, "local all mg scram-sha-256\nlocal all all trust\n").expect("hba");
+    assert_eq!(pg.psql("SELECT pg_reload_conf()"), "t");
+    let mut s = on_postgres(&pg, "mx1");
+    let config = std::fs::read_to_string(s.config_path()).expect("config");
+    std::fs::write(
+        s.config_path(),
+        config.replace("postgresql://postgres@", "postgresql://mg@"),
+    )
+    .expect("config");
+    let pgpass = s.path().join("pgpass");
+    s.env.push(("PGPASSFILE".into(), pgpass.clone()));
+
+    // No password anywhere: refused, kept.
+    assert!(login(&s, 0).status.success());
+    assert_eq!(spooled(&s), 1);
+    // Readable by others: not used, as libpq would not.
+    std::fs::write(&pgpass, "localhost:5432:mailguard:mg:s3cret\\:x\n").expect("pgpass");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let o = login(&s, 1);
+    assert!(out(&o).contains("is readable by others"), "{}", out(&o));
+    assert_eq!(spooled(&s), 2);
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let o = login(&s, 2);
+    assert!(o.stderr.is_empty(), "{}", out(&o));
+    assert_eq!(spooled(&s), 0);
+    assert_eq!(pg.psql("SELECT count(*) FROM mailguard.events"), "3");
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'mailguard' AND tableowner <> 'mg'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+}
