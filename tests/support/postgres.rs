@@ -94,15 +94,20 @@ impl Postgres {
         self.dir.path()
     }
 
-    /// The libpq URL of the test database over the Unix socket.
     /// Server `name` on this store; `rest` as `Sandbox::server` takes it.
     pub fn server(&self, name: &str, rest: &str) -> super::Sandbox {
         super::Sandbox::server(&self.url(), name, rest)
     }
 
+    /// The libpq URL of the test database over the Unix socket.
     pub fn url(&self) -> String {
+        self.url_of(DB)
+    }
+
+    /// The URL of another database of this server (`CREATE DATABASE` it first).
+    pub fn url_of(&self, db: &str) -> String {
         format!(
-            "postgresql://postgres@/{DB}?host={}",
+            "postgresql://postgres@/{db}?host={}",
             self.socket_dir().display()
         )
     }
@@ -113,6 +118,11 @@ impl Postgres {
 
     /// Runs SQL with psql against the test database, returning its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in(DB, sql)
+    }
+
+    /// As `psql`, in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
             .args([
                 "-X",
@@ -127,7 +137,7 @@ impl Postgres {
             .arg("-h")
             .arg(self.socket_dir())
             .args(["-p", &self.port.to_string()])
-            .args(["-d", DB, "-c", sql])
+            .args(["-d", db, "-c", sql])
             .output()
             .expect("psql");
         assert!(
