@@ -124,7 +124,7 @@ pub enum Command {
     /// Delete logins older than the retention period
     Prune(Prune),
     /// Run queued containment actions (started by `record`, and by a timer for retries)
-    RunActions,
+    RunActions(RunActions),
     /// Put a flagged account back to ok: unblock, release its held mail, restart counting
     Release(Release),
     /// Nagios/Icinga plugin: one status line with performance data, exit 0/1/2/3
@@ -277,6 +277,14 @@ pub struct Generate {
     /// For `man`: the directory to write the pages into; for `fail2ban-backend`: the
     /// root whose log files are looked for (default /)
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunActions {
+    /// Keep running (a shared PostgreSQL store): converge this server at once when any
+    /// server changes a level, and every minute anyway
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

@@ -177,7 +177,7 @@ fn systemd_units_verify() {
         std::fs::write(&dest, text).unwrap();
         units.push(dest);
     }
-    assert_eq!(units.len(), 8);
+    assert_eq!(units.len(), 9);
     // The units' Documentation= pages are the ones `generate man` writes (install.sh
     // and the package install them); verify checks the units, not this machine's man.
     let man = dir.path().join("man");

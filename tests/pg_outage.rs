@@ -197,28 +197,8 @@ fn record_returns_within_the_connect_timeout_when_the_server_does_not_answer() {
         ),
     )
     .expect("config");
-    let mut child = s
-        .cmd()
-        .args([
-            "record",
-            "--source=smtp",
-            "--jail=t",
-            "--user=a@example.com",
-        ])
-        .args(["--ip=198.51.100.7", &format!("--time={T0}")])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("record");
-    // A liveness bound, not a speed figure: without the timeout record never returns.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            support::mailstack::kill(child.id());
-            panic!("record hangs on a server that never answers");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let o = child.wait_with_output().expect("record");
+    let o = record_within(&s, "a@example.com", "198.51.100.7", T0)
+        .expect("record hangs on a server that never answers");
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert_eq!(spooled(&s), 1);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -275,4 +255,89 @@ fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
         pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
         "0"
     );
+}
+
+/// `record` of one login, stopped by its pid if it has not returned within a minute:
+/// a liveness bound, not a speed figure (unbounded, it would never return).
+fn record_within(s: &Sandbox, user: &str, ip: &str, time: i64) -> Result<Output, Output> {
+    let mut child = s
+        .cmd()
+        .args(["record", "--source=smtp", "--jail=t"])
+        .args([
+            format!("--user={user}"),
+            format!("--ip={ip}"),
+            format!("--time={time}"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("record");
+    let returned = support::try_wait_until(std::time::Duration::from_secs(60), || {
+        child.try_wait().expect("wait").is_some()
+    });
+    if !returned {
+        support::mailstack::kill(child.id());
+    }
+    let o = child.wait_with_output().expect("record");
+    if returned {
+        Ok(o)
+    } else {
+        Err(o)
+    }
+}
+
+/// The advisory lock key `record` takes for `user` (src/store/postgres/write.rs).
+fn account_key(user: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("f2b-mailguard account {user}"));
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+#[test]
+fn record_blocked_mid_transaction_gives_up_and_keeps_the_login() {
+    let pg = Postgres::start();
+    let s = on_postgres(&pg, "mx1");
+    let config = std::fs::read_to_string(s.config_path()).expect("config");
+    std::fs::write(
+        s.config_path(),
+        format!("connect_timeout = \"1s\"\n{config}"),
+    )
+    .expect("cfg");
+    assert!(login(&s, 0).status.success());
+    // Another session holds alice's lock, as a stuck server or admin could.
+    let held = pg.hold(&format!("SELECT pg_advisory_lock({});", account_key(ALICE)));
+    support::wait_until(
+        "psql to hold the lock",
+        std::time::Duration::from_secs(30),
+        || pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1",
+    );
+    let o = record_within(&s, ALICE, "198.51.100.99", T0 + 1)
+        .unwrap_or_else(|o| panic!("record waits for the lock: {}", out(&o)));
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(
+        out(&o).contains("canceling statement due to"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(spooled(&s), 1);
+    let stored = "SELECT count(*) FROM events WHERE ip = '198.51.100.99'";
+    assert_eq!(pg.psql(stored), "0");
+    held.end();
+    // The next record forwards it, once; a retry of it is recognised.
+    assert!(login(&s, 2).status.success());
+    assert_eq!(spooled(&s), 0);
+    assert_eq!(pg.psql(stored), "1");
+    let again = s.run(&[
+        "record",
+        "--source=smtp",
+        "--jail=t",
+        &format!("--user={ALICE}"),
+        "--ip=198.51.100.99",
+        &format!("--time={}", T0 + 1),
+    ]);
+    assert!(
+        again.status.success() && again.stderr.is_empty(),
+        "{}",
+        out(&again)
+    );
+    assert_eq!(pg.psql(stored), "1");
 }

@@ -1,5 +1,4 @@
-//! One file per subcommand: each verb with arguments is an `impl Run` on its clap
-//! struct; `run-actions`, which takes none, is a plain `run_actions::run`.
+//! One file per subcommand: each verb is an `impl Run` on its clap struct.
 
 mod check;
 mod config;
@@ -81,7 +80,7 @@ impl Run for Command {
             Command::Whitelist(c) => c.run(app),
             Command::Prune(c) => c.run(app),
             Command::Config(c) => c.run(app),
-            Command::RunActions => run_actions::run(app),
+            Command::RunActions(c) => c.run(app),
             Command::Release(c) => c.run(app),
             Command::Check(c) => c.run(app),
             Command::Metrics(c) => c.run(app),

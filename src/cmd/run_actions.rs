@@ -1,33 +1,91 @@
-//! `run-actions`: run what `record` queued, retrying failures.
+//! `run-actions`: run what `record` queued, retrying failures, and converge this
+//! server. `--follow` keeps doing so: at once when any server changes a level (a
+//! shared PostgreSQL store notifies it), and every minute anyway.
 
-use super::App;
+use std::time::Duration;
+
+use super::{App, Run};
 use crate::actions::{converge, worker};
+use crate::cli::RunActions;
+use crate::config::Config;
 use crate::detect::Engine;
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::ownership::Ownership;
+use crate::store::Store;
 use crate::{spool, store};
 
-pub fn run(app: &App) -> Result<()> {
-    let cfg = app.config()?;
-    let mut store = store::open(&cfg)?;
+/// As the timer: retries and convergence at least this often.
+const EVERY: Duration = Duration::from_secs(60);
+/// After losing the database, how soon to try again (the login spool and the timer
+/// do not depend on it).
+const RECONNECT: Duration = Duration::from_secs(5);
+
+impl Run for RunActions {
+    fn run(&self, app: &App) -> Result<()> {
+        let cfg = app.config()?;
+        if !self.follow {
+            return once(app, &cfg, store::open(&cfg)?.as_mut());
+        }
+        if cfg.database.sqlite().is_some() {
+            return Err(Error::Usage(format!(
+                "run-actions --follow needs a shared PostgreSQL database; {} is SQLite, whose \
+                 own `record` starts the worker (use the timer for retries)",
+                cfg.database
+            )));
+        }
+        loop {
+            if let Err(e) = follow(app, &cfg) {
+                eprintln!(
+                    "f2b-mailguard: {}; connecting again in {} s",
+                    one_line(&e),
+                    RECONNECT.as_secs()
+                );
+            }
+            std::thread::sleep(RECONNECT);
+        }
+    }
+}
+
+/// Listens, then runs once per change heard or minute passed, until the connection fails.
+fn follow(app: &App, cfg: &Config) -> Result<()> {
+    let mut store = store::open(cfg)?;
+    // Before the first run: a change made during it is heard, never missed.
+    store.listen()?;
+    let mut why = "started";
+    loop {
+        println!("run-actions ({why})");
+        // A failing action or Postfix is retried at the next run; the database failing
+        // shows in the wait, which then reconnects.
+        if let Err(e) = once(app, cfg, store.as_mut()) {
+            eprintln!("f2b-mailguard: {}", one_line(&e));
+        }
+        why = if store.wait_change(EVERY)? {
+            "a level changed"
+        } else {
+            "every minute"
+        };
+    }
+}
+
+fn once(app: &App, cfg: &Config, store: &mut dyn Store) -> Result<()> {
     // The timer's run stores what `record` kept while the config or database failed,
     // before running the actions those logins queue.
     let spools = spool::spools(&cfg.local_base(), app.db_from_config());
     let drained = spool::drain_waiting(
         &spools,
-        store.as_mut(),
-        &Engine::new(&cfg, &Ownership::open_or_warn(&cfg)),
+        store,
+        &Engine::new(cfg, &Ownership::open_or_warn(cfg)),
     )?;
     if drained.logins > 0 {
         println!("spool: {} login(s) stored", drained.logins);
     }
-    let s = worker::run(&cfg, store.as_mut())?;
+    let s = worker::run(cfg, store)?;
     println!(
         "actions: {} done, {} skipped, {} to retry, {} failed for good",
         s.done, s.skipped, s.retrying, s.failed
     );
     // Every run, whoever decided: this server's Postfix and Dovecot follow the database.
-    let Some(c) = converge::run(&cfg, store.as_mut())? else {
+    let Some(c) = converge::run(cfg, store)? else {
         println!("this server: another worker is converging it");
         return Ok(());
     };

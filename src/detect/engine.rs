@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{baseline, decide, evaluate, explain, AccountState, Facts, Seen, Tally};
+use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
 use super::{Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::display::shown;
-use crate::model::{Asn, Cidr, ClientNet, LogTime, SaslUser};
+use crate::model::{Asn, Cidr, ClientNet, LogTime, SaslUser, Span};
 use crate::ownership::Ownership;
 
 pub struct Engine<'a> {
@@ -66,6 +66,11 @@ impl<'a> Engine<'a> {
         self.cfg.detection.window_starts(at)
     }
 
+    /// How far back one evaluation looks: the longer of the two windows.
+    pub fn lookback(&self) -> Span {
+        self.cfg.detection.lookback()
+    }
+
     /// The history a baseline for the day of `at` is computed from; None: baselines off.
     pub fn history_range(&self, at: LogTime) -> Option<(LogTime, LogTime)> {
         (self.cfg.detection.baseline.factor > 0)
@@ -90,6 +95,17 @@ impl<'a> Engine<'a> {
     /// `seen` (the evidence since the earlier window start) counted at `at`.
     pub fn count(&self, whitelist: &Whitelist, at: LogTime, seen: &[Seen]) -> Tally {
         Tally::count(&self.cfg.detection, whitelist, self.owners, at, seen)
+    }
+
+    /// One piece of evidence with `whitelist` and the owners applied, for `tally`:
+    /// evidence counted at several moments is looked up once.
+    pub fn counted(&self, whitelist: &Whitelist, seen: Seen) -> Counted {
+        Counted::new(&self.cfg.detection, whitelist, self.owners, seen)
+    }
+
+    /// As `count`, over evidence already `counted`.
+    pub fn tally(&self, at: LogTime, evidence: &[Counted]) -> Tally {
+        Tally::at(&self.cfg.detection, at, evidence.iter().copied())
     }
 
     /// The account's next state and the transition, if any.

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::pg_tls::{PgTls, SslMode};
 use crate::error::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,11 +14,16 @@ pub enum DatabaseLocation {
     Postgres(PgUrl),
 }
 
-/// A `postgresql://` URL that the client library parses, names a host (a socket
-/// directory counts) and asks for no TLS this build lacks. Its Debug and Display hide
-/// the password.
+/// A `postgresql://` URL that the client library parses and that names a host (a
+/// socket directory counts), with libpq's TLS options. Its Debug and Display hide the
+/// password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PgUrl(String);
+pub struct PgUrl {
+    raw: String,
+    /// The URL without `sslmode` and `sslrootcert`, which the client library lacks.
+    client: String,
+    tls: PgTls,
+}
 
 /// The file name, in `local_dir`, this server's own files of a shared store start
 /// with: `postgresql.spool`, `postgresql.worker.lock`.
@@ -91,7 +97,12 @@ fn url_scheme(raw: &str) -> Option<&str> {
 
 impl PgUrl {
     fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        let url = Self(raw.to_owned());
+        let (tls, client) = PgTls::split(field, raw)?;
+        let url = Self {
+            raw: raw.to_owned(),
+            client,
+            tls,
+        };
         // The parser's messages name the option, never its value (no password leaks).
         let cfg = url.client_config().map_err(|e| {
             Invalid::new(
@@ -105,25 +116,34 @@ impl PgUrl {
                 format!("{url} names no host: add ?host=/run/postgresql for this machine's socket, or write user@HOST"),
             ));
         }
-        if cfg.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(Invalid::new(
-                field,
-                format!("{url}: sslmode=require needs TLS, which this build does not have; use a Unix socket or a tunnel (sslmode=disable or prefer)"),
-            ));
-        }
         Ok(url)
     }
 
-    /// The client library's view of the URL (validated at parse, so this succeeds).
+    /// The client library's view of the URL (validated at parse, so this succeeds),
+    /// with TLS asked for when `sslmode` wants it. libpq ignores `sslmode` on a Unix
+    /// socket (the server never offers TLS there), so a socket-only URL has none.
     pub fn client_config(&self) -> Result<postgres::Config, postgres::Error> {
-        self.0.parse()
+        use postgres::config::{Host, SslMode as Client};
+        let mut cfg: postgres::Config = self.client.parse()?;
+        let socket_only = cfg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+        cfg.ssl_mode(match self.tls.mode {
+            _ if socket_only => Client::Disable,
+            SslMode::Disable => Client::Disable,
+            SslMode::Prefer => Client::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Client::Require,
+        });
+        Ok(cfg)
+    }
+
+    pub fn tls(&self) -> &PgTls {
+        &self.tls
     }
 }
 
 impl fmt::Display for PgUrl {
     /// The URL with its password (in the user part or as `password=`) as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let raw = self.0.as_str();
+        let raw = self.raw.as_str();
         let (head, query) = match raw.split_once('?') {
             Some((h, q)) => (h, Some(q)),
             None => (raw, None),
@@ -177,6 +197,8 @@ mod tests {
             "postgresql://postgres@/mg?host=/run/postgresql",
             "postgres://mg:secret@db.example.test:5433/mg?sslmode=prefer",
             "postgresql://mg@10.0.0.1/mg",
+            "postgresql://mg@db/mg?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem",
+            "postgresql://mg@db/mg?sslmode=require",
         ] {
             let loc = DatabaseLocation::parse("database", raw).expect(raw);
             assert!(matches!(loc, DatabaseLocation::Postgres(_)), "{raw}");
@@ -193,7 +215,7 @@ mod tests {
             ("POSTGRESQL://u@h/db", "looks like a URL (POSTGRESQL:)"),
             ("postgresql://u:hunter2@/db", "names no host"),
             ("postgresql://u:hunter2@h/db?sslmode=bogus", "sslmode"),
-            ("postgresql://u:hunter2@h/db?sslmode=require", "needs TLS"),
+            ("postgresql://u:hunter2@h/db?sslmode=allow", "sslmode=allow"),
         ] {
             let err = DatabaseLocation::parse("database", raw)
                 .expect_err(raw)
@@ -222,6 +244,26 @@ mod tests {
             let loc = DatabaseLocation::parse("database", raw).expect(raw);
             assert_eq!(loc.to_string(), shown);
             assert!(!format!("{loc:?}").contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn tls_is_asked_of_the_client_library_over_tcp_only() {
+        use postgres::config::SslMode as Client;
+        for (raw, wanted) in [
+            ("postgresql://u@h/d", Client::Prefer),
+            ("postgresql://u@h/d?sslmode=verify-full", Client::Require),
+            ("postgresql://u@h/d?sslmode=disable", Client::Disable),
+            (
+                "postgresql://u@/d?host=/run/postgresql&sslmode=verify-full",
+                Client::Disable,
+            ),
+        ] {
+            let Ok(DatabaseLocation::Postgres(url)) = DatabaseLocation::parse("db", raw) else {
+                panic!("{raw}");
+            };
+            let cfg = url.client_config().expect(raw);
+            assert_eq!(cfg.get_ssl_mode(), wanted, "{raw}");
         }
     }
 

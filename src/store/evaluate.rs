@@ -2,10 +2,15 @@
 //! `detect` judge, store the state, the level change and the actions with their
 //! cooldowns. A backend supplies the row operations ([`EvalRows`]) inside the
 //! transaction it holds; nothing here decides.
+//!
+//! A login can arrive after later ones of its account (several servers, a spool
+//! forwarded after an outage). In log-time order every moment a login was stored at
+//! is judged with all logins up to it; [`evaluate`] keeps that true by judging again
+//! each stored moment whose windows the late login falls in.
 
 use crate::config::Config;
-use crate::detect::{baseline, AccountState, Engine, Evidence, Fold, Seen, Transition, Usual};
-use crate::detect::{Verdict, Whitelist};
+use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Seen, Tally};
+use crate::detect::{Transition, Usual, Verdict, Whitelist};
 use crate::model::{ActionKind, Cidr, LogTime, SaslUser};
 
 /// An account as the write path needs it.
@@ -14,6 +19,8 @@ pub(super) struct Stored {
     pub state: AccountState,
     /// The cached usual figures and the day they are for.
     pub usual: Option<(i64, Usual)>,
+    /// Its latest login's log time, this one's included.
+    pub latest: Option<LogTime>,
 }
 
 /// An action row to insert; `skipped` holds why it is stored as skipped.
@@ -64,8 +71,26 @@ pub(super) trait EvalRows {
     fn insert_action(&mut self, action: &NewAction) -> Result<(), Self::Error>;
 }
 
+/// What one judgement at `at` is made from.
+struct Moment<'a> {
+    at: LogTime,
+    /// Where the evidence in `seen` begins.
+    since: LogTime,
+    seen: &'a [Seen],
+    tally: &'a Tally,
+    usual: Option<Usual>,
+    deferred: Option<u32>,
+}
+
 /// Re-evaluates one account at `at` and stores the outcome: its state, the level
 /// change with its reason, the actions. Returns how many actions were queued.
+///
+/// A login can arrive after later ones of its account. It then also falls in the
+/// windows of the stored moments after it (up to a lookback later), which were judged
+/// without it: each is judged again, in time order, with the evidence now complete.
+/// Every stored moment is thus judged at least once with all logins up to it, whatever
+/// order they arrived in, so the highest level reached is the one log-time order
+/// reaches. Levels only rise here, so a moment judged again decides nothing twice.
 pub(super) fn evaluate<R: EvalRows>(
     rows: &mut R,
     user: &SaslUser,
@@ -73,6 +98,9 @@ pub(super) fn evaluate<R: EvalRows>(
     at: LogTime,
     engine: &Engine,
 ) -> Result<usize, R::Error> {
+    if account.latest.is_some_and(|latest| latest > at) {
+        return judge_again(rows, engine, user, account, at);
+    }
     let state = &account.state;
     let starts = engine.window_starts(at);
     let since = starts.earliest().max(state.count_from);
@@ -80,47 +108,127 @@ pub(super) fn evaluate<R: EvalRows>(
     rows.fold_seen(account.id, since, at, &mut fold)?;
     let seen = fold.into_seen();
     let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
-    let usual = usual_of(rows, account, at, engine, &whitelist)?;
+    let mut cached = account.usual;
+    let usual = usual_of(rows, account.id, &mut cached, at, engine, &whitelist)?;
     let tally = engine.count(&whitelist, at, &seen);
+    let moment = Moment {
+        at,
+        since,
+        seen: &seen,
+        tally: &tally,
+        usual,
+        deferred: rows.deferred_of(user)?,
+    };
+    let (_, queued) = judge(rows, user, account.id, state, &moment, engine)?;
+    Ok(queued)
+}
+
+/// `evaluate` for a late login at `at`: judges `at` and each stored moment after it
+/// whose windows hold it, counting the evidence read once.
+fn judge_again<R: EvalRows>(
+    rows: &mut R,
+    engine: &Engine,
+    user: &SaslUser,
+    account: &Stored,
+    at: LogTime,
+) -> Result<usize, R::Error> {
+    let state = account.state.clone();
+    let first = engine.window_starts(at).earliest().max(state.count_from);
+    // The last moment whose windows hold `at`: one lookback later, exclusive.
+    let last = LogTime::from_millis(at.plus(engine.lookback()).millis() - 1);
+    let mut seen = rows.seen(account.id, first, last)?;
+    seen.sort_by_key(|s| s.time);
+    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let counted: Vec<Counted> = seen
+        .iter()
+        .map(|s| engine.counted(&whitelist, *s))
+        .collect();
+    let deferred = rows.deferred_of(user)?;
+    let mut moments: Vec<LogTime> = seen.iter().map(|s| s.time).filter(|t| *t > at).collect();
+    moments.dedup();
+    let mut cached = account.usual;
+    let (mut state, mut queued) = (state, 0);
+    for moment in std::iter::once(at).chain(moments) {
+        let since = engine
+            .window_starts(moment)
+            .earliest()
+            .max(state.count_from);
+        let from = seen.partition_point(|s| s.time <= since);
+        let until = seen.partition_point(|s| s.time <= moment);
+        let usual = usual_of(rows, account.id, &mut cached, moment, engine, &whitelist)?;
+        let tally = engine.tally(moment, &counted[from..until]);
+        let (next, n) = judge(
+            rows,
+            user,
+            account.id,
+            &state,
+            &Moment {
+                at: moment,
+                since,
+                seen: &seen[from..until],
+                tally: &tally,
+                usual,
+                deferred,
+            },
+            engine,
+        )?;
+        state = next;
+        queued += n;
+    }
+    Ok(queued)
+}
+
+/// Judges the account at one moment and stores the verdict; returns its next state
+/// and how many actions were queued.
+fn judge<R: EvalRows>(
+    rows: &mut R,
+    user: &SaslUser,
+    id: i64,
+    state: &AccountState,
+    m: &Moment,
+    engine: &Engine,
+) -> Result<(AccountState, usize), R::Error> {
     let mut verdict = engine.judge(&Evidence {
         user,
-        at,
+        at: m.at,
         state,
-        tally: &tally,
-        deferred: rows.deferred_of(user)?,
-        usual,
+        tally: m.tally,
+        deferred: m.deferred,
+        usual: m.usual,
     });
     if verdict.rose() {
         // Up to where `seen` begins; nothing from before a release.
-        let from = engine.explain_from(at).max(state.count_from);
-        let earlier = rows.seen(account.id, from, since)?;
-        engine.explain(&mut verdict, at, &earlier, &seen);
+        let from = engine.explain_from(m.at).max(state.count_from);
+        let earlier = rows.seen(id, from, m.since)?;
+        engine.explain(&mut verdict, m.at, &earlier, m.seen);
     }
-    apply(rows, account, at, &verdict, engine.config())
+    let queued = apply(rows, id, state, m.at, &verdict, engine.config())?;
+    Ok((verdict.state, queued))
 }
 
 /// Stores a verdict: the account's new state, its level change, and the actions the
 /// configuration lists for it. Returns how many actions were queued.
 fn apply<R: EvalRows>(
     rows: &mut R,
-    account: &Stored,
+    id: i64,
+    state: &AccountState,
     at: LogTime,
     verdict: &Verdict,
     cfg: &Config,
 ) -> Result<usize, R::Error> {
-    if verdict.state != account.state {
-        rows.set_state(account.id, &verdict.state)?;
+    if verdict.state != *state {
+        rows.set_state(id, &verdict.state)?;
     }
     let Some(t) = &verdict.transition else {
         return Ok(0);
     };
-    let change_id = rows.insert_change(account.id, at, t, "detector")?;
+    let change_id = rows.insert_change(id, at, t, "detector")?;
     let mut queued = 0;
     for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
-        let skipped = cooled_down(rows, account.id, kind, t, at, cfg)?;
+        let skipped = cooled_down(rows, id, kind, t, at, cfg)?;
         queued += usize::from(skipped.is_none());
         rows.insert_action(&NewAction {
-            user_id: account.id,
+            user_id: id,
             change_id,
             kind,
             transition: t,
@@ -159,10 +267,11 @@ fn cooled_down<R: EvalRows>(
 }
 
 /// The account's usual figures for the day of `at`, computed at its first evaluation
-/// that day and cached on its row.
+/// that day and cached on its row (`cached`: what the row holds).
 fn usual_of<R: EvalRows>(
     rows: &mut R,
-    account: &Stored,
+    id: i64,
+    cached: &mut Option<(i64, Usual)>,
     at: LogTime,
     engine: &Engine,
     whitelist: &Whitelist,
@@ -171,13 +280,14 @@ fn usual_of<R: EvalRows>(
         return Ok(None);
     };
     let day = baseline::day_of(at);
-    if let Some((cached_day, usual)) = account.usual {
+    if let Some((cached_day, usual)) = *cached {
         if cached_day == day {
             return Ok(Some(usual));
         }
     }
-    let history = rows.seen(account.id, from, until)?;
+    let history = rows.seen(id, from, until)?;
     let usual = engine.usual(&history, whitelist);
-    rows.cache_usual(account.id, day, &usual)?;
+    rows.cache_usual(id, day, &usual)?;
+    *cached = Some((day, usual));
     Ok(Some(usual))
 }

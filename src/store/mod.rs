@@ -271,6 +271,18 @@ pub trait Store {
     /// Fails if an `import` into this (scratch) database was killed half-way: what it
     /// holds cannot be trusted.
     fn check_whole(&mut self) -> Result<()>;
+
+    /// Starts hearing every server's level changes; false: this store cannot tell
+    /// (only a shared one can: a SQLite server's own `record` starts its worker).
+    fn listen(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Waits at most `timeout` for level changes heard since the last call: true if
+    /// any came (all taken). Fails when the connection is lost.
+    fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        std::thread::sleep(timeout);
+        Ok(false)
+    }
 }
 
 /// Level changes in account order, gathered per account (`Store::changed`).

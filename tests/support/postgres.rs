@@ -17,6 +17,9 @@ pub struct Postgres {
     /// Holds the cluster (`data/`), the socket and the log; owned by `postgres`.
     dir: tempfile::TempDir,
     pid: Option<u32>,
+    /// The port of its socket, and of 127.0.0.1 once `listen_tcp` has added it.
+    port: u16,
+    tcp: bool,
 }
 
 fn bin(program: &str) -> PathBuf {
@@ -73,7 +76,12 @@ impl Postgres {
                 &data.display().to_string(),
             ],
         );
-        let mut pg = Self { dir, pid: None };
+        let mut pg = Self {
+            dir,
+            pid: None,
+            port: 5432,
+            tcp: false,
+        };
         pg.start_server();
         as_postgres(
             &bin("createdb"),
@@ -86,15 +94,20 @@ impl Postgres {
         self.dir.path()
     }
 
-    /// The libpq URL of the test database over the Unix socket.
     /// Server `name` on this store; `rest` as `Sandbox::server` takes it.
     pub fn server(&self, name: &str, rest: &str) -> super::Sandbox {
         super::Sandbox::server(&self.url(), name, rest)
     }
 
+    /// The libpq URL of the test database over the Unix socket.
     pub fn url(&self) -> String {
+        self.url_of(DB)
+    }
+
+    /// The URL of another database of this server (`CREATE DATABASE` it first).
+    pub fn url_of(&self, db: &str) -> String {
         format!(
-            "postgresql://postgres@/{DB}?host={}",
+            "postgresql://postgres@/{db}?host={}",
             self.socket_dir().display()
         )
     }
@@ -105,6 +118,11 @@ impl Postgres {
 
     /// Runs SQL with psql against the test database, returning its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in(DB, sql)
+    }
+
+    /// As `psql`, in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
             .args([
                 "-X",
@@ -118,7 +136,8 @@ impl Postgres {
             ])
             .arg("-h")
             .arg(self.socket_dir())
-            .args(["-d", DB, "-c", sql])
+            .args(["-p", &self.port.to_string()])
+            .args(["-d", db, "-c", sql])
             .output()
             .expect("psql");
         assert!(
@@ -145,7 +164,7 @@ impl Postgres {
                 &self.dir.path().join("log").display().to_string(),
                 // Unix socket in our directory only; no fsync (a test's throwaway data).
                 "-o",
-                &format!("-k {socket} -h '' -F"),
+                &format!("-k {socket} -h {} -p {} -F", self.listen(), self.port),
                 "-w",
                 "start",
             ],
@@ -176,6 +195,49 @@ impl Postgres {
         }
     }
 
+    /// The cluster's directory (postgresql.conf, pg_hba.conf), owned by `postgres`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Restarts listening on 127.0.0.1:`port` too (TLS tests), now and later.
+    pub fn listen_tcp(&mut self, port: u16) {
+        self.stop();
+        (self.port, self.tcp) = (port, true);
+        self.start_server();
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn listen(&self) -> &'static str {
+        if self.tcp {
+            "127.0.0.1"
+        } else {
+            "''"
+        }
+    }
+
+    /// A psql session that runs `sql` and stays open (holding its locks) until
+    /// `Session::end`; stopped by its pid when dropped.
+    pub fn hold(&self, sql: &str) -> Session {
+        use std::io::Write;
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-d", DB])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql");
+        let stdin = child.stdin.as_mut().expect("psql stdin");
+        writeln!(stdin, "{sql}").expect("to psql");
+        stdin.flush().expect("to psql");
+        Session { child }
+    }
+
     pub fn running(&self) -> bool {
         self.pid.is_some_and(alive)
     }
@@ -184,5 +246,27 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A psql session started by `Postgres::hold`.
+pub struct Session {
+    child: std::process::Child,
+}
+
+impl Session {
+    /// Ends the session (its transaction rolls back, its locks go) and waits for it.
+    pub fn end(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            kill(self.child.id());
+            let _ = self.child.wait();
+        }
     }
 }

@@ -1,16 +1,18 @@
 //! PostgreSQL backend: one database several mail servers share (issue 19), so an
 //! account's logins are judged together wherever they arrive. Synchronous client,
-//! one connection per process, no TLS (a Unix socket or a tunnel).
+//! one connection per process, TLS over TCP as libpq's `sslmode` has it (tls.rs).
 
+mod connect;
 mod outbox;
 mod pgpass;
 mod rows;
 mod schema;
+mod tls;
 mod write;
 
 use std::collections::BTreeMap;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use self::rows::{
     account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of, u32_of,
@@ -25,12 +27,17 @@ use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Cidr, Label, LogTime, PgUrl, SaslUser, Span, WhitelistEntry};
 
+/// The channel every level change is notified on (rows.rs, `insert_change`).
+const CHANGES_CHANNEL: &str = "f2b_mailguard_changes";
+
 pub struct PgStore {
     client: Client,
     url: PgUrl,
     /// This server's name, stored with its logins and actions.
     server: String,
     retention: Span,
+    /// How long `record` waits on the database (connect_timeout), per statement.
+    wait: std::time::Duration,
 }
 
 impl PgStore {
@@ -38,27 +45,8 @@ impl PgStore {
         // This server's spool and worker lock live there, as beside a SQLite file.
         crate::files::private_dir(&cfg.local_dir())?;
         let shown = url.to_string();
-        let mut pg = url.client_config().map_err(|e| Error::SharedStore {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(std::time::Duration::from_millis(
-                cfg.connect_timeout.millis().max(1) as u64,
-            ));
-        }
-        if pg.get_password().is_none() {
-            if let Some(password) = pgpass::password_for(&pg) {
-                pg.password(password);
-            }
-        }
-        if pg.get_application_name().is_none() {
-            pg.application_name("f2b-mailguard");
-        }
-        let mut client = connect_within(pg).map_err(|reason| Error::SharedStoreUnreachable {
-            url: shown.clone(),
-            reason,
-        })?;
+        let wait = std::time::Duration::from_millis(cfg.connect_timeout.millis().max(1) as u64);
+        let mut client = connect::connect(url, wait)?;
         schema::migrate(&mut client).map_err(|e| Error::SharedStore {
             url: shown.clone(),
             reason: match e {
@@ -71,6 +59,7 @@ impl PgStore {
             url: url.clone(),
             server: cfg.server_name(),
             retention: cfg.retention,
+            wait,
         })
     }
 
@@ -95,34 +84,8 @@ impl PgStore {
     }
 }
 
-/// Connects, giving up after the connect timeout. The client's own timeout covers
-/// the socket's connect only; a server (or a proxy) that accepts and never answers
-/// would hold `record`, and with it Fail2ban's action lock, for ever. The attempt
-/// left behind ends with the process, which keeps the login in its spool.
-fn connect_within(pg: postgres::Config) -> std::result::Result<Client, String> {
-    let timeout = pg
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(std::time::Duration::from_secs(2));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("pg-connect".into())
-        .spawn(move || {
-            // The receiver may have given up: nobody to tell.
-            let _ = tx.send(pg.connect(NoTls).map_err(|e| one_line(&e)));
-        })
-        .map_err(|e| format!("cannot start connecting: {e}"))?;
-    match rx.recv_timeout(timeout) {
-        Ok(connected) => connected,
-        Err(_) => Err(format!(
-            "no answer within connect_timeout ({} ms)",
-            timeout.as_millis()
-        )),
-    }
-}
-
 /// A PostgreSQL error with the server's message and detail, on one line.
-fn one_line(e: &postgres::Error) -> String {
+pub(super) fn one_line(e: &postgres::Error) -> String {
     let mut out = e.to_string();
     if let Some(db) = e.as_db_error() {
         out = format!("{}: {}", db.severity(), db.message());
@@ -148,8 +111,8 @@ fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
 
 impl Store for PgStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
-        let (server, retention) = (self.server.clone(), self.retention);
-        self.with(|c| write::record(c, &server, retention, event, engine))
+        let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
+        self.with(|c| write::record(c, &server, retention, wait, event, engine))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
@@ -409,5 +372,23 @@ impl Store for PgStore {
     /// Nothing imports into a shared store, so nothing can be left half-imported.
     fn check_whole(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    fn listen(&mut self) -> Result<bool> {
+        self.with(|c| {
+            c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
+            Ok(true)
+        })
+    }
+
+    fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        use postgres::fallible_iterator::FallibleIterator;
+        self.with(|c| {
+            let mut heard = c.notifications();
+            let any = heard.timeout_iter(timeout).next()?.is_some();
+            // Those that came meanwhile are the same news: one run covers them.
+            while heard.iter().next()?.is_some() {}
+            Ok(any)
+        })
     }
 }

@@ -90,7 +90,7 @@ pub(super) fn account_row(r: &Row) -> R<Account> {
 pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option<Stored>> {
     let row = c.query_opt(
         "SELECT id, level, enforced, last_hit_ms, count_from_ms,
-                usual_day, usual_messages, usual_networks, usual_days
+                usual_day, usual_messages, usual_networks, usual_days, last_seen_ms
          FROM users WHERE name = $1",
         &[&name],
     )?;
@@ -110,6 +110,7 @@ pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option
         id: r.try_get(0)?,
         state: account_state(&r, 1)?,
         usual,
+        latest: time_of(r.try_get(9)?),
     }))
 }
 
@@ -168,6 +169,9 @@ pub(super) fn insert_change(
             &actor,
         ],
     )?;
+    // Sent at commit, to every server's `run-actions --follow`; one per transaction
+    // (PostgreSQL folds equal notifications).
+    c.execute("SELECT pg_notify($1, '')", &[&super::CHANGES_CHANNEL])?;
     Ok(row.try_get(0)?)
 }
 

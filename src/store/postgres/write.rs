@@ -4,6 +4,7 @@
 //! evaluation sees every login committed before it, none decides twice.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use postgres::{Client, GenericClient, Transaction};
 use sha2::{Digest, Sha256};
@@ -35,14 +36,29 @@ fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
     Ok(())
 }
 
+/// Bounds, for this transaction, what the server lets it wait: a lock another
+/// session holds (another server's evaluation, an admin's), any one statement, and
+/// itself idle, so a `record` gone quiet does not keep the account's lock from the
+/// others. On a timeout the statement fails and `record` spools the login.
+fn bound_waits(tx: &mut Transaction, wait: Duration) -> R<()> {
+    let ms = wait.as_millis().max(1);
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms};
+         SET LOCAL idle_in_transaction_session_timeout = {ms}"
+    ))?;
+    Ok(())
+}
+
 pub(super) fn record(
     client: &mut Client,
     server: &str,
     retention: Span,
+    wait: Duration,
     event: &LoginEvent,
     engine: &Engine,
 ) -> R<Recorded> {
     let mut tx = client.transaction()?;
+    bound_waits(&mut tx, wait)?;
     lock_account(&mut tx, &event.user)?;
     let at = event.time;
     tx.execute(

@@ -58,7 +58,7 @@ pub(super) fn record_once(
 pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
     tx.prepare_cached(
         "SELECT id, level, enforced, last_hit_ms, count_from_ms,
-                usual_day, usual_messages, usual_networks, usual_days
+                usual_day, usual_messages, usual_networks, usual_days, last_seen_ms
          FROM users WHERE name = ?1",
     )?
     .query_row([name], |r| {
@@ -77,6 +77,7 @@ pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Op
             id: r.get(0)?,
             state: account_state(r, 1)?,
             usual,
+            latest: r.get(9)?,
         })
     })
     .optional()

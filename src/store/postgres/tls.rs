@@ -1,0 +1,142 @@
+//! The rustls connector behind libpq's `sslmode` and `sslrootcert` (issue 19):
+//! - `prefer`/`require`: encrypted, the certificate unchecked, unless a root
+//!   certificate is there (`sslrootcert`, or `~/.postgresql/root.crt`): then, as
+//!   libpq keeps for compatibility, the chain is checked as with `verify-ca`;
+//! - `verify-ca`: the chain up to one of the root certificates;
+//! - `verify-full`: that, and the certificate names the host of the URL.
+//!
+//! The handshake's signatures are always checked, whatever the mode.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::model::{PgTls, RootCert, SslMode};
+
+/// The connector for `tls`; `used` is false when the client library will not ask
+/// for TLS (sslmode=disable, or a Unix socket), and no root certificate is read.
+pub fn connector(tls: &PgTls, used: bool) -> Result<MakeRustlsConnect, String> {
+    let roots = if used { roots(tls)? } else { None };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Verifier {
+        roots: roots.map(Arc::new),
+        full: tls.mode == SslMode::VerifyFull,
+        provider: provider.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// The root certificates the mode checks against, if any.
+fn roots(tls: &PgTls) -> Result<Option<RootCertStore>, String> {
+    let verify = matches!(tls.mode, SslMode::VerifyCa | SslMode::VerifyFull);
+    match &tls.root_cert {
+        Some(RootCert::System) => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut store = RootCertStore::empty();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err("sslrootcert=system: the system has no trusted CA certificates".into());
+            }
+            Ok(Some(store))
+        }
+        // Given by name, a missing file is an error in every mode: libpq would go on
+        // unverified under require, which hides a typo.
+        Some(RootCert::File(path)) => pem_roots(path).map(Some),
+        None => match default_root_file().filter(|p| p.exists()) {
+            Some(path) => pem_roots(&path).map(Some),
+            None if verify => Err(format!(
+                "sslmode={} needs the CA certificate: give sslrootcert=PATH (or sslrootcert=system), or place it in ~/.postgresql/root.crt",
+                tls.mode.as_str()
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+/// libpq's default root certificate file.
+fn default_root_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+}
+
+fn pem_roots(path: &Path) -> Result<RootCertStore, String> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("sslrootcert {shown}: no CA certificate in it"));
+    }
+    Ok(store)
+}
+
+#[derive(Debug)]
+struct Verifier {
+    /// None: encrypted, the certificate unchecked (prefer/require without a root).
+    roots: Option<Arc<RootCertStore>>,
+    /// verify-full: the certificate must name the host.
+    full: bool,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            let algs = self.provider.signature_verification_algorithms.all;
+            verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, algs)?;
+            if self.full {
+                verify_server_name(&cert, server_name)?;
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
