@@ -16,11 +16,17 @@ fn logins(s: &Sandbox, user: &str, n: usize, step: i64) -> i64 {
     t
 }
 
+/// A sandbox with `config` after [`logins`] of Alice: the last time and her overview row.
+fn alice(config: &str, n: usize, step: i64) -> (Sandbox, i64, serde_json::Value) {
+    let s = Sandbox::new(config);
+    let last = logins(&s, ALICE, n, step);
+    let a = s.account(ALICE, last).expect("alice listed");
+    (s, last, a)
+}
+
 #[test]
 fn six_networks_in_an_hour_notify_with_reason() {
-    let s = Sandbox::new("");
-    let last = logins(&s, ALICE, 6, 60);
-    let a = s.account(ALICE, last).expect("alice listed");
+    let (s, last, a) = alice("", 6, 60);
     assert_eq!(a["level"], "notify");
     assert_eq!(a["networks"], 6);
     assert_eq!(a["reason"], "smtp: 6 networks/1h > 5");
@@ -33,9 +39,7 @@ fn six_networks_in_an_hour_notify_with_reason() {
 
 #[test]
 fn five_networks_stay_ok() {
-    let s = Sandbox::new("");
-    let last = logins(&s, ALICE, 5, 60);
-    let a = s.account(ALICE, last).expect("alice listed");
+    let (s, last, a) = alice("", 5, 60);
     assert_eq!(a["level"], "ok");
     assert_eq!(a["networks"], 5);
     assert!(s.status_user(ALICE, last)["history"]
@@ -57,14 +61,9 @@ fn six_networks_over_two_hours_stay_ok() {
 #[test]
 fn ipv6_addresses_in_one_64_are_one_network() {
     let s = Sandbox::new("");
-    for i in 0..6 {
-        s.record(
-            "smtp",
-            ALICE,
-            &format!("2001:db8:77:1:{:x}::{}", 0x1000 + i, i + 1),
-            T0 + i,
-        );
-    }
+    s.each(6, T0, "smtp", ALICE, |i| {
+        format!("2001:db8:77:1:{:x}::{}", 0x1000 + i, i + 1)
+    });
     let a = s.account(ALICE, T0 + 10).expect("listed");
     assert_eq!(a["networks"], 1);
     assert_eq!(a["logins"], 6);
@@ -78,20 +77,18 @@ fn ipv6_addresses_in_one_64_are_one_network() {
 #[test]
 fn ipv6_prefix_is_configurable() {
     let s = Sandbox::new("[detection]\nipv6_prefix = 128");
-    for i in 0..6 {
-        s.record("smtp", ALICE, &format!("2001:db8:77:1::{}", i + 1), T0 + i);
-    }
+    s.each(6, T0, "smtp", ALICE, |i| {
+        format!("2001:db8:77:1::{}", i + 1)
+    });
     assert_eq!(s.account(ALICE, T0 + 10).unwrap()["level"], "notify");
 }
 
 #[test]
 fn office_cidr_on_the_whitelist_is_not_counted() {
     // From the config file.
-    let s = Sandbox::new(
-        "[detection]\nwhitelist = [\"198.51.100.0/22\", \"198.51.104.0/23\", \"198.51.106.0/24\"]",
-    );
-    let last = logins(&s, ALICE, 9, 30); // 198.51.100-106 whitelisted, 107 and 108 count
-    let a = s.account(ALICE, last).unwrap();
+    let config =
+        "[detection]\nwhitelist = [\"198.51.100.0/22\", \"198.51.104.0/23\", \"198.51.106.0/24\"]";
+    let (_, _, a) = alice(config, 9, 30); // 198.51.100-106 whitelisted, 107 and 108 count
     assert_eq!(a["level"], "ok");
     assert_eq!(a["networks"], 2);
     assert_eq!(a["logins"], 9);
@@ -107,14 +104,8 @@ fn office_cidr_on_the_whitelist_is_not_counted() {
         "--note",
         "Head office NAT",
     ]);
-    for i in 0..8 {
-        s.record("smtp", ALICE, &format!("203.0.113.{}", 10 + i), T0 + i);
-        s.record(
-            "smtp",
-            "bob@example.com",
-            &format!("203.0.113.{}", 10 + i),
-            T0 + i,
-        );
+    for user in [ALICE, "bob@example.com"] {
+        s.each(8, T0, "smtp", user, |i| format!("203.0.113.{}", 10 + i));
     }
     assert_eq!(s.account(ALICE, T0 + 10).unwrap()["level"], "ok");
     assert_eq!(
@@ -131,16 +122,14 @@ fn office_cidr_on_the_whitelist_is_not_counted() {
 
 #[test]
 fn private_addresses_are_whitelisted_unless_switched_off() {
-    let s = Sandbox::new("");
-    for i in 0..8 {
-        s.record("smtp", ALICE, &format!("127.0.0.{}", i + 2), T0 + i);
+    for (config, level) in [
+        ("", "ok"),
+        ("[detection]\nwhitelist_builtin = false", "notify"),
+    ] {
+        let s = Sandbox::new(config);
+        s.each(8, T0, "smtp", ALICE, |i| format!("127.0.0.{}", i + 2));
+        assert_eq!(s.account(ALICE, T0 + 10).unwrap()["level"], level);
     }
-    assert_eq!(s.account(ALICE, T0 + 10).unwrap()["level"], "ok");
-    let s = Sandbox::new("[detection]\nwhitelist_builtin = false");
-    for i in 0..8 {
-        s.record("smtp", ALICE, &format!("127.0.0.{}", i + 2), T0 + i);
-    }
-    assert_eq!(s.account(ALICE, T0 + 10).unwrap()["level"], "notify");
 }
 
 #[test]
@@ -168,9 +157,7 @@ fn per_user_thresholds_override_global() {
 
 #[test]
 fn eleven_networks_block_would_block_in_warn_enforced_in_enforce() {
-    let warn = Sandbox::new("");
-    let last = logins(&warn, ALICE, 11, 30);
-    let a = warn.account(ALICE, last).unwrap();
+    let (warn, last, a) = alice("", 11, 30);
     assert_eq!(a["level"], "block");
     assert_eq!(a["enforced"], false);
     assert_eq!(a["state"], "would block");
@@ -178,9 +165,7 @@ fn eleven_networks_block_would_block_in_warn_enforced_in_enforce() {
     let text = warn.ok(&["status", &format!("--at={last}")]);
     assert!(text.contains("would block"), "{text}");
 
-    let enforce = Sandbox::new("mode = \"enforce\"");
-    let last = logins(&enforce, ALICE, 11, 30);
-    let a = enforce.account(ALICE, last).unwrap();
+    let (enforce, last, a) = alice("mode = \"enforce\"", 11, 30);
     assert_eq!(a["level"], "block");
     assert_eq!(a["enforced"], true);
     assert_eq!(a["state"], "block");
@@ -196,9 +181,8 @@ fn eleven_networks_block_would_block_in_warn_enforced_in_enforce() {
 
 #[test]
 fn switching_to_enforce_enforces_a_would_block() {
-    let s = Sandbox::new("");
-    let last = logins(&s, ALICE, 11, 30);
-    assert_eq!(s.account(ALICE, last).unwrap()["enforced"], false);
+    let (s, last, a) = alice("", 11, 30);
+    assert_eq!(a["enforced"], false);
     s.write_config("mode = \"enforce\"");
     s.record("smtp", ALICE, "198.51.100.200", last + 1);
     let a = s.account(ALICE, last + 1).unwrap();
@@ -210,9 +194,7 @@ fn switching_to_enforce_enforces_a_would_block() {
 
 #[test]
 fn twenty_one_networks_lock() {
-    let s = Sandbox::new("");
-    let last = logins(&s, ALICE, 21, 10);
-    assert_eq!(s.account(ALICE, last).unwrap()["state"], "would lock");
+    assert_eq!(alice("", 21, 10).2["state"], "would lock");
 }
 
 #[test]
@@ -338,19 +320,16 @@ fn ipv4_mapped_ipv6_counts_as_ipv4() {
 
 #[test]
 fn imap_logins_are_shown_but_do_not_escalate_by_default() {
-    let s = Sandbox::new("");
-    for i in 0..12 {
-        s.record("imap", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
-    }
-    let a = s.account(ALICE, T0 + 20).unwrap();
+    let imap = |config| {
+        let s = Sandbox::new(config);
+        s.each(12, T0, "imap", ALICE, |i| format!("198.51.{}.7", 100 + i));
+        s.account(ALICE, T0 + 20).unwrap()
+    };
+    let a = imap("");
     assert_eq!(a["level"], "ok");
     assert_eq!(a["networks"], 12);
     // With its own threshold configured, IMAP escalates too.
-    let s = Sandbox::new("[thresholds.imap]\nnotify = 10");
-    for i in 0..12 {
-        s.record("imap", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
-    }
-    let a = s.account(ALICE, T0 + 20).unwrap();
+    let a = imap("[thresholds.imap]\nnotify = 10");
     // The reason is the figure when the level was reached (the 11th network).
     assert_eq!(a["reason"], "imap: 11 networks/1h > 10");
 }

@@ -5,12 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::fail2ban::{append, syslog_now, Fail2ban, Jail};
 
-use support::BIN;
+use support::{Sandbox, BIN};
 const ALICE: &str = "alice@example.com";
 const MESSAGES: u32 = 2000;
 const ADDRESSES: u32 = 20;
@@ -24,14 +23,8 @@ fn bounces(i: u32) -> bool {
 }
 
 /// `status --json` of alice: (messages, bounces, networks), zeros before any.
-fn figures(config: &Path) -> (u64, u64, usize) {
-    let out = Command::new(BIN)
-        .env_remove("F2B_MAILGUARD_DB")
-        .env_remove("F2B_MAILGUARD_CONFIG")
-        .arg(format!("--config={}", config.display()))
-        .args(["status", "--json", "--", ALICE])
-        .output()
-        .expect("run f2b-mailguard");
+fn figures(s: &Sandbox) -> (u64, u64, usize) {
+    let out = s.run(&["status", "--json", "--", ALICE]);
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
         return (0, 0, 0);
     };
@@ -71,17 +64,8 @@ fn message(i: u32, stamp: &str) -> Vec<String> {
 
 #[test]
 fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = {:?}\n[actions]\nnotify = []\nblock = []\nlock = []\n",
-            dir.path().join("mg.db").display().to_string()
-        ),
-    )
-    .expect("config");
-    let mail_log = dir.path().join("mail.log");
+    let s = Sandbox::new("");
+    let mail_log = s.path().join("mail.log");
     std::fs::write(&mail_log, "").expect("log");
     let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
         .into_iter()
@@ -90,7 +74,7 @@ fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
             logpath: &mail_log,
         })
         .collect();
-    let f2b = Fail2ban::start(dir.path(), Path::new(BIN), &config, &jails);
+    let f2b = Fail2ban::start(s.path(), Path::new(BIN), &s.config_path(), &jails);
 
     let started = Instant::now();
     for tick in 0..MESSAGES / PER_TICK {
@@ -110,9 +94,9 @@ fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
 
     let want = (u64::from(MESSAGES), want_bounces);
     // Stops early on a count above the one wanted: that is the failure.
-    let mut got = figures(&config);
+    let mut got = figures(&s);
     support::try_wait_until(Duration::from_secs(90), || {
-        got = figures(&config);
+        got = figures(&s);
         (got.0, got.1) == want || got.0 > want.0 || got.1 > want.1
     });
     assert_eq!(
@@ -129,7 +113,7 @@ fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
     let settled = started.elapsed();
     // Nothing more arrives later; the login jail saw the 20 addresses.
     std::thread::sleep(Duration::from_secs(3));
-    let got = figures(&config);
+    let got = figures(&s);
     assert_eq!(got, (want.0, want.1, ADDRESSES as usize));
     let log = f2b.log();
     // (The smtp jail's "already banned" is its purpose: a known pair is not repeated.)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::fail2ban::{append, postfix_login, syslog_now, Fail2ban, Jail};
 
-use support::BIN;
+use support::{Sandbox, BIN};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -19,27 +19,13 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// The binary with `config`, nothing from the environment.
-fn mg(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .env_remove("F2B_MAILGUARD_DB")
-        .env_remove("F2B_MAILGUARD_CONFIG")
-        .arg(format!("--config={}", config.display()))
-        .args(args)
-        .output()
-        .expect("run f2b-mailguard")
-}
-
-fn json(config: &Path, args: &[&str]) -> Option<serde_json::Value> {
-    let out = mg(config, args);
+/// `status USER --json`, none before the user's first login.
+fn user_status(s: &Sandbox, user: &str) -> Option<serde_json::Value> {
+    let out = s.run(&["status", "--json", "--", user]);
     if !out.status.success() {
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
-}
-
-fn user_status(config: &Path, user: &str) -> Option<serde_json::Value> {
-    json(config, &["status", "--json", "--", user])
 }
 
 fn networks(v: &serde_json::Value) -> Vec<String> {
@@ -55,32 +41,23 @@ fn networks(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literally() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = dir.path().join("config.toml");
     // 12 networks are above the default block threshold (10): this scenario is about
     // the notify level, so block and lock start higher; actions are off (no mail).
-    std::fs::write(
-        &config,
-        format!(
-            "database = {:?}\nmode = \"warn\"\n\n[thresholds.smtp]\nnotify = 5\nblock = 20\nlock = 40\n\n\
-             [actions]\nnotify = []\nblock = []\nlock = []\n",
-            dir.path().join("mg.db").display().to_string()
-        ),
-    )
-    .expect("config");
-    let mail_log = dir.path().join("mail.log");
+    let s =
+        Sandbox::new("mode = \"warn\"\n\n[thresholds.smtp]\nnotify = 5\nblock = 20\nlock = 40\n");
+    let mail_log = s.path().join("mail.log");
     std::fs::write(&mail_log, "").expect("log");
     let mut f2b = Fail2ban::start(
-        dir.path(),
+        s.path(),
         Path::new(BIN),
-        &config,
+        &s.config_path(),
         &[Jail {
             name: "mailguard-smtp",
             logpath: &mail_log,
         }],
     );
 
-    let pwned = dir.path().join("pwned");
+    let pwned = s.path().join("pwned");
     // Postfix logs no spaces in a SASL name (the filter takes \S+): everything else.
     let evil = format!(
         "x$(touch${{IFS}}{});y'\"|&*`id`\\<>@example.com",
@@ -107,7 +84,7 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
     append(&mail_log, &lines);
 
     // Within 10 s: alice from 12 networks, bob from 1, the odd user from 1.
-    let count = |user: &str| user_status(&config, user).map_or(0, |v| networks(&v).len());
+    let count = |user: &str| user_status(&s, user).map_or(0, |v| networks(&v).len());
     let mut seen = (0, 0, 0);
     let arrived = support::try_wait_until(Duration::from_secs(10), || {
         seen = (
@@ -126,7 +103,7 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
     // Let any duplicate arrive before counting.
     std::thread::sleep(Duration::from_secs(2));
 
-    let alice = user_status(&config, "alice@example.com").expect("alice");
+    let alice = user_status(&s, "alice@example.com").expect("alice");
     let mut nets = networks(&alice);
     nets.sort();
     let mut want: Vec<String> = (1..=12).map(|i| format!("198.51.100.{i}/32")).collect();
@@ -142,7 +119,7 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
         assert!((now() as f64 - seen).abs() < 60.0, "last_seen {seen}");
     }
 
-    let bob = user_status(&config, "bob@example.com").expect("bob");
+    let bob = user_status(&s, "bob@example.com").expect("bob");
     assert_eq!(networks(&bob), ["203.0.113.9/32"]);
     assert_eq!(
         bob["networks"][0]["count"], 1,
@@ -150,7 +127,7 @@ fn each_user_address_pair_is_recorded_once_and_hostile_user_names_arrive_literal
     );
     assert_eq!(bob["level"], "ok");
 
-    let odd = user_status(&config, &evil).expect("odd user");
+    let odd = user_status(&s, &evil).expect("odd user");
     // Byte for byte, but for the one rule every name follows: lower case.
     assert_eq!(
         odd["user"],

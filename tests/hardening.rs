@@ -13,64 +13,75 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A runtime failure as Fail2ban sees it: exit 1 (so it retries), one line on stderr,
-/// containing one of `expected`.
-fn fails_cleanly(out: &std::process::Output, expected: &[&str]) {
+/// Exit `code` (`why` it is that one) and one line on stderr, containing one of
+/// `expected`: what Fail2ban's log shows. Returns that line.
+fn one_line(out: &std::process::Output, code: i32, why: &str, expected: &[&str]) -> String {
     let err = stderr(out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "exit 1 lets Fail2ban retry: {err}"
-    );
+    assert_eq!(out.status.code(), Some(code), "{why}: {err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
         expected.iter().any(|e| err.contains(e)),
         "expected one of {expected:?}: {err}"
     );
+    err
+}
+
+/// A runtime failure as Fail2ban sees it: exit 1 (so it retries), one line on stderr,
+/// containing one of `expected`.
+fn fails_cleanly(out: &std::process::Output, expected: &[&str]) {
+    one_line(out, 1, "exit 1 lets Fail2ban retry", expected);
+}
+
+/// A new directory `name` in the sandbox, with `mode`.
+fn state_dir(s: &Sandbox, name: &str, mode: u32) -> std::path::PathBuf {
+    let dir = s.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
+/// `record` into a database in `dir` fails cleanly with `expected` and creates nothing.
+fn refused_in(s: &Sandbox, dir: &std::path::Path, expected: &str) -> std::process::Output {
+    let db = dir.join("mg.db");
+    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
+    fails_cleanly(&out, &[expected]);
+    assert!(!db.exists(), "nothing may be created there");
+    out
 }
 
 #[test]
 fn a_state_directory_writable_by_others_is_refused() {
     let s = Sandbox::new("");
-    let dir = s.path().join("shared");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let db = dir.join("mg.db");
-    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
-    fails_cleanly(&out, &["is writable by other users (mode 1777)"]);
-    assert!(!db.exists(), "nothing may be created there");
+    let dir = state_dir(&s, "shared", 0o1777);
+    refused_in(&s, &dir, "is writable by other users (mode 1777)");
 }
 
 #[test]
 fn a_state_directory_writable_by_its_group_or_owned_by_another_user_is_refused() {
     // Either can swap the database, and the evidence in it, under root's feet.
     let s = Sandbox::new("");
-    let dir = s.path().join("group");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
-    let db = dir.join("mg.db");
-    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
-    fails_cleanly(&out, &["is writable by other users (mode 770)"]);
+    let dir = state_dir(&s, "group", 0o770);
+    let out = refused_in(&s, &dir, "is writable by other users (mode 770)");
     assert!(stderr(&out).contains("chmod go-w"), "{}", stderr(&out));
-    assert!(!db.exists(), "nothing may be created there");
 
     // Only root can give a directory away; as another user this part cannot run.
     if unsafe { libc::geteuid() } != 0 {
         return;
     }
-    let theirs = s.path().join("theirs");
-    std::fs::create_dir(&theirs).unwrap();
+    let theirs = state_dir(&s, "theirs", 0o755);
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-    let db = theirs.join("mg.db");
-    let out = s.try_record(Some(&db), "a@example.com", "198.51.100.1", None);
-    fails_cleanly(&out, &["is owned by another user (uid 65534)"]);
+    let out = refused_in(&s, &theirs, "is owned by another user (uid 65534)");
     assert!(stderr(&out).contains("chown"), "{}", stderr(&out));
-    assert!(!db.exists(), "nothing may be created there");
 
     // Root's own directory and the caller's own are fine.
     std::os::unix::fs::chown(&theirs, Some(0), Some(0)).unwrap();
     assert!(s
-        .try_record(Some(&db), "a@example.com", "198.51.100.1", None)
+        .try_record(
+            Some(&theirs.join("mg.db")),
+            "a@example.com",
+            "198.51.100.1",
+            None
+        )
         .status
         .success());
 }
@@ -135,16 +146,10 @@ fn status_uses_colour_only_on_a_terminal_and_never_with_no_color() {
 /// A login that could not be stored, as Fail2ban sees it: exit 0 (a retry would only
 /// add it twice), one line on stderr naming the cause and the spool that keeps it.
 fn kept(out: &std::process::Output, expected: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(0), "kept in the spool: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let err = one_line(out, 0, "kept in the spool", expected);
     assert!(
         err.contains(".spool and stored once this is fixed"),
         "{err}"
-    );
-    assert!(
-        expected.iter().any(|e| err.contains(e)),
-        "expected one of {expected:?}: {err}"
     );
 }
 

@@ -41,6 +41,13 @@ fn login(s: &Sandbox, i: i64) -> Output {
     ])
 }
 
+/// Records logins `range`, each stored.
+fn logins(s: &Sandbox, range: std::ops::Range<i64>) {
+    for i in range {
+        support::assert_success(format_args!("login {i}"), &login(s, i));
+    }
+}
+
 fn levels(s: &Sandbox) -> Vec<(String, Vec<String>)> {
     [ALICE, BOB]
         .iter()
@@ -62,16 +69,11 @@ fn an_outage_loses_no_login_and_changes_no_level() {
     // The same 30 logins on a store that never went down.
     let steady_pg = Postgres::start();
     let steady = on_postgres(&steady_pg, "mx1");
-    for i in 0..30 {
-        assert!(login(&steady, i).status.success());
-    }
+    logins(&steady, 0..30);
 
     let mut pg = Postgres::start();
     let s = on_postgres(&pg, "mx1");
-    for i in 0..10 {
-        let o = login(&s, i);
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    logins(&s, 0..10);
     pg.stop();
     for i in 10..20 {
         let o = login(&s, i);
@@ -126,9 +128,7 @@ fn an_outage_loses_no_login_and_changes_no_level() {
     // A login left in the spool (as if the store fell again) is forwarded by the
     // worker's timer too, and a retry already stored is not stored twice.
     pg.stop();
-    for i in 25..30 {
-        assert!(login(&s, i).status.success());
-    }
+    logins(&s, 25..30);
     assert!(login(&s, 24).status.success());
     assert_eq!(spooled(&s), 6);
     pg.start_server();
@@ -161,9 +161,7 @@ fn an_outage_loses_no_login_and_changes_no_level() {
 fn metrics_give_the_shared_databases_size() {
     let pg = Postgres::start();
     let s = on_postgres(&pg, "mx1");
-    for i in 0..5 {
-        assert!(login(&s, i).status.success());
-    }
+    logins(&s, 0..5);
     let metrics = s.ok(&["metrics"]);
     let bytes: i64 = metrics
         .lines()

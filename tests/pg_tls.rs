@@ -21,11 +21,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(format_args!("openssl {args:?}"), &out);
 }
 
 /// A self-signed CA `NAME.pem` (key `NAME.key`) in `dir`.

@@ -171,7 +171,15 @@ fn describe(o: &score::Outcome) -> String {
     )
 }
 
-fn assert_none(what: &str, bad: Vec<String>, run: &Run) {
+/// No account of the run's outcomes is `is_bad`, else the list and the run's table.
+fn assert_none(what: &str, is_bad: impl Fn(&score::Outcome) -> bool) {
+    let run = run();
+    let bad: Vec<String> = run
+        .outcomes
+        .iter()
+        .filter(|o| is_bad(o))
+        .map(describe)
+        .collect();
     assert!(
         bad.is_empty(),
         "{what}: {} account(s)\n  {}\n\n{}",
@@ -197,47 +205,28 @@ fn the_filters_find_every_successful_login_and_no_noise() {
 
 #[test]
 fn every_compromised_account_reaches_notify() {
-    let r = run();
-    let bad = r
-        .outcomes
-        .iter()
-        .filter(|o| o.label.compromised && o.highest < 1)
-        .map(describe)
-        .collect();
     assert_none(
         "compromised accounts that never reached notify after the compromise",
-        bad,
-        r,
+        |o| o.label.compromised && o.highest < 1,
     );
 }
 
 #[test]
 fn every_botnet_burst_is_blocked_within_five_minutes() {
-    let r = run();
-    let bad = r
-        .outcomes
-        .iter()
-        .filter(|o| o.label.class == gen::Class::BotnetBurst.name())
-        .filter(|o| o.to_block.is_none_or(|t| t > BOTNET_BLOCK_SECS))
-        .map(describe)
-        .collect();
     assert_none(
         "botnet bursts not blocked within 5 minutes of log time",
-        bad,
-        r,
+        |o| {
+            o.label.class == gen::Class::BotnetBurst.name()
+                && o.to_block.is_none_or(|t| t > BOTNET_BLOCK_SECS)
+        },
     );
 }
 
 #[test]
 fn no_honest_account_goes_beyond_notify() {
-    let r = run();
-    let bad = r
-        .outcomes
-        .iter()
-        .filter(|o| !o.label.compromised && o.highest > 1)
-        .map(describe)
-        .collect();
-    assert_none("honest accounts at block or lock", bad, r);
+    assert_none("honest accounts at block or lock", |o| {
+        !o.label.compromised && o.highest > 1
+    });
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Seen, Tally};
 use crate::detect::{Transition, Usual, Verdict, Whitelist};
 use crate::model::{ActionKind, Cidr, LogTime, SaslUser};
+use crate::store::LevelEdit;
 
 /// An account as the write path needs it.
 pub(super) struct Stored {
@@ -23,12 +24,44 @@ pub(super) struct Stored {
     pub latest: Option<LogTime>,
 }
 
-/// An action row to insert; `skipped` holds why it is stored as skipped.
-pub(super) struct NewAction<'a> {
+/// An account's logins in `(since, until]`.
+#[derive(Clone, Copy)]
+pub(super) struct SeenSpan {
     pub user_id: i64,
-    pub change_id: i64,
+    pub since: LogTime,
+    pub until: LogTime,
+}
+
+/// A level change row to insert for an account.
+pub(super) struct NewChange<'a> {
+    pub at: LogTime,
+    pub transition: &'a Transition,
+    pub actor: &'a str,
+}
+
+impl<'a> NewChange<'a> {
+    /// The change an admin's level edit stores.
+    pub fn edited(edit: &LevelEdit<'a>) -> Self {
+        NewChange {
+            at: edit.at,
+            transition: edit.transition,
+            actor: edit.actor,
+        }
+    }
+}
+
+/// What an action is for: its account, kind and the level (with enforcement) it
+/// acts on; a cooldown counts the earlier actions with the same key.
+pub(super) struct ActionKey<'a> {
+    pub user_id: i64,
     pub kind: ActionKind,
     pub transition: &'a Transition,
+}
+
+/// An action row to insert; `skipped` holds why it is stored as skipped.
+pub(super) struct NewAction<'a> {
+    pub key: ActionKey<'a>,
+    pub change_id: i64,
     pub logged: LogTime,
     pub skipped: Option<String>,
 }
@@ -36,36 +69,22 @@ pub(super) struct NewAction<'a> {
 /// The reads and writes of one evaluation, inside the backend's transaction.
 pub(super) trait EvalRows {
     type Error;
-    /// Feeds the account's logins in `(since, until]` to `fold`.
-    fn fold_seen(
-        &mut self,
-        id: i64,
-        since: LogTime,
-        until: LogTime,
-        fold: &mut Fold,
-    ) -> Result<(), Self::Error>;
-    /// The account's logins in `(since, until]`, a `Seen` per row.
-    fn seen(&mut self, id: i64, since: LogTime, until: LogTime) -> Result<Vec<Seen>, Self::Error>;
+    /// Feeds the logins in `span` to `fold`.
+    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> Result<(), Self::Error>;
+    /// The logins in `span`, a `Seen` per row.
+    fn seen(&mut self, span: SeenSpan) -> Result<Vec<Seen>, Self::Error>;
     /// The database whitelist entries for every account and for `user`.
     fn whitelist_of(&mut self, user: &SaslUser) -> Result<Vec<Cidr>, Self::Error>;
     /// The account's mail in the deferred queue at the last scan.
     fn deferred_of(&mut self, user: &SaslUser) -> Result<Option<u32>, Self::Error>;
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> Result<(), Self::Error>;
     fn set_state(&mut self, id: i64, state: &AccountState) -> Result<(), Self::Error>;
-    fn insert_change(
-        &mut self,
-        id: i64,
-        at: LogTime,
-        t: &Transition,
-        actor: &str,
-    ) -> Result<i64, Self::Error>;
-    /// The log time of the latest action of `kind` for this level that went out or
-    /// waits to, queued after `after` and since the account's last release.
+    fn insert_change(&mut self, id: i64, change: &NewChange) -> Result<i64, Self::Error>;
+    /// The log time of the latest action with `key` that went out or waits to, queued
+    /// after `after` and since the account's last release.
     fn last_queued(
         &mut self,
-        id: i64,
-        kind: ActionKind,
-        t: &Transition,
+        key: &ActionKey,
         after: LogTime,
     ) -> Result<Option<LogTime>, Self::Error>;
     fn insert_action(&mut self, action: &NewAction) -> Result<(), Self::Error>;
@@ -105,7 +124,12 @@ pub(super) fn evaluate<R: EvalRows>(
     let starts = engine.window_starts(at);
     let since = starts.earliest().max(state.count_from);
     let mut fold = Fold::new(starts);
-    rows.fold_seen(account.id, since, at, &mut fold)?;
+    let span = SeenSpan {
+        user_id: account.id,
+        since,
+        until: at,
+    };
+    rows.fold_seen(span, &mut fold)?;
     let seen = fold.into_seen();
     let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
     let mut cached = account.usual;
@@ -136,7 +160,11 @@ fn judge_again<R: EvalRows>(
     let first = engine.window_starts(at).earliest().max(state.count_from);
     // The last moment whose windows hold `at`: one lookback later, exclusive.
     let last = LogTime::from_millis(at.plus(engine.lookback()).millis() - 1);
-    let mut seen = rows.seen(account.id, first, last)?;
+    let mut seen = rows.seen(SeenSpan {
+        user_id: account.id,
+        since: first,
+        until: last,
+    })?;
     seen.sort_by_key(|s| s.time);
     let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
     let counted: Vec<Counted> = seen
@@ -199,7 +227,11 @@ fn judge<R: EvalRows>(
     if verdict.rose() {
         // Up to where `seen` begins; nothing from before a release.
         let from = engine.explain_from(m.at).max(state.count_from);
-        let earlier = rows.seen(id, from, m.since)?;
+        let earlier = rows.seen(SeenSpan {
+            user_id: id,
+            since: from,
+            until: m.since,
+        })?;
         engine.explain(&mut verdict, m.at, &earlier, m.seen);
     }
     let queued = apply(rows, id, state, m.at, &verdict, engine.config())?;
@@ -222,16 +254,24 @@ fn apply<R: EvalRows>(
     let Some(t) = &verdict.transition else {
         return Ok(0);
     };
-    let change_id = rows.insert_change(id, at, t, "detector")?;
+    let change = NewChange {
+        at,
+        transition: t,
+        actor: "detector",
+    };
+    let change_id = rows.insert_change(id, &change)?;
     let mut queued = 0;
     for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
-        let skipped = cooled_down(rows, id, kind, t, at, cfg)?;
-        queued += usize::from(skipped.is_none());
-        rows.insert_action(&NewAction {
+        let key = ActionKey {
             user_id: id,
-            change_id,
             kind,
             transition: t,
+        };
+        let skipped = cooled_down(rows, &key, at, cfg)?;
+        queued += usize::from(skipped.is_none());
+        rows.insert_action(&NewAction {
+            key,
+            change_id,
             logged: at,
             skipped,
         })?;
@@ -244,23 +284,21 @@ fn apply<R: EvalRows>(
 /// account's last release. None: it goes out.
 fn cooled_down<R: EvalRows>(
     rows: &mut R,
-    id: i64,
-    kind: ActionKind,
-    t: &Transition,
+    action: &ActionKey,
     at: LogTime,
     cfg: &Config,
 ) -> Result<Option<String>, R::Error> {
-    let (cooldown, key) = match kind {
+    let (cooldown, key) = match action.kind {
         ActionKind::Mail => (cfg.contain.mail.cooldown, "mail.cooldown"),
         ActionKind::NotifyUser => (cfg.contain.user_mail.cooldown, "user_mail.cooldown"),
         _ => return Ok(None),
     };
-    let recent = rows.last_queued(id, kind, t, at.minus(cooldown))?;
+    let recent = rows.last_queued(action, at.minus(cooldown))?;
     Ok(recent.map(|when| {
         format!(
             "not sent: one about {} for this account was queued at {} (log time), \
              within {key} ({cooldown})",
-            t.to,
+            action.transition.to,
             when.rfc3339()
         )
     }))
@@ -285,7 +323,11 @@ fn usual_of<R: EvalRows>(
             return Ok(Some(usual));
         }
     }
-    let history = rows.seen(id, from, until)?;
+    let history = rows.seen(SeenSpan {
+        user_id: id,
+        since: from,
+        until,
+    })?;
     let usual = engine.usual(&history, whitelist);
     rows.cache_usual(id, day, &usual)?;
     *cached = Some((day, usual));

@@ -193,13 +193,16 @@ impl Sandbox {
     /// A botnet's burst: `n` SMTP logins of `user`, one a second from `first`, each
     /// from another /24 (198.51.100.7, 198.51.101.7, ...), so the count escalates.
     pub fn burst(&self, user: &str, n: usize, first: i64) {
+        self.each(n as i64, first, "smtp", user, |i| {
+            format!("198.51.{}.7", 100 + i)
+        });
+    }
+
+    /// `n` logins of `user` through `source`, one a second from `first`, the i-th
+    /// (from 0) from the address `addr(i)`.
+    pub fn each(&self, n: i64, first: i64, source: &str, user: &str, addr: impl Fn(i64) -> String) {
         for i in 0..n {
-            self.record(
-                "smtp",
-                user,
-                &format!("198.51.{}.7", 100 + i),
-                first + i as i64,
-            );
+            self.record(source, user, &addr(i), first + i);
         }
     }
 

@@ -40,13 +40,7 @@ fn as_postgres(program: &Path, args: &[&str]) {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("runuser {}: {e}", program.display()));
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_success(format_args!("{} {args:?}", program.display()), &out);
 }
 
 impl Postgres {
@@ -140,11 +134,7 @@ impl Postgres {
             .args(["-d", db, "-c", sql])
             .output()
             .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::assert_success(format_args!("psql {sql:?}"), &out);
         String::from_utf8(out.stdout)
             .expect("utf-8")
             .trim()

@@ -18,6 +18,7 @@ use self::rows::{
     account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of, u32_of,
     user_of, PgError, ACCOUNT_COLS, R,
 };
+use super::evaluate::SeenSpan;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Imported, LevelChange,
     LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
@@ -211,7 +212,17 @@ impl Store for PgStore {
         self.with(|c| {
             let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
             match row {
-                Some(r) => seen_in(c, r.try_get(0)?, since, until),
+                Some(r) => {
+                    let user_id = r.try_get(0)?;
+                    seen_in(
+                        c,
+                        SeenSpan {
+                            user_id,
+                            since,
+                            until,
+                        },
+                    )
+                }
                 None => Ok(Vec::new()),
             }
         })

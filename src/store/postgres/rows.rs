@@ -3,9 +3,9 @@
 
 use postgres::{GenericClient, Row, Transaction};
 
-use crate::detect::{AccountState, Fold, Seen, Transition, Usual};
+use crate::detect::{AccountState, Fold, Seen, Usual};
 use crate::model::{ActionKind, Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
-use crate::store::evaluate::{EvalRows, NewAction, Stored};
+use crate::store::evaluate::{ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored};
 use crate::store::{Account, ActionState};
 
 #[derive(Debug)]
@@ -117,13 +117,14 @@ pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option
 const SEEN_SQL: &str =
     "SELECT source, ip, ts_ms, count FROM events WHERE user_id = $1 AND ts_ms > $2 AND ts_ms <= $3";
 
-pub(super) fn seen_in(
-    c: &mut impl GenericClient,
-    id: i64,
-    since: LogTime,
-    until: LogTime,
-) -> R<Vec<Seen>> {
-    let rows = c.query(SEEN_SQL, &[&id, &since.millis(), &until.millis()])?;
+/// The stored rows of the logins in `span`, in `SEEN_SQL`'s columns.
+fn seen_rows(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Row>> {
+    let (since, until) = (span.since.millis(), span.until.millis());
+    Ok(c.query(SEEN_SQL, &[&span.user_id, &since, &until])?)
+}
+
+pub(super) fn seen_in(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Seen>> {
+    let rows = seen_rows(c, span)?;
     rows.iter().map(|r| seen_row(r, 0)).collect()
 }
 
@@ -149,24 +150,19 @@ pub(super) fn deferred_of(c: &mut impl GenericClient, user: &SaslUser) -> R<Opti
     n.map(u32_of).transpose()
 }
 
-pub(super) fn insert_change(
-    c: &mut impl GenericClient,
-    id: i64,
-    at: LogTime,
-    t: &Transition,
-    actor: &str,
-) -> R<i64> {
+pub(super) fn insert_change(c: &mut impl GenericClient, id: i64, change: &NewChange) -> R<i64> {
+    let t = change.transition;
     let row = c.query_one(
         "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         &[
             &id,
-            &at.millis(),
+            &change.at.millis(),
             &t.from.as_str(),
             &t.to.as_str(),
             &t.enforced,
             &t.reason,
-            &actor,
+            &change.actor,
         ],
     )?;
     // Sent at commit, to every server's `run-actions --follow`; one per transaction
@@ -184,10 +180,8 @@ pub(super) struct PgRows<'t, 'c> {
 impl EvalRows for PgRows<'_, '_> {
     type Error = PgError;
 
-    fn fold_seen(&mut self, id: i64, since: LogTime, until: LogTime, fold: &mut Fold) -> R<()> {
-        let rows = self
-            .tx
-            .query(SEEN_SQL, &[&id, &since.millis(), &until.millis()])?;
+    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> R<()> {
+        let rows = seen_rows(self.tx, span)?;
         for r in &rows {
             fold.add(
                 source_of(r.try_get(0)?)?,
@@ -200,8 +194,8 @@ impl EvalRows for PgRows<'_, '_> {
         Ok(())
     }
 
-    fn seen(&mut self, id: i64, since: LogTime, until: LogTime) -> R<Vec<Seen>> {
-        seen_in(self.tx, id, since, until)
+    fn seen(&mut self, span: SeenSpan) -> R<Vec<Seen>> {
+        seen_in(self.tx, span)
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> R<Vec<Cidr>> {
@@ -244,17 +238,11 @@ impl EvalRows for PgRows<'_, '_> {
         Ok(())
     }
 
-    fn insert_change(&mut self, id: i64, at: LogTime, t: &Transition, actor: &str) -> R<i64> {
-        insert_change(self.tx, id, at, t, actor)
+    fn insert_change(&mut self, id: i64, change: &NewChange) -> R<i64> {
+        insert_change(self.tx, id, change)
     }
 
-    fn last_queued(
-        &mut self,
-        id: i64,
-        kind: ActionKind,
-        t: &Transition,
-        after: LogTime,
-    ) -> R<Option<LogTime>> {
+    fn last_queued(&mut self, key: &ActionKey, after: LogTime) -> R<Option<LogTime>> {
         // A skipped or cancelled mail never went out, so it starts no cooldown.
         let ms: Option<i64> = self
             .tx
@@ -264,10 +252,10 @@ impl EvalRows for PgRows<'_, '_> {
                    AND a.logged_ms > $5 AND a.logged_ms >= u.count_from_ms
                    AND a.state NOT IN ('cancelled', 'skipped')",
                 &[
-                    &id,
-                    &kind.as_str(),
-                    &t.to.as_str(),
-                    &t.enforced,
+                    &key.user_id,
+                    &key.kind.as_str(),
+                    &key.transition.to.as_str(),
+                    &key.transition.enforced,
                     &after.millis(),
                 ],
             )?
@@ -287,11 +275,11 @@ impl EvalRows for PgRows<'_, '_> {
                                   next_ms, state, updated_ms, outcome, server)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)",
             &[
-                &a.user_id,
+                &a.key.user_id,
                 &a.change_id,
-                &a.kind.as_str(),
-                &a.transition.to.as_str(),
-                &a.transition.enforced,
+                &a.key.kind.as_str(),
+                &a.key.transition.to.as_str(),
+                &a.key.transition.enforced,
                 &a.logged.millis(),
                 &now,
                 &state,

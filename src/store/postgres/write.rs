@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::rows::{insert_change, stored_account, PgRows, R};
 use crate::detect::Engine;
 use crate::model::{LogTime, SaslUser, Span};
-use crate::store::evaluate::evaluate;
+use crate::store::evaluate::{evaluate, NewChange};
 use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
 /// As SQLite's automatic retention: one insert in this many prunes a batch.
@@ -134,7 +134,7 @@ pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdi
             &edit.count_from.map(LogTime::millis),
         ],
     )?;
-    insert_change(&mut tx, id, edit.at, t, edit.actor)?;
+    insert_change(&mut tx, id, &NewChange::edited(edit))?;
     tx.commit()?;
     Ok(())
 }

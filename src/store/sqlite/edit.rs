@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::write::insert_change;
 use crate::model::{Cidr, SaslUser, WhitelistEntry};
+use crate::store::evaluate::NewChange;
 use crate::store::LevelEdit;
 
 pub(super) fn change_level(
@@ -27,7 +28,7 @@ pub(super) fn change_level(
          WHERE id = ?1",
         params![user_id, t.to, t.enforced, edit.count_from],
     )?;
-    insert_change(&tx, user_id, edit.at, t, edit.actor)?;
+    insert_change(&tx, user_id, &NewChange::edited(edit))?;
     tx.commit()
 }
 

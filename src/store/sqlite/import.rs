@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
 use super::write::insert_change;
 use crate::detect::Seen;
 use crate::model::{ClientAddr, Label, LogTime};
+use crate::store::evaluate::NewChange;
 use crate::store::schema;
 use crate::store::Imported;
 
@@ -181,7 +182,12 @@ fn import_in(
             r.last_seen.map(LogTime::millis),
         ])?;
         for (at, t) in &r.changes {
-            insert_change(&tx, *id, *at, t, "detector")?;
+            let change = NewChange {
+                at: *at,
+                transition: t,
+                actor: "detector",
+            };
+            insert_change(&tx, *id, &change)?;
         }
     }
     drop(state);

@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection};
 
+use super::rows::from_columns;
 use crate::model::ActionKind;
 use crate::model::{LogTime, SaslUser};
 use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
@@ -13,15 +14,9 @@ pub(super) fn due_actions(conn: &Connection, now: LogTime) -> rusqlite::Result<V
              WHERE a.state = 'pending' AND a.next_ms <= ?1 ORDER BY a.id",
     )?;
     let rows = stmt.query_map([now], |r| {
-        Ok(QueuedAction {
-            id: r.get(0)?,
-            user: r.get(1)?,
-            kind: r.get(2)?,
-            level: r.get(3)?,
-            enforced: r.get(4)?,
-            attempts: r.get(5)?,
-            change_id: r.get(6)?,
-        })
+        Ok(from_columns!(r, 0 => QueuedAction {
+            id, user, kind, level, enforced, attempts, change_id
+        }))
     })?;
     rows.collect()
 }
@@ -54,20 +49,10 @@ pub(super) fn actions_of(
              FROM actions a JOIN users u ON u.id = a.user_id WHERE u.name = ?1 ORDER BY a.id",
     )?;
     let rows = stmt.query_map([user], |r| {
-        Ok(ActionRecord {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            level: r.get(2)?,
-            enforced: r.get(3)?,
-            state: r.get(4)?,
-            attempts: r.get(5)?,
-            created: r.get(6)?,
-            updated: r.get(7)?,
-            next: r.get(8)?,
-            outcome: r.get(9)?,
-            change_id: r.get(10)?,
-            server: r.get(11)?,
-        })
+        Ok(from_columns!(r, 0 => ActionRecord {
+            id, kind, level, enforced, state, attempts, created, updated, next, outcome,
+            change_id, server
+        }))
     })?;
     rows.collect()
 }

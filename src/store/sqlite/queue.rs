@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::rows::from_columns;
 use super::write::{evaluate_in, stored_account};
 use crate::detect::Engine;
 use crate::model::LogTime;
@@ -80,14 +81,9 @@ pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, 
          ORDER BY queue, n DESC, sender",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(QueueSender {
-            queue: r.get(0)?,
-            sender: r.get(1)?,
-            account: String::new(),
-            messages: r.get(2)?,
-            recipients: r.get(3)?,
-            oldest: r.get(4)?,
-        })
+        Ok(from_columns!(r, 0 => QueueSender {
+            queue, sender, messages, recipients, oldest; account: String::new()
+        }))
     })?;
     Ok((scanned, rows.collect::<rusqlite::Result<_>>()?))
 }

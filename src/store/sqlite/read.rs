@@ -9,6 +9,7 @@ use super::rows::{account_row, change_row, parse_text, seen_row, ACCOUNT_COLS, C
 use super::write::seen_in;
 use crate::detect::Seen;
 use crate::model::{LogTime, SaslUser, Source, WhitelistEntry};
+use crate::store::evaluate::SeenSpan;
 use crate::store::{Account, AddrSummary, LevelChange};
 
 fn user_id(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<i64>> {
@@ -74,7 +75,14 @@ pub(super) fn evidence(
     until: LogTime,
 ) -> rusqlite::Result<Vec<Seen>> {
     match user_id(conn, user)? {
-        Some(id) => seen_in(conn, id, since, until),
+        Some(user_id) => seen_in(
+            conn,
+            SeenSpan {
+                user_id,
+                since,
+                until,
+            },
+        ),
         None => Ok(Vec::new()),
     }
 }

@@ -67,6 +67,22 @@ impl FromSql for LogTime {
     }
 }
 
+/// `Type { a, b, c }` read from consecutive columns, `first` on, in the order the
+/// fields are named (which is the SELECT's); fields after `;` are given, not read.
+macro_rules! from_columns {
+    ($r:ident, $first:expr => $ty:ident { $($field:ident),* $(; $($given:ident: $value:expr),*)? }) => {{
+        let mut col: usize = $first;
+        $ty {
+            $($field: {
+                col += 1;
+                $r.get(col - 1)?
+            },)*
+            $($($given: $value,)*)?
+        }
+    }};
+}
+pub(super) use from_columns;
+
 /// Parses text already read from column `col`: the hot path reads an address's text
 /// and parses it only once per address.
 pub(super) fn parse_text<T: FromSql>(col: usize, raw: &str) -> rusqlite::Result<T> {
@@ -82,12 +98,7 @@ pub(super) fn parse_text<T: FromSql>(col: usize, raw: &str) -> rusqlite::Result<
 /// The account state stored in `level, enforced, last_hit_ms, count_from_ms`, read
 /// from column `first` on.
 pub(super) fn account_state(r: &rusqlite::Row, first: usize) -> rusqlite::Result<AccountState> {
-    Ok(AccountState {
-        level: r.get(first)?,
-        enforced: r.get(first + 1)?,
-        last_hit: r.get(first + 2)?,
-        count_from: r.get(first + 3)?,
-    })
+    Ok(from_columns!(r, first => AccountState { level, enforced, last_hit, count_from }))
 }
 
 pub(super) const ACCOUNT_COLS: &str =
@@ -107,26 +118,13 @@ pub(super) const CHANGE_COLS: &str =
 
 /// A `LevelChange` read from `CHANGE_COLS` at column `first` on.
 pub(super) fn change_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<LevelChange> {
-    Ok(LevelChange {
-        time: r.get(first)?,
-        from: r.get(first + 1)?,
-        to: r.get(first + 2)?,
-        enforced: r.get(first + 3)?,
-        reason: r.get(first + 4)?,
-        actor: r.get(first + 5)?,
-    })
+    Ok(from_columns!(r, first => LevelChange { time, from, to, enforced, reason, actor }))
 }
 
 /// One stored login or message count, read from `source, ip, ts_ms, count` at column
 /// `first` on.
 pub(super) fn seen_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Seen> {
-    Ok(Seen {
-        source: r.get(first)?,
-        addr: r.get(first + 1)?,
-        time: r.get(first + 2)?,
-        count: r.get(first + 3)?,
-        events: 1,
-    })
+    Ok(from_columns!(r, first => Seen { source, addr, time, count; events: 1 }))
 }
 
 #[cfg(test)]

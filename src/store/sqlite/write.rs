@@ -4,9 +4,11 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{account_state, parse_text, seen_row};
-use crate::detect::{AccountState, Engine, Fold, Seen, Transition, Usual};
-use crate::model::{ActionKind, Cidr, LogTime, SaslUser, Span};
-use crate::store::evaluate::{evaluate, EvalRows, NewAction, Stored};
+use crate::detect::{AccountState, Engine, Fold, Seen, Usual};
+use crate::model::{Cidr, LogTime, SaslUser, Span};
+use crate::store::evaluate::{
+    evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
+};
 use crate::store::{LoginEvent, Recorded};
 
 /// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
@@ -14,19 +16,14 @@ use crate::store::{LoginEvent, Recorded};
 const AUTO_PRUNE_EVERY: i64 = 256;
 const AUTO_PRUNE_BATCH: u32 = 2000;
 
-pub(super) fn insert_change(
-    tx: &Connection,
-    user_id: i64,
-    at: LogTime,
-    t: &Transition,
-    actor: &str,
-) -> rusqlite::Result<i64> {
+pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
+    let t = c.transition;
     tx.prepare_cached(
         "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        user_id, at, t.from, t.to, t.enforced, t.reason, actor
+        user_id, c.at, t.from, t.to, t.enforced, t.reason, c.actor
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -158,15 +155,9 @@ impl EvalRows for SqliteRows<'_> {
     /// Folded as read: this runs for every row of the account's lookback on each
     /// `record`, so an address is parsed once per evaluation and each row costs
     /// little more than SQLite's step.
-    fn fold_seen(
-        &mut self,
-        id: i64,
-        since: LogTime,
-        until: LogTime,
-        fold: &mut Fold,
-    ) -> rusqlite::Result<()> {
+    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> rusqlite::Result<()> {
         let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
-        let mut rows = stmt.query(params![id, since, until])?;
+        let mut rows = stmt.query(params![span.user_id, span.since, span.until])?;
         while let Some(r) = rows.next()? {
             fold.add(
                 r.get(0)?,
@@ -179,8 +170,8 @@ impl EvalRows for SqliteRows<'_> {
         Ok(())
     }
 
-    fn seen(&mut self, id: i64, since: LogTime, until: LogTime) -> rusqlite::Result<Vec<Seen>> {
-        seen_in(self.tx, id, since, until)
+    fn seen(&mut self, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
+        seen_in(self.tx, span)
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
@@ -214,23 +205,16 @@ impl EvalRows for SqliteRows<'_> {
         Ok(())
     }
 
-    fn insert_change(
-        &mut self,
-        id: i64,
-        at: LogTime,
-        t: &Transition,
-        actor: &str,
-    ) -> rusqlite::Result<i64> {
-        insert_change(self.tx, id, at, t, actor)
+    fn insert_change(&mut self, id: i64, change: &NewChange) -> rusqlite::Result<i64> {
+        insert_change(self.tx, id, change)
     }
 
     fn last_queued(
         &mut self,
-        id: i64,
-        kind: ActionKind,
-        t: &Transition,
+        key: &ActionKey,
         after: LogTime,
     ) -> rusqlite::Result<Option<LogTime>> {
+        let t = key.transition;
         // A skipped or cancelled mail never went out, so it starts no cooldown.
         self.tx
             .prepare_cached(
@@ -239,12 +223,15 @@ impl EvalRows for SqliteRows<'_> {
                    AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
                    AND a.state NOT IN ('cancelled', 'skipped')",
             )?
-            .query_row(params![id, kind, t.to, t.enforced, after], |r| r.get(0))
+            .query_row(
+                params![key.user_id, key.kind, t.to, t.enforced, after],
+                |r| r.get(0),
+            )
     }
 
     fn insert_action(&mut self, a: &NewAction) -> rusqlite::Result<()> {
         let now = LogTime::now();
-        let t = a.transition;
+        let t = a.key.transition;
         self.tx
             .prepare_cached(
                 "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms,
@@ -252,9 +239,9 @@ impl EvalRows for SqliteRows<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
-                a.user_id,
+                a.key.user_id,
                 a.change_id,
-                a.kind,
+                a.key.kind,
                 t.to,
                 t.enforced,
                 a.logged,
@@ -276,14 +263,10 @@ const SEEN_SQL: &str =
     "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
 
 /// One account's evidence in `(since, until]`, a `Seen` per stored row.
-pub(super) fn seen_in(
-    conn: &Connection,
-    user_id: i64,
-    since: LogTime,
-    until: LogTime,
-) -> rusqlite::Result<Vec<Seen>> {
+pub(super) fn seen_in(conn: &Connection, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(SEEN_SQL)?;
-    let rows = stmt.query_map(params![user_id, since, until], |r| seen_row(r, 0))?;
+    let params = params![span.user_id, span.since, span.until];
+    let rows = stmt.query_map(params, |r| seen_row(r, 0))?;
     rows.collect()
 }
 
