@@ -1,6 +1,7 @@
 //! Rows of the shared store: its error, decoding stored values back into validated
 //! types, and the row operations of an evaluation.
 
+use postgres::types::Type;
 use postgres::{GenericClient, Row, Transaction};
 
 use crate::detect::{AccountState, Fold, Seen, Usual};
@@ -86,15 +87,12 @@ pub(super) fn account_row(r: &Row) -> R<Account> {
     })
 }
 
-/// The account as the write path needs it.
-pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option<Stored>> {
-    let row = c.query_opt(
-        "SELECT id, level, enforced, last_hit_ms, count_from_ms,
-                usual_day, usual_messages, usual_networks, usual_days, last_seen_ms
-         FROM users WHERE name = $1",
-        &[&name],
-    )?;
-    let Some(r) = row else { return Ok(None) };
+/// The columns `stored_row` reads, from `users`.
+pub(super) const STORED_COLS: &str = "id, level, enforced, last_hit_ms, count_from_ms, \
+     usual_day, usual_messages, usual_networks, usual_days, last_seen_ms";
+
+/// The account as the write path needs it, from `STORED_COLS` at column 0.
+pub(super) fn stored_row(r: &Row) -> R<Stored> {
     let usual = match r.try_get::<_, Option<i64>>(5)? {
         Some(day) => Some((
             day,
@@ -106,12 +104,21 @@ pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option
         )),
         None => None,
     };
-    Ok(Some(Stored {
+    Ok(Stored {
         id: r.try_get(0)?,
-        state: account_state(&r, 1)?,
+        state: account_state(r, 1)?,
         usual,
         latest: time_of(r.try_get(9)?),
-    }))
+    })
+}
+
+/// The account as the write path needs it.
+pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option<Stored>> {
+    let row = c.query_typed_opt(
+        &format!("SELECT {STORED_COLS} FROM users WHERE name = $1"),
+        &[(&name, Type::TEXT)],
+    )?;
+    row.as_ref().map(stored_row).transpose()
 }
 
 const SEEN_SQL: &str =
@@ -120,7 +127,14 @@ const SEEN_SQL: &str =
 /// The stored rows of the logins in `span`, in `SEEN_SQL`'s columns.
 fn seen_rows(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Row>> {
     let (since, until) = (span.since.millis(), span.until.millis());
-    Ok(c.query(SEEN_SQL, &[&span.user_id, &since, &until])?)
+    Ok(c.query_typed(
+        SEEN_SQL,
+        &[
+            (&span.user_id, Type::INT8),
+            (&since, Type::INT8),
+            (&until, Type::INT8),
+        ],
+    )?)
 }
 
 pub(super) fn seen_in(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Seen>> {
@@ -139,35 +153,42 @@ pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
     })
 }
 
+/// An account's deferred mail over every server's last scan; `$1` the account.
+pub(super) const DEFERRED_SQL: &str = "SELECT sum(messages)::BIGINT FROM queue_senders \
+     WHERE queue = 'deferred' AND account = $1";
+
+/// The whitelist entries for every account and for `$1`.
+pub(super) const WHITELIST_SQL: &str =
+    "SELECT cidr FROM whitelist WHERE account = '' OR account = $1";
+
 pub(super) fn deferred_of(c: &mut impl GenericClient, user: &SaslUser) -> R<Option<u32>> {
     let n: Option<i64> = c
-        .query_one(
-            "SELECT sum(messages)::BIGINT FROM queue_senders
-             WHERE queue = 'deferred' AND account = $1",
-            &[&user.as_str()],
-        )?
+        .query_typed_one(DEFERRED_SQL, &[(&user.as_str(), Type::TEXT)])?
         .try_get(0)?;
     n.map(u32_of).transpose()
 }
 
 pub(super) fn insert_change(c: &mut impl GenericClient, id: i64, change: &NewChange) -> R<i64> {
     let t = change.transition;
-    let row = c.query_one(
-        "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    // The notification is sent at commit, to every server's `run-actions --follow`;
+    // one per transaction (PostgreSQL folds equal notifications). Same statement as
+    // the insert: one round trip.
+    let row = c.query_typed_one(
+        "WITH c AS (
+           INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id)
+         SELECT id, pg_notify($8, '') FROM c",
         &[
-            &id,
-            &change.at.millis(),
-            &t.from.as_str(),
-            &t.to.as_str(),
-            &t.enforced,
-            &t.reason,
-            &change.actor,
+            (&id, Type::INT8),
+            (&change.at.millis(), Type::INT8),
+            (&t.from.as_str(), Type::TEXT),
+            (&t.to.as_str(), Type::TEXT),
+            (&t.enforced, Type::BOOL),
+            (&t.reason, Type::TEXT),
+            (&change.actor, Type::TEXT),
+            (&super::CHANGES_CHANNEL, Type::TEXT),
         ],
     )?;
-    // Sent at commit, to every server's `run-actions --follow`; one per transaction
-    // (PostgreSQL folds equal notifications).
-    c.execute("SELECT pg_notify($1, '')", &[&super::CHANGES_CHANNEL])?;
     Ok(row.try_get(0)?)
 }
 
@@ -175,6 +196,22 @@ pub(super) fn insert_change(c: &mut impl GenericClient, id: i64, change: &NewCha
 pub(super) struct PgRows<'t, 'c> {
     pub tx: &'t mut Transaction<'c>,
     pub server: &'t str,
+    /// What `record` already read for its account with the insert, so the evaluation
+    /// need not ask again.
+    pub ahead: Option<Ahead>,
+}
+
+/// An account's whitelist and deferred mail, read inside the evaluation's transaction.
+pub(super) struct Ahead {
+    pub user: SaslUser,
+    pub whitelist: Vec<Cidr>,
+    pub deferred: Option<u32>,
+}
+
+impl PgRows<'_, '_> {
+    fn ahead_for(&self, user: &SaslUser) -> Option<&Ahead> {
+        self.ahead.as_ref().filter(|a| a.user == *user)
+    }
 }
 
 impl EvalRows for PgRows<'_, '_> {
@@ -199,40 +236,45 @@ impl EvalRows for PgRows<'_, '_> {
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> R<Vec<Cidr>> {
-        let rows = self.tx.query(
-            "SELECT cidr FROM whitelist WHERE account = '' OR account = $1",
-            &[&user.as_str()],
-        )?;
+        if let Some(a) = self.ahead_for(user) {
+            return Ok(a.whitelist.clone());
+        }
+        let rows = self
+            .tx
+            .query_typed(WHITELIST_SQL, &[(&user.as_str(), Type::TEXT)])?;
         rows.iter().map(|r| cidr_of(r.try_get(0)?)).collect()
     }
 
     fn deferred_of(&mut self, user: &SaslUser) -> R<Option<u32>> {
+        if let Some(a) = self.ahead_for(user) {
+            return Ok(a.deferred);
+        }
         deferred_of(self.tx, user)
     }
 
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> R<()> {
-        self.tx.execute(
+        self.tx.execute_typed(
             "UPDATE users SET usual_day = $2, usual_messages = $3, usual_networks = $4,
                               usual_days = $5 WHERE id = $1",
             &[
-                &id,
-                &day,
-                &i64::from(usual.messages),
-                &i64::from(usual.networks),
-                &i64::from(usual.days),
+                (&id, Type::INT8),
+                (&day, Type::INT8),
+                (&i64::from(usual.messages), Type::INT8),
+                (&i64::from(usual.networks), Type::INT8),
+                (&i64::from(usual.days), Type::INT8),
             ],
         )?;
         Ok(())
     }
 
     fn set_state(&mut self, id: i64, state: &AccountState) -> R<()> {
-        self.tx.execute(
+        self.tx.execute_typed(
             "UPDATE users SET level = $2, enforced = $3, last_hit_ms = $4 WHERE id = $1",
             &[
-                &id,
-                &state.level.as_str(),
-                &state.enforced,
-                &state.last_hit.map(LogTime::millis),
+                (&id, Type::INT8),
+                (&state.level.as_str(), Type::TEXT),
+                (&state.enforced, Type::BOOL),
+                (&state.last_hit.map(LogTime::millis), Type::INT8),
             ],
         )?;
         Ok(())
@@ -246,17 +288,17 @@ impl EvalRows for PgRows<'_, '_> {
         // A skipped or cancelled mail never went out, so it starts no cooldown.
         let ms: Option<i64> = self
             .tx
-            .query_one(
+            .query_typed_one(
                 "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
                  WHERE a.user_id = $1 AND a.kind = $2 AND a.level = $3 AND a.enforced = $4
                    AND a.logged_ms > $5 AND a.logged_ms >= u.count_from_ms
                    AND a.state NOT IN ('cancelled', 'skipped')",
                 &[
-                    &key.user_id,
-                    &key.kind.as_str(),
-                    &key.transition.to.as_str(),
-                    &key.transition.enforced,
-                    &after.millis(),
+                    (&key.user_id, Type::INT8),
+                    (&key.kind.as_str(), Type::TEXT),
+                    (&key.transition.to.as_str(), Type::TEXT),
+                    (&key.transition.enforced, Type::BOOL),
+                    (&after.millis(), Type::INT8),
                 ],
             )?
             .try_get(0)?;
@@ -270,22 +312,22 @@ impl EvalRows for PgRows<'_, '_> {
         } else {
             "pending"
         };
-        self.tx.execute(
+        self.tx.execute_typed(
             "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms,
                                   next_ms, state, updated_ms, outcome, server)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)",
             &[
-                &a.key.user_id,
-                &a.change_id,
-                &a.key.kind.as_str(),
-                &a.key.transition.to.as_str(),
-                &a.key.transition.enforced,
-                &a.logged.millis(),
-                &now,
-                &state,
-                &a.skipped.as_ref().map(|_| now),
-                &a.skipped,
-                &self.server,
+                (&a.key.user_id, Type::INT8),
+                (&a.change_id, Type::INT8),
+                (&a.key.kind.as_str(), Type::TEXT),
+                (&a.key.transition.to.as_str(), Type::TEXT),
+                (&a.key.transition.enforced, Type::BOOL),
+                (&a.logged.millis(), Type::INT8),
+                (&now, Type::INT8),
+                (&state, Type::TEXT),
+                (&a.skipped.as_ref().map(|_| now), Type::INT8),
+                (&a.skipped, Type::TEXT),
+                (&self.server, Type::TEXT),
             ],
         )?;
         Ok(())

@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use postgres::types::Type;
 use postgres::{Client, GenericClient, Transaction};
 use sha2::{Digest, Sha256};
 
-use super::rows::{insert_change, stored_account, PgRows, R};
+use super::rows::{cidr_of, insert_change, stored_account, stored_row, u32_of, Ahead, PgRows, R};
+use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
 use crate::model::{LogTime, SaslUser, Span};
 use crate::store::evaluate::{evaluate, NewChange};
@@ -32,21 +34,52 @@ fn account_key(user: &SaslUser) -> i64 {
 
 /// Waits, inside `tx`, until no other transaction evaluates `user`.
 fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&account_key(user)])?;
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[(&account_key(user), Type::INT8)],
+    )?;
     Ok(())
 }
 
 /// Bounds, for this transaction, what the server lets it wait: a lock another
 /// session holds (another server's evaluation, an admin's), any one statement, and
 /// itself idle, so a `record` gone quiet does not keep the account's lock from the
-/// others. On a timeout the statement fails and `record` spools the login.
-fn bound_waits(tx: &mut Transaction, wait: Duration) -> R<()> {
+/// others. On a timeout the statement fails and `record` spools the login. Then
+/// takes `user`'s lock, in the same round trip (the simple protocol; both values are
+/// numbers this process made). The statements after it see what committed before the
+/// lock was granted.
+fn bound_and_lock(tx: &mut Transaction, wait: Duration, user: &SaslUser) -> R<()> {
     let ms = wait.as_millis().max(1);
+    let key = account_key(user);
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms};
-         SET LOCAL idle_in_transaction_session_timeout = {ms}"
+         SET LOCAL idle_in_transaction_session_timeout = {ms};
+         SELECT pg_advisory_xact_lock({key})"
     ))?;
     Ok(())
+}
+
+/// `record`'s first statement, under the account's lock: the account row upserted
+/// (its state as it is now, whatever snapshot the statement started with: the
+/// upsert reads the latest row), the login inserted unless a retry already stored
+/// it (`event_id` NULL), and the account's whitelist and deferred mail for the
+/// evaluation. One round trip instead of five.
+fn record_sql() -> String {
+    format!(
+        "WITH u AS (
+           INSERT INTO users (name, last_seen_ms) VALUES ($1, $2)
+           ON CONFLICT (name) DO UPDATE
+           SET last_seen_ms = greatest(coalesce(users.last_seen_ms, 0), excluded.last_seen_ms)
+           RETURNING {STORED_COLS}),
+         e AS (
+           INSERT INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
+           SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM u
+           ON CONFLICT DO NOTHING RETURNING id)
+         SELECT u.*, (SELECT id FROM e) AS event_id,
+                ARRAY({WHITELIST_SQL}) AS whitelist,
+                ({DEFERRED_SQL}) AS deferred
+         FROM u"
+    )
 }
 
 pub(super) fn record(
@@ -58,43 +91,47 @@ pub(super) fn record(
     engine: &Engine,
 ) -> R<Recorded> {
     let mut tx = client.transaction()?;
-    bound_waits(&mut tx, wait)?;
-    lock_account(&mut tx, &event.user)?;
+    bound_and_lock(&mut tx, wait, &event.user)?;
     let at = event.time;
-    tx.execute(
-        "INSERT INTO users (name, last_seen_ms) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE
-         SET last_seen_ms = greatest(coalesce(users.last_seen_ms, 0), excluded.last_seen_ms)",
-        &[&event.user.as_str(), &at.millis()],
-    )?;
-    let account = stored_account(&mut tx, event.user.as_str())?
-        .ok_or_else(|| super::rows::PgError::Bad("the account row vanished".into()))?;
-    let inserted = tx.query_opt(
-        "INSERT INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
+    let row = tx.query_typed_one(
+        &record_sql(),
         &[
-            &account.id,
-            &at.millis(),
-            &event.source.as_str(),
-            &event.addr.to_string(),
-            &event.jail.as_str(),
-            &event.fid.as_ref().map(|f| f.as_str()),
-            &i64::from(event.count.get()),
-            &server,
+            (&event.user.as_str(), Type::TEXT),
+            (&at.millis(), Type::INT8),
+            (&event.source.as_str(), Type::TEXT),
+            (&event.addr.to_string(), Type::TEXT),
+            (&event.jail.as_str(), Type::TEXT),
+            (&event.fid.as_ref().map(|f| f.as_str()), Type::TEXT),
+            (&i64::from(event.count.get()), Type::INT8),
+            (&server, Type::TEXT),
         ],
     )?;
-    let Some(row) = inserted else {
+    let Some(event_id) = row.try_get::<_, Option<i64>>("event_id")? else {
         // Nothing changed; the users upsert is undone with the rest.
         return Ok(Recorded {
             duplicate: true,
             queued: 0,
         });
     };
-    let event_id: i64 = row.try_get(0)?;
+    let account = stored_row(&row)?;
+    let whitelist = row
+        .try_get::<_, Vec<String>>("whitelist")?
+        .iter()
+        .map(|c| cidr_of(c))
+        .collect::<R<Vec<_>>>()?;
+    let deferred = row
+        .try_get::<_, Option<i64>>("deferred")?
+        .map(u32_of)
+        .transpose()?;
     let queued = evaluate(
         &mut PgRows {
             tx: &mut tx,
             server,
+            ahead: Some(Ahead {
+                user: event.user.clone(),
+                whitelist,
+                deferred,
+            }),
         },
         &event.user,
         &account,
@@ -205,6 +242,7 @@ pub(super) fn replace_queue(
                 &mut PgRows {
                     tx: &mut tx,
                     server,
+                    ahead: None,
                 },
                 &user,
                 &stored,
