@@ -21,7 +21,7 @@ pub use net::{Cidr, ClientAddr, ClientNet, NetPrefixes};
 pub use owner::{Asn, CountryCode};
 pub use pg_tls::{PgTls, RootCert, SslMode};
 pub use source::{MessageCount, Source};
-pub use time::{LogTime, Span};
+pub use time::{Span, Timestamp};
 pub use user::{fold_case, SaslUser, MAX_USER_BYTES};
 
 /// A network on the database's whitelist, for every account or for one.
@@ -30,7 +30,7 @@ pub struct WhitelistEntry {
     pub cidr: Cidr,
     pub user: Option<SaslUser>,
     pub note: Option<String>,
-    pub added: LogTime,
+    pub added: Timestamp,
 }
 const MAX_LABEL_BYTES: usize = 256;
 /// Longest accepted Fail2ban ticket id: Python's repr of a tuple of a user, an address

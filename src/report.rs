@@ -10,7 +10,7 @@ use crate::detect::{self, AccountState, Tally, Whitelist};
 use crate::error::{Error, Result};
 use crate::model::display::shown;
 use crate::model::{ActionKind, Asn, ClientAddr, CountryCode};
-use crate::model::{ClientNet, Level, LogTime, SaslUser, Source};
+use crate::model::{ClientNet, Level, SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 use crate::spool::Backlog;
 use crate::store::{ActionState, Store};
@@ -101,7 +101,7 @@ pub struct ActionRow {
 
 /// The stored level as of `at`: a notify whose quiet period has passed reads as ok
 /// even before the next login of that account writes the change down.
-pub fn effective(cfg: &Config, state: &AccountState, at: LogTime) -> (Level, bool) {
+pub fn effective(cfg: &Config, state: &AccountState, at: Timestamp) -> (Level, bool) {
     match detect::quiet_expiry(cfg, state, at) {
         Some(t) => (t.to, t.enforced),
         None => (state.level, state.enforced),
@@ -113,7 +113,7 @@ pub fn detail(
     owners: &Ownership,
     store: &mut dyn Store,
     user: &SaslUser,
-    at: LogTime,
+    at: Timestamp,
 ) -> Result<Detail> {
     let account = store
         .account(user)?
@@ -185,7 +185,7 @@ pub fn detail(
             state: a.state.as_str(),
             attempts: a.attempts,
             created: a.created.secs_f64(),
-            updated: a.updated.map(LogTime::secs_f64),
+            updated: a.updated.map(Timestamp::secs_f64),
             next_attempt: (a.state == ActionState::Pending).then(|| a.next.secs_f64()),
             outcome: a.outcome,
             server: a.server,
@@ -235,14 +235,14 @@ pub struct Health {
     pub flagged: Vec<(SaslUser, Level, bool)>,
     pub pending: u64,
     pub failed: u64,
-    pub oldest_pending: Option<LogTime>,
+    pub oldest_pending: Option<Timestamp>,
     /// Logins waiting in the spool and logins refused for good.
     pub backlog: Backlog,
 }
 
 impl Health {
     /// Seconds the oldest queued action has waited at `now` (0: none waits).
-    pub fn oldest_pending_secs(&self, now: LogTime) -> i64 {
+    pub fn oldest_pending_secs(&self, now: Timestamp) -> i64 {
         self.oldest_pending
             .map_or(0, |t| (now.millis() - t.millis()).max(0) / 1000)
     }
@@ -255,7 +255,7 @@ impl Health {
     }
 }
 
-pub fn health(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Health> {
+pub fn health(cfg: &Config, store: &mut dyn Store, at: Timestamp) -> Result<Health> {
     let mut flagged: Vec<(SaslUser, Level, bool)> = store
         .flagged()?
         .into_iter()
@@ -272,6 +272,6 @@ pub fn health(cfg: &Config, store: &mut dyn Store, at: LogTime) -> Result<Health
         pending: totals.pending,
         failed: totals.failed,
         oldest_pending: totals.oldest_pending,
-        backlog: Backlog::of(&cfg.local_base(), LogTime::now()),
+        backlog: Backlog::of(&cfg.local_base(), Timestamp::now()),
     })
 }

@@ -13,7 +13,7 @@ use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
 use super::ActionKind;
 use crate::config::{Config, MailSecurity, MailTransport};
 use crate::model::display::{plain, shown};
-use crate::model::{LogTime, Mode};
+use crate::model::{Mode, Timestamp};
 use crate::report::Detail;
 use crate::store::QueuedAction;
 
@@ -21,7 +21,7 @@ use crate::store::QueuedAction;
 const MAX_NETWORKS: usize = 40;
 
 pub(super) fn when(secs: f64) -> String {
-    LogTime::from_millis((secs * 1000.0) as i64).rfc3339()
+    Timestamp::from_millis((secs * 1000.0) as i64).rfc3339()
 }
 
 /// Single-quotes for a POSIX shell, so the release line can be pasted as is.

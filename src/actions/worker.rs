@@ -13,7 +13,7 @@ use super::local::Local;
 use super::{converge, mail, password, postfix, user_mail, ActionKind, Outcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::{Level, LogTime, Span};
+use crate::model::{Level, Span, Timestamp};
 use crate::ownership::Ownership;
 use crate::report;
 use crate::store::{ActionState, Attempt, QueuedAction, Store};
@@ -80,11 +80,11 @@ pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Summary> {
         let ran = drain(cfg, store, &mut summary);
         if ran.is_ok() {
             // For doctor and monitoring: when a worker last finished its queue.
-            let _ = store.set_meta("last_run_actions", &LogTime::now().millis().to_string());
+            let _ = store.set_meta("last_run_actions", &Timestamp::now().millis().to_string());
         }
         let _ = lock.unlock();
         ran?;
-        let due = store.next_pending()?.is_some_and(|t| t <= LogTime::now());
+        let due = store.next_pending()?.is_some_and(|t| t <= Timestamp::now());
         if !due {
             return Ok(summary);
         }
@@ -99,16 +99,16 @@ fn detail(
     user: &crate::model::SaslUser,
 ) -> crate::error::Result<report::Detail> {
     let owners = Ownership::open_lenient(cfg).0;
-    report::detail(cfg, &owners, store, user, LogTime::now())
+    report::detail(cfg, &owners, store, user, Timestamp::now())
 }
 
 /// Runs due actions until none is due within `LINGER`.
 fn drain(cfg: &Config, store: &mut dyn Store, summary: &mut Summary) -> Result<()> {
     loop {
-        let now = LogTime::now();
+        let now = Timestamp::now();
         for action in store.due_actions(now)? {
             let outcome = execute(cfg, store, &action);
-            let finished = LogTime::now();
+            let finished = Timestamp::now();
             let (state, text, retry) = match outcome {
                 Outcome::Done(t) => (ActionState::Done, t, None),
                 Outcome::Skipped(t) => (ActionState::Skipped, t, None),
@@ -133,8 +133,8 @@ fn drain(cfg: &Config, store: &mut dyn Store, summary: &mut Summary) -> Result<(
             store.finish_action(action.id, &attempt)?;
         }
         match store.next_pending()? {
-            Some(next) if next.millis() <= LogTime::now().plus(LINGER).millis() => {
-                let wait = (next.millis() - LogTime::now().millis()).clamp(10, LINGER.millis());
+            Some(next) if next.millis() <= Timestamp::now().plus(LINGER).millis() => {
+                let wait = (next.millis() - Timestamp::now().millis()).clamp(10, LINGER.millis());
                 std::thread::sleep(Duration::from_millis(wait as u64));
             }
             _ => return Ok(()),

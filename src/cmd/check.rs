@@ -5,7 +5,7 @@ use super::{App, Run};
 use crate::cli::Check;
 use crate::config::Config;
 use crate::error::{one_line, Error, Result};
-use crate::model::{Level, LogTime, SaslUser, Span};
+use crate::model::{Level, SaslUser, Span, Timestamp};
 use crate::report::{self, Health};
 use crate::spool::Backlog;
 use crate::store;
@@ -51,7 +51,7 @@ impl Check {
     fn look(&self, app: &App) -> Result<(u8, String)> {
         let pending_age = Span::parse("pending-age", &self.pending_age)?;
         let cfg = app.config()?;
-        let now = LogTime::now();
+        let now = Timestamp::now();
         let mut store = match store::open(&cfg) {
             Ok(store) => store,
             Err(e @ Error::SharedStoreUnreachable { .. }) => return Ok(unreachable(&cfg, &e, now)),
@@ -132,7 +132,7 @@ impl Check {
 
 /// The shared store is down: critical, as no login is judged until it is back; the
 /// logins wait in this server's spool, which is what can still be counted.
-fn unreachable(cfg: &Config, e: &Error, now: LogTime) -> (u8, String) {
+fn unreachable(cfg: &Config, e: &Error, now: Timestamp) -> (u8, String) {
     let backlog = Backlog::of(&cfg.local_base(), now);
     let mut problems = vec![one_line(e)];
     problems.extend(backlog.problems());

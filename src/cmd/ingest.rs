@@ -30,7 +30,7 @@ use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
 use crate::model::WhitelistEntry;
 use crate::model::{
-    ClientAddr, DatabaseLocation, Label, Level, LogTime, MessageCount, SaslUser, Source,
+    ClientAddr, DatabaseLocation, Label, Level, MessageCount, SaslUser, Source, Timestamp,
 };
 use crate::ownership::Ownership;
 use crate::store::{self, Imported};
@@ -96,7 +96,7 @@ fn event(
             format!("{source} is computed by f2b-mailguard, not recorded"),
         ));
     }
-    let time = LogTime::parse("time", time)?;
+    let time = Timestamp::parse("time", time)?;
     let user = SaslUser::parse(user)?;
     let addr = ClientAddr::parse(ip)?;
     Ok((
@@ -349,7 +349,7 @@ impl Run for Ingest {
             for a in &report.accounts {
                 for (i, r) in a.levels.iter().enumerate() {
                     let who = if i == 0 { a.user.shown() } else { "".into() };
-                    let when = LogTime::from_millis((r.time * 1000.0) as i64).rfc3339();
+                    let when = Timestamp::from_millis((r.time * 1000.0) as i64).rfc3339();
                     println!(
                         "{:<34} {:<7} {:<20} {}",
                         who,

@@ -8,7 +8,7 @@ use crate::cli::Metrics;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
 use crate::model::ActionKind;
-use crate::model::{Level, LogTime, Source};
+use crate::model::{Level, Source, Timestamp};
 use crate::report;
 use crate::spool::Backlog;
 use crate::store::{self, ActionState};
@@ -86,7 +86,7 @@ impl Metrics {
 impl Run for Metrics {
     fn run(&self, app: &App) -> Result<()> {
         let cfg = app.config()?;
-        let now = LogTime::now();
+        let now = Timestamp::now();
         let mut store = match store::open(&cfg) {
             Ok(store) => store,
             Err(e @ Error::SharedStoreUnreachable { .. }) => {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use crate::cli::{Command, Globals};
 use crate::config::Config;
 use crate::error::{Invalid, Result};
-use crate::model::{DatabaseLocation, LogTime, SaslUser};
+use crate::model::{DatabaseLocation, SaslUser, Timestamp};
 
 /// Global options every command may need.
 pub struct App {
@@ -109,6 +109,6 @@ fn user_arg(field: &'static str, raw: Option<&OsStr>) -> Result<Option<SaslUser>
 }
 
 /// `--at`: evaluate as of a given log time instead of now.
-fn at_arg(raw: Option<&str>) -> Result<LogTime, Invalid> {
-    raw.map_or(Ok(LogTime::now()), |r| LogTime::parse("at", r))
+fn at_arg(raw: Option<&str>) -> Result<Timestamp, Invalid> {
+    raw.map_or(Ok(Timestamp::now()), |r| Timestamp::parse("at", r))
 }

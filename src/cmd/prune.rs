@@ -5,7 +5,7 @@ use super::{App, Run};
 use crate::cli::Prune;
 use crate::detect;
 use crate::error::{Error, Result};
-use crate::model::{LogTime, Span};
+use crate::model::{Span, Timestamp};
 use crate::store::{self, LevelEdit};
 
 const BATCH: u32 = 10_000;
@@ -27,7 +27,7 @@ impl Run for Prune {
                 cfg.detection.window, cfg.detection.spread_window
             )));
         }
-        let now = LogTime::now();
+        let now = Timestamp::now();
         let mut store = store::open(&cfg)?;
         let before = now.minus(older_than);
         let mut total = 0;

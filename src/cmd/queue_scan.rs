@@ -11,7 +11,7 @@ use crate::actions::{self, postcat, postfix};
 use crate::cli::QueueScan;
 use crate::detect::Engine;
 use crate::error::{Error, Result};
-use crate::model::{fold_case, LogTime, SaslUser};
+use crate::model::{fold_case, SaslUser, Timestamp};
 use crate::ownership::Ownership;
 use crate::store::{self, QueueSender, QueueSnapshot};
 
@@ -41,7 +41,7 @@ pub fn by_sender(
             .recipients
             .saturating_add(u32::try_from(m.recipients.len()).unwrap_or(u32::MAX));
         if let Some(t) = m.arrival_time.filter(|t| t.is_finite()) {
-            let t = LogTime::from_millis((t * 1000.0) as i64);
+            let t = Timestamp::from_millis((t * 1000.0) as i64);
             s.oldest = Some(s.oldest.map_or(t, |o| o.min(t)));
         }
     }
@@ -68,7 +68,7 @@ impl Run for QueueScan {
             .collect();
         let submitters = postcat::submitters(&cfg, &deferred).map_err(Error::External)?;
         let senders = by_sender(&messages, &submitters);
-        let at = LogTime::now();
+        let at = Timestamp::now();
         let mut store = store::open(&cfg)?;
         let queued = store.replace_queue(
             &QueueSnapshot {

@@ -13,7 +13,7 @@ use crate::cli::Record;
 use crate::config::Config;
 use crate::detect::Engine;
 use crate::error::{one_line, Error, Invalid, Result};
-use crate::model::{ClientAddr, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::model::{ClientAddr, Label, MessageCount, SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 use crate::spool::{self, Rejections, Spool};
 use crate::store::{self, LoginEvent};
@@ -35,8 +35,8 @@ impl Record {
         let user = SaslUser::parse(text("user", self.user.as_deref())?)?;
         let addr = ClientAddr::parse(text("ip", self.ip.as_deref())?)?;
         let time = match self.time.as_deref() {
-            Some(t) => LogTime::parse("time", text("time", Some(t))?)?,
-            None => LogTime::now(),
+            Some(t) => Timestamp::parse("time", text("time", Some(t))?)?,
+            None => Timestamp::now(),
         };
         let fid = match self.fid.as_deref() {
             Some(f) => Some(Label::fid(text("fid", Some(f))?)?),
@@ -123,7 +123,7 @@ fn keep(db: &Path, event: &LoginEvent, cause: Error) -> Result<()> {
 /// Counts a refused login where `status` and `check` look, even with a broken config.
 fn reject(app: &App, invalid: Invalid) -> Error {
     let counted =
-        Rejections::beside(&app.spool_database()).note(LogTime::now(), &invalid.to_string());
+        Rejections::beside(&app.spool_database()).note(Timestamp::now(), &invalid.to_string());
     match counted {
         Ok(()) => invalid.into(),
         // Still exit 2: the input is what is wrong.

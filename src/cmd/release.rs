@@ -8,7 +8,7 @@ use crate::actions::local::Local;
 use crate::cli::Release;
 use crate::detect::Transition;
 use crate::error::{Error, Result};
-use crate::model::{Label, Level, LogTime, SaslUser};
+use crate::model::{Label, Level, SaslUser, Timestamp};
 use crate::store::{self, LevelEdit};
 
 /// Who released, for the audit trail: the admin behind sudo if any, else the login
@@ -64,7 +64,7 @@ impl Run for Release {
             println!("{} is not flagged; nothing to release", user.shown());
             return Ok(());
         }
-        let now = LogTime::now();
+        let now = Timestamp::now();
         // What was undone, for the audit trail: in warn mode, or at notify, nothing was
         // blocked or held.
         let mut undone = "nothing was blocked or held".to_owned();

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::detect::{self, AccountState, Facts, Seen, Tally, Whitelist};
 use crate::error::Result;
 use crate::model::display::shown;
-use crate::model::{Level, LogTime, SaslUser, Source, Span};
+use crate::model::{Level, SaslUser, Source, Span, Timestamp};
 use crate::ownership::Ownership;
 use crate::report::{self, effective};
 use crate::spool::Backlog;
@@ -131,7 +131,7 @@ struct QueueTop {
 }
 
 impl QueueReport {
-    fn new(scanned: Option<LogTime>, senders: Vec<store::QueueSender>) -> Self {
+    fn new(scanned: Option<Timestamp>, senders: Vec<store::QueueSender>) -> Self {
         let mut queues: BTreeMap<String, QueueSummary> = BTreeMap::new();
         // The store lists each queue's senders most messages first.
         for s in senders {
@@ -143,12 +143,12 @@ impl QueueReport {
                     sender: s.sender,
                     messages: s.messages,
                     recipients: s.recipients,
-                    oldest: s.oldest.map(LogTime::secs_f64),
+                    oldest: s.oldest.map(Timestamp::secs_f64),
                 });
             }
         }
         Self {
-            scanned_at: scanned.map(LogTime::secs_f64),
+            scanned_at: scanned.map(Timestamp::secs_f64),
             queues,
         }
     }
@@ -201,14 +201,14 @@ fn overview(
     cfg: &Config,
     owners: &Ownership,
     store: &mut dyn Store,
-    at: LogTime,
+    at: Timestamp,
 ) -> Result<Overview> {
     let since = at.minus(cfg.detection.window);
     let mut seen: BTreeMap<SaslUser, Vec<Seen>> = BTreeMap::new();
     for (user, s) in store.activity(since, at)? {
         seen.entry(user).or_default().push(s);
     }
-    let mut states: BTreeMap<SaslUser, (AccountState, Option<LogTime>)> = BTreeMap::new();
+    let mut states: BTreeMap<SaslUser, (AccountState, Option<Timestamp>)> = BTreeMap::new();
     for a in store.flagged()? {
         states.insert(a.user, (a.state, a.last_seen));
     }
@@ -246,7 +246,7 @@ fn overview(
             messages: eval.messages(Source::Rate),
             bounces: eval.messages(Source::Bounces),
             deferred: facts.deferred,
-            last_seen: last_seen.map(LogTime::secs_f64),
+            last_seen: last_seen.map(Timestamp::secs_f64),
             reason,
             signals: eval.signals.iter().map(ToString::to_string).collect(),
         });
@@ -271,9 +271,9 @@ fn overview(
         actions: ActionSummary {
             pending: totals.pending,
             failed: totals.failed,
-            oldest_pending: totals.oldest_pending.map(LogTime::secs_f64),
+            oldest_pending: totals.oldest_pending.map(Timestamp::secs_f64),
         },
-        backlog: Backlog::of(&cfg.local_base(), LogTime::now()),
+        backlog: Backlog::of(&cfg.local_base(), Timestamp::now()),
         mode: cfg.mode.as_str(),
         window_secs: cfg.detection.window.as_secs(),
         at: at.secs_f64(),

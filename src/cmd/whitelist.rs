@@ -8,7 +8,7 @@ use crate::cli::Whitelist;
 use crate::detect::whitelist::{builtin, BUILTIN};
 use crate::error::{Error, Result};
 use crate::model::WhitelistEntry;
-use crate::model::{Cidr, Label, LogTime, SaslUser};
+use crate::model::{Cidr, Label, SaslUser, Timestamp};
 use crate::store;
 
 #[derive(Serialize)]
@@ -38,7 +38,7 @@ impl Run for Whitelist {
                     cidr,
                     user: user.clone(),
                     note: note.map(|n| n.as_str().to_owned()),
-                    added: LogTime::now(),
+                    added: Timestamp::now(),
                 })?;
                 println!(
                     "{} {cidr} for {}",

@@ -27,7 +27,7 @@ pub use user_mail::{
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Cidr, DatabaseLocation, Label, LogTime, Mode, NetPrefixes, SaslUser, Source, Span,
+    Cidr, DatabaseLocation, Label, Mode, NetPrefixes, SaslUser, Source, Span, Timestamp,
 };
 use parse::Misfit;
 use value::{abs_path, Range};
@@ -79,7 +79,7 @@ impl Detection {
     }
 
     /// Where the window and the spread window start for an evaluation at `at`.
-    pub fn window_starts(&self, at: LogTime) -> WindowStarts {
+    pub fn window_starts(&self, at: Timestamp) -> WindowStarts {
         WindowStarts {
             window: at.minus(self.window),
             spread: at.minus(self.spread_window),
@@ -91,18 +91,18 @@ impl Detection {
 /// that window. What the store loads reaches back to the earlier of the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowStarts {
-    pub window: LogTime,
-    pub spread: LogTime,
+    pub window: Timestamp,
+    pub spread: Timestamp,
 }
 
 impl WindowStarts {
-    pub fn earliest(self) -> LogTime {
+    pub fn earliest(self) -> Timestamp {
         self.window.min(self.spread)
     }
 
     /// How many of the two windows `t` falls in (0, 1 or 2): evidence on the same
     /// side of both starts counts alike.
-    pub fn side(self, t: LogTime) -> usize {
+    pub fn side(self, t: Timestamp) -> usize {
         usize::from(t > self.window) + usize::from(t > self.spread)
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{unit, Crossing, OwnerKey, Seen, Signal, Whitelist};
 use crate::config::{Baseline, Config};
-use crate::model::{Level, LogTime, Source, Span};
+use crate::model::{Level, Source, Span, Timestamp};
 use crate::ownership::Ownership;
 
 const DAY_MS: i64 = 86_400_000;
@@ -25,14 +25,14 @@ pub struct Usual {
 }
 
 /// The UTC day a log time falls on, as days since 1970: the baseline cache key.
-pub fn day_of(t: LogTime) -> i64 {
+pub fn day_of(t: Timestamp) -> i64 {
     t.millis().div_euclid(DAY_MS)
 }
 
 /// Where the history for the baseline of day `day` starts and ends: the configured
 /// history before that day began (today's own activity is never its own baseline).
-pub fn history_range(cfg: &Config, day: i64) -> (LogTime, LogTime) {
-    let end = LogTime::from_millis(day * DAY_MS);
+pub fn history_range(cfg: &Config, day: i64) -> (Timestamp, Timestamp) {
+    let end = Timestamp::from_millis(day * DAY_MS);
     (end.minus(cfg.detection.baseline.history), end)
 }
 
@@ -153,14 +153,14 @@ mod tests {
             seen.push(Seen {
                 source: Source::Rate,
                 addr,
-                time: LogTime::from_millis(day * DAY_MS + 5 * HOUR_MS),
+                time: Timestamp::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: n,
                 events: 1,
             });
             seen.push(Seen {
                 source: Source::Smtp,
                 addr,
-                time: LogTime::from_millis(day * DAY_MS + 5 * HOUR_MS),
+                time: Timestamp::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: 1,
                 events: 1,
             });

@@ -10,7 +10,7 @@ use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, S
 use super::{Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::display::shown;
-use crate::model::{Asn, Cidr, ClientNet, LogTime, SaslUser, Span};
+use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
 use crate::ownership::Ownership;
 
 pub struct Engine<'a> {
@@ -22,7 +22,7 @@ pub struct Engine<'a> {
 /// One account's evidence at one moment, however it was gathered.
 pub struct Evidence<'a> {
     pub user: &'a SaslUser,
-    pub at: LogTime,
+    pub at: Timestamp,
     pub state: &'a AccountState,
     /// Its evidence counted in the window and the spread window ending at `at`.
     pub tally: &'a Tally,
@@ -62,7 +62,7 @@ impl<'a> Engine<'a> {
 
     /// Where the windows of an evaluation at `at` start; the evidence `judge` needs
     /// reaches back to the earlier start.
-    pub fn window_starts(&self, at: LogTime) -> WindowStarts {
+    pub fn window_starts(&self, at: Timestamp) -> WindowStarts {
         self.cfg.detection.window_starts(at)
     }
 
@@ -72,14 +72,14 @@ impl<'a> Engine<'a> {
     }
 
     /// The history a baseline for the day of `at` is computed from; None: baselines off.
-    pub fn history_range(&self, at: LogTime) -> Option<(LogTime, LogTime)> {
+    pub fn history_range(&self, at: Timestamp) -> Option<(Timestamp, Timestamp)> {
         (self.cfg.detection.baseline.factor > 0)
             .then(|| baseline::history_range(self.cfg, baseline::day_of(at)))
     }
 
     /// Where the history `explain` compares a rise with begins: it ends where the
     /// evidence `judge` saw begins.
-    pub fn explain_from(&self, at: LogTime) -> LogTime {
+    pub fn explain_from(&self, at: Timestamp) -> Timestamp {
         at.minus(self.cfg.detection.baseline.history)
     }
 
@@ -93,7 +93,7 @@ impl<'a> Engine<'a> {
     }
 
     /// `seen` (the evidence since the earlier window start) counted at `at`.
-    pub fn count(&self, whitelist: &Whitelist, at: LogTime, seen: &[Seen]) -> Tally {
+    pub fn count(&self, whitelist: &Whitelist, at: Timestamp, seen: &[Seen]) -> Tally {
         Tally::count(&self.cfg.detection, whitelist, self.owners, at, seen)
     }
 
@@ -104,7 +104,7 @@ impl<'a> Engine<'a> {
     }
 
     /// As `count`, over evidence already `counted`.
-    pub fn tally(&self, at: LogTime, evidence: &[Counted]) -> Tally {
+    pub fn tally(&self, at: Timestamp, evidence: &[Counted]) -> Tally {
         Tally::at(&self.cfg.detection, at, evidence.iter().copied())
     }
 
@@ -132,7 +132,7 @@ impl<'a> Engine<'a> {
     /// Adds to a rise's reason how many of the window's networks the account had not
     /// used before: `earlier` is its evidence from `explain_from(at)` up to where
     /// `recent`, the evidence the verdict was made from, begins.
-    pub fn explain(&self, verdict: &mut Verdict, at: LogTime, earlier: &[Seen], recent: &[Seen]) {
+    pub fn explain(&self, verdict: &mut Verdict, at: Timestamp, earlier: &[Seen], recent: &[Seen]) {
         if let (Some(window), Some(t)) = (&verdict.rise, verdict.transition.as_mut()) {
             explain(self.cfg, window, at, earlier, recent, t);
             if self.owners.has_asn() {

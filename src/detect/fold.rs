@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::Seen;
 use crate::config::WindowStarts;
-use crate::model::{ClientAddr, LogTime, Source};
+use crate::model::{ClientAddr, Source, Timestamp};
 
 pub struct Fold {
     /// The windows' starts: evidence after a start counts in that window.
@@ -32,7 +32,7 @@ impl Fold {
         &mut self,
         source: Source,
         addr: &str,
-        time: LogTime,
+        time: Timestamp,
         count: u32,
         parse: impl FnOnce(&str) -> Result<ClientAddr, E>,
     ) -> Result<(), E> {
@@ -81,7 +81,7 @@ mod tests {
         let d = &cfg.detection;
         let user = SaslUser::parse("a@example.com").unwrap();
         let wl = Whitelist::new(&cfg, &user, &[]);
-        let at = LogTime::from_millis(10 * 86_400_000);
+        let at = Timestamp::from_millis(10 * 86_400_000);
         // Six hours of evidence, a row a minute: three addresses (one whitelisted),
         // logins and message counts, across both windows' starts.
         let mut rows = Vec::new();
@@ -127,12 +127,12 @@ mod tests {
 
     #[test]
     fn an_unreadable_address_is_an_error() {
-        let zero = LogTime::from_millis(0);
+        let zero = Timestamp::from_millis(0);
         let mut fold = Fold::new(crate::config::WindowStarts {
             window: zero,
             spread: zero,
         });
-        let r = fold.add(Source::Smtp, "bad", LogTime::from_millis(1), 1, |a| {
+        let r = fold.add(Source::Smtp, "bad", Timestamp::from_millis(1), 1, |a| {
             ClientAddr::parse(a).map_err(|_| a.to_string())
         });
         assert_eq!(r, Err("bad".to_string()));

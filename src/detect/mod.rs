@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::config::{Config, Thresholds};
-use crate::model::{ClientAddr, ClientNet, Level, LogTime, Mode, SaslUser, Source, Span};
+use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
 
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
@@ -33,7 +33,7 @@ pub struct Seen {
     pub source: Source,
     pub addr: ClientAddr,
     /// The latest of the folded ones.
-    pub time: LogTime,
+    pub time: Timestamp,
     /// Messages (rate) or bounced recipients (bounces), summed over the folded events;
     /// 1 per login.
     pub count: u32,
@@ -47,9 +47,9 @@ pub struct AccountState {
     pub level: Level,
     pub enforced: bool,
     /// Last time the account was evaluated at or above notify (drives the quiet period).
-    pub last_hit: Option<LogTime>,
+    pub last_hit: Option<Timestamp>,
     /// Logins before this are ignored: set on release so old evidence cannot re-block.
-    pub count_from: LogTime,
+    pub count_from: Timestamp,
 }
 
 impl Default for AccountState {
@@ -58,7 +58,7 @@ impl Default for AccountState {
             level: Level::Ok,
             enforced: false,
             last_hit: None,
-            count_from: LogTime::from_millis(0),
+            count_from: Timestamp::from_millis(0),
         }
     }
 }
@@ -257,7 +257,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
 fn explain(
     cfg: &Config,
     window: &BTreeSet<ClientNet>,
-    at: LogTime,
+    at: Timestamp,
     earlier: &[Seen],
     recent: &[Seen],
     t: &mut Transition,
@@ -299,7 +299,7 @@ pub fn decide(
     cfg: &Config,
     state: &AccountState,
     eval: &Evaluation,
-    at: LogTime,
+    at: Timestamp,
 ) -> (AccountState, Option<Transition>) {
     let mut next = state.clone();
     if eval.level >= Level::Notify {
@@ -336,7 +336,7 @@ pub fn decide(
 
 /// Notify clears by itself once the account stayed below every threshold for
 /// `detection.notify_quiet`; block and lock never do.
-pub fn quiet_expiry(cfg: &Config, state: &AccountState, at: LogTime) -> Option<Transition> {
+pub fn quiet_expiry(cfg: &Config, state: &AccountState, at: Timestamp) -> Option<Transition> {
     let quiet = cfg.detection.notify_quiet;
     let last = state.last_hit?;
     (state.level == Level::Notify && last.millis() + quiet.millis() <= at.millis()).then(|| {

@@ -10,15 +10,15 @@ use super::whitelist::Whitelist;
 use super::{baseline, AccountState, Engine, Evidence, Seen, Transition, Usual};
 use crate::config::{Config, Detection};
 use crate::model::WhitelistEntry;
-use crate::model::{LogTime, SaslUser};
+use crate::model::{SaslUser, Timestamp};
 use crate::ownership::Ownership;
 
 /// One account after a replay: what `ingest` stores and reports.
 #[derive(Debug, Default, Clone)]
 pub struct Replayed {
     pub state: AccountState,
-    pub last_seen: Option<LogTime>,
-    pub changes: Vec<(LogTime, Transition)>,
+    pub last_seen: Option<Timestamp>,
+    pub changes: Vec<(Timestamp, Transition)>,
 }
 
 /// What `Replay::push` did with an event.
@@ -60,7 +60,7 @@ impl Account {
     /// Moves the windows to end at `at`: what slid out of each leaves the tally, what
     /// slid out of the lookback goes to `earlier`, what is at or before `keep_from`
     /// goes.
-    fn slide(&mut self, d: &Detection, keep_from: LogTime, at: LogTime) {
+    fn slide(&mut self, d: &Detection, keep_from: Timestamp, at: Timestamp) {
         if !self.out_of_order {
             let tally = &mut self.tally;
             let starts = d.window_starts(at);
@@ -137,7 +137,7 @@ impl Account {
 fn slide_out(
     recent: &VecDeque<Counted>,
     cursor: &mut usize,
-    since: LogTime,
+    since: Timestamp,
     mut leave: impl FnMut(&Counted),
 ) {
     while let Some(c) = recent.get(*cursor).filter(|c| c.seen.time <= since) {
@@ -271,7 +271,7 @@ mod tests {
 
     /// Levels as counting each account's evidence from scratch at every event gives
     /// them: what the replay must reproduce, in or out of time order.
-    fn from_scratch(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
+    fn from_scratch(cfg: &Config, events: &[Seen]) -> Vec<(Timestamp, Level, Level)> {
         let wl = Whitelist::new(cfg, &user(), &[]);
         let mut state = AccountState::default();
         let mut seen = Vec::new();
@@ -291,7 +291,7 @@ mod tests {
         SaslUser::parse("a@example.com").unwrap()
     }
 
-    fn replayed(cfg: &Config, events: &[Seen]) -> Vec<(LogTime, Level, Level)> {
+    fn replayed(cfg: &Config, events: &[Seen]) -> Vec<(Timestamp, Level, Level)> {
         let none = Ownership::none();
         let mut replay = Replay::new(cfg, &none, &[]);
         for e in events {
@@ -313,7 +313,7 @@ mod tests {
         // Bursts of new /24s every few hours over two days, with message counts.
         let mut events: Vec<Seen> = (0..400i64)
             .map(|i| Seen {
-                time: LogTime::from_millis((i / 40) * 5 * 3_600_000 + (i % 40) * 90_000),
+                time: Timestamp::from_millis((i / 40) * 5 * 3_600_000 + (i % 40) * 90_000),
                 source: if i % 3 == 0 {
                     Source::Rate
                 } else {
@@ -338,7 +338,7 @@ mod tests {
         let none = Ownership::none();
         let mut replay = Replay::new(&cfg, &none, &[]);
         let bounce = Seen {
-            time: LogTime::from_millis(1_795_418_066_000),
+            time: Timestamp::from_millis(1_795_418_066_000),
             source: Source::Bounces,
             addr: ClientAddr::parse("198.51.100.1").unwrap(),
             count: 1,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Seen, Whitelist};
 use crate::config::Detection;
-use crate::model::{Asn, ClientAddr, ClientNet, LogTime, Source};
+use crate::model::{Asn, ClientAddr, ClientNet, Source, Timestamp};
 use crate::ownership::Ownership;
 
 /// Who a network belongs to, as far as we can tell: its AS when an ASN database knows
@@ -177,7 +177,7 @@ pub struct Tally {
 impl Tally {
     /// Counted from scratch at `at`: the evidence up to `at`, each piece in the
     /// windows it falls in.
-    pub fn at(d: &Detection, at: LogTime, evidence: impl IntoIterator<Item = Counted>) -> Self {
+    pub fn at(d: &Detection, at: Timestamp, evidence: impl IntoIterator<Item = Counted>) -> Self {
         let starts = d.window_starts(at);
         let (since, spread_since) = (starts.window, starts.spread);
         let mut tally = Self::default();
@@ -197,7 +197,7 @@ impl Tally {
         d: &Detection,
         whitelist: &Whitelist,
         owners: &Ownership,
-        at: LogTime,
+        at: Timestamp,
         seen: &[Seen],
     ) -> Self {
         Self::at(
@@ -311,7 +311,7 @@ mod tests {
         let seen = Seen {
             source,
             addr: ClientAddr::parse(&addr).unwrap(),
-            time: LogTime::from_millis(rng.below(2 * 86_400_000) as i64),
+            time: Timestamp::from_millis(rng.below(2 * 86_400_000) as i64),
             count: 1 + rng.below(50) as u32,
             events: 1,
         };
@@ -365,7 +365,7 @@ mod tests {
                     spread_window: crate::model::Span::secs(10 * 86_400),
                     ..d.clone()
                 };
-                let at = LogTime::from_millis(2 * 86_400_000);
+                let at = Timestamp::from_millis(2 * 86_400_000);
                 assert_eq!(
                     tally,
                     Tally::at(&wide, at, held.iter().copied()),
@@ -385,7 +385,7 @@ mod tests {
             let seen = Seen {
                 source,
                 addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
-                time: LogTime::from_millis(1000 * i),
+                time: Timestamp::from_millis(1000 * i),
                 count: 1,
                 events: 1,
             };
@@ -394,7 +394,7 @@ mod tests {
         let evidence = (0..11)
             .map(|i| login(Source::Smtp, i))
             .chain((11..21).map(|i| login(Source::SmtpRefused, i)));
-        let tally = Tally::at(d, LogTime::from_millis(100_000), evidence);
+        let tally = Tally::at(d, Timestamp::from_millis(100_000), evidence);
         assert_eq!(tally.source(Source::Smtp).networks.len(), 21);
         assert_eq!(tally.spread(), 21);
         assert_eq!(tally.sources().count(), 1, "one source, smtp");
@@ -414,7 +414,7 @@ mod tests {
         let mut rng = Rng(7);
         let mut all: Vec<Counted> = (0..2000).map(|_| evidence(&mut rng, d, &wl)).collect();
         all.sort_by_key(|c| c.seen.time);
-        let at = LogTime::from_millis(2 * 86_400_000);
+        let at = Timestamp::from_millis(2 * 86_400_000);
         // Everything added, then what fell out of each window removed from that one.
         let mut tally = Tally::default();
         for c in &all {

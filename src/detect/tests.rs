@@ -8,7 +8,7 @@ fn seen(n: usize) -> Vec<Seen> {
         .map(|i| Seen {
             source: Source::Smtp,
             addr: ClientAddr::parse(&format!("198.51.{}.7", 100 + i)).unwrap(),
-            time: LogTime::from_millis(1000 * i as i64),
+            time: Timestamp::from_millis(1000 * i as i64),
             count: 1,
             events: 1,
         })
@@ -28,7 +28,7 @@ pub(crate) fn facts(tally: &Tally) -> Facts<'_> {
 /// The level `seen` reaches at 100 s, and why.
 fn judge(cfg: &Config, user: &SaslUser, seen: &[Seen]) -> (Level, String) {
     let wl = Whitelist::new(cfg, user, &[]);
-    let at = LogTime::from_millis(100_000);
+    let at = Timestamp::from_millis(100_000);
     let tally = Tally::count(&cfg.detection, &wl, &Ownership::none(), at, seen);
     let e = evaluate(cfg, user, &facts(&tally));
     (e.level, e.reason())
@@ -56,7 +56,7 @@ fn message_signal_corroborates_a_widely_spread_network_count() {
     let rate = |addr: &str| Seen {
         source: Source::Rate,
         addr: ClientAddr::parse(addr).unwrap(),
-        time: LogTime::from_millis(50_000),
+        time: Timestamp::from_millis(50_000),
         count: 150,
         events: 1,
     };
@@ -142,8 +142,8 @@ fn notify_expires_block_stays() {
     let user = SaslUser::parse("a@example.com").unwrap();
     let nothing = Tally::default();
     let quiet = evaluate(&cfg, &user, &facts(&nothing));
-    let hit = LogTime::from_millis(0);
-    let day = LogTime::from_millis(86_400_000);
+    let hit = Timestamp::from_millis(0);
+    let day = Timestamp::from_millis(86_400_000);
     for (level, expect) in [(Level::Notify, Some(Level::Ok)), (Level::Block, None)] {
         let state = AccountState {
             level,

@@ -4,7 +4,7 @@
 use super::{Finding, Status};
 use crate::config::Config;
 use crate::error::{one_line, Error};
-use crate::model::LogTime;
+use crate::model::Timestamp;
 use crate::ownership::{Ownership, STALE_AFTER};
 
 const AREA: &str = "ownership";
@@ -38,7 +38,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
             ),
         ));
     }
-    let now = LogTime::now();
+    let now = Timestamp::now();
     for db in owners.databases() {
         let what = format!("{} {}", db.key(), db.path().display());
         if let Err(why) = db.verify() {

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use super::{Finding, Status};
 use crate::actions::{exec, mail, STUCK_AFTER};
 use crate::config::{Config, MailTransport};
-use crate::model::{DatabaseLocation, LogTime, Mode};
+use crate::model::{DatabaseLocation, Mode, Timestamp};
 use crate::spool::Backlog;
 use crate::store::Store;
 
 /// Logins waiting in the spool and refused in 24h, as findings.
 fn backlog(cfg: &Config, out: &mut Vec<Finding>) {
     const AREA: &str = "mailguard";
-    let backlog = Backlog::of(&cfg.local_base(), LogTime::now());
+    let backlog = Backlog::of(&cfg.local_base(), Timestamp::now());
     let problems = backlog.problems();
     if problems.is_empty() {
         out.push(Finding::ok(
@@ -74,7 +74,7 @@ pub fn mailguard(
         backlog(cfg, out);
         return;
     };
-    match store.set_meta("doctor", &LogTime::now().millis().to_string()) {
+    match store.set_meta("doctor", &Timestamp::now().millis().to_string()) {
         Ok(()) => out.push(Finding::ok(
             AREA,
             format!(
@@ -115,10 +115,10 @@ pub fn mailguard(
                 .ok()
                 .flatten()
                 .and_then(|v| v.parse::<i64>().ok());
-            let since = last.map_or("never".into(), |ms| LogTime::from_millis(ms).rfc3339());
+            let since = last.map_or("never".into(), |ms| Timestamp::from_millis(ms).rfc3339());
             let waiting = t
                 .oldest_pending
-                .is_some_and(|o| LogTime::now().millis() - o.millis() > STUCK_AFTER.millis());
+                .is_some_and(|o| Timestamp::now().millis() - o.millis() > STUCK_AFTER.millis());
             out.push(Finding::new(
                 if waiting { Status::Warn } else { Status::Ok },
                 AREA,

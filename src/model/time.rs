@@ -5,12 +5,14 @@ use std::fmt;
 
 use crate::error::Invalid;
 
-/// A point in time from the log, in milliseconds since the epoch. Millisecond integers
-/// keep "the same event twice" an exact comparison, unlike floats.
+/// A point in time, in milliseconds since the epoch: a log line's time (what detection
+/// counts in) or the clock's (when an action ran or is due); the names of the fields
+/// that hold one say which. Millisecond integers keep "the same event twice" an exact
+/// comparison, unlike floats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LogTime(i64);
+pub struct Timestamp(i64);
 
-impl LogTime {
+impl Timestamp {
     /// Accepts what Fail2ban's `<time>` gives (`1795418066.0`) and plain integers.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
         let secs: f64 = raw.trim().parse().map_err(|_| {
@@ -188,7 +190,7 @@ mod tests {
             (i64::MIN, "-9223372036854775808"),
             (i64::MAX, "9223372036854775807"),
         ] {
-            assert_eq!(LogTime::from_millis(ms).rfc3339(), want, "{ms}");
+            assert_eq!(Timestamp::from_millis(ms).rfc3339(), want, "{ms}");
         }
     }
 
@@ -205,11 +207,11 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(
-            LogTime::parse("time", "1795418066.0").unwrap().millis(),
+            Timestamp::parse("time", "1795418066.0").unwrap().millis(),
             1_795_418_066_000
         );
-        assert!(LogTime::parse("time", "nan").is_err());
-        assert!(LogTime::parse("time", "inf").is_err());
-        assert!(LogTime::parse("time", "-1").is_err());
+        assert!(Timestamp::parse("time", "nan").is_err());
+        assert!(Timestamp::parse("time", "inf").is_err());
+        assert!(Timestamp::parse("time", "-1").is_err());
     }
 }

@@ -16,7 +16,7 @@ use maxminddb::{Mmap, Reader};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::{Asn, ClientAddr, CountryCode, LogTime, Span};
+use crate::model::{Asn, ClientAddr, CountryCode, Span, Timestamp};
 use record::Record;
 
 /// Past this age `doctor` warns: networks change hands, and the vendors publish
@@ -197,9 +197,9 @@ impl Database {
     }
 
     /// When the vendor built it (`build_epoch`).
-    pub fn built(&self) -> LogTime {
+    pub fn built(&self) -> Timestamp {
         let secs = i64::try_from(self.reader.metadata().build_epoch).unwrap_or(i64::MAX / 1000);
-        LogTime::from_millis(secs.saturating_mul(1000))
+        Timestamp::from_millis(secs.saturating_mul(1000))
     }
 
     /// 4 or 6: an IPv4-only database knows no IPv6 owner.

@@ -25,7 +25,9 @@ use crate::config::{DEFAULT_CONFIG, DEFAULT_DATABASE, DEFAULT_LOCAL_DIR};
 use crate::detect::Engine;
 use crate::error::{Error, Result};
 use crate::files::private_dir;
-use crate::model::{ClientAddr, DatabaseLocation, Label, LogTime, MessageCount, SaslUser, Source};
+use crate::model::{
+    ClientAddr, DatabaseLocation, Label, MessageCount, SaslUser, Source, Timestamp,
+};
 use crate::store::{LoginEvent, Store};
 
 /// Room reserved for a full disk: some 3,000 logins.
@@ -144,7 +146,7 @@ impl Spool {
         let rejections = Rejections::beside_spool(&self.path);
         for reason in unreadable {
             // Counting must not keep the stored lines in the spool.
-            if let Err(e) = rejections.note(LogTime::now(), &reason) {
+            if let Err(e) = rejections.note(Timestamp::now(), &reason) {
                 eprintln!("f2b-mailguard: {reason} (not counted: {e})");
             }
         }
@@ -220,7 +222,7 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn of(db: &Path, now: LogTime) -> Self {
+    pub fn of(db: &Path, now: Timestamp) -> Self {
         let spool = Spool::beside(db);
         let (rejected_24h, last) = Rejections::beside_spool(spool.path()).summary(now);
         Self {
@@ -243,7 +245,7 @@ impl Backlog {
         if self.rejected_24h > 0 {
             let when = self
                 .last_rejected
-                .map(|t| LogTime::from_millis((t * 1000.0) as i64).rfc3339())
+                .map(|t| Timestamp::from_millis((t * 1000.0) as i64).rfc3339())
                 .unwrap_or_default();
             out.push(format!(
                 "{} login(s) rejected in 24h, last: {when} {}",
@@ -330,7 +332,7 @@ fn parse(line: &str) -> std::result::Result<LoginEvent, String> {
     let ms: i64 = f[1].parse().map_err(|_| "time".to_string())?;
     let event = || -> std::result::Result<LoginEvent, crate::error::Invalid> {
         Ok(LoginEvent {
-            time: LogTime::from_millis(ms),
+            time: Timestamp::from_millis(ms),
             source: Source::parse(f[2])?,
             user: SaslUser::parse(f[3])?,
             addr: ClientAddr::parse(f[4])?,
@@ -349,7 +351,7 @@ mod tests {
     #[test]
     fn lines_round_trip_and_torn_ones_are_reported() {
         let event = LoginEvent {
-            time: LogTime::from_millis(1_795_418_066_123),
+            time: Timestamp::from_millis(1_795_418_066_123),
             source: Source::Bounces,
             user: SaslUser::parse("a'b\"c$(x)@example.com").unwrap(),
             addr: ClientAddr::parse("2001:db8::1").unwrap(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::files::private_dir;
-use crate::model::{LogTime, Span};
+use crate::model::{Span, Timestamp};
 
 /// Past this the file starts over and the old one is kept as `.1`: together at least
 /// a day of rejections at any plausible rate, and never more than 512 KiB.
@@ -39,7 +39,7 @@ impl Rejections {
     }
 
     /// Counts one rejection at `at` (wall clock) with its reason.
-    pub fn note(&self, at: LogTime, reason: &str) -> Result<()> {
+    pub fn note(&self, at: Timestamp, reason: &str) -> Result<()> {
         let io = |e: std::io::Error| Error::io(&self.path, e);
         if let Some(dir) = self.path.parent() {
             private_dir(dir)?;
@@ -66,10 +66,10 @@ impl Rejections {
     }
 
     /// Rejections in the 24 hours before `now`, and the last one with its reason.
-    pub fn summary(&self, now: LogTime) -> (u64, Option<(LogTime, String)>) {
+    pub fn summary(&self, now: Timestamp) -> (u64, Option<(Timestamp, String)>) {
         let since = now.minus(Span::secs(24 * 3600));
         let mut count = 0;
-        let mut last: Option<(LogTime, String)> = None;
+        let mut last: Option<(Timestamp, String)> = None;
         for path in [self.old(), self.path.clone()] {
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
@@ -81,7 +81,7 @@ impl Rejections {
             };
             for (ms, reason) in text.lines().filter_map(|l| l.split_once('\t')) {
                 let Ok(ms) = ms.parse::<i64>() else { continue };
-                let at = LogTime::from_millis(ms);
+                let at = Timestamp::from_millis(ms);
                 if at > since {
                     count += 1;
                 }
@@ -102,7 +102,7 @@ mod tests {
     fn counts_a_day_and_keeps_the_last_reason_printable() {
         let dir = tempfile::tempdir().unwrap();
         let r = Rejections::beside(&dir.path().join("mg.db"));
-        let now = LogTime::from_millis(100 * 86_400_000);
+        let now = Timestamp::from_millis(100 * 86_400_000);
         r.note(now.minus(Span::secs(2 * 86_400)), "old").unwrap();
         r.note(now.minus(Span::secs(60)), "invalid --ip: \"x\ny\"")
             .unwrap();

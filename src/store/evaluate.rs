@@ -11,7 +11,7 @@
 use crate::config::Config;
 use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Seen, Tally};
 use crate::detect::{Transition, Usual, Verdict, Whitelist};
-use crate::model::{ActionKind, Cidr, LogTime, SaslUser};
+use crate::model::{ActionKind, Cidr, SaslUser, Timestamp};
 use crate::store::LevelEdit;
 
 /// An account as the write path needs it.
@@ -21,20 +21,20 @@ pub(super) struct Stored {
     /// The cached usual figures and the day they are for.
     pub usual: Option<(i64, Usual)>,
     /// Its latest login's log time, this one's included.
-    pub latest: Option<LogTime>,
+    pub latest: Option<Timestamp>,
 }
 
 /// An account's logins in `(since, until]`.
 #[derive(Clone, Copy)]
 pub(super) struct SeenSpan {
     pub user_id: i64,
-    pub since: LogTime,
-    pub until: LogTime,
+    pub since: Timestamp,
+    pub until: Timestamp,
 }
 
 /// A level change row to insert for an account.
 pub(super) struct NewChange<'a> {
-    pub at: LogTime,
+    pub at: Timestamp,
     pub transition: &'a Transition,
     pub actor: &'a str,
 }
@@ -62,7 +62,7 @@ pub(super) struct ActionKey<'a> {
 pub(super) struct NewAction<'a> {
     pub key: ActionKey<'a>,
     pub change_id: i64,
-    pub logged: LogTime,
+    pub logged: Timestamp,
     pub skipped: Option<String>,
 }
 
@@ -85,16 +85,16 @@ pub(super) trait EvalRows {
     fn last_queued(
         &mut self,
         key: &ActionKey,
-        after: LogTime,
-    ) -> Result<Option<LogTime>, Self::Error>;
+        after: Timestamp,
+    ) -> Result<Option<Timestamp>, Self::Error>;
     fn insert_action(&mut self, action: &NewAction) -> Result<(), Self::Error>;
 }
 
 /// What one judgement at `at` is made from.
 struct Moment<'a> {
-    at: LogTime,
+    at: Timestamp,
     /// Where the evidence in `seen` begins.
-    since: LogTime,
+    since: Timestamp,
     seen: &'a [Seen],
     tally: &'a Tally,
     usual: Option<Usual>,
@@ -114,7 +114,7 @@ pub(super) fn evaluate<R: EvalRows>(
     rows: &mut R,
     user: &SaslUser,
     account: &Stored,
-    at: LogTime,
+    at: Timestamp,
     engine: &Engine,
 ) -> Result<usize, R::Error> {
     if account.latest.is_some_and(|latest| latest > at) {
@@ -154,12 +154,12 @@ fn judge_again<R: EvalRows>(
     engine: &Engine,
     user: &SaslUser,
     account: &Stored,
-    at: LogTime,
+    at: Timestamp,
 ) -> Result<usize, R::Error> {
     let state = account.state.clone();
     let first = engine.window_starts(at).earliest().max(state.count_from);
     // The last moment whose windows hold `at`: one lookback later, exclusive.
-    let last = LogTime::from_millis(at.plus(engine.lookback()).millis() - 1);
+    let last = Timestamp::from_millis(at.plus(engine.lookback()).millis() - 1);
     let mut seen = rows.seen(SeenSpan {
         user_id: account.id,
         since: first,
@@ -172,7 +172,7 @@ fn judge_again<R: EvalRows>(
         .map(|s| engine.counted(&whitelist, *s))
         .collect();
     let deferred = rows.deferred_of(user)?;
-    let mut moments: Vec<LogTime> = seen.iter().map(|s| s.time).filter(|t| *t > at).collect();
+    let mut moments: Vec<Timestamp> = seen.iter().map(|s| s.time).filter(|t| *t > at).collect();
     moments.dedup();
     let mut cached = account.usual;
     let (mut state, mut queued) = (state, 0);
@@ -244,7 +244,7 @@ fn apply<R: EvalRows>(
     rows: &mut R,
     id: i64,
     state: &AccountState,
-    at: LogTime,
+    at: Timestamp,
     verdict: &Verdict,
     cfg: &Config,
 ) -> Result<usize, R::Error> {
@@ -285,7 +285,7 @@ fn apply<R: EvalRows>(
 fn cooled_down<R: EvalRows>(
     rows: &mut R,
     action: &ActionKey,
-    at: LogTime,
+    at: Timestamp,
     cfg: &Config,
 ) -> Result<Option<String>, R::Error> {
     let (cooldown, key) = match action.kind {
@@ -310,7 +310,7 @@ fn usual_of<R: EvalRows>(
     rows: &mut R,
     id: i64,
     cached: &mut Option<(i64, Usual)>,
-    at: LogTime,
+    at: Timestamp,
     engine: &Engine,
     whitelist: &Whitelist,
 ) -> Result<Option<Usual>, R::Error> {

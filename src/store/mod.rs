@@ -13,7 +13,7 @@ use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
 use crate::model::{
-    ActionKind, Cidr, ClientAddr, Label, Level, LogTime, MessageCount, SaslUser, Source,
+    ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Timestamp,
 };
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
@@ -23,7 +23,7 @@ pub use sqlite::SqliteStore;
 /// A successful login as Fail2ban reported it.
 #[derive(Debug, Clone)]
 pub struct LoginEvent {
-    pub time: LogTime,
+    pub time: Timestamp,
     pub source: Source,
     pub user: SaslUser,
     pub addr: ClientAddr,
@@ -54,12 +54,12 @@ pub struct QueueSender {
     pub account: String,
     pub messages: u32,
     pub recipients: u32,
-    pub oldest: Option<LogTime>,
+    pub oldest: Option<Timestamp>,
 }
 
 /// One `queue-scan`: this server's queue senders at `at`.
 pub struct QueueSnapshot<'a> {
-    pub at: LogTime,
+    pub at: Timestamp,
     pub senders: &'a [QueueSender],
 }
 
@@ -153,9 +153,9 @@ pub struct ActionRecord {
     pub enforced: bool,
     pub state: ActionState,
     pub attempts: u32,
-    pub created: LogTime,
-    pub updated: Option<LogTime>,
-    pub next: LogTime,
+    pub created: Timestamp,
+    pub updated: Option<Timestamp>,
+    pub next: Timestamp,
     pub outcome: Option<String>,
     /// The server that queued it (`server_name`); None for rows from before.
     pub server: Option<String>,
@@ -165,7 +165,7 @@ pub struct ActionRecord {
 pub struct ActionTotals {
     pub pending: u64,
     pub failed: u64,
-    pub oldest_pending: Option<LogTime>,
+    pub oldest_pending: Option<Timestamp>,
 }
 
 /// An account with its stored state.
@@ -173,13 +173,13 @@ pub struct ActionTotals {
 pub struct Account {
     pub user: SaslUser,
     pub state: AccountState,
-    pub last_seen: Option<LogTime>,
+    pub last_seen: Option<Timestamp>,
 }
 
 /// One row of the audit trail.
 #[derive(Debug, Clone)]
 pub struct LevelChange {
-    pub time: LogTime,
+    pub time: Timestamp,
     pub from: Level,
     pub to: Level,
     pub enforced: bool,
@@ -194,8 +194,8 @@ pub struct AddrSummary {
     pub source: Source,
     /// The server that saw them; None for rows from before servers were stored.
     pub server: Option<String>,
-    pub first_seen: LogTime,
-    pub last_seen: LogTime,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
     pub count: u64,
 }
 
@@ -215,7 +215,7 @@ pub trait Store {
     /// One account's mail in the deferred queue at the last queue scan.
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>>;
     /// The last queue snapshot and when it was taken, per (queue, envelope sender).
-    fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)>;
+    fn queue(&mut self) -> Result<(Option<Timestamp>, Vec<QueueSender>)>;
     /// Deferred messages per account that submitted them, at the last queue scan.
     fn deferred_per_account(&mut self) -> Result<BTreeMap<String, u32>>;
 
@@ -223,7 +223,7 @@ pub trait Store {
     fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>>;
 
     /// Logins of every account in `(since, until]`, for the overview.
-    fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>>;
+    fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>>;
 
     /// Accounts whose stored level is above ok.
     fn flagged(&mut self) -> Result<Vec<Account>>;
@@ -231,7 +231,12 @@ pub trait Store {
     fn account(&mut self, user: &SaslUser) -> Result<Option<Account>>;
 
     /// One account's evidence in `(since, until]`.
-    fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>>;
+    fn evidence(
+        &mut self,
+        user: &SaslUser,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Seen>>;
 
     /// Every stored login of one account, grouped by address, source and server.
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;
@@ -248,9 +253,9 @@ pub trait Store {
     fn whitelist_remove(&mut self, cidr: &Cidr, user: Option<&SaslUser>) -> Result<bool>;
 
     /// Pending actions due at `now` (wall clock), oldest first.
-    fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>>;
+    fn due_actions(&mut self, now: Timestamp) -> Result<Vec<QueuedAction>>;
     /// When the next pending action is due.
-    fn next_pending(&mut self) -> Result<Option<LogTime>>;
+    fn next_pending(&mut self) -> Result<Option<Timestamp>>;
     /// Stores an attempt's outcome: `retry_at` keeps it pending until then.
     fn finish_action(&mut self, id: i64, attempt: &Attempt) -> Result<()>;
     fn actions_of(&mut self, user: &SaslUser) -> Result<Vec<ActionRecord>>;
@@ -258,12 +263,12 @@ pub trait Store {
     /// How many actions there are of each kind in each state.
     fn action_counts(&mut self) -> Result<Vec<(ActionKind, ActionState, u64)>>;
     /// Cancels an account's pending actions (on release); returns how many.
-    fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64>;
+    fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64>;
     /// Accounts whose block or lock is enforced: the content of the SASL block map.
     fn blocked(&mut self) -> Result<Vec<SaslUser>>;
 
     /// Deletes at most `batch` logins older than `before`; returns how many went.
-    fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64>;
+    fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     /// The database's size on disk, in bytes.
     fn size_bytes(&mut self) -> Result<u64>;
@@ -302,26 +307,26 @@ fn per_account(
 /// A transition decided outside `record` (quiet expiry, admin release), as
 /// `Store::change_level` applies it.
 pub struct LevelEdit<'a> {
-    pub at: LogTime,
+    pub at: Timestamp,
     pub transition: &'a Transition,
     pub actor: &'a str,
     /// Where counting restarts (a release); None keeps the account's.
-    pub count_from: Option<LogTime>,
+    pub count_from: Option<Timestamp>,
 }
 
 /// An attempt's outcome, as `Store::finish_action` keeps it.
 pub struct Attempt<'a> {
     /// When it finished (wall clock).
-    pub at: LogTime,
+    pub at: Timestamp,
     pub state: ActionState,
     pub outcome: &'a str,
     /// Keeps the action pending until then.
-    pub retry_at: Option<LogTime>,
+    pub retry_at: Option<Timestamp>,
 }
 
 impl Attempt<'_> {
     /// The row's next state and due time: an action to retry stays pending.
-    fn next(&self) -> (ActionState, LogTime) {
+    fn next(&self) -> (ActionState, Timestamp) {
         match self.retry_at {
             Some(t) => (ActionState::Pending, t),
             None => (self.state, self.at),

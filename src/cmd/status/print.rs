@@ -4,11 +4,11 @@
 use super::Overview;
 use crate::config::Config;
 use crate::model::display::shown;
-use crate::model::{Level, LogTime};
+use crate::model::{Level, Timestamp};
 use crate::report::Detail;
 
 pub(super) fn when(secs: f64) -> String {
-    LogTime::from_millis((secs * 1000.0) as i64).rfc3339()
+    Timestamp::from_millis((secs * 1000.0) as i64).rfc3339()
 }
 
 /// Cuts to `width` characters, marking the cut, so columns stay aligned.

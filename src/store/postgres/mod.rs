@@ -26,7 +26,7 @@ use super::{
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
-use crate::model::{ActionKind, Cidr, Label, LogTime, PgUrl, SaslUser, Span, WhitelistEntry};
+use crate::model::{ActionKind, Cidr, Label, PgUrl, SaslUser, Span, Timestamp, WhitelistEntry};
 
 /// The channel every level change is notified on (rows.rs, `insert_change`).
 const CHANGES_CHANNEL: &str = "f2b_mailguard_changes";
@@ -101,7 +101,7 @@ pub(super) fn one_line(e: &postgres::Error) -> String {
 
 fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
     Ok(LevelChange {
-        time: LogTime::from_millis(r.try_get(first)?),
+        time: Timestamp::from_millis(r.try_get(first)?),
         from: level_of(r.try_get(first + 1)?)?,
         to: level_of(r.try_get(first + 2)?)?,
         enforced: r.try_get(first + 3)?,
@@ -132,7 +132,7 @@ impl Store for PgStore {
         self.with(|c| rows::deferred_of(c, user))
     }
 
-    fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {
+    fn queue(&mut self) -> Result<(Option<Timestamp>, Vec<QueueSender>)> {
         self.with(|c| {
             let scanned = write::queue_scanned(c)?;
             // The admin's view is per envelope sender, over every server's queue.
@@ -177,7 +177,7 @@ impl Store for PgStore {
         Ok(super::per_account(rows))
     }
 
-    fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>> {
+    fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
         self.with(|c| {
             let rows = c.query(
                 "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
@@ -208,7 +208,12 @@ impl Store for PgStore {
         })
     }
 
-    fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>> {
+    fn evidence(
+        &mut self,
+        user: &SaslUser,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Seen>> {
         self.with(|c| {
             let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
             match row {
@@ -242,8 +247,8 @@ impl Store for PgStore {
                     Ok(AddrSummary {
                         addr: addr_of(r.try_get(0)?)?,
                         source: source_of(r.try_get(1)?)?,
-                        first_seen: LogTime::from_millis(r.try_get(2)?),
-                        last_seen: LogTime::from_millis(r.try_get(3)?),
+                        first_seen: Timestamp::from_millis(r.try_get(2)?),
+                        last_seen: Timestamp::from_millis(r.try_get(3)?),
                         count: r.try_get::<_, i64>(4)? as u64,
                         server: Some(r.try_get(5)?),
                     })
@@ -281,7 +286,7 @@ impl Store for PgStore {
                         cidr: cidr_of(r.try_get(0)?)?,
                         user: (!user.is_empty()).then(|| user_of(user)).transpose()?,
                         note: r.try_get(2)?,
-                        added: LogTime::from_millis(r.try_get(3)?),
+                        added: Timestamp::from_millis(r.try_get(3)?),
                     })
                 })
                 .collect()
@@ -314,12 +319,12 @@ impl Store for PgStore {
         })
     }
 
-    fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>> {
+    fn due_actions(&mut self, now: Timestamp) -> Result<Vec<QueuedAction>> {
         let server = self.server.clone();
         self.with(|c| outbox::due_actions(c, &server, now))
     }
 
-    fn next_pending(&mut self) -> Result<Option<LogTime>> {
+    fn next_pending(&mut self) -> Result<Option<Timestamp>> {
         let server = self.server.clone();
         self.with(|c| outbox::next_pending(c, &server))
     }
@@ -340,7 +345,7 @@ impl Store for PgStore {
         self.with(outbox::action_counts)
     }
 
-    fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64> {
+    fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64> {
         self.with(|c| outbox::cancel_pending(c, user, now))
     }
 
@@ -348,7 +353,7 @@ impl Store for PgStore {
         self.with(outbox::blocked)
     }
 
-    fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64> {
+    fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64> {
         self.with(|c| write::prune(c, before, i64::from(batch)))
     }
 

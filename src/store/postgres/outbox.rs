@@ -4,13 +4,13 @@
 use postgres::GenericClient;
 
 use super::rows::{kind_of, level_of, state_of, time_of, u32_of, user_of, R};
-use crate::model::{ActionKind, LogTime, SaslUser};
+use crate::model::{ActionKind, SaslUser, Timestamp};
 use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
 
 pub(super) fn due_actions(
     c: &mut impl GenericClient,
     server: &str,
-    now: LogTime,
+    now: Timestamp,
 ) -> R<Vec<QueuedAction>> {
     let rows = c.query(
         "SELECT a.id, u.name, a.kind, a.level, a.enforced, a.attempts, a.change_id
@@ -33,7 +33,7 @@ pub(super) fn due_actions(
         .collect()
 }
 
-pub(super) fn next_pending(c: &mut impl GenericClient, server: &str) -> R<Option<LogTime>> {
+pub(super) fn next_pending(c: &mut impl GenericClient, server: &str) -> R<Option<Timestamp>> {
     let ms: Option<i64> = c
         .query_one(
             "SELECT min(next_ms) FROM actions WHERE state = 'pending' AND server = $1",
@@ -75,9 +75,9 @@ pub(super) fn actions_of(c: &mut impl GenericClient, user: &SaslUser) -> R<Vec<A
                 enforced: r.try_get(3)?,
                 state: state_of(r.try_get(4)?)?,
                 attempts: u32_of(r.try_get(5)?)?,
-                created: LogTime::from_millis(r.try_get(6)?),
+                created: Timestamp::from_millis(r.try_get(6)?),
                 updated: time_of(r.try_get(7)?),
-                next: LogTime::from_millis(r.try_get(8)?),
+                next: Timestamp::from_millis(r.try_get(8)?),
                 outcome: r.try_get(9)?,
                 change_id: r.try_get(10)?,
                 server: Some(r.try_get(11)?),
@@ -100,7 +100,11 @@ pub(super) fn action_totals(c: &mut impl GenericClient) -> R<ActionTotals> {
     })
 }
 
-pub(super) fn cancel_pending(c: &mut impl GenericClient, user: &SaslUser, now: LogTime) -> R<u64> {
+pub(super) fn cancel_pending(
+    c: &mut impl GenericClient,
+    user: &SaslUser,
+    now: Timestamp,
+) -> R<u64> {
     Ok(c.execute(
         "UPDATE actions SET state = 'cancelled', updated_ms = $2, outcome = 'cancelled by release'
          WHERE state = 'pending' AND user_id = (SELECT id FROM users WHERE name = $1)",

@@ -5,7 +5,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row, Transaction};
 
 use crate::detect::{AccountState, Fold, Seen, Usual};
-use crate::model::{ActionKind, Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
+use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
 use crate::store::evaluate::{ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored};
 use crate::store::{Account, ActionState};
 
@@ -56,8 +56,8 @@ pub(super) fn cidr_of(raw: &str) -> R<Cidr> {
     Cidr::parse_any("cidr", raw).map_err(|e| bad("whitelist network", raw, e))
 }
 
-pub(super) fn time_of(ms: Option<i64>) -> Option<LogTime> {
-    ms.map(LogTime::from_millis)
+pub(super) fn time_of(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
 }
 
 /// Counts are BIGINT; a negative or huge one is a damaged row.
@@ -75,7 +75,7 @@ fn account_state(r: &Row, first: usize) -> R<AccountState> {
         level: level_of(r.try_get(first)?)?,
         enforced: r.try_get(first + 1)?,
         last_hit: time_of(r.try_get(first + 2)?),
-        count_from: LogTime::from_millis(r.try_get(first + 3)?),
+        count_from: Timestamp::from_millis(r.try_get(first + 3)?),
     })
 }
 
@@ -147,7 +147,7 @@ pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
     Ok(Seen {
         source: source_of(r.try_get(first)?)?,
         addr: addr_of(r.try_get(first + 1)?)?,
-        time: LogTime::from_millis(r.try_get(first + 2)?),
+        time: Timestamp::from_millis(r.try_get(first + 2)?),
         count: u32_of(r.try_get(first + 3)?)?,
         events: 1,
     })
@@ -223,7 +223,7 @@ impl EvalRows for PgRows<'_, '_> {
             fold.add(
                 source_of(r.try_get(0)?)?,
                 r.try_get(1)?,
-                LogTime::from_millis(r.try_get(2)?),
+                Timestamp::from_millis(r.try_get(2)?),
                 u32_of(r.try_get(3)?)?,
                 addr_of,
             )?;
@@ -274,7 +274,7 @@ impl EvalRows for PgRows<'_, '_> {
                 (&id, Type::INT8),
                 (&state.level.as_str(), Type::TEXT),
                 (&state.enforced, Type::BOOL),
-                (&state.last_hit.map(LogTime::millis), Type::INT8),
+                (&state.last_hit.map(Timestamp::millis), Type::INT8),
             ],
         )?;
         Ok(())
@@ -284,7 +284,7 @@ impl EvalRows for PgRows<'_, '_> {
         insert_change(self.tx, id, change)
     }
 
-    fn last_queued(&mut self, key: &ActionKey, after: LogTime) -> R<Option<LogTime>> {
+    fn last_queued(&mut self, key: &ActionKey, after: Timestamp) -> R<Option<Timestamp>> {
         // A skipped or cancelled mail never went out, so it starts no cooldown.
         let ms: Option<i64> = self
             .tx
@@ -306,7 +306,7 @@ impl EvalRows for PgRows<'_, '_> {
     }
 
     fn insert_action(&mut self, a: &NewAction) -> R<()> {
-        let now = LogTime::now().millis();
+        let now = Timestamp::now().millis();
         let state = if a.skipped.is_some() {
             "skipped"
         } else {

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::rows::{cidr_of, insert_change, stored_account, stored_row, u32_of, Ahead, PgRows, R};
 use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
-use crate::model::{LogTime, SaslUser, Span};
+use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{evaluate, NewChange};
 use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
@@ -139,7 +139,7 @@ pub(super) fn record(
         engine,
     )?;
     if event_id % AUTO_PRUNE_EVERY == 0 {
-        prune(&mut tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
+        prune(&mut tx, Timestamp::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
     tx.commit()?;
     Ok(Recorded {
@@ -168,7 +168,7 @@ pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdi
             &id,
             &t.to.as_str(),
             &t.enforced,
-            &edit.count_from.map(LogTime::millis),
+            &edit.count_from.map(Timestamp::millis),
         ],
     )?;
     insert_change(&mut tx, id, &NewChange::edited(edit))?;
@@ -176,7 +176,7 @@ pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdi
     Ok(())
 }
 
-pub(super) fn prune(c: &mut impl GenericClient, before: LogTime, batch: i64) -> R<u64> {
+pub(super) fn prune(c: &mut impl GenericClient, before: Timestamp, batch: i64) -> R<u64> {
     Ok(c.execute(
         "DELETE FROM events WHERE id IN
            (SELECT id FROM events WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
@@ -222,7 +222,7 @@ pub(super) fn replace_queue(
                 &s.account,
                 &i64::from(s.messages),
                 &i64::from(s.recipients),
-                &s.oldest.map(LogTime::millis),
+                &s.oldest.map(Timestamp::millis),
             ],
         )?;
     }
@@ -255,11 +255,11 @@ pub(super) fn replace_queue(
     Ok(queued)
 }
 
-pub(super) fn queue_scanned(c: &mut impl GenericClient) -> R<Option<LogTime>> {
+pub(super) fn queue_scanned(c: &mut impl GenericClient) -> R<Option<Timestamp>> {
     let row = c.query_opt(
         "SELECT value FROM meta WHERE key = $1",
         &[&QUEUE_SCANNED_KEY],
     )?;
     let raw: Option<String> = row.map(|r| r.try_get(0)).transpose()?;
-    Ok(raw.and_then(|v| v.parse().ok()).map(LogTime::from_millis))
+    Ok(raw.and_then(|v| v.parse().ok()).map(Timestamp::from_millis))
 }

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
 
 use super::write::insert_change;
 use crate::detect::Seen;
-use crate::model::{ClientAddr, Label, LogTime};
+use crate::model::{ClientAddr, Label, Timestamp};
 use crate::store::evaluate::NewChange;
 use crate::store::schema;
 use crate::store::Imported;
@@ -178,8 +178,8 @@ fn import_in(
             id,
             r.state.level,
             r.state.enforced,
-            r.state.last_hit.map(LogTime::millis),
-            r.last_seen.map(LogTime::millis),
+            r.state.last_hit.map(Timestamp::millis),
+            r.last_seen.map(Timestamp::millis),
         ])?;
         for (at, t) in &r.changes {
             let change = NewChange {

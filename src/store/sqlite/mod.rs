@@ -29,7 +29,7 @@ use super::{
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
-use crate::model::{ActionKind, Cidr, Label, LogTime, SaslUser, Span};
+use crate::model::{ActionKind, Cidr, Label, SaslUser, Span, Timestamp};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -111,7 +111,7 @@ impl Store for SqliteStore {
         write::deferred_of(&self.conn, user).at(&self.path)
     }
 
-    fn queue(&mut self) -> Result<(Option<LogTime>, Vec<QueueSender>)> {
+    fn queue(&mut self) -> Result<(Option<Timestamp>, Vec<QueueSender>)> {
         queue::snapshot(&self.conn).at(&self.path)
     }
 
@@ -123,7 +123,7 @@ impl Store for SqliteStore {
         read::changed(&self.conn).at(&self.path)
     }
 
-    fn activity(&mut self, since: LogTime, until: LogTime) -> Result<Vec<(SaslUser, Seen)>> {
+    fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
         read::activity(&self.conn, since, until).at(&self.path)
     }
 
@@ -135,7 +135,12 @@ impl Store for SqliteStore {
         read::account(&self.conn, user).at(&self.path)
     }
 
-    fn evidence(&mut self, user: &SaslUser, since: LogTime, until: LogTime) -> Result<Vec<Seen>> {
+    fn evidence(
+        &mut self,
+        user: &SaslUser,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Seen>> {
         read::evidence(&self.conn, user, since, until).at(&self.path)
     }
 
@@ -163,11 +168,11 @@ impl Store for SqliteStore {
         edit::whitelist_remove(&self.conn, cidr, user).at(&self.path)
     }
 
-    fn due_actions(&mut self, now: LogTime) -> Result<Vec<QueuedAction>> {
+    fn due_actions(&mut self, now: Timestamp) -> Result<Vec<QueuedAction>> {
         outbox::due_actions(&self.conn, now).at(&self.path)
     }
 
-    fn next_pending(&mut self) -> Result<Option<LogTime>> {
+    fn next_pending(&mut self) -> Result<Option<Timestamp>> {
         outbox::next_pending(&self.conn).at(&self.path)
     }
 
@@ -183,7 +188,7 @@ impl Store for SqliteStore {
         outbox::action_totals(&self.conn).at(&self.path)
     }
 
-    fn cancel_pending(&mut self, user: &SaslUser, now: LogTime) -> Result<u64> {
+    fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64> {
         outbox::cancel_pending(&self.conn, user, now).at(&self.path)
     }
 
@@ -191,7 +196,7 @@ impl Store for SqliteStore {
         outbox::blocked(&self.conn).at(&self.path)
     }
 
-    fn prune_batch(&mut self, before: LogTime, batch: u32) -> Result<u64> {
+    fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64> {
         write::prune(&self.conn, before, batch).at(&self.path)
     }
 

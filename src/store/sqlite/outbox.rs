@@ -4,10 +4,13 @@ use rusqlite::{params, Connection};
 
 use super::rows::from_columns;
 use crate::model::ActionKind;
-use crate::model::{LogTime, SaslUser};
+use crate::model::{SaslUser, Timestamp};
 use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
 
-pub(super) fn due_actions(conn: &Connection, now: LogTime) -> rusqlite::Result<Vec<QueuedAction>> {
+pub(super) fn due_actions(
+    conn: &Connection,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<QueuedAction>> {
     let mut stmt = conn.prepare(
         "SELECT a.id, u.name, a.kind, a.level, a.enforced, a.attempts, a.change_id
              FROM actions a JOIN users u ON u.id = a.user_id
@@ -21,7 +24,7 @@ pub(super) fn due_actions(conn: &Connection, now: LogTime) -> rusqlite::Result<V
     rows.collect()
 }
 
-pub(super) fn next_pending(conn: &Connection) -> rusqlite::Result<Option<LogTime>> {
+pub(super) fn next_pending(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
     conn.query_row(
         "SELECT min(next_ms) FROM actions WHERE state = 'pending'",
         [],
@@ -76,7 +79,7 @@ pub(super) fn action_totals(conn: &Connection) -> rusqlite::Result<ActionTotals>
 pub(super) fn cancel_pending(
     conn: &Connection,
     user: &SaslUser,
-    now: LogTime,
+    now: Timestamp,
 ) -> rusqlite::Result<u64> {
     conn.execute(
         "UPDATE actions SET state = 'cancelled', updated_ms = ?2, outcome = 'cancelled by release'

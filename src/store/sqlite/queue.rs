@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::rows::from_columns;
 use super::write::{evaluate_in, stored_account};
 use crate::detect::Engine;
-use crate::model::LogTime;
+use crate::model::Timestamp;
 use crate::store::{grown, QueueSender, QueueSnapshot};
 
 const SCANNED_KEY: &str = "queue_scanned_ms";
@@ -63,7 +63,9 @@ pub(super) fn deferred_per_account(conn: &Connection) -> rusqlite::Result<BTreeM
     rows.collect()
 }
 
-pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, Vec<QueueSender>)> {
+pub(super) fn snapshot(
+    conn: &Connection,
+) -> rusqlite::Result<(Option<Timestamp>, Vec<QueueSender>)> {
     let scanned: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = ?1",
@@ -73,7 +75,7 @@ pub(super) fn snapshot(conn: &Connection) -> rusqlite::Result<(Option<LogTime>, 
         .optional()?;
     let scanned = scanned
         .and_then(|v| v.parse::<i64>().ok())
-        .map(LogTime::from_millis);
+        .map(Timestamp::from_millis);
     // The admin's view is per envelope sender, whoever submitted the mail.
     let mut stmt = conn.prepare(
         "SELECT queue, sender, SUM(messages) AS n, SUM(recipients), MIN(oldest_ms)

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::rows::{account_row, change_row, parse_text, seen_row, ACCOUNT_COLS, CHANGE_COLS};
 use super::write::seen_in;
 use crate::detect::Seen;
-use crate::model::{LogTime, SaslUser, Source, WhitelistEntry};
+use crate::model::{SaslUser, Source, Timestamp, WhitelistEntry};
 use crate::store::evaluate::SeenSpan;
 use crate::store::{Account, AddrSummary, LevelChange};
 
@@ -40,8 +40,8 @@ pub(super) fn history(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Ve
 
 pub(super) fn activity(
     conn: &Connection,
-    since: LogTime,
-    until: LogTime,
+    since: Timestamp,
+    until: Timestamp,
 ) -> rusqlite::Result<Vec<(SaslUser, Seen)>> {
     let mut stmt = conn.prepare(
         "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e JOIN users u ON u.id = e.user_id
@@ -71,8 +71,8 @@ pub(super) fn account(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Op
 pub(super) fn evidence(
     conn: &Connection,
     user: &SaslUser,
-    since: LogTime,
-    until: LogTime,
+    since: Timestamp,
+    until: Timestamp,
 ) -> rusqlite::Result<Vec<Seen>> {
     match user_id(conn, user)? {
         Some(user_id) => seen_in(
@@ -179,8 +179,8 @@ pub(super) fn addresses(conn: &Connection, user: &SaslUser) -> rusqlite::Result<
                 addr: parse_text(0, &ip)?,
                 source,
                 server,
-                first_seen: LogTime::from_millis(first),
-                last_seen: LogTime::from_millis(last),
+                first_seen: Timestamp::from_millis(first),
+                last_seen: Timestamp::from_millis(last),
                 count,
             })
         })

@@ -6,7 +6,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Type, ValueRef};
 
 use crate::detect::{AccountState, Seen};
-use crate::model::{ActionKind, Cidr, ClientAddr, Level, LogTime, SaslUser, Source};
+use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
 use crate::store::{Account, ActionState, LevelChange};
 
 /// A stored value that no longer passes validation.
@@ -55,15 +55,15 @@ text_column!(Cidr, |c| c.to_string().into(), |raw| {
 });
 
 /// Times are stored as milliseconds since the epoch.
-impl ToSql for LogTime {
+impl ToSql for Timestamp {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(self.millis().into())
     }
 }
 
-impl FromSql for LogTime {
+impl FromSql for Timestamp {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value.as_i64().map(LogTime::from_millis)
+        value.as_i64().map(Timestamp::from_millis)
     }
 }
 
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(round_trip(&addr), addr);
         let cidr = Cidr::parse("cidr", "192.0.2.0/24").expect("cidr");
         assert_eq!(round_trip(&cidr), cidr);
-        let t = LogTime::from_millis(1_795_418_066_123);
+        let t = Timestamp::from_millis(1_795_418_066_123);
         assert_eq!(round_trip(&t), t);
     }
 

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{account_state, parse_text, seen_row};
 use crate::detect::{AccountState, Engine, Fold, Seen, Usual};
-use crate::model::{Cidr, LogTime, SaslUser, Span};
+use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
     evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
 };
@@ -28,7 +28,7 @@ pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rus
     Ok(tx.last_insert_rowid())
 }
 
-pub(super) fn prune(tx: &Connection, before: LogTime, batch: u32) -> rusqlite::Result<u64> {
+pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite::Result<u64> {
     let n = tx
         .prepare_cached(
             "DELETE FROM events WHERE id IN
@@ -122,7 +122,7 @@ fn record_in(
     let event_id = tx.last_insert_rowid();
     let queued = evaluate_in(tx, server, &event.user, &account, at, engine)?;
     if let Some(retention) = retention.filter(|_| event_id % AUTO_PRUNE_EVERY == 0) {
-        prune(tx, LogTime::now().minus(retention), AUTO_PRUNE_BATCH)?;
+        prune(tx, Timestamp::now().minus(retention), AUTO_PRUNE_BATCH)?;
     }
     Ok(Recorded {
         duplicate: false,
@@ -137,7 +137,7 @@ pub(super) fn evaluate_in(
     server: &str,
     user: &SaslUser,
     account: &Stored,
-    at: LogTime,
+    at: Timestamp,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
     evaluate(&mut SqliteRows { tx, server }, user, account, at, engine)
@@ -212,8 +212,8 @@ impl EvalRows for SqliteRows<'_> {
     fn last_queued(
         &mut self,
         key: &ActionKey,
-        after: LogTime,
-    ) -> rusqlite::Result<Option<LogTime>> {
+        after: Timestamp,
+    ) -> rusqlite::Result<Option<Timestamp>> {
         let t = key.transition;
         // A skipped or cancelled mail never went out, so it starts no cooldown.
         self.tx
@@ -230,7 +230,7 @@ impl EvalRows for SqliteRows<'_> {
     }
 
     fn insert_action(&mut self, a: &NewAction) -> rusqlite::Result<()> {
-        let now = LogTime::now();
+        let now = Timestamp::now();
         let t = a.key.transition;
         self.tx
             .prepare_cached(
