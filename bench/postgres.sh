@@ -95,6 +95,52 @@ for r in json.load(open(sys.argv[1]))["results"]:
     print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
 PY
 
+# 1b. The same record through PgBouncer (Debian's pgbouncer) in session pooling, as a
+# mail server would run it beside record: each record is still a client session of
+# its own, but PgBouncer hands it a backend that is already started, authenticated
+# and has the tables' catalog entries cached. BEFORE=PATH adds another build of the
+# binary (the one before a change), direct, to the same interleaved runs.
+need pgbouncer
+bouncer=$W/bouncer
+mkdir "$bouncer"
+chown postgres:postgres "$bouncer"
+printf '"postgres" ""\n' >"$bouncer/users.txt"
+cat >"$bouncer/pgbouncer.ini" <<EOF
+[databases]
+* = host=$pg
+[pgbouncer]
+listen_addr =
+unix_socket_dir = $bouncer
+listen_port = 6432
+auth_type = trust
+auth_file = $bouncer/users.txt
+pool_mode = session
+default_pool_size = 8
+logfile = $bouncer/log
+pidfile = $bouncer/pid
+EOF
+as_pg pgbouncer -d -q "$bouncer/pgbouncer.ini"
+trap 'kill "$(cat "$bouncer/pid" 2>/dev/null)" 2>/dev/null || true; pg_stop; cleanup' EXIT
+pooled=$W/pooled.toml
+sed "s|?host=$pg\"|?host=$bouncer\&port=6432\"|" "$full" >"$pooled"
+grep -q "port=6432" "$pooled" || { echo "pooled config: no port" >&2; exit 1; }
+set -- -n "record (PostgreSQL), quiet account, $stored stored" \
+    "$BIN --config $full $rec --user=user4000@example.com --ip=203.0.113.200" \
+    -n "record (PostgreSQL via PgBouncer), quiet account, $stored stored" \
+    "$BIN --config $pooled $rec --user=user4002@example.com --ip=203.0.113.202"
+if [ -n "${BEFORE:-}" ]; then
+    set -- "$@" -n "record (PostgreSQL), quiet account, $stored stored, before" \
+        "$BEFORE --config $full $rec --user=user4003@example.com --ip=203.0.113.203"
+fi
+beside_true 20 "$W/pooled.json" "$@"
+python3 - "$W/pooled.json" <<'PY'
+import json, statistics, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    t = sorted(r["times"])
+    p95 = t[min(len(t) - 1, int(len(t) * 0.95))]
+    print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
+PY
+
 # 2. Where the time goes: the server's log of RUNS_LOG records, phase by phase.
 for setting in "log_connections = on" "log_disconnections = on" \
     "log_min_duration_statement = 0" "log_line_prefix = '%m [%p] '"; do

@@ -1,11 +1,11 @@
 #![no_main]
 //! Log times and durations: no panic, no overflow, durations print and parse back.
-use f2b_mailguard::model::{LogTime, Span};
+use f2b_mailguard::model::{Timestamp, Span};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(t) = LogTime::parse("time", text) {
+    if let Ok(t) = Timestamp::parse("time", text) {
         assert!(t.millis() >= 0);
         let _ = t.rfc3339();
     }
