@@ -1,6 +1,6 @@
 #![no_main]
 //! Log times and durations: no panic, no overflow, durations print and parse back.
-use f2b_mailguard::model::{Timestamp, Span};
+use f2b_mailguard::model::{Span, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
