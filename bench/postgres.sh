@@ -2,6 +2,8 @@
 # f2b-mailguard on a shared PostgreSQL store (issue 19), against a private PostgreSQL 15
 # started here (initdb in $W, Unix socket only, default durability: fsync on):
 # 1. `record` beside /bin/true, with 0 and EVENTS logins stored;
+# 1b. the same through PgBouncer in session pooling, beside the direct connection
+#    (and BEFORE=PATH, another build, for a paired before/after);
 # 2. where one record's time goes, from the server's log of RUNS_LOG runs
 #    (log_connections, log_disconnections, log_min_duration_statement = 0);
 # 3. WRITERS writers recording at once: logins/s and the per-process p99;
@@ -133,6 +135,8 @@ if [ -n "${BEFORE:-}" ]; then
         "$BEFORE --config $full $rec --user=user4003@example.com --ip=203.0.113.203"
 fi
 beside_true 20 "$W/pooled.json" "$@"
+# Its pool holds a backend on `stored`, which step 4 drops.
+kill "$(cat "$bouncer/pid")"
 python3 - "$W/pooled.json" <<'PY'
 import json, statistics, sys
 for r in json.load(open(sys.argv[1]))["results"]:

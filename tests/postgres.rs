@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::postgres::Postgres;
+use support::postgres::{Bouncer, Postgres};
 use support::{described as text, Sandbox, NO_ACTIONS, T0};
 
 const ALICE: &str = "alice@example.com";
@@ -99,6 +99,40 @@ fn comparable(out: &str) -> String {
     masked
 }
 
+/// Each command printed the same in both sessions, but for what `comparable` masks.
+fn assert_same(on_pg: &[(String, String)], on_file: &[(String, String)]) {
+    assert_eq!(on_pg.len(), on_file.len());
+    for ((cmd, pg_out), (_, file_out)) in on_pg.iter().zip(on_file) {
+        assert_eq!(
+            comparable(pg_out),
+            comparable(file_out),
+            "`{cmd}` differs between PostgreSQL (left) and SQLite (right)"
+        );
+    }
+}
+
+#[test]
+fn every_command_through_pgbouncer_prints_what_it_prints_on_sqlite() {
+    let pg = Postgres::start();
+    let bouncer = Bouncer::start(&pg);
+    let pooled = Sandbox::server(&bouncer.url(), "mx1", NO_ACTIONS);
+    let file = Sandbox::new("server_name = \"mx1\"");
+    assert_same(&session(&pooled), &session(&file));
+    // Stored in PostgreSQL (the session's prune found the 25 logins SQLite had),
+    // nothing kept back in the spool.
+    assert_eq!(pg.psql("SELECT count(*) FROM users"), "3");
+    let spool = pooled.path().join("local/postgresql.spool");
+    let spooled = std::fs::read_to_string(&spool).unwrap_or_default();
+    assert!(spooled.is_empty(), "spooled: {spooled}");
+    // Every command was a session of its own, yet one backend served them all: the
+    // pool kept it between sessions (without PgBouncer none is left).
+    let backends = pg.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
+         AND datname = 'mailguard' AND pid <> pg_backend_pid()",
+    );
+    assert_eq!(backends, "1");
+}
+
 #[test]
 fn every_command_on_postgresql_prints_what_it_prints_on_sqlite() {
     let pg = Postgres::start();
@@ -106,13 +140,7 @@ fn every_command_on_postgresql_prints_what_it_prints_on_sqlite() {
     let file = Sandbox::new("server_name = \"mx1\"");
     let on_pg = session(&shared);
     let on_file = session(&file);
-    for ((cmd, pg_out), (_, file_out)) in on_pg.iter().zip(&on_file) {
-        assert_eq!(
-            comparable(pg_out),
-            comparable(file_out),
-            "`{cmd}` differs between PostgreSQL (left) and SQLite (right)"
-        );
-    }
+    assert_same(&on_pg, &on_file);
     // Not vacuous: the session escalated, listed and released.
     let all: String = on_pg.iter().map(|(_, o)| o.as_str()).collect();
     for expected in [

@@ -260,3 +260,77 @@ impl Drop for Session {
         }
     }
 }
+
+/// A private PgBouncer (Debian's pgbouncer) in front of a `Postgres`, in session
+/// pooling: each client session gets one of the pool's backends, kept open between
+/// sessions. Unix socket only (in its own directory, port 6432), daemonised as
+/// `postgres`, stopped by the pid in its pidfile.
+pub struct Bouncer {
+    dir: tempfile::TempDir,
+    pid: u32,
+}
+
+impl Bouncer {
+    pub fn start(pg: &Postgres) -> Self {
+        let program = Path::new("/usr/sbin/pgbouncer");
+        assert!(
+            program.exists(),
+            "{} is missing: run tests/run, which installs pgbouncer",
+            program.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let at = dir.path();
+        std::fs::write(at.join("users.txt"), "\"postgres\" \"\"\n").expect("auth file");
+        std::fs::write(
+            at.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host={socket} port={port}\n\
+                 [pgbouncer]\nlisten_addr =\nunix_socket_dir = {at}\nlisten_port = 6432\n\
+                 auth_type = trust\nauth_file = {at}/users.txt\npool_mode = session\n\
+                 logfile = {at}/log\npidfile = {at}/pid\n",
+                socket = pg.socket_dir().display(),
+                port = pg.port(),
+                at = at.display()
+            ),
+        )
+        .expect("pgbouncer.ini");
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(at)
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown to postgres needs root");
+        let ini = at.join("pgbouncer.ini").display().to_string();
+        as_postgres(program, &["-d", "-q", &ini]);
+        let pidfile = at.join("pid");
+        let mut pid = None;
+        wait_until("pgbouncer's pidfile", Duration::from_secs(10), || {
+            pid = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            pid.is_some()
+        });
+        let pid = pid.expect("waited for it");
+        let socket = at.join(".s.PGSQL.6432");
+        wait_until("pgbouncer's socket", Duration::from_secs(10), || {
+            socket.exists()
+        });
+        Self { dir, pid }
+    }
+
+    /// The URL of the test database through the pool.
+    pub fn url(&self) -> String {
+        format!(
+            "postgresql://postgres@/{DB}?host={}&port=6432",
+            self.dir.path().display()
+        )
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        kill(self.pid);
+        let pid = self.pid;
+        wait_until("pgbouncer to stop", Duration::from_secs(10), || !alive(pid));
+    }
+}
