@@ -13,7 +13,7 @@ use crate::model::{ActionKind, Asn, ClientAddr, CountryCode};
 use crate::model::{ClientNet, Level, SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 use crate::spool::Backlog;
-use crate::store::{ActionState, Store};
+use crate::store::{ActionState, Between, Store};
 
 #[derive(Serialize)]
 pub struct Detail {
@@ -193,7 +193,8 @@ pub fn detail(
         .collect();
     let (level, enforced) = effective(cfg, &account.state, at);
     let from = account.state.count_from;
-    let seen = store.evidence(user, at.minus(cfg.detection.lookback()).max(from), at)?;
+    let since = at.minus(cfg.detection.lookback()).max(from);
+    let seen = store.evidence(user, Between { since, until: at })?;
     let deferred = store.deferred(user)?;
     let tally = Tally::count(&cfg.detection, &whitelist, owners, at, &seen);
     let facts = detect::Facts {

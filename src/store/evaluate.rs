@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Seen, Tally};
 use crate::detect::{Transition, Usual, Verdict, Whitelist};
 use crate::model::{ActionKind, Cidr, SaslUser, Timestamp};
-use crate::store::LevelEdit;
+use crate::store::{Between, LevelEdit};
 
 /// An account as the write path needs it.
 pub(super) struct Stored {
@@ -30,6 +30,16 @@ pub(super) struct SeenSpan {
     pub user_id: i64,
     pub since: Timestamp,
     pub until: Timestamp,
+}
+
+impl SeenSpan {
+    pub fn of(user_id: i64, window: Between) -> Self {
+        SeenSpan {
+            user_id,
+            since: window.since,
+            until: window.until,
+        }
+    }
 }
 
 /// A level change row to insert for an account.

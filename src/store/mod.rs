@@ -94,6 +94,13 @@ fn grown<'a>(
         .collect()
 }
 
+/// Log times after `since`, up to and including `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Between {
+    pub since: Timestamp,
+    pub until: Timestamp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
     /// The same (source, user, address, time) was already stored: nothing changed.
@@ -230,13 +237,8 @@ pub trait Store {
 
     fn account(&mut self, user: &SaslUser) -> Result<Option<Account>>;
 
-    /// One account's evidence in `(since, until]`.
-    fn evidence(
-        &mut self,
-        user: &SaslUser,
-        since: Timestamp,
-        until: Timestamp,
-    ) -> Result<Vec<Seen>>;
+    /// One account's evidence in `window`.
+    fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>>;
 
     /// Every stored login of one account, grouped by address, source and server.
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;

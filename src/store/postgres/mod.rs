@@ -20,8 +20,8 @@ use self::rows::{
 };
 use super::evaluate::SeenSpan;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Imported, LevelChange,
-    LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
+    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -208,26 +208,11 @@ impl Store for PgStore {
         })
     }
 
-    fn evidence(
-        &mut self,
-        user: &SaslUser,
-        since: Timestamp,
-        until: Timestamp,
-    ) -> Result<Vec<Seen>> {
+    fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>> {
         self.with(|c| {
             let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
             match row {
-                Some(r) => {
-                    let user_id = r.try_get(0)?;
-                    seen_in(
-                        c,
-                        SeenSpan {
-                            user_id,
-                            since,
-                            until,
-                        },
-                    )
-                }
+                Some(r) => seen_in(c, SeenSpan::of(r.try_get(0)?, window)),
                 None => Ok(Vec::new()),
             }
         })

@@ -22,8 +22,8 @@ use rusqlite::Connection;
 
 use self::open::{connect, retry_busy};
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Imported, LevelChange,
-    LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
+    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
     WhitelistEntry,
 };
 use crate::config::Config;
@@ -135,13 +135,8 @@ impl Store for SqliteStore {
         read::account(&self.conn, user).at(&self.path)
     }
 
-    fn evidence(
-        &mut self,
-        user: &SaslUser,
-        since: Timestamp,
-        until: Timestamp,
-    ) -> Result<Vec<Seen>> {
-        read::evidence(&self.conn, user, since, until).at(&self.path)
+    fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>> {
+        read::evidence(&self.conn, user, window).at(&self.path)
     }
 
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {

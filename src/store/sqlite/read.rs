@@ -10,7 +10,7 @@ use super::write::seen_in;
 use crate::detect::Seen;
 use crate::model::{SaslUser, Source, Timestamp, WhitelistEntry};
 use crate::store::evaluate::SeenSpan;
-use crate::store::{Account, AddrSummary, LevelChange};
+use crate::store::{Account, AddrSummary, Between, LevelChange};
 
 fn user_id(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT id FROM users WHERE name = ?1", [user], |r| r.get(0))
@@ -71,18 +71,10 @@ pub(super) fn account(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Op
 pub(super) fn evidence(
     conn: &Connection,
     user: &SaslUser,
-    since: Timestamp,
-    until: Timestamp,
+    window: Between,
 ) -> rusqlite::Result<Vec<Seen>> {
     match user_id(conn, user)? {
-        Some(user_id) => seen_in(
-            conn,
-            SeenSpan {
-                user_id,
-                since,
-                until,
-            },
-        ),
+        Some(user_id) => seen_in(conn, SeenSpan::of(user_id, window)),
         None => Ok(Vec::new()),
     }
 }
