@@ -51,37 +51,29 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.pem"))
 }
 
-/// PostgreSQL on 127.0.0.1 with a certificate for `HOST` that `ca` signed;
-/// TCP only with TLS (`hostssl`), the Unix socket for the test's own psql.
-fn tls_postgres(certs: &Path) -> (Postgres, u16) {
-    make_ca(certs, "ca");
-    openssl(
-        certs,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            &format!("/CN={HOST}"),
-        ],
+/// `NAME.pem` (key `NAME.key`) in `dir` for subject `cn`, signed by `ca.pem`, with
+/// the extensions `ext`.
+fn make_signed(dir: &Path, name: &str, cn: &str, ext: &str) {
+    let (key, csr, pem, cnf) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.cnf"),
     );
-    std::fs::write(
-        certs.join("ext.cnf"),
-        format!("subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n"),
-    )
-    .expect("ext");
+    let subject = format!("/CN={cn}");
+    let new = ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key];
     openssl(
-        certs,
+        dir,
+        &[&new[..], &["-out", &csr, "-subj", &subject]].concat(),
+    );
+    std::fs::write(dir.join(&cnf), ext).expect("ext");
+    openssl(
+        dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -90,23 +82,38 @@ fn tls_postgres(certs: &Path) -> (Postgres, u16) {
             "-days",
             "2",
             "-extfile",
-            "ext.cnf",
+            &cnf,
             "-out",
-            "server.pem",
+            &pem,
         ],
     );
+}
+
+/// PostgreSQL on 127.0.0.1 with a certificate for `HOST` that `ca` signed;
+/// TCP only with TLS (`hostssl`), the Unix socket for the test's own psql.
+fn tls_postgres(certs: &Path) -> (Postgres, u16) {
+    tls_postgres_with(certs, "trust")
+}
+
+/// The same, TCP logins authenticated by pg_hba's `method` (`cert`: a client
+/// certificate `ca` signed, naming the role).
+fn tls_postgres_with(certs: &Path, method: &str) -> (Postgres, u16) {
+    make_ca(certs, "ca");
+    let ext = format!("subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n");
+    make_signed(certs, "server", HOST, &ext);
     let mut pg = Postgres::start();
     let data = pg.data_dir();
-    for f in ["server.pem", "server.key"] {
+    for f in ["server.pem", "server.key", "ca.pem"] {
         std::fs::copy(certs.join(f), data.join(f)).expect("copy cert");
     }
     std::fs::write(
         data.join("pg_hba.conf"),
-        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        format!("local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"),
     )
     .expect("pg_hba");
     let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
     conf.push_str("ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n");
+    conf.push_str("ssl_ca_file = 'ca.pem'\n");
     std::fs::write(data.join("postgresql.conf"), conf).expect("conf");
     let st = Command::new("chown")
         .args(["-R", "postgres:postgres"])
@@ -288,5 +295,69 @@ fn require_encrypts_without_a_root_certificate() {
     assert_eq!(
         pg.psql("SELECT count(*) FROM events WHERE ip = '198.51.100.50'"),
         "1"
+    );
+}
+
+#[test]
+fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
+    let certs = tempfile::tempdir().expect("dir");
+    let (pg, port) = tls_postgres_with(certs.path(), "cert");
+    // The role's certificate (cert authentication maps its CN to the role).
+    make_signed(
+        certs.path(),
+        "client",
+        "postgres",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    let at = |f: &str| certs.path().join(f).display().to_string();
+    let key = certs.path().join("client.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let ca = format!("sslmode=verify-full&sslrootcert={}", at("ca.pem"));
+    let with_cert = format!(
+        "{ca}&sslcert={}&sslkey={}",
+        at("client.pem"),
+        at("client.key")
+    );
+
+    let good = server(&url(port, HOST, &with_cert));
+    let o = record(&good, 0);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
+    assert_eq!(spooled(&good), 0);
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM events WHERE ip = '198.51.100.10'"),
+        "1"
+    );
+
+    // No certificate: PostgreSQL refuses the login; it is kept, and stderr says why.
+    let none = server(&url(port, HOST, &ca));
+    let o = record(&none, 1);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("certificate"), "{}", text(&o));
+    assert_eq!(spooled(&none), 1);
+
+    // libpq's default files, ~/.postgresql/postgresql.crt and .key, are used too.
+    let by_default = server(&url(port, HOST, &ca));
+    let dot = by_default.path().join(".postgresql");
+    std::fs::create_dir(&dot).expect("mkdir");
+    std::fs::copy(at("client.pem"), dot.join("postgresql.crt")).expect("crt");
+    std::fs::copy(&key, dot.join("postgresql.key")).expect("key");
+    let o = record(&by_default, 2);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
+
+    // A key others may read is refused before connecting, as libpq does.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let loose = server(&url(port, HOST, &with_cert));
+    let o = record(&loose, 3);
+    assert!(
+        text(&o).contains("lets others read the key"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(spooled(&loose), 1);
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM events WHERE ip IN ('198.51.100.11', '198.51.100.13')"),
+        "0"
     );
 }

@@ -1,7 +1,8 @@
-//! TLS to the shared store as libpq has it: `sslmode` and `sslrootcert` in the
-//! `database` URL. The client library knows only disable/prefer/require and no
-//! root certificate, so these two are taken out of the URL here and the store's
-//! rustls connector does what libpq would.
+//! TLS to the shared store as libpq has it: `sslmode`, `sslrootcert`, and a client
+//! certificate (`sslcert`, `sslkey`) in the `database` URL. The client library knows
+//! only disable/prefer/require, no root certificate and no client certificate, so
+//! these are taken out of the URL here and the store's rustls connector does what
+//! libpq would.
 
 use std::path::PathBuf;
 
@@ -32,6 +33,10 @@ pub struct PgTls {
     pub mode: SslMode,
     /// None: libpq's default file, `~/.postgresql/root.crt`, if it exists.
     pub root_cert: Option<RootCert>,
+    /// `sslcert`; None: libpq's default, `~/.postgresql/postgresql.crt`, if it exists.
+    pub client_cert: Option<PathBuf>,
+    /// `sslkey`; None: libpq's default, `~/.postgresql/postgresql.key`.
+    pub client_key: Option<PathBuf>,
 }
 
 impl SslMode {
@@ -63,18 +68,31 @@ impl SslMode {
 }
 
 impl PgTls {
-    /// Takes `sslmode` and `sslrootcert` out of the URL's query; returns them and the
-    /// URL without them (the rest, encoded as given, is the client library's).
+    /// Takes the TLS options out of the URL's query; returns them and the URL
+    /// without them (the rest, encoded as given, is the client library's).
     pub fn split(field: &'static str, url: &str) -> Result<(Self, String), Invalid> {
         let Some((head, query)) = url.split_once('?') else {
             return Ok((Self::default_for(None, None)?, url.to_owned()));
         };
         let (mut mode, mut root) = (None, None);
+        let (mut cert, mut key) = (None, None);
         let mut rest = Vec::new();
         for param in query.split('&') {
             match param.split_once('=') {
                 Some(("sslmode", v)) => mode = Some(SslMode::parse(field, &decode(field, v)?)?),
                 Some(("sslrootcert", v)) => root = Some(decode(field, v)?),
+                Some((name @ ("sslcert" | "sslkey"), v)) => {
+                    let path = decode(field, v)?;
+                    if path.is_empty() {
+                        return Err(Invalid::new(field, format!("{name} is empty")));
+                    }
+                    let slot = if name == "sslcert" {
+                        &mut cert
+                    } else {
+                        &mut key
+                    };
+                    *slot = Some(PathBuf::from(path));
+                }
                 _ => rest.push(param),
             }
         }
@@ -84,7 +102,9 @@ impl PgTls {
             Some("system") => Some(RootCert::System),
             Some(path) => Some(RootCert::File(PathBuf::from(path))),
         };
-        let tls = Self::default_for(mode, root).map_err(|e| Invalid::new(field, e.to_string()))?;
+        let mut tls =
+            Self::default_for(mode, root).map_err(|e| Invalid::new(field, e.to_string()))?;
+        (tls.client_cert, tls.client_key) = (cert, key);
         let client = if rest.is_empty() {
             head.to_owned()
         } else {
@@ -107,7 +127,12 @@ impl PgTls {
             }
             (Some(m), _) => m,
         };
-        Ok(Self { mode, root_cert })
+        Ok(Self {
+            mode,
+            root_cert,
+            client_cert: None,
+            client_key: None,
+        })
     }
 }
 
@@ -121,9 +146,7 @@ fn decode(field: &'static str, raw: &str) -> Result<String, Invalid> {
             let hex = raw
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    Invalid::new(field, "has a bad %-escape in sslmode or sslrootcert")
-                })?;
+                .ok_or_else(|| Invalid::new(field, "has a bad %-escape in an ssl option"))?;
             out.push(hex);
             i += 3;
         } else {
@@ -131,7 +154,7 @@ fn decode(field: &'static str, raw: &str) -> Result<String, Invalid> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| Invalid::new(field, "sslrootcert is not UTF-8"))
+    String::from_utf8(out).map_err(|_| Invalid::new(field, "an ssl option is not UTF-8"))
 }
 
 #[cfg(test)]
@@ -151,6 +174,13 @@ mod tests {
         assert_eq!(tls.mode, SslMode::VerifyFull);
         assert_eq!(tls.root_cert, Some(RootCert::File("/etc/ca x.pem".into())));
         assert_eq!(rest, "postgresql://u@h/d?application_name=x");
+        assert_eq!((tls.client_cert, tls.client_key), (None, None));
+        let (tls, rest) =
+            split("postgresql://u@h/d?sslcert=/etc/mg.crt&port=5433&sslkey=/etc/mg%2Ekey")
+                .expect("url");
+        assert_eq!(tls.client_cert, Some("/etc/mg.crt".into()));
+        assert_eq!(tls.client_key, Some("/etc/mg.key".into()));
+        assert_eq!(rest, "postgresql://u@h/d?port=5433");
         let (tls, rest) = split("postgresql://u@h/d").expect("url");
         assert_eq!((tls.mode, tls.root_cert), (SslMode::Prefer, None));
         assert_eq!(rest, "postgresql://u@h/d");
@@ -175,6 +205,8 @@ mod tests {
             ),
             ("postgresql://u@h/d?sslrootcert=", "sslrootcert is empty"),
             ("postgresql://u@h/d?sslrootcert=%zz", "bad %-escape"),
+            ("postgresql://u@h/d?sslcert=", "sslcert is empty"),
+            ("postgresql://u@h/d?sslkey=", "sslkey is empty"),
         ] {
             let err = split(url).expect_err(url);
             assert!(err.contains(says), "{url}: {err}");

@@ -3,7 +3,9 @@
 //!   certificate is there (`sslrootcert`, or `~/.postgresql/root.crt`): then, as
 //!   libpq keeps for compatibility, the chain is checked as with `verify-ca`;
 //! - `verify-ca`: the chain up to one of the root certificates;
-//! - `verify-full`: that, and the certificate names the host of the URL.
+//! - `verify-full`: that, and the certificate names the host of the URL;
+//! - `sslcert`/`sslkey` (or `~/.postgresql/postgresql.crt` and `.key`): a client
+//!   certificate for pg_hba's `cert` method, its key refused when others may read it.
 //!
 //! The handshake's signatures are always checked, whatever the mode.
 
@@ -14,7 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -25,19 +27,73 @@ use crate::model::{PgTls, RootCert, SslMode};
 /// for TLS (sslmode=disable, or a Unix socket), and no root certificate is read.
 pub fn connector(tls: &PgTls, used: bool) -> Result<MakeRustlsConnect, String> {
     let roots = if used { roots(tls)? } else { None };
+    let client = if used { client_auth(tls)? } else { None };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Verifier {
         roots: roots.map(Arc::new),
         full: tls.mode == SslMode::VerifyFull,
         provider: provider.clone(),
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("sslcert/sslkey: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// The client certificate chain and key to present, if any: named in the URL (then
+/// they must be there), or libpq's default files if the certificate exists.
+fn client_auth(
+    tls: &PgTls,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+    let cert = match &tls.client_cert {
+        Some(path) => path.clone(),
+        None => match dot_postgresql("postgresql.crt").filter(|p| p.exists()) {
+            Some(path) => path,
+            None if tls.client_key.is_some() => {
+                return Err("sslkey without sslcert: name the certificate too".into())
+            }
+            None => return Ok(None),
+        },
+    };
+    let key = tls
+        .client_key
+        .clone()
+        .or_else(|| dot_postgresql("postgresql.key"))
+        .ok_or("sslcert without sslkey: name the key too")?;
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("sslcert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("sslcert {}: no certificate in it", cert.display()));
+    }
+    private_to_us(&key)?;
+    let key =
+        PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("sslkey {}: {e}", key.display()))?;
+    Ok(Some((chain, key)))
+}
+
+/// libpq's rule for the key file: no access for others, and none for the group
+/// unless root owns it (then the group may read it: a root-owned 0640 key).
+fn private_to_us(key: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(key).map_err(|e| format!("sslkey {}: {e}", key.display()))?;
+    let mode = meta.mode() & 0o777;
+    let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
+    if mode & !allowed != 0 {
+        return Err(format!(
+            "sslkey {}: mode {mode:04o} lets others read the key; chmod it to {allowed:04o} or less",
+            key.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The root certificates the mode checks against, if any.
@@ -56,7 +112,7 @@ fn roots(tls: &PgTls) -> Result<Option<RootCertStore>, String> {
         // Given by name, a missing file is an error in every mode: libpq would go on
         // unverified under require, which hides a typo.
         Some(RootCert::File(path)) => pem_roots(path).map(Some),
-        None => match default_root_file().filter(|p| p.exists()) {
+        None => match dot_postgresql("root.crt").filter(|p| p.exists()) {
             Some(path) => pem_roots(&path).map(Some),
             None if verify => Err(format!(
                 "sslmode={} needs the CA certificate: give sslrootcert=PATH (or sslrootcert=system), or place it in ~/.postgresql/root.crt",
@@ -67,9 +123,9 @@ fn roots(tls: &PgTls) -> Result<Option<RootCertStore>, String> {
     }
 }
 
-/// libpq's default root certificate file.
-fn default_root_file() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+/// A file of libpq's in `~/.postgresql`.
+fn dot_postgresql(name: &str) -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql").join(name))
 }
 
 fn pem_roots(path: &Path) -> Result<RootCertStore, String> {
