@@ -2,7 +2,7 @@
 //! database, in Postfix's map (real postmap, real Postfix refusing over SMTP) and in
 //! `release`; a database from before the rule has its spellings merged.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

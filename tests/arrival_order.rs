@@ -2,7 +2,7 @@
 //! at once (issue 19): every login is stored once, no level is decided twice, and the
 //! accounts end where the same logins recorded one by one in log-time order end.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `ingest`: replaying past logs with the thresholds in force, through the real
 //! `fail2ban-regex` and the shipped filter, into a scratch database.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::Path;

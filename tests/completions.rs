@@ -1,7 +1,7 @@
 //! The shipped completion scripts, loaded by the real shells: subcommand options and
 //! nested verbs complete in bash, zsh and fish.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

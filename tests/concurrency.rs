@@ -1,7 +1,7 @@
 //! Many `record` processes at once on one database, as with several Fail2ban servers,
 //! the CLI and timers: every event stored exactly once, no "database is locked".
 
-mod support;
+use crate::support;
 
 use std::thread;
 

@@ -1,7 +1,7 @@
 //! `config check`, config errors, and one source of truth for the reference:
 //! the code's defaults == config.example.toml == the README's config reference.
 
-mod support;
+use crate::support;
 
 use support::Sandbox;
 

@@ -1,7 +1,7 @@
 //! Containment through the real binary, a private real Postfix, and an SMTP sink:
 //! admin mail (warn and enforce), the SASL block map, queue hold, release, retries.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -78,6 +78,8 @@ fn warn_mode_sends_only_mail_saying_what_would_be_done() {
     );
     let block = with_subject(&mails, "would block").expect("would-block mail");
     assert_eq!(block.to, ["postmaster@example.test"]);
+    // The envelope sender is mail.from.
+    assert_eq!(block.from, "mailguard@example.test");
     assert!(
         block.data.contains("Would have done (mode is warn"),
         "{}",

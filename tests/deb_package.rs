@@ -10,7 +10,7 @@
 //! runs in its own mount namespace (`--mode=unshare`), and every command in the root
 //! runs in a new mount and pid namespace (its /proc mount goes with it).
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

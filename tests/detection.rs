@@ -1,6 +1,6 @@
 //! Detection through the real binary: distinct networks per account per sliding window.
 
-mod support;
+use crate::support;
 
 use support::{Sandbox, T0};
 

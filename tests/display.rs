@@ -2,7 +2,7 @@
 //! them must not reorder, hide or imitate text, nor split or decode into something else.
 //! JSON keeps the exact name.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `doctor` against a real Postfix set up wrongly on purpose, then right.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

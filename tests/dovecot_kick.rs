@@ -2,7 +2,7 @@
 //! sessions open: a forged account name must never act as a wildcard mask, a network
 //! or an option, and must never disconnect anyone else (issue 17, finding 2).
 
-mod support;
+use crate::support;
 
 use support::imap::Session;
 use support::mailstack::Dovecot;

@@ -4,7 +4,7 @@
 //! addresses within a minute; another user sends from 2 addresses throughout. The
 //! jails are those the README enables: mailguard-smtp and mailguard-smtp-refused.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

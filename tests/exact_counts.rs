@@ -2,7 +2,7 @@
 //! ticket id, time and count) is one event; calls with different ids are each one,
 //! however many share a second.
 
-mod support;
+use crate::support;
 
 use support::{Sandbox, T0};
 

@@ -2,7 +2,7 @@
 //! shipped jails and filters: a burst of accepted messages and bounced recipients,
 //! many in one second from one address, each reaches `record` exactly once.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

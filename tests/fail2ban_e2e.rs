@@ -2,7 +2,7 @@
 //! to a polled log reach `f2b-mailguard record` once per (user, address) pair, with
 //! hostile values intact, and the action's exit-code policy holds.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! syslog, Postfix maillog_file, Dovecot's own log, Roundcube's userlogins, and the
 //! systemd journal), nothing on failures, and no slow regex on hostile input.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

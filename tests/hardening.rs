@@ -1,7 +1,7 @@
 //! Permissions, colour, and faults: a clear error, no corruption, and the next run
 //! recovers.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};

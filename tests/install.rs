@@ -1,6 +1,6 @@
 //! install.sh into a DESTDIR: the expected tree, idempotence, dry run, uninstall.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

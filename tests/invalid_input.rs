@@ -1,6 +1,6 @@
 //! Bad input from Fail2ban or an admin: one line naming the field, exit 2, nothing written.
 
-mod support;
+use crate::support;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -5,7 +5,7 @@
 //! is missing; and doctor names a jail that keeps Fail2ban from starting, with a fix
 //! that works.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,9 +8,8 @@
 //! bounced recipient as its own call, and some calls retried as Fail2ban retries a
 //! failed action.
 
-#[path = "../examples/scenario/gen.rs"]
-mod gen;
-mod support;
+use crate::gen;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -3,7 +3,7 @@
 //! `busy_timeout` or its disk is full are kept, and the next run stores every one
 //! of them, where detection sees them.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Fitting into operations: the Nagios plugin, Prometheus metrics checked by promtool,
 //! and the systemd units checked by systemd-analyze.
 
-mod support;
+use crate::support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;

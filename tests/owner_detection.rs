@@ -3,7 +3,7 @@
 //! reason names them, and IMAP logins from many owners escalate. `record` and
 //! `ingest` judge alike with the same database.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

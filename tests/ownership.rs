@@ -1,7 +1,7 @@
 //! Network ownership (issue 16): `.mmdb` databases written by the test set-up with
 //! Debian's writer, read by the real binary as admins and Fail2ban run it.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

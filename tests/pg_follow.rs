@@ -2,7 +2,7 @@
 //! every level change (LISTEN/NOTIFY) and converges its own Postfix map at once,
 //! without waiting for its timer.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};

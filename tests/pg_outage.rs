@@ -3,7 +3,7 @@
 //! store back forwards them once, in log-time order. `check`, `doctor` and `metrics`
 //! say the store is unreachable and how many logins wait.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -2,7 +2,7 @@
 //! Postfix queue, its snapshot replaces only its own rows, and detection counts an
 //! account's deferred mail over every server's.
 
-mod support;
+use crate::support;
 
 use support::mailstack::{submit, Dovecot, Postfix};
 use support::postgres::Postgres;

@@ -2,7 +2,7 @@
 //! `ssl=on` on 127.0.0.1 and pg_hba `hostssl` only, a CA and a server certificate
 //! made here by `openssl`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! f2b-mailguard on a shared PostgreSQL store (issue 19), against a private
 //! PostgreSQL 15 started per test on a Unix socket (tests/support/postgres.rs).
 
-mod support;
+use crate::support;
 
 use support::postgres::{Bouncer, Postgres};
 use support::{described as text, Sandbox, NO_ACTIONS, T0};

@@ -5,11 +5,9 @@
 //!
 //! The four tests share one run (generated, filtered and ingested once).
 
-#[path = "../examples/scenario/gen.rs"]
-mod gen;
-#[path = "../examples/quality/score.rs"]
-mod score;
-mod support;
+use crate::gen;
+use crate::score;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

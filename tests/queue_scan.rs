@@ -1,7 +1,7 @@
 //! `queue-scan` against a real Postfix whose next hop defers everything (an SMTP sink
 //! answering 451), and `status --queue`, the admins' "top senders in the deferred queue".
 
-mod support;
+use crate::support;
 
 use support::mailstack::{deliver_unauthenticated, submit, Dovecot, Postfix, RELAYED_DOMAIN};
 use support::smtp_sink::SmtpSink;

@@ -1,7 +1,7 @@
 //! `release` as the audit trail and the next escalation see it: what it says it undid,
 //! who did it, and a fresh start for the admin mail's cooldown.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! in Roundcube's log, in its own file or through syslog, the shipped
 //! mailguard-roundcube-login filter must yield the genuine logins and nothing else.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

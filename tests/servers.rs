@@ -1,7 +1,7 @@
 //! The server that saw each login and queued each action (`server_name`), stored and
 //! shown by `status` the same on SQLite and on the shared PostgreSQL store.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::postgres::Postgres;

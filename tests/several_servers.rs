@@ -4,7 +4,7 @@
 //! held itself. Here two servers share one SQLite file; `contain_on_two_servers` takes
 //! the database's location, and runs against a shared PostgreSQL too.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

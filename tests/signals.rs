@@ -2,7 +2,7 @@
 //! just above its threshold: sending rate, hard bounces, spread over a day, the
 //! account's own baseline, and the new-network note.
 
-mod support;
+use crate::support;
 
 use support::{Sandbox, T0};
 

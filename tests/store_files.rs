@@ -1,6 +1,6 @@
 //! The database is created private, and the schema is versioned.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -6,7 +6,7 @@
 //! binary runs (a shell prints its own pid, waits, then execs the binary in place) and
 //! plants a link at that exact name, which the old code wrote through.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

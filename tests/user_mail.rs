@@ -1,7 +1,7 @@
 //! The owner's mail (`notify_user`) through the real binary and an SMTP sink: once
 //! per level rise, in plain words, never in warn mode unless configured.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -248,10 +248,6 @@ impl Fail2ban {
         f2b
     }
 
-    pub fn pid(&self) -> u32 {
-        self.server.id()
-    }
-
     /// `fail2ban-client` on this server's socket; stdout, or stdout+stderr on failure.
     pub fn client(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new(CLIENT)

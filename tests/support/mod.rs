@@ -1,6 +1,5 @@
 //! Shared harness for tests that run the real binary the way Fail2ban and admins do:
 //! a private temp directory holding the config and the SQLite database.
-#![allow(dead_code)]
 
 pub mod fail2ban;
 pub mod imap;
