@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod model;
 pub mod ownership;
+pub mod passwd;
 pub mod report;
 pub mod spool;
 pub mod store;

@@ -29,26 +29,8 @@ fn actor() -> String {
 
 /// The passwd name of our real user id.
 fn uid_name() -> Option<String> {
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut found = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call, buf's length is passed, and the
-    // result is read only when getpwuid_r reports an entry in `found`.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            libc::getuid(),
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: found points at pwd, filled in; pw_name points into buf, NUL-terminated.
-    let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
-    name.to_str().ok().map(str::to_owned)
+    // SAFETY: getuid cannot fail and touches no memory of ours.
+    crate::passwd::of_uid(unsafe { libc::getuid() }).map(|e| e.name)
 }
 
 impl Run for Release {

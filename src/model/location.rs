@@ -20,7 +20,8 @@ pub enum DatabaseLocation {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl {
     raw: String,
-    /// The URL without `sslmode` and `sslrootcert`, which the client library lacks.
+    /// The URL without the TLS options (`sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey`), which the client library lacks.
     client: String,
     tls: PgTls,
 }

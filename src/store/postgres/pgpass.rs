@@ -12,7 +12,7 @@ use postgres::config::Host;
 fn path() -> Option<PathBuf> {
     match std::env::var_os("PGPASSFILE") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")),
+        _ => crate::passwd::home().map(|h| h.join(".pgpass")),
     }
 }
 

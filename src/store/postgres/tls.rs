@@ -80,17 +80,25 @@ fn client_auth(
     Ok(Some((chain, key)))
 }
 
-/// libpq's rule for the key file: no access for others, and none for the group
-/// unless root owns it (then the group may read it: a root-owned 0640 key).
+/// libpq's rule for the key file: a regular file (a symlink to one is followed, as
+/// `stat` does), no access for others, and none for the group unless root owns it
+/// (then the group may read it: a root-owned 0640 key).
 fn private_to_us(key: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(key).map_err(|e| format!("sslkey {}: {e}", key.display()))?;
+    let shown = key.display();
+    let meta = std::fs::metadata(key).map_err(|e| format!("sslkey {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("sslkey {shown}: not a regular file"));
+    }
     let mode = meta.mode() & 0o777;
-    let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
-    if mode & !allowed != 0 {
+    let (refused, fix) = if meta.uid() == 0 {
+        (0o037, "0640")
+    } else {
+        (0o077, "0600")
+    };
+    if mode & refused != 0 {
         return Err(format!(
-            "sslkey {}: mode {mode:04o} lets others read the key; chmod it to {allowed:04o} or less",
-            key.display()
+            "sslkey {shown}: mode {mode:04o} lets others read the key; chmod it to {fix} or less"
         ));
     }
     Ok(())
@@ -125,7 +133,7 @@ fn roots(tls: &PgTls) -> Result<Option<RootCertStore>, String> {
 
 /// A file of libpq's in `~/.postgresql`.
 fn dot_postgresql(name: &str) -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql").join(name))
+    crate::passwd::home().map(|h| h.join(".postgresql").join(name))
 }
 
 fn pem_roots(path: &Path) -> Result<RootCertStore, String> {
@@ -194,5 +202,34 @@ impl ServerCertVerifier for Verifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::private_to_us;
+
+    #[test]
+    fn a_key_others_may_read_or_no_file_is_refused_as_libpq_refuses_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("k.key");
+        std::fs::write(&key, "not read here").expect("key");
+        let root = std::fs::metadata(&key).expect("meta").uid() == 0;
+        let mode = |m: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(m)).expect("chmod");
+            private_to_us(&key)
+        };
+        assert!(mode(0o600).is_ok());
+        // The owner's own bits are the owner's business.
+        assert!(mode(0o700).is_ok());
+        // The group may read a key root owns, nobody else's.
+        assert_eq!(mode(0o640).is_ok(), root);
+        let err = mode(0o644).expect_err("world-readable");
+        assert!(err.contains("lets others read the key"), "{err}");
+        assert!(mode(0o660).is_err());
+        let err = private_to_us(dir.path()).expect_err("a directory");
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }
