@@ -48,7 +48,8 @@ pub struct AccountState {
     pub enforced: bool,
     /// Last time the account was evaluated at or above notify (drives the quiet period).
     pub last_hit: Option<Timestamp>,
-    /// Logins before this are ignored: set on release so old evidence cannot re-block.
+    /// Logins at or before this are ignored (as evaluation, evidence and the overview
+    /// all read them): set on release so old evidence cannot re-block.
     pub count_from: Timestamp,
 }
 
