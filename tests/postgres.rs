@@ -1,6 +1,8 @@
 //! f2b-mailguard on a shared PostgreSQL store (issue 19), against a private
 //! PostgreSQL 15 started per test on a Unix socket (tests/support/postgres.rs).
 
+use std::time::Duration;
+
 use crate::support;
 
 use support::postgres::{Bouncer, Postgres};
@@ -117,15 +119,26 @@ fn every_command_through_pgbouncer_prints_what_it_prints_on_sqlite() {
     let bouncer = Bouncer::start(&pg);
     let pooled = Sandbox::server(&bouncer.url(), "mx1", NO_ACTIONS);
     let file = Sandbox::new("server_name = \"mx1\"");
+    pg.psql("ALTER SYSTEM SET log_connections = on");
+    pg.psql("SELECT pg_reload_conf()");
+    support::wait_until("log_connections", Duration::from_secs(10), || {
+        pg.psql("SHOW log_connections") == "on"
+    });
+    let log_before = pg.log().len();
+    // Each record is checked to print nothing (a spooled login says so on stderr).
     assert_same(&session(&pooled), &session(&file));
+    let opened = pg.log()[log_before..]
+        .matches("connection authorized: user=postgres database=mailguard")
+        .count();
     // Stored in PostgreSQL (the session's prune found the 25 logins SQLite had),
     // nothing kept back in the spool.
     assert_eq!(pg.psql("SELECT count(*) FROM users"), "3");
     let spool = pooled.path().join("local/postgresql.spool");
     let spooled = std::fs::read_to_string(&spool).unwrap_or_default();
     assert!(spooled.is_empty(), "spooled: {spooled}");
-    // Every command was a session of its own, yet one backend served them all: the
-    // pool kept it between sessions (without PgBouncer none is left).
+    // Every command was a session of its own, yet PostgreSQL started one backend for
+    // them all, which the pool keeps (without PgBouncer: one per command, none left).
+    assert_eq!(opened, 1, "{}", &pg.log()[log_before..]);
     let backends = pg.psql(
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
          AND datname = 'mailguard' AND pid <> pg_backend_pid()",

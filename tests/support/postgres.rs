@@ -179,9 +179,14 @@ impl Postgres {
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // No panic here: Drop calls this, perhaps while a failing test unwinds.
         if alive(pid) {
             kill(pid);
-            wait_until("postgres to stop", Duration::from_secs(10), || !alive(pid));
+            if !super::try_wait_until(Duration::from_secs(10), || !alive(pid)) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
         }
     }
 
@@ -310,12 +315,15 @@ impl Bouncer {
                 .and_then(|t| t.trim().parse().ok());
             pid.is_some()
         });
-        let pid = pid.expect("waited for it");
-        let socket = at.join(".s.PGSQL.6432");
+        let bouncer = Self {
+            dir,
+            pid: pid.expect("waited for it"),
+        };
+        let socket = bouncer.dir.path().join(".s.PGSQL.6432");
         wait_until("pgbouncer's socket", Duration::from_secs(10), || {
             socket.exists()
         });
-        Self { dir, pid }
+        bouncer
     }
 
     /// The URL of the test database through the pool.
@@ -328,9 +336,14 @@ impl Bouncer {
 }
 
 impl Drop for Bouncer {
+    /// Never panics (a panic while a failing test unwinds would abort the suite).
     fn drop(&mut self) {
-        kill(self.pid);
         let pid = self.pid;
-        wait_until("pgbouncer to stop", Duration::from_secs(10), || !alive(pid));
+        kill(pid);
+        if !super::try_wait_until(Duration::from_secs(10), || !alive(pid)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
