@@ -135,8 +135,6 @@ if [ -n "${BEFORE:-}" ]; then
         "$BEFORE --config $full $rec --user=user4003@example.com --ip=203.0.113.203"
 fi
 beside_true 20 "$W/pooled.json" "$@"
-# Its pool holds a backend on `stored`, which step 4 drops.
-kill "$(cat "$bouncer/pid")"
 python3 - "$W/pooled.json" <<'PY'
 import json, statistics, sys
 for r in json.load(open(sys.argv[1]))["results"]:
@@ -224,30 +222,39 @@ stmts = sorted({re.sub(r"^.*?(statement|execute [^:]*|parse [^:]*|bind [^:]*): "
 print(f"\nstatements of one record: {len(stmts)} distinct", file=sys.stderr)
 PY
 
-# 3. Parallel writers: WRITERS at once, PER_WRITER records each, their own accounts.
+# 3. Parallel writers: WRITERS at once, PER_WRITER records each, their own accounts;
+# straight to PostgreSQL, then through PgBouncer.
 par=$(db parallel)
 pg_fill parallel "$EVENTS"
-echo "$WRITERS writers x $PER_WRITER records..." >&2
-start=$(date +%s%N)
-pids=
-i=1
-while [ "$i" -le "$WRITERS" ]; do
-    hyperfine -N --warmup 0 --runs "$PER_WRITER" --style none --export-json "$W/writer-$i.json" \
-        -n "writer $i" "$BIN --config $par $rec --user=writer$i@example.com --ip=203.0.113.$i" \
-        >"$W/writer-$i.log" 2>&1 &
-    pids="$pids $!"
-    i=$((i + 1))
-done
-for p in $pids; do wait "$p"; done
-end=$(date +%s%N)
-got=$(sql parallel "SELECT count(*) FROM events WHERE jail = 'bench' AND user_id IN (SELECT id FROM users WHERE name LIKE 'writer%')")
-python3 - "$((end - start))" "$got" "$WRITERS" "$PER_WRITER" "$W"/writer-*.json <<'PY'
+sed "s|?host=$pg\"|?host=$bouncer\&port=6432\"|" "$par" >"$W/parallel-pooled.toml"
+# writers CONFIG NAME: the run's table row; accounts NAME1@ ... NAMEn@example.com.
+writers() {
+    echo "$WRITERS writers x $PER_WRITER records ($2)..." >&2
+    start=$(date +%s%N)
+    pids=
+    i=1
+    while [ "$i" -le "$WRITERS" ]; do
+        hyperfine -N --warmup 0 --runs "$PER_WRITER" --style none --export-json "$W/$2-$i.json" \
+            -n "$2 $i" "$BIN --config $1 $rec --user=$2$i@example.com --ip=203.0.113.$i" \
+            >"$W/$2-$i.log" 2>&1 &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    for p in $pids; do wait "$p"; done
+    end=$(date +%s%N)
+    got=$(sql parallel "SELECT count(*) FROM events WHERE jail = 'bench' AND user_id IN (SELECT id FROM users WHERE name LIKE '$2%')")
+    python3 - "$((end - start))" "$got" "$WRITERS" "$PER_WRITER" "$2" "$W/$2"-*.json <<'PY'
 import json, statistics, sys
-ns, got, writers, per = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-t = sorted(x for f in sys.argv[5:] for x in json.load(open(f))["results"][0]["times"])
-print(f"| {writers} writers x {per} records | {got} stored of {writers * per} | {got / (ns / 1e9):.0f} logins/s "
+ns, got, writers, per, name = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+t = sorted(x for f in sys.argv[6:] for x in json.load(open(f))["results"][0]["times"])
+print(f"| {writers} writers x {per} records, {name} | {got} stored of {writers * per} | {got / (ns / 1e9):.0f} logins/s "
       f"| median {statistics.median(t)*1000:.2f} ms | p99 {t[int(len(t) * 0.99)]*1000:.2f} ms |")
 PY
+}
+writers "$par" direct
+writers "$W/parallel-pooled.toml" pooled
+# Its pool holds backends on `stored` and `parallel`, which step 4 drops.
+kill "$(cat "$bouncer/pid")"
 
 # 4. status with STATUS_EVENTS stored.
 sql postgres "DROP DATABASE stored" >/dev/null
@@ -257,7 +264,7 @@ pg_fill big "$STATUS_EVENTS"
 window=$(sql big "SELECT count(*) FROM events WHERE ts_ms > $now_ms - 3600000")
 echo "EXPLAIN of the overview's window query:" >&2
 sql big "EXPLAIN (ANALYZE, BUFFERS) SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
-  JOIN users u ON u.id = e.user_id WHERE e.ts_ms > $now_ms - 3600000 AND e.ts_ms <= $now_ms AND e.ts_ms >= u.count_from_ms" >&2
+  JOIN users u ON u.id = e.user_id WHERE e.ts_ms > $now_ms - 3600000 AND e.ts_ms <= $now_ms AND e.ts_ms > u.count_from_ms" >&2
 beside_true 3 "$W/status.json" \
     -n "status (PostgreSQL), $(grouped "$STATUS_EVENTS") stored ($(grouped "$window") in the window)" "$BIN --config $big status" \
     -n "status --json (PostgreSQL), $(grouped "$STATUS_EVENTS") stored" "$BIN --config $big status --json"
