@@ -17,17 +17,6 @@ fn on_postgres(pg: &Postgres, server: &str) -> Sandbox {
     pg.server(server, NO_ACTIONS)
 }
 
-fn spool(s: &Sandbox) -> std::path::PathBuf {
-    s.path().join("local/postgresql.spool")
-}
-
-fn spooled(s: &Sandbox) -> usize {
-    std::fs::read_to_string(spool(s))
-        .unwrap_or_default()
-        .lines()
-        .count()
-}
-
 /// Login `i` of the run: alice from network i, bob from network i % 3.
 fn login(s: &Sandbox, i: i64) -> Output {
     let user = if i % 4 == 3 { BOB } else { ALICE };
@@ -83,7 +72,7 @@ fn an_outage_loses_no_login_and_changes_no_level() {
         assert!(err.contains("is unreachable"), "{err}");
         assert!(err.contains("postgresql.spool"), "{err}");
     }
-    assert_eq!(spooled(&s), 10);
+    assert_eq!(s.spooled_shared(), 10);
 
     // What monitoring says while it is down.
     let check = s.run(&["check"]);
@@ -124,17 +113,17 @@ fn an_outage_loses_no_login_and_changes_no_level() {
         assert!(o.status.success(), "{}", out(&o));
         assert!(o.stderr.is_empty(), "{}", out(&o));
     }
-    assert_eq!(spooled(&s), 0);
+    assert_eq!(s.spooled_shared(), 0);
     // A login left in the spool (as if the store fell again) is forwarded by the
     // worker's timer too, and a retry already stored is not stored twice.
     pg.stop();
     logins(&s, 25..30);
     assert!(login(&s, 24).status.success());
-    assert_eq!(spooled(&s), 6);
+    assert_eq!(s.spooled_shared(), 6);
     pg.start_server();
     let ran = s.ok(&["run-actions"]);
     assert!(ran.contains("spool: 6 login(s) stored"), "{ran}");
-    assert_eq!(spooled(&s), 0);
+    assert_eq!(s.spooled_shared(), 0);
 
     assert_eq!(pg.psql("SELECT count(*) FROM events"), "30");
     assert_eq!(
@@ -198,7 +187,7 @@ fn record_returns_within_the_connect_timeout_when_the_server_does_not_answer() {
     let o = record_within(&s, "a@example.com", "198.51.100.7", T0)
         .expect("record hangs on a server that never answers");
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    assert_eq!(spooled(&s), 1);
+    assert_eq!(s.spooled_shared(), 1);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is unreachable"), "{err}");
     drop(listener);
@@ -230,18 +219,18 @@ fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
 
     // No password anywhere: refused, kept.
     assert!(login(&s, 0).status.success());
-    assert_eq!(spooled(&s), 1);
+    assert_eq!(s.spooled_shared(), 1);
     // Readable by others: not used, as libpq would not.
     std::fs::write(&pgpass, "localhost:5432:mailguard:mg:s3cret\\:x\n").expect("pgpass");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let o = login(&s, 1);
     assert!(out(&o).contains("is readable by others"), "{}", out(&o));
-    assert_eq!(spooled(&s), 2);
+    assert_eq!(s.spooled_shared(), 2);
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let o = login(&s, 2);
     assert!(o.stderr.is_empty(), "{}", out(&o));
-    assert_eq!(spooled(&s), 0);
+    assert_eq!(s.spooled_shared(), 0);
     assert_eq!(pg.psql("SELECT count(*) FROM mailguard.events"), "3");
     assert_eq!(
         pg.psql(
@@ -316,13 +305,13 @@ fn record_blocked_mid_transaction_gives_up_and_keeps_the_login() {
         "{}",
         out(&o)
     );
-    assert_eq!(spooled(&s), 1);
+    assert_eq!(s.spooled_shared(), 1);
     let stored = "SELECT count(*) FROM events WHERE ip = '198.51.100.99'";
     assert_eq!(pg.psql(stored), "0");
     held.end();
     // The next record forwards it, once; a retry of it is recognised.
     assert!(login(&s, 2).status.success());
-    assert_eq!(spooled(&s), 0);
+    assert_eq!(s.spooled_shared(), 0);
     assert_eq!(pg.psql(stored), "1");
     let again = s.run(&[
         "record",

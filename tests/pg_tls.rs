@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::postgres::{Postgres, DB};
 use support::smtp_sink::free_port;
-use support::{wait_until, Sandbox, T0};
+use support::{described as text, wait_until, Sandbox, NO_ACTIONS, T0};
 
 const HOST: &str = "db.mailguard.test";
 const ALICE: &str = "alice@example.com";
@@ -141,17 +141,8 @@ fn url(port: u16, host: &str, tls: &str) -> String {
 
 /// A server on `url`, whose HOME is its sandbox (no ~/.postgresql/root.crt of ours).
 fn server(url: &str) -> Sandbox {
-    let mut s = Sandbox::new("");
+    let mut s = Sandbox::server(url, "mx1", NO_ACTIONS);
     s.env.push(("HOME".into(), s.path().to_path_buf()));
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {url:?}\nlocal_dir = {:?}\nserver_name = \"mx1\"\n\
-             [actions]\nnotify = []\nblock = []\nlock = []\n",
-            s.path().join("local").display().to_string()
-        ),
-    )
-    .expect("config");
     s
 }
 
@@ -164,22 +155,6 @@ fn record(s: &Sandbox, i: i64) -> Output {
         &format!("--ip=198.51.100.{}", 10 + i),
         &format!("--time={}", T0 + i),
     ])
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn spooled(s: &Sandbox) -> usize {
-    std::fs::read_to_string(s.path().join("local/postgresql.spool"))
-        .unwrap_or_default()
-        .lines()
-        .count()
 }
 
 #[test]
@@ -196,7 +171,7 @@ fn verify_full_with_the_ca_works_and_a_wrong_ca_or_name_keeps_the_login() {
     ));
     let o = record(&good, 0);
     assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
-    assert_eq!(spooled(&good), 0);
+    assert_eq!(good.spooled_shared(), 0);
     let status = good.status_user(ALICE, T0 + 10);
     assert!(status.to_string().contains("198.51.100.10"), "{status}");
 
@@ -230,7 +205,7 @@ fn verify_full_with_the_ca_works_and_a_wrong_ca_or_name_keeps_the_login() {
             "{what}: {out}"
         );
         assert!(out.contains("postgresql.spool"), "{what}: {out}");
-        assert_eq!(spooled(&s), 1, "{what}");
+        assert_eq!(s.spooled_shared(), 1, "{what}");
     }
     // verify-ca checks the chain only: the other name is fine.
     let ca_only = server(&url(
@@ -248,7 +223,7 @@ fn verify_full_with_the_ca_works_and_a_wrong_ca_or_name_keeps_the_login() {
     std::fs::copy(&other_ca, dot.join("root.crt")).expect("root.crt");
     let o = record(&require_wrong_ca, 3);
     assert!(text(&o).contains("UnknownIssuer"), "{}", text(&o));
-    assert_eq!(spooled(&require_wrong_ca), 1);
+    assert_eq!(require_wrong_ca.spooled_shared(), 1);
     assert_eq!(
         pg.psql("SELECT count(*) FROM events WHERE ip = '198.51.100.13'"),
         "0"
@@ -291,7 +266,7 @@ fn require_encrypts_without_a_root_certificate() {
     held.end();
     let o = child.wait_with_output().expect("record");
     assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
-    assert_eq!(spooled(&s), 0);
+    assert_eq!(s.spooled_shared(), 0);
     assert_eq!(
         pg.psql("SELECT count(*) FROM events WHERE ip = '198.51.100.50'"),
         "1"
@@ -323,7 +298,7 @@ fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
     let good = server(&url(port, HOST, &with_cert));
     let o = record(&good, 0);
     assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
-    assert_eq!(spooled(&good), 0);
+    assert_eq!(good.spooled_shared(), 0);
     assert_eq!(
         pg.psql("SELECT count(*) FROM events WHERE ip = '198.51.100.10'"),
         "1"
@@ -334,7 +309,7 @@ fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
     let o = record(&none, 1);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("certificate"), "{}", text(&o));
-    assert_eq!(spooled(&none), 1);
+    assert_eq!(none.spooled_shared(), 1);
 
     // libpq's default files, ~/.postgresql/postgresql.crt and .key, are used too.
     let by_default = server(&url(port, HOST, &ca));
@@ -355,7 +330,7 @@ fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
         "{}",
         text(&o)
     );
-    assert_eq!(spooled(&loose), 1);
+    assert_eq!(loose.spooled_shared(), 1);
     assert_eq!(
         pg.psql("SELECT count(*) FROM events WHERE ip IN ('198.51.100.11', '198.51.100.13')"),
         "0"

@@ -133,8 +133,7 @@ fn every_command_through_pgbouncer_prints_what_it_prints_on_sqlite() {
     // Stored in PostgreSQL (the session's prune found the 25 logins SQLite had),
     // nothing kept back in the spool.
     assert_eq!(pg.psql("SELECT count(*) FROM users"), "3");
-    let spool = pooled.path().join("local/postgresql.spool");
-    let spooled = std::fs::read_to_string(&spool).unwrap_or_default();
+    let spooled = std::fs::read_to_string(pooled.shared_spool()).unwrap_or_default();
     assert!(spooled.is_empty(), "spooled: {spooled}");
     // Every command was a session of its own, yet PostgreSQL started one backend for
     // them all, which the pool keeps (without PgBouncer: one per command, none left).

@@ -119,6 +119,19 @@ impl Sandbox {
         s
     }
 
+    /// The spool of a server on a shared store (in the `local_dir` `server` sets).
+    pub fn shared_spool(&self) -> PathBuf {
+        self.path().join("local/postgresql.spool")
+    }
+
+    /// The logins waiting in `shared_spool`.
+    pub fn spooled_shared(&self) -> usize {
+        std::fs::read_to_string(self.shared_spool())
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
     fn build(config: &str, actions: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let s = Self {
