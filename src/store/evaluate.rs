@@ -11,8 +11,8 @@
 use crate::config::Config;
 use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Seen, Tally};
 use crate::detect::{Transition, Usual, Verdict, Whitelist};
-use crate::model::{ActionKind, Cidr, SaslUser, Timestamp};
-use crate::store::{Between, LevelEdit};
+use crate::model::{ActionKind, Cidr, SaslUser, Span, Timestamp};
+use crate::store::{ActionState, Between, LevelEdit};
 
 /// An account as the write path needs it.
 pub(super) struct Stored {
@@ -68,12 +68,34 @@ pub(super) struct ActionKey<'a> {
     pub transition: &'a Transition,
 }
 
+/// Automatic retention runs on one insert in this many, deleting at most
+/// `AUTO_PRUNE_BATCH` rows: a few milliseconds now and then instead of an unbounded
+/// table. Both backends' `record`.
+const AUTO_PRUNE_EVERY: i64 = 256;
+pub(super) const AUTO_PRUNE_BATCH: u32 = 2000;
+
+/// Before when the insert of login `event_id` prunes the stored logins, if it does.
+pub(super) fn auto_prune_before(event_id: i64, retention: Span) -> Option<Timestamp> {
+    (event_id % AUTO_PRUNE_EVERY == 0).then(|| Timestamp::now().minus(retention))
+}
+
 /// An action row to insert; `skipped` holds why it is stored as skipped.
 pub(super) struct NewAction<'a> {
     pub key: ActionKey<'a>,
     pub change_id: i64,
     pub logged: Timestamp,
     pub skipped: Option<String>,
+}
+
+impl NewAction<'_> {
+    /// How the row starts: skipped (with the reason) or waiting for the worker.
+    pub fn state(&self) -> ActionState {
+        if self.skipped.is_some() {
+            ActionState::Skipped
+        } else {
+            ActionState::Pending
+        }
+    }
 }
 
 /// The reads and writes of one evaluation, inside the backend's transaction.

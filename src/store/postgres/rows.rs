@@ -307,11 +307,7 @@ impl EvalRows for PgRows<'_, '_> {
 
     fn insert_action(&mut self, a: &NewAction) -> R<()> {
         let now = Timestamp::now().millis();
-        let state = if a.skipped.is_some() {
-            "skipped"
-        } else {
-            "pending"
-        };
+        let state = a.state().as_str();
         self.tx.execute_typed(
             "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms, created_ms,
                                   next_ms, state, updated_ms, outcome, server)

@@ -14,12 +14,9 @@ use super::rows::{cidr_of, insert_change, stored_account, stored_row, u32_of, Ah
 use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
-use crate::store::evaluate::{evaluate, NewChange};
+use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
 use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
-/// As SQLite's automatic retention: one insert in this many prunes a batch.
-const AUTO_PRUNE_EVERY: i64 = 256;
-const AUTO_PRUNE_BATCH: i64 = 2000;
 const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
 
 /// The advisory lock key of an account: the first 8 bytes of a SHA-256 of its name,
@@ -138,8 +135,8 @@ pub(super) fn record(
         at,
         engine,
     )?;
-    if event_id % AUTO_PRUNE_EVERY == 0 {
-        prune(&mut tx, Timestamp::now().minus(retention), AUTO_PRUNE_BATCH)?;
+    if let Some(before) = auto_prune_before(event_id, retention) {
+        prune(&mut tx, before, i64::from(AUTO_PRUNE_BATCH))?;
     }
     tx.commit()?;
     Ok(Recorded {

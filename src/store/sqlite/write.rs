@@ -7,14 +7,10 @@ use super::rows::{account_state, parse_text, seen_row};
 use crate::detect::{AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
+    auto_prune_before, evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
+    AUTO_PRUNE_BATCH,
 };
 use crate::store::{LoginEvent, Recorded};
-
-/// Automatic retention runs on one insert in this many, deleting at most `AUTO_PRUNE_BATCH`
-/// rows: a few milliseconds now and then instead of an unbounded table.
-const AUTO_PRUNE_EVERY: i64 = 256;
-const AUTO_PRUNE_BATCH: u32 = 2000;
 
 pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
     let t = c.transition;
@@ -121,8 +117,8 @@ fn record_in(
     }
     let event_id = tx.last_insert_rowid();
     let queued = evaluate_in(tx, server, &event.user, &account, at, engine)?;
-    if let Some(retention) = retention.filter(|_| event_id % AUTO_PRUNE_EVERY == 0) {
-        prune(tx, Timestamp::now().minus(retention), AUTO_PRUNE_BATCH)?;
+    if let Some(before) = retention.and_then(|r| auto_prune_before(event_id, r)) {
+        prune(tx, before, AUTO_PRUNE_BATCH)?;
     }
     Ok(Recorded {
         duplicate: false,
@@ -246,11 +242,7 @@ impl EvalRows for SqliteRows<'_> {
                 t.enforced,
                 a.logged,
                 now,
-                if a.skipped.is_some() {
-                    "skipped"
-                } else {
-                    "pending"
-                },
+                a.state().as_str(),
                 a.skipped.as_ref().map(|_| now),
                 a.skipped,
                 self.server,
