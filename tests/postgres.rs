@@ -267,18 +267,11 @@ fn a_botnet_split_over_two_servers_is_blocked_by_the_shared_store() {
         pg.psql("SELECT string_agg(server || '=' || n, ',') FROM (SELECT server, count(*) n FROM events GROUP BY server ORDER BY server) s"),
         "mx1=6,mx2=6"
     );
-    // Each server alone (its own SQLite file) sees 6 networks: notify, no block.
-    for alone in [
-        Sandbox::new("mode = \"enforce\""),
-        Sandbox::new("mode = \"enforce\""),
-    ] {
-        for i in 0..6 {
-            alone.record(
-                "smtp",
-                ALICE,
-                &format!("198.51.{}.7", 100 + 2 * i),
-                T0 + 2 * i,
-            );
+    // Each server alone (its own SQLite file) sees its 6 networks: notify, no block.
+    for server in 0..2 {
+        let alone = Sandbox::new("mode = \"enforce\"");
+        for i in (server..12).step_by(2) {
+            alone.record("smtp", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
         }
         assert_eq!(steps(&alone, ALICE), ["ok>notify"]);
     }
