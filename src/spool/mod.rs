@@ -205,11 +205,8 @@ pub fn local_base_named(db: Option<&DatabaseLocation>, config: Option<&Path>) ->
             .and_then(|s| DatabaseLocation::parse("database", s).ok())
             .unwrap_or_else(|| DatabaseLocation::Sqlite(PathBuf::from(DEFAULT_DATABASE)))
     });
-    database.local_base(Path::new(
-        string("local_dir")
-            .filter(|d| !d.is_empty())
-            .unwrap_or(DEFAULT_LOCAL_DIR),
-    ))
+    // `string` takes "" as unset, as the config does.
+    database.local_base(Path::new(string("local_dir").unwrap_or(DEFAULT_LOCAL_DIR)))
 }
 
 /// Waiting and refused logins, as `status`, `check`, `metrics` and `doctor` show them.
