@@ -176,6 +176,47 @@ fn the_refused_filter_never_takes_a_user_or_address_a_client_wrote() {
     }
 }
 
+/// A refused line is read only while it is short and plain ASCII: at most 800
+/// characters from the host name on, well below where Postfix (2,000) or a syslog
+/// daemon (1,024 with its header) cut a line, so a line whose end a client placed by
+/// padding is never read. Genuine lines of 800 characters are; one more, or one
+/// non-ASCII character (whose bytes a cut would count), and they are not.
+#[test]
+fn the_refused_filter_reads_no_line_long_enough_to_have_been_cut() {
+    let (dir, fd) = filters();
+    // A genuine refusal whose HELO is padded to make the line `len` long from "mx" on.
+    let line = |len: usize, helo_char: char| {
+        let head = "mx postfix/smtpd[4242]: NOQUEUE: reject: RCPT from unknown[203.0.113.7]: \
+                    550 5.7.1 <alice@example.test>: SASL login name rejected: Account suspended; \
+                    from=<alice@example.test> to=<x@remote.example> proto=ESMTP helo=<";
+        let pad = len - head.len() - 1;
+        let helo: String = std::iter::repeat_n(helo_char, pad).collect();
+        format!("Nov 23 07:00:00 {head}{helo}>")
+    };
+    let cases = [
+        (line(800, 'h'), true),
+        (line(801, 'h'), false),
+        (line(1003, 'h'), false),
+        (line(400, '\u{e9}'), false),
+    ];
+    for (text, matches) in cases {
+        let log = dir.path().join("one.log");
+        std::fs::write(&log, format!("{text}\n")).expect("log");
+        let got = regex(
+            &log_file(&log),
+            "mailguard-postfix-refused",
+            &fd,
+            Some("<F-USER> <ip>"),
+        );
+        let want = if matches {
+            "alice@example.test 203.0.113.7\n"
+        } else {
+            ""
+        };
+        assert_eq!(got, want, "{} characters: {text}", text.chars().count());
+    }
+}
+
 #[test]
 fn dovecot_logins_per_service_in_syslog_and_dovecot_log_formats() {
     assert_pairs(

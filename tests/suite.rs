@@ -75,6 +75,8 @@ mod postgres;
 mod quality;
 #[path = "queue_scan.rs"]
 mod queue_scan;
+#[path = "refused_attack.rs"]
+mod refused_attack;
 #[path = "release.rs"]
 mod release;
 #[path = "roundcube.rs"]

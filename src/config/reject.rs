@@ -1,5 +1,9 @@
 //! The text Postfix answers a blocked account with (`postfix.reject`).
 
+/// Characters at most: mailguard-postfix-refused.conf reads the refusal back only from a
+/// line of at most 800 characters, which must leave room for the client's fields.
+const REJECT_MAX_CHARS: usize = 120;
+
 /// `550 5.7.1 text`: a permanent or temporary SMTP code, its enhanced status code, and
 /// one line of text, as Postfix's access(5) numeric action takes it.
 pub(super) fn check_reject(v: &str) -> std::result::Result<(), String> {
@@ -19,6 +23,12 @@ pub(super) fn check_reject(v: &str) -> std::result::Result<(), String> {
             "{v:?} is not \"CODE X.Y.Z text\" (e.g. \"550 5.7.1 Account suspended\")"
         ));
     }
+    if v.chars().count() > REJECT_MAX_CHARS {
+        return Err(format!(
+            "is longer than {REJECT_MAX_CHARS} characters (the mailguard-smtp-refused filter \
+             reads only short lines back)"
+        ));
+    }
     if v.chars().any(char::is_control) {
         return Err("contains a control character".into());
     }
@@ -33,7 +43,7 @@ pub(super) fn check_reject(v: &str) -> std::result::Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_reject;
+    use super::{check_reject, REJECT_MAX_CHARS};
 
     #[test]
     fn reject_codes() {
@@ -44,5 +54,8 @@ mod tests {
         assert!(check_reject("550 5.7.1").is_err());
         assert!(check_reject("550 5.7.1 a\nb").is_err());
         assert!(check_reject("550 5.7.1 write to <postmaster@example.com>").is_err());
+        let longest = format!("550 5.7.1 {}", "x".repeat(REJECT_MAX_CHARS - 10));
+        assert!(check_reject(&longest).is_ok());
+        assert!(check_reject(&format!("{longest}x")).is_err());
     }
 }
