@@ -31,6 +31,10 @@ pub struct Detail {
     /// block map) in the window, and their distinct networks; counted as smtp.
     pub refused_logins: u32,
     pub refused_networks: usize,
+    /// Whether they count as smtp logins: only while the account is blocked in
+    /// enforce mode (only then can Postfix have refused it); otherwise someone shaped
+    /// those lines, and they are stored and shown but never counted.
+    pub refused_counted: bool,
     pub networks: Vec<NetRow>,
     pub history: Vec<HistoryRow>,
     pub actions: Vec<ActionRow>,
@@ -200,6 +204,7 @@ pub fn detail(
     let facts = detect::Facts {
         tally: &tally,
         covers_spread: true,
+        refused: detect::refused_counts(cfg, &account.state),
         deferred,
         usual: None,
     };
@@ -216,6 +221,7 @@ pub fn detail(
     Ok(Detail {
         refused_logins: refused.iter().map(|s| s.events).sum(),
         refused_networks: refused_nets.len(),
+        refused_counted: detect::refused_counts(cfg, &account.state),
         signals: eval.signals.iter().map(ToString::to_string).collect(),
         messages: eval.messages(Source::Rate),
         bounces: eval.messages(Source::Bounces),

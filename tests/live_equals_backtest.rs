@@ -36,6 +36,21 @@ struct Call {
 }
 
 impl Call {
+    /// The call as Fail2ban's action makes it: one `record` process.
+    fn record(&self, s: &Sandbox) {
+        let out = s.run(&[
+            "record",
+            &format!("--source={}", self.source),
+            "--jail=test",
+            &format!("--user={}", self.user),
+            &format!("--ip={}", self.ip),
+            &format!("--time={}", self.time),
+            &format!("--fid={}", self.fid),
+            "--count=1",
+        ]);
+        support::assert_success(format_args!("record {}", self.json()), &out);
+    }
+
     fn json(&self) -> String {
         serde_json::json!({
             "time": self.time, "user": self.user, "ip": self.ip,
@@ -156,17 +171,7 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
             let s = &s;
             scope.spawn(move || {
                 for c in lane {
-                    let out = s.run(&[
-                        "record",
-                        &format!("--source={}", c.source),
-                        "--jail=test",
-                        &format!("--user={}", c.user),
-                        &format!("--ip={}", c.ip),
-                        &format!("--time={}", c.time),
-                        &format!("--fid={}", c.fid),
-                        "--count=1",
-                    ]);
-                    support::assert_success(format_args!("record {}", c.json()), &out);
+                    c.record(s);
                 }
             });
         }
@@ -198,4 +203,82 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
             .expect("count")
     };
     assert_eq!(count(&s.db()), count(&scratch));
+}
+
+/// Refused smtp logins count only for an account blocked in enforce mode, and
+/// `record` and `ingest` judge them alike. In enforce mode: mallory, never blocked,
+/// gets 25 refused logins from 25 networks (what a port-25 client could make the
+/// refused jail report) and stays ok; alice is blocked by 11 networks, and 10 refused
+/// ones then take her to lock. In warn mode nothing is ever refused by Postfix, so the
+/// same refused logins leave alice at block. Both accounts' refused logins are stored
+/// and shown by `status USER`, saying whether they count.
+#[test]
+fn refused_logins_count_only_for_an_account_blocked_in_enforce_mode_live_and_replayed() {
+    let t0 = support::T0;
+    // `n` calls of `user` through `source`, one a second from t0 + `first`, the i-th
+    // from the address `net(i)`.
+    let calls_of =
+        |first: i64, n: i64, source: &'static str, user: &str, net: &dyn Fn(i64) -> String| {
+            (0..n)
+                .map(|i| {
+                    let ip = net(i);
+                    Call {
+                        time: format!("{}.0", t0 + first + i),
+                        user: user.into(),
+                        fid: format!("('{user}', '{ip}')"),
+                        ip,
+                        source,
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+    let calls = [
+        calls_of(0, 25, "smtp-refused", "mallory@example.com", &|i| {
+            format!("203.0.{}.{}", 100 + i % 5, 10 + i)
+        }),
+        calls_of(100, 11, "smtp", "alice@example.com", &|i| {
+            format!("198.51.{}.7", 100 + i)
+        }),
+        calls_of(200, 10, "smtp-refused", "alice@example.com", &|i| {
+            format!("192.0.{}.9", 100 + i)
+        }),
+    ]
+    .concat();
+    let at = t0 + 300;
+    for (mode, alice) in [("enforce", "lock"), ("warn", "block")] {
+        let s = Sandbox::new(&format!("mode = \"{mode}\""));
+        let scratch = s.path().join("scratch.db");
+        s.ingest(&scratch, calls.iter().map(|c| c.json() + "\n").collect());
+        for c in &calls {
+            c.record(&s);
+        }
+        let live = changes(&s.db());
+        assert_eq!(live, changes(&scratch), "{mode}: live and backtest");
+        let levels: Vec<(&str, &str)> = live.iter().map(|c| (c.0.as_str(), c.3.as_str())).collect();
+        let mut want = vec![
+            ("alice@example.com", "notify"),
+            ("alice@example.com", "block"),
+        ];
+        if alice == "lock" {
+            want.push(("alice@example.com", "lock"));
+        }
+        assert_eq!(levels, want, "{mode}: {live:#?}");
+        assert_eq!(
+            s.status_user("mallory@example.com", at)["level"],
+            "ok",
+            "{mode}"
+        );
+        let mallory = s.ok(&["status", &format!("--at={at}"), "--", "mallory@example.com"]);
+        assert!(
+            mallory.contains("NOT COUNTED: 25 refused login(s) from 25 network(s)"),
+            "{mode}: {mallory}"
+        );
+        let json = s.status_user("alice@example.com", at);
+        assert_eq!(json["refused_logins"], 10, "{mode}: {json:#}");
+        assert_eq!(
+            json["refused_counted"],
+            mode == "enforce",
+            "{mode}: {json:#}"
+        );
+    }
 }

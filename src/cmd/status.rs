@@ -226,6 +226,7 @@ fn overview(
         let facts = Facts {
             tally: &tally,
             covers_spread: false,
+            refused: detect::refused_counts(cfg, &state),
             deferred: deferred.get(user.as_str()).copied(),
             usual: None,
         };

@@ -45,7 +45,8 @@ pub fn usual(cfg: &Config, history: &[Seen], whitelist: &Whitelist, owners: &Own
     for s in history {
         let day = s.time.millis().div_euclid(DAY_MS);
         active.insert(day);
-        match s.source.counted_as() {
+        // Refused logins are a blocked account's botnet, never its usual use.
+        match s.source {
             Source::Rate => {
                 *hours
                     .entry(s.time.millis().div_euclid(HOUR_MS))

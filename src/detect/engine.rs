@@ -113,6 +113,7 @@ impl<'a> Engine<'a> {
         let facts = Facts {
             tally: ev.tally,
             covers_spread: true,
+            refused: super::refused_counts(self.cfg, ev.state),
             deferred: ev.deferred,
             usual: ev.usual,
         };

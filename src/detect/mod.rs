@@ -10,6 +10,7 @@ mod signal;
 pub mod tally;
 pub mod whitelist;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -71,6 +72,8 @@ pub struct Facts<'a> {
     /// window too when `covers_spread`.
     pub tally: &'a Tally,
     pub covers_spread: bool,
+    /// Whether refused smtp logins count: `refused_counts` of the account's state.
+    pub refused: bool,
     /// The account's deferred mail at the last `queue-scan`.
     pub deferred: Option<u32>,
     pub usual: Option<Usual>,
@@ -80,8 +83,10 @@ pub struct Facts<'a> {
 pub struct Evaluation<'a> {
     pub level: Level,
     pub exempt: bool,
-    /// What it was made from: borrowed, so a replay does not copy sets per event.
-    pub counts: &'a Tally,
+    /// What it was made from, as counted (see `Tally::counted`): borrowed unless
+    /// refused logins had to be merged or left out, so a replay does not copy sets
+    /// per event.
+    pub counts: Cow<'a, Tally>,
     /// Every signal that fired, the strongest first.
     pub signals: Vec<Signal>,
     /// Distinct wider networks of SMTP logins in the spread window, if it was covered.
@@ -130,7 +135,8 @@ impl Evaluation<'_> {
 /// Decides the level one account's counted evidence reaches, and why.
 pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluation<'a> {
     let d = &cfg.detection;
-    let counts = facts.tally;
+    let counted = facts.tally.counted(facts.refused);
+    let counts: &Tally = &counted;
     let spread = facts.covers_spread.then(|| counts.spread());
     let exempt = cfg.users.get(user).is_some_and(|p| p.exempt);
     let mut signals = Vec::new();
@@ -244,7 +250,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
     Evaluation {
         level,
         exempt,
-        counts,
+        counts: counted,
         signals,
         spread,
         window: d.window,
@@ -282,6 +288,15 @@ fn explain(
             cfg.detection.baseline.history
         );
     }
+}
+
+/// Whether an account's refused smtp logins (Postfix refusing its submissions through
+/// our check_sasl_access map) count as smtp logins: only once it is blocked in enforce
+/// mode. Only then is it in the map, so only then can Postfix have refused it; any
+/// other such line was shaped by someone else, and a port-25 client must never move
+/// an account. They exist to keep counting a blocked account's botnet up to lock.
+pub fn refused_counts(cfg: &Config, state: &AccountState) -> bool {
+    cfg.mode == Mode::Enforce && state.enforced && state.level >= Level::Block
 }
 
 /// A change of an account's level, as stored in the audit trail.

@@ -4,6 +4,7 @@
 //! event and removes what slides out of each window instead of re-counting the
 //! account's whole lookback at every event.
 
+use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,6 +87,13 @@ impl<K> Default for NetCounts<K> {
 }
 
 impl<K: Ord + Copy> NetCounts<K> {
+    /// Adds everything `other` holds.
+    fn merge(&mut self, other: &Self) {
+        for (k, n) in &other.0 {
+            self.change(*k, Change::Add, *n);
+        }
+    }
+
     /// `n` pieces of evidence from `net` enter or leave.
     fn change(&mut self, net: K, change: Change, n: u32) {
         match (self.0.entry(net), change) {
@@ -172,6 +180,9 @@ pub struct Tally {
     /// Owners (wider networks without an ASN database) of counted SMTP logins in the
     /// spread window: a phone hopping between /64s of its carrier is one party.
     spread: NetCounts<OwnerKey>,
+    /// The same for refused SMTP logins, kept apart: they count as smtp logins only
+    /// when detection says so (see `detect::refused_counts`).
+    spread_refused: NetCounts<OwnerKey>,
 }
 
 impl Tally {
@@ -222,8 +233,8 @@ impl Tally {
     /// Evidence enters or leaves the window (`detection.window`).
     pub fn change_window(&mut self, c: &Counted, change: Change) {
         let events = c.seen.events;
-        // A refused smtp login is an smtp login (see `Source::counted_as`).
-        let t = &mut self.sources[c.seen.source.counted_as() as usize];
+        // Refused smtp logins in their own slot: `counted` merges them when they count.
+        let t = &mut self.sources[c.seen.source as usize];
         change.apply_u32(&mut t.events, events);
         change.apply_u64(&mut t.messages, c.seen.count.into());
         if !c.seen.source.is_login() {
@@ -241,9 +252,43 @@ impl Tally {
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
-        if let (Source::Smtp, Some((_, _, owner))) = (c.seen.source.counted_as(), c.nets) {
-            self.spread.change(owner, change, c.seen.events);
+        let spread = match c.seen.source {
+            Source::Smtp => &mut self.spread,
+            Source::SmtpRefused => &mut self.spread_refused,
+            _ => return,
+        };
+        if let Some((_, _, owner)) = c.nets {
+            spread.change(owner, change, c.seen.events);
         }
+    }
+
+    /// What evaluation counts: these totals, with the refused smtp logins counted as
+    /// smtp logins when `refused` (the account is blocked in enforce mode), else left
+    /// out. Borrowed when there is nothing to merge.
+    pub fn counted(&self, refused: bool) -> Cow<'_, Tally> {
+        let r = &self.sources[Source::SmtpRefused as usize];
+        if r.events == 0 && self.spread_refused.is_empty() {
+            return Cow::Borrowed(self);
+        }
+        let mut t = self.clone();
+        let r = std::mem::take(&mut t.sources[Source::SmtpRefused as usize]);
+        let spread_refused = std::mem::take(&mut t.spread_refused);
+        if refused {
+            let smtp = &mut t.sources[Source::Smtp as usize];
+            smtp.events = smtp.events.wrapping_add(r.events);
+            smtp.whitelisted_events = smtp.whitelisted_events.wrapping_add(r.whitelisted_events);
+            smtp.networks.merge(&r.networks);
+            smtp.wide.merge(&r.wide);
+            smtp.owners.merge(&r.owners);
+            t.spread.merge(&spread_refused);
+        }
+        Cow::Owned(t)
+    }
+
+    /// Refused smtp logins in the window: (logins, distinct networks).
+    pub fn refused(&self) -> (u32, usize) {
+        let r = &self.sources[Source::SmtpRefused as usize];
+        (r.events, r.networks.len())
     }
 
     /// The sources with evidence in the window, in source order.
@@ -375,10 +420,11 @@ mod tests {
         }
     }
 
-    /// Issue 15, item 3: logins Postfix refused after the block are smtp logins, so
-    /// 11 accepted networks and 10 refused ones are 21 smtp networks: lock.
+    /// Logins Postfix refused after the block are smtp logins once they count (the
+    /// account blocked in enforce mode), so 11 accepted networks and 10 refused ones
+    /// are 21 smtp networks: lock. Otherwise they are left out: 11 networks, block.
     #[test]
-    fn refused_logins_count_as_smtp_networks_and_spread() {
+    fn refused_logins_count_as_smtp_networks_and_spread_only_when_they_count() {
         let (cfg, wl) = setup();
         let d = &cfg.detection;
         let login = |source, i: i64| {
@@ -395,16 +441,30 @@ mod tests {
             .map(|i| login(Source::Smtp, i))
             .chain((11..21).map(|i| login(Source::SmtpRefused, i)));
         let tally = Tally::at(d, Timestamp::from_millis(100_000), evidence);
-        assert_eq!(tally.source(Source::Smtp).networks.len(), 21);
-        assert_eq!(tally.spread(), 21);
-        assert_eq!(tally.sources().count(), 1, "one source, smtp");
+        assert_eq!(tally.refused(), (10, 10));
+        let counted = tally.counted(true);
+        assert_eq!(counted.source(Source::Smtp).networks.len(), 21);
+        assert_eq!(counted.spread(), 21);
+        assert_eq!(counted.sources().count(), 1, "one source, smtp");
+        let left_out = tally.counted(false);
+        assert_eq!(left_out.source(Source::Smtp).networks.len(), 11);
+        assert_eq!(left_out.spread(), 11);
+        assert_eq!(left_out.networks().len(), 11);
         let user = SaslUser::parse("a@example.com").unwrap();
-        let e = crate::detect::evaluate(&cfg, &user, &crate::detect::tests::facts(&tally));
+        let facts = crate::detect::tests::facts(&tally);
+        let e = crate::detect::evaluate(&cfg, &user, &facts);
         assert_eq!(e.level, crate::model::Level::Lock);
         assert_eq!(
             e.reason(),
             "smtp: 21 networks/1h > 20; spread: 21 networks/1d > 20"
         );
+        let not = crate::detect::Facts {
+            refused: false,
+            ..facts
+        };
+        let e = crate::detect::evaluate(&cfg, &user, &not);
+        assert_eq!(e.level, crate::model::Level::Block);
+        assert_eq!(e.reason(), "smtp: 11 networks/1h > 10");
     }
 
     #[test]

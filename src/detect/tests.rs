@@ -20,6 +20,7 @@ pub(crate) fn facts(tally: &Tally) -> Facts<'_> {
     Facts {
         tally,
         covers_spread: true,
+        refused: true,
         deferred: None,
         usual: None,
     }

@@ -113,11 +113,19 @@ pub(super) fn print_detail(cfg: &Config, d: &Detail) {
         "sent {} message(s), {} hard bounce(s) in the last {}",
         d.messages, d.bounces, cfg.detection.window
     );
-    if d.refused_logins > 0 {
+    if d.refused_logins > 0 && d.refused_counted {
         // The botnet still has the password: Postfix refuses it, we keep counting it.
         println!(
             "refused {} login(s) with the right password from {} network(s) in the last {} \
              (blocked in Postfix; counted as smtp, shown as smtp-refused below)",
+            d.refused_logins, d.refused_networks, cfg.detection.window
+        );
+    } else if d.refused_logins > 0 {
+        // Postfix refuses only a blocked account: someone else wrote these lines.
+        println!(
+            "NOT COUNTED: {} refused login(s) from {} network(s) in the last {} while the \
+             account is not blocked in enforce mode (Postfix cannot have refused it: \
+             the lines were shaped by a client or forged; shown as smtp-refused below)",
             d.refused_logins, d.refused_networks, cfg.detection.window
         );
     }
