@@ -43,6 +43,8 @@ mod fail2ban_counts;
 mod fail2ban_e2e;
 #[path = "fail2ban_filters.rs"]
 mod fail2ban_filters;
+#[path = "fail2ban_restart.rs"]
+mod fail2ban_restart;
 #[path = "hardening.rs"]
 mod hardening;
 #[path = "install.rs"]

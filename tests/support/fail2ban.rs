@@ -26,7 +26,9 @@ pub struct Fail2ban {
     pub conf: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    pidfile: PathBuf,
     server: Child,
+    env: Vec<(String, PathBuf)>,
 }
 
 /// Fails (never skips) when a program the tests drive is missing.
@@ -189,6 +191,25 @@ impl Fail2ban {
         env: &[(&str, &Path)],
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::launch([root, binary, config], jails, env, extra, false)
+    }
+
+    /// As `start`, with Fail2ban's database in a file that outlives a restart, as
+    /// Debian's `/var/lib/fail2ban/fail2ban.sqlite3` does.
+    pub fn start_persistent(root: &Path, binary: &Path, config: &Path, jails: &[Jail]) -> Self {
+        Self::launch([root, binary, config], jails, &[], &[], true)
+    }
+
+    /// `start_with`, its database in memory or (`persistent`) in a file. `paths`: the
+    /// root, binary and config of `start_with`.
+    fn launch(
+        paths: [&Path; 3],
+        jails: &[Jail],
+        env: &[(&str, &Path)],
+        extra: &[(&str, &str)],
+        persistent: bool,
+    ) -> Self {
+        let [root, binary, config] = paths;
         need(CLIENT);
         let base = root.join("fail2ban");
         let conf = conf_dir(&base, binary, config, jails, extra);
@@ -197,39 +218,57 @@ impl Fail2ban {
         let log = base.join("fail2ban.log");
         let socket = run.join("f2b.sock");
         let pidfile = run.join("f2b.pid");
+        // Fail2ban's own database: in memory, unless the test restarts the server and
+        // wants what it keeps across a restart, as Debian's file does.
+        let dbfile = if persistent {
+            base.join("fail2ban.sqlite3").display().to_string()
+        } else {
+            ":memory:".to_owned()
+        };
         std::fs::write(
             conf.join("fail2ban.conf"),
             format!(
                 "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\n\
-                 dbfile = :memory:\n",
+                 dbfile = {dbfile}\n",
                 log.display(),
                 socket.display(),
                 pidfile.display()
             ),
         )
         .expect("fail2ban.conf");
-        let out = std::fs::File::create(base.join("server.out")).expect("server.out");
-        // -f: foreground, so the child we hold is the server itself; -x: drop a stale socket.
-        let server = Command::new(SERVER)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(&socket)
-            .arg("-p")
-            .arg(&pidfile)
-            .args(["-x", "-f", "start"])
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone"))
-            .stderr(out)
-            .spawn()
-            .expect("fail2ban-server");
-        let f2b = Self {
+        let env: Vec<(String, PathBuf)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_path_buf()))
+            .collect();
+        let server = spawn_server(&conf, &socket, &pidfile, &env, &base);
+        let mut f2b = Self {
             conf,
             socket,
             log,
+            pidfile,
             server,
+            env,
         };
+        f2b.wait_jails(jails);
+        f2b
+    }
+
+    /// Stops the server (by its pid, see `stop`) and starts it again on the same
+    /// config, database and logs, as `systemctl restart fail2ban` does.
+    pub fn restart(&mut self, jails: &[Jail]) {
+        assert!(
+            self.stop(),
+            "fail2ban did not stop on SIGTERM:\n{}",
+            self.log()
+        );
+        let base = self.conf.parent().expect("base").to_path_buf();
+        self.server = spawn_server(&self.conf, &self.socket, &self.pidfile, &self.env, &base);
+        self.wait_jails(jails);
+    }
+
+    fn wait_jails(&mut self, jails: &[Jail]) {
+        let f2b = &*self;
+        let base = f2b.conf.parent().expect("base");
         let started = Instant::now();
         for j in jails {
             let left = Duration::from_secs(30).saturating_sub(started.elapsed());
@@ -245,7 +284,6 @@ impl Fail2ban {
                 std::fs::read_to_string(base.join("server.out")).unwrap_or_default()
             );
         }
-        f2b
     }
 
     /// `fail2ban-client` on this server's socket; stdout, or stdout+stderr on failure.
@@ -293,6 +331,36 @@ impl Fail2ban {
         let _ = self.server.wait();
         false
     }
+}
+
+/// `fail2ban-server` in the foreground (the child we hold is the server itself), `-x`
+/// dropping a stale socket; its output appended to `base/server.out`.
+fn spawn_server(
+    conf: &Path,
+    socket: &Path,
+    pidfile: &Path,
+    env: &[(String, PathBuf)],
+    base: &Path,
+) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(base.join("server.out"))
+        .expect("server.out");
+    Command::new(SERVER)
+        .arg("-c")
+        .arg(conf)
+        .arg("-s")
+        .arg(socket)
+        .arg("-p")
+        .arg(pidfile)
+        .args(["-x", "-f", "start"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("fail2ban-server")
 }
 
 impl Drop for Fail2ban {
