@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::detect::{self, AccountState, Tally, Whitelist};
+use crate::detect::{self, AccountState, Whitelist};
 use crate::error::{Error, Result};
 use crate::model::display::shown;
 use crate::model::{ActionKind, Asn, ClientAddr, CountryCode};
@@ -200,13 +200,18 @@ pub fn detail(
     let since = at.minus(cfg.detection.lookback()).max(from);
     let seen = store.evidence(user, Between { since, until: at })?;
     let deferred = store.deferred(user)?;
-    let tally = Tally::count(&cfg.detection, &whitelist, owners, at, &seen);
+    let engine = detect::Engine::new(cfg, owners);
+    let known = store
+        .known(user, engine.party_scheme(), engine.known_from(at))?
+        .known(&engine);
+    let tally = engine.count(&whitelist, &known, at, &seen);
     let facts = detect::Facts {
         tally: &tally,
         covers_spread: true,
         refused: detect::refused_counts(cfg, &account.state),
         deferred,
         usual: None,
+        warm: known.warm(at),
     };
     let eval = detect::evaluate(cfg, user, &facts);
     let since = at.minus(cfg.detection.window);

@@ -221,7 +221,14 @@ fn overview(
         let (state, stored_last_seen) = states.remove(&user).unwrap_or_default();
         let (level, enforced) = effective(cfg, &state, at);
         let whitelist = Whitelist::for_account(cfg, &user, &entries);
-        let tally = Tally::count(&cfg.detection, &whitelist, owners, at, &logins);
+        // The window only, without the account's parties: the stored reason says
+        // what was new to it.
+        let tally = Tally::count(
+            &cfg.detection,
+            (&whitelist, owners, &detect::Known::none()),
+            at,
+            &logins,
+        );
         // The window only: the stored level and its reason carry the longer signals.
         let facts = Facts {
             tally: &tally,
@@ -229,6 +236,7 @@ fn overview(
             refused: detect::refused_counts(cfg, &state),
             deferred: deferred.get(user.as_str()).copied(),
             usual: None,
+            warm: false,
         };
         let eval = detect::evaluate(cfg, &user, &facts);
         let reason = if level > Level::Ok {

@@ -185,6 +185,12 @@ struct DetectionSection {
     owners_lock: u32,
     #[serde(with = "Range::<0, 1_000_000>")]
     spread_owners_block: u32,
+    #[serde(with = "Range::<1, 32>")]
+    party_ipv4_prefix: u8,
+    #[serde(with = "Range::<1, 128>")]
+    party_ipv6_prefix: u8,
+    known_after: Span,
+    new_for: Span,
 }
 
 default_from!(DetectionSection, Detection);
@@ -209,6 +215,10 @@ impl From<&Detection> for DetectionSection {
             owners_block: d.owners_block,
             owners_lock: d.owners_lock,
             spread_owners_block: d.spread_owners_block,
+            party_ipv4_prefix: d.party_prefixes.v4,
+            party_ipv6_prefix: d.party_prefixes.v6,
+            known_after: d.known_after,
+            new_for: d.new_for,
         }
     }
 }
@@ -238,6 +248,12 @@ impl DetectionSection {
             owners_block: self.owners_block,
             owners_lock: self.owners_lock,
             spread_owners_block: self.spread_owners_block,
+            party_prefixes: NetPrefixes {
+                v4: self.party_ipv4_prefix,
+                v6: self.party_ipv6_prefix,
+            },
+            known_after: self.known_after,
+            new_for: self.new_for,
             thresholds: Detection::default().thresholds,
             baseline,
         }

@@ -64,6 +64,14 @@ pub struct Detection {
     /// With an ASN database: SMTP logins from more than this many owners within the
     /// spread window block; 0 off.
     pub spread_owners_block: u32,
+    /// Without an ASN database, addresses in one network of these lengths are taken
+    /// as one party (the stand-in for an owner): a provider's pool, a carrier's NAT.
+    pub party_prefixes: NetPrefixes,
+    /// How long an account must have been seen before a party it had not used counts
+    /// as new to it: at first, everything is new, which says nothing.
+    pub known_after: Span,
+    /// How long after its first login a party stays new to the account.
+    pub new_for: Span,
     pub thresholds: BTreeMap<Source, Thresholds>,
     pub baseline: Baseline,
 }
@@ -215,6 +223,9 @@ impl Default for Detection {
             owners_block: 10,
             owners_lock: 20,
             spread_owners_block: 6,
+            party_prefixes: NetPrefixes { v4: 16, v6: 32 },
+            known_after: Span::secs(86_400),
+            new_for: Span::secs(86_400),
             thresholds,
             baseline: Baseline::default(),
         }

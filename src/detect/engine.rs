@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
-use super::{Transition, Usual, Whitelist};
+use super::{Evaluation, Known, OwnerKey, Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::display::shown;
 use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
@@ -30,14 +30,18 @@ pub struct Evidence<'a> {
     pub deferred: Option<u32>,
     /// Its usual figures, if baselines are on.
     pub usual: Option<Usual>,
+    /// Whether it has history enough for a party to be new to it (`Known::warm`).
+    pub warm: bool,
 }
 
 /// Detection's answer: the account's next state and, if its level changed, why.
 pub struct Verdict {
     pub state: AccountState,
     pub transition: Option<Transition>,
-    /// On a rise, the window's counted networks, for `Engine::explain`.
+    /// On a rise, the counted networks of the sources that rose, for `Engine::explain`.
     rise: Option<BTreeSet<ClientNet>>,
+    /// On a rise, the parties of those sources new to the account.
+    new: BTreeSet<OwnerKey>,
 }
 
 impl Verdict {
@@ -93,14 +97,55 @@ impl<'a> Engine<'a> {
     }
 
     /// `seen` (the evidence since the earlier window start) counted at `at`.
-    pub fn count(&self, whitelist: &Whitelist, at: Timestamp, seen: &[Seen]) -> Tally {
-        Tally::count(&self.cfg.detection, whitelist, self.owners, at, seen)
+    pub fn count(
+        &self,
+        whitelist: &Whitelist,
+        known: &Known,
+        at: Timestamp,
+        seen: &[Seen],
+    ) -> Tally {
+        Tally::count(
+            &self.cfg.detection,
+            (whitelist, self.owners, known),
+            at,
+            seen,
+        )
     }
 
-    /// One piece of evidence with `whitelist` and the owners applied, for `tally`:
-    /// evidence counted at several moments is looked up once.
-    pub fn counted(&self, whitelist: &Whitelist, seen: Seen) -> Counted {
-        Counted::new(&self.cfg.detection, whitelist, self.owners, seen)
+    /// One piece of evidence with `whitelist`, the owners and `known` applied, for
+    /// `tally`: evidence counted at several moments is looked up once.
+    pub fn counted(&self, whitelist: &Whitelist, known: &Known, seen: Seen) -> Counted {
+        Counted::new(&self.cfg.detection, whitelist, self.owners, known, seen)
+    }
+
+    /// The party `seen` is evidence of (see `Known`), unless whitelisted.
+    pub fn party(&self, whitelist: &Whitelist, seen: Seen) -> Option<OwnerKey> {
+        Counted::party(whitelist, self.owners, &self.cfg.detection, seen)
+    }
+
+    /// What the account's known parties are for an evaluation: the store reads the
+    /// parties first seen after `known_from(at)`.
+    pub fn known(
+        &self,
+        since: Option<Timestamp>,
+        recent: impl IntoIterator<Item = (OwnerKey, Timestamp)>,
+    ) -> Known {
+        Known::stored(&self.cfg.detection, since, recent)
+    }
+
+    pub fn known_from(&self, at: Timestamp) -> Timestamp {
+        Known::recent_from(&self.cfg.detection, at)
+    }
+
+    /// How a party is stored: owners from an ASN database and wider networks are
+    /// different keys, so adding or dropping a database starts over instead of
+    /// finding every party new.
+    pub fn party_scheme(&self) -> &'static str {
+        if self.owners.has_asn() {
+            "asn"
+        } else {
+            "net"
+        }
     }
 
     /// As `count`, over evidence already `counted`.
@@ -116,17 +161,22 @@ impl<'a> Engine<'a> {
             refused: super::refused_counts(self.cfg, ev.state),
             deferred: ev.deferred,
             usual: ev.usual,
+            warm: ev.warm,
         };
         let eval = evaluate(self.cfg, ev.user, &facts);
         let (state, transition) = decide(self.cfg, ev.state, &eval, ev.at);
-        let rise = transition
-            .as_ref()
-            .filter(|t| t.to > t.from)
-            .map(|_| eval.counts.networks());
+        let rose = transition.as_ref().is_some_and(|t| t.to > t.from);
+        let (rise, new) = if rose {
+            let (nets, new) = risen(&eval);
+            (Some(nets), new)
+        } else {
+            (None, BTreeSet::new())
+        };
         Verdict {
             state,
             transition,
             rise,
+            new,
         }
     }
 
@@ -136,10 +186,76 @@ impl<'a> Engine<'a> {
     pub fn explain(&self, verdict: &mut Verdict, at: Timestamp, earlier: &[Seen], recent: &[Seen]) {
         if let (Some(window), Some(t)) = (&verdict.rise, verdict.transition.as_mut()) {
             explain(self.cfg, window, at, earlier, recent, t);
+            if !verdict.new.is_empty() {
+                name_new(self.owners, window, &verdict.new, &mut t.reason);
+            }
             if self.owners.has_asn() {
                 name_owners(self.owners, window, &mut t.reason);
             }
         }
+    }
+}
+
+/// The login sources a rise is about: those whose signals reached its level (the
+/// spread's are smtp's); every login source when only message signals did. An IMAP
+/// checker's reason then names IMAP's networks and owners, not the phone's SMTP ones.
+/// Returns their counted networks and their parties new to the account.
+fn risen(eval: &Evaluation) -> (BTreeSet<ClientNet>, BTreeSet<OwnerKey>) {
+    use crate::model::Source;
+    let mut sources: BTreeSet<Source> = eval
+        .signals
+        .iter()
+        .filter(|s| s.level == eval.level)
+        .map(|s| match s.source {
+            Source::Spread => Source::Smtp,
+            other => other,
+        })
+        .filter(|s| s.is_login())
+        .collect();
+    if sources.is_empty() {
+        sources = Source::ALL.into_iter().filter(|s| s.is_login()).collect();
+    }
+    let mut nets = BTreeSet::new();
+    let mut new = BTreeSet::new();
+    for (source, c) in eval.counts.sources() {
+        if sources.contains(&source) {
+            nets.extend(c.networks.iter().copied());
+            new.extend(c.new_owners.iter().copied());
+        }
+    }
+    (nets, new)
+}
+
+/// The parties new to the account named in a rise's reason:
+/// `; new to this account: AS64500 Example Hosting, 198.51.0.0/16, … (7)`.
+fn name_new(
+    owners: &Ownership,
+    window: &BTreeSet<ClientNet>,
+    new: &BTreeSet<OwnerKey>,
+    reason: &mut String,
+) {
+    const NAMED: usize = 3;
+    let named: Vec<String> = new
+        .iter()
+        .take(NAMED)
+        .map(|k| match k {
+            OwnerKey::As(asn) => {
+                // Its name from one of its networks in the window, if any says it.
+                let org = window
+                    .iter()
+                    .filter_map(|n| owners.lookup(n.first()))
+                    .find(|o| o.asn == *asn)
+                    .and_then(|o| o.org)
+                    .map(|org| format!(" {}", shown(&org)))
+                    .unwrap_or_default();
+                format!("{asn}{org}")
+            }
+            OwnerKey::Net(net) => net.to_string(),
+        })
+        .collect();
+    let _ = write!(reason, "; new to this account: {}", named.join(", "));
+    if new.len() > NAMED {
+        let _ = write!(reason, ", \u{2026} ({})", new.len());
     }
 }
 

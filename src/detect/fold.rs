@@ -72,7 +72,7 @@ impl Fold {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::detect::{Tally, Whitelist};
+    use crate::detect::{Known, Tally, Whitelist};
     use crate::model::SaslUser;
 
     #[test]
@@ -120,8 +120,8 @@ mod tests {
             .collect();
         let none = crate::ownership::Ownership::none();
         assert_eq!(
-            Tally::count(d, &wl, &none, at, &folded),
-            Tally::count(d, &wl, &none, at, &one_each)
+            Tally::count(d, (&wl, &none, &Known::none()), at, &folded),
+            Tally::count(d, (&wl, &none, &Known::none()), at, &one_each)
         );
     }
 

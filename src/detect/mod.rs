@@ -5,6 +5,7 @@
 pub mod baseline;
 mod engine;
 mod fold;
+mod known;
 pub mod replay;
 mod signal;
 pub mod tally;
@@ -20,8 +21,10 @@ use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, T
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
+pub use known::Known;
 use signal::{
-    bounce_share, corroborate, crossed, one_quiet_owner, own_thresholds, owner_count, unit,
+    bounce_share, corroborate, crossed, new_sending, one_quiet_owner, own_thresholds, owner_count,
+    unit,
 };
 pub use signal::{Crossing, Signal};
 pub use tally::{Counted, OwnerKey, Parties, Tally};
@@ -77,6 +80,9 @@ pub struct Facts<'a> {
     /// The account's deferred mail at the last `queue-scan`.
     pub deferred: Option<u32>,
     pub usual: Option<Usual>,
+    /// The account has history enough for a party to be new to it (see `Known`):
+    /// logins then count by the parties it had not used, not by every address.
+    pub warm: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +172,34 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                 signals.extend(check(source, c.messages, Some(d.window)));
                 continue;
             }
+            if facts.warm {
+                // Only what is new to the account: its carrier, its fetcher, its CRM's
+                // cloud are known however many addresses they use; a pool it never
+                // used is evidence with every address.
+                let parties = Parties {
+                    count: c.new_owners.len(),
+                    known: c.parties().known,
+                };
+                let owners = parties.known.then_some(parties.count);
+                let new_unit = |what: &str| format!("new {what}/{}", d.window);
+                signals.extend(owner_count(d, source, parties.count).map(|s| Signal {
+                    unit: new_unit(parties.noun()),
+                    ..s
+                }));
+                let value = c.new_networks.len() as u64;
+                let sig = check(source, value, Some(d.window)).map(|s| Signal {
+                    owners,
+                    unit: new_unit(source.unit()),
+                    ..s
+                });
+                if parties.count > d.escalate_min_spread as usize
+                    && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
+                {
+                    spread_counts.push(signals.len());
+                }
+                signals.extend(sig);
+                continue;
+            }
             let value = c.networks.len() as u64;
             let parties = c.parties();
             let owners = parties.known.then_some(parties.count);
@@ -202,21 +236,33 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             }
         }
         signals.extend(bounce_share(d, counts));
+        if facts.warm {
+            signals.extend(new_sending(d, counts, facts.usual));
+        }
         if let Some(n) = facts.deferred {
             signals.extend(check(Source::Queue, n.into(), None));
         }
+        let spread = match spread {
+            Some(_) if facts.warm => Some(counts.spread_new()),
+            other => other,
+        };
         if let Some(n) = spread {
             let smtp = counts.source(Source::Smtp).parties();
-            let counted = if smtp.known { "owners" } else { "networks" };
+            let counted = match (facts.warm, smtp.known) {
+                (true, _) => format!("new {}", smtp.noun()),
+                (false, true) => "owners".into(),
+                (false, false) => "networks".into(),
+            };
             signals.extend(
                 check(Source::Spread, n as u64, Some(d.spread_window)).map(|s| Signal {
                     unit: format!("{counted}/{}", d.spread_window),
                     ..s
                 }),
             );
-            // Owners known: more than a day's travel ever shows (a hotel, an airport,
-            // roaming) is a stolen password used from one network after another.
-            if smtp.known {
+            // Owners known, or new to the account: more than a day's travel ever
+            // shows (a hotel, an airport, roaming) is a stolen password used from one
+            // network after another.
+            if smtp.known || facts.warm {
                 let t = Thresholds {
                     notify: None,
                     block: (d.spread_owners_block > 0).then_some(d.spread_owners_block),
@@ -224,7 +270,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                 };
                 signals.extend(
                     crossed(Source::Spread, n as u64, Some(d.spread_window), t).map(|s| Signal {
-                        unit: format!("owners/{}", d.spread_window),
+                        unit: format!("{counted}/{}", d.spread_window),
                         ..s
                     }),
                 );

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::tally::{Change, Counted, Tally};
 use super::whitelist::Whitelist;
-use super::{baseline, AccountState, Engine, Evidence, Seen, Transition, Usual};
+use super::{baseline, AccountState, Engine, Evidence, Known, Seen, Transition, Usual};
 use crate::config::{Config, Detection};
 use crate::model::WhitelistEntry;
 use crate::model::{SaslUser, Timestamp};
@@ -54,6 +54,8 @@ struct Account {
     earlier: VecDeque<Seen>,
     usual: Option<(i64, Usual)>,
     whitelist: Option<Whitelist>,
+    /// Every party it used, as the store's parties table holds them.
+    known: Option<Known>,
 }
 
 impl Account {
@@ -196,7 +198,15 @@ impl<'a> Replay<'a> {
         let explain_from = engine.explain_from(at);
         let keep_from = baseline_range.map_or(explain_from, |(from, _)| from.min(explain_from));
         a.slide(d, keep_from, at);
-        a.push(Counted::new(d, &whitelist, self.owners, seen), fid);
+        // As `record` stores the login's party before it evaluates.
+        let known = a.known.get_or_insert_with(|| Known::new(d));
+        let party = engine.party(&whitelist, seen);
+        if let Some(p) = party {
+            known.see(p, at);
+        }
+        let counted = Counted::of(d, known, seen, party);
+        let warm = known.warm(at);
+        a.push(counted, fid);
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));
 
         let usual = baseline_range.map(|(from, until)| {
@@ -233,6 +243,7 @@ impl<'a> Replay<'a> {
             tally,
             deferred: None,
             usual,
+            warm,
         });
         if verdict.rose() {
             let earlier: Vec<Seen> = a
@@ -278,7 +289,8 @@ mod tests {
         let mut out = Vec::new();
         for e in events {
             seen.push(*e);
-            let tally = Tally::count(&cfg.detection, &wl, &Ownership::none(), e.time, &seen);
+            let none = (&wl, &Ownership::none(), &Known::none());
+            let tally = Tally::count(&cfg.detection, none, e.time, &seen);
             let eval = evaluate(cfg, &user(), &crate::detect::tests::facts(&tally));
             let (next, t) = decide(cfg, &state, &eval, e.time);
             state = next;
@@ -319,7 +331,7 @@ mod tests {
                 } else {
                     Source::Smtp
                 },
-                addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
+                addr: ClientAddr::parse(&format!("{}.51.0.{}", 100 + (i * 7) % 23, i % 5)).unwrap(),
                 count: 1 + (i % 4) as u32 * 20,
                 events: 1,
             })

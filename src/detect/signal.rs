@@ -1,7 +1,7 @@
 //! Signals: one threshold crossed, with the figures that explain it, and the rules
 //! that raise or silence them (bounce share, owners, corroboration).
 
-use super::{Parties, Tally};
+use super::{Parties, Tally, Usual};
 use crate::config::{Config, Detection, Thresholds};
 use crate::model::{Level, SaslUser, Source, Span};
 
@@ -105,7 +105,34 @@ pub(super) fn one_quiet_owner(counts: &Tally) -> bool {
     let smtp = counts.source(Source::Smtp).parties();
     let messages = counts.source(Source::Rate).messages;
     let bounces = counts.source(Source::Bounces).messages;
-    smtp.known && smtp.count <= 1 && bounces.saturating_mul(10) < messages
+    let new = !counts.source(Source::Smtp).new_owners.is_empty();
+    smtp.known && smtp.count <= 1 && !new && bounces.saturating_mul(10) < messages
+}
+
+/// Mail from parties new to the account, far above its own usual busiest hour (or,
+/// without a baseline, above its floor), blocks whatever share of it bounces: a rented
+/// server sending a steady trickle to a clean list bounces little. A newsletter from
+/// the account's own server is known; a whitelisted network is never new.
+pub(super) fn new_sending(d: &Detection, counts: &Tally, usual: Option<Usual>) -> Option<Signal> {
+    let b = &d.baseline;
+    if b.factor == 0 {
+        return None;
+    }
+    let value = counts.source(Source::Rate).new_messages;
+    let usual = usual.map_or(0, |u| u.messages);
+    let threshold = (u64::from(usual) * u64::from(b.factor)).max(b.min_messages.into());
+    Crossing::Above.crosses(value, threshold).then(|| Signal {
+        source: Source::Rate,
+        level: Level::Block,
+        value,
+        unit: format!("msgs from new parties/{}", d.window),
+        threshold,
+        crossing: Crossing::Above,
+        usual: None,
+        held: None,
+        owners: None,
+        corroborated: None,
+    })
 }
 
 /// The owner count of a login source other than smtp (whose network count already

@@ -8,13 +8,13 @@ use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Seen, Whitelist};
+use super::{Known, Seen, Whitelist};
 use crate::config::Detection;
 use crate::model::{Asn, ClientAddr, ClientNet, Source, Timestamp};
 use crate::ownership::Ownership;
 
 /// Who a network belongs to, as far as we can tell: its AS when an ASN database knows
-/// it, else its wider network (`detection.spread_prefixes`), the stand-in without one.
+/// it, else its wider network (`detection.party_prefixes`), the stand-in without one.
 /// A carrier's NAT or a provider's pool is one owner over many /24s; a botnet, many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OwnerKey {
@@ -27,6 +27,28 @@ impl OwnerKey {
     pub fn of(addr: ClientAddr, wide: ClientNet, owners: &Ownership) -> Self {
         owners.asn(addr).map_or(OwnerKey::Net(wide), OwnerKey::As)
     }
+
+    /// `addr`'s party under `d`: its owner, else its network of the party prefixes.
+    pub fn party(d: &Detection, owners: &Ownership, addr: ClientAddr) -> Self {
+        Self::of(addr, addr.net(d.party_prefixes), owners)
+    }
+
+    /// As stored: `AS15169`, or the network `198.51.0.0/16`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.starts_with("AS") {
+            return Asn::parse(raw).map(OwnerKey::As);
+        }
+        ClientNet::parse(raw).map(OwnerKey::Net)
+    }
+}
+
+impl std::fmt::Display for OwnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnerKey::As(a) => a.fmt(f),
+            OwnerKey::Net(n) => n.fmt(f),
+        }
+    }
 }
 
 /// One piece of evidence with the whitelist, the prefixes and its owner applied once,
@@ -36,18 +58,45 @@ pub struct Counted {
     pub seen: Seen,
     /// For a login from outside the whitelist: its network, wider network and owner.
     nets: Option<(ClientNet, ClientNet, OwnerKey)>,
+    /// From a party new to the account (see `Known`); never when whitelisted.
+    new: bool,
 }
 
 impl Counted {
-    pub fn new(d: &Detection, whitelist: &Whitelist, owners: &Ownership, seen: Seen) -> Self {
-        let counted = seen.source.is_login() && !whitelist.covers(seen.addr);
+    pub fn new(
+        d: &Detection,
+        whitelist: &Whitelist,
+        owners: &Ownership,
+        known: &Known,
+        seen: Seen,
+    ) -> Self {
+        let party = Self::party(whitelist, owners, d, seen);
+        Self::of(d, known, seen, party)
+    }
+
+    /// The party of `seen`'s address, unless it is whitelisted.
+    pub fn party(
+        whitelist: &Whitelist,
+        owners: &Ownership,
+        d: &Detection,
+        seen: Seen,
+    ) -> Option<OwnerKey> {
+        (!whitelist.covers(seen.addr)).then(|| OwnerKey::party(d, owners, seen.addr))
+    }
+
+    /// As `new`, with `party` from `Counted::party`.
+    pub fn of(d: &Detection, known: &Known, seen: Seen, party: Option<OwnerKey>) -> Self {
+        let login = seen.source.is_login();
         Self {
             seen,
-            nets: counted.then(|| {
-                let wide = seen.addr.net(d.spread_prefixes);
-                let owner = OwnerKey::of(seen.addr, wide, owners);
-                (seen.addr.net(d.prefixes), wide, owner)
+            nets: party.filter(|_| login).map(|owner| {
+                (
+                    seen.addr.net(d.prefixes),
+                    seen.addr.net(d.spread_prefixes),
+                    owner,
+                )
             }),
+            new: party.is_some_and(|p| known.is_new(p, seen.time)),
         }
     }
 }
@@ -137,6 +186,10 @@ pub struct SourceTally {
     pub whitelisted_events: u32,
     /// Sum of the counts: messages for rate, bounces for bounces.
     pub messages: u64,
+    /// The networks, owners and messages of these from parties new to the account.
+    pub new_networks: NetCounts,
+    pub new_owners: NetCounts<OwnerKey>,
+    pub new_messages: u64,
 }
 
 /// How many parties a source's networks belong to: owners when an ASN database knows
@@ -163,6 +216,17 @@ impl std::fmt::Display for Parties {
     }
 }
 
+impl Parties {
+    /// What is counted: owners, or wider networks without an ASN database.
+    pub fn noun(&self) -> &'static str {
+        if self.known {
+            "owners"
+        } else {
+            "wider networks"
+        }
+    }
+}
+
 impl SourceTally {
     pub fn parties(&self) -> Parties {
         Parties {
@@ -183,6 +247,9 @@ pub struct Tally {
     /// The same for refused SMTP logins, kept apart: they count as smtp logins only
     /// when detection says so (see `detect::refused_counts`).
     spread_refused: NetCounts<OwnerKey>,
+    /// Those of `spread` new to the account.
+    spread_new: NetCounts<OwnerKey>,
+    spread_refused_new: NetCounts<OwnerKey>,
 }
 
 impl Tally {
@@ -203,18 +270,18 @@ impl Tally {
         tally
     }
 
-    /// As `at`, over stored evidence, with `whitelist` and `owners` applied.
+    /// As `at`, over stored evidence, with `whitelist`, `owners` and `known` applied.
     pub fn count(
         d: &Detection,
-        whitelist: &Whitelist,
-        owners: &Ownership,
+        (whitelist, owners, known): (&Whitelist, &Ownership, &Known),
         at: Timestamp,
         seen: &[Seen],
     ) -> Self {
         Self::at(
             d,
             at,
-            seen.iter().map(|s| Counted::new(d, whitelist, owners, *s)),
+            seen.iter()
+                .map(|s| Counted::new(d, whitelist, owners, known, *s)),
         )
     }
 
@@ -237,6 +304,9 @@ impl Tally {
         let t = &mut self.sources[c.seen.source as usize];
         change.apply_u32(&mut t.events, events);
         change.apply_u64(&mut t.messages, c.seen.count.into());
+        if c.new {
+            change.apply_u64(&mut t.new_messages, c.seen.count.into());
+        }
         if !c.seen.source.is_login() {
             return;
         }
@@ -245,6 +315,10 @@ impl Tally {
                 t.networks.change(net, change, events);
                 t.wide.change(wide, change, events);
                 t.owners.change(owner, change, events);
+                if c.new {
+                    t.new_networks.change(net, change, events);
+                    t.new_owners.change(owner, change, events);
+                }
             }
             None => change.apply_u32(&mut t.whitelisted_events, events),
         }
@@ -252,13 +326,16 @@ impl Tally {
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
-        let spread = match c.seen.source {
-            Source::Smtp => &mut self.spread,
-            Source::SmtpRefused => &mut self.spread_refused,
+        let (spread, new) = match c.seen.source {
+            Source::Smtp => (&mut self.spread, &mut self.spread_new),
+            Source::SmtpRefused => (&mut self.spread_refused, &mut self.spread_refused_new),
             _ => return,
         };
         if let Some((_, _, owner)) = c.nets {
             spread.change(owner, change, c.seen.events);
+            if c.new {
+                new.change(owner, change, c.seen.events);
+            }
         }
     }
 
@@ -273,6 +350,7 @@ impl Tally {
         let mut t = self.clone();
         let r = std::mem::take(&mut t.sources[Source::SmtpRefused as usize]);
         let spread_refused = std::mem::take(&mut t.spread_refused);
+        let spread_refused_new = std::mem::take(&mut t.spread_refused_new);
         if refused {
             let smtp = &mut t.sources[Source::Smtp as usize];
             smtp.events = smtp.events.wrapping_add(r.events);
@@ -280,7 +358,11 @@ impl Tally {
             smtp.networks.merge(&r.networks);
             smtp.wide.merge(&r.wide);
             smtp.owners.merge(&r.owners);
+            smtp.new_networks.merge(&r.new_networks);
+            smtp.new_owners.merge(&r.new_owners);
+            smtp.new_messages = smtp.new_messages.wrapping_add(r.new_messages);
             t.spread.merge(&spread_refused);
+            t.spread_new.merge(&spread_refused_new);
         }
         Cow::Owned(t)
     }
@@ -306,6 +388,11 @@ impl Tally {
     /// Distinct owners (else wider networks) of SMTP logins in the spread window.
     pub fn spread(&self) -> usize {
         self.spread.len()
+    }
+
+    /// Those of `spread` new to the account.
+    pub fn spread_new(&self) -> usize {
+        self.spread_new.len()
     }
 
     /// Distinct counted networks over all login sources in the window.
@@ -360,7 +447,13 @@ mod tests {
             count: 1 + rng.below(50) as u32,
             events: 1,
         };
-        Counted::new(d, wl, &crate::ownership::Ownership::none(), seen)
+        Counted::new(
+            d,
+            wl,
+            &crate::ownership::Ownership::none(),
+            &Known::none(),
+            seen,
+        )
     }
 
     fn setup() -> (Config, Whitelist) {
@@ -430,12 +523,18 @@ mod tests {
         let login = |source, i: i64| {
             let seen = Seen {
                 source,
-                addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
+                addr: ClientAddr::parse(&format!("{}.51.0.7", 100 + i)).unwrap(),
                 time: Timestamp::from_millis(1000 * i),
                 count: 1,
                 events: 1,
             };
-            Counted::new(d, &wl, &crate::ownership::Ownership::none(), seen)
+            Counted::new(
+                d,
+                &wl,
+                &crate::ownership::Ownership::none(),
+                &Known::none(),
+                seen,
+            )
         };
         let evidence = (0..11)
             .map(|i| login(Source::Smtp, i))

@@ -7,7 +7,7 @@ fn seen(n: usize) -> Vec<Seen> {
     (0..n)
         .map(|i| Seen {
             source: Source::Smtp,
-            addr: ClientAddr::parse(&format!("198.51.{}.7", 100 + i)).unwrap(),
+            addr: ClientAddr::parse(&format!("{}.51.100.7", 100 + i)).unwrap(),
             time: Timestamp::from_millis(1000 * i as i64),
             count: 1,
             events: 1,
@@ -23,6 +23,7 @@ pub(crate) fn facts(tally: &Tally) -> Facts<'_> {
         refused: true,
         deferred: None,
         usual: None,
+        warm: false,
     }
 }
 
@@ -30,7 +31,12 @@ pub(crate) fn facts(tally: &Tally) -> Facts<'_> {
 fn judge(cfg: &Config, user: &SaslUser, seen: &[Seen]) -> (Level, String) {
     let wl = Whitelist::new(cfg, user, &[]);
     let at = Timestamp::from_millis(100_000);
-    let tally = Tally::count(&cfg.detection, &wl, &Ownership::none(), at, seen);
+    let tally = Tally::count(
+        &cfg.detection,
+        (&wl, &Ownership::none(), &Known::none()),
+        at,
+        seen,
+    );
     let e = evaluate(cfg, user, &facts(&tally));
     (e.level, e.reason())
 }

@@ -71,6 +71,14 @@ impl ClientNet {
     pub fn first(&self) -> ClientAddr {
         ClientAddr::from(self.0.network())
     }
+
+    /// As `Display` writes it (`198.51.0.0/16`); only what that wrote reads back.
+    pub fn parse(raw: &str) -> Option<Self> {
+        IpNet::from_str(raw)
+            .ok()
+            .filter(|n| n.trunc() == *n)
+            .map(ClientNet)
+    }
 }
 
 impl fmt::Display for ClientNet {

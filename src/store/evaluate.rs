@@ -9,8 +9,8 @@
 //! each stored moment whose windows the late login falls in.
 
 use crate::config::Config;
-use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Seen, Tally};
-use crate::detect::{Transition, Usual, Verdict, Whitelist};
+use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Known, OwnerKey};
+use crate::detect::{Seen, Tally, Transition, Usual, Verdict, Whitelist};
 use crate::model::{ActionKind, Cidr, SaslUser, Span, Timestamp};
 use crate::store::{ActionState, Between, LevelEdit};
 
@@ -98,9 +98,39 @@ impl NewAction<'_> {
     }
 }
 
+/// An account's parties as stored (see `detect::Known`): when it was first seen, and
+/// the parties first seen recently, as stored text.
+#[derive(Debug, Default)]
+pub struct KnownRows {
+    pub since: Option<Timestamp>,
+    pub recent: Vec<(String, Timestamp)>,
+}
+
+/// At most this many recently new parties are read per evaluation, the earliest
+/// first: a botnet's thousands of owners would otherwise make one `record` slow.
+/// Parties past it count as known, and a count that large has crossed every
+/// threshold already.
+pub const KNOWN_READ_MAX: u32 = 2000;
+
+impl KnownRows {
+    /// As detection needs them; rows that do not read back (another scheme's, an
+    /// older version's) are left out, so they count as known.
+    pub fn known(self, engine: &Engine) -> Known {
+        engine.known(
+            self.since,
+            self.recent
+                .into_iter()
+                .filter_map(|(k, t)| OwnerKey::parse(&k).map(|k| (k, t))),
+        )
+    }
+}
+
 /// The reads and writes of one evaluation, inside the backend's transaction.
 pub(super) trait EvalRows {
     type Error;
+    /// The account's parties of `scheme`: its first log time, and those first seen
+    /// after `from` (at most `KNOWN_READ_MAX`).
+    fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> Result<KnownRows, Self::Error>;
     /// Feeds the logins in `span` to `fold`.
     fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> Result<(), Self::Error>;
     /// The logins in `span`, a `Seen` per row.
@@ -131,6 +161,7 @@ struct Moment<'a> {
     tally: &'a Tally,
     usual: Option<Usual>,
     deferred: Option<u32>,
+    warm: bool,
 }
 
 /// Re-evaluates one account at `at` and stores the outcome: its state, the level
@@ -166,7 +197,10 @@ pub(super) fn evaluate<R: EvalRows>(
     let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
     let mut cached = account.usual;
     let usual = usual_of(rows, account.id, &mut cached, at, engine, &whitelist)?;
-    let tally = engine.count(&whitelist, at, &seen);
+    let known = rows
+        .known(account.id, engine.party_scheme(), engine.known_from(at))?
+        .known(engine);
+    let tally = engine.count(&whitelist, &known, at, &seen);
     let moment = Moment {
         at,
         since,
@@ -174,6 +208,7 @@ pub(super) fn evaluate<R: EvalRows>(
         tally: &tally,
         usual,
         deferred: rows.deferred_of(user)?,
+        warm: known.warm(at),
     };
     let (_, queued) = judge(rows, user, account.id, state, &moment, engine)?;
     Ok(queued)
@@ -199,9 +234,12 @@ fn judge_again<R: EvalRows>(
     })?;
     seen.sort_by_key(|s| s.time);
     let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let known = rows
+        .known(account.id, engine.party_scheme(), engine.known_from(at))?
+        .known(engine);
     let counted: Vec<Counted> = seen
         .iter()
-        .map(|s| engine.counted(&whitelist, *s))
+        .map(|s| engine.counted(&whitelist, &known, *s))
         .collect();
     let deferred = rows.deferred_of(user)?;
     let mut moments: Vec<Timestamp> = seen.iter().map(|s| s.time).filter(|t| *t > at).collect();
@@ -229,6 +267,7 @@ fn judge_again<R: EvalRows>(
                 tally: &tally,
                 usual,
                 deferred,
+                warm: known.warm(moment),
             },
             engine,
         )?;
@@ -255,6 +294,7 @@ fn judge<R: EvalRows>(
         tally: m.tally,
         deferred: m.deferred,
         usual: m.usual,
+        warm: m.warm,
     });
     if verdict.rose() {
         // Up to where `seen` begins; nothing from before a release.

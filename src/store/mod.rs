@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
+pub use evaluate::KnownRows;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -239,6 +240,9 @@ pub trait Store {
 
     /// One account's evidence in `window`.
     fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>>;
+    /// The account's parties of `scheme` (see `detect::Known`): its first log time,
+    /// and those first seen after `from`.
+    fn known(&mut self, user: &SaslUser, scheme: &str, from: Timestamp) -> Result<KnownRows>;
 
     /// Every stored login of one account, grouped by address, source and server.
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>>;

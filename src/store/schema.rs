@@ -146,6 +146,24 @@ const MIGRATIONS: &[Migration] = &[
     ALTER TABLE events ADD COLUMN server TEXT;
     ALTER TABLE actions ADD COLUMN server TEXT;
     "),
+    // 9: the parties (owners, or wider networks) each account has used, with the log
+    // time each was first and last seen: what is new to an account is read from here
+    // in bounded time. Written with each login, pruned with retention by last_ms.
+    // Empty at first: until an account has been seen for `known_after` since, nothing
+    // is new to it.
+    Sql("
+    CREATE TABLE parties (
+        id       INTEGER PRIMARY KEY,
+        user_id  INTEGER NOT NULL REFERENCES users(id),
+        scheme   TEXT NOT NULL,   -- 'asn': with an ASN database; 'net': without
+        party    TEXT NOT NULL,   -- AS64500, or a network 198.51.0.0/16
+        first_ms INTEGER NOT NULL,
+        last_ms  INTEGER NOT NULL,
+        UNIQUE (user_id, scheme, party)
+    );
+    CREATE INDEX parties_first ON parties(user_id, scheme, first_ms);
+    CREATE INDEX parties_last ON parties(last_ms);
+    "),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

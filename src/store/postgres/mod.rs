@@ -21,7 +21,8 @@ use self::rows::{
 use super::evaluate::SeenSpan;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
+    KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
+    Recorded, Store,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -205,6 +206,16 @@ impl Store for PgStore {
                 .as_ref()
                 .map(account_row)
                 .transpose()
+        })
+    }
+
+    fn known(&mut self, user: &SaslUser, scheme: &str, from: Timestamp) -> Result<KnownRows> {
+        self.with(|c| {
+            let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
+            match row {
+                Some(r) => write::known(c, r.try_get(0)?, scheme, from),
+                None => Ok(KnownRows::default()),
+            }
         })
     }
 

@@ -6,7 +6,8 @@ use postgres::{GenericClient, Row, Transaction};
 
 use crate::detect::{AccountState, Fold, Seen, Usual};
 use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
-use crate::store::evaluate::{ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored};
+use crate::store::evaluate::{ActionKey, EvalRows, KnownRows, NewAction, NewChange, SeenSpan};
+use crate::store::evaluate::{Stored, KNOWN_READ_MAX};
 use crate::store::{Account, ActionState};
 
 #[derive(Debug)]
@@ -137,6 +138,40 @@ fn seen_rows(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Row>> {
     )?)
 }
 
+/// The account's parties of `scheme`: its first log time and those first seen after
+/// `from`, the earliest first, at most `KNOWN_READ_MAX`.
+pub(super) fn known(
+    c: &mut impl GenericClient,
+    user_id: i64,
+    scheme: &str,
+    from: Timestamp,
+) -> R<KnownRows> {
+    let rows = c.query_typed(
+        "SELECT party, first_ms, (SELECT min(first_ms) FROM parties
+                                  WHERE user_id = $1 AND scheme = $2) AS since
+         FROM (SELECT '' AS party, NULL::BIGINT AS first_ms
+               UNION ALL
+               (SELECT party, first_ms FROM parties
+                WHERE user_id = $1 AND scheme = $2 AND first_ms > $3
+                ORDER BY first_ms LIMIT $4)) p",
+        &[
+            (&user_id, Type::INT8),
+            (&scheme, Type::TEXT),
+            (&from.millis(), Type::INT8),
+            (&i64::from(KNOWN_READ_MAX), Type::INT8),
+        ],
+    )?;
+    let mut out = KnownRows::default();
+    for r in &rows {
+        out.since = r.try_get::<_, Option<i64>>(2)?.map(Timestamp::from_millis);
+        if let Some(first) = r.try_get::<_, Option<i64>>(1)? {
+            out.recent
+                .push((r.try_get(0)?, Timestamp::from_millis(first)));
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn seen_in(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Seen>> {
     let rows = seen_rows(c, span)?;
     rows.iter().map(|r| seen_row(r, 0)).collect()
@@ -233,6 +268,10 @@ impl EvalRows for PgRows<'_, '_> {
 
     fn seen(&mut self, span: SeenSpan) -> R<Vec<Seen>> {
         seen_in(self.tx, span)
+    }
+
+    fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> R<KnownRows> {
+        known(self.tx, id, scheme, from)
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> R<Vec<Cidr>> {

@@ -103,6 +103,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_senders_account ON queue_senders(account) WHERE queue = 'deferred';
     "#,
+    // 2: the parties (owners, or wider networks) each account has used, first and
+    // last seen (see the SQLite schema's migration 9).
+    r#"
+    CREATE TABLE parties (
+        id       BIGSERIAL PRIMARY KEY,
+        user_id  BIGINT NOT NULL REFERENCES users(id),
+        scheme   TEXT COLLATE "C" NOT NULL,
+        party    TEXT COLLATE "C" NOT NULL,
+        first_ms BIGINT NOT NULL,
+        last_ms  BIGINT NOT NULL,
+        UNIQUE (user_id, scheme, party)
+    );
+    CREATE INDEX parties_first ON parties(user_id, scheme, first_ms);
+    CREATE INDEX parties_last ON parties(last_ms);
+    "#,
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

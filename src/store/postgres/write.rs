@@ -10,6 +10,7 @@ use postgres::types::Type;
 use postgres::{Client, GenericClient, Transaction};
 use sha2::{Digest, Sha256};
 
+pub(super) use super::rows::known;
 use super::rows::{cidr_of, insert_change, stored_account, stored_row, u32_of, Ahead, PgRows, R};
 use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
@@ -120,6 +121,22 @@ pub(super) fn record(
         .try_get::<_, Option<i64>>("deferred")?
         .map(u32_of)
         .transpose()?;
+    let seen = crate::detect::Seen {
+        source: event.source,
+        addr: event.addr,
+        time: at,
+        count: event.count.get(),
+        events: 1,
+    };
+    if let Some(party) = engine.party(&engine.whitelist(&event.user, &whitelist), seen) {
+        see_party(
+            &mut tx,
+            account.id,
+            engine.party_scheme(),
+            &party.to_string(),
+            at,
+        )?;
+    }
     let queued = evaluate(
         &mut PgRows {
             tx: &mut tx,
@@ -173,12 +190,43 @@ pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdi
     Ok(())
 }
 
+/// Deletes up to `batch` logins and up to `batch` parties last seen before `before`;
+/// returns how many rows went.
 pub(super) fn prune(c: &mut impl GenericClient, before: Timestamp, batch: i64) -> R<u64> {
-    Ok(c.execute(
+    let n = c.execute(
         "DELETE FROM events WHERE id IN
            (SELECT id FROM events WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
         &[&before.millis(), &batch],
-    )?)
+    )?;
+    let p = c.execute(
+        "DELETE FROM parties WHERE id IN
+           (SELECT id FROM parties WHERE last_ms < $1 ORDER BY last_ms LIMIT $2)",
+        &[&before.millis(), &batch],
+    )?;
+    Ok(n + p)
+}
+
+/// Stores that the account `user_id` used `party` at `at` (see `detect::Known`).
+pub(super) fn see_party(
+    c: &mut impl GenericClient,
+    user_id: i64,
+    scheme: &str,
+    party: &str,
+    at: Timestamp,
+) -> R<()> {
+    c.execute_typed(
+        "INSERT INTO parties (user_id, scheme, party, first_ms, last_ms) VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (user_id, scheme, party) DO UPDATE
+           SET first_ms = least(parties.first_ms, excluded.first_ms),
+               last_ms = greatest(parties.last_ms, excluded.last_ms)",
+        &[
+            (&user_id, Type::INT8),
+            (&scheme, Type::TEXT),
+            (&party, Type::TEXT),
+            (&at.millis(), Type::INT8),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Deferred messages per submitting account, over every server's last scan.

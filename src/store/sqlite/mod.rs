@@ -23,8 +23,8 @@ use rusqlite::Connection;
 use self::open::{connect, retry_busy};
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
-    WhitelistEntry,
+    KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
+    Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -137,6 +137,10 @@ impl Store for SqliteStore {
 
     fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>> {
         read::evidence(&self.conn, user, window).at(&self.path)
+    }
+
+    fn known(&mut self, user: &SaslUser, scheme: &str, from: Timestamp) -> Result<KnownRows> {
+        read::known(&self.conn, user, scheme, from).at(&self.path)
     }
 
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {

@@ -10,7 +10,7 @@ use super::write::seen_in;
 use crate::detect::Seen;
 use crate::model::{SaslUser, Source, Timestamp, WhitelistEntry};
 use crate::store::evaluate::SeenSpan;
-use crate::store::{Account, AddrSummary, Between, LevelChange};
+use crate::store::{Account, AddrSummary, Between, KnownRows, LevelChange};
 
 fn user_id(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT id FROM users WHERE name = ?1", [user], |r| r.get(0))
@@ -76,6 +76,18 @@ pub(super) fn evidence(
     match user_id(conn, user)? {
         Some(user_id) => seen_in(conn, SeenSpan::of(user_id, window)),
         None => Ok(Vec::new()),
+    }
+}
+
+pub(super) fn known(
+    conn: &Connection,
+    user: &SaslUser,
+    scheme: &str,
+    from: Timestamp,
+) -> rusqlite::Result<KnownRows> {
+    match user_id(conn, user)? {
+        Some(id) => super::write::known(conn, id, scheme, from),
+        None => Ok(KnownRows::default()),
     }
 }
 

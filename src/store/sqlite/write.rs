@@ -7,8 +7,8 @@ use super::rows::{account_state, parse_text, seen_row};
 use crate::detect::{AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
-    AUTO_PRUNE_BATCH,
+    auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, SeenSpan,
+    Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX,
 };
 use crate::store::{LoginEvent, Recorded};
 
@@ -24,6 +24,8 @@ pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rus
     Ok(tx.last_insert_rowid())
 }
 
+/// Deletes up to `batch` logins and up to `batch` parties last seen before `before`;
+/// returns how many rows went.
 pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite::Result<u64> {
     let n = tx
         .prepare_cached(
@@ -31,7 +33,54 @@ pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite:
                (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
         )?
         .execute(params![before, batch])?;
-    Ok(n as u64)
+    let p = tx
+        .prepare_cached(
+            "DELETE FROM parties WHERE id IN
+               (SELECT id FROM parties WHERE last_ms < ?1 ORDER BY last_ms LIMIT ?2)",
+        )?
+        .execute(params![before, batch])?;
+    Ok((n + p) as u64)
+}
+
+/// Stores that the account `user_id` used `party` at `at` (see `detect::Known`).
+pub(super) fn see_party(
+    tx: &Connection,
+    user_id: i64,
+    scheme: &str,
+    party: &str,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO parties (user_id, scheme, party, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT(user_id, scheme, party) DO UPDATE
+           SET first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)",
+    )?
+    .execute(params![user_id, scheme, party, at])?;
+    Ok(())
+}
+
+/// The account's parties of `scheme`: its first log time and those first seen after
+/// `from`, the earliest first, at most `KNOWN_READ_MAX`.
+pub(super) fn known(
+    conn: &Connection,
+    user_id: i64,
+    scheme: &str,
+    from: Timestamp,
+) -> rusqlite::Result<KnownRows> {
+    let since = conn
+        .prepare_cached("SELECT min(first_ms) FROM parties WHERE user_id = ?1 AND scheme = ?2")?
+        .query_row(params![user_id, scheme], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
+         ORDER BY first_ms LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![user_id, scheme, from, KNOWN_READ_MAX], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(KnownRows {
+        since,
+        recent: rows.collect::<rusqlite::Result<_>>()?,
+    })
 }
 
 /// One attempt at storing a login and re-evaluating its account; see `Store::record`.
@@ -116,6 +165,9 @@ fn record_in(
         });
     }
     let event_id = tx.last_insert_rowid();
+    if let Some(party) = event_party(engine, tx, &event.user, event)? {
+        see_party(tx, account.id, engine.party_scheme(), &party, at)?;
+    }
     let queued = evaluate_in(tx, server, &event.user, &account, at, engine)?;
     if let Some(before) = retention.and_then(|r| auto_prune_before(event_id, r)) {
         prune(tx, before, AUTO_PRUNE_BATCH)?;
@@ -124,6 +176,30 @@ fn record_in(
         duplicate: false,
         queued,
     })
+}
+
+/// The party of a stored login as the parties table keys it, unless whitelisted.
+fn event_party(
+    engine: &Engine,
+    tx: &Connection,
+    user: &SaslUser,
+    event: &LoginEvent,
+) -> rusqlite::Result<Option<String>> {
+    let whitelist = engine.whitelist(user, &whitelist_of(tx, user)?);
+    let seen = Seen {
+        source: event.source,
+        addr: event.addr,
+        time: event.time,
+        count: event.count.get(),
+        events: 1,
+    };
+    Ok(engine.party(&whitelist, seen).map(|p| p.to_string()))
+}
+
+fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
+    let mut stmt = tx.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
+    let rows = stmt.query_map([user], |r| r.get(0))?;
+    rows.collect()
 }
 
 /// Re-evaluates one account at `at` inside the caller's transaction (see
@@ -171,11 +247,11 @@ impl EvalRows for SqliteRows<'_> {
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
-        let rows = stmt.query_map([user], |r| r.get(0))?;
-        rows.collect()
+        whitelist_of(self.tx, user)
+    }
+
+    fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> rusqlite::Result<KnownRows> {
+        known(self.tx, id, scheme, from)
     }
 
     fn deferred_of(&mut self, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
