@@ -131,6 +131,15 @@ printf 'database = "%s/live.db"\n' "$W" > "$W/config.toml"
 if [ -n "${CONFIG:-}" ]; then
     grep -v '^database' "$CONFIG" >> "$W/config.toml"
 fi
+# The admin whitelisted the office NAT (the newsletter_office class sends through it).
+NAT=$(sed -n 's/.*"office_nat": "\([^"]*\)".*/\1/p' "$OUT/scenario.json")
+if [ -n "$NAT" ]; then
+    if grep -q '^\[detection\]' "$W/config.toml"; then
+        sed -i "/^\[detection\]/a whitelist = [\"$NAT/32\"]" "$W/config.toml"
+    else
+        printf '\n[detection]\nwhitelist = ["%s/32"]\n' "$NAT" >> "$W/config.toml"
+    fi
+fi
 cp "$W/config.toml" "$W/config-asn.toml"
 printf '\n[ownership]\nasn_database = "%s"\ncountry_database = "%s"\n' \
     "$PWD/$OUT/asn.mmdb" "$PWD/$OUT/country.mmdb" >> "$W/config-asn.toml"

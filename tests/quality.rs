@@ -125,6 +125,7 @@ fn run() -> &'static Run {
                 compromised: l.compromised,
                 compromise_start: l.compromise_start,
                 first_message: l.first_message,
+                attack_messages: l.attack_messages.clone(),
             })
             .collect();
         let outcomes = score::score(&labels, &report, offset).expect("score");

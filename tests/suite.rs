@@ -55,6 +55,8 @@ mod invalid_input;
 mod journal;
 #[path = "live_equals_backtest.rs"]
 mod live_equals_backtest;
+#[path = "new_parties.rs"]
+mod new_parties;
 #[path = "nothing_lost.rs"]
 mod nothing_lost;
 #[path = "operations.rs"]

@@ -16,6 +16,12 @@ pub const CLASS_ORDER: &[&str] = &[
     "imap_checker",
     "slow_drip",
     "single_ip_spammer",
+    "hosting_botnet",
+    "residential_proxy",
+    "quiet_sender",
+    "quiet_sender_clean",
+    "imap_theft",
+    "drip_two_days",
     "multi_device",
     "phone",
     "office_nat",
@@ -23,7 +29,16 @@ pub const CLASS_ORDER: &[&str] = &[
     "provider",
     "provider_pool",
     "newsletter",
+    "newsletter_office",
+    "vpn_user",
+    "outlook_fetch",
+    "shared_mailbox",
+    "crm",
 ];
+
+/// The quiet attacks: a steady trickle or a drip, often to a clean list. Their
+/// messages accepted before block are judged apart from the ordinary attacks'.
+pub const QUIET: &[&str] = &["quiet_sender", "quiet_sender_clean", "drip_two_days"];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Label {
@@ -34,6 +49,9 @@ pub struct Label {
     /// The attacker's first message (after compromise_start for a credential checker).
     #[serde(default)]
     pub first_message: Option<i64>,
+    /// Log times of the attacker's messages.
+    #[serde(default)]
+    pub attack_messages: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +103,9 @@ pub struct Outcome {
     pub message_to_block: Option<f64>,
     /// Every rise the report gives, times corrected by the offset.
     pub rises: Vec<Reached>,
+    /// The attacker's messages sent before the first block (all of them if never
+    /// blocked), and all of them.
+    pub accepted: (usize, usize),
 }
 
 pub fn parse_labels(text: &str) -> Result<Vec<Label>, String> {
@@ -145,6 +166,12 @@ pub fn score(labels: &[Label], ingest_json: &str, offset: f64) -> Result<Vec<Out
             let message_to_block = to_block
                 .zip(start.zip(sending))
                 .map(|(b, (s, m))| (s + b - m as f64).max(0.0));
+            let block_at = start.zip(to_block).map(|(s, b)| s + b);
+            let accepted = l
+                .attack_messages
+                .iter()
+                .filter(|&&t| block_at.is_none_or(|b| (t as f64) < b))
+                .count();
             Outcome {
                 label: l.clone(),
                 highest,
@@ -153,6 +180,7 @@ pub fn score(labels: &[Label], ingest_json: &str, offset: f64) -> Result<Vec<Out
                 to_block,
                 message_to_block,
                 rises,
+                accepted: (accepted, l.attack_messages.len()),
             }
         })
         .collect())
@@ -231,6 +259,23 @@ fn ttd(values: impl Iterator<Item = Option<f64>>) -> String {
     format!("{} / {}{tail}", duration(m), duration(max))
 }
 
+fn pct1(num: usize, den: usize) -> String {
+    if den == 0 {
+        "–".into()
+    } else {
+        format!("{:.1} %", 100.0 * num as f64 / den as f64)
+    }
+}
+
+/// The attacker's messages accepted before block over the compromised accounts of
+/// the quiet classes (`quiet`) or the others: (accepted, all).
+pub fn accepted_share(outcomes: &[Outcome], quiet: bool) -> (usize, usize) {
+    outcomes
+        .iter()
+        .filter(|o| o.label.compromised && QUIET.contains(&o.label.class.as_str()) == quiet)
+        .fold((0, 0), |(a, b), o| (a + o.accepted.0, b + o.accepted.1))
+}
+
 fn pct(num: usize, den: usize) -> String {
     if den == 0 {
         "–".into()
@@ -254,9 +299,9 @@ fn classes(outcomes: &[Outcome]) -> Vec<&str> {
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| class | accounts | compromised | notify+ | block+ | lock | to notify (median / max) | to block (median / max) | first message to block |\n",
+        "| class | accounts | compromised | notify+ | block+ | lock | to notify (median / max) | to block (median / max) | first message to block | attack msgs before block |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for c in classes(outcomes) {
         let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.label.class == c).collect();
         if rows.is_empty() {
@@ -265,6 +310,14 @@ pub fn table(outcomes: &[Outcome]) -> String {
         let n = rows.len();
         let bad = rows.iter().filter(|o| o.label.compromised).count();
         let at = |min: u8| rows.iter().filter(|o| o.highest >= min).count();
+        let (acc, all) = rows
+            .iter()
+            .fold((0, 0), |(a, b), o| (a + o.accepted.0, b + o.accepted.1));
+        let acc = if all > 0 {
+            format!("{} ({acc}/{all})", pct1(acc, all))
+        } else {
+            "–".into()
+        };
         let (tn, tb, mb) = if bad > 0 {
             (
                 ttd(rows.iter().map(|o| o.to_notify)),
@@ -276,7 +329,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {c} | {n} | {bad} | {} | {} | {} | {tn} | {tb} | {mb} |",
+            "| {c} | {n} | {bad} | {} | {} | {} | {tn} | {tb} | {mb} | {acc} |",
             at(1),
             at(2),
             at(3)
@@ -312,6 +365,30 @@ pub fn table(outcomes: &[Outcome]) -> String {
             "\n{pre} compromised account(s) were also flagged before their compromise (not counted above)."
         );
     }
+    let honest_beyond = outcomes
+        .iter()
+        .filter(|o| !o.label.compromised && o.highest >= 2)
+        .count();
+    let sending = |o: &&&Outcome| !o.label.attack_messages.is_empty();
+    let bad: Vec<&Outcome> = outcomes.iter().filter(|o| o.label.compromised).collect();
+    let blocked = bad.iter().filter(|o| o.highest >= 2).count();
+    let blocked_sending = bad
+        .iter()
+        .filter(sending)
+        .filter(|o| o.highest >= 2)
+        .count();
+    let (oa, on) = accepted_share(outcomes, false);
+    let (qa, qn) = accepted_share(outcomes, true);
+    let _ = writeln!(
+        s,
+        "\nhonest accounts beyond notify: {honest_beyond}; compromised blocked: {blocked}/{} \
+         (that send mail: {blocked_sending}/{}); attack messages accepted before block: \
+         ordinary {} ({oa}/{on}), quiet/clean-list {} ({qa}/{qn})",
+        bad.len(),
+        bad.iter().filter(sending).count(),
+        pct1(oa, on),
+        pct1(qa, qn)
+    );
     s.push('\n');
     for (line, met) in targets(outcomes) {
         let _ = writeln!(s, "- {} {line}", if met { "met:" } else { "NOT MET:" });

@@ -58,6 +58,17 @@ impl Gen {
         if rng.chance(0.5) {
             servers.push(self.world.office_servers[1]);
         }
+        self.newsletter_from(rng, user, servers);
+    }
+
+    /// The same campaign sent by a desktop tool through the office NAT, which the
+    /// admin whitelisted.
+    pub fn newsletter_office(&mut self, rng: &mut Rng, user: &str) {
+        let servers = vec![self.world.office_nat];
+        self.newsletter_from(rng, user, servers);
+    }
+
+    fn newsletter_from(&mut self, rng: &mut Rng, user: &str, servers: Vec<std::net::IpAddr>) {
         let hour = rng.span(8 * HOUR, 17 * HOUR);
         let mut day = self.world.start;
         while day < self.world.end {

@@ -22,6 +22,8 @@ mod activity;
 mod attacks;
 #[path = "classes.rs"]
 mod classes;
+#[path = "harder.rs"]
+mod harder;
 #[path = "names.rs"]
 mod names;
 #[path = "owners.rs"]
@@ -102,15 +104,48 @@ pub enum Class {
     SlowDrip,
     /// One address, about 1,500 messages an hour, a third of the recipients bounce.
     SingleIpSpammer,
+    /// Twelve addresses in twelve /24s of one hosting provider.
+    HostingBotnet,
+    /// A new residential address for each connection, for hours.
+    ResidentialProxy,
+    /// One hosting address, ~40 messages an hour for 10 hours, 30 % bounces.
+    QuietSender,
+    /// The same to a clean list: 2 % bounces.
+    QuietSenderClean,
+    /// IMAP logins from a dozen owners, then re-downloads; never sends.
+    ImapTheft,
+    /// A new address every 15-30 minutes for two days, to a clean list.
+    DripTwoDays,
+    /// Everything through a VPN: 3-5 hosting exits a day.
+    VpnUser,
+    /// Outlook.com fetching by POP3 from its big pool.
+    OutlookFetch,
+    /// A role mailbox five staff use from home.
+    SharedMailbox,
+    /// A CRM on two cloud addresses, 100-300 messages a day.
+    Crm,
+    /// Newsletters through the office NAT, whitelisted by the admin.
+    NewsletterOffice,
 }
 
 impl Class {
-    pub const ALL: [Class; 12] = [
+    pub const ALL: [Class; 23] = [
         Class::BotnetBurst,
         Class::CloudBotnet,
         Class::ImapChecker,
         Class::SlowDrip,
         Class::SingleIpSpammer,
+        Class::HostingBotnet,
+        Class::ResidentialProxy,
+        Class::QuietSender,
+        Class::QuietSenderClean,
+        Class::ImapTheft,
+        Class::DripTwoDays,
+        Class::VpnUser,
+        Class::OutlookFetch,
+        Class::SharedMailbox,
+        Class::Crm,
+        Class::NewsletterOffice,
         Class::MultiDevice,
         Class::Phone,
         Class::OfficeNat,
@@ -134,6 +169,17 @@ impl Class {
             Class::ImapChecker => "imap_checker",
             Class::SlowDrip => "slow_drip",
             Class::SingleIpSpammer => "single_ip_spammer",
+            Class::HostingBotnet => "hosting_botnet",
+            Class::ResidentialProxy => "residential_proxy",
+            Class::QuietSender => "quiet_sender",
+            Class::QuietSenderClean => "quiet_sender_clean",
+            Class::ImapTheft => "imap_theft",
+            Class::DripTwoDays => "drip_two_days",
+            Class::VpnUser => "vpn_user",
+            Class::OutlookFetch => "outlook_fetch",
+            Class::SharedMailbox => "shared_mailbox",
+            Class::Crm => "crm",
+            Class::NewsletterOffice => "newsletter_office",
         }
     }
 
@@ -145,6 +191,12 @@ impl Class {
                 | Class::ImapChecker
                 | Class::SlowDrip
                 | Class::SingleIpSpammer
+                | Class::HostingBotnet
+                | Class::ResidentialProxy
+                | Class::QuietSender
+                | Class::QuietSenderClean
+                | Class::ImapTheft
+                | Class::DripTwoDays
         )
     }
 }
@@ -161,6 +213,10 @@ pub struct Label {
     /// the password was checked over IMAP first.
     #[serde(default)]
     pub first_message: Option<i64>,
+    /// Log times of the attacker's messages, if compromised: what share of them got
+    /// out before the account was blocked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attack_messages: Vec<i64>,
 }
 
 /// What the shipped filters must find in the log: every successful SASL submission,
@@ -193,6 +249,9 @@ pub struct Meta {
     pub owner_ranges: usize,
     #[serde(default)]
     pub unowned_ranges: usize,
+    /// The office NAT's address, which the admin whitelists (newsletter_office).
+    #[serde(default)]
+    pub office_nat: String,
 }
 
 pub struct Corpus {
@@ -245,6 +304,17 @@ pub fn plan(users: usize, without: &[Class]) -> Vec<(Class, usize)> {
         (Class::Provider, (n / 30).max(1)),
         (Class::ProviderPool, (n / 30).max(1)),
         (Class::Newsletter, (n / 100).max(1)),
+        (Class::HostingBotnet, (n / 60).max(1)),
+        (Class::ResidentialProxy, (n / 60).max(1)),
+        (Class::QuietSender, (n / 60).max(1)),
+        (Class::QuietSenderClean, (n / 60).max(1)),
+        (Class::ImapTheft, (n / 60).max(1)),
+        (Class::DripTwoDays, (n / 60).max(1)),
+        (Class::VpnUser, (n / 30).max(1)),
+        (Class::OutlookFetch, (n / 30).max(1)),
+        (Class::SharedMailbox, (n / 60).max(1)),
+        (Class::Crm, (n / 60).max(1)),
+        (Class::NewsletterOffice, (n / 100).max(1)),
     ];
     v.retain(|(c, _)| !without.contains(c));
     let rest = n - v.iter().map(|(_, k)| k).sum::<usize>();
@@ -320,6 +390,11 @@ pub fn generate(params: &Params) -> Corpus {
             Class::Provider => g.provider(&mut rng, user, false),
             Class::ProviderPool => g.provider(&mut rng, user, true),
             Class::Newsletter => g.newsletter(&mut rng, user),
+            Class::NewsletterOffice => g.newsletter_office(&mut rng, user),
+            Class::VpnUser => g.vpn_user(&mut rng, user),
+            Class::OutlookFetch => g.outlook_fetch(&mut rng, user),
+            Class::SharedMailbox => g.shared_mailbox(&mut rng, user),
+            Class::Crm => g.crm(&mut rng, user),
             _ => {
                 let kind = match class {
                     Class::OfficeNat => Kind::Office,
@@ -333,6 +408,10 @@ pub fn generate(params: &Params) -> Corpus {
                 if class.compromised() {
                     let (lo, hi) = match class {
                         Class::SlowDrip => (start + earliest.min(4 * HOUR), end - DAY),
+                        Class::DripTwoDays => (start + earliest.min(4 * HOUR), end - 2 * DAY),
+                        Class::QuietSender | Class::QuietSenderClean => {
+                            (start + earliest, end - 10 * HOUR)
+                        }
                         _ => (start + earliest, end - 4 * HOUR),
                     };
                     let t0 = rng.span(lo, hi.max(lo + HOUR)) / 1000 * 1000;
@@ -341,6 +420,12 @@ pub fn generate(params: &Params) -> Corpus {
                         Class::CloudBotnet => g.botnet(&mut rng, user, t0, true),
                         Class::ImapChecker => g.imap_checker(&mut rng, user, t0),
                         Class::SlowDrip => g.drip(&mut rng, user, t0),
+                        Class::HostingBotnet => g.hosting_botnet(&mut rng, user, t0),
+                        Class::ResidentialProxy => g.residential_proxy(&mut rng, user, t0),
+                        Class::QuietSender => g.quiet_sender(&mut rng, user, t0, 0.3),
+                        Class::QuietSenderClean => g.quiet_sender(&mut rng, user, t0, 0.02),
+                        Class::ImapTheft => g.imap_theft(&mut rng, user, t0),
+                        Class::DripTwoDays => g.drip_two_days(&mut rng, user, t0),
                         _ => g.spammer(&mut rng, user, t0),
                     };
                     times = Some((t0 / 1000, first / 1000));
@@ -353,6 +438,7 @@ pub fn generate(params: &Params) -> Corpus {
             compromised: class.compromised(),
             compromise_start: times.map(|t| t.0),
             first_message: times.map(|t| t.1),
+            attack_messages: Vec::new(),
         });
     }
     let mut noise = root.fork(3);
@@ -362,6 +448,20 @@ pub fn generate(params: &Params) -> Corpus {
     let mut render = Render::new(root.fork(4));
     let mut acts = std::mem::take(&mut g.acts);
     acts.sort_by_key(Act::time);
+    // The attacker's messages, by account: in time order, as the acts are.
+    let mut attack: std::collections::HashMap<&str, Vec<i64>> = std::collections::HashMap::new();
+    for a in &acts {
+        if let Act::Submit { user, msgs, .. } = a {
+            for m in msgs.iter().filter(|m| m.spam) {
+                attack.entry(user.as_str()).or_default().push(m.t / 1000);
+            }
+        }
+    }
+    for l in &mut labels {
+        if let Some(times) = attack.remove(l.user.as_str()) {
+            l.attack_messages = times;
+        }
+    }
     for a in &acts {
         render.act(&g.world, a);
     }
@@ -388,6 +488,7 @@ pub fn generate(params: &Params) -> Corpus {
             owners: n_owners,
             owner_ranges: ranges,
             unowned_ranges: owners.lines().count() - 1 - ranges,
+            office_nat: g.world.office_nat.to_string(),
         },
         log,
         labels,

@@ -111,6 +111,8 @@ pub struct World {
     pub bot_isps: Vec<usize>,
     pub hosting: Vec<usize>,
     pub cloud: usize,
+    /// Outlook.com's fetch pool: many /24s of one owner, over many wider networks.
+    pub fetcher: Vec<u32>,
     /// /24s (top 24 bits) that no owner announces: addresses without an owner, on purpose.
     pub unrouted: Vec<u32>,
     /// Remote domains and their MX (name, address).
@@ -315,6 +317,8 @@ impl World {
             })
             .collect();
         let cloud = a.owner(Role::Cloud, "US", 48);
+        let fetch_owner = a.owner(Role::MailProvider, "US", 12);
+        let fetcher = a.pool(fetch_owner, 24);
         // Unannounced space: /20s that no owner holds.
         let unrouted = (0..4).map(|_| a.block20() << 4 | 7).collect();
 
@@ -341,6 +345,7 @@ impl World {
             bot_isps,
             hosting,
             cloud,
+            fetcher,
             unrouted,
             remote: Vec::new(),
             users: Vec::new(),

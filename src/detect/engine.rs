@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
-use super::{Evaluation, Known, OwnerKey, Transition, Usual, Whitelist};
+use super::{Evaluation, Known, Origin, OwnerKey, Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::display::shown;
 use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
@@ -118,9 +118,9 @@ impl<'a> Engine<'a> {
         Counted::new(&self.cfg.detection, whitelist, self.owners, known, seen)
     }
 
-    /// The party `seen` is evidence of (see `Known`), unless whitelisted.
-    pub fn party(&self, whitelist: &Whitelist, seen: Seen) -> Option<OwnerKey> {
-        Counted::party(whitelist, self.owners, &self.cfg.detection, seen)
+    /// Where `seen` came from: its party (see `Known`) unless whitelisted.
+    pub fn origin(&self, whitelist: &Whitelist, seen: Seen) -> Origin {
+        Counted::origin(whitelist, self.owners, &self.cfg.detection, seen)
     }
 
     /// What the account's known parties are for an evaluation: the store reads the

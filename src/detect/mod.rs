@@ -27,7 +27,7 @@ use signal::{
     unit,
 };
 pub use signal::{Crossing, Signal};
-pub use tally::{Counted, OwnerKey, Parties, Tally};
+pub use tally::{Counted, Origin, OwnerKey, Parties, Tally};
 pub use whitelist::Whitelist;
 
 /// One stored event, as detection needs it: a login, or `count` messages; or, folded

@@ -200,11 +200,11 @@ impl<'a> Replay<'a> {
         a.slide(d, keep_from, at);
         // As `record` stores the login's party before it evaluates.
         let known = a.known.get_or_insert_with(|| Known::new(d));
-        let party = engine.party(&whitelist, seen);
-        if let Some(p) = party {
+        let origin = engine.origin(&whitelist, seen);
+        if let Some(p) = origin.party {
             known.see(p, at);
         }
-        let counted = Counted::of(d, known, seen, party);
+        let counted = Counted::of(d, known, seen, origin);
         let warm = known.warm(at);
         a.push(counted, fid);
         a.out.last_seen = Some(a.out.last_seen.map_or(at, |l| l.max(at)));

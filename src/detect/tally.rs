@@ -60,6 +60,16 @@ pub struct Counted {
     nets: Option<(ClientNet, ClientNet, OwnerKey)>,
     /// From a party new to the account (see `Known`); never when whitelisted.
     new: bool,
+    /// From a network the admin whitelisted: its messages and bounces do not count.
+    vouched: bool,
+}
+
+/// Where a piece of evidence came from, as counting needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// Its party (see `Known`), unless whitelisted.
+    pub party: Option<OwnerKey>,
+    pub vouched: bool,
 }
 
 impl Counted {
@@ -70,24 +80,30 @@ impl Counted {
         known: &Known,
         seen: Seen,
     ) -> Self {
-        let party = Self::party(whitelist, owners, d, seen);
-        Self::of(d, known, seen, party)
+        let origin = Self::origin(whitelist, owners, d, seen);
+        Self::of(d, known, seen, origin)
     }
 
     /// The party of `seen`'s address, unless it is whitelisted.
-    pub fn party(
-        whitelist: &Whitelist,
-        owners: &Ownership,
-        d: &Detection,
-        seen: Seen,
-    ) -> Option<OwnerKey> {
-        (!whitelist.covers(seen.addr)).then(|| OwnerKey::party(d, owners, seen.addr))
+    pub fn origin(whitelist: &Whitelist, owners: &Ownership, d: &Detection, seen: Seen) -> Origin {
+        if whitelist.covers(seen.addr) {
+            return Origin {
+                party: None,
+                vouched: whitelist.vouches(seen.addr),
+            };
+        }
+        Origin {
+            party: Some(OwnerKey::party(d, owners, seen.addr)),
+            vouched: false,
+        }
     }
 
-    /// As `new`, with `party` from `Counted::party`.
-    pub fn of(d: &Detection, known: &Known, seen: Seen, party: Option<OwnerKey>) -> Self {
+    /// As `new`, with the `origin` of `seen`.
+    pub fn of(d: &Detection, known: &Known, seen: Seen, origin: Origin) -> Self {
         let login = seen.source.is_login();
+        let party = origin.party;
         Self {
+            vouched: origin.vouched,
             seen,
             nets: party.filter(|_| login).map(|owner| {
                 (
@@ -182,7 +198,8 @@ pub struct SourceTally {
     pub owners: NetCounts<OwnerKey>,
     /// Stored events counted: logins, or message counts for rate and bounces.
     pub events: u32,
-    /// Stored events from whitelisted networks, not counted.
+    /// Stored events from whitelisted networks, not counted (logins), and message
+    /// counts from networks the admin whitelisted, not counted either.
     pub whitelisted_events: u32,
     /// Sum of the counts: messages for rate, bounces for bounces.
     pub messages: u64,
@@ -303,6 +320,10 @@ impl Tally {
         // Refused smtp logins in their own slot: `counted` merges them when they count.
         let t = &mut self.sources[c.seen.source as usize];
         change.apply_u32(&mut t.events, events);
+        if c.vouched && !c.seen.source.is_login() {
+            change.apply_u32(&mut t.whitelisted_events, events);
+            return;
+        }
         change.apply_u64(&mut t.messages, c.seen.count.into());
         if c.new {
             change.apply_u64(&mut t.new_messages, c.seen.count.into());

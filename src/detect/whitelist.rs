@@ -27,6 +27,9 @@ pub const BUILTIN: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Whitelist {
     ranges: Vec<Range>,
+    /// How many of `ranges`, from the front, the admin gave (config, database): the
+    /// rest are the built-in ones.
+    vouched: usize,
 }
 
 /// A network as masked address bits: every login is checked against every entry, a
@@ -66,11 +69,13 @@ impl Whitelist {
             cidrs.extend(p.whitelist.iter().copied());
         }
         cidrs.extend(from_db.iter().copied());
+        let vouched = cidrs.len();
         if cfg.detection.whitelist_builtin {
             cidrs.extend(builtin());
         }
         Self {
             ranges: cidrs.into_iter().map(Range::from).collect(),
+            vouched,
         }
     }
 
@@ -85,19 +90,30 @@ impl Whitelist {
     }
 
     pub fn covers(&self, addr: ClientAddr) -> bool {
-        match addr.ip() {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                self.ranges
-                    .iter()
-                    .any(|r| matches!(*r, Range::V4 { net, mask } if a & mask == net))
-            }
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                self.ranges
-                    .iter()
-                    .any(|r| matches!(*r, Range::V6 { net, mask } if a & mask == net))
-            }
+        in_ranges(&self.ranges, addr)
+    }
+
+    /// Whether the admin whitelisted `addr` (configuration or database), not only the
+    /// built-in ranges: mail from there is the admin's to vouch for, while mail from
+    /// loopback may be a webmail's, sent with a stolen password.
+    pub fn vouches(&self, addr: ClientAddr) -> bool {
+        in_ranges(&self.ranges[..self.vouched], addr)
+    }
+}
+
+fn in_ranges(ranges: &[Range], addr: ClientAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(a) => {
+            let a = u32::from(a);
+            ranges
+                .iter()
+                .any(|r| matches!(*r, Range::V4 { net, mask } if a & mask == net))
+        }
+        IpAddr::V6(a) => {
+            let a = u128::from(a);
+            ranges
+                .iter()
+                .any(|r| matches!(*r, Range::V6 { net, mask } if a & mask == net))
         }
     }
 }

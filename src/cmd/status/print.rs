@@ -21,6 +21,43 @@ pub(super) fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// Breaks `s` into lines of at most `width` characters at spaces, a word longer than
+/// that into pieces: a reason is read whole, never cut.
+pub(super) fn wrap(s: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut len = 0;
+    for word in s.split(' ').filter(|w| !w.is_empty()) {
+        let mut chars: Vec<char> = word.chars().collect();
+        if len > 0 && len + 1 + chars.len() <= width {
+            line.push(' ');
+            line.extend(&chars);
+            len += 1 + chars.len();
+            continue;
+        }
+        if len > 0 {
+            lines.push(std::mem::take(&mut line));
+        }
+        while chars.len() > width {
+            lines.push(chars.drain(..width).collect());
+        }
+        len = chars.len();
+        line = chars.into_iter().collect();
+    }
+    if len > 0 || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Prints `s` wrapped to `width`, each line after `indent`.
+fn print_wrapped(indent: &str, s: &str, width: usize) {
+    for line in wrap(s, width) {
+        println!("{indent}{line}");
+    }
+}
+
 /// Colour only for a person at a terminal, and never with NO_COLOR set (no-color.org).
 fn use_colour() -> bool {
     use std::io::IsTerminal;
@@ -89,12 +126,12 @@ pub(super) fn print_overview(cfg: &Config, o: &Overview) {
             last
         );
         if r.level > Level::Ok || !r.reason.is_empty() && r.networks > 1 {
-            println!("    {}", fit(&r.reason, 74));
+            print_wrapped("    ", &r.reason, 74);
         }
         // What fires now, when the stored reason (of the last change) says otherwise.
         let now = r.signals.join("; ");
         if !now.is_empty() && now != r.reason {
-            println!("    now: {}", fit(&now, 69));
+            print_wrapped("    ", &format!("now: {now}"), 74);
         }
     }
 }
@@ -130,7 +167,7 @@ pub(super) fn print_detail(cfg: &Config, d: &Detail) {
         );
     }
     for s in &d.signals {
-        println!("now: {s}");
+        print_wrapped("", &format!("now: {s}"), 78);
     }
     println!();
     // The owner column only when an ownership database knows one, the servers' when
@@ -224,6 +261,27 @@ fn print_history(d: &Detail) {
             h.to.describe(h.enforced),
             h.actor
         );
-        println!("      {}", fit(&h.reason, 72));
+        print_wrapped("      ", &h.reason, 72);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_keeps_every_character_within_the_width() {
+        let reason = "smtp: 12 new networks of 1 owner/1h > 10; new to this account: \
+                      AS64500 Example Hosting Ltd, 198.51.0.0/16; owners: AS64500 ×12";
+        let lines = wrap(reason, 30);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
+        assert_eq!(lines.join(" "), reason);
+        let long = "x".repeat(65);
+        assert_eq!(
+            wrap(&long, 30),
+            vec!["x".repeat(30), "x".repeat(30), "x".repeat(5)]
+        );
+        assert_eq!(wrap("", 30), vec![String::new()]);
     }
 }

@@ -128,7 +128,10 @@ pub(super) fn record(
         count: event.count.get(),
         events: 1,
     };
-    if let Some(party) = engine.party(&engine.whitelist(&event.user, &whitelist), seen) {
+    if let Some(party) = engine
+        .origin(&engine.whitelist(&event.user, &whitelist), seen)
+        .party
+    {
         see_party(
             &mut tx,
             account.id,

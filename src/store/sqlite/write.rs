@@ -193,7 +193,7 @@ fn event_party(
         count: event.count.get(),
         events: 1,
     };
-    Ok(engine.party(&whitelist, seen).map(|p| p.to_string()))
+    Ok(engine.origin(&whitelist, seen).party.map(|p| p.to_string()))
 }
 
 fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
