@@ -65,6 +65,8 @@ mod ownership;
 mod pg_follow;
 #[path = "pg_outage.rs"]
 mod pg_outage;
+#[path = "pg_password.rs"]
+mod pg_password;
 #[path = "pg_queue.rs"]
 mod pg_queue;
 #[path = "pg_tls.rs"]
