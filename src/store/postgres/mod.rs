@@ -30,9 +30,14 @@ use crate::model::{ActionKind, Cidr, Label, PgUrl, SaslUser, Span, Timestamp, Wh
 
 /// The channel every level change is notified on (rows.rs, `insert_change`).
 const CHANGES_CHANNEL: &str = "f2b_mailguard_changes";
+/// How long `wait_change` reads and drops notifications that came together.
+const DRAIN_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct PgStore {
     client: Client,
+    /// `listen`'s own connection: read only while waiting, so what any role notifies
+    /// during a run waits in the server, not in this process.
+    listener: Option<Client>,
     url: PgUrl,
     /// This server's name, stored with its logins and actions.
     server: String,
@@ -57,6 +62,7 @@ impl PgStore {
         })?;
         Ok(Self {
             client,
+            listener: None,
             url: url.clone(),
             server: cfg.server_name(),
             retention: cfg.retention,
@@ -376,20 +382,31 @@ impl Store for PgStore {
     }
 
     fn listen(&mut self) -> Result<bool> {
-        self.with(|c| {
-            c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
-            Ok(true)
-        })
+        let mut listener = connect::connect(&self.url, self.wait)?;
+        listener
+            .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+            .map_err(|e| self.err(e.into()))?;
+        self.listener = Some(listener);
+        Ok(true)
     }
 
     fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
         use postgres::fallible_iterator::FallibleIterator;
-        self.with(|c| {
-            let mut heard = c.notifications();
-            let any = heard.timeout_iter(timeout).next()?.is_some();
-            // Those that came meanwhile are the same news: one run covers them.
-            while heard.iter().next()?.is_some() {}
-            Ok(any)
-        })
+        let Some(listener) = self.listener.as_mut() else {
+            std::thread::sleep(timeout);
+            return Ok(false);
+        };
+        let heard = (|| {
+            let mut heard = listener.notifications();
+            if heard.timeout_iter(timeout).next()?.is_none() {
+                return Ok(false);
+            }
+            // Those that came meanwhile are the same news: one run covers them. Each
+            // is dropped as read; a flood that outlasts the budget is left for later.
+            let until = std::time::Instant::now() + DRAIN_BUDGET;
+            while std::time::Instant::now() < until && heard.iter().next()?.is_some() {}
+            Ok(true)
+        })();
+        heard.map_err(|e: postgres::Error| self.err(e.into()))
     }
 }
