@@ -45,6 +45,8 @@ mod fail2ban_e2e;
 mod fail2ban_filters;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "hostile_rows.rs"]
+mod hostile_rows;
 #[path = "install.rs"]
 mod install;
 #[path = "invalid_input.rs"]

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use postgres::Client;
 
 use self::rows::{
-    account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of, u32_of,
-    user_of, PgError, ACCOUNT_COLS, R,
+    account_parts, account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of,
+    u32_of, user_of, PgError, ACCOUNT_COLS, R,
 };
 use super::evaluate::SeenSpan;
 use super::{
@@ -177,14 +177,17 @@ impl Store for PgStore {
                 &[],
             )?;
             rows.iter()
-                .map(|r| Ok((user_of(r.try_get(0)?)?, change_row(r, 1)?)))
+                .map(|r| Ok((r.try_get(0)?, change_row(r, 1)?)))
                 .collect::<R<Vec<_>>>()
         })?;
-        Ok(super::per_account(rows))
+        Ok(super::per_account(super::valid_names(
+            "level change(s)",
+            rows,
+        )))
     }
 
     fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
-        self.with(|c| {
+        let rows = self.with(|c| {
             let rows = c.query(
                 "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
                  JOIN users u ON u.id = e.user_id
@@ -192,16 +195,21 @@ impl Store for PgStore {
                 &[&since.millis(), &until.millis()],
             )?;
             rows.iter()
-                .map(|r| Ok((user_of(r.try_get(0)?)?, seen_row(r, 1)?)))
-                .collect()
-        })
+                .map(|r| Ok((r.try_get(0)?, seen_row(r, 1)?)))
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::valid_names("login(s)", rows))
     }
 
     fn flagged(&mut self) -> Result<Vec<Account>> {
-        self.with(|c| {
+        let rows = self.with(|c| {
             let sql = format!("SELECT {ACCOUNT_COLS} FROM users WHERE level <> 'ok'");
-            c.query(&sql, &[])?.iter().map(account_row).collect()
-        })
+            c.query(&sql, &[])?
+                .iter()
+                .map(account_parts)
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::accounts_of(rows))
     }
 
     fn account(&mut self, user: &SaslUser) -> Result<Option<Account>> {
