@@ -33,8 +33,10 @@ fn settings(sink: &SmtpSink, map: &Path) -> String {
 
 /// Rows a hostile role writes: a level change of alice's whose reason and actor
 /// hold ESC, CR and LF, and a blocked account whose name holds ESC, with a login and
-/// a level change. `chr` is the SQL function for a character by its code.
-fn hostile_sql(chr: &str, at_ms: i64) -> String {
+/// a level change, and whitelist entries: one for every account with ESC in its note,
+/// one under a name with ESC. `chr` is the SQL function for a character by its code,
+/// `account` the whitelist's account column.
+fn hostile_sql(chr: &str, account: &str, at_ms: i64) -> String {
     let esc = format!("{chr}(27)");
     format!(
         "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
@@ -44,7 +46,10 @@ fn hostile_sql(chr: &str, at_ms: i64) -> String {
              FROM users WHERE name = '{ALICE}';
          INSERT INTO users (name, level, enforced) VALUES ('bad' || {esc} || '[2Jname@example.com', 'block', true);
          INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
-             SELECT id, {at_ms}, 'ok', 'block', true, 'planted', 'detector' FROM users WHERE name LIKE 'bad%';"
+             SELECT id, {at_ms}, 'ok', 'block', true, 'planted', 'detector' FROM users WHERE name LIKE 'bad%';
+         INSERT INTO whitelist (cidr, {account}, note, added_ms) VALUES
+             ('192.0.2.0/24', '', 'office' || {esc} || '[8m', {at_ms}),
+             ('203.0.113.0/24', 'bad' || {esc} || 'w@example.com', 'planted', {at_ms});"
     )
 }
 
@@ -69,10 +74,17 @@ fn harmless(what: &str, text: &str) {
 
 /// Alice's block on a store holding the hostile rows, seen through every command.
 /// `sql` runs SQL on the store, whose `chr` function makes a character of a code.
-fn escaped_and_skipped(s: &Sandbox, sink: &SmtpSink, map: &Path, chr: &str, sql: impl Fn(&str)) {
+fn escaped_and_skipped(
+    s: &Sandbox,
+    sink: &SmtpSink,
+    map: &Path,
+    sql_names: (&str, &str),
+    sql: impl Fn(&str),
+) {
     let t = now() - 600;
     s.record("smtp", ALICE, "198.51.99.1", t);
-    sql(&hostile_sql(chr, (t + 1) * 1000));
+    let (chr, account) = sql_names;
+    sql(&hostile_sql(chr, account, (t + 1) * 1000));
 
     // Alice is blocked: her mail (history and all) goes out, her key into the map.
     s.burst(ALICE, 11, now() - 300);
@@ -109,6 +121,16 @@ fn escaped_and_skipped(s: &Sandbox, sink: &SmtpSink, map: &Path, chr: &str, sql:
         "alice's block, checked: {text}"
     );
 
+    let list = s.run(&["whitelist", "list"]);
+    let text = described(&list);
+    assert!(list.status.success(), "{text}");
+    harmless("whitelist list", &text);
+    assert!(text.contains(r"office\u{1b}[8m"), "{text}");
+    assert!(
+        text.contains(r#""bad\u{1b}w@example.com""#),
+        "reported: {text}"
+    );
+
     let converge = s.run(&["run-actions"]);
     let text = described(&converge);
     assert!(converge.status.success(), "{text}");
@@ -124,7 +146,7 @@ fn sqlite_rows_written_by_hand_are_escaped_or_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("sasl_block");
     let s = Sandbox::acting(&settings(&sink, &map));
-    escaped_and_skipped(&s, &sink, &map, "char", |sql| {
+    escaped_and_skipped(&s, &sink, &map, ("char", "user"), |sql| {
         let conn = rusqlite::Connection::open(s.db()).unwrap();
         conn.execute_batch(sql).unwrap();
     });
@@ -137,7 +159,7 @@ fn postgres_rows_written_by_another_role_are_escaped_or_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("sasl_block");
     let s = pg.server("mx1", &settings(&sink, &map));
-    escaped_and_skipped(&s, &sink, &map, "chr", |sql| {
+    escaped_and_skipped(&s, &sink, &map, ("chr", "account"), |sql| {
         pg.psql(sql);
     });
 }

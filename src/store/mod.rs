@@ -368,6 +368,19 @@ fn accounts_of(rows: Vec<(String, (AccountState, Option<Timestamp>))>) -> Vec<Ac
         .collect()
 }
 
+/// `Store::whitelist` from entries read without their account, each with its
+/// account name as stored ("" for every account, kept first as the query sorts it).
+fn whitelist_of(rows: Vec<(String, WhitelistEntry)>) -> Vec<WhitelistEntry> {
+    let (every, named): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(n, _)| n.is_empty());
+    let named = valid_names("whitelist entry(ies)", named)
+        .into_iter()
+        .map(|(user, entry)| WhitelistEntry {
+            user: Some(user),
+            ..entry
+        });
+    every.into_iter().map(|(_, e)| e).chain(named).collect()
+}
+
 /// Level changes in account order, gathered per account (`Store::changed`).
 fn per_account(
     rows: impl IntoIterator<Item = (SaslUser, LevelChange)>,

@@ -16,7 +16,7 @@ use postgres::Client;
 
 use self::rows::{
     account_parts, account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of,
-    u32_of, user_of, PgError, ACCOUNT_COLS, R,
+    u32_of, PgError, ACCOUNT_COLS, R,
 };
 use super::evaluate::SeenSpan;
 use super::{
@@ -273,23 +273,24 @@ impl Store for PgStore {
     }
 
     fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>> {
-        self.with(|c| {
+        let rows = self.with(|c| {
             let rows = c.query(
                 "SELECT cidr, account, note, added_ms FROM whitelist ORDER BY account, cidr",
                 &[],
             )?;
             rows.iter()
                 .map(|r| {
-                    let user: &str = r.try_get(1)?;
-                    Ok(WhitelistEntry {
+                    let entry = WhitelistEntry {
                         cidr: cidr_of(r.try_get(0)?)?,
-                        user: (!user.is_empty()).then(|| user_of(user)).transpose()?,
+                        user: None,
                         note: r.try_get(2)?,
                         added: Timestamp::from_millis(r.try_get(3)?),
-                    })
+                    };
+                    Ok((r.try_get(1)?, entry))
                 })
-                .collect()
-        })
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::whitelist_of(rows))
     }
 
     fn whitelist_add(&mut self, entry: &WhitelistEntry) -> Result<bool> {

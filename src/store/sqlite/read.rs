@@ -90,19 +90,16 @@ pub(super) fn whitelist(conn: &Connection) -> rusqlite::Result<Vec<WhitelistEntr
         conn.prepare("SELECT cidr, user, note, added_ms FROM whitelist ORDER BY user, cidr")?;
     let rows = stmt.query_map([], |r| {
         // "" is every account: the column is part of the unique key, which NULL is not.
-        let user: String = r.get(1)?;
-        Ok(WhitelistEntry {
+        let entry = WhitelistEntry {
             cidr: r.get(0)?,
-            user: if user.is_empty() {
-                None
-            } else {
-                Some(parse_text(1, &user)?)
-            },
+            user: None,
             note: r.get(2)?,
             added: r.get(3)?,
-        })
+        };
+        Ok((r.get(1)?, entry))
     })?;
-    rows.collect()
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::whitelist_of(rows))
 }
 
 pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
