@@ -285,7 +285,8 @@ pub trait Store {
         Ok(false)
     }
     /// Waits at most `timeout` for level changes heard since the last call: true if
-    /// any came (all taken). Fails when the connection is lost.
+    /// any came (those waiting are taken and dropped, for a bounded time: what is
+    /// left wakes the next call). Fails when the connection is lost.
     fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
         std::thread::sleep(timeout);
         Ok(false)
