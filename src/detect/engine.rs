@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
 use super::{Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
-use crate::model::display::shown;
 use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
 use crate::ownership::Ownership;
 
@@ -144,7 +143,8 @@ impl<'a> Engine<'a> {
 }
 
 /// Owners named in a rise's reason, the most networks first:
-/// `; owners: AS15169 Google ×2, AS3320 Deutsche Telekom, … (12)`.
+/// `; owners: AS15169 Google x2, AS3320 Deutsche Telekom, ... (12)`. Stored as the
+/// AS holder wrote its name: everything that shows a reason escapes it.
 fn name_owners(owners: &Ownership, window: &BTreeSet<ClientNet>, reason: &mut String) {
     const NAMED: usize = 3;
     let mut by_owner: BTreeMap<Asn, (usize, Option<Arc<str>>)> = BTreeMap::new();
@@ -167,17 +167,16 @@ fn name_owners(owners: &Ownership, window: &BTreeSet<ClientNet>, reason: &mut St
         .map(|(asn, n, org)| {
             let mut s = asn.to_string();
             if let Some(org) = org {
-                // Any text the AS holder chose: escaped like every name we show.
-                let _ = write!(s, " {}", shown(org));
+                let _ = write!(s, " {org}");
             }
             if *n > 1 {
-                let _ = write!(s, " \u{d7}{n}");
+                let _ = write!(s, " x{n}");
             }
             s
         })
         .collect();
     let _ = write!(reason, "; owners: {}", named.join(", "));
     if ranked.len() > NAMED {
-        let _ = write!(reason, ", \u{2026} ({})", ranked.len());
+        let _ = write!(reason, ", ... ({})", ranked.len());
     }
 }

@@ -146,6 +146,9 @@ const MIGRATIONS: &[Migration] = &[
     ALTER TABLE events ADD COLUMN server TEXT;
     ALTER TABLE actions ADD COLUMN server TEXT;
     "),
+    // 9: account names case-folded as Postfix folds map keys (`ß` is `ss`), not only
+    // lower-cased; accounts that now fold alike become one, as in 5.
+    Rust(fold_names::merge_case_variants),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

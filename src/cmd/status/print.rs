@@ -89,12 +89,12 @@ pub(super) fn print_overview(cfg: &Config, o: &Overview) {
             last
         );
         if r.level > Level::Ok || !r.reason.is_empty() && r.networks > 1 {
-            println!("    {}", fit(&r.reason, 74));
+            println!("    {}", fit(&shown(&r.reason), 74));
         }
         // What fires now, when the stored reason (of the last change) says otherwise.
         let now = r.signals.join("; ");
         if !now.is_empty() && now != r.reason {
-            println!("    now: {}", fit(&now, 69));
+            println!("    now: {}", fit(&shown(&now), 69));
         }
     }
 }
@@ -222,8 +222,8 @@ fn print_history(d: &Detail) {
             when(h.time),
             h.from,
             h.to.describe(h.enforced),
-            h.actor
+            shown(&h.actor)
         );
-        println!("      {}", fit(&h.reason, 72));
+        println!("      {}", fit(&shown(&h.reason), 72));
     }
 }
