@@ -12,16 +12,54 @@ use support::{now, Sandbox};
 
 const MALLORY: &str = "mallory@example.test";
 
-fn map_lookup(map: &std::path::Path, key: &str) -> Option<String> {
+/// `postmap -q KEY` against `map`, with the private Postfix's main.cf (where
+/// `smtputf8_enable` is Debian's default, yes).
+fn map_lookup(pf: &support::mailstack::Postfix, key: &str) -> Option<String> {
+    let (k, v) = pf.env();
     let out = Command::new("/usr/sbin/postmap")
+        .env(k, v)
         .arg("-q")
         .arg(key)
-        .arg(format!("lmdb:{}", map.display()))
+        .arg(format!("lmdb:{}", pf.sasl_map.display()))
         .output()
         .expect("postmap -q");
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A sandbox that blocks through `pf`'s SASL map with its real postmap.
+fn blocking(pf: &support::mailstack::Postfix) -> Sandbox {
+    let mut s = Sandbox::acting(&format!(
+        "mode = \"enforce\"\n\
+         [actions]\nnotify = []\nblock = [\"sasl_block\"]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n\
+         [postfix]\nsasl_map = \"{}\"\n",
+        pf.sasl_map.display()
+    ));
+    let (k, v) = pf.env();
+    s.env.push((k.into(), v.to_path_buf()));
+    s
+}
+
+/// The overview lists `name` alone, whose `sasl_block` (asked for under `spelling`)
+/// is done and left one key in the map.
+fn one_blocked_account(s: &Sandbox, pf: &support::mailstack::Postfix, spelling: &str, name: &str) {
+    let overview = s.status(now());
+    let names: Vec<&str> = overview["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [name], "one account");
+    let (d, _) = s.wait_action(spelling, "sasl_block", |a| a["state"] == "done");
+    assert_eq!(d["state"], "block");
+    let map_text = std::fs::read_to_string(&pf.sasl_map).unwrap();
+    assert_eq!(
+        map_text.lines().filter(|l| !l.starts_with('#')).count(),
+        1,
+        "{map_text}"
+    );
 }
 
 #[test]
@@ -40,14 +78,7 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     };
     send("Mallory@Example.TEST", "203.0.113.1").expect("any spelling logs in");
 
-    let mut s = Sandbox::acting(&format!(
-        "mode = \"enforce\"\n\
-         [actions]\nnotify = []\nblock = [\"sasl_block\"]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n\
-         [postfix]\nsasl_map = \"{}\"\n",
-        pf.sasl_map.display()
-    ));
-    let (k, v) = pf.env();
-    s.env.push((k.into(), v.to_path_buf()));
+    let s = blocking(&pf);
     // Two spellings, as two clients of one botnet might log in: six networks each.
     let t = now() - 300;
     for i in 0..6 {
@@ -64,26 +95,9 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
             t + 10 + i,
         );
     }
-    let overview = s.status(now());
-    let names: Vec<&str> = overview["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["user"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, [MALLORY], "one account");
-    let (d, _) = s.wait_action("MALLORY@example.test", "sasl_block", |a| {
-        a["state"] == "done"
-    });
-    assert_eq!(d["state"], "block");
-    let map_text = std::fs::read_to_string(&pf.sasl_map).unwrap();
-    assert_eq!(
-        map_text.lines().filter(|l| !l.starts_with('#')).count(),
-        1,
-        "{map_text}"
-    );
+    one_blocked_account(&s, &pf, "MALLORY@example.test", MALLORY);
     for key in [MALLORY, "Mallory@Example.Test"] {
-        assert!(map_lookup(&pf.sasl_map, key).is_some(), "{key}");
+        assert!(map_lookup(&pf, key).is_some(), "{key}");
     }
     let refused = send("MALLORY@example.test", "203.0.113.2").expect_err("blocked");
     assert!(refused.starts_with("550 5.7.1"), "{refused}");
@@ -91,7 +105,7 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     // Released under yet another spelling: Postfix lets every spelling send again.
     let out = s.ok(&["release", "mAllory@example.test"]);
     assert!(out.contains("sending unblocked"), "{out}");
-    assert_eq!(map_lookup(&pf.sasl_map, MALLORY), None);
+    assert_eq!(map_lookup(&pf, MALLORY), None);
     send("Mallory@example.test", "203.0.113.3").expect("released");
 }
 
@@ -140,4 +154,68 @@ fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
         (name.as_str(), note.as_str()),
         ("bob@example.test", "office")
     );
+}
+
+/// Postfix folds map keys fully (`ß` is `ss`): `Straße@` and `STRASSE@` are one key
+/// there, so one account here, blocked once, one line in the map, and the real
+/// Postfix refuses the login `straße@` that Dovecot knows.
+#[test]
+fn names_postfix_folds_alike_are_one_account() {
+    const STRASSE: &str = "strasse@example.test";
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (_dv, pf) = mail_server(dir.path(), &[("straße@example.test", "s-pw")], sink.port);
+    let send = |addr: &str| {
+        submit(
+            pf.submission_port,
+            addr,
+            ("straße@example.test", "s-pw"),
+            "straße@example.test",
+            "friend@remote.example",
+        )
+    };
+    send("203.0.113.1").expect("logs in");
+
+    let s = blocking(&pf);
+    // Six networks under each spelling: eleven or more block one account.
+    let t = now() - 300;
+    for i in 0..6 {
+        let net = |n: i64| format!("198.51.{n}.7");
+        s.record("smtp", "Straße@example.test", &net(100 + i), t + i);
+        s.record("smtp", "STRASSE@example.test", &net(110 + i), t + 10 + i);
+    }
+    one_blocked_account(&s, &pf, "straße@example.test", STRASSE);
+    for key in ["straße@example.test", "STRASSE@example.test", STRASSE] {
+        assert!(map_lookup(&pf, key).is_some(), "{key}");
+    }
+    let refused = send("203.0.113.2").expect_err("blocked");
+    assert!(refused.starts_with("550 5.7.1"), "{refused}");
+
+    s.ok(&["release", "Straße@example.test"]);
+    assert_eq!(map_lookup(&pf, "straße@example.test"), None);
+    send("203.0.113.3").expect("released");
+}
+
+/// A database written when names were only lower-cased may hold `straße@` and
+/// `strasse@` apart: opening it merges them, keeping the worse level.
+#[test]
+fn a_database_with_names_postfix_folds_alike_merges_them() {
+    let s = Sandbox::new("");
+    let t = now() - 600;
+    s.record("smtp", "strasse@example.test", "198.51.100.1", t);
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO users (name, level, enforced) VALUES ('straße@example.test', 'block', 1);
+         INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
+             SELECT id, {b}, 'smtp', '198.51.100.9', 'test', 1 FROM users WHERE name = 'straße@example.test';
+         PRAGMA user_version = 8;",
+        b = (t + 2) * 1000,
+    ))
+    .unwrap();
+    drop(conn);
+
+    let d = s.status_user("Straße@example.test", now());
+    assert_eq!(d["level"], "block", "{d:#}");
+    assert_eq!(s.rows("users"), 1);
+    assert_eq!(s.rows("events"), 2);
 }

@@ -119,7 +119,7 @@ fn owners_make_a_providers_pool_no_alarm_and_name_a_botnets_owners() {
         "{block}"
     );
     assert!(
-        block.contains("; owners: AS64500 Net 0, AS64501 Net 1, AS64502 Net 2, \u{2026} (7)"),
+        block.contains("; owners: AS64500 Net 0, AS64501 Net 1, AS64502 Net 2, ... (7)"),
         "{block}"
     );
     // A credential checker over IMAP: 12 owners in minutes block the account, though

@@ -47,6 +47,8 @@ mod fail2ban_filters;
 mod fail2ban_restart;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "hostile_rows.rs"]
+mod hostile_rows;
 #[path = "install.rs"]
 mod install;
 #[path = "invalid_input.rs"]
@@ -69,6 +71,8 @@ mod ownership;
 mod pg_follow;
 #[path = "pg_outage.rs"]
 mod pg_outage;
+#[path = "pg_password.rs"]
+mod pg_password;
 #[path = "pg_queue.rs"]
 mod pg_queue;
 #[path = "pg_tls.rs"]

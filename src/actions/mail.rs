@@ -79,7 +79,7 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
     );
     if let Some(h) = d.history.iter().rev().find(|h| h.to == action.level) {
         let _ = writeln!(b, "Since:  {}", when(h.time));
-        let _ = writeln!(b, "Why:    {}", h.reason);
+        let _ = writeln!(b, "Why:    {}", shown(&h.reason));
     }
     let _ = writeln!(b, "Now:    {}", d.state);
 
@@ -155,8 +155,8 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
             when(h.time),
             h.from,
             h.to.describe(h.enforced),
-            h.actor,
-            h.reason
+            shown(&h.actor),
+            shown(&h.reason)
         );
     }
 

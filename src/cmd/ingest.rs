@@ -28,6 +28,7 @@ use crate::detect::replay::{self, Pushed, Replay};
 use crate::detect::Seen;
 use crate::error::{Error, Invalid, Result};
 use crate::files::same_file;
+use crate::model::display::shown;
 use crate::model::WhitelistEntry;
 use crate::model::{
     ClientAddr, DatabaseLocation, Label, Level, MessageCount, SaslUser, Source, Timestamp,
@@ -355,7 +356,7 @@ impl Run for Ingest {
                         who,
                         r.level.as_str(),
                         &when[..19],
-                        r.reason
+                        shown(&r.reason)
                     );
                 }
             }

@@ -1,8 +1,9 @@
 //! `run-actions`: run what `record` queued, retrying failures, and converge this
-//! server. `--follow` keeps doing so: at once when any server changes a level (a
-//! shared PostgreSQL store notifies it), and every minute anyway.
+//! server. `--follow` keeps doing so: soon after any server changes a level (a
+//! shared PostgreSQL store notifies it; one run per `COALESCE` at most), and every
+//! minute anyway.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{App, Run};
 use crate::actions::{converge, worker};
@@ -16,6 +17,9 @@ use crate::{spool, store};
 
 /// As the timer: retries and convergence at least this often.
 const EVERY: Duration = Duration::from_secs(60);
+/// At most one run per this much time, however often any role notifies the channel:
+/// what comes during the gap is the same news, and one run covers it.
+const COALESCE: Duration = Duration::from_secs(5);
 /// After losing the database, how soon to try again (the login spool and the timer
 /// do not depend on it).
 const RECONNECT: Duration = Duration::from_secs(5);
@@ -54,12 +58,18 @@ fn follow(app: &App, cfg: &Config) -> Result<()> {
     let mut why = "started";
     loop {
         println!("run-actions ({why})");
+        let started = Instant::now();
         // A failing action or Postfix is retried at the next run; the database failing
         // shows in the wait, which then reconnects.
         if let Err(e) = once(app, cfg, store.as_mut()) {
             eprintln!("f2b-mailguard: {}", one_line(&e));
         }
         why = if store.wait_change(EVERY)? {
+            if let Some(gap) = (started + COALESCE).checked_duration_since(Instant::now()) {
+                std::thread::sleep(gap);
+                // Heard during the gap: covered by the run that follows.
+                store.wait_change(Duration::ZERO)?;
+            }
             "a level changed"
         } else {
             "every minute"

@@ -181,7 +181,7 @@ fn print_table(entries: &[Entry]) {
             e.cidr,
             user,
             e.origin,
-            e.note.as_deref().unwrap_or("")
+            crate::model::display::shown(e.note.as_deref().unwrap_or(""))
         );
     }
 }

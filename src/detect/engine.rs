@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
 use super::{Evaluation, Known, Origin, OwnerKey, Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
-use crate::model::display::shown;
 use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
 use crate::ownership::Ownership;
 
@@ -227,7 +226,8 @@ fn risen(eval: &Evaluation) -> (BTreeSet<ClientNet>, BTreeSet<OwnerKey>) {
 }
 
 /// The parties new to the account named in a rise's reason:
-/// `; new to this account: AS64500 Example Hosting, 198.51.0.0/16, … (7)`.
+/// `; new to this account: AS64500 Example Hosting, 198.51.0.0/16, ... (7)`: stored
+/// as written, escaped where shown.
 fn name_new(
     owners: &Ownership,
     window: &BTreeSet<ClientNet>,
@@ -246,7 +246,7 @@ fn name_new(
                     .filter_map(|n| owners.lookup(n.first()))
                     .find(|o| o.asn == *asn)
                     .and_then(|o| o.org)
-                    .map(|org| format!(" {}", shown(&org)))
+                    .map(|org| format!(" {org}"))
                     .unwrap_or_default();
                 format!("{asn}{org}")
             }
@@ -255,12 +255,13 @@ fn name_new(
         .collect();
     let _ = write!(reason, "; new to this account: {}", named.join(", "));
     if new.len() > NAMED {
-        let _ = write!(reason, ", \u{2026} ({})", new.len());
+        let _ = write!(reason, ", ... ({})", new.len());
     }
 }
 
 /// Owners named in a rise's reason, the most networks first:
-/// `; owners: AS15169 Google ×2, AS3320 Deutsche Telekom, … (12)`.
+/// `; owners: AS15169 Google x2, AS3320 Deutsche Telekom, ... (12)`. Stored as the
+/// AS holder wrote its name: everything that shows a reason escapes it.
 fn name_owners(owners: &Ownership, window: &BTreeSet<ClientNet>, reason: &mut String) {
     const NAMED: usize = 3;
     let mut by_owner: BTreeMap<Asn, (usize, Option<Arc<str>>)> = BTreeMap::new();
@@ -283,17 +284,16 @@ fn name_owners(owners: &Ownership, window: &BTreeSet<ClientNet>, reason: &mut St
         .map(|(asn, n, org)| {
             let mut s = asn.to_string();
             if let Some(org) = org {
-                // Any text the AS holder chose: escaped like every name we show.
-                let _ = write!(s, " {}", shown(org));
+                let _ = write!(s, " {org}");
             }
             if *n > 1 {
-                let _ = write!(s, " \u{d7}{n}");
+                let _ = write!(s, " x{n}");
             }
             s
         })
         .collect();
     let _ = write!(reason, "; owners: {}", named.join(", "));
     if ranked.len() > NAMED {
-        let _ = write!(reason, ", \u{2026} ({})", ranked.len());
+        let _ = write!(reason, ", ... ({})", ranked.len());
     }
 }

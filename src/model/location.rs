@@ -5,25 +5,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::pg_tls::{PgTls, SslMode};
+use super::pg_url::PgUrl;
 use crate::error::Invalid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     Sqlite(PathBuf),
     Postgres(PgUrl),
-}
-
-/// A `postgresql://` URL that the client library parses and that names a host (a
-/// socket directory counts), with libpq's TLS options. Its Debug and Display hide the
-/// password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PgUrl {
-    raw: String,
-    /// The URL without the TLS options (`sslmode`, `sslrootcert`, `sslcert`,
-    /// `sslkey`), which the client library lacks.
-    client: String,
-    tls: PgTls,
 }
 
 /// The file name, in `local_dir`, this server's own files of a shared store start
@@ -65,6 +53,18 @@ impl DatabaseLocation {
         }
     }
 
+    /// `local_base` of the store `raw` names, even one refused: a PostgreSQL URL with
+    /// a mistake still names a shared store, whose spool is in `local_dir`. None for
+    /// anything else that is not valid.
+    pub fn local_base_of(raw: &str, local_dir: &Path) -> Option<PathBuf> {
+        match Self::parse("database", raw) {
+            Ok(loc) => Some(loc.local_base(local_dir)),
+            Err(_) => url_scheme(raw)
+                .filter(|s| matches!(*s, "postgresql" | "postgres"))
+                .map(|_| local_dir.join(SHARED_LOCAL_NAME)),
+        }
+    }
+
     /// What this server's own files (spool, worker lock) are named after: the SQLite
     /// file itself, or `local_dir/postgresql` for a shared store, which has no file here.
     pub fn local_base(&self, local_dir: &Path) -> PathBuf {
@@ -94,91 +94,6 @@ fn url_scheme(raw: &str) -> Option<&str> {
     let shaped = first.is_ascii_alphabetic()
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     shaped.then_some(scheme)
-}
-
-impl PgUrl {
-    fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        let (tls, client) = PgTls::split(field, raw)?;
-        let url = Self {
-            raw: raw.to_owned(),
-            client,
-            tls,
-        };
-        // The parser's messages name the option, never its value (no password leaks).
-        let cfg = url.client_config().map_err(|e| {
-            Invalid::new(
-                field,
-                format!("{url} is not a PostgreSQL URL libpq would take: {e}"),
-            )
-        })?;
-        if cfg.get_hosts().is_empty() {
-            return Err(Invalid::new(
-                field,
-                format!("{url} names no host: add ?host=/run/postgresql for this machine's socket, or write user@HOST"),
-            ));
-        }
-        Ok(url)
-    }
-
-    /// The client library's view of the URL (validated at parse, so this succeeds),
-    /// with TLS asked for when `sslmode` wants it. libpq ignores `sslmode` on a Unix
-    /// socket (the server never offers TLS there), so a socket-only URL has none.
-    pub fn client_config(&self) -> Result<postgres::Config, postgres::Error> {
-        use postgres::config::{Host, SslMode as Client};
-        let mut cfg: postgres::Config = self.client.parse()?;
-        let socket_only = cfg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
-        cfg.ssl_mode(match self.tls.mode {
-            _ if socket_only => Client::Disable,
-            SslMode::Disable => Client::Disable,
-            SslMode::Prefer => Client::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Client::Require,
-        });
-        Ok(cfg)
-    }
-
-    pub fn tls(&self) -> &PgTls {
-        &self.tls
-    }
-}
-
-impl fmt::Display for PgUrl {
-    /// The URL with its password (in the user part or as `password=`) as `***`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let raw = self.raw.as_str();
-        let (head, query) = match raw.split_once('?') {
-            Some((h, q)) => (h, Some(q)),
-            None => (raw, None),
-        };
-        let (scheme, rest) = head.split_once("://").unwrap_or(("", head));
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        write!(f, "{scheme}://")?;
-        match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => match userinfo.split_once(':') {
-                Some((user, _)) => write!(f, "{user}:***@{hosts}")?,
-                None => write!(f, "{userinfo}@{hosts}")?,
-            },
-            None => f.write_str(authority)?,
-        }
-        f.write_str(path)?;
-        if let Some(query) = query {
-            let params: Vec<&str> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some(("password", _)) => "password=***",
-                    _ => p,
-                })
-                .collect();
-            write!(f, "?{}", params.join("&"))?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for PgUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PgUrl({self})")
-    }
 }
 
 #[cfg(test)]
@@ -217,12 +132,19 @@ mod tests {
             ("postgresql://u:hunter2@/db", "names no host"),
             ("postgresql://u:hunter2@h/db?sslmode=bogus", "sslmode"),
             ("postgresql://u:hunter2@h/db?sslmode=allow", "sslmode=allow"),
+            ("postgresql://u:hunt/er2@h/db", "as %2F"),
+            ("postgresql://u:hunt@er2@h/db", "as %40"),
+            ("postgresql://h/db?password=hunt@er2", "as %2F"),
+            ("postgresql://h?password=hunt@er2", "as %3F"),
+            ("postgresql://u:hunt?er2@h/db?sslmode=bogus", "sslmode"),
         ] {
             let err = DatabaseLocation::parse("database", raw)
                 .expect_err(raw)
                 .to_string();
             assert!(err.contains(says), "{raw}: {err}");
-            assert!(!err.contains("hunter2"), "{raw}: {err}");
+            for part in ["hunt", "er2"] {
+                assert!(!err.contains(part), "{raw}: {err}");
+            }
         }
     }
 
@@ -255,6 +177,8 @@ mod tests {
             ("postgresql://u@h/d", Client::Prefer),
             ("postgresql://u@h/d?sslmode=verify-full", Client::Require),
             ("postgresql://u@h/d?sslmode=disable", Client::Disable),
+            // A '?' in the password does not start the query.
+            ("postgresql://u:a?b@h/d?sslmode=require", Client::Require),
             (
                 "postgresql://u@/d?host=/run/postgresql&sslmode=verify-full",
                 Client::Disable,

@@ -71,7 +71,7 @@ impl PgTls {
     /// Takes the TLS options out of the URL's query; returns them and the URL
     /// without them (the rest, encoded as given, is the client library's).
     pub fn split(field: &'static str, url: &str) -> Result<(Self, String), Invalid> {
-        let Some((head, query)) = url.split_once('?') else {
+        let (head, Some(query)) = super::pg_url::split_query(url) else {
             return Ok((Self::default_for(None, None)?, url.to_owned()));
         };
         let (mut mode, mut root) = (None, None);

@@ -200,13 +200,14 @@ pub fn local_base_named(db: Option<&DatabaseLocation>, config: Option<&Path>) ->
         Some(toml::Value::String(s)) if !s.is_empty() => Some(s.as_str()),
         _ => None,
     };
-    let database = db.cloned().unwrap_or_else(|| {
-        string("database")
-            .and_then(|s| DatabaseLocation::parse("database", s).ok())
-            .unwrap_or_else(|| DatabaseLocation::Sqlite(PathBuf::from(DEFAULT_DATABASE)))
-    });
     // `string` takes "" as unset, as the config does.
-    database.local_base(Path::new(string("local_dir").unwrap_or(DEFAULT_LOCAL_DIR)))
+    let local_dir = Path::new(string("local_dir").unwrap_or(DEFAULT_LOCAL_DIR));
+    match db {
+        Some(db) => db.local_base(local_dir),
+        None => string("database")
+            .and_then(|s| DatabaseLocation::local_base_of(s, local_dir))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+    }
 }
 
 /// Waiting and refused logins, as `status`, `check`, `metrics` and `doctor` show them.

@@ -289,11 +289,101 @@ pub trait Store {
         Ok(false)
     }
     /// Waits at most `timeout` for level changes heard since the last call: true if
-    /// any came (all taken). Fails when the connection is lost.
+    /// any came (those waiting are taken and dropped, for a bounded time: what is
+    /// left wakes the next call). Fails when the connection is lost.
     fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
         std::thread::sleep(timeout);
         Ok(false)
     }
+}
+
+/// At most this many skipped names are listed (their count is always given).
+const SKIPPED_NAMED: usize = 5;
+
+/// Rows read with their account name as stored, less those whose name is not valid
+/// (a damaged row, or one a role with write access put there): each is skipped, and
+/// reported on stderr with the name escaped, so that one row cannot stop the listing,
+/// the check or the convergence of every other account.
+fn valid_names<T>(what: &str, rows: Vec<(String, T)>) -> Vec<(SaslUser, T)> {
+    let mut skipped: Vec<String> = Vec::new();
+    let mut count = 0usize;
+    let out = rows
+        .into_iter()
+        .filter_map(|(name, row)| match SaslUser::parse(&name) {
+            Ok(user) => Some((user, row)),
+            Err(_) => {
+                count += 1;
+                if !skipped.contains(&name) {
+                    skipped.push(name);
+                }
+                None
+            }
+        })
+        .collect();
+    if count > 0 {
+        let named: Vec<String> = skipped
+            .iter()
+            .take(SKIPPED_NAMED)
+            .map(|n| format!("\"{}\"", crate::model::display::shown(n)))
+            .collect();
+        let more = if skipped.len() > SKIPPED_NAMED {
+            ", ..."
+        } else {
+            ""
+        };
+        eprintln!(
+            "f2b-mailguard: skipped {count} stored {what} of {} account name(s) that are not valid: {}{more}",
+            skipped.len(),
+            named.join(", ")
+        );
+    }
+    out
+}
+
+/// A due action's row but its account: id, kind, level, enforced, attempts, change.
+type DueRow = (i64, ActionKind, Level, bool, u32, i64);
+
+/// `Store::due_actions` from rows read with their account name as stored.
+fn due_of(rows: Vec<(String, DueRow)>) -> Vec<QueuedAction> {
+    valid_names("action(s)", rows)
+        .into_iter()
+        .map(
+            |(user, (id, kind, level, enforced, attempts, change_id))| QueuedAction {
+                id,
+                user,
+                kind,
+                level,
+                enforced,
+                attempts,
+                change_id,
+            },
+        )
+        .collect()
+}
+
+/// `Store::flagged` from rows read with their account name as stored.
+fn accounts_of(rows: Vec<(String, (AccountState, Option<Timestamp>))>) -> Vec<Account> {
+    valid_names("account(s)", rows)
+        .into_iter()
+        .map(|(user, (state, last_seen))| Account {
+            user,
+            state,
+            last_seen,
+        })
+        .collect()
+}
+
+/// `Store::whitelist` from entries read without their account, each with its
+/// account name as stored ("" for every account, kept first as the query sorts it).
+fn whitelist_of(rows: Vec<(String, WhitelistEntry)>) -> Vec<WhitelistEntry> {
+    let (every, named): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(n, _)| n.is_empty());
+    let named = valid_names("whitelist entry(ies)", named)
+        .into_iter()
+        .map(|(user, entry)| WhitelistEntry {
+            user: Some(user),
+            ..entry
+        });
+    every.into_iter().map(|(_, e)| e).chain(named).collect()
 }
 
 /// Level changes in account order, gathered per account (`Store::changed`).

@@ -146,7 +146,10 @@ const MIGRATIONS: &[Migration] = &[
     ALTER TABLE events ADD COLUMN server TEXT;
     ALTER TABLE actions ADD COLUMN server TEXT;
     "),
-    // 9: the parties (owners, or wider networks) each account has used, with the log
+    // 9: account names case-folded as Postfix folds map keys (`ß` is `ss`), not only
+    // lower-cased; accounts that now fold alike become one, as in 5.
+    Rust(fold_names::merge_case_variants),
+    // 10: the parties (owners, or wider networks) each account has used, with the log
     // time each was first and last seen: what is new to an account is read from here
     // in bounded time. Written with each login, pruned with retention by last_ms.
     // Empty at first: until an account has been seen for `known_after` since, nothing

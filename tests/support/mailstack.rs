@@ -358,6 +358,13 @@ impl Dovecot {
         let auth_socket = root.join("postfix-auth");
         let imap_port = free_port();
         let r = root.display();
+        // Dovecot's default `auth_username_chars` is ASCII letters, digits and `.-_@`:
+        // an internationalised name logs in only where the admin empties it.
+        let any_chars = if users.iter().any(|(u, _)| !u.is_ascii()) {
+            "auth_username_chars =\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "base_dir = {r}/run\n\
              state_dir = {r}/state\n\
@@ -369,7 +376,7 @@ impl Dovecot {
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\n\
              auth_verbose = yes\n\
-             auth_cache_size = 1M\n\
+             {any_chars}auth_cache_size = 1M\n\
              default_internal_user = dovecot\n\
              default_login_user = dovenull\n\
              first_valid_uid = 1\n\

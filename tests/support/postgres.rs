@@ -233,6 +233,33 @@ impl Postgres {
         Session { child }
     }
 
+    /// A superuser `role` that must log in with `password` (SCRAM) on the socket,
+    /// while every other role keeps logging in without one.
+    pub fn password_role(&self, role: &str, password: &str) {
+        let quoted = password.replace('\'', "''");
+        self.psql(&format!(
+            "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{quoted}'"
+        ));
+        let hba = self.data_dir().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(&hba, format!("local all {role} scram-sha-256\n{old}")).expect("pg_hba");
+        self.psql("SELECT pg_reload_conf()");
+        // The reload is a signal: wait until the role really needs its password.
+        wait_until(
+            "pg_hba to ask for a password",
+            Duration::from_secs(10),
+            || {
+                let out = Command::new("psql")
+                    .args(["-X", "-w", "-U", role, "-h"])
+                    .arg(self.socket_dir())
+                    .args(["-p", &self.port.to_string(), "-d", DB, "-c", "SELECT 1"])
+                    .output()
+                    .expect("psql");
+                !out.status.success()
+            },
+        );
+    }
+
     pub fn running(&self) -> bool {
         self.pid.is_some_and(alive)
     }

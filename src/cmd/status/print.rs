@@ -126,12 +126,12 @@ pub(super) fn print_overview(cfg: &Config, o: &Overview) {
             last
         );
         if r.level > Level::Ok || !r.reason.is_empty() && r.networks > 1 {
-            print_wrapped("    ", &r.reason, 74);
+            print_wrapped("    ", &shown(&r.reason), 74);
         }
         // What fires now, when the stored reason (of the last change) says otherwise.
         let now = r.signals.join("; ");
         if !now.is_empty() && now != r.reason {
-            print_wrapped("    ", &format!("now: {now}"), 74);
+            print_wrapped("    ", &format!("now: {}", shown(&now)), 74);
         }
     }
 }
@@ -259,9 +259,9 @@ fn print_history(d: &Detail) {
             when(h.time),
             h.from,
             h.to.describe(h.enforced),
-            h.actor
+            shown(&h.actor)
         );
-        print_wrapped("      ", &h.reason, 72);
+        print_wrapped("      ", &shown(&h.reason), 72);
     }
 }
 

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use postgres::Client;
 
 use self::rows::{
-    account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of, u32_of,
-    user_of, PgError, ACCOUNT_COLS, R,
+    account_parts, account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of,
+    u32_of, PgError, ACCOUNT_COLS, R,
 };
 use super::evaluate::SeenSpan;
 use super::{
@@ -31,9 +31,14 @@ use crate::model::{ActionKind, Cidr, Label, PgUrl, SaslUser, Span, Timestamp, Wh
 
 /// The channel every level change is notified on (rows.rs, `insert_change`).
 const CHANGES_CHANNEL: &str = "f2b_mailguard_changes";
+/// How long `wait_change` reads and drops notifications that came together.
+const DRAIN_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct PgStore {
     client: Client,
+    /// `listen`'s own connection: read only while waiting, so what any role notifies
+    /// during a run waits in the server, not in this process.
+    listener: Option<Client>,
     url: PgUrl,
     /// This server's name, stored with its logins and actions.
     server: String,
@@ -58,6 +63,7 @@ impl PgStore {
         })?;
         Ok(Self {
             client,
+            listener: None,
             url: url.clone(),
             server: cfg.server_name(),
             retention: cfg.retention,
@@ -172,14 +178,17 @@ impl Store for PgStore {
                 &[],
             )?;
             rows.iter()
-                .map(|r| Ok((user_of(r.try_get(0)?)?, change_row(r, 1)?)))
+                .map(|r| Ok((r.try_get(0)?, change_row(r, 1)?)))
                 .collect::<R<Vec<_>>>()
         })?;
-        Ok(super::per_account(rows))
+        Ok(super::per_account(super::valid_names(
+            "level change(s)",
+            rows,
+        )))
     }
 
     fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
-        self.with(|c| {
+        let rows = self.with(|c| {
             let rows = c.query(
                 "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
                  JOIN users u ON u.id = e.user_id
@@ -187,16 +196,21 @@ impl Store for PgStore {
                 &[&since.millis(), &until.millis()],
             )?;
             rows.iter()
-                .map(|r| Ok((user_of(r.try_get(0)?)?, seen_row(r, 1)?)))
-                .collect()
-        })
+                .map(|r| Ok((r.try_get(0)?, seen_row(r, 1)?)))
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::valid_names("login(s)", rows))
     }
 
     fn flagged(&mut self) -> Result<Vec<Account>> {
-        self.with(|c| {
+        let rows = self.with(|c| {
             let sql = format!("SELECT {ACCOUNT_COLS} FROM users WHERE level <> 'ok'");
-            c.query(&sql, &[])?.iter().map(account_row).collect()
-        })
+            c.query(&sql, &[])?
+                .iter()
+                .map(account_parts)
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::accounts_of(rows))
     }
 
     fn account(&mut self, user: &SaslUser) -> Result<Option<Account>> {
@@ -270,23 +284,24 @@ impl Store for PgStore {
     }
 
     fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>> {
-        self.with(|c| {
+        let rows = self.with(|c| {
             let rows = c.query(
                 "SELECT cidr, account, note, added_ms FROM whitelist ORDER BY account, cidr",
                 &[],
             )?;
             rows.iter()
                 .map(|r| {
-                    let user: &str = r.try_get(1)?;
-                    Ok(WhitelistEntry {
+                    let entry = WhitelistEntry {
                         cidr: cidr_of(r.try_get(0)?)?,
-                        user: (!user.is_empty()).then(|| user_of(user)).transpose()?,
+                        user: None,
                         note: r.try_get(2)?,
                         added: Timestamp::from_millis(r.try_get(3)?),
-                    })
+                    };
+                    Ok((r.try_get(1)?, entry))
                 })
-                .collect()
-        })
+                .collect::<R<Vec<_>>>()
+        })?;
+        Ok(super::whitelist_of(rows))
     }
 
     fn whitelist_add(&mut self, entry: &WhitelistEntry) -> Result<bool> {
@@ -387,20 +402,31 @@ impl Store for PgStore {
     }
 
     fn listen(&mut self) -> Result<bool> {
-        self.with(|c| {
-            c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
-            Ok(true)
-        })
+        let mut listener = connect::connect(&self.url, self.wait)?;
+        listener
+            .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+            .map_err(|e| self.err(e.into()))?;
+        self.listener = Some(listener);
+        Ok(true)
     }
 
     fn wait_change(&mut self, timeout: std::time::Duration) -> Result<bool> {
         use postgres::fallible_iterator::FallibleIterator;
-        self.with(|c| {
-            let mut heard = c.notifications();
-            let any = heard.timeout_iter(timeout).next()?.is_some();
-            // Those that came meanwhile are the same news: one run covers them.
-            while heard.iter().next()?.is_some() {}
-            Ok(any)
-        })
+        let Some(listener) = self.listener.as_mut() else {
+            std::thread::sleep(timeout);
+            return Ok(false);
+        };
+        let heard = (|| {
+            let mut heard = listener.notifications();
+            if heard.timeout_iter(timeout).next()?.is_none() {
+                return Ok(false);
+            }
+            // Those that came meanwhile are the same news: one run covers them. Each
+            // is dropped as read; a flood that outlasts the budget is left for later.
+            let until = std::time::Instant::now() + DRAIN_BUDGET;
+            while std::time::Instant::now() < until && heard.iter().next()?.is_some() {}
+            Ok(true)
+        })();
+        heard.map_err(|e: postgres::Error| self.err(e.into()))
     }
 }

@@ -3,7 +3,7 @@
 
 use postgres::GenericClient;
 
-use super::rows::{kind_of, level_of, state_of, time_of, u32_of, user_of, R};
+use super::rows::{kind_of, level_of, state_of, time_of, u32_of, R};
 use crate::model::{ActionKind, SaslUser, Timestamp};
 use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
 
@@ -18,19 +18,21 @@ pub(super) fn due_actions(
          WHERE a.state = 'pending' AND a.server = $1 AND a.next_ms <= $2 ORDER BY a.id",
         &[&server, &now.millis()],
     )?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
-            Ok(QueuedAction {
-                id: r.try_get(0)?,
-                user: user_of(r.try_get(1)?)?,
-                kind: kind_of(r.try_get(2)?)?,
-                level: level_of(r.try_get(3)?)?,
-                enforced: r.try_get(4)?,
-                attempts: u32_of(r.try_get(5)?)?,
-                change_id: r.try_get(6)?,
-            })
+            let due = (
+                r.try_get(0)?,
+                kind_of(r.try_get(2)?)?,
+                level_of(r.try_get(3)?)?,
+                r.try_get(4)?,
+                u32_of(r.try_get(5)?)?,
+                r.try_get(6)?,
+            );
+            Ok((r.try_get(1)?, due))
         })
-        .collect()
+        .collect::<R<Vec<_>>>()?;
+    Ok(crate::store::due_of(rows))
 }
 
 pub(super) fn next_pending(c: &mut impl GenericClient, server: &str) -> R<Option<Timestamp>> {
@@ -117,7 +119,14 @@ pub(super) fn blocked(c: &mut impl GenericClient) -> R<Vec<SaslUser>> {
         "SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced ORDER BY name",
         &[],
     )?;
-    rows.iter().map(|r| user_of(r.try_get(0)?)).collect()
+    let rows = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, ())))
+        .collect::<R<Vec<_>>>()?;
+    Ok(crate::store::valid_names("blocked account(s)", rows)
+        .into_iter()
+        .map(|(user, ())| user)
+        .collect())
 }
 
 pub(super) fn action_counts(c: &mut impl GenericClient) -> R<Vec<(ActionKind, ActionState, u64)>> {

@@ -80,6 +80,14 @@ fn account_state(r: &Row, first: usize) -> R<AccountState> {
     })
 }
 
+/// An account row's name as stored, and the rest, for listings (`valid_names`).
+pub(super) fn account_parts(r: &Row) -> R<(String, (AccountState, Option<Timestamp>))> {
+    Ok((
+        r.try_get(0)?,
+        (account_state(r, 1)?, time_of(r.try_get(5)?)),
+    ))
+}
+
 pub(super) fn account_row(r: &Row) -> R<Account> {
     Ok(Account {
         user: user_of(r.try_get(0)?)?,

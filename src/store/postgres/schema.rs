@@ -104,7 +104,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_senders_account ON queue_senders(account) WHERE queue = 'deferred';
     "#,
     // 2: the parties (owners, or wider networks) each account has used, first and
-    // last seen (see the SQLite schema's migration 9).
+    // last seen (see the SQLite schema's migration 10).
     r#"
     CREATE TABLE parties (
         id       BIGSERIAL PRIMARY KEY,

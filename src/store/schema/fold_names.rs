@@ -1,5 +1,6 @@
-//! Migration 5: account names folded to lower case. Before it, `Mallory@` and
-//! `mallory@` were two accounts; Postfix's map saw one key twice and refused the file.
+//! Migrations 5 and 9: account names case-folded. Before them, `Mallory@` and
+//! `mallory@` (then `straße@` and `strasse@`) were two accounts; Postfix's map saw
+//! one key twice and refused the file.
 
 use std::collections::BTreeMap;
 

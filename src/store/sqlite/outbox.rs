@@ -17,11 +17,19 @@ pub(super) fn due_actions(
              WHERE a.state = 'pending' AND a.next_ms <= ?1 ORDER BY a.id",
     )?;
     let rows = stmt.query_map([now], |r| {
-        Ok(from_columns!(r, 0 => QueuedAction {
-            id, user, kind, level, enforced, attempts, change_id
-        }))
+        let name: String = r.get(1)?;
+        let due = (
+            r.get(0)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        );
+        Ok((name, due))
     })?;
-    rows.collect()
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::due_of(rows))
 }
 
 pub(super) fn next_pending(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
@@ -93,8 +101,12 @@ pub(super) fn blocked(conn: &Connection) -> rusqlite::Result<Vec<SaslUser>> {
     let mut stmt = conn.prepare(
         "SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced = 1 ORDER BY name",
     )?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect()
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, ())))?;
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::valid_names("blocked account(s)", rows)
+        .into_iter()
+        .map(|(user, ())| user)
+        .collect())
 }
 
 pub(super) fn action_counts(

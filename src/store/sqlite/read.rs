@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::rows::{account_row, change_row, parse_text, seen_row, ACCOUNT_COLS, CHANGE_COLS};
+use super::rows::{
+    account_parts, account_row, change_row, parse_text, seen_row, ACCOUNT_COLS, CHANGE_COLS,
+};
 use super::write::seen_in;
 use crate::detect::Seen;
 use crate::model::{SaslUser, Source, Timestamp, WhitelistEntry};
@@ -24,9 +26,11 @@ pub(super) fn changed(conn: &Connection) -> rusqlite::Result<Vec<(SaslUser, Vec<
          ORDER BY u.name, c.id"
     ))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, change_row(r, 1)?)))?;
-    Ok(crate::store::per_account(
-        rows.collect::<rusqlite::Result<Vec<_>>>()?,
-    ))
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::per_account(crate::store::valid_names(
+        "level change(s)",
+        rows,
+    )))
 }
 
 pub(super) fn history(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<LevelChange>> {
@@ -48,15 +52,17 @@ pub(super) fn activity(
          WHERE e.ts_ms > ?1 AND e.ts_ms <= ?2 AND e.ts_ms > u.count_from_ms",
     )?;
     let rows = stmt.query_map(params![since, until], |r| Ok((r.get(0)?, seen_row(r, 1)?)))?;
-    rows.collect()
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::valid_names("login(s)", rows))
 }
 
 pub(super) fn flagged(conn: &Connection) -> rusqlite::Result<Vec<Account>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {ACCOUNT_COLS} FROM users WHERE level <> 'ok'"
     ))?;
-    let rows = stmt.query_map([], account_row)?;
-    rows.collect()
+    let rows = stmt.query_map([], account_parts)?;
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::accounts_of(rows))
 }
 
 pub(super) fn account(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<Account>> {
@@ -96,19 +102,16 @@ pub(super) fn whitelist(conn: &Connection) -> rusqlite::Result<Vec<WhitelistEntr
         conn.prepare("SELECT cidr, user, note, added_ms FROM whitelist ORDER BY user, cidr")?;
     let rows = stmt.query_map([], |r| {
         // "" is every account: the column is part of the unique key, which NULL is not.
-        let user: String = r.get(1)?;
-        Ok(WhitelistEntry {
+        let entry = WhitelistEntry {
             cidr: r.get(0)?,
-            user: if user.is_empty() {
-                None
-            } else {
-                Some(parse_text(1, &user)?)
-            },
+            user: None,
             note: r.get(2)?,
             added: r.get(3)?,
-        })
+        };
+        Ok((r.get(1)?, entry))
     })?;
-    rows.collect()
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(crate::store::whitelist_of(rows))
 }
 
 pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {

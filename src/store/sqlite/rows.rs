@@ -104,6 +104,13 @@ pub(super) fn account_state(r: &rusqlite::Row, first: usize) -> rusqlite::Result
 pub(super) const ACCOUNT_COLS: &str =
     "name, level, enforced, last_hit_ms, count_from_ms, last_seen_ms";
 
+/// An account row's name as stored, and the rest, for listings (`valid_names`).
+pub(super) fn account_parts(
+    r: &rusqlite::Row,
+) -> rusqlite::Result<(String, (AccountState, Option<Timestamp>))> {
+    Ok((r.get(0)?, (account_state(r, 1)?, r.get(5)?)))
+}
+
 pub(super) fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
     Ok(Account {
         user: r.get(0)?,
