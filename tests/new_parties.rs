@@ -187,7 +187,7 @@ fn a_quiet_sender_from_a_new_server_blocks_and_a_whitelisted_newsletter_does_not
     assert_eq!(st["level"], "block", "{st:#}");
     let block = reason(&st, "block");
     assert!(
-        block.starts_with("rate: 31 msgs from new parties/1h > 30"),
+        block.starts_with("rate: 21 msgs from new parties/1h > 20"),
         "{block}"
     );
     let news = s.status_user(NEWS, start + 120);

@@ -219,9 +219,10 @@ fn baseline_flags_a_spread_above_three_times_the_usual() {
 fn a_rise_says_how_many_networks_are_new_for_the_account() {
     let s = Sandbox::new("");
     let start = history(&s, 1);
-    // Six networks in ten minutes: the usual one and five never seen before.
+    // Seven networks in ten minutes: the usual one and six never seen before, which
+    // alone count once the account has history.
     s.record("smtp", ALICE, "192.0.2.10", start);
-    for i in 0..4 {
+    for i in 0..5 {
         s.record(
             "smtp",
             ALICE,
@@ -235,7 +236,8 @@ fn a_rise_says_how_many_networks_are_new_for_the_account() {
     let h = &s.status_user(ALICE, start + 400)["history"];
     assert_eq!(
         h[0]["reason"],
-        "smtp: 6 networks/1h > 5; new: 5 of 6 networks not seen in 30d"
+        "smtp: 6 new networks/1h > 5; new: 6 of 7 networks not seen in 30d; \
+         new to this account: 198.51.0.0/16"
     );
 }
 

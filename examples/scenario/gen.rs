@@ -304,19 +304,20 @@ pub fn plan(users: usize, without: &[Class]) -> Vec<(Class, usize)> {
         (Class::Provider, (n / 30).max(1)),
         (Class::ProviderPool, (n / 30).max(1)),
         (Class::Newsletter, (n / 100).max(1)),
-        (Class::HostingBotnet, (n / 60).max(1)),
-        (Class::ResidentialProxy, (n / 60).max(1)),
-        (Class::QuietSender, (n / 60).max(1)),
-        (Class::QuietSenderClean, (n / 60).max(1)),
-        (Class::ImapTheft, (n / 60).max(1)),
-        (Class::DripTwoDays, (n / 60).max(1)),
-        (Class::VpnUser, (n / 30).max(1)),
-        (Class::OutlookFetch, (n / 30).max(1)),
-        (Class::SharedMailbox, (n / 60).max(1)),
-        (Class::Crm, (n / 60).max(1)),
-        (Class::NewsletterOffice, (n / 100).max(1)),
+        // The harder classes from 60 accounts on: small corpora stay as they were.
+        (Class::HostingBotnet, (n / 60)),
+        (Class::ResidentialProxy, (n / 60)),
+        (Class::QuietSender, (n / 60)),
+        (Class::QuietSenderClean, (n / 60)),
+        (Class::ImapTheft, (n / 60)),
+        (Class::DripTwoDays, (n / 60)),
+        (Class::VpnUser, (n / 30)),
+        (Class::OutlookFetch, (n / 30)),
+        (Class::SharedMailbox, (n / 60)),
+        (Class::Crm, (n / 60)),
+        (Class::NewsletterOffice, (n / 100)),
     ];
-    v.retain(|(c, _)| !without.contains(c));
+    v.retain(|(c, k)| !without.contains(c) && *k > 0);
     let rest = n - v.iter().map(|(_, k)| k).sum::<usize>();
     let at = v.iter().position(|(c, _)| !c.compromised()).unwrap_or(0);
     v.insert(at, (Class::MultiDevice, rest));

@@ -242,11 +242,13 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         if let Some(n) = facts.deferred {
             signals.extend(check(Source::Queue, n.into(), None));
         }
-        let spread = match spread {
+        // Warm, the spread counts parties new to the account; the baseline below
+        // compares all of them with the account's usual day.
+        let spread_signal = match spread {
             Some(_) if facts.warm => Some(counts.spread_new()),
             other => other,
         };
-        if let Some(n) = spread {
+        if let Some(n) = spread_signal {
             let smtp = counts.source(Source::Smtp).parties();
             let counted = match (facts.warm, smtp.known) {
                 (true, _) => format!("new {}", smtp.noun()),
@@ -261,11 +263,17 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             );
             // Owners known, or new to the account: more than a day's travel ever
             // shows (a hotel, an airport, roaming) is a stolen password used from one
-            // network after another.
+            // network after another. Without owners a roaming phone's carrier spans
+            // several wider networks: twice as many then.
             if smtp.known || facts.warm {
+                let block = if smtp.known {
+                    d.spread_owners_block
+                } else {
+                    d.spread_owners_block.saturating_mul(2)
+                };
                 let t = Thresholds {
                     notify: None,
-                    block: (d.spread_owners_block > 0).then_some(d.spread_owners_block),
+                    block: (block > 0).then_some(block),
                     lock: None,
                 };
                 signals.extend(

@@ -331,7 +331,7 @@ mod tests {
                 } else {
                     Source::Smtp
                 },
-                addr: ClientAddr::parse(&format!("{}.51.0.{}", 100 + (i * 7) % 23, i % 5)).unwrap(),
+                addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
                 count: 1 + (i % 4) as u32 * 20,
                 events: 1,
             })

@@ -97,30 +97,37 @@ pub(super) fn own_thresholds(cfg: &Config, user: &SaslUser, source: Source) -> b
         .is_some_and(|p| p.thresholds.contains_key(&source))
 }
 
-/// Owners known, a busy hour of mail from one owner that hardly bounces is an office
-/// sending its newsletter, not a stolen password: its absolute message and bounce
-/// counts are no alarm then (a spammer's mail bounces, a botnet's comes from many
-/// owners).
+/// A busy hour of mail from one owner (without an ASN database, one wider network)
+/// that hardly bounces is an office sending its newsletter, not a stolen password:
+/// its absolute message and bounce counts are no alarm then (a spammer's mail
+/// bounces, a botnet's comes from many owners). Not from a party new to the account:
+/// that is judged by `new_sending`.
 pub(super) fn one_quiet_owner(counts: &Tally) -> bool {
     let smtp = counts.source(Source::Smtp).parties();
     let messages = counts.source(Source::Rate).messages;
     let bounces = counts.source(Source::Bounces).messages;
     let new = !counts.source(Source::Smtp).new_owners.is_empty();
-    smtp.known && smtp.count <= 1 && !new && bounces.saturating_mul(10) < messages
+    smtp.count == 1 && !new && bounces.saturating_mul(10) < messages
 }
+
+/// Mail from new parties blocks above this many times the account's busiest hour...
+const NEW_SENDING_FACTOR: u64 = 2;
+/// ...and above this many messages in the window: a stolen password sending a steady
+/// 40 an hour is stopped within half an hour, a traveller's few mails from a hotel
+/// are not.
+const NEW_SENDING_MIN: u64 = 20;
 
 /// Mail from parties new to the account, far above its own usual busiest hour (or,
 /// without a baseline, above its floor), blocks whatever share of it bounces: a rented
 /// server sending a steady trickle to a clean list bounces little. A newsletter from
 /// the account's own server is known; a whitelisted network is never new.
 pub(super) fn new_sending(d: &Detection, counts: &Tally, usual: Option<Usual>) -> Option<Signal> {
-    let b = &d.baseline;
-    if b.factor == 0 {
+    if d.baseline.factor == 0 {
         return None;
     }
     let value = counts.source(Source::Rate).new_messages;
     let usual = usual.map_or(0, |u| u.messages);
-    let threshold = (u64::from(usual) * u64::from(b.factor)).max(b.min_messages.into());
+    let threshold = (u64::from(usual) * NEW_SENDING_FACTOR).max(NEW_SENDING_MIN);
     Crossing::Above.crosses(value, threshold).then(|| Signal {
         source: Source::Rate,
         level: Level::Block,

@@ -14,7 +14,8 @@ use crate::model::{Asn, ClientAddr, ClientNet, Source, Timestamp};
 use crate::ownership::Ownership;
 
 /// Who a network belongs to, as far as we can tell: its AS when an ASN database knows
-/// it, else its wider network (`detection.party_prefixes`), the stand-in without one.
+/// it, else a wider network, the stand-in without one: the spread prefixes where a
+/// network count is held at notify, the party prefixes for what is new to an account.
 /// A carrier's NAT or a provider's pool is one owner over many /24s; a botnet, many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OwnerKey {
@@ -56,8 +57,11 @@ impl std::fmt::Display for OwnerKey {
 #[derive(Debug, Clone, Copy)]
 pub struct Counted {
     pub seen: Seen,
-    /// For a login from outside the whitelist: its network, wider network and owner.
+    /// For a login from outside the whitelist: its network, wider network and owner
+    /// (else its wider network: a pool's few /24s hold a network count at notify).
     nets: Option<(ClientNet, ClientNet, OwnerKey)>,
+    /// Its party (see `Known`): the owner, else the network of the party prefixes.
+    party: Option<OwnerKey>,
     /// From a party new to the account (see `Known`); never when whitelisted.
     new: bool,
     /// From a network the admin whitelisted: its messages and bounces do not count.
@@ -105,13 +109,15 @@ impl Counted {
         Self {
             vouched: origin.vouched,
             seen,
-            nets: party.filter(|_| login).map(|owner| {
-                (
-                    seen.addr.net(d.prefixes),
-                    seen.addr.net(d.spread_prefixes),
-                    owner,
-                )
+            nets: party.filter(|_| login).map(|party| {
+                let wide = seen.addr.net(d.spread_prefixes);
+                let owner = match party {
+                    OwnerKey::As(_) => party,
+                    OwnerKey::Net(_) => OwnerKey::Net(wide),
+                };
+                (seen.addr.net(d.prefixes), wide, owner)
             }),
+            party: party.filter(|_| login),
             new: party.is_some_and(|p| known.is_new(p, seen.time)),
         }
     }
@@ -336,9 +342,9 @@ impl Tally {
                 t.networks.change(net, change, events);
                 t.wide.change(wide, change, events);
                 t.owners.change(owner, change, events);
-                if c.new {
+                if let Some(party) = c.party.filter(|_| c.new) {
                     t.new_networks.change(net, change, events);
-                    t.new_owners.change(owner, change, events);
+                    t.new_owners.change(party, change, events);
                 }
             }
             None => change.apply_u32(&mut t.whitelisted_events, events),
@@ -354,9 +360,9 @@ impl Tally {
         };
         if let Some((_, _, owner)) = c.nets {
             spread.change(owner, change, c.seen.events);
-            if c.new {
-                new.change(owner, change, c.seen.events);
-            }
+        }
+        if let Some(party) = c.party.filter(|_| c.new) {
+            new.change(party, change, c.seen.events);
         }
     }
 
@@ -544,7 +550,7 @@ mod tests {
         let login = |source, i: i64| {
             let seen = Seen {
                 source,
-                addr: ClientAddr::parse(&format!("{}.51.0.7", 100 + i)).unwrap(),
+                addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
                 time: Timestamp::from_millis(1000 * i),
                 count: 1,
                 events: 1,
