@@ -194,19 +194,19 @@ pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdi
 }
 
 /// Deletes up to `batch` logins and up to `batch` parties last seen before `before`;
-/// returns how many rows went.
+/// returns how many logins went (the parties follow their logins batch by batch).
 pub(super) fn prune(c: &mut impl GenericClient, before: Timestamp, batch: i64) -> R<u64> {
     let n = c.execute(
         "DELETE FROM events WHERE id IN
            (SELECT id FROM events WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
         &[&before.millis(), &batch],
     )?;
-    let p = c.execute(
+    c.execute(
         "DELETE FROM parties WHERE id IN
            (SELECT id FROM parties WHERE last_ms < $1 ORDER BY last_ms LIMIT $2)",
         &[&before.millis(), &batch],
     )?;
-    Ok(n + p)
+    Ok(n)
 }
 
 /// Stores that the account `user_id` used `party` at `at` (see `detect::Known`).

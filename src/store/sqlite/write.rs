@@ -25,7 +25,7 @@ pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rus
 }
 
 /// Deletes up to `batch` logins and up to `batch` parties last seen before `before`;
-/// returns how many rows went.
+/// returns how many logins went (the parties follow their logins batch by batch).
 pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite::Result<u64> {
     let n = tx
         .prepare_cached(
@@ -33,13 +33,12 @@ pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite:
                (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
         )?
         .execute(params![before, batch])?;
-    let p = tx
-        .prepare_cached(
-            "DELETE FROM parties WHERE id IN
+    tx.prepare_cached(
+        "DELETE FROM parties WHERE id IN
                (SELECT id FROM parties WHERE last_ms < ?1 ORDER BY last_ms LIMIT ?2)",
-        )?
-        .execute(params![before, batch])?;
-    Ok((n + p) as u64)
+    )?
+    .execute(params![before, batch])?;
+    Ok(n as u64)
 }
 
 /// Stores that the account `user_id` used `party` at `at` (see `detect::Known`).
