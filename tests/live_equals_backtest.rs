@@ -144,10 +144,10 @@ fn changes(db: &std::path::Path) -> Vec<(String, i64, String, String, String)> {
 
 #[test]
 fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
-    // A `record` that waits past busy_timeout spools its login (exit 0) for a later
+    // A `record` that waits past record_wait spools its login (exit 0) for a later
     // call: stored later, or never if it was a lane's last. On a loaded machine two
     // lanes of writers can wait that long, and the stored events then differ.
-    let s = Sandbox::new("busy_timeout = \"60s\"");
+    let s = Sandbox::new("record_wait = \"60s\"");
     let calls = calls(&s.path().join("corpus"));
     assert!(calls.len() > 5_000, "{} calls", calls.len());
 

@@ -279,24 +279,31 @@ fn account_key(user: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-#[test]
-fn record_blocked_mid_transaction_gives_up_and_keeps_the_login() {
-    let pg = Postgres::start();
-    let s = on_postgres(&pg, "mx1");
+/// Sets `connect_timeout`, stores a first login of alice, then has another session
+/// take alice's lock and keep it until the returned session ends.
+fn alice_held(pg: &Postgres, s: &Sandbox, connect_timeout: &str) -> support::postgres::Session {
     let config = std::fs::read_to_string(s.config_path()).expect("config");
     std::fs::write(
         s.config_path(),
-        format!("connect_timeout = \"1s\"\n{config}"),
+        format!("connect_timeout = {connect_timeout:?}\n{config}"),
     )
     .expect("cfg");
-    assert!(login(&s, 0).status.success());
-    // Another session holds alice's lock, as a stuck server or admin could.
+    assert!(login(s, 0).status.success());
     let held = pg.hold(&format!("SELECT pg_advisory_lock({});", account_key(ALICE)));
     support::wait_until(
         "psql to hold the lock",
         std::time::Duration::from_secs(30),
         || pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1",
     );
+    held
+}
+
+#[test]
+fn record_blocked_mid_transaction_gives_up_and_keeps_the_login() {
+    let pg = Postgres::start();
+    let s = on_postgres(&pg, "mx1");
+    // Another session holds alice's lock, as a stuck server or admin could.
+    let held = alice_held(&pg, &s, "1s");
     let o = record_within(&s, ALICE, "198.51.100.99", T0 + 1)
         .unwrap_or_else(|o| panic!("record waits for the lock: {}", out(&o)));
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
@@ -327,4 +334,67 @@ fn record_blocked_mid_transaction_gives_up_and_keeps_the_login() {
         out(&again)
     );
     assert_eq!(pg.psql(stored), "1");
+}
+
+#[test]
+fn a_login_stuck_on_its_accounts_lock_holds_up_no_other_account() {
+    let pg = Postgres::start();
+    let s = on_postgres(&pg, "mx1");
+    // Any role that may connect can take an account's lock and keep it.
+    let held = alice_held(&pg, &s, "5s");
+    let o = record_within(&s, ALICE, "198.51.100.99", T0 + 1)
+        .unwrap_or_else(|o| panic!("record waits for the lock: {}", out(&o)));
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(s.spooled_shared(), 1);
+    // Every other account's logins are stored by their own call, which does not wait
+    // for the stuck one (a liveness bound: waiting for it takes connect_timeout).
+    let others = ["bob", "carol", "dave", "erin", "frank"];
+    for (i, name) in others.iter().enumerate() {
+        let start = std::time::Instant::now();
+        let o = record_within(
+            &s,
+            &format!("{name}@example.com"),
+            &format!("203.0.113.{}", i + 1),
+            T0 + 2 + i as i64,
+        )
+        .unwrap_or_else(|o| panic!("{}", out(&o)));
+        let took = start.elapsed();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{name}: {}",
+            out(&o)
+        );
+        assert!(took < std::time::Duration::from_secs(5), "{name}: {took:?}");
+    }
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM events WHERE ip::text LIKE '203.0.113.%'"),
+        "5"
+    );
+    // Alice's next login waits behind her first, in order, without a second wait.
+    let start = std::time::Instant::now();
+    let o = record_within(&s, ALICE, "198.51.100.98", T0 + 20)
+        .unwrap_or_else(|o| panic!("{}", out(&o)));
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(s.spooled_shared(), 2);
+    let alices = "SELECT count(*) FROM events WHERE ip IN ('198.51.100.99', '198.51.100.98')";
+    assert_eq!(pg.psql(alices), "0");
+    held.end();
+    // The next login, of any account, stores both, once.
+    let o = login(&s, 21);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", out(&o));
+    assert_eq!(s.spooled_shared(), 0);
+    assert_eq!(pg.psql(alices), "2");
+    let again =
+        record_within(&s, ALICE, "198.51.100.99", T0 + 1).unwrap_or_else(|o| panic!("{}", out(&o)));
+    assert!(
+        again.status.success() && again.stderr.is_empty(),
+        "{}",
+        out(&again)
+    );
+    assert_eq!(pg.psql(alices), "2");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM (SELECT DISTINCT user_id, ts_ms, ip FROM events) e"),
+        pg.psql("SELECT count(*) FROM events")
+    );
 }

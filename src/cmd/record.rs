@@ -6,6 +6,7 @@
 //! that can never become valid exits 2, and is counted beside the spool.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::{text, App, Run};
 use crate::actions;
@@ -68,29 +69,48 @@ impl Run for Record {
             Ok(cfg) => cfg,
             Err(e) => return keep(&app.spool_database(), &event, e),
         };
-        match store_live(app, &cfg, &event) {
-            Ok(queued) if queued > 0 => {
-                // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
-                actions::worker::spawn(app.config_path.as_deref(), app.db_arg.as_deref());
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => keep(&cfg.local_base(), &event, e),
+        let live = match store_live(app, &cfg, &event) {
+            Ok(live) => live,
+            Err(e) => return keep(&cfg.local_base(), &event, e),
+        };
+        if live.queued > 0 {
+            // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
+            actions::worker::spawn(app.config_path.as_deref(), app.db_arg.as_deref());
         }
+        if live.behind {
+            let user = event.user.as_str().to_owned();
+            return keep(&cfg.local_base(), &event, Error::Behind { user });
+        }
+        Ok(())
     }
 }
 
-/// Stores what waits in the spool, then this login; returns the actions queued.
-fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
+/// What `store_live` did with the login.
+struct Live {
+    /// Actions queued, by the drain and the login.
+    queued: usize,
+    /// Not stored: its account's earlier logins still wait in the spool.
+    behind: bool,
+}
+
+/// Stores what waits in the spool, then this login.
+fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<Live> {
     // Opened here so detection can count owners (issue 16); a missing or damaged
     // database is a warning and no owners, never a lost login.
     let owners = Ownership::open_or_warn(cfg);
-    let mut store = store::open(cfg)?;
+    let mut store = store::open_for_record(cfg)?;
     let engine = Engine::new(cfg, &owners);
-    // Older logins first. A failed drain spools this login too, without a second
-    // busy wait that could outlast Fail2ban's action timeout.
+    // Older logins first, for at most `record_wait`. A failed drain spools this login
+    // too, without a second wait that could outlast Fail2ban's action timeout.
+    let until = Instant::now() + Duration::from_millis(cfg.record_wait.millis().max(0) as u64);
     let spools = spool::spools(&cfg.local_base(), app.db_from_config());
-    let drained = spool::drain_waiting(&spools, store.as_mut(), &engine)?;
+    let drained = spool::drain_waiting(&spools, store.as_mut(), &engine, Some(until))?;
+    if drained.waiting.contains(&event.user) {
+        return Ok(Live {
+            queued: drained.queued,
+            behind: true,
+        });
+    }
     let recorded = store.record(event, &engine)?;
     // The login is committed: the exit releases the connection's files, locks and
     // mappings as a crash right after the commit would, which SQLite is built
@@ -98,7 +118,10 @@ fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
     // unmapping the shared memory, closing the files) is work the exit does anyway
     // (BENCHMARKS.md, "Leaving the connection to the exit").
     std::mem::forget(store);
-    Ok(drained.queued + recorded.queued)
+    Ok(Live {
+        queued: drained.queued + recorded.queued,
+        behind: false,
+    })
 }
 
 /// Keeps a valid login that could not be stored; exit 0 once it is in the spool.

@@ -34,6 +34,7 @@ pub(super) struct Document {
     #[serde(with = "named")]
     mode: Mode,
     busy_timeout: Span,
+    record_wait: Span,
     retention: Span,
     detection: DetectionSection,
     baseline: Baseline,
@@ -83,6 +84,7 @@ impl From<&Config> for Document {
             connect_timeout: c.connect_timeout,
             mode: c.mode,
             busy_timeout: c.busy_timeout,
+            record_wait: c.record_wait,
             retention: c.retention,
             detection: DetectionSection::from(d),
             baseline: d.baseline,
@@ -135,6 +137,7 @@ impl Document {
             connect_timeout: self.connect_timeout,
             mode: self.mode,
             busy_timeout: self.busy_timeout,
+            record_wait: self.record_wait,
             retention: self.retention,
             detection,
             ownership: self.ownership,

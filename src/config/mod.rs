@@ -177,6 +177,9 @@ pub struct Config {
     pub connect_timeout: Span,
     pub mode: Mode,
     pub busy_timeout: Span,
+    /// How long `record`, under Fail2ban's global lock, waits for a SQLite database
+    /// another program holds, and spends storing logins waiting in the spool.
+    pub record_wait: Span,
     pub retention: Span,
     pub detection: Detection,
     pub ownership: OwnershipConfig,
@@ -232,6 +235,9 @@ impl Default for Config {
             connect_timeout: Span::secs(2),
             mode: Mode::Warn,
             busy_timeout: Span::secs(5),
+            // Short: `record` runs under Fail2ban's global lock; what it cannot store
+            // in this time waits in the spool for the next call.
+            record_wait: Span::millis_of(250),
             retention: Span::secs(30 * 86_400),
             detection: Detection::default(),
             ownership: OwnershipConfig::default(),

@@ -7,13 +7,14 @@ mod schema;
 mod sqlite;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{
-    ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Timestamp,
+    ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Span, Timestamp,
 };
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
@@ -107,6 +108,16 @@ pub struct Recorded {
     pub duplicate: bool,
     /// Actions queued for the worker.
     pub queued: usize,
+}
+
+/// Spooled logins as far as one `Store::record_spooled` got with them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// One per login tried, in order. None: another session holds its account, so it
+    /// (and the account's later logins) waits for a later drain.
+    pub outcomes: Vec<Option<Recorded>>,
+    /// Why the logins after `outcomes` were not tried; None with some left: time ran out.
+    pub stopped: Option<Error>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +221,20 @@ pub trait Store {
     /// Stores a login and re-evaluates its account in one transaction: `decide` sees the
     /// account's logins in `window` (ending at the event) and returns its next state.
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded>;
+
+    /// Stores logins that waited (a drain of the spool), in the order given, as
+    /// `record` would each, in as few transactions as the store allows. Never waits
+    /// for an account another session holds: that account's logins are skipped. Tries
+    /// nothing once `until` has passed.
+    fn record_spooled(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        until: Option<Instant>,
+    ) -> Batch;
+
+    /// After a drain: gives back the room its writes took; best effort.
+    fn after_drain(&mut self) {}
 
     /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
     /// fsync: only ever into a scratch database. Every event is filed under `jail`.
@@ -428,8 +453,18 @@ impl Attempt<'_> {
 
 /// Opens the configured store, creating and migrating it as needed.
 pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
+    open_waiting(cfg, cfg.busy_timeout)
+}
+
+/// As `open`, for `record`: a SQLite database another program holds is waited for
+/// `record_wait` only (a shared store's waits are `connect_timeout` either way).
+pub fn open_for_record(cfg: &Config) -> Result<Box<dyn Store>> {
+    open_waiting(cfg, cfg.record_wait)
+}
+
+fn open_waiting(cfg: &Config, busy: Span) -> Result<Box<dyn Store>> {
     match &cfg.database {
-        DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg)?)),
+        DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg, busy)?)),
         DatabaseLocation::Postgres(url) => Ok(Box::new(PgStore::open(url, cfg)?)),
     }
 }

@@ -10,7 +10,8 @@ mod schema;
 mod tls;
 mod write;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use postgres::Client;
 
@@ -20,8 +21,9 @@ use self::rows::{
 };
 use super::evaluate::SeenSpan;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, Between,
+    Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
+    Recorded, Store,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -119,7 +121,51 @@ fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
 impl Store for PgStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
         let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
-        self.with(|c| write::record(c, &server, retention, wait, event, engine))
+        let on = (server.as_str(), retention, wait);
+        self.with(|c| write::record(c, on, write::Take::Wait, event, engine))?
+            .ok_or_else(|| Error::SharedStore {
+                url: self.url.to_string(),
+                reason: "the account's lock was not granted".into(),
+            })
+    }
+
+    /// One transaction per login, as `record`: an account's lock is taken for one
+    /// transaction at a time, so two servers draining never wait for each other.
+    fn record_spooled(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        until: Option<Instant>,
+    ) -> Batch {
+        let server = self.server.clone();
+        let mut held = BTreeSet::new();
+        let mut batch = Batch::default();
+        for event in events {
+            let now = Instant::now();
+            let wait = match until {
+                Some(t) if now >= t => return batch,
+                Some(t) => self.wait.min(t - now),
+                None => self.wait,
+            };
+            if held.contains(&event.user) {
+                batch.outcomes.push(None);
+                continue;
+            }
+            let on = (server.as_str(), self.retention, wait);
+            match self.with(|c| write::record(c, on, write::Take::Try, event, engine)) {
+                Ok(outcome) => {
+                    if outcome.is_none() {
+                        held.insert(event.user.clone());
+                    }
+                    batch.outcomes.push(outcome);
+                }
+                Err(e) => {
+                    batch.stopped = Some(e);
+                    return batch;
+                }
+            }
+        }
+        batch
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {

@@ -38,22 +38,41 @@ fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
     Ok(())
 }
 
+/// How `record` takes its account's lock.
+#[derive(Clone, Copy)]
+pub(super) enum Take {
+    /// Waits (bounded) while another session holds it: a live login.
+    Wait,
+    /// Gives up at once: a spooled login, which must not hold up the rest of the spool
+    /// behind an account that anyone able to connect can keep locked.
+    Try,
+}
+
 /// Bounds, for this transaction, what the server lets it wait: a lock another
 /// session holds (another server's evaluation, an admin's), any one statement, and
 /// itself idle, so a `record` gone quiet does not keep the account's lock from the
 /// others. On a timeout the statement fails and `record` spools the login. Then
 /// takes `user`'s lock, in the same round trip (the simple protocol; both values are
-/// numbers this process made). The statements after it see what committed before the
-/// lock was granted.
-fn bound_and_lock(tx: &mut Transaction, wait: Duration, user: &SaslUser) -> R<()> {
+/// numbers this process made): false if `Take::Try` found it held. The statements
+/// after it see what committed before the lock was granted.
+fn bound_and_lock(tx: &mut Transaction, wait: Duration, user: &SaslUser, take: Take) -> R<bool> {
     let ms = wait.as_millis().max(1);
     let key = account_key(user);
-    tx.batch_execute(&format!(
+    let lock = match take {
+        Take::Wait => "pg_advisory_xact_lock",
+        Take::Try => "pg_try_advisory_xact_lock",
+    };
+    let replies = tx.simple_query(&format!(
         "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms};
          SET LOCAL idle_in_transaction_session_timeout = {ms};
-         SELECT pg_advisory_xact_lock({key})"
+         SELECT {lock}({key})"
     ))?;
-    Ok(())
+    // The wait's reply is empty (void), the try's "t" or "f".
+    let refused = replies.iter().any(|m| match m {
+        postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("f"),
+        _ => false,
+    });
+    Ok(!refused)
 }
 
 /// `record`'s first statement, under the account's lock: the account row upserted
@@ -79,16 +98,19 @@ fn record_sql() -> String {
     )
 }
 
+/// Stores a login and re-evaluates its account; None: `Take::Try` found the account
+/// held by another session (nothing was written).
 pub(super) fn record(
     client: &mut Client,
-    server: &str,
-    retention: Span,
-    wait: Duration,
+    (server, retention, wait): (&str, Span, Duration),
+    take: Take,
     event: &LoginEvent,
     engine: &Engine,
-) -> R<Recorded> {
+) -> R<Option<Recorded>> {
     let mut tx = client.transaction()?;
-    bound_and_lock(&mut tx, wait, &event.user)?;
+    if !bound_and_lock(&mut tx, wait, &event.user, take)? {
+        return Ok(None);
+    }
     let at = event.time;
     let row = tx.query_typed_one(
         &record_sql(),
@@ -105,10 +127,10 @@ pub(super) fn record(
     )?;
     let Some(event_id) = row.try_get::<_, Option<i64>>("event_id")? else {
         // Nothing changed; the users upsert is undone with the rest.
-        return Ok(Recorded {
+        return Ok(Some(Recorded {
             duplicate: true,
             queued: 0,
-        });
+        }));
     };
     let account = stored_row(&row)?;
     let whitelist = row
@@ -139,10 +161,10 @@ pub(super) fn record(
         prune(&mut tx, before, i64::from(AUTO_PRUNE_BATCH))?;
     }
     tx.commit()?;
-    Ok(Recorded {
+    Ok(Some(Recorded {
         duplicate: false,
         queued,
-    })
+    }))
 }
 
 pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdit) -> R<()> {

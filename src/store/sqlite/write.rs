@@ -48,6 +48,23 @@ pub(super) fn record_once(
     Ok(recorded)
 }
 
+/// Stores `events` in order in one transaction; see `Store::record_spooled`.
+pub(super) fn record_batch(
+    conn: &mut Connection,
+    server: &str,
+    retention: Span,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> rusqlite::Result<Vec<Recorded>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded = events
+        .iter()
+        .map(|e| record_in(&tx, server, Some(retention), e, engine))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(recorded)
+}
+
 pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
     tx.prepare_cached(
         "SELECT id, level, enforced, last_hit_ms, count_from_ms,
