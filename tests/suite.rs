@@ -23,8 +23,6 @@ mod concurrency;
 mod config;
 #[path = "config_reference.rs"]
 mod config_reference;
-#[path = "config_reference.rs"]
-mod config_reference;
 #[path = "containment.rs"]
 mod containment;
 #[path = "deb_package.rs"]
