@@ -412,3 +412,26 @@ fn fail2ban_jail_disabled_then_enabled() {
     assert!(tail.starts_with("ok    fail2ban"), "{out}");
     drop(on);
 }
+
+/// The submission service of docs/install.md's mail-stack recipe, its restrictions as
+/// written (the map's path aside): doctor finds the block consulted in time.
+#[test]
+fn the_install_pages_submission_restrictions_pass_doctor() {
+    let page = std::fs::read_to_string(format!("{}/docs/install.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("docs/install.md");
+    let restrictions = page
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-o smtpd_recipient_restrictions="))
+        .expect("the recipe's -o smtpd_recipient_restrictions= line");
+    let map = "lmdb:/etc/postfix/mailguard_sasl_access";
+    assert!(restrictions.contains(map), "{restrictions}");
+    let restrictions = restrictions.replace(map, "{map}");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (_pf, s) = setup(dir.path(), Some(&restrictions), sink.port);
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "before permitting SASL users").starts_with("ok    postfix"),
+        "{out}"
+    );
+}
