@@ -92,15 +92,15 @@ fn port_25_session(pf: &Postfix) -> String {
     pf.log()
 }
 
-/// Issue 18: the sender-login check belongs in the SASL services' -o overrides. In
-/// main.cf (the old advice) port 25 logs "no SASL support" for every client; doctor
+/// The sender-login check belongs in the SASL services' -o overrides. In main.cf
+/// port 25 logs "no SASL support" for every client; doctor
 /// says so, and its fix, pasted as given, ties senders on submission only.
 #[test]
 fn sender_login_fix_goes_to_the_submission_service_and_port_25_stays_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start();
 
-    // The old advice, in main.cf.
+    // The check in main.cf.
     let (mut pf, s) = setup(&dir.path().join("main"), None, sink.port);
     let login_map = pf.config_dir.join("sender_login");
     std::fs::write(&login_map, "alice@example.com alice@example.com\n").unwrap();

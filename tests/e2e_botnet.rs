@@ -199,7 +199,7 @@ fn warn_mode_only_mails_the_admin() {
     assert_eq!(st.s.status_user(ALICE, now())["state"], "would block");
 }
 
-/// Issue 15, item 3. Blocked, the account's botnet goes on from new networks; Postfix
+/// Blocked, the account's botnet goes on from new networks; Postfix
 /// refuses every submission with our map's 550, and the shipped refused jail and filter
 /// keep counting them as smtp logins, so the account reaches lock (more than 20
 /// networks), which resets its password. Without that jail the count stops at the

@@ -1,4 +1,4 @@
-//! The shared PostgreSQL store down (issue 19): `record` keeps logins in this
+//! The shared PostgreSQL store down: `record` keeps logins in this
 //! server's spool and returns at once; the next `record` or `run-actions` with the
 //! store back forwards them once, in log-time order. `check`, `doctor` and `metrics`
 //! say the store is unreachable and how many logins wait.

@@ -82,7 +82,7 @@ impl Run for Record {
 
 /// Stores what waits in the spool, then this login; returns the actions queued.
 fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
-    // Opened here so detection can count owners (issue 16); a missing or damaged
+    // Opened here so detection can count owners; a missing or damaged
     // database is a warning and no owners, never a lost login.
     let owners = Ownership::open_or_warn(cfg);
     let mut store = store::open(cfg)?;
@@ -96,7 +96,7 @@ fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
     // mappings as a crash right after the commit would, which SQLite is built
     // for. Closing it first (finalizing, freeing the page cache and schema,
     // unmapping the shared memory, closing the files) is work the exit does anyway
-    // (BENCHMARKS.md, "Leaving the connection to the exit").
+    // (BENCHMARKS.md, `record`).
     std::mem::forget(store);
     Ok(drained.queued + recorded.queued)
 }

@@ -375,7 +375,7 @@ mod tests {
         }
     }
 
-    /// Issue 15, item 3: logins Postfix refused after the block are smtp logins, so
+    /// Logins Postfix refused after the block still prove the password: smtp logins, so
     /// 11 accepted networks and 10 refused ones are 21 smtp networks: lock.
     #[test]
     fn refused_logins_count_as_smtp_networks_and_spread() {
