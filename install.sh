@@ -52,6 +52,8 @@ esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$PREFIX/bin/f2b-mailguard
 SHARE=$PREFIX/share/f2b-mailguard
+# The README and docs/, where the man pages and doctor point.
+DOC=$PREFIX/share/doc/f2b-mailguard
 F2B=/etc/fail2ban
 CONFIG=/etc/f2b-mailguard/config.toml
 STATE=/var/lib/f2b-mailguard
@@ -121,7 +123,8 @@ default_config() {
         cat "$HERE/config.example.toml"
     else
         cat <<'EOF'
-# f2b-mailguard configuration. Every setting has a default; see the README.
+# f2b-mailguard configuration. Every setting has a default; see
+# /usr/share/doc/f2b-mailguard/docs/configuration.md.
 # database = "/var/lib/f2b-mailguard/mailguard.db"
 
 # warn: report suspicious accounts only; enforce: also contain them.
@@ -154,7 +157,10 @@ uninstall() {
         $DRY_RUN || say "removed $DESTDIR$path"
     done <"$manifest"
     act rm -f "$manifest"
-    if ! $DRY_RUN; then rmdir "$DESTDIR$SHARE" 2>/dev/null || true; fi
+    if ! $DRY_RUN; then
+        rmdir "$DESTDIR$SHARE" 2>/dev/null || true
+        rmdir "$DESTDIR$DOC/docs" "$DESTDIR$DOC" 2>/dev/null || true
+    fi
     say "kept $DESTDIR$STATE (the database)"
     if [ -f "$DESTDIR$F2B/jail.d/mailguard.local" ]; then
         say "warning: $DESTDIR$F2B/jail.d/mailguard.local still enables mailguard jails;"
@@ -220,6 +226,14 @@ else
         install_file "$tmp/completion" "$dest" 0644
     done
 fi
+
+for f in "$HERE/README.md" "$HERE"/docs/*.md; do
+    [ -f "$f" ] || continue
+    case $f in
+        "$HERE/README.md") install_file "$f" "$DOC/README.md" 0644 ;;
+        *) install_file "$f" "$DOC/docs/$(basename "$f")" 0644 ;;
+    esac
+done
 
 # The jails' log backend: the systemd journal for each jail whose log file is missing
 # here (Debian 12 without rsyslog has no /var/log/mail.log, and one jail without its

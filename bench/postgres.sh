@@ -1,5 +1,5 @@
 #!/bin/sh
-# f2b-mailguard on a shared PostgreSQL store (issue 19), against a private PostgreSQL 15
+# f2b-mailguard on a shared PostgreSQL store, against a private PostgreSQL 15
 # started here (initdb in $W, Unix socket only, default durability: fsync on):
 # 1. `record` beside /bin/true, with 0 and EVENTS logins stored;
 # 1b. the same through PgBouncer in session pooling, beside the direct connection

@@ -1,5 +1,5 @@
 //! Logins that arrive out of log-time order, as with several servers writing one store
-//! at once (issue 19): every login is stored once, no level is decided twice, and the
+//! at once: every login is stored once, no level is decided twice, and the
 //! accounts end where the same logins recorded one by one in log-time order end.
 
 use crate::support;

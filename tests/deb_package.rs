@@ -167,6 +167,15 @@ fn check_package(deb: &Path, scratch: &Path) {
     );
     let bin = std::fs::read(tree.join("usr/bin/f2b-mailguard")).unwrap();
     assert!(!has_interpreter(&bin), "the packaged binary is static");
+    // The README and docs/ beside it, where the man pages and doctor point.
+    let doc = tree.join("usr/share/doc/f2b-mailguard");
+    for page in ["README.md", "docs/install.md", "docs/configuration.md"] {
+        assert_eq!(
+            std::fs::read(doc.join(page)).unwrap(),
+            std::fs::read(format!("{ROOT}/{page}")).unwrap(),
+            "{page}"
+        );
+    }
 }
 
 /// lintian on the package: no error (E:) or warning (W:) line. Returns its output.
@@ -311,7 +320,7 @@ fn package_builds_installs_upgrades_and_purges_in_a_clean_debian_12() {
     eprintln!("lintian:\n{report}");
 
     // A clean Debian 12 with only the package's own dependencies: apt installs v1 by
-    // path, pulling Fail2ban in from its Depends (the README's `apt install ./….deb`),
+    // path, pulling Fail2ban in from its Depends (docs/install.md's `apt install ./….deb`),
     // as the last step of building the root. TMPDIR keeps mmdebstrap's own
     // temporary files in the temp dir too.
     let root = scratch.join("root");

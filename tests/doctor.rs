@@ -92,15 +92,15 @@ fn port_25_session(pf: &Postfix) -> String {
     pf.log()
 }
 
-/// Issue 18: the sender-login check belongs in the SASL services' -o overrides. In
-/// main.cf (the old advice) port 25 logs "no SASL support" for every client; doctor
+/// The sender-login check belongs in the SASL services' -o overrides. In main.cf
+/// port 25 logs "no SASL support" for every client; doctor
 /// says so, and its fix, pasted as given, ties senders on submission only.
 #[test]
 fn sender_login_fix_goes_to_the_submission_service_and_port_25_stays_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start();
 
-    // The old advice, in main.cf.
+    // The check in main.cf.
     let (mut pf, s) = setup(&dir.path().join("main"), None, sink.port);
     let login_map = pf.config_dir.join("sender_login");
     std::fs::write(&login_map, "alice@example.com alice@example.com\n").unwrap();
@@ -411,4 +411,27 @@ fn fail2ban_jail_disabled_then_enabled() {
     let tail = line(&out, "mailguard-postfix-sasl matches 1 of the last 1 lines");
     assert!(tail.starts_with("ok    fail2ban"), "{out}");
     drop(on);
+}
+
+/// The submission service of docs/install.md's mail-stack recipe, its restrictions as
+/// written (the map's path aside): doctor finds the block consulted in time.
+#[test]
+fn the_install_pages_submission_restrictions_pass_doctor() {
+    let page = std::fs::read_to_string(format!("{}/docs/install.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("docs/install.md");
+    let restrictions = page
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-o smtpd_recipient_restrictions="))
+        .expect("the recipe's -o smtpd_recipient_restrictions= line");
+    let map = "lmdb:/etc/postfix/mailguard_sasl_access";
+    assert!(restrictions.contains(map), "{restrictions}");
+    let restrictions = restrictions.replace(map, "{map}");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (_pf, s) = setup(dir.path(), Some(&restrictions), sink.port);
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "before permitting SASL users").starts_with("ok    postfix"),
+        "{out}"
+    );
 }

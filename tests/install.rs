@@ -152,6 +152,19 @@ fn installs_the_expected_tree_twice_without_change() {
     assert!(root
         .join("usr/local/share/fish/vendor_completions.d/f2b-mailguard.fish")
         .is_file());
+    // The README and docs/, where the man pages and doctor point.
+    let doc = root.join("usr/local/share/doc/f2b-mailguard");
+    assert_eq!(
+        std::fs::read(doc.join("README.md")).unwrap(),
+        std::fs::read(format!("{ROOT}/README.md")).unwrap()
+    );
+    for page in ["install.md", "configuration.md", "troubleshooting.md"] {
+        assert_eq!(
+            std::fs::read(doc.join("docs").join(page)).unwrap(),
+            std::fs::read(format!("{ROOT}/docs/{page}")).unwrap(),
+            "{page}"
+        );
+    }
     for t in ["actions", "prune", "metrics"] {
         assert!(root
             .join(format!("etc/systemd/system/f2b-mailguard-{t}.timer"))
@@ -239,6 +252,10 @@ fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
     assert!(
         !root.join("usr/local/share/f2b-mailguard").exists(),
         "manifest and pristine config left behind"
+    );
+    assert!(
+        !root.join("usr/local/share/doc/f2b-mailguard").exists(),
+        "documentation left behind"
     );
     assert!(config.exists(), "edited config removed");
     assert!(db.exists(), "database removed");

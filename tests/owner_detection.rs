@@ -1,4 +1,4 @@
-//! Detection with network owners (issue 16): a provider's pool spread over many /24s
+//! Detection with network owners: a provider's pool spread over many /24s
 //! of one AS is one party and no alarm, a botnet of many owners is blocked and its
 //! reason names them, and IMAP logins from many owners escalate. `record` and
 //! `ingest` judge alike with the same database.

@@ -1,4 +1,4 @@
-//! The shared PostgreSQL store down (issue 19): `record` keeps logins in this
+//! The shared PostgreSQL store down: `record` keeps logins in this
 //! server's spool and returns at once; the next `record` or `run-actions` with the
 //! store back forwards them once, in log-time order. `check`, `doctor` and `metrics`
 //! say the store is unreachable and how many logins wait.
@@ -196,22 +196,43 @@ fn record_returns_within_the_connect_timeout_when_the_server_does_not_answer() {
 #[test]
 fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
     let pg = Postgres::start();
-    // The README's set-up: a role that owns one schema and may only connect.
-    pg.psql(
-        "CREATE ROLE mg LOGIN PASSWORD 's3cret:x';
-         REVOKE ALL ON DATABASE mailguard FROM PUBLIC;
-         GRANT CONNECT ON DATABASE mailguard TO mg;
-         CREATE SCHEMA mailguard AUTHORIZATION mg;
-         ALTER ROLE mg SET search_path = mailguard;",
+    // docs/several-servers.md's set-up, as written: a role that owns one schema and
+    // may only connect. The harness made the database and psql runs in it.
+    let page = std::fs::read_to_string(format!(
+        "{}/docs/several-servers.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("docs/several-servers.md");
+    let recipe = page
+        .split("```sql\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("an sql block in docs/several-servers.md");
+    let mut sql = String::new();
+    for line in recipe.lines() {
+        if line == "CREATE DATABASE mailguard;" || line == "\\c mailguard" {
+            continue;
+        }
+        sql.push_str(&line.replace("'a long random password'", "'s3cret:x'"));
+        sql.push('\n');
+    }
+    assert!(
+        sql.contains("'s3cret:x'") && sql.lines().count() == 5,
+        "{recipe}"
     );
+    pg.psql(&sql);
     let hba = pg.psql("SHOW hba_file");
-    std::fs::write(&hba, "local all mg scram-sha-256\nlocal all all trust\n").expect("hba");
+    std::fs::write(
+        &hba,
+        "local all mailguard scram-sha-256\nlocal all all trust\n",
+    )
+    .expect("hba");
     assert_eq!(pg.psql("SELECT pg_reload_conf()"), "t");
     let mut s = on_postgres(&pg, "mx1");
     let config = std::fs::read_to_string(s.config_path()).expect("config");
     std::fs::write(
         s.config_path(),
-        config.replace("postgresql://postgres@", "postgresql://mg@"),
+        config.replace("postgresql://postgres@", "postgresql://mailguard@"),
     )
     .expect("config");
     let pgpass = s.path().join("pgpass");
@@ -221,7 +242,7 @@ fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
     assert!(login(&s, 0).status.success());
     assert_eq!(s.spooled_shared(), 1);
     // Readable by others: not used, as libpq would not.
-    std::fs::write(&pgpass, "localhost:5432:mailguard:mg:s3cret\\:x\n").expect("pgpass");
+    std::fs::write(&pgpass, "localhost:5432:mailguard:mailguard:s3cret\\:x\n").expect("pgpass");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let o = login(&s, 1);
@@ -234,7 +255,7 @@ fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
     assert_eq!(pg.psql("SELECT count(*) FROM mailguard.events"), "3");
     assert_eq!(
         pg.psql(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'mailguard' AND tableowner <> 'mg'"
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'mailguard' AND tableowner <> 'mailguard'"
         ),
         "0"
     );

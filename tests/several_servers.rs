@@ -236,7 +236,7 @@ fn a_block_from_one_server_contains_the_account_on_both_and_a_release_on_either_
     contain_on_two_servers(&db.display().to_string());
 }
 
-/// The same two scenarios with the servers sharing a private PostgreSQL 15 (issue 19):
+/// The same two scenarios with the servers sharing a private PostgreSQL 15:
 /// each server's `record` writes there, each server converges from it.
 #[test]
 fn on_postgresql_a_block_from_one_server_contains_on_both_and_a_release_on_either_undoes_it() {

@@ -21,6 +21,8 @@ mod completions;
 mod concurrency;
 #[path = "config.rs"]
 mod config;
+#[path = "config_reference.rs"]
+mod config_reference;
 #[path = "containment.rs"]
 mod containment;
 #[path = "deb_package.rs"]
@@ -29,6 +31,8 @@ mod deb_package;
 mod detection;
 #[path = "display.rs"]
 mod display;
+#[path = "docs.rs"]
+mod docs;
 #[path = "doctor.rs"]
 mod doctor;
 #[path = "dovecot_kick.rs"]

@@ -95,7 +95,7 @@ struct Live {
 
 /// Stores what waits in the spool, then this login.
 fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<Live> {
-    // Opened here so detection can count owners (issue 16); a missing or damaged
+    // Opened here so detection can count owners; a missing or damaged
     // database is a warning and no owners, never a lost login.
     let owners = Ownership::open_or_warn(cfg);
     let mut store = store::open_for_record(cfg)?;
@@ -116,7 +116,7 @@ fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<Live> {
     // mappings as a crash right after the commit would, which SQLite is built
     // for. Closing it first (finalizing, freeing the page cache and schema,
     // unmapping the shared memory, closing the files) is work the exit does anyway
-    // (BENCHMARKS.md, "Leaving the connection to the exit").
+    // (BENCHMARKS.md, `record`).
     std::mem::forget(store);
     Ok(Live {
         queued: drained.queued + recorded.queued,

@@ -334,7 +334,8 @@ impl Config {
     }
 
     /// The effective configuration as TOML, every key with its value (defaults included),
-    /// the secret hidden. Also the machine-checked source of the README's reference table.
+    /// the secret hidden. tests/config.rs holds config.example.toml, from which
+    /// docs/configuration.md is generated, to what this prints for an empty file.
     pub fn render(&self) -> Result<String> {
         toml::to_string(&document::Document::from(self))
             .map_err(|e| Error::External(format!("cannot print the configuration: {e}")))

@@ -170,7 +170,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             let parties = c.parties();
             let owners = parties.known.then_some(parties.count);
             if parties.known {
-                // Logins counted by owner (issue 16): a credential checker walks through
+                // Logins counted by owner: a credential checker walks through
                 // dozens of owners over IMAP, a phone or a provider's fetcher one or two.
                 signals.extend(owner_count(d, source, parties.count));
                 // Many addresses of one or two owners (a carrier's NAT, a provider's

@@ -31,7 +31,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
             "no ASN database: networks are counted without their owners (with one, `status` names \
              each network's AS and country, and one provider's pool can be told from a botnet's many owners)",
             Some(
-                "free, licences allowing it (attribution: README, \"Network ownership\"): GeoLite2-ASN \
+                "free, licences allowing it (attribution: docs/detection.md, \"Network ownership\"): GeoLite2-ASN \
                  via geoipupdate (Debian contrib, free MaxMind account), DB-IP IP-to-ASN Lite (CC BY 4.0), \
                  IPinfo Lite (CC BY-SA 4.0); then [ownership] asn_database = \"/var/lib/GeoIP/GeoLite2-ASN.mmdb\""
                     .into(),

@@ -1,4 +1,4 @@
-//! PostgreSQL backend: one database several mail servers share (issue 19), so an
+//! PostgreSQL backend: one database several mail servers share, so an
 //! account's logins are judged together wherever they arrive. Synchronous client,
 //! one connection per process, TLS over TCP as libpq's `sslmode` has it (tls.rs).
 
