@@ -12,6 +12,7 @@ use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
 
 use super::ActionKind;
 use crate::config::{Config, MailSecurity, MailTransport};
+use crate::detect::PostfixAnswer;
 use crate::model::display::{plain, shown};
 use crate::model::{Mode, Timestamp};
 use crate::report::Detail;
@@ -117,6 +118,10 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         for k in planned {
             let _ = writeln!(b, "  - {}", k.describe());
         }
+    }
+
+    if let Some(q) = quarantine(cfg, action) {
+        let _ = writeln!(b, "\n{q}");
     }
 
     let _ = writeln!(b, "\nNetworks seen (most recent first):");
@@ -276,6 +281,29 @@ pub fn deliver_to(
             ))
         }
     }
+}
+
+/// What quarantine does (or, in warn mode, would do) to the account at this level.
+fn quarantine(cfg: &Config, action: &QueuedAction) -> Option<String> {
+    let quarantine = cfg.contain.actions.quarantine;
+    let answer = |mode| PostfixAnswer::decide(action.level, action.enforced, mode, quarantine);
+    if answer(Mode::Enforce) != PostfixAnswer::Hold {
+        return None;
+    }
+    let quiet = cfg.detection.notify_quiet;
+    Some(if answer(cfg.mode) == PostfixAnswer::Hold {
+        format!(
+            "Quarantined: its new mail is accepted into Postfix's hold queue and not sent\n\
+             (the sender sees success). Release sends it; so does notify clearing by\n\
+             itself ({quiet} below every threshold). A rise to block keeps it held."
+        )
+    } else {
+        format!(
+            "Would quarantine (mode is {}): in enforce mode its new mail would be held in\n\
+             Postfix's hold queue until release, or until notify clears ({quiet}).",
+            Mode::Warn.as_str()
+        )
+    })
 }
 
 #[cfg(test)]

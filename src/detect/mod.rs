@@ -2,6 +2,7 @@
 //! to a transition. Pure functions over data the store hands in, so they are the same
 //! for the hot path (`record`), the admin view (`status`) and tests.
 
+mod answer;
 pub mod baseline;
 mod engine;
 mod fold;
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
 
+pub use answer::PostfixAnswer;
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;

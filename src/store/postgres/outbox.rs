@@ -112,14 +112,6 @@ pub(super) fn cancel_pending(
     )?)
 }
 
-pub(super) fn blocked(c: &mut impl GenericClient) -> R<Vec<SaslUser>> {
-    let rows = c.query(
-        "SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced ORDER BY name",
-        &[],
-    )?;
-    rows.iter().map(|r| user_of(r.try_get(0)?)).collect()
-}
-
 pub(super) fn action_counts(c: &mut impl GenericClient) -> R<Vec<(ActionKind, ActionState, u64)>> {
     let rows = c.query(
         "SELECT kind, state, count(*) FROM actions GROUP BY kind, state",
