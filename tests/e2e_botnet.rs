@@ -6,13 +6,12 @@
 
 use crate::support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::fail2ban::{Fail2ban, Jail};
+use support::fail2ban::Fail2ban;
 use support::mailstack::{mail_server, submit, Dovecot, Postfix};
 use support::smtp_sink::{with_subject, SmtpSink};
-use support::{now, Sandbox, BIN};
+use support::{now, Sandbox};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -46,22 +45,7 @@ impl Stack {
         ));
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let log = pf.root.join("postfix.log");
-        let f2b = Fail2ban::start_with_env(
-            dir.path(),
-            Path::new(BIN),
-            &s.config_path(),
-            &[
-                Jail {
-                    name: "mailguard-smtp",
-                    logpath: &log,
-                },
-                Jail {
-                    name: "mailguard-smtp-refused",
-                    logpath: &log,
-                },
-            ],
-            &[("MAIL_CONFIG", &pf.config_dir)],
-        );
+        let f2b = Fail2ban::submission_jails(dir.path(), &s.config_path(), &log, &pf.config_dir);
         Self {
             _dir: dir,
             sink,

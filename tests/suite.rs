@@ -23,6 +23,8 @@ mod concurrency;
 mod config;
 #[path = "containment.rs"]
 mod containment;
+#[path = "containment_leak.rs"]
+mod containment_leak;
 #[path = "deb_package.rs"]
 mod deb_package;
 #[path = "detection.rs"]
@@ -73,6 +75,8 @@ mod pg_tls;
 mod postgres;
 #[path = "quality.rs"]
 mod quality;
+#[path = "quarantine.rs"]
+mod quarantine;
 #[path = "queue_scan.rs"]
 mod queue_scan;
 #[path = "release.rs"]

@@ -272,6 +272,9 @@ pub fn release(cfg: &Config, local: &mut Local, user: &str, purge: bool) -> Resu
     };
     let flag = if purge { "-d" } else { "-H" };
     let n = postfix::postsuper(cfg, flag, Some("hold"), &ids)?;
+    if !purge {
+        postfix::deliver_now(cfg, &ids);
+    }
     local.state.held.remove(user);
     local.state.quarantined.remove(user);
     local.save().map_err(|e| e.to_string())?;

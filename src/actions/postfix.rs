@@ -208,6 +208,21 @@ pub fn postsuper(
     Ok(ids.len())
 }
 
+/// Asks for immediate delivery of released messages (`postqueue -i ID` each):
+/// `postsuper -H` moves them to the deferred queue, which Postfix would otherwise
+/// only scan at its next queue run, minutes later. A failure only delays them.
+pub fn deliver_now(cfg: &Config, ids: &[String]) {
+    let p = &cfg.contain.postfix;
+    for id in ids {
+        let _ = exec::run(
+            &p.postqueue,
+            &["-i", id],
+            None,
+            cfg.contain.actions.command_timeout,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
