@@ -6,6 +6,7 @@ mod answer;
 pub mod baseline;
 mod engine;
 mod fold;
+pub mod leak;
 pub mod replay;
 mod signal;
 pub mod tally;
