@@ -14,7 +14,7 @@ use super::ActionKind;
 use crate::config::{Config, MailSecurity, MailTransport};
 use crate::detect::PostfixAnswer;
 use crate::model::display::{plain, shown};
-use crate::model::{Mode, Timestamp};
+use crate::model::{Level, Mode, Timestamp};
 use crate::report::Detail;
 use crate::store::QueuedAction;
 
@@ -172,7 +172,7 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         b,
         "  (held mail is released too; add --purge-held to delete it instead)"
     );
-    if action.level >= crate::model::Level::Lock && action.enforced {
+    if action.level >= Level::Lock && action.enforced {
         let _ = writeln!(b, "\nThe password was replaced by a random one: set a new one with the user before release.");
     }
     b
@@ -283,11 +283,12 @@ pub fn deliver_to(
     }
 }
 
-/// What quarantine does (or, in warn mode, would do) to the account at this level.
+/// What quarantine does (or, in warn mode, would do) to an account at notify; block
+/// and lock say what they do in their own list.
 fn quarantine(cfg: &Config, action: &QueuedAction) -> Option<String> {
     let quarantine = cfg.contain.actions.quarantine;
     let answer = |mode| PostfixAnswer::decide(action.level, action.enforced, mode, quarantine);
-    if answer(Mode::Enforce) != PostfixAnswer::Hold {
+    if action.level != Level::Notify || answer(Mode::Enforce) != PostfixAnswer::Hold {
         return None;
     }
     let quiet = cfg.detection.notify_quiet;

@@ -4,12 +4,13 @@
 
 use std::fmt;
 
-use super::{quiet_expiry, AccountState};
+use super::{effective, AccountState};
 use crate::config::Config;
 use crate::model::{ActionKind, Level, Mode, Timestamp};
 
 /// Postfix's answer to mail submitted by an account (access(5) actions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum PostfixAnswer {
     /// No opinion: the other restrictions decide (the account is not in the map).
     Dunno,
@@ -46,10 +47,7 @@ impl PostfixAnswer {
     /// next login writes it down, and a level refuses only if its action list has
     /// `sasl_block`.
     pub fn of(cfg: &Config, state: &AccountState, at: Timestamp) -> Self {
-        let (level, enforced) = match quiet_expiry(cfg, state, at) {
-            Some(t) => (t.to, t.enforced),
-            None => (state.level, state.enforced),
-        };
+        let (level, enforced) = effective(cfg, state, at);
         let actions = &cfg.contain.actions;
         let refuses = actions.for_level(level).contains(&ActionKind::SaslBlock);
         Self::decide(level, enforced && refuses, cfg.mode, actions.quarantine)

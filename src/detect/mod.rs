@@ -338,6 +338,15 @@ pub fn decide(
     (next, transition)
 }
 
+/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
+/// even before the next login of that account writes the change down.
+pub fn effective(cfg: &Config, state: &AccountState, at: Timestamp) -> (Level, bool) {
+    match quiet_expiry(cfg, state, at) {
+        Some(t) => (t.to, t.enforced),
+        None => (state.level, state.enforced),
+    }
+}
+
 /// Notify clears by itself once the account stayed below every threshold for
 /// `detection.notify_quiet`; block and lock never do.
 pub fn quiet_expiry(cfg: &Config, state: &AccountState, at: Timestamp) -> Option<Transition> {
