@@ -215,7 +215,10 @@ fn release_delivers_an_honest_users_quarantined_mail_intact_and_leaves_other_hol
     assert_eq!(d["refused_logins"].as_u64(), Some(0), "{d:#}");
     assert_eq!(d["postfix"], "HOLD", "{d:#}");
     let text = st.s.ok(&["status", "--", CAROL]);
-    assert!(text.contains("quarantined: Postfix holds its new mail"), "{text}");
+    assert!(
+        text.contains("quarantined: Postfix holds its new mail"),
+        "{text}"
+    );
 
     let out = st.s.ok(&["release", CAROL]);
     assert!(out.contains("2 held message(s) released"), "{out}");
