@@ -505,3 +505,60 @@ fn the_docs_recipe_with_bounces_runs_as_written() {
     );
     assert!(!report.contains("user1@example.com"), "{report}");
 }
+
+/// Per account that reached block, the messages accepted before containment: with
+/// quarantine those in the window when it first rose (notify), without it those up
+/// to block too. `TIME USER ADDRESS` lines: each a login and one message.
+#[test]
+fn the_report_counts_messages_before_containment_with_and_without_quarantine() {
+    let s = Sandbox::new("");
+    let mut input = String::new();
+    // Two hours before: the owner's own mail, outside the window of the attack.
+    for i in 0..5 {
+        input.push_str(&format!(
+            "{} alice@example.com 198.51.100.7\n",
+            DAY - 7200 + i
+        ));
+    }
+    // Twelve networks a minute apart, three messages each: notify with the 6th
+    // network's first, block with the 11th's first.
+    for k in 1..=12 {
+        for m in 0..3 {
+            input.push_str(&format!(
+                "{} alice@example.com 203.0.{k}.9\n",
+                DAY + k * 60 + m * 10
+            ));
+        }
+    }
+    let scratch = s.path().join("leak.db");
+    let out = ingest_with(
+        &s,
+        &["--db", scratch.to_str().unwrap()],
+        &["--json"],
+        input.as_bytes(),
+    );
+    support::assert_success("ingest", &out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alice = &report["accounts"][0];
+    assert_eq!(alice["highest"], "block", "{report:#}");
+    // 5 networks x 3 and the 6th's first: 16; then the 6th's other two, 4 networks x
+    // 3 and the 11th's first: 15 more.
+    let want = serde_json::json!({"accounts": 1, "without_quarantine": 31, "with_quarantine": 16});
+    assert_eq!(alice["contained"], want, "{alice:#}");
+    assert_eq!(report["contained"], want);
+    let out = ingest(
+        &s,
+        &["--db", s.path().join("leak2.db").to_str().unwrap()],
+        input.as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Messages accepted before containment (1 account(s) reached block)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["total", "31", "16"]),
+        "{text}"
+    );
+}

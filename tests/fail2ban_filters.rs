@@ -151,7 +151,8 @@ fn refused_submissions_yield_the_sasl_login_and_postfixs_client_address() {
 /// part) or a HELO holding "<victim>: SASL login name rejected: ...", as the real
 /// Postfix 3.7 logs it (first four lines), the same with an unsanitised HELO and in
 /// every field, a fake "[ADDR]" in HELO or NAME; lines without smtpd's tag, another
-/// stage (MAIL), another class, no HELO. None may yield a login: each would make the
+/// stage (MAIL), another class, no HELO; and a quarantined account's HOLD answers
+/// (its mail is accepted: not a refusal). None may yield a login: each would make the
 /// victim count a network the attacker chose.
 #[test]
 fn the_refused_filter_never_takes_a_user_or_address_a_client_wrote() {

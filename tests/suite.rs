@@ -25,6 +25,8 @@ mod config;
 mod config_reference;
 #[path = "containment.rs"]
 mod containment;
+#[path = "containment_leak.rs"]
+mod containment_leak;
 #[path = "deb_package.rs"]
 mod deb_package;
 #[path = "detection.rs"]
@@ -83,6 +85,8 @@ mod pg_tls;
 mod postgres;
 #[path = "quality.rs"]
 mod quality;
+#[path = "quarantine.rs"]
+mod quarantine;
 #[path = "queue_scan.rs"]
 mod queue_scan;
 #[path = "refused_attack.rs"]

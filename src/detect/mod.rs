@@ -2,9 +2,11 @@
 //! to a transition. Pure functions over data the store hands in, so they are the same
 //! for the hot path (`record`), the admin view (`status`) and tests.
 
+mod answer;
 pub mod baseline;
 mod engine;
 mod fold;
+pub mod leak;
 pub mod replay;
 mod signal;
 pub mod tally;
@@ -17,6 +19,7 @@ use std::fmt::Write as _;
 use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
 
+pub use answer::PostfixAnswer;
 pub use baseline::Usual;
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
@@ -348,6 +351,15 @@ pub fn decide(
         next.enforced = t.enforced;
     }
     (next, transition)
+}
+
+/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
+/// even before the next login of that account writes the change down.
+pub fn effective(cfg: &Config, state: &AccountState, at: Timestamp) -> (Level, bool) {
+    match quiet_expiry(cfg, state, at) {
+        Some(t) => (t.to, t.enforced),
+        None => (state.level, state.enforced),
+    }
 }
 
 /// Notify clears by itself once the account stayed below every threshold for

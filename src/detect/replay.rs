@@ -5,12 +5,13 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::leak::Leak;
 use super::tally::{Change, Counted, Tally};
 use super::whitelist::Whitelist;
 use super::{baseline, AccountState, Engine, Evidence, Seen, Transition, Usual};
 use crate::config::{Config, Detection};
 use crate::model::WhitelistEntry;
-use crate::model::{SaslUser, Timestamp};
+use crate::model::{SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 
 /// One account after a replay: what `ingest` stores and reports.
@@ -19,6 +20,8 @@ pub struct Replayed {
     pub state: AccountState,
     pub last_seen: Option<Timestamp>,
     pub changes: Vec<(Timestamp, Transition)>,
+    /// Its messages before containment, with and without quarantine.
+    pub leak: Leak,
 }
 
 /// What `Replay::push` did with an event.
@@ -244,7 +247,16 @@ impl<'a> Replay<'a> {
             let recent: Vec<Seen> = a.recent_seen().copied().collect();
             engine.explain(&mut verdict, at, &earlier, &recent);
         }
+        let before = a.out.state.level;
         a.out.state = verdict.state;
+        let window_start = d.window_starts(at).window;
+        let recent = &a.recent;
+        a.out.leak.note(before, a.out.state.level, &seen, || {
+            (recent.iter())
+                .filter(|c| c.seen.source == Source::Rate && c.seen.time > window_start)
+                .map(|c| u64::from(c.seen.count))
+                .sum()
+        });
         if let Some(t) = verdict.transition {
             a.out.changes.push((at, t));
         }

@@ -293,7 +293,7 @@ fn apply<R: EvalRows>(
     };
     let change_id = rows.insert_change(id, &change)?;
     let mut queued = 0;
-    for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
+    for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced, cfg.mode) {
         let key = ActionKey {
             user_id: id,
             kind,

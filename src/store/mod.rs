@@ -291,8 +291,6 @@ pub trait Store {
     fn action_counts(&mut self) -> Result<Vec<(ActionKind, ActionState, u64)>>;
     /// Cancels an account's pending actions (on release); returns how many.
     fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64>;
-    /// Accounts whose block or lock is enforced: the content of the SASL block map.
-    fn blocked(&mut self) -> Result<Vec<SaslUser>>;
 
     /// Deletes at most `batch` logins older than `before`; returns how many went.
     fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64>;

@@ -182,6 +182,21 @@ impl Fail2ban {
         Self::start_with(root, binary, config, jails, env, &[])
     }
 
+    /// The jails the README enables for a Postfix server (mailguard-smtp and
+    /// mailguard-smtp-refused) on the log of the private Postfix in `mail_config`,
+    /// whose commands the actions reach through MAIL_CONFIG.
+    pub fn submission_jails(root: &Path, config: &Path, log: &Path, mail_config: &Path) -> Self {
+        let jails =
+            ["mailguard-smtp", "mailguard-smtp-refused"].map(|name| Jail { name, logpath: log });
+        Self::start_with_env(
+            root,
+            Path::new(super::BIN),
+            config,
+            &jails,
+            &[("MAIL_CONFIG", mail_config)],
+        )
+    }
+
     /// As `start_with_env`, with extra config files (e.g. a test-only filter and jail).
     pub fn start_with(
         root: &Path,

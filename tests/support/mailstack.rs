@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::fail2ban::stdout_of;
+use super::smtp_client::{message, Session};
 use super::smtp_sink::free_port;
 use super::wait_until;
 
@@ -522,58 +523,8 @@ fn smtp_session(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
-    use base64::Engine as _;
-    use std::io::{BufRead, BufReader, Write};
-    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    let mut out = conn.try_clone().map_err(|e| e.to_string())?;
-    let mut input = BufReader::new(conn);
-    let mut reply = || -> Result<String, String> {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if input.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-                return Err(format!("connection closed after {all:?}"));
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(all.trim_end().to_owned());
-            }
-        }
-    };
-    let mut step = |cmd: Option<String>, want: char| -> Result<String, String> {
-        if let Some(c) = cmd {
-            out.write_all(c.as_bytes()).map_err(|e| e.to_string())?;
-        }
-        let r = reply()?;
-        if r.starts_with(want) {
-            Ok(r)
-        } else {
-            Err(r)
-        }
-    };
-    step(None, '2')?;
-    step(Some("EHLO client.example.net\r\n".into()), '2')?;
-    step(
-        Some(format!("XCLIENT ADDR={client_addr} NAME=[UNAVAILABLE]\r\n")),
-        '2',
-    )?;
-    step(Some("EHLO client.example.net\r\n".into()), '2')?;
-    if let Some((user, password)) = login {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        step(Some(format!("AUTH PLAIN {token}\r\n")), '2')?;
-    }
-    step(Some(format!("MAIL FROM:<{from}>\r\n")), '2')?;
-    step(Some(format!("RCPT TO:<{to}>\r\n")), '2')?;
-    step(Some("DATA\r\n".into()), '3')?;
-    let done = step(
-        Some(format!(
-            "From: <{from}>\r\nTo: <{to}>\r\nSubject: test\r\n\r\nhello\r\n.\r\n"
-        )),
-        '2',
-    )?;
-    let _ = step(Some("QUIT\r\n".into()), '2');
+    let mut session = Session::open(port, client_addr, login)?;
+    let done = session.send(from, to, &message(from, to, "test", "hello"))?;
+    session.quit();
     Ok(done)
 }

@@ -395,10 +395,6 @@ impl Store for PgStore {
         self.with(|c| outbox::cancel_pending(c, user, now))
     }
 
-    fn blocked(&mut self) -> Result<Vec<SaslUser>> {
-        self.with(outbox::blocked)
-    }
-
     fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64> {
         self.with(|c| write::prune(c, before, i64::from(batch)))
     }

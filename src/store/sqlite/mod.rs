@@ -225,10 +225,6 @@ impl Store for SqliteStore {
         outbox::cancel_pending(&self.conn, user, now).at(&self.path)
     }
 
-    fn blocked(&mut self) -> Result<Vec<SaslUser>> {
-        outbox::blocked(&self.conn).at(&self.path)
-    }
-
     fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64> {
         write::prune(&self.conn, before, batch).at(&self.path)
     }
