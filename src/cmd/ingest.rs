@@ -107,6 +107,7 @@ fn event(
             time,
             count: count.get(),
             events: 1,
+            message: None,
         },
     ))
 }

@@ -3,8 +3,10 @@
 //! for the hot path (`record`), the admin view (`status`) and tests.
 
 pub mod baseline;
+mod bound;
 mod engine;
 mod fold;
+mod message;
 pub mod replay;
 mod signal;
 pub mod tally;
@@ -17,8 +19,10 @@ use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
 
 pub use baseline::Usual;
+pub use bound::{Bounded, Read};
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
+pub use message::{message_of, MessageKey};
 use signal::{
     bounce_share, corroborate, crossed, one_quiet_owner, own_thresholds, owner_count, unit,
 };
@@ -39,6 +43,8 @@ pub struct Seen {
     pub count: u32,
     /// How many stored events this stands for: 1, or more when folded.
     pub events: u32,
+    /// For a bounce: the message it belongs to, when its ticket id names one.
+    pub message: Option<MessageKey>,
 }
 
 /// What is stored about an account between events.

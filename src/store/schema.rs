@@ -146,6 +146,11 @@ const MIGRATIONS: &[Migration] = &[
     ALTER TABLE events ADD COLUMN server TEXT;
     ALTER TABLE actions ADD COLUMN server TEXT;
     "),
+    // 9: an account's rows of one source newest first (rowid last, implicitly): `record`
+    // reads each login source only until its counts are past every threshold.
+    Sql("
+    CREATE INDEX events_source ON events(user_id, source, ts_ms);
+    "),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -494,6 +494,17 @@ pub fn submit(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
+    smtp_session(port, client_addr, Some(login), from, &[to])
+}
+
+/// As `submit`, one message to every one of `to`.
+pub fn submit_to_all(
+    port: u16,
+    client_addr: &str,
+    login: (&str, &str),
+    from: &str,
+    to: &[&str],
+) -> Result<String, String> {
     smtp_session(port, client_addr, Some(login), from, to)
 }
 
@@ -505,7 +516,7 @@ pub fn deliver_unauthenticated(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
-    smtp_session(port, client_addr, None, from, to)
+    smtp_session(port, client_addr, None, from, &[to])
 }
 
 fn smtp_session(
@@ -513,7 +524,7 @@ fn smtp_session(
     client_addr: &str,
     login: Option<(&str, &str)>,
     from: &str,
-    to: &str,
+    to: &[&str],
 ) -> Result<String, String> {
     use base64::Engine as _;
     use std::io::{BufRead, BufReader, Write};
@@ -559,11 +570,14 @@ fn smtp_session(
         step(Some(format!("AUTH PLAIN {token}\r\n")), '2')?;
     }
     step(Some(format!("MAIL FROM:<{from}>\r\n")), '2')?;
-    step(Some(format!("RCPT TO:<{to}>\r\n")), '2')?;
+    for to in to {
+        step(Some(format!("RCPT TO:<{to}>\r\n")), '2')?;
+    }
     step(Some("DATA\r\n".into()), '3')?;
     let done = step(
         Some(format!(
-            "From: <{from}>\r\nTo: <{to}>\r\nSubject: test\r\n\r\nhello\r\n.\r\n"
+            "From: <{from}>\r\nTo: <{}>\r\nSubject: test\r\n\r\nhello\r\n.\r\n",
+            to.first().copied().unwrap_or_default()
         )),
         '2',
     )?;
