@@ -17,6 +17,12 @@ const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
 const PW: &str = "secret-pw";
 
+/// `status USER --json`, or Null while the account has no login recorded yet.
+fn status(s: &Sandbox, user: &str) -> serde_json::Value {
+    let out = s.run(&["status", "--json", "--", user]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
 #[test]
 fn one_message_to_many_dead_recipients_notifies_a_spam_run_blocks() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,8 +55,8 @@ fn one_message_to_many_dead_recipients_notifies_a_spam_run_blocks() {
     to.extend(dead.iter().map(String::as_str));
     submit_to_all(pf.submission_port, "198.51.100.7", (ALICE, PW), ALICE, &to)
         .unwrap_or_else(|e| panic!("alice's reply refused: {e}"));
-    let held = support::try_wait_until(Duration::from_secs(60), || {
-        let d = s.status_user(ALICE, now());
+    let held = support::try_wait_until(Duration::from_secs(300), || {
+        let d = status(&s, ALICE);
         d["bounces"].as_u64() == Some(60) && d["messages"].as_u64() == Some(1)
     });
     let d = s.status_user(ALICE, now());
@@ -71,8 +77,8 @@ fn one_message_to_many_dead_recipients_notifies_a_spam_run_blocks() {
         submit(pf.submission_port, "198.51.100.8", (BOB, PW), BOB, &rcpt)
             .unwrap_or_else(|e| panic!("bob's message {i} refused: {e}"));
     }
-    let blocked = support::try_wait_until(Duration::from_secs(120), || {
-        s.status_user(BOB, now())["level"] == "block"
+    let blocked = support::try_wait_until(Duration::from_secs(300), || {
+        status(&s, BOB)["level"] == "block"
     });
     let d = s.status_user(BOB, now());
     assert!(blocked, "the spam run blocks: {d:#}\n{}", tail());
