@@ -15,6 +15,8 @@ mod account_names;
 mod arrival_order;
 #[path = "backtest.rs"]
 mod backtest;
+#[path = "bounce_share.rs"]
+mod bounce_share;
 #[path = "completions.rs"]
 mod completions;
 #[path = "concurrency.rs"]

@@ -109,6 +109,7 @@ fn event(
             time,
             count: count.get(),
             events: 1,
+            message: None,
         },
     ))
 }

@@ -52,8 +52,9 @@ pub struct Detection {
     /// A network count at notify that passes `escalate_min_spread`, with a message
     /// signal (rate, bounces, queue, baseline) at notify too, blocks.
     pub corroborate: bool,
-    /// Bounced recipients per accepted message, in percent, at which an account
-    /// blocks once it has more than `bounce_share_min` bounces in the window; 0 off.
+    /// Messages with a bounced recipient per accepted message, in percent, at which
+    /// an account blocks once more than `bounce_share_min` of its messages bounced in
+    /// the window; 0 off.
     pub bounce_share: u32,
     pub bounce_share_min: u32,
     /// With an ASN database: IMAP, POP3 and webmail logins from more than this many

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
+use super::Tally;
+use super::{baseline, decide, evaluate, explain, AccountState, Bounded, Counted, Facts, Seen};
 use super::{Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
@@ -94,6 +95,19 @@ impl<'a> Engine<'a> {
     /// `seen` (the evidence since the earlier window start) counted at `at`.
     pub fn count(&self, whitelist: &Whitelist, at: Timestamp, seen: &[Seen]) -> Tally {
         Tally::count(&self.cfg.detection, whitelist, self.owners, at, seen)
+    }
+
+    /// An empty count of `user`'s evidence at `at`, filled from stored rows until more
+    /// cannot change the verdict (see `Bounded`).
+    pub fn bounded<'b>(
+        &'b self,
+        whitelist: &'b Whitelist,
+        user: &SaslUser,
+        at: Timestamp,
+        state: &AccountState,
+        usual: Option<Usual>,
+    ) -> Bounded<'b> {
+        Bounded::new(self.cfg, self.owners, whitelist, user, at, state, usual)
     }
 
     /// One piece of evidence with `whitelist` and the owners applied, for `tally`:

@@ -90,6 +90,7 @@ mod tests {
             time: Timestamp::from_millis(secs * 1000),
             count: 1,
             events: 1,
+            message: None,
         }
     }
 

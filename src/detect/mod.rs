@@ -4,9 +4,11 @@
 
 mod answer;
 pub mod baseline;
+mod bound;
 mod engine;
 mod fold;
 pub mod leak;
+mod message;
 pub mod replay;
 mod signal;
 pub mod tally;
@@ -21,8 +23,10 @@ use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, T
 
 pub use answer::PostfixAnswer;
 pub use baseline::Usual;
+pub use bound::{Bounded, Read};
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
+pub use message::{message_of, MessageKey};
 use signal::{
     bounce_share, corroborate, crossed, one_quiet_owner, own_thresholds, owner_count, unit,
 };
@@ -43,6 +47,8 @@ pub struct Seen {
     pub count: u32,
     /// How many stored events this stands for: 1, or more when folded.
     pub events: u32,
+    /// For a bounce: the message it belongs to, when its ticket id names one.
+    pub message: Option<MessageKey>,
 }
 
 /// What is stored about an account between events.

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use super::leak::Leak;
 use super::tally::{Change, Counted, Tally};
 use super::whitelist::Whitelist;
-use super::{baseline, AccountState, Engine, Evidence, Seen, Transition, Usual};
+use super::{baseline, message_of, AccountState, Engine, Evidence, Seen, Transition, Usual};
 use crate::config::{Config, Detection};
 use crate::model::WhitelistEntry;
 use crate::model::{SaslUser, Source, Timestamp};
@@ -184,6 +184,10 @@ impl<'a> Replay<'a> {
                 (self.accounts.len() - 1, true)
             }
         };
+        let seen = Seen {
+            message: message_of(seen.source, fid),
+            ..seen
+        };
         let a = &mut self.accounts[i];
         if !new && a.has(&seen, fid) {
             return Pushed::Duplicate;
@@ -334,6 +338,7 @@ mod tests {
                 addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
                 count: 1 + (i % 4) as u32 * 20,
                 events: 1,
+                message: None,
             })
             .collect();
         let expected = from_scratch(&cfg, &events);
@@ -355,6 +360,7 @@ mod tests {
             addr: ClientAddr::parse("198.51.100.1").unwrap(),
             count: 1,
             events: 1,
+            message: None,
         };
         let ids: Vec<String> = (0..10)
             .map(|r| format!("('4F1A32C0D1', 'r{r}@x')"))

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Seen, Whitelist};
-use crate::config::Detection;
+use super::{MessageKey, Seen, Whitelist};
+use crate::config::{Detection, WindowStarts};
 use crate::model::{Asn, ClientAddr, ClientNet, Source, Timestamp};
 use crate::ownership::Ownership;
 
@@ -183,6 +183,10 @@ pub struct Tally {
     /// The same for refused SMTP logins, kept apart: they count as smtp logins only
     /// when detection says so (see `detect::refused_counts`).
     spread_refused: NetCounts<OwnerKey>,
+    /// The messages bounced recipients in the window belong to; bounces without a
+    /// known message are one message each (`unknown_bounced`).
+    bounced: NetCounts<MessageKey>,
+    unknown_bounced: u32,
 }
 
 impl Tally {
@@ -190,17 +194,21 @@ impl Tally {
     /// windows it falls in.
     pub fn at(d: &Detection, at: Timestamp, evidence: impl IntoIterator<Item = Counted>) -> Self {
         let starts = d.window_starts(at);
-        let (since, spread_since) = (starts.window, starts.spread);
         let mut tally = Self::default();
         for c in evidence.into_iter().filter(|c| c.seen.time <= at) {
-            if c.seen.time > spread_since {
-                tally.change_spread(&c, Change::Add);
-            }
-            if c.seen.time > since {
-                tally.change_window(&c, Change::Add);
-            }
+            tally.add_in(starts, &c);
         }
         tally
+    }
+
+    /// Adds evidence (at or before the windows' end) to the windows it falls in.
+    pub fn add_in(&mut self, starts: WindowStarts, c: &Counted) {
+        if c.seen.time > starts.spread {
+            self.change_spread(c, Change::Add);
+        }
+        if c.seen.time > starts.window {
+            self.change_window(c, Change::Add);
+        }
     }
 
     /// As `at`, over stored evidence, with `whitelist` and `owners` applied.
@@ -237,6 +245,12 @@ impl Tally {
         let t = &mut self.sources[c.seen.source as usize];
         change.apply_u32(&mut t.events, events);
         change.apply_u64(&mut t.messages, c.seen.count.into());
+        if c.seen.source == Source::Bounces {
+            match c.seen.message {
+                Some(m) => self.bounced.change(m, change, events),
+                None => change.apply_u32(&mut self.unknown_bounced, events),
+            }
+        }
         if !c.seen.source.is_login() {
             return;
         }
@@ -303,6 +317,11 @@ impl Tally {
         &self.sources[source as usize]
     }
 
+    /// Messages with bounced recipients in the window.
+    pub fn bounced_messages(&self) -> u64 {
+        self.bounced.len() as u64 + u64::from(self.unknown_bounced)
+    }
+
     /// Distinct owners (else wider networks) of SMTP logins in the spread window.
     pub fn spread(&self) -> usize {
         self.spread.len()
@@ -321,19 +340,8 @@ impl Tally {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::detect::tests::Rng;
     use crate::model::{ClientAddr, SaslUser};
-
-    /// xorshift64: a fixed, dependency-free sequence.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
 
     /// Evidence of every kind: sources, IPv4 and IPv6, whitelisted (10/8) or not,
     /// networks shared within a /24 or /48, times in and out of each window.
@@ -359,8 +367,17 @@ mod tests {
             time: Timestamp::from_millis(rng.below(2 * 86_400_000) as i64),
             count: 1 + rng.below(50) as u32,
             events: 1,
+            message: None,
         };
-        Counted::new(d, wl, &crate::ownership::Ownership::none(), seen)
+        // Bounces of a few messages, some without a readable ticket id.
+        let fid = format!("('Q{:08}', 'r')", rng.below(6));
+        let message = crate::detect::message_of(source, Some(&fid)).filter(|_| rng.below(4) > 0);
+        Counted::new(
+            d,
+            wl,
+            &crate::ownership::Ownership::none(),
+            Seen { message, ..seen },
+        )
     }
 
     fn setup() -> (Config, Whitelist) {
@@ -434,6 +451,7 @@ mod tests {
                 time: Timestamp::from_millis(1000 * i),
                 count: 1,
                 events: 1,
+                message: None,
             };
             Counted::new(d, &wl, &crate::ownership::Ownership::none(), seen)
         };

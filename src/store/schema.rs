@@ -149,6 +149,11 @@ const MIGRATIONS: &[Migration] = &[
     // 9: account names case-folded as Postfix folds map keys (`ß` is `ss`), not only
     // lower-cased; accounts that now fold alike become one, as in 5.
     Rust(fold_names::merge_case_variants),
+    // 10: an account's rows of one source newest first (rowid last, implicitly): `record`
+    // reads each login source only until its counts are past every threshold.
+    Sql("
+    CREATE INDEX events_source ON events(user_id, source, ts_ms);
+    "),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -502,6 +502,17 @@ pub fn submit(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
+    smtp_session(port, client_addr, Some(login), from, &[to])
+}
+
+/// As `submit`, one message to every one of `to`.
+pub fn submit_to_all(
+    port: u16,
+    client_addr: &str,
+    login: (&str, &str),
+    from: &str,
+    to: &[&str],
+) -> Result<String, String> {
     smtp_session(port, client_addr, Some(login), from, to)
 }
 
@@ -513,7 +524,7 @@ pub fn deliver_unauthenticated(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
-    smtp_session(port, client_addr, None, from, to)
+    smtp_session(port, client_addr, None, from, &[to])
 }
 
 fn smtp_session(
@@ -521,10 +532,11 @@ fn smtp_session(
     client_addr: &str,
     login: Option<(&str, &str)>,
     from: &str,
-    to: &str,
+    to: &[&str],
 ) -> Result<String, String> {
     let mut session = Session::open(port, client_addr, login)?;
-    let done = session.send(from, to, &message(from, to, "test", "hello"))?;
+    let first = to.first().copied().unwrap_or_default();
+    let done = session.send_to_all(from, to, &message(from, first, "test", "hello"))?;
     session.quit();
     Ok(done)
 }

@@ -45,6 +45,11 @@ impl Session {
     /// dot). Returns the server's reply to the data, or the first refusal; after a
     /// refusal the session is reset and can go on.
     pub fn send(&mut self, from: &str, to: &str, data: &str) -> Result<String, String> {
+        self.send_to_all(from, &[to], data)
+    }
+
+    /// As `send`, one message to every one of `to`.
+    pub fn send_to_all(&mut self, from: &str, to: &[&str], data: &str) -> Result<String, String> {
         let sent = self.transaction(from, to, data);
         if sent.is_err() {
             let _ = self.step(Some("RSET\r\n"), '2');
@@ -52,9 +57,11 @@ impl Session {
         sent
     }
 
-    fn transaction(&mut self, from: &str, to: &str, data: &str) -> Result<String, String> {
+    fn transaction(&mut self, from: &str, to: &[&str], data: &str) -> Result<String, String> {
         self.step(Some(&format!("MAIL FROM:<{from}>\r\n")), '2')?;
-        self.step(Some(&format!("RCPT TO:<{to}>\r\n")), '2')?;
+        for to in to {
+            self.step(Some(&format!("RCPT TO:<{to}>\r\n")), '2')?;
+        }
         self.step(Some("DATA\r\n"), '3')?;
         // Dot-stuffing: a line starting with "." gets another.
         let stuffed = data.replace("\r\n.", "\r\n..");

@@ -235,7 +235,7 @@ impl Store for PgStore {
     fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
         let rows = self.with(|c| {
             let rows = c.query(
-                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
+                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count, e.fid FROM events e
                  JOIN users u ON u.id = e.user_id
                  WHERE e.ts_ms > $1 AND e.ts_ms <= $2 AND e.ts_ms > u.count_from_ms",
                 &[&since.millis(), &until.millis()],

@@ -103,6 +103,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_senders_account ON queue_senders(account) WHERE queue = 'deferred';
     "#,
+    // 2: an account's rows of one source newest first: `record` reads each login
+    // source only until its counts are past every threshold.
+    r#"
+    CREATE INDEX events_source ON events(user_id, source, ts_ms, id);
+    "#,
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

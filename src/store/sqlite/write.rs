@@ -4,10 +4,10 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{account_state, parse_text, seen_row};
-use crate::detect::{AccountState, Engine, Fold, Seen, Usual};
+use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
+    auto_prune_before, evaluate, ActionKey, EvalRows, NewAction, NewChange, Page, SeenSpan, Stored,
     AUTO_PRUNE_BATCH,
 };
 use crate::store::{LoginEvent, Recorded};
@@ -172,8 +172,9 @@ impl EvalRows for SqliteRows<'_> {
         let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
         let mut rows = stmt.query(params![span.user_id, span.since, span.until])?;
         while let Some(r) = rows.next()? {
+            let source = r.get(0)?;
             fold.add(
-                r.get(0)?,
+                (source, message_of(source, r.get_ref(4)?.as_str_or_null()?)),
                 r.get_ref(1)?.as_str()?,
                 r.get(2)?,
                 r.get(3)?,
@@ -185,6 +186,39 @@ impl EvalRows for SqliteRows<'_> {
 
     fn seen(&mut self, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
         seen_in(self.tx, span)
+    }
+
+    fn newest(
+        &mut self,
+        user_id: i64,
+        pages: &[Page],
+        limit: u32,
+    ) -> rusqlite::Result<Vec<Vec<(Seen, i64)>>> {
+        // The (user, source, time) index, rowid last, gives this order without sorting.
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT ip, ts_ms, count, id, fid FROM events
+             WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
+               AND (ts_ms < ?4 OR id < ?5)
+             ORDER BY ts_ms DESC, id DESC LIMIT ?6",
+        )?;
+        let mut out = Vec::with_capacity(pages.len());
+        for p in pages {
+            let params = params![user_id, p.source, p.since, p.until, p.before, limit];
+            let rows = stmt.query_map(params, |r| {
+                let fid: Option<String> = r.get(4)?;
+                let seen = Seen {
+                    source: p.source,
+                    addr: r.get(0)?,
+                    time: r.get(1)?,
+                    count: r.get(2)?,
+                    events: 1,
+                    message: message_of(p.source, fid.as_deref()),
+                };
+                Ok((seen, r.get(3)?))
+            })?;
+            out.push(rows.collect::<rusqlite::Result<_>>()?);
+        }
+        Ok(out)
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
@@ -268,8 +302,8 @@ impl EvalRows for SqliteRows<'_> {
     }
 }
 
-const SEEN_SQL: &str =
-    "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
+const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
+     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
 
 /// One account's evidence in `(since, until]`, a `Seen` per stored row.
 pub(super) fn seen_in(conn: &Connection, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
