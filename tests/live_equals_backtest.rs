@@ -172,8 +172,13 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
         }
     });
 
-    let live = changes(&s.db());
-    let backtest = changes(&scratch);
+    same_outcome(&s.db(), &scratch);
+}
+
+/// The same level changes, word for word, and the same number of stored events.
+fn same_outcome(live_db: &std::path::Path, scratch: &std::path::Path) {
+    let live = changes(live_db);
+    let backtest = changes(scratch);
     assert!(
         live.iter().any(|c| c.3 == "block"),
         "the corpus's compromised accounts reach block: {live:#?}"
@@ -197,5 +202,59 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
             .expect("count")
     };
-    assert_eq!(count(&s.db()), count(&scratch));
+    assert_eq!(count(live_db), count(scratch));
+}
+
+/// The Python action's path: every call as one ticket line into one `stream` process,
+/// which stores them in batches of up to 64 in one transaction each.
+#[test]
+fn stream_and_ingest_give_the_same_level_changes_for_the_same_events() {
+    let s = Sandbox::new("");
+    let calls = calls(&s.path().join("corpus"));
+    let scratch = s.path().join("scratch.db");
+    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
+    s.ingest(&scratch, input);
+
+    let tickets: String = calls
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "source": c.source, "jail": "test", "user": c.user, "ip": c.ip,
+                "time": c.time, "fid": c.fid, "count": "1",
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let mut child = s
+        .cmd()
+        .args(["stream", "--batch", "64"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stream");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feed = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(tickets.as_bytes())
+    });
+    let out = child.wait_with_output().expect("stream");
+    feed.join().expect("feed").expect("write stdin");
+    support::assert_success("stream", &out);
+    let mut total = BTreeMap::new();
+    let mut batches = 0;
+    for line in String::from_utf8(out.stdout).expect("utf-8").lines() {
+        let ack: serde_json::Value = serde_json::from_str(line).expect("an ack line");
+        batches += 1;
+        for k in ["done", "stored", "duplicates", "kept", "refused"] {
+            *total.entry(k).or_insert(0) += ack[k].as_u64().expect("a count");
+        }
+    }
+    let n = calls.len() as u64;
+    assert_eq!(total["done"], n, "{total:?}");
+    assert_eq!(total["stored"] + total["duplicates"], n, "{total:?}");
+    assert_eq!((total["kept"], total["refused"]), (0, 0), "{total:?}");
+    assert!(batches < calls.len(), "{batches} batches for {n} calls");
+    same_outcome(&s.db(), &scratch);
 }

@@ -109,6 +109,26 @@ pub struct Recorded {
     pub queued: usize,
 }
 
+/// What one `Store::record_batch` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub stored: usize,
+    pub duplicates: usize,
+    /// Actions queued for the worker.
+    pub queued: usize,
+}
+
+impl Batch {
+    fn add(&mut self, r: Recorded) {
+        if r.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.stored += 1;
+        }
+        self.queued += r.queued;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionState {
     Pending,
@@ -210,6 +230,10 @@ pub trait Store {
     /// Stores a login and re-evaluates its account in one transaction: `decide` sees the
     /// account's logins in `window` (ending at the event) and returns its next state.
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded>;
+
+    /// As `record` for each event, in order, all in one transaction: a long-lived
+    /// writer (`stream`) pays one commit per batch. All or nothing.
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<Batch>;
 
     /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
     /// fsync: only ever into a scratch database. Every event is filed under `jail`.

@@ -20,8 +20,9 @@ use self::rows::{
 };
 use super::evaluate::SeenSpan;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, Between,
+    Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
+    Recorded, Store,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -114,6 +115,11 @@ impl Store for PgStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
         let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
         self.with(|c| write::record(c, &server, retention, wait, event, engine))
+    }
+
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<Batch> {
+        let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
+        self.with(|c| write::record_batch(c, &server, retention, wait, events, engine))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {

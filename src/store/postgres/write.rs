@@ -15,7 +15,7 @@ use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
-use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
+use crate::store::{grown, Batch, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
 const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
 
@@ -42,17 +42,27 @@ fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
 /// session holds (another server's evaluation, an admin's), any one statement, and
 /// itself idle, so a `record` gone quiet does not keep the account's lock from the
 /// others. On a timeout the statement fails and `record` spools the login. Then
-/// takes `user`'s lock, in the same round trip (the simple protocol; both values are
-/// numbers this process made). The statements after it see what committed before the
-/// lock was granted.
-fn bound_and_lock(tx: &mut Transaction, wait: Duration, user: &SaslUser) -> R<()> {
+/// takes the locks of `users`, in key order, in the same round trip (the simple
+/// protocol; every value is a number this process made). The statements after it
+/// see what committed before the locks were granted.
+fn bound_and_lock<'u>(
+    tx: &mut Transaction,
+    wait: Duration,
+    users: impl IntoIterator<Item = &'u SaslUser>,
+) -> R<()> {
     let ms = wait.as_millis().max(1);
-    let key = account_key(user);
-    tx.batch_execute(&format!(
+    let mut keys: Vec<i64> = users.into_iter().map(account_key).collect();
+    // One order for every transaction: two batches never wait on each other in a cycle.
+    keys.sort_unstable();
+    keys.dedup();
+    let mut sql = format!(
         "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms};
-         SET LOCAL idle_in_transaction_session_timeout = {ms};
-         SELECT pg_advisory_xact_lock({key})"
-    ))?;
+         SET LOCAL idle_in_transaction_session_timeout = {ms};"
+    );
+    for key in keys {
+        sql.push_str(&format!(" SELECT pg_advisory_xact_lock({key});"));
+    }
+    tx.batch_execute(&sql)?;
     Ok(())
 }
 
@@ -88,7 +98,40 @@ pub(super) fn record(
     engine: &Engine,
 ) -> R<Recorded> {
     let mut tx = client.transaction()?;
-    bound_and_lock(&mut tx, wait, &event.user)?;
+    bound_and_lock(&mut tx, wait, [&event.user])?;
+    let recorded = record_in(&mut tx, server, retention, event, engine)?;
+    tx.commit()?;
+    Ok(recorded)
+}
+
+/// Several logins in one transaction (`Store::record_batch`), every account of the
+/// batch locked first, in one round trip.
+pub(super) fn record_batch(
+    client: &mut Client,
+    server: &str,
+    retention: Span,
+    wait: Duration,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> R<Batch> {
+    let mut tx = client.transaction()?;
+    bound_and_lock(&mut tx, wait, events.iter().map(|e| &e.user))?;
+    let mut batch = Batch::default();
+    for event in events {
+        batch.add(record_in(&mut tx, server, retention, event, engine)?);
+    }
+    tx.commit()?;
+    Ok(batch)
+}
+
+/// One login inside the caller's transaction, which holds its account's lock.
+fn record_in(
+    tx: &mut Transaction,
+    server: &str,
+    retention: Span,
+    event: &LoginEvent,
+    engine: &Engine,
+) -> R<Recorded> {
     let at = event.time;
     let row = tx.query_typed_one(
         &record_sql(),
@@ -104,7 +147,7 @@ pub(super) fn record(
         ],
     )?;
     let Some(event_id) = row.try_get::<_, Option<i64>>("event_id")? else {
-        // Nothing changed; the users upsert is undone with the rest.
+        // Nothing changed (the users upsert only raised last_seen to a time it had).
         return Ok(Recorded {
             duplicate: true,
             queued: 0,
@@ -122,7 +165,7 @@ pub(super) fn record(
         .transpose()?;
     let queued = evaluate(
         &mut PgRows {
-            tx: &mut tx,
+            tx,
             server,
             ahead: Some(Ahead {
                 user: event.user.clone(),
@@ -136,9 +179,8 @@ pub(super) fn record(
         engine,
     )?;
     if let Some(before) = auto_prune_before(event_id, retention) {
-        prune(&mut tx, before, i64::from(AUTO_PRUNE_BATCH))?;
+        prune(tx, before, i64::from(AUTO_PRUNE_BATCH))?;
     }
-    tx.commit()?;
     Ok(Recorded {
         duplicate: false,
         queued,

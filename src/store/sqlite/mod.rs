@@ -22,9 +22,9 @@ use rusqlite::Connection;
 
 use self::open::{connect, retry_busy};
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction, Recorded, Store,
-    WhitelistEntry,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, Between,
+    Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
+    Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -86,6 +86,14 @@ impl Store for SqliteStore {
         let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
         retry_busy(self.busy_timeout, || {
             write::record_once(conn, server, retention, event, engine)
+        })
+        .at(&self.path)
+    }
+
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<Batch> {
+        let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
+        retry_busy(self.busy_timeout, || {
+            write::record_batch_once(conn, server, retention, events, engine)
         })
         .at(&self.path)
     }

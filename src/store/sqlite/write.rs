@@ -10,7 +10,7 @@ use crate::store::evaluate::{
     auto_prune_before, evaluate, ActionKey, EvalRows, NewAction, NewChange, SeenSpan, Stored,
     AUTO_PRUNE_BATCH,
 };
-use crate::store::{LoginEvent, Recorded};
+use crate::store::{Batch, LoginEvent, Recorded};
 
 pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
     let t = c.transition;
@@ -46,6 +46,23 @@ pub(super) fn record_once(
     let recorded = record_in(&tx, server, Some(retention), event, engine)?;
     tx.commit()?;
     Ok(recorded)
+}
+
+/// One attempt at storing several logins in one transaction; see `Store::record_batch`.
+pub(super) fn record_batch_once(
+    conn: &mut Connection,
+    server: &str,
+    retention: Span,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> rusqlite::Result<Batch> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut batch = Batch::default();
+    for event in events {
+        batch.add(record_in(&tx, server, Some(retention), event, engine)?);
+    }
+    tx.commit()?;
+    Ok(batch)
 }
 
 pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
