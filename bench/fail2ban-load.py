@@ -78,6 +78,7 @@ class Traffic(object):
         self.botnet = botnet
         self.botnet_sent = 0
         self.pending_removed = []
+        self.last_user = {}
 
     def next_lines(self, stamp, k):
         """k lines: (text, key or None)."""
@@ -198,7 +199,42 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
 
 
+def tickets(n):
+    """n ticket lines as the Python action writes them, for `stream` alone: the same
+    traffic's rate, bounce and new-pair login tickets, log times one second apart per
+    hundred lines, ending now."""
+    traffic = Traffic(False)
+    t0 = int(time.time()) - n // 100
+    out = []
+    i = 0
+    while len(out) < n:
+        for line in traffic.next_lines("-", 10):
+            for key in line[1:]:
+                if key is None or len(out) >= n:
+                    continue
+                i += 1
+                source = key[0]
+                if source == "rate":
+                    user = re.search(r"sasl_username=(\S+)", line[0]).group(1)
+                    ip = re.search(r"client=unknown\[([0-9.]+)\]", line[0]).group(1)
+                    traffic.last_user[key[1]] = (user, ip)
+                    fid = "('%s', '%s')" % (user, key[1])
+                elif source == "bounces":
+                    user, ip = traffic.last_user[key[1]]
+                    fid = "('%s', 'gone@remote.example')" % key[1]
+                else:
+                    user, ip = key[1], key[2]
+                    fid = "('%s', '%s')" % (user, ip)
+                out.append(json.dumps({
+                    "source": source, "jail": "mailguard-" + source, "user": user, "ip": ip,
+                    "time": "%d.0" % (t0 + i // 100), "fid": fid, "count": "1"},
+                    separators=(",", ":")))
+    sys.stdout.write("\n".join(out) + "\n")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--tickets":
+        return tickets(int(sys.argv[2]))
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
@@ -217,8 +253,8 @@ def main():
     open(log, "w").close()
     config = os.path.join(a.work, "config.toml")
     with open(config, "w") as f:
-        f.write('database = "%s"\nserver_name = "bench"\n'
-                '[actions]\nnotify = []\nblock = []\nlock = []\n' % a.db)
+        f.write('database = "%s"\nlocal_dir = "%s"\nserver_name = "bench"\n'
+                '[actions]\nnotify = []\nblock = []\nlock = []\n' % (a.db, a.work))
     conf = conf_dir(a.work, a.bin, config, log, a.action, a.backend)
     # The store exists before the first ticket, as after install.
     subprocess.run([a.bin, "--config", config, "status"], check=True,

@@ -24,6 +24,9 @@ CMD_RATES=${CMD_RATES:-50 200}
 STORES=${STORES:-sqlite postgresql}
 ACTIONS=${ACTIONS:-f2b_mailguard.py mailguard}
 SETTLE=${SETTLE:-120}
+# The stream path alone first: this many ticket lines piped into `stream`, RUNS times.
+STREAM_TICKETS=${STREAM_TICKETS:-20000}
+STREAM_RUNS=${STREAM_RUNS:-3}
 PGBIN=/usr/lib/postgresql/15/bin
 
 pg_up=false
@@ -51,9 +54,36 @@ start_pg() {
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)" >&2
 echo "binary: $BIN" >&2
+python3 bench/fail2ban-load.py --tickets "$STREAM_TICKETS" >"$W/tickets"
 n=0
 for store in $STORES; do
     if [ "$store" = postgresql ]; then start_pg; fi
+    # Per event through `stream` alone (fresh database each run, the events of about
+    # three minutes of the traffic below): milliseconds of wall time per ticket.
+    # --batch 1: a transaction per ticket, as at low rates; 64: as under load.
+    for batch in 1 64; do
+        i=0
+        while [ "$i" -lt "$STREAM_RUNS" ]; do
+            i=$((i + 1))
+            n=$((n + 1))
+            mkdir -p "$W/run$n"
+            if [ "$store" = postgresql ]; then
+                runuser -u postgres -- "$PGBIN/createdb" -h "$W/pg" "mg$n"
+                url="postgresql://postgres@/mg$n?host=$W/pg"
+            else
+                url="$W/run$n/mg.db"
+            fi
+            printf 'database = "%s"\nlocal_dir = "%s"\nserver_name = "bench"\n[actions]\nnotify = []\nblock = []\nlock = []\n' \
+                "$url" "$W/run$n" >"$W/run$n/config.toml"
+            "$BIN" --config "$W/run$n/config.toml" status >/dev/null
+            t0=$(date +%s%N)
+            "$BIN" --config "$W/run$n/config.toml" stream --batch "$batch" <"$W/tickets" >"$W/run$n/acks"
+            t1=$(date +%s%N)
+            stored=$(python3 -c 'import json,sys; print(sum(json.loads(l)["stored"] for l in open(sys.argv[1])))' "$W/run$n/acks")
+            batches=$(wc -l <"$W/run$n/acks")
+            echo "{\"stream_alone\": \"$store\", \"tickets\": $STREAM_TICKETS, \"stored\": $stored, \"batch\": $batch, \"batches\": $batches, \"ms_per_ticket\": $(python3 -c "print(round(($t1 - $t0) / 1e6 / $STREAM_TICKETS, 3))")}"
+        done
+    done
     for action in $ACTIONS; do
         rates=$RATES
         if [ "$action" = mailguard ]; then rates=$CMD_RATES; fi

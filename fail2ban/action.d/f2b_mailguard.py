@@ -43,7 +43,7 @@ LOGIN_SOURCES = frozenset(("smtp", "smtp-refused", "imap", "pop3", "webmail"))
 # already handed to the child.
 WINDOW = 256
 # Tickets held in memory while no child takes them (binary missing, spool full).
-MAX_WAITING = 1000000
+MAX_WAITING = 200000
 # How long Fail2ban's stop waits for the last tickets to reach the child.
 STOP_WAIT = 30.0
 
@@ -345,10 +345,17 @@ class MailguardAction(ActionBase):
     def clearAllParams(self):
         pass
 
-    def reload(self, source=None, **kwargs):
+    def reload(self, source=None, binary=None, config=None, **kwargs):
         if source is not None:
             self.source = source
             self.login = source in LOGIN_SOURCES
+        paths = (binary or self.binary, config or self.config)
+        if paths != (self.binary, self.config):
+            running = self.transport is not None
+            self.stop()
+            self.binary, self.config = paths
+            if running:
+                self.start()
 
 
 Action = MailguardAction
