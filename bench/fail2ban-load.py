@@ -160,10 +160,9 @@ class Poller(object):
             return []
 
     def poll(self):
-        name = "u.name" if not self.pg else "u.name"
         rows = self.query(
-            "SELECT e.id, %s, e.source, e.ip, coalesce(e.fid, '') FROM events e "
-            "JOIN users u ON u.id = e.user_id WHERE e.id > %d ORDER BY e.id" % (name, self.last))
+            "SELECT e.id, u.name, e.source, e.ip, coalesce(e.fid, '') FROM events e "
+            "JOIN users u ON u.id = e.user_id WHERE e.id > %d ORDER BY e.id" % self.last)
         now = time.time()
         for r in rows:
             self.last = max(self.last, int(r[0]))
@@ -180,7 +179,8 @@ class Poller(object):
                 "SELECT count(*) FROM level_changes c JOIN users u ON u.id = c.user_id "
                 "WHERE u.name = '%s' AND c.to_level IN ('block', 'lock')" % BOTNET)
             if rows and rows[0][0] not in ("", "0"):
-                self.block_at = now
+                # After the query that saw it: an upper bound, as for the events.
+                self.block_at = time.time()
 
     def run(self):
         while not self.stop:
