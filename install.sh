@@ -198,6 +198,9 @@ install_file "$HERE/fail2ban/jail.d/mailguard.conf" "$F2B/jail.d/mailguard.conf"
 # The action calls the binary where it was installed.
 sed "s|^binary = .*|binary = $BIN|" "$HERE/fail2ban/action.d/mailguard.conf" >"$tmp/action"
 install_file "$tmp/action" "$F2B/action.d/mailguard.conf" 0644
+# The Python action (the jails' default) has no .local: its default path is set here.
+sed "s|^BINARY = .*|BINARY = \"$BIN\"|" "$HERE/fail2ban/action.d/f2b_mailguard.py" >"$tmp/pyaction"
+install_file "$tmp/pyaction" "$F2B/action.d/f2b_mailguard.py" 0644
 
 # systemd units, installed but not enabled: the admin chooses (see the next steps).
 for f in "$HERE"/systemd/*; do

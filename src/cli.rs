@@ -116,6 +116,9 @@ pub fn fast_record(args: &[OsString]) -> Option<(Globals, Record)> {
 pub enum Command {
     /// Store one successful login and re-evaluate the account (run by Fail2ban)
     Record(Record),
+    /// Store tickets streamed on stdin, one JSON line each with record's options as
+    /// strings; acknowledge each batch on stdout (run by the Python Fail2ban action)
+    Stream(Stream),
     /// Show accounts with recent activity, or one account in detail
     Status(Status),
     /// Manage networks that never count (office NATs, VPNs)
@@ -171,6 +174,14 @@ pub struct Record {
     /// Messages this event stands for (Fail2ban's <failures>), for rate and bounces
     #[arg(long, allow_hyphen_values = true)]
     pub count: Option<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct Stream {
+    /// Most tickets stored in one transaction
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch: u16,
 }
 
 #[derive(Debug, Args)]

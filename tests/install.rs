@@ -196,6 +196,9 @@ fn prefix_moves_the_binary_and_the_action_follows() {
     let action =
         std::fs::read_to_string(d.path().join("etc/fail2ban/action.d/mailguard.conf")).unwrap();
     assert!(action.contains("\nbinary = /opt/mailguard/bin/f2b-mailguard\n"));
+    let py =
+        std::fs::read_to_string(d.path().join("etc/fail2ban/action.d/f2b_mailguard.py")).unwrap();
+    assert!(py.contains("\nBINARY = \"/opt/mailguard/bin/f2b-mailguard\"\n"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod record;
 mod release;
 mod run_actions;
 mod status;
+mod stream;
 mod whitelist;
 
 use std::ffi::{OsStr, OsString};
@@ -76,6 +77,7 @@ impl Run for Command {
     fn run(&self, app: &App) -> Result<()> {
         match self {
             Command::Record(c) => c.run(app),
+            Command::Stream(c) => c.run(app),
             Command::Status(c) => c.run(app),
             Command::Whitelist(c) => c.run(app),
             Command::Prune(c) => c.run(app),

@@ -21,7 +21,8 @@ use crate::store::{self, LoginEvent};
 
 impl Record {
     /// Validates every field before anything is opened, so bad input writes nothing.
-    fn event(&self) -> Result<LoginEvent, Invalid> {
+    /// `stream` validates each of its lines here too.
+    pub(super) fn event(&self) -> Result<LoginEvent, Invalid> {
         let source = Source::parse(text("source", self.source.as_deref())?)?;
         if !source.is_recorded() {
             return Err(Invalid::new(
@@ -67,11 +68,11 @@ impl Run for Record {
         };
         let cfg = match app.config() {
             Ok(cfg) => cfg,
-            Err(e) => return keep(&app.spool_database(), &event, e),
+            Err(e) => return keep(&app.spool_database(), std::slice::from_ref(&event), &e),
         };
         let live = match store_live(app, &cfg, &event) {
             Ok(live) => live,
-            Err(e) => return keep(&cfg.local_base(), &event, e),
+            Err(e) => return keep(&cfg.local_base(), std::slice::from_ref(&event), &e),
         };
         if live.queued > 0 {
             // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
@@ -79,7 +80,11 @@ impl Run for Record {
         }
         if live.behind {
             let user = event.user.as_str().to_owned();
-            return keep(&cfg.local_base(), &event, Error::Behind { user });
+            return keep(
+                &cfg.local_base(),
+                std::slice::from_ref(&event),
+                &Error::Behind { user },
+            );
         }
         Ok(())
     }
@@ -124,27 +129,31 @@ fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<Live> {
     })
 }
 
-/// Keeps a valid login that could not be stored; exit 0 once it is in the spool.
-fn keep(db: &Path, event: &LoginEvent, cause: Error) -> Result<()> {
+/// Keeps valid logins that could not be stored; Ok once all are in the spool.
+pub(super) fn keep(db: &Path, events: &[LoginEvent], cause: &Error) -> Result<()> {
     let spool = Spool::beside(db);
-    match spool.keep(event) {
-        Ok(()) => {
-            eprintln!(
-                "f2b-mailguard: {}; the login is kept in {} and stored once this is fixed",
-                one_line(&cause),
-                spool.path().display()
-            );
-            Ok(())
+    for event in events {
+        if let Err(e) = spool.keep(event) {
+            return Err(Error::NotKept {
+                cause: one_line(cause),
+                spool: one_line(&e),
+            });
         }
-        Err(e) => Err(Error::NotKept {
-            cause: one_line(&cause),
-            spool: one_line(&e),
-        }),
     }
+    let what = match events.len() {
+        1 => "the login is".to_string(),
+        n => format!("{n} logins are"),
+    };
+    eprintln!(
+        "f2b-mailguard: {}; {what} kept in {} and stored once this is fixed",
+        one_line(cause),
+        spool.path().display()
+    );
+    Ok(())
 }
 
 /// Counts a refused login where `status` and `check` look, even with a broken config.
-fn reject(app: &App, invalid: Invalid) -> Error {
+pub(super) fn reject(app: &App, invalid: Invalid) -> Error {
     let counted =
         Rejections::beside(&app.spool_database()).note(Timestamp::now(), &invalid.to_string());
     match counted {

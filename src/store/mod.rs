@@ -120,6 +120,26 @@ pub struct Batch {
     pub stopped: Option<Error>,
 }
 
+/// What one `Store::record_batch` did, in counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub stored: usize,
+    pub duplicates: usize,
+    /// Actions queued for the worker.
+    pub queued: usize,
+}
+
+impl BatchCounts {
+    fn add(&mut self, r: Recorded) {
+        if r.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.stored += 1;
+        }
+        self.queued += r.queued;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionState {
     Pending,
@@ -235,6 +255,10 @@ pub trait Store {
 
     /// After a drain: gives back the room its writes took; best effort.
     fn after_drain(&mut self) {}
+
+    /// As `record` for each event, in order, all in one transaction: a long-lived
+    /// writer (`stream`) pays one commit per batch. All or nothing.
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts>;
 
     /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
     /// fsync: only ever into a scratch database. Every event is filed under `jail`.

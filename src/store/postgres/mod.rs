@@ -21,9 +21,9 @@ use self::rows::{
 };
 use super::evaluate::SeenSpan;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, Between,
-    Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
-    Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
+    Between, Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot,
+    QueuedAction, Recorded, Store,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -166,6 +166,11 @@ impl Store for PgStore {
             }
         }
         batch
+    }
+
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts> {
+        let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
+        self.with(|c| write::record_batch(c, &server, retention, wait, events, engine))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {

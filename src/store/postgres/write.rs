@@ -15,7 +15,7 @@ use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
-use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
+use crate::store::{grown, BatchCounts, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
 const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
 
@@ -52,22 +52,33 @@ pub(super) enum Take {
 /// session holds (another server's evaluation, an admin's), any one statement, and
 /// itself idle, so a `record` gone quiet does not keep the account's lock from the
 /// others. On a timeout the statement fails and `record` spools the login. Then
-/// takes `user`'s lock, in the same round trip (the simple protocol; both values are
-/// numbers this process made): false if `Take::Try` found it held. The statements
-/// after it see what committed before the lock was granted.
-fn bound_and_lock(tx: &mut Transaction, wait: Duration, user: &SaslUser, take: Take) -> R<bool> {
+/// takes the locks of `users`, in key order, in the same round trip (the simple
+/// protocol; every value is a number this process made): false if `Take::Try` found
+/// one held. One order for every transaction, so two never wait on each other in a
+/// cycle. The statements after it see what committed before the locks were granted.
+fn bound_and_lock<'u>(
+    tx: &mut Transaction,
+    wait: Duration,
+    users: impl IntoIterator<Item = &'u SaslUser>,
+    take: Take,
+) -> R<bool> {
     let ms = wait.as_millis().max(1);
-    let key = account_key(user);
     let lock = match take {
         Take::Wait => "pg_advisory_xact_lock",
         Take::Try => "pg_try_advisory_xact_lock",
     };
-    let replies = tx.simple_query(&format!(
+    let mut keys: Vec<i64> = users.into_iter().map(account_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut sql = format!(
         "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms};
-         SET LOCAL idle_in_transaction_session_timeout = {ms};
-         SELECT {lock}({key})"
-    ))?;
-    // The wait's reply is empty (void), the try's "t" or "f".
+         SET LOCAL idle_in_transaction_session_timeout = {ms};"
+    );
+    for key in keys {
+        sql.push_str(&format!(" SELECT {lock}({key});"));
+    }
+    let replies = tx.simple_query(&sql)?;
+    // A wait's reply is empty (void), a try's "t" or "f".
     let refused = replies.iter().any(|m| match m {
         postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("f"),
         _ => false,
@@ -108,9 +119,42 @@ pub(super) fn record(
     engine: &Engine,
 ) -> R<Option<Recorded>> {
     let mut tx = client.transaction()?;
-    if !bound_and_lock(&mut tx, wait, &event.user, take)? {
+    if !bound_and_lock(&mut tx, wait, [&event.user], take)? {
         return Ok(None);
     }
+    let recorded = record_in(&mut tx, server, retention, event, engine)?;
+    tx.commit()?;
+    Ok(Some(recorded))
+}
+
+/// Several logins in one transaction (`Store::record_batch`), every account of the
+/// batch locked first, in one round trip.
+pub(super) fn record_batch(
+    client: &mut Client,
+    server: &str,
+    retention: Span,
+    wait: Duration,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> R<BatchCounts> {
+    let mut tx = client.transaction()?;
+    bound_and_lock(&mut tx, wait, events.iter().map(|e| &e.user), Take::Wait)?;
+    let mut batch = BatchCounts::default();
+    for event in events {
+        batch.add(record_in(&mut tx, server, retention, event, engine)?);
+    }
+    tx.commit()?;
+    Ok(batch)
+}
+
+/// One login inside the caller's transaction, which holds its account's lock.
+fn record_in(
+    tx: &mut Transaction,
+    server: &str,
+    retention: Span,
+    event: &LoginEvent,
+    engine: &Engine,
+) -> R<Recorded> {
     let at = event.time;
     let row = tx.query_typed_one(
         &record_sql(),
@@ -126,11 +170,11 @@ pub(super) fn record(
         ],
     )?;
     let Some(event_id) = row.try_get::<_, Option<i64>>("event_id")? else {
-        // Nothing changed; the users upsert is undone with the rest.
-        return Ok(Some(Recorded {
+        // Nothing changed (the users upsert only raised last_seen to a time it had).
+        return Ok(Recorded {
             duplicate: true,
             queued: 0,
-        }));
+        });
     };
     let account = stored_row(&row)?;
     let whitelist = row
@@ -144,7 +188,7 @@ pub(super) fn record(
         .transpose()?;
     let queued = evaluate(
         &mut PgRows {
-            tx: &mut tx,
+            tx,
             server,
             ahead: Some(Ahead {
                 user: event.user.clone(),
@@ -158,13 +202,12 @@ pub(super) fn record(
         engine,
     )?;
     if let Some(before) = auto_prune_before(event_id, retention) {
-        prune(&mut tx, before, i64::from(AUTO_PRUNE_BATCH))?;
+        prune(tx, before, i64::from(AUTO_PRUNE_BATCH))?;
     }
-    tx.commit()?;
-    Ok(Some(Recorded {
+    Ok(Recorded {
         duplicate: false,
         queued,
-    }))
+    })
 }
 
 pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdit) -> R<()> {

@@ -23,9 +23,9 @@ use rusqlite::Connection;
 
 use self::open::{connect, retry_busy};
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, Between,
-    Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
-    Recorded, Store, WhitelistEntry,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
+    Between, Imported, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot,
+    QueuedAction, Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -126,6 +126,14 @@ impl Store for SqliteStore {
 
     fn after_drain(&mut self) {
         open::checkpoint(&self.conn, open::Checkpoint::Truncate);
+    }
+
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts> {
+        let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
+        retry_busy(self.busy_timeout, || {
+            write::record_batch_once(conn, server, retention, events, engine)
+        })
+        .at(&self.path)
     }
 
     fn import(&mut self, jail: &Label, items: &mut dyn Iterator<Item = Imported>) -> Result<()> {

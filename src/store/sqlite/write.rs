@@ -10,7 +10,7 @@ use crate::store::evaluate::{
     auto_prune_before, evaluate, ActionKey, EvalRows, NewAction, NewChange, Page, SeenSpan, Stored,
     AUTO_PRUNE_BATCH,
 };
-use crate::store::{LoginEvent, Recorded};
+use crate::store::{BatchCounts, LoginEvent, Recorded};
 
 pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
     let t = c.transition;
@@ -63,6 +63,22 @@ pub(super) fn record_batch(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.commit()?;
     Ok(recorded)
+}
+
+/// One attempt at storing several logins in one transaction, in counts; see
+/// `Store::record_batch`.
+pub(super) fn record_batch_once(
+    conn: &mut Connection,
+    server: &str,
+    retention: Span,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> rusqlite::Result<BatchCounts> {
+    let mut batch = BatchCounts::default();
+    for recorded in record_batch(conn, server, retention, events, engine)? {
+        batch.add(recorded);
+    }
+    Ok(batch)
 }
 
 pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {

@@ -1,0 +1,361 @@
+# f2b-mailguard: hand each matched SUCCESSFUL login, message or bounce to ONE
+# long-lived `f2b-mailguard stream` process, one line per ticket, instead of a shell
+# and a process per ticket (action.d/mailguard.conf, which stays for those who want it).
+#
+# Jail:  action = f2b_mailguard.py[source=smtp]
+# (the `.py` is what makes Fail2ban load this file; jail.d/mailguard.conf sets it.)
+#
+# How it works (docs/fail2ban-transport.md):
+#  - ban() only puts the ticket in memory and returns: Fail2ban's own queue never waits
+#    on the database. Logins go in one queue, messages and bounces in another, and
+#    logins are always sent first: a spam run's volume cannot delay the block signal.
+#  - One writer thread per (binary, config), shared by every jail, sends the tickets as
+#    JSON lines (every control character escaped, so a user name cannot end its line or
+#    add a field) to the child it started, at most WINDOW unacknowledged at a time.
+#  - The child stores them in batches and acknowledges each batch ({"done": N}). A
+#    ticket leaves memory only once acknowledged (stored, kept in the spool, or refused
+#    and counted). If the child dies, the unacknowledged tickets are sent again to a new
+#    one; the store keeps a ticket sent twice once (same ticket id, time and count).
+#  - At Fail2ban's stop everything still in memory is written to the child and its input
+#    closed: the child, in its own session, stores it and exits after Fail2ban has gone.
+#
+# Runs inside fail2ban-server: standard library only, nothing blocks ban(), nothing
+# raises in __init__ (it would stop the whole server), and no log line names a user.
+
+import collections
+import json
+import subprocess
+import sys
+import threading
+import time
+import types
+
+from fail2ban.server.action import ActionBase
+
+# Set by install.sh to the installed binary and config; a jail may pass its own
+# (binary=..., config=...).
+BINARY = "/usr/local/bin/f2b-mailguard"
+CONFIG = "/etc/f2b-mailguard/config.toml"
+
+# Logins (the block signal) jump the queue; rate and bounces are volume.
+LOGIN_SOURCES = frozenset(("smtp", "smtp-refused", "imap", "pop3", "webmail"))
+# Tickets sent and not yet acknowledged: how far a login can be behind volume
+# already handed to the child.
+WINDOW = 256
+# Tickets held in memory while no child takes them (binary missing, spool full).
+MAX_WAITING = 200000
+# How long Fail2ban's stop waits for the last tickets to reach the child.
+STOP_WAIT = 30.0
+
+# Fail2ban runs this file again for every action instance and reload, so what every
+# jail shares lives in a module of its own that survives that.
+_SHARED = sys.modules.setdefault(
+    "_f2b_mailguard_shared", types.ModuleType("_f2b_mailguard_shared"))
+if not hasattr(_SHARED, "lock"):
+    _SHARED.lock = threading.Lock()
+    _SHARED.transports = {}
+
+
+class Transport(object):
+    """The child process and the tickets waiting for it, shared by the jails."""
+
+    def __init__(self, argv, log):
+        self.argv = argv
+        self.log = log
+        self.cond = threading.Condition()
+        self.logins = collections.deque()
+        self.others = collections.deque()
+        # (line, is_login), in the order sent to the current child.
+        self.inflight = collections.deque()
+        self.users = 0
+        self.stopping = False
+        self.thread = None
+        self.child = None
+        # The current child's output ended: it is gone or going.
+        self.child_gone = False
+        self.dropped = 0
+        self.stats = {"sent": 0, "done": 0, "stored": 0, "duplicates": 0,
+                      "kept": 0, "refused": 0, "started": 0}
+
+    # Called by the actions (any thread).
+
+    def put(self, line, login):
+        with self.cond:
+            if len(self.logins) + len(self.others) >= MAX_WAITING:
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    self.log.error(
+                        "f2b-mailguard: %d tickets waiting, none taken: %d dropped "
+                        "(is `%s` working?)", MAX_WAITING, self.dropped, self.argv[0])
+                return
+            (self.logins if login else self.others).append(line)
+            self.cond.notify_all()
+
+    def acquire(self):
+        with self.cond:
+            self.users += 1
+            self.stopping = False
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(
+                    target=self._run, name="f2b/mailguard-writer", daemon=True)
+                self.thread.start()
+
+    def release(self):
+        with self.cond:
+            self.users -= 1
+            if self.users > 0:
+                return
+            self.stopping = True
+            self.cond.notify_all()
+            thread = self.thread
+        if thread is not None:
+            thread.join(STOP_WAIT)
+        with self.cond:
+            left = len(self.logins) + len(self.others)
+        if left:
+            self.log.error("f2b-mailguard: %d tickets not handed over at stop", left)
+
+    def waiting(self):
+        with self.cond:
+            return len(self.logins) + len(self.others) + len(self.inflight)
+
+    # The writer thread.
+
+    def _run(self):
+        pause = 0.2
+        while True:
+            with self.cond:
+                if self.stopping and not (self.logins or self.others or self.inflight):
+                    break
+            if self.child is None:
+                if not self._spawn():
+                    time.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+                    continue
+            if self._pump():
+                pause = 0.2
+                continue
+            # The child is gone: what it did not acknowledge goes first to the next one.
+            self._reap()
+            with self.cond:
+                for line, login in reversed(self.inflight):
+                    (self.logins if login else self.others).appendleft(line)
+                self.inflight.clear()
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+        # All acknowledged: the child exits at the end of its input.
+        self._close()
+        with self.cond:
+            child, self.child = self.child, None
+        if child is not None:
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _spawn(self):
+        try:
+            child = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, close_fds=True, start_new_session=True)
+        except OSError as e:
+            self.log.error("f2b-mailguard: cannot start %s: %s", self.argv[0], e)
+            return False
+        with self.cond:
+            self.child = child
+            self.child_gone = False
+            self.stats["started"] += 1
+        threading.Thread(target=self._acks, args=(child,),
+                         name="f2b/mailguard-acks", daemon=True).start()
+        threading.Thread(target=self._stderr, args=(child,),
+                         name="f2b/mailguard-err", daemon=True).start()
+        return True
+
+    def _pump(self):
+        """Sends what waits, WINDOW at a time; False once the child is gone."""
+        with self.cond:
+            while True:
+                if self.child_gone:
+                    return False
+                room = WINDOW - len(self.inflight)
+                waiting = self.logins or self.others
+                if self.stopping:
+                    if not waiting:
+                        break
+                    # Everything to the child, which outlives Fail2ban.
+                    room = len(self.logins) + len(self.others)
+                if waiting and room > 0:
+                    break
+                self.cond.wait(1.0)
+            lines = []
+            for queue, login in ((self.logins, True), (self.others, False)):
+                while queue and len(lines) < room:
+                    line = queue.popleft()
+                    lines.append(line)
+                    self.inflight.append((line, login))
+            child = self.child
+        if not lines:
+            # Stopping, everything sent: close the input, the child finishes and exits.
+            self._close()
+            with self.cond:
+                while self.inflight and not self.child_gone:
+                    self.cond.wait(1.0)
+                return not self.child_gone or not self.inflight
+        try:
+            child.stdin.write("".join(lines).encode("ascii"))
+            child.stdin.flush()
+        except (OSError, ValueError):
+            # Its input closed: it is exiting; its acknowledgements tell the rest.
+            self._kill()
+            with self.cond:
+                while not self.child_gone:
+                    self.cond.wait(1.0)
+            return False
+        with self.cond:
+            self.stats["sent"] += len(lines)
+        return True
+
+    def _acks(self, child):
+        try:
+            for raw in child.stdout:
+                try:
+                    ack = json.loads(raw)
+                    n = int(ack["done"])
+                except (ValueError, KeyError, TypeError):
+                    self.log.error("f2b-mailguard: unexpected answer from the child")
+                    self._kill()
+                    break
+                with self.cond:
+                    for _ in range(min(n, len(self.inflight))):
+                        self.inflight.popleft()
+                    for k in ("done", "stored", "duplicates", "kept", "refused"):
+                        self.stats[k] += int(ack.get(k, 0))
+                    self.cond.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self.cond:
+            if self.child is child:
+                self.child_gone = True
+            self.cond.notify_all()
+
+    def _stderr(self, child):
+        try:
+            for raw in child.stderr:
+                self.log.warning("%s", raw.decode("utf-8", "replace").rstrip()[:500])
+        except (OSError, ValueError):
+            pass
+
+    def _kill(self):
+        child = self.child
+        if child is not None and child.poll() is None:
+            try:
+                child.kill()
+            except OSError:
+                pass
+
+    def _reap(self):
+        child = self.child
+        if child is None:
+            return
+        try:
+            rc = child.wait(10)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            rc = child.wait()
+        self.log.warning("f2b-mailguard: %s stream exited (%s); %d tickets sent again",
+                         self.argv[0], rc, len(self.inflight))
+        with self.cond:
+            self.child = None
+
+    def _close(self):
+        child = self.child
+        if child is not None and child.stdin is not None and not child.stdin.closed:
+            try:
+                child.stdin.close()
+            except OSError:
+                pass
+
+
+def _transport(binary, config, log):
+    key = (binary, config)
+    with _SHARED.lock:
+        t = _SHARED.transports.get(key)
+        if t is None:
+            t = Transport([binary, "--config", config, "stream"], log)
+            _SHARED.transports[key] = t
+        return t
+
+
+class MailguardAction(ActionBase):
+    # Read by Fail2ban in its re-ban path, without a default.
+    banEpoch = 0
+
+    def __init__(self, jail, name, source="smtp", binary=BINARY, config=CONFIG,
+                 **kwargs):
+        super(MailguardAction, self).__init__(jail, name)
+        # Tickets restored from Fail2ban's database at its start were stored already.
+        self.norestored = True
+        self.source = source
+        self.binary = binary
+        self.config = config
+        self.login = source in LOGIN_SOURCES
+        self.transport = None
+
+    def start(self):
+        if self.transport is None:
+            self.transport = _transport(self.binary, self.config, self._logSys)
+            self.transport.acquire()
+
+    def stop(self):
+        t, self.transport = self.transport, None
+        if t is not None:
+            t.release()
+
+    def ban(self, aInfo):
+        data = aInfo["F-*"] or {}
+        user = data.get("user")
+        # A ticket without a user is a bounce of mail no SASL user sent: not ours.
+        if not user:
+            return
+        if self.transport is None:
+            self.start()
+        line = json.dumps({
+            "source": self.source,
+            "jail": self._jail.name,
+            "user": str(user),
+            "ip": str(aInfo["ip"]),
+            "time": str(aInfo["time"]),
+            "fid": str(aInfo["fid"]),
+            "count": str(aInfo["failures"]),
+        }, ensure_ascii=True, separators=(",", ":")) + "\n"
+        self.transport.put(line, self.login)
+
+    def reban(self, aInfo):
+        return self.ban(aInfo)
+
+    def unban(self, aInfo):
+        # The end of a "ban" only means the ticket was quiet for bantime.
+        pass
+
+    def flush(self):
+        # Nothing to undo: a restart must not turn into one unban per ticket.
+        return True
+
+    # Both needed, or `fail2ban-client reload` removes the action.
+    def clearAllParams(self):
+        pass
+
+    def reload(self, source=None, binary=None, config=None, **kwargs):
+        if source is not None:
+            self.source = source
+            self.login = source in LOGIN_SOURCES
+        paths = (binary or self.binary, config or self.config)
+        if paths != (self.binary, self.config):
+            running = self.transport is not None
+            self.stop()
+            self.binary, self.config = paths
+            if running:
+                self.start()
+
+
+Action = MailguardAction
