@@ -31,6 +31,7 @@ impl std::fmt::Display for FetchError {
 
 pub struct Client {
     agent: Agent,
+    timeout: Duration,
 }
 
 impl Client {
@@ -46,14 +47,22 @@ impl Client {
         }
         Ok(Self {
             agent: config.build().into(),
+            timeout,
         })
     }
 
     /// GETs `url` into `out`; `shown` names it in errors (without a token).
     pub fn get(&self, url: &str, shown: &str, out: &mut impl Write) -> Result<u64, FetchError> {
+        let late = || {
+            FetchError::Failed(format!(
+                "{shown}: not complete within ownership.download_timeout ({}s)",
+                self.timeout.as_secs()
+            ))
+        };
         let mut response = self.agent.get(url).call().map_err(|e| match e {
             ureq::Error::StatusCode(404) => FetchError::NotFound,
             ureq::Error::StatusCode(code) => FetchError::Failed(format!("{shown}: HTTP {code}")),
+            ureq::Error::Timeout(_) => late(),
             other => FetchError::Failed(format!("{shown}: {}", plain(&other))),
         })?;
         let body = response.body_mut();
@@ -71,6 +80,7 @@ impl Client {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if timed_out(&e) => return Err(late()),
                 Err(e) => {
                     return Err(FetchError::Failed(format!(
                         "{shown}: download cut after {total} bytes: {e}"
@@ -102,6 +112,14 @@ fn tls_config() -> Result<TlsConfig, String> {
         .root_certs(RootCerts::Specific(Arc::new(roots)))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build())
+}
+
+/// ureq hands its own errors through `Read` wrapped in an `io::Error`.
+fn timed_out(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
 }
 
 /// ureq's error on one line, with its cause.

@@ -52,7 +52,8 @@ pub fn unpack(mut download: NamedTempFile, dir: &Path) -> Result<NamedTempFile, 
         return Ok(download);
     }
     let mut out = temp_in(dir)?;
-    let mut gz = flate2::read::MultiGzDecoder::new(BufReader::new(download.as_file())).take(MAX_SIZE + 1);
+    let mut gz =
+        flate2::read::MultiGzDecoder::new(BufReader::new(download.as_file())).take(MAX_SIZE + 1);
     let n = std::io::copy(&mut gz, out.as_file_mut())
         .map_err(|e| format!("not a whole gzip file: {e}"))?;
     if n > MAX_SIZE {
@@ -68,11 +69,7 @@ pub fn check(file: &NamedTempFile, kind: DatabaseKind, min_size: u64) -> Result<
     file.as_file()
         .sync_all()
         .map_err(|e| format!("writing {}: {e}", file.path().display()))?;
-    let size = file
-        .as_file()
-        .metadata()
-        .map_err(|e| e.to_string())?
-        .len();
+    let size = file.as_file().metadata().map_err(|e| e.to_string())?.len();
     if size < min_size {
         return Err(format!(
             "{size} bytes, less than ownership.min_size ({min_size}): an error page or a cut download, not a database"

@@ -162,16 +162,19 @@ fn plan(cfg: &Config, now: Timestamp) -> Result<Vec<Job>> {
     Ok(match own.source {
         DownloadSource::DbIpLite => {
             let months = [month_of(now, 0), month_of(now, 1)];
-            [(DatabaseKind::Asn, "asn"), (DatabaseKind::Country, "country")]
-                .into_iter()
-                .map(|(kind, word)| {
-                    let tries = months
-                        .iter()
-                        .map(|m| plain(&format!("{base}/dbip-{word}-lite-{m}.mmdb.gz")))
-                        .collect();
-                    job(kind, tries)
-                })
-                .collect()
+            [
+                (DatabaseKind::Asn, "asn"),
+                (DatabaseKind::Country, "country"),
+            ]
+            .into_iter()
+            .map(|(kind, word)| {
+                let tries = months
+                    .iter()
+                    .map(|m| plain(&format!("{base}/dbip-{word}-lite-{m}.mmdb.gz")))
+                    .collect();
+                job(kind, tries)
+            })
+            .collect()
         }
         DownloadSource::IpinfoLite => {
             let token = token(cfg)?;
@@ -213,7 +216,10 @@ fn token(cfg: &Config) -> Result<String> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let token = text.trim();
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Err(config_error(
             cfg,
@@ -241,7 +247,11 @@ fn month_of(now: Timestamp, back: u32) -> String {
     let year: i64 = stamp.get(..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
     let month: i64 = stamp.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
     let index = year * 12 + (month - 1) - i64::from(back);
-    format!("{:04}-{:02}", index.div_euclid(12), index.rem_euclid(12) + 1)
+    format!(
+        "{:04}-{:02}",
+        index.div_euclid(12),
+        index.rem_euclid(12) + 1
+    )
 }
 
 /// Where `kind`'s downloaded file goes; for `doctor`.
