@@ -152,7 +152,7 @@ fn installs_the_expected_tree_twice_without_change() {
     assert!(root
         .join("usr/local/share/fish/vendor_completions.d/f2b-mailguard.fish")
         .is_file());
-    for t in ["actions", "prune", "metrics"] {
+    for t in ["actions", "prune", "metrics", "ownership-update"] {
         assert!(root
             .join(format!("etc/systemd/system/f2b-mailguard-{t}.timer"))
             .is_file());
