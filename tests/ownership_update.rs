@@ -444,20 +444,30 @@ fn ipinfo_lite_token_from_a_file_never_shown() {
 
 #[test]
 fn only_https_or_this_machine() {
-    for url in [
-        "http://192.0.2.1/free",
-        "http://127.0.0.1.example.org/x",
-        "ftp://127.0.0.1/x",
+    for (url, why) in [
+        ("http://192.0.2.1/free", "plain http only to this machine"),
+        (
+            "http://127.0.0.1.example.org/x",
+            "plain http only to this machine",
+        ),
+        ("ftp://127.0.0.1/x", "is not an https:// URL"),
     ] {
         let s = Sandbox::new(&format!("[ownership]\nbase_url = {url:?}\n"));
         let out = s.run(&["ownership", "update"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{url}: {err}");
-        assert!(err.contains("ownership.base_url"), "{err}");
+        assert!(
+            err.contains(&format!("ownership.base_url: {url:?}")) && err.contains(why),
+            "{err}"
+        );
         assert!(!dir(&s).exists());
     }
     let s = Sandbox::new("[ownership]\nsource = \"url\"\n");
     let out = s.run(&["ownership", "update"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ownership.asn_url"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ownership.asn_url: source = \"url\" needs the ASN database's URL"),
+        "{err}"
+    );
 }

@@ -109,6 +109,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} is not an https:// URL"));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // No user part: in `127.0.0.1:80@example.org` the host is example.org.
+    if authority.contains('@') {
+        return Err(format!(
+            "{url:?}: no user name or password in a plain http URL"
+        ));
+    }
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -203,5 +209,39 @@ impl OwnershipConfig {
         ]
         .into_iter()
         .filter_map(|(key, path)| path.map(|p| (key, p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn https_anywhere_plain_http_only_to_loopback() {
+        for ok in [
+            "",
+            "https://download.db-ip.com/free",
+            "http://127.0.0.1:8080/free",
+            "http://127.1.2.3/x",
+            "http://[::1]:80/x",
+            "http://localhost/x",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://192.0.2.1/free",
+            "http://127.0.0.1.example.org/",
+            "http://localhost.example.org/",
+            "http://[2001:db8::1]/",
+            "http://user@192.0.2.1/",
+            "http://127.0.0.1:80@192.0.2.1/",
+            "http://[::1]@192.0.2.1/",
+            "ftp://127.0.0.1/",
+            "download.db-ip.com/free",
+            "https://a b/",
+            "https://x/\n",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
     }
 }

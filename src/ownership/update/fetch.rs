@@ -40,10 +40,9 @@ impl Client {
         let mut config = Agent::config_builder()
             .timeout_global(Some(timeout))
             .user_agent(concat!("f2b-mailguard/", env!("CARGO_PKG_VERSION")))
-            // A redirect from https to plain http is refused with https_only below.
             .max_redirects(5);
         if tls {
-            config = config.https_only(true).tls_config(tls_config()?);
+            config = config.tls_config(tls_config()?);
         }
         Ok(Self {
             agent: config.build().into(),
@@ -59,7 +58,14 @@ impl Client {
                 self.timeout.as_secs()
             ))
         };
-        let mut response = self.agent.get(url).call().map_err(|e| match e {
+        let request = self
+            .agent
+            .get(url)
+            .config()
+            // An https download never follows a redirect to plain http.
+            .https_only(url.starts_with("https://"))
+            .build();
+        let mut response = request.call().map_err(|e| match e {
             ureq::Error::StatusCode(404) => FetchError::NotFound,
             ureq::Error::StatusCode(code) => FetchError::Failed(format!("{shown}: HTTP {code}")),
             ureq::Error::Timeout(_) => late(),
