@@ -141,6 +141,13 @@ fn a_good_download_is_installed_by_rename_and_detection_uses_it() {
         "{doc}"
     );
 
+    // What a run killed mid-download left, two days ago.
+    std::fs::create_dir_all(dir(&s)).unwrap();
+    let abandoned = std::fs::File::create(dir(&s).join(".download-abandoned")).unwrap();
+    abandoned
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400))
+        .unwrap();
+
     let (asn_v1, country_v1) = (asn_fixture(3), country_fixture(3));
     serve_month(&server, &cur, &asn_v1, &country_v1);
     let (out, stdout, stderr) = update(&s);

@@ -30,12 +30,33 @@ pub struct Checked {
     pub size: u64,
 }
 
+const TEMP_PREFIX: &str = ".download-";
+
 /// A temporary file in `dir`, for the download.
 pub fn temp_in(dir: &Path) -> Result<NamedTempFile, String> {
     tempfile::Builder::new()
-        .prefix(".download-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| format!("{}: cannot create a temporary file: {e}", dir.display()))
+}
+
+/// Removes temporary files a killed run left (a day old: not another run's).
+pub fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(86_400);
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The database in `download`: itself, or what it decompresses to (gzip, by its

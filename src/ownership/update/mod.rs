@@ -57,6 +57,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let dir = own.download_dir(&cfg.local_dir());
     let jobs = plan(cfg, Timestamp::now())?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    install::remove_abandoned(&dir);
     let tls = jobs
         .iter()
         .flat_map(|j| &j.tries)
