@@ -309,5 +309,9 @@ f2b-mailguard is installed. Next steps:
        systemctl daemon-reload
        systemctl enable --now f2b-mailguard-actions.timer f2b-mailguard-prune.timer
      optionally f2b-mailguard-metrics.timer for node_exporter's textfile collector.
-  6. Watch:                    $BIN status   (monitoring: $BIN check)
+  6. Network owners (AS, country) from a free database, refreshed weekly:
+       $BIN ownership update
+       systemctl enable --now f2b-mailguard-ownership-update.timer
+     (DB-IP Lite by default, CC BY 4.0: see docs/ownership-data.md)
+  7. Watch:                    $BIN status   (monitoring: $BIN check)
 EOF

@@ -148,6 +148,9 @@ pub enum Command {
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Network ownership data (AS numbers, countries)
+    #[command(subcommand)]
+    Ownership(OwnershipCmd),
 }
 
 /// All options are optional to clap so that a missing one gets our one-line error.
@@ -312,6 +315,14 @@ pub struct Prune {
 pub enum ConfigCmd {
     /// Validate the configuration and print the effective values
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OwnershipCmd {
+    /// Download the free ownership databases ([ownership] source, DB-IP Lite by
+    /// default), check them and replace the installed ones; a failed download keeps
+    /// them (run weekly by a timer)
+    Update,
 }
 
 #[cfg(test)]

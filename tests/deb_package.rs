@@ -389,6 +389,14 @@ fn in_the_root(root: &Path, v2: &Path) {
     assert!(wants.join("f2b-mailguard-prune.timer").is_symlink());
     assert!(!wants.join("f2b-mailguard-queue-scan.timer").exists());
     assert!(!wants.join("f2b-mailguard-metrics.timer").exists());
+    // Downloads third-party data: installed, enabled only by the admin.
+    assert!(root
+        .join("usr/lib/systemd/system/f2b-mailguard-ownership-update.timer")
+        .is_file());
+    assert!(!wants.join("f2b-mailguard-ownership-update.timer").exists());
+    assert!(root
+        .join("usr/share/doc/f2b-mailguard/docs/ownership-data.md")
+        .is_file());
     let report = doctor(root);
     eprintln!("doctor in the fresh root:\n{report}");
 

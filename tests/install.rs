@@ -165,7 +165,7 @@ fn installs_the_expected_tree_twice_without_change() {
             "{page}"
         );
     }
-    for t in ["actions", "prune", "metrics"] {
+    for t in ["actions", "prune", "metrics", "ownership-update"] {
         assert!(root
             .join(format!("etc/systemd/system/f2b-mailguard-{t}.timer"))
             .is_file());

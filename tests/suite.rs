@@ -75,6 +75,8 @@ mod operations;
 mod owner_detection;
 #[path = "ownership.rs"]
 mod ownership;
+#[path = "ownership_update.rs"]
+mod ownership_update;
 #[path = "pg_follow.rs"]
 mod pg_follow;
 #[path = "pg_outage.rs"]

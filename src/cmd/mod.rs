@@ -6,6 +6,7 @@ mod doctor;
 mod generate;
 mod ingest;
 mod metrics;
+mod ownership;
 mod prune;
 mod queue_scan;
 mod record;
@@ -90,6 +91,7 @@ impl Run for Command {
             Command::Doctor(c) => c.run(app),
             Command::Ingest(c) => c.run(app),
             Command::QueueScan(c) => c.run(app),
+            Command::Ownership(c) => c.run(app),
         }
     }
 }

@@ -19,7 +19,10 @@ mod user_mail;
 mod value;
 
 pub use actions::{ActionsConfig, ContainConfig, MailSecurity, MailTransport, PasswordBackend};
-pub use ownership::OwnershipConfig;
+pub use ownership::{
+    check_url, DatabaseFile, DatabaseKind, DownloadSource, OwnershipConfig, DOWNLOADED_ASN,
+    DOWNLOADED_COUNTRY,
+};
 pub use thresholds::{PartialThresholds, Thresholds, UserPolicy};
 pub use user_mail::{
     unknown_placeholders as user_mail_unknown_placeholders, UserMailConfig, USER_MAIL_PLACEHOLDERS,

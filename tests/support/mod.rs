@@ -2,6 +2,7 @@
 //! a private temp directory holding the config and the SQLite database.
 
 pub mod fail2ban;
+pub mod http;
 pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
