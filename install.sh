@@ -171,7 +171,9 @@ fi
 fail2ban_check
 
 if [ -z "$BINARY" ]; then
-    command -v cargo >/dev/null 2>&1 || fail "cargo not found: install Rust (https://rustup.rs) or pass --binary PATH"
+    # shellcheck source=pkg/need-rust.sh
+    . "$HERE/pkg/need-rust.sh"
+    need_rust "$HERE" || fail "Rust too old or missing (the command above), or pass --binary PATH"
     host=$(rustc -vV | sed -n 's/^host: //p')
     # Static: no dynamic loader work at each start; Fail2ban starts it for every login.
     act env RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
