@@ -143,6 +143,64 @@ fn sender_login_fix_goes_to_the_submission_service_and_port_25_stays_quiet() {
     assert!(!log.contains("no SASL support"), "{log}");
 }
 
+/// check_sasl_access in main.cf (not a submission -o override) reaches port 25 too,
+/// where Postfix logs "restriction `check_sasl_access' ignored: no SASL support" for
+/// its mail. Doctor says where the restriction lives and warns; its fix, pasted,
+/// moves it to the submission service and port 25 stays quiet.
+#[test]
+fn check_sasl_access_in_main_cf_is_a_warning_with_the_move_to_master_cf() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let (mut pf, s) = setup(&dir.path().join("main"), None, sink.port);
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "before permitting SASL users")
+            .contains("(set in its -o override in master.cf)"),
+        "{out}"
+    );
+    let submission = format!("127.0.0.1:{}/inet", pf.submission_port);
+    let map = format!("lmdb:{}", pf.sasl_map.display());
+    let mx = format!("127.0.0.1:{}/inet", pf.mx_port);
+    paste(&pf, &format!("postconf -PX '{submission}/smtpd_recipient_restrictions' '{mx}/smtpd_recipient_restrictions' && postconf -e 'smtpd_recipient_restrictions = permit_mynetworks, check_sasl_access {map}, permit_sasl_authenticated, reject_unauth_destination'"));
+    let (_, out) = doctor(&s, &[]);
+    assert!(
+        line(&out, "before permitting SASL users").contains("(set in main.cf)"),
+        "{out}"
+    );
+    let warn = line(
+        &out,
+        "check_sasl_access is in main.cf's smtpd_recipient_restrictions",
+    );
+    assert!(warn.starts_with("warn  postfix"), "{out}");
+    assert!(
+        warn.contains(&format!("127.0.0.1:{}/inet", pf.mx_port)),
+        "{warn}"
+    );
+    pf.start();
+    let log = port_25_session(&pf);
+    assert!(
+        log.contains("restriction `check_sasl_access' ignored: no SASL support"),
+        "{log}"
+    );
+
+    // doctor's fix, pasted as given, on the running Postfix.
+    let fix = fix_of(&out, "check_sasl_access is in main.cf's");
+    paste(&pf, &fix);
+    let (_, out) = doctor(&s, &[]);
+    assert!(!out.contains("check_sasl_access is in main.cf's"), "{out}");
+    assert!(
+        line(
+            &out,
+            &format!("{submission}: smtpd_recipient_restrictions consults")
+        )
+        .contains("(set in its -o override in master.cf)"),
+        "{out}"
+    );
+    let seen = log.len();
+    let log = port_25_session(&pf);
+    assert!(!log[seen..].contains("no SASL support"), "{}", &log[seen..]);
+}
+
 /// Something must run run-actions periodically: the timer enabled, or a cron line
 /// in a file cron reads.
 #[test]
