@@ -555,3 +555,95 @@ fn fail2ban_jail_disabled_then_enabled() {
     assert!(tail.starts_with("ok    fail2ban"), "{out}");
     drop(on);
 }
+
+/// docs/mail-stack.md's Postfix lines, run on a private Postfix with no SASL (its
+/// socket path and submission service in place of `private/auth` and
+/// `submission/inet`; the service exists already, so `postconf -M` is skipped): the
+/// submission service then authenticates through a real Dovecot and takes the mail,
+/// and doctor's "no smtpd service has smtpd_sasl_auth_enable = yes" (with its fix
+/// line, which points at the recipe) is gone.
+#[test]
+fn sasl_recipe_from_the_docs_makes_submission_authenticate() {
+    use support::mailstack::Dovecot;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    let mut dv = Dovecot::configure(dir.path(), &[("alice@example.com", "secret")]);
+    dv.start();
+    let mut pf = Postfix::configure(
+        &dir.path().join("pf"),
+        &PostfixSetup {
+            relay_port: sink.port,
+            defer_outbound: false,
+            sasl_socket: None,
+            submission_restrictions: None,
+        },
+    );
+    let mut s = Sandbox::new(&format!(
+        "[postfix]\nsasl_map = \"{}\"\n[mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n",
+        pf.sasl_map.display(),
+        sink.port
+    ));
+    s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
+    let (_, out) = doctor(&s, &[]);
+    let none = "no smtpd service has smtpd_sasl_auth_enable = yes";
+    assert!(line(&out, none).starts_with("warn  postfix"), "{out}");
+    let fix = fix_of(&out, none);
+    assert!(fix.contains("docs/mail-stack.md"), "{fix}");
+
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/mail-stack.md"))
+            .unwrap();
+    let block: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("## Postfix: a submission service with SASL"))
+        .skip_while(|l| *l != "```sh")
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert!(block.len() >= 4, "{block:?}");
+    let service = format!("127.0.0.1:{}/inet", pf.submission_port);
+    for l in &block {
+        if l.starts_with("postconf -M") || l.starts_with("postfix reload") {
+            continue;
+        }
+        let l = l
+            .replace("submission/inet", &service)
+            .replace("private/auth", &dv.auth_socket.display().to_string())
+            .replace(
+                "/etc/postfix/mailguard_sasl_access",
+                &pf.sasl_map.display().to_string(),
+            );
+        paste(&pf, &l);
+    }
+    pf.start();
+    let reply = support::mailstack::submit(
+        pf.submission_port,
+        "198.51.100.7",
+        ("alice@example.com", "secret"),
+        "alice@example.com",
+        &format!("bob@{}", support::mailstack::RELAYED_DOMAIN),
+    );
+    assert!(
+        reply.as_deref().is_ok_and(|r| r.starts_with("250")),
+        "{reply:?}\n{}",
+        pf.log()
+    );
+    let wrong = support::mailstack::submit(
+        pf.submission_port,
+        "198.51.100.7",
+        ("alice@example.com", "wrong"),
+        "alice@example.com",
+        &format!("bob@{}", support::mailstack::RELAYED_DOMAIN),
+    );
+    assert!(wrong.is_err(), "{wrong:?}");
+    let (_, out) = doctor(&s, &[]);
+    assert!(!out.contains(none), "{out}");
+    assert!(
+        line(
+            &out,
+            &format!("{service}: smtpd_recipient_restrictions consults")
+        )
+        .starts_with("ok    postfix"),
+        "{out}"
+    );
+}

@@ -144,9 +144,11 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
         .filter(|s| effective(s, "smtpd_sasl_auth_enable") == "yes")
         .collect();
     if sasl.is_empty() {
-        out.push(Finding::warn(
+        out.push(Finding::new(
+            Status::Warn,
             AREA,
             "no smtpd service has smtpd_sasl_auth_enable = yes: nothing to block",
+            Some("SMTP AUTH through Dovecot on the submission service (Dovecot's auth socket at /var/spool/postfix/private/auth first): postconf -e 'smtpd_sasl_type = dovecot' 'smtpd_sasl_path = private/auth' && postconf -P 'submission/inet/smtpd_sasl_auth_enable=yes' && postfix reload   (the whole recipe: docs/mail-stack.md in /usr/share/doc/f2b-mailguard or /usr/local/share/doc/f2b-mailguard)".into()),
         ));
     }
     for s in &sasl {
