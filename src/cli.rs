@@ -187,7 +187,7 @@ pub struct QueueScan {
 pub struct Status {
     /// Show one account: every network, the level history
     pub user: Option<OsString>,
-    /// Machine-readable output (stable shape, see README)
+    /// Machine-readable output (a stable shape)
     #[arg(long)]
     pub json: bool,
     /// Look back this far (default: detection.window), e.g. 24h

@@ -141,6 +141,33 @@ fn installs_the_expected_tree_twice_without_change() {
         man1.join("f2b-mailguard-record.1").is_file(),
         "a page per subcommand"
     );
+    // More than the --help text: what the tool is, examples, its files, exit codes,
+    // and where the documentation is, which is installed there.
+    for section in ["EXAMPLES", "FILES", "EXIT STATUS", "SEE ALSO"] {
+        assert!(
+            man.contains(&format!(".SH \"{section}\"")),
+            "{section}:\n{man}"
+        );
+    }
+    assert!(man.contains("Until the config says mode"), "{man}");
+    let record = std::fs::read_to_string(man1.join("f2b-mailguard-record.1")).unwrap();
+    assert!(
+        record.contains("spool"),
+        "record's own exit status:\n{record}"
+    );
+    assert!(
+        man.contains("/usr/local/share/doc/f2b\\-mailguard/"),
+        "{man}"
+    );
+    assert!(!man.contains("see README"), "{man}");
+    let readme = root.join("usr/local/share/doc/f2b-mailguard/README.md");
+    assert_eq!(
+        std::fs::read(&readme).unwrap(),
+        std::fs::read(format!("{ROOT}/README.md")).unwrap()
+    );
+    assert!(root
+        .join("usr/local/share/doc/f2b-mailguard/docs/threat-model.md")
+        .is_file());
     let bash = std::fs::read_to_string(
         root.join("usr/local/share/bash-completion/completions/f2b-mailguard"),
     )
@@ -242,6 +269,16 @@ fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
     );
     assert!(config.exists(), "edited config removed");
     assert!(db.exists(), "database removed");
+    // No empty directory of ours is left: completions, man pages, docs.
+    for dir in [
+        "usr/local/share/bash-completion",
+        "usr/local/share/zsh",
+        "usr/local/share/fish",
+        "usr/local/share/man/man1",
+        "usr/local/share/doc/f2b-mailguard",
+    ] {
+        assert!(!root.join(dir).exists(), "{dir} left behind");
+    }
 
     // An untouched config goes with the rest.
     let d = installed();
