@@ -249,9 +249,10 @@ fi
 if $DRY_RUN; then
     say "would choose the jails' log backend in $DESTDIR$F2B/jail.d/mailguard-backend.local"
 else
-    "$BINARY" generate fail2ban-backend "${DESTDIR:-/}" >"$tmp/backend"
-    install_file "$tmp/backend" "$F2B/jail.d/mailguard-backend.local" 0644
-    say "Fail2ban jails: $(sed -n 's/^# choice: //p' "$tmp/backend")"
+    # Writes the file (one the admin edited is kept) and says what it chose.
+    "$BINARY" generate fail2ban-backend "${DESTDIR:-/}"
+    INSTALLED="$INSTALLED$F2B/jail.d/mailguard-backend.local
+"
 fi
 
 default_config >"$tmp/config"

@@ -438,8 +438,9 @@ fn the_jails_read_the_journal_where_mail_log_is_missing() {
     );
     assert_eq!(mode(&local), 0o644);
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Fail2ban jails: every mailguard jail reads the systemd journal"),
+        String::from_utf8_lossy(&out.stdout).contains(
+            "mailguard-backend.local written: every mailguard jail reads the systemd journal"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -452,6 +453,22 @@ fn the_jails_read_the_journal_where_mail_log_is_missing() {
     assert!(
         text.contains("# [mailguard-smtp] reads /var/log/mail.log"),
         "{text}"
+    );
+
+    // A generated file, not a conffile: an edit of the admin's is kept by the next
+    // install, which says how to get the generated one back.
+    let edited = text.replace(
+        "# [mailguard-smtp] reads",
+        "[mailguard-smtp]\nbackend = polling\n# reads",
+    );
+    std::fs::write(&local, &edited).unwrap();
+    std::fs::remove_file(root.join("var/log/mail.log")).unwrap();
+    let out = install(root, &["--binary", BIN]);
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), edited);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("was edited, kept as it is"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     install(root, &["--uninstall"]);

@@ -75,6 +75,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
             Some("upgrade fail2ban".into()),
         )),
     }
+    super::jails::check_backend(&cfg.fail2ban.config_dir, out);
     let (loads, ok) = super::startup::check(cfg);
     out.push(loads);
     if let Err(e) = client(cfg, &["ping"]) {
