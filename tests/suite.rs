@@ -31,6 +31,8 @@ mod detection;
 mod display;
 #[path = "doctor.rs"]
 mod doctor;
+#[path = "doctor_postfix.rs"]
+mod doctor_postfix;
 #[path = "dovecot_kick.rs"]
 mod dovecot_kick;
 #[path = "e2e_botnet.rs"]
@@ -51,6 +53,8 @@ mod hardening;
 mod hostile_rows;
 #[path = "install.rs"]
 mod install;
+#[path = "install_prerequisites.rs"]
+mod install_prerequisites;
 #[path = "invalid_input.rs"]
 mod invalid_input;
 #[path = "journal.rs"]
