@@ -23,6 +23,8 @@ mod concurrency;
 mod config;
 #[path = "containment.rs"]
 mod containment;
+#[path = "deb_first_hour.rs"]
+mod deb_first_hour;
 #[path = "deb_package.rs"]
 mod deb_package;
 #[path = "detection.rs"]
