@@ -142,8 +142,8 @@ pub enum Command {
     /// Count each sender's mail in Postfix's queues (postqueue -j) and flag accounts
     /// whose deferred mail passes thresholds.queue; run every minute by a timer
     QueueScan(QueueScan),
-    /// Print the man page (roff) or a shell completion script, for packaging
-    #[command(hide = true)]
+    /// Write the jails' log backend file (fail2ban-backend), the man pages (man DIR) or
+    /// print a shell completion script (bash, zsh, fish, elvish, powershell)
     Generate(Generate),
     /// Inspect the configuration
     #[command(subcommand)]
@@ -289,8 +289,12 @@ pub struct Generate {
     /// `man`, `fail2ban-backend`, or a shell: bash, zsh, fish, elvish, powershell
     pub what: String,
     /// For `man`: the directory to write the pages into; for `fail2ban-backend`: the
-    /// root whose log files are looked for (default /)
+    /// root whose log files are looked for and below which
+    /// etc/fail2ban/jail.d/mailguard-backend.local is written (default /)
     pub dir: Option<PathBuf>,
+    /// For `fail2ban-backend`: print the file instead of writing it
+    #[arg(long)]
+    pub stdout: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,8 @@ mod config_reference;
 mod containment;
 #[path = "containment_leak.rs"]
 mod containment_leak;
+#[path = "deb_first_hour.rs"]
+mod deb_first_hour;
 #[path = "deb_package.rs"]
 mod deb_package;
 #[path = "detection.rs"]
@@ -39,6 +41,8 @@ mod display;
 mod docs;
 #[path = "doctor.rs"]
 mod doctor;
+#[path = "doctor_postfix.rs"]
+mod doctor_postfix;
 #[path = "dovecot_kick.rs"]
 mod dovecot_kick;
 #[path = "e2e_botnet.rs"]
@@ -61,6 +65,8 @@ mod hardening;
 mod hostile_rows;
 #[path = "install.rs"]
 mod install;
+#[path = "install_prerequisites.rs"]
+mod install_prerequisites;
 #[path = "invalid_input.rs"]
 mod invalid_input;
 #[path = "journal.rs"]

@@ -75,6 +75,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
             Some("upgrade fail2ban".into()),
         )),
     }
+    super::jails::check_backend(&cfg.fail2ban.config_dir, out);
     let (loads, ok) = super::startup::check(cfg);
     out.push(loads);
     if let Err(e) = client(cfg, &["ping"]) {
@@ -228,10 +229,12 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
                 .and_then(|(_, n)| n.trim().parse::<u64>().ok())
         });
     match matched {
+        // A note, not a warning: a jail with nothing to match yet (POP3 enabled, no POP3
+        // user) would otherwise keep doctor's exit code at 1 for good.
         Some(0) | None => out.push(Finding::new(
-            Status::Warn,
+            Status::Note,
             AREA,
-            format!("jail {jail}: its filter has matched no {what} since Fail2ban started"),
+            format!("jail {jail}: its filter has matched no {what} since Fail2ban started (normal until the first one; if they happen, check the filter)"),
             regex_fix(cfg, &logs, filter.as_deref()),
         )),
         Some(n) => out.push(Finding::ok(
@@ -324,9 +327,9 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
         )
     } else {
         Finding::new(
-            Status::Warn,
+            Status::Note,
             AREA,
-            format!("jail {jail}: {filter} matches none of the last {} lines of {}: a wrong log, or a format the filter misses", tail.len(), log.display()),
+            format!("jail {jail}: {filter} matches none of the last {} lines of {}: nothing to match yet, a wrong log, or a format the filter misses", tail.len(), log.display()),
             Some(format!("fail2ban-regex {} {filter}", log.display())),
         )
     })
