@@ -69,6 +69,8 @@ mod pg_outage;
 mod pg_queue;
 #[path = "pg_tls.rs"]
 mod pg_tls;
+#[path = "policy.rs"]
+mod policy;
 #[path = "postgres.rs"]
 mod postgres;
 #[path = "quality.rs"]

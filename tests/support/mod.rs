@@ -7,6 +7,7 @@ pub mod mailstack;
 pub mod mmdb;
 pub mod postgres;
 pub mod roundcube;
+pub mod smtp_client;
 pub mod smtp_sink;
 
 use std::path::{Path, PathBuf};
