@@ -66,6 +66,9 @@ impl fmt::Display for PostfixListen {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
+    /// Whether this server uses the service: `serve` runs only then, and `check`,
+    /// `metrics` and `doctor` report it down when it does not answer.
+    pub enabled: bool,
     /// Dovecot's auth policy over HTTP ("": off). TCP only: Dovecot 2.3 cannot use a
     /// Unix socket URL.
     #[serde(with = "opt_socket_addr")]
@@ -97,6 +100,7 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             dovecot_listen: Some(SocketAddr::from(([127, 0, 0, 1], 10027))),
             dovecot_api_key: String::new(),
             postfix_listen: Some(PostfixListen::Unix(PathBuf::from(

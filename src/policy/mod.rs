@@ -12,7 +12,7 @@ mod state;
 mod writer;
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -118,6 +118,11 @@ pub enum PostfixSocket {
 impl Listeners {
     pub fn bind(cfg: &Config) -> Result<Self> {
         let p = &cfg.policy;
+        if !p.enabled {
+            return Err(Error::Usage(
+                "policy.enabled is false: set it to true once Dovecot and Postfix are wired to the service (docs/policy-service.md); check, metrics and doctor then watch it".into(),
+            ));
+        }
         if p.dovecot_listen.is_some() && p.dovecot_api_key.is_empty() {
             return Err(Error::Usage(
                 "policy.dovecot_api_key is empty: set it (and Dovecot's auth_policy_server_api_header to \"X-API-Key: KEY\"), or turn the Dovecot listener off with policy.dovecot_listen = \"\"".into(),
@@ -327,9 +332,4 @@ impl Service {
             self.connections.fetch_sub(1, Ordering::AcqRel);
         }
     }
-}
-
-/// Where the service listens, as `check`, `doctor` and `metrics` probe it.
-pub fn endpoints(cfg: &Config) -> (Option<SocketAddr>, Option<PostfixListen>) {
-    (cfg.policy.dovecot_listen, cfg.policy.postfix_listen.clone())
 }

@@ -6,7 +6,27 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::config::PostfixListen;
+use crate::config::{Config, PostfixListen};
+
+/// How long `check`, `metrics` and `doctor` wait for an answer.
+pub const LIMIT: Duration = Duration::from_secs(1);
+
+/// Each listener of an enabled service, named (`dovecot`, `postfix`), with how long it
+/// took to answer or why it did not; nothing when the service is not enabled.
+pub fn listeners(cfg: &Config) -> Vec<(&'static str, Result<Duration, String>)> {
+    let p = &cfg.policy;
+    let mut out = Vec::new();
+    if !p.enabled {
+        return out;
+    }
+    if let Some(a) = p.dovecot_listen {
+        out.push(("dovecot", dovecot(a, &p.dovecot_api_key, LIMIT)));
+    }
+    if let Some(l) = &p.postfix_listen {
+        out.push(("postfix", postfix(l, LIMIT)));
+    }
+    out
+}
 
 /// A request about no account: the answer is always DUNNO and nothing is recorded.
 const POSTFIX_PROBE: &str =
