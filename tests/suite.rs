@@ -71,6 +71,8 @@ mod pg_queue;
 mod pg_tls;
 #[path = "policy.rs"]
 mod policy;
+#[path = "policy_shared.rs"]
+mod policy_shared;
 #[path = "postgres.rs"]
 mod postgres;
 #[path = "quality.rs"]

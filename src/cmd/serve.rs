@@ -10,7 +10,7 @@ use crate::cli::Serve;
 use crate::config::Config;
 use crate::error::{one_line, Result};
 use crate::ownership::Ownership;
-use crate::policy::{Listeners, Service, Writer};
+use crate::policy::{Listeners, Service, Writer, SHARED_WRITERS};
 use crate::store;
 
 /// Whether notify holds new mail in enforce mode (`policy::postfix_answer`).
@@ -25,7 +25,12 @@ impl Run for Serve {
         // Bound first: a wrong address or a taken port fails at once, under systemd's eye.
         let listeners = Listeners::bind(&cfg)?;
         let owners = Arc::new(Ownership::open_or_warn(&cfg));
-        let (svc, jobs) = Service::new(cfg.clone(), owners.clone(), QUARANTINE)?;
+        let writers = if cfg.database.sqlite().is_some() {
+            1
+        } else {
+            SHARED_WRITERS
+        };
+        let (svc, queues) = Service::new(cfg.clone(), owners.clone(), QUARANTINE, writers)?;
         // The worker processes started on a level rise are never waited for: the
         // kernel reaps them.
         // SAFETY: setting a signal's disposition to SIG_IGN touches no memory of ours.
@@ -33,19 +38,24 @@ impl Run for Serve {
             libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         }
         let (config_path, db) = (app.config_path.clone(), app.db_arg.clone());
-        let writer = Writer {
-            cfg: cfg.clone(),
-            owners,
-            state: svc.state.clone(),
-            stats: svc.stats.clone(),
-            on_queued: Box::new(move || {
-                actions::worker::spawn(config_path.as_deref(), db.as_deref())
-            }),
-        };
-        std::thread::Builder::new()
-            .name("policy-writer".into())
-            .spawn(move || writer.run(jobs))
-            .map_err(|e| crate::error::Error::External(format!("cannot start the writer: {e}")))?;
+        let on_queued: Arc<dyn Fn() + Send + Sync> =
+            Arc::new(move || actions::worker::spawn(config_path.as_deref(), db.as_deref()));
+        for (i, jobs) in queues.into_iter().enumerate() {
+            let writer = Writer {
+                cfg: cfg.clone(),
+                owners: owners.clone(),
+                state: svc.state.clone(),
+                stats: svc.stats.clone(),
+                on_queued: on_queued.clone(),
+                refreshes: i == 0,
+            };
+            std::thread::Builder::new()
+                .name(format!("policy-writer-{i}"))
+                .spawn(move || writer.run(jobs))
+                .map_err(|e| {
+                    crate::error::Error::External(format!("cannot start a writer: {e}"))
+                })?;
+        }
         if cfg.database.sqlite().is_none() {
             let (cfg, svc) = (cfg.clone(), svc.clone());
             let _ = std::thread::Builder::new()

@@ -12,6 +12,7 @@ mod state;
 mod writer;
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -32,8 +33,12 @@ use crate::ownership::Ownership;
 use crate::store::LoginEvent;
 use dovecot::Sessions;
 
-/// Recordings waiting for the writer; past this they go to the spool.
+/// Recordings waiting for the writers; past this they go to the spool.
 const QUEUE: usize = 20_000;
+/// Writers (each with its own connection) on a shared database: one PostgreSQL
+/// transaction waits on the network and the commit, so one writer could not keep up
+/// with a busy server's messages. SQLite has one writer at a time anyway.
+pub const SHARED_WRITERS: usize = 8;
 /// A connection silent this long is closed (Postfix keeps idle ones 300 s by default).
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -98,7 +103,9 @@ pub struct Service {
     /// Whether notify holds mail (see `postfix_answer`).
     pub quarantine: bool,
     sessions: Sessions,
-    jobs: SyncSender<Job>,
+    /// One queue per writer; an account's events always go to the same one, in order.
+    jobs: Vec<SyncSender<Job>>,
+    lanes: std::collections::hash_map::RandomState,
     jail_dovecot: Label,
     jail_postfix: Label,
     connections: AtomicUsize,
@@ -181,12 +188,16 @@ fn unix_socket(path: &Path, group: &str) -> Result<UnixListener> {
 }
 
 impl Service {
+    /// The service and the queue of each of its `writers`.
     pub fn new(
         cfg: Arc<Config>,
         owners: Arc<Ownership>,
         quarantine: bool,
-    ) -> Result<(Arc<Self>, std::sync::mpsc::Receiver<Job>)> {
-        let (jobs, rx) = sync_channel(QUEUE);
+        writers: usize,
+    ) -> Result<(Arc<Self>, Vec<std::sync::mpsc::Receiver<Job>>)> {
+        let writers = writers.max(1);
+        let (jobs, rx): (Vec<_>, Vec<_>) =
+            (0..writers).map(|_| sync_channel(QUEUE / writers)).unzip();
         let label = |s: &str| Label::parse("jail", s);
         let svc = Self {
             cfg,
@@ -196,6 +207,7 @@ impl Service {
             quarantine,
             sessions: Sessions::new(),
             jobs,
+            lanes: std::collections::hash_map::RandomState::new(),
             jail_dovecot: label("policy-dovecot")?,
             jail_postfix: label("policy-postfix")?,
             connections: AtomicUsize::new(0),
@@ -209,8 +221,9 @@ impl Service {
     /// answer is given from what is known.
     fn send(&self, user: &SaslUser, make: impl FnOnce(Timestamp) -> LoginEvent) -> Option<Ticket> {
         let mut returned = None;
+        let lane = &self.jobs[self.lanes.hash_one(user) as usize % self.jobs.len()];
         let sent = self.state.sent(user, || {
-            match self.jobs.try_send(Job::Record(make(Timestamp::now()))) {
+            match lane.try_send(Job::Record(make(Timestamp::now()))) {
                 Ok(()) => Ok(()),
                 Err(
                     TrySendError::Full(Job::Record(e)) | TrySendError::Disconnected(Job::Record(e)),
@@ -240,9 +253,11 @@ impl Service {
         }
     }
 
-    /// Asks the writer to read every level again.
+    /// Asks the first writer, which keeps the whole picture, to read every level again.
     pub fn refresh(&self) {
-        let _ = self.jobs.try_send(Job::Refresh);
+        if let Some(first) = self.jobs.first() {
+            let _ = first.try_send(Job::Refresh);
+        }
     }
 
     /// Serves both listeners until they fail; each connection on its own thread.

@@ -54,10 +54,23 @@ struct Seq {
 }
 
 pub struct State {
-    known: RwLock<HashMap<SaslUser, Known>>,
+    known: RwLock<Entries>,
     seq: Mutex<HashMap<SaslUser, Seq>>,
     settled: Condvar,
 }
+
+/// The flagged accounts, and when each entry was last set by its own writer: a
+/// refresh of every account read before that must not put an older level back.
+#[derive(Default)]
+struct Entries {
+    known: HashMap<SaslUser, Known>,
+    set_at: HashMap<SaslUser, u64>,
+    generation: u64,
+}
+
+/// Where the entries stood when a full refresh began to read (see `State::begin`).
+#[derive(Debug, Clone, Copy)]
+pub struct Generation(u64);
 
 /// A recording's place in its account's order (see `State::sent`).
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +79,7 @@ pub struct Ticket(u64);
 impl State {
     pub fn new() -> Self {
         Self {
-            known: RwLock::new(HashMap::new()),
+            known: RwLock::new(Entries::default()),
             seq: Mutex::new(HashMap::new()),
             settled: Condvar::new(),
         }
@@ -77,37 +90,68 @@ impl State {
         self.known
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .known
             .get(user)
             .cloned()
     }
 
     pub fn level(&self, user: &SaslUser) -> (Level, bool) {
-        let known = self.known.read().unwrap_or_else(|p| p.into_inner());
-        known
+        let entries = self.known.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .known
             .get(user)
             .map_or((Level::Ok, false), |k| (k.level, k.enforced))
     }
 
-    /// Replaces one account's entry (None: it is ok now).
+    /// Replaces one account's entry (None: it is ok now), as its writer read it.
     pub fn set(&self, user: &SaslUser, entry: Option<Known>) {
-        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        let mut e = self.known.write().unwrap_or_else(|p| p.into_inner());
+        e.generation += 1;
+        let generation = e.generation;
+        e.set_at.insert(user.clone(), generation);
         match entry {
-            Some(k) => {
-                known.insert(user.clone(), k);
-            }
-            None => {
-                known.remove(user);
-            }
-        }
+            Some(k) => e.known.insert(user.clone(), k),
+            None => e.known.remove(user),
+        };
     }
 
-    /// Replaces every entry at once (a refresh from the store).
-    pub fn replace_all(&self, all: HashMap<SaslUser, Known>) {
-        *self.known.write().unwrap_or_else(|p| p.into_inner()) = all;
+    /// Call before reading every flagged account for `replace_all`.
+    pub fn begin(&self) -> Generation {
+        Generation(
+            self.known
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .generation,
+        )
+    }
+
+    /// Replaces every entry with `all` (read from the store since `read_from`), but
+    /// for accounts a writer set since: its reading is the newer one.
+    pub fn replace_all(&self, mut all: HashMap<SaslUser, Known>, read_from: Generation) {
+        let mut e = self.known.write().unwrap_or_else(|p| p.into_inner());
+        let newer: Vec<SaslUser> = e
+            .set_at
+            .iter()
+            .filter(|(_, g)| **g > read_from.0)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for user in newer {
+            match e.known.get(&user) {
+                Some(k) => all.insert(user, k.clone()),
+                None => all.remove(&user),
+            };
+        }
+        e.known = all;
+        // Every entry is as new as this refresh now.
+        e.set_at.clear();
     }
 
     pub fn flagged(&self) -> usize {
-        self.known.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .known
+            .len()
     }
 
     /// Runs `send` (handing a recording to the writer) under the order's lock, so
@@ -201,5 +245,29 @@ mod tests {
         assert!(state.wait_for(&alice, second, Duration::ZERO));
         let third = state.sent::<()>(&alice, || Ok(())).unwrap();
         assert!(state.wait_before(&alice, third, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_full_refresh_read_earlier_does_not_undo_a_writer() {
+        let state = State::new();
+        let (alice, bob) = (
+            SaslUser::parse("alice@example.org").unwrap(),
+            SaslUser::parse("bob@example.org").unwrap(),
+        );
+        let blocked = Known {
+            level: Level::Block,
+            enforced: true,
+            ..Known::default()
+        };
+        state.set(&bob, Some(blocked.clone()));
+        let read_from = state.begin();
+        // The store read (bob released, alice ok) races with alice's block.
+        state.set(&alice, Some(blocked));
+        state.replace_all(HashMap::new(), read_from);
+        assert_eq!(state.level(&alice), (Level::Block, true));
+        assert_eq!(state.level(&bob), (Level::Ok, false));
+        // The next full refresh is the newest word on alice.
+        state.replace_all(HashMap::new(), state.begin());
+        assert_eq!(state.level(&alice), (Level::Ok, false));
     }
 }

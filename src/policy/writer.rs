@@ -1,6 +1,7 @@
-//! The one thread that talks to the store: records what the listeners hand it, in
-//! order, through the same path as `record` (one `Engine`, `Store::record`), and keeps
-//! the in-memory levels the answers read up to date.
+//! The threads that talk to the store: each records what the listeners hand it, an
+//! account's events always by the same one and in order, through the same path as
+//! `record` (one `Engine`, `Store::record`), and keeps the in-memory levels the
+//! answers read up to date.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -31,7 +32,9 @@ pub struct Writer {
     pub state: Arc<State>,
     pub stats: Arc<Stats>,
     /// Called after a recording queued actions (the worker runs them).
-    pub on_queued: Box<dyn Fn() + Send>,
+    pub on_queued: Arc<dyn Fn() + Send + Sync>,
+    /// Whether this writer reads every flagged account now and then (one does).
+    pub refreshes: bool,
 }
 
 impl Writer {
@@ -45,7 +48,7 @@ impl Writer {
             if store.is_none() {
                 store = self.open();
             }
-            if last_refresh.is_none_or(|t| t.elapsed() >= refresh) {
+            if self.refreshes && last_refresh.is_none_or(|t| t.elapsed() >= refresh) {
                 if let Some(s) = store.as_mut() {
                     if let Err(e) = self.refresh_all(s.as_mut()) {
                         self.lost(&mut store, "reading the flagged accounts", &e);
@@ -142,13 +145,14 @@ impl Writer {
     }
 
     fn refresh_all(&self, store: &mut dyn Store) -> Result<()> {
+        let read_from = self.state.begin();
         let mut all = HashMap::new();
         for a in store.flagged()? {
             let before = self.state.known(&a.user);
             let k = self.known(store, &a.user, &a.state, before)?;
             all.insert(a.user, k);
         }
-        self.state.replace_all(all);
+        self.state.replace_all(all, read_from);
         Ok(())
     }
 
