@@ -7,7 +7,7 @@
 # 1. SQLite: Postfix alone at RATE requests/s, Dovecot alone at RATE requests/s
 #    (RATE/3 logins/s), both together (70/30);
 # 2. the same on a private PostgreSQL 15 (Unix socket, fsync on), the service keeping
-#    one connection.
+#    its connections (8 writers and one listening).
 #
 #   ./bench/policy.sh                     # the figures in BENCHMARKS.md
 #   RATE=1000 SECONDS_EACH=5 ./bench/policy.sh
