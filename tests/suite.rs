@@ -71,6 +71,8 @@ mod pg_queue;
 mod pg_tls;
 #[path = "policy.rs"]
 mod policy;
+#[path = "policy_levels.rs"]
+mod policy_levels;
 #[path = "policy_shared.rs"]
 mod policy_shared;
 #[path = "postgres.rs"]
