@@ -139,6 +139,9 @@ pub enum Command {
     /// Count each sender's mail in Postfix's queues (postqueue -j) and flag accounts
     /// whose deferred mail passes thresholds.queue; run every minute by a timer
     QueueScan(QueueScan),
+    /// The in-band policy service: answers Dovecot's auth policy and Postfix's policy
+    /// delegation while a login or message is under way ([policy]; run by systemd)
+    Serve(Serve),
     /// Print the man page (roff) or a shell completion script, for packaging
     #[command(hide = true)]
     Generate(Generate),
@@ -172,6 +175,9 @@ pub struct Record {
     #[arg(long, allow_hyphen_values = true)]
     pub count: Option<OsString>,
 }
+
+#[derive(Debug, Args)]
+pub struct Serve {}
 
 #[derive(Debug, Args)]
 pub struct QueueScan {

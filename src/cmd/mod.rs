@@ -11,6 +11,7 @@ mod queue_scan;
 mod record;
 mod release;
 mod run_actions;
+mod serve;
 mod status;
 mod whitelist;
 
@@ -88,6 +89,7 @@ impl Run for Command {
             Command::Doctor(c) => c.run(app),
             Command::Ingest(c) => c.run(app),
             Command::QueueScan(c) => c.run(app),
+            Command::Serve(c) => c.run(app),
         }
     }
 }

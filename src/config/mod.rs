@@ -13,6 +13,7 @@ mod actions;
 mod document;
 mod ownership;
 mod parse;
+mod policy;
 mod reject;
 mod thresholds;
 mod user_mail;
@@ -20,6 +21,7 @@ mod value;
 
 pub use actions::{ActionsConfig, ContainConfig, MailSecurity, MailTransport, PasswordBackend};
 pub use ownership::OwnershipConfig;
+pub use policy::{PolicyConfig, PostfixListen};
 pub use thresholds::{PartialThresholds, Thresholds, UserPolicy};
 pub use user_mail::{
     unknown_placeholders as user_mail_unknown_placeholders, UserMailConfig, USER_MAIL_PLACEHOLDERS,
@@ -186,6 +188,7 @@ pub struct Config {
     pub ownership: OwnershipConfig,
     pub contain: ContainConfig,
     pub fail2ban: Fail2banPaths,
+    pub policy: PolicyConfig,
     pub users: BTreeMap<SaslUser, UserPolicy>,
 }
 
@@ -244,6 +247,7 @@ impl Default for Config {
             ownership: OwnershipConfig::default(),
             contain: ContainConfig::default(),
             fail2ban: Fail2banPaths::default(),
+            policy: PolicyConfig::default(),
             users: BTreeMap::new(),
         }
     }

@@ -5,6 +5,7 @@ pub mod fail2ban;
 pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
+pub mod policy_service;
 pub mod postgres;
 pub mod roundcube;
 pub mod smtp_client;
