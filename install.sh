@@ -146,7 +146,7 @@ uninstall() {
     fi
     # Timers the admin enabled would point at removed units: stop them first.
     if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        timers=$(sed -n 's|^/etc/systemd/system/\(f2b-mailguard-.*\.timer\)$|\1|p; s|^/etc/systemd/system/\(f2b-mailguard-follow\.service\)$|\1|p' "$manifest")
+        timers=$(sed -n 's|^/etc/systemd/system/\(f2b-mailguard-.*\.timer\)$|\1|p; s|^/etc/systemd/system/\(f2b-mailguard-follow\.service\)$|\1|p; s|^/etc/systemd/system/\(f2b-mailguard-policy\.service\)$|\1|p' "$manifest")
         for t in $timers; do
             act systemctl disable --now "$t" || true
         done

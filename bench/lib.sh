@@ -253,3 +253,22 @@ machine() {
     fs=$(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')
     echo "Machine: $cpu, $(nproc) cores, $mem RAM, $fs scratch, $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release), kernel $(uname -r), $(rustc -V | cut -d ' ' -f 1-2), SQLite $version ($sqlite, bundled), $(hyperfine --version); $(date -u '+%Y-%m-%d %H:%M UTC')."
 }
+
+# A private PostgreSQL 15 in $W/pg ($pg), Unix socket only, default durability (fsync
+# on); `as_pg CMD` runs as its owner, `pg_stop` stops it (also on exit).
+pg_start() {
+    need runuser:util-linux
+    PGBIN=/usr/lib/postgresql/15/bin
+    [ -x "$PGBIN/initdb" ] || need "$PGBIN/initdb:postgresql-15"
+    # The cluster belongs to `postgres` (initdb refuses root): $W must let it in.
+    chmod 711 "$W"
+    pg=$W/pg
+    mkdir "$pg"
+    chown postgres:postgres "$pg"
+    chmod 700 "$pg"
+    as_pg "$PGBIN/initdb" -A trust -U postgres --no-instructions -D "$pg/data" >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$pg/data" -l "$pg/log" -o "-k $pg -h ''" -w start >/dev/null
+    trap 'pg_stop; cleanup' EXIT
+}
+as_pg() { runuser -u postgres -- "$@"; }
+pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true; }

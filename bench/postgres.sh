@@ -23,20 +23,7 @@ RUNS_LOG=${RUNS_LOG:-100}
 WRITERS=${WRITERS:-4}
 PER_WRITER=${PER_WRITER:-500}
 need psql:postgresql-client-15 runuser:util-linux
-PGBIN=/usr/lib/postgresql/15/bin
-[ -x "$PGBIN/initdb" ] || need "$PGBIN/initdb:postgresql-15"
-
-# The cluster belongs to `postgres` (initdb refuses root): $W must let it in.
-chmod 711 "$W"
-pg=$W/pg
-mkdir "$pg"
-chown postgres:postgres "$pg"
-chmod 700 "$pg"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-instructions -D "$pg/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$pg/data" -l "$pg/log" -o "-k $pg -h ''" -w start >/dev/null
-pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true; }
-trap 'pg_stop; cleanup' EXIT
+pg_start
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -U postgres -h "$pg" -d "$1" -c "$2"; }
 
 # db NAME: a database and a config for it; prints the config's path.

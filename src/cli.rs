@@ -142,6 +142,9 @@ pub enum Command {
     /// Count each sender's mail in Postfix's queues (postqueue -j) and flag accounts
     /// whose deferred mail passes thresholds.queue; run every minute by a timer
     QueueScan(QueueScan),
+    /// The in-band policy service: answers Dovecot's auth policy and Postfix's policy
+    /// delegation while a login or message is under way ([policy]; run by systemd)
+    Serve(Serve),
     /// Write the jails' log backend file (fail2ban-backend), the man pages (man DIR) or
     /// print a shell completion script (bash, zsh, fish, elvish, powershell)
     Generate(Generate),
@@ -186,6 +189,9 @@ pub struct Stream {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch: u16,
 }
+
+#[derive(Debug, Args)]
+pub struct Serve {}
 
 #[derive(Debug, Args)]
 pub struct QueueScan {

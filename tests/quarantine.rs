@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::fail2ban::Fail2ban;
 use support::mailstack::{Dovecot, Postfix, PostfixSetup};
+use support::policy_service::{Service, Wiring};
 use support::smtp_client::{message, Session};
 use support::smtp_sink::SmtpSink;
 use support::{now, wait_until, Sandbox};
@@ -25,6 +26,7 @@ pub struct Stack {
     _dv: Dovecot,
     pub s: Sandbox,
     _f2b: Fail2ban,
+    _serve: Option<Service>,
     // Last: removed after the daemons above are stopped.
     _dir: tempfile::TempDir,
 }
@@ -32,9 +34,19 @@ pub struct Stack {
 impl Stack {
     /// `actions`: the `[actions]` settings beside the test's own.
     pub fn start(users: &[(&str, &str)], mode: &str, actions: &str) -> Self {
+        Self::start_with(users, mode, actions, false)
+    }
+
+    /// As `start`; with `policy`, Dovecot and Postfix also ask the in-band policy
+    /// service (`serve`), which runs on the same config.
+    pub fn start_with(users: &[(&str, &str)], mode: &str, actions: &str, policy: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sink = SmtpSink::start();
+        let wiring = policy.then(|| Wiring::new(dir.path()));
         let mut dv = Dovecot::configure(dir.path(), users);
+        if let Some(w) = &wiring {
+            w.dovecot(&dv);
+        }
         dv.start();
         let mut pf = Postfix::configure(
             dir.path(),
@@ -45,15 +57,20 @@ impl Stack {
                 submission_restrictions: None,
             },
         );
+        if let Some(w) = &wiring {
+            w.postfix(&pf);
+        }
         pf.start();
         let mut s = Sandbox::acting(&format!(
             "mode = \"{mode}\"\n[actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n{actions}\n\
              [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nto = [\"postmaster@example.test\"]\n\
-             [postfix]\nsasl_map = \"{}\"\n",
+             [postfix]\nsasl_map = \"{}\"\n{}",
             sink.port,
             pf.sasl_map.display(),
+            wiring.as_ref().map(Wiring::config).unwrap_or_default(),
         ));
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
+        let serve = wiring.map(|w| w.start(&s));
         let log = pf.root.join("postfix.log");
         let f2b = Fail2ban::submission_jails(dir.path(), &s.config_path(), &log, &pf.config_dir);
         Self {
@@ -62,6 +79,7 @@ impl Stack {
             _dv: dv,
             s,
             _f2b: f2b,
+            _serve: serve,
             _dir: dir,
         }
     }

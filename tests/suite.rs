@@ -93,6 +93,12 @@ mod pg_password;
 mod pg_queue;
 #[path = "pg_tls.rs"]
 mod pg_tls;
+#[path = "policy.rs"]
+mod policy;
+#[path = "policy_levels.rs"]
+mod policy_levels;
+#[path = "policy_shared.rs"]
+mod policy_shared;
 #[path = "postgres.rs"]
 mod postgres;
 #[path = "quality.rs"]

@@ -12,6 +12,7 @@ mod queue_scan;
 mod record;
 mod release;
 mod run_actions;
+mod serve;
 mod status;
 mod stream;
 mod whitelist;
@@ -92,6 +93,7 @@ impl Run for Command {
             Command::Ingest(c) => c.run(app),
             Command::QueueScan(c) => c.run(app),
             Command::Ownership(c) => c.run(app),
+            Command::Serve(c) => c.run(app),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::thresholds::by_source;
 use super::value::{default_from, named, opt_abs_path, parsed, Range};
 use super::{
     ActionsConfig, Baseline, Config, ContainConfig, Detection, Fail2banPaths, Misfit,
-    OwnershipConfig, PartialThresholds, UserMailConfig, UserPolicy,
+    OwnershipConfig, PartialThresholds, PolicyConfig, UserMailConfig, UserPolicy,
 };
 use crate::model::{Cidr, DatabaseLocation, Label, Mode, NetPrefixes, SaslUser, Source, Span};
 
@@ -49,6 +49,7 @@ pub(super) struct Document {
     password: PasswordSection,
     dovecot: DovecotSection,
     fail2ban: Fail2banPaths,
+    policy: PolicyConfig,
     /// None by default, and none printed then.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     users: BTreeMap<SaslUser, UserPolicy>,
@@ -103,6 +104,7 @@ impl From<&Config> for Document {
                 doveadm: c.contain.doveadm.clone(),
             },
             fail2ban: c.fail2ban.clone(),
+            policy: c.policy.clone(),
             users: c.users.clone(),
         }
     }
@@ -151,6 +153,7 @@ impl Document {
                 doveadm: self.dovecot.doveadm,
             },
             fail2ban: self.fail2ban,
+            policy: self.policy,
             users: self.users,
         })
     }

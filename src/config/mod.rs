@@ -13,6 +13,7 @@ mod actions;
 mod document;
 mod ownership;
 mod parse;
+mod policy;
 mod reject;
 mod thresholds;
 mod user_mail;
@@ -23,6 +24,7 @@ pub use ownership::{
     check_url, DatabaseFile, DatabaseKind, DownloadSource, OwnershipConfig, DOWNLOADED_ASN,
     DOWNLOADED_COUNTRY,
 };
+pub use policy::{PolicyConfig, PostfixListen};
 pub use thresholds::{PartialThresholds, Thresholds, UserPolicy};
 pub use user_mail::{
     unknown_placeholders as user_mail_unknown_placeholders, UserMailConfig, USER_MAIL_PLACEHOLDERS,
@@ -189,6 +191,7 @@ pub struct Config {
     pub ownership: OwnershipConfig,
     pub contain: ContainConfig,
     pub fail2ban: Fail2banPaths,
+    pub policy: PolicyConfig,
     pub users: BTreeMap<SaslUser, UserPolicy>,
 }
 
@@ -247,6 +250,7 @@ impl Default for Config {
             ownership: OwnershipConfig::default(),
             contain: ContainConfig::default(),
             fail2ban: Fail2banPaths::default(),
+            policy: PolicyConfig::default(),
             users: BTreeMap::new(),
         }
     }

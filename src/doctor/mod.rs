@@ -5,6 +5,7 @@ mod fail2ban;
 pub mod jails;
 mod ownership;
 mod periodic;
+mod policy;
 mod postfix;
 mod startup;
 mod system;
@@ -114,6 +115,7 @@ pub fn run(
     fail2ban::check(cfg, &mut out);
     postfix::check(cfg, &mut out);
     system::dovecot(cfg, &mut out);
+    policy::check(cfg, &mut out);
     system::mail(cfg, opts.send_test_mail, &mut out);
     out
 }

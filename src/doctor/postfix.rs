@@ -34,7 +34,7 @@ struct Service {
     overrides: HashMap<String, String>,
 }
 
-fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
+pub(super) fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
     let program: PathBuf = cfg.contain.postfix.postmap.with_file_name("postconf");
     let ran = exec::run(&program, args, None, cfg.contain.actions.command_timeout)?;
     if !ran.success() {
@@ -44,7 +44,7 @@ fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
 }
 
 /// `name = value` lines into a map.
-fn pairs(text: &str) -> HashMap<String, String> {
+pub(super) fn pairs(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|l| {
             l.split_once(" = ")

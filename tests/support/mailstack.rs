@@ -440,8 +440,29 @@ impl Dovecot {
         std::fs::read_to_string(self.root.join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Adds settings to the config before `start` (the auth policy, trusted networks).
+    pub fn add_config(&self, extra: &str) {
+        let mut conf = std::fs::read_to_string(&self.config).expect("dovecot.conf");
+        conf.push_str(extra);
+        std::fs::write(&self.config, conf).expect("dovecot.conf");
+    }
+
+    /// An IMAP LOGIN as a client at `client_addr` (the ID command's x-originating-ip,
+    /// honoured from `login_trusted_networks`, as a proxy or webmail passes it on).
+    pub fn imap_login_from(&self, client_addr: &str, user: &str, password: &str) -> bool {
+        self.imap_session(
+            &format!("a0 ID (\"x-originating-ip\" \"{client_addr}\")\r\n"),
+            user,
+            password,
+        )
+    }
+
     /// Whether `user` can log in with `password` (a real IMAP LOGIN).
     pub fn imap_login(&self, user: &str, password: &str) -> bool {
+        self.imap_session("", user, password)
+    }
+
+    fn imap_session(&self, first: &str, user: &str, password: &str) -> bool {
         use std::io::{BufRead, BufReader, Write};
         let Ok(conn) = std::net::TcpStream::connect(("127.0.0.1", self.imap_port)) else {
             return false;
@@ -451,6 +472,15 @@ impl Dovecot {
         let mut input = BufReader::new(conn);
         let mut line = String::new();
         let _ = input.read_line(&mut line);
+        if !first.is_empty() {
+            let _ = out.write_all(first.as_bytes());
+            loop {
+                line.clear();
+                if input.read_line(&mut line).unwrap_or(0) == 0 || line.starts_with("a0 ") {
+                    break;
+                }
+            }
+        }
         let _ = write!(out, "a1 LOGIN \"{user}\" \"{password}\"\r\n");
         loop {
             line.clear();

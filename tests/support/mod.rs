@@ -6,6 +6,7 @@ pub mod http;
 pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
+pub mod policy_service;
 pub mod postgres;
 pub mod roundcube;
 pub mod smtp_client;

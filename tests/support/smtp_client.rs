@@ -9,13 +9,15 @@ use std::time::Duration;
 pub struct Session {
     out: TcpStream,
     input: BufReader<TcpStream>,
+    /// When the last message's end of data went out (ms since 1970): from then on
+    /// the server decides about it.
+    pub data_end_ms: i64,
 }
 
 impl Session {
-    /// Connects to `port`, takes `client_addr` and logs in with `login` if given.
+    /// Connects to `port`, says EHLO and takes `client_addr` as its address.
     /// Err: the first refusal (or I/O error) as text.
-    pub fn open(port: u16, client_addr: &str, login: Option<(&str, &str)>) -> Result<Self, String> {
-        use base64::Engine as _;
+    pub fn connect(port: u16, client_addr: &str) -> Result<Self, String> {
         let conn = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .map_err(|e| e.to_string())?;
@@ -23,6 +25,7 @@ impl Session {
         let mut s = Self {
             out,
             input: BufReader::new(conn),
+            data_end_ms: 0,
         };
         s.step(None, '2')?;
         s.step(Some("EHLO client.example.net\r\n"), '2')?;
@@ -33,12 +36,24 @@ impl Session {
             '2',
         )?;
         s.step(Some("EHLO client.example.net\r\n"), '2')?;
+        Ok(s)
+    }
+
+    /// As `connect`, then logs in with `login` if given.
+    pub fn open(port: u16, client_addr: &str, login: Option<(&str, &str)>) -> Result<Self, String> {
+        let mut s = Self::connect(port, client_addr)?;
         if let Some((user, password)) = login {
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-            s.step(Some(&format!("AUTH PLAIN {token}\r\n")), '2')?;
+            s.auth(user, password)?;
         }
         Ok(s)
+    }
+
+    /// AUTH PLAIN; the server's reply either way.
+    pub fn auth(&mut self, user: &str, password: &str) -> Result<String, String> {
+        use base64::Engine as _;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.step(Some(&format!("AUTH PLAIN {token}\r\n")), '2')
     }
 
     /// One message: `data` is its header and body (lines ending in CRLF, no final
@@ -68,6 +83,9 @@ impl Session {
         let stuffed = stuffed
             .strip_prefix('.')
             .map_or(stuffed.clone(), |s| format!("..{s}"));
+        self.data_end_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         self.step(Some(&format!("{stuffed}.\r\n")), '2')
     }
 
