@@ -1,0 +1,170 @@
+//! Reconciling through a real, private fail2ban-server: a log rotated (renamed, or
+//! copied and truncated) right after a write, mid-burst, leaves a tail Fail2ban never
+//! reads; the Python action re-reads it with the jail's own filters, so every message,
+//! bounce and login pair is stored exactly once, and re-reading it all again adds nothing.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::fail2ban::{append, syslog_now, Fail2ban, Jail};
+use support::{Sandbox, BIN};
+
+const ACCOUNTS: u32 = 20;
+
+/// Message `i`'s lines: its accepted submission, and for every 5th a bounced recipient.
+fn message(i: u32, stamp: &str) -> Vec<String> {
+    let user = format!("user{:02}@example.com", i % ACCOUNTS);
+    let addr = format!("198.51.100.{}", 1 + i % 3);
+    let mut lines = vec![format!(
+        "{stamp} mx postfix/submission/smtpd[{}]: R{i:09X}: client=unknown[{addr}], sasl_method=PLAIN, sasl_username={user}",
+        7000 + i % ACCOUNTS
+    )];
+    if i % 5 == 0 {
+        lines.push(bounce(i, stamp));
+    }
+    lines
+}
+
+fn bounce(i: u32, stamp: &str) -> String {
+    format!("{stamp} mx postfix/smtp[8001]: R{i:09X}: to=<gone{i}@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=0.2, delays=0.1/0/0/0.1, dsn=5.1.1, status=bounced (550 5.1.1 unknown user)")
+}
+
+/// (messages, bounces, smtp logins, distinct smtp pairs) stored.
+fn stored(s: &Sandbox) -> (i64, i64, i64, i64) {
+    let Ok(conn) = rusqlite::Connection::open(s.db()) else {
+        return (0, 0, 0, 0);
+    };
+    let n = |sql: &str| conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0);
+    (
+        n("SELECT count(*) FROM events WHERE source = 'rate'"),
+        n("SELECT count(*) FROM events WHERE source = 'bounces'"),
+        n("SELECT count(*) FROM events WHERE source = 'smtp'"),
+        n("SELECT count(DISTINCT user_id || ' ' || ip) FROM events WHERE source = 'smtp'"),
+    )
+}
+
+fn settle(s: &Sandbox, want: (i64, i64, i64, i64), f2b: &Fail2ban) {
+    let mut got = stored(s);
+    support::try_wait_until(Duration::from_secs(90), || {
+        got = stored(s);
+        got == want
+    });
+    // Nothing more arrives later either.
+    std::thread::sleep(Duration::from_secs(3));
+    got = stored(s);
+    assert_eq!(
+        got,
+        want,
+        "(messages, bounces, logins, pairs) stored; fail2ban's log on rotation and reconciling:\n{}",
+        f2b.log()
+            .lines()
+            .filter(|l| l.contains("mailguard:") || l.contains("rotation") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+fn reconciled(f2b: &Fail2ban) -> usize {
+    f2b.log().matches("reconciled").count()
+}
+
+/// Writes messages `from..to` in chunks of 10, one chunk every 50 ms.
+fn write(log: &Path, from: u32, to: u32) {
+    let mut i = from;
+    while i < to {
+        let stamp = syslog_now();
+        let end = (i + 10).min(to);
+        let lines: Vec<String> = (i..end).flat_map(|k| message(k, &stamp)).collect();
+        append(log, &lines);
+        i = end;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rotate(log: &Path, copytruncate: bool) {
+    let old = PathBuf::from(format!("{}.1", log.display()));
+    if copytruncate {
+        std::fs::copy(log, &old).expect("copy");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(log)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+    } else {
+        std::fs::rename(log, &old).expect("rename");
+        std::fs::write(log, "").expect("new log");
+    }
+}
+
+fn pairs(n: u32) -> i64 {
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..n {
+        seen.insert((i % ACCOUNTS, 1 + i % 3));
+    }
+    seen.len() as i64
+}
+
+fn fast_rotation_mid_burst(copytruncate: bool) {
+    let s = Sandbox::new("");
+    let log = s.path().join("mail.log");
+    std::fs::write(&log, "").expect("log");
+    let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
+        .into_iter()
+        .map(|name| Jail {
+            name,
+            logpath: &log,
+        })
+        .collect();
+    let f2b = Fail2ban::start(s.path(), Path::new(BIN), &s.config_path(), &jails);
+    write(&log, 0, 300);
+    // A submission whose bounce comes after the rotation, then a last chunk: rotated
+    // within microseconds of that write, so Fail2ban never reads it.
+    let stamp = syslog_now();
+    let mut tail = vec![format!(
+        "{stamp} mx postfix/submission/smtpd[6999]: LATE00001: client=unknown[203.0.113.77], sasl_method=PLAIN, sasl_username=late@example.com"
+    )];
+    for i in 300..340 {
+        tail.extend(message(i, &stamp));
+    }
+    append(&log, &tail);
+    rotate(&log, copytruncate);
+    append(
+        &log,
+        &[format!("{stamp} mx postfix/smtp[8001]: LATE00001: to=<x@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=0.2, delays=0.1/0/0/0.1, dsn=5.1.1, status=bounced (550 5.1.1 unknown user)")],
+    );
+    write(&log, 340, 600);
+    // 600 messages, each 5th bounced, plus the late one's message and bounce; one login
+    // per (user, address) pair within the jail's bantime, plus the late account's.
+    let want = (601, 121, pairs(600) + 1, pairs(600) + 1);
+    settle(&s, want, &f2b);
+    assert!(reconciled(&f2b) >= 1, "no reconcile in the fail2ban log");
+
+    // Reconciling again re-reads all of it (the old file from before the first rotation
+    // is within LOOKBACK) and adds nothing.
+    let before = reconciled(&f2b);
+    rotate(&log, copytruncate);
+    support::wait_until("a second reconcile", Duration::from_secs(30), || {
+        reconciled(&f2b) > before
+    });
+    settle(&s, want, &f2b);
+    let again = f2b
+        .log()
+        .lines()
+        .rfind(|l| l.contains("reconciled"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!again.contains(" 0 tickets"), "{again}");
+}
+
+#[test]
+fn a_log_renamed_right_after_a_write_mid_burst_loses_nothing_and_stores_nothing_twice() {
+    fast_rotation_mid_burst(false);
+}
+
+#[test]
+fn a_log_copied_and_truncated_right_after_a_write_mid_burst_loses_nothing_and_stores_nothing_twice()
+{
+    fast_rotation_mid_burst(true);
+}
