@@ -21,7 +21,7 @@ fn message(i: u32, stamp: &str) -> Vec<String> {
         "{stamp} mx postfix/submission/smtpd[{}]: R{i:09X}: client=unknown[{addr}], sasl_method=PLAIN, sasl_username={user}",
         7000 + i % ACCOUNTS
     )];
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         lines.push(bounce(i, stamp));
     }
     lines
