@@ -8,10 +8,45 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::fail2ban::{append, syslog_now, Fail2ban, Jail};
+use support::fail2ban::{append, Fail2ban, Jail};
 use support::{Sandbox, BIN};
 
 const ACCOUNTS: u32 = 20;
+
+/// One call the jails should make, for `ingest`: (source, user, address, time, fid).
+type Call = (&'static str, String, String, i64, String);
+
+/// A syslog timestamp for `t`, in the local time zone the server reads it in.
+fn stamp_at(t: i64) -> String {
+    support::fail2ban::stdout_of(
+        std::process::Command::new("date")
+            .env("LC_ALL", "C")
+            .arg(format!("--date=@{t}"))
+            .arg("+%b %e %H:%M:%S"),
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// The calls message `i` at `t` should give: its message, its bounce, and a login for
+/// a pair not reported yet (the jails' bantime outlasts the test).
+fn calls_of(i: u32, t: i64, seen: &mut std::collections::BTreeSet<String>, out: &mut Vec<Call>) {
+    let user = format!("user{:02}@example.com", i % ACCOUNTS);
+    let addr = format!("198.51.100.{}", 1 + i % 3);
+    if seen.insert(format!("{user} {addr}")) {
+        out.push((
+            "smtp",
+            user.clone(),
+            addr.clone(),
+            t,
+            format!("{user} {addr}"),
+        ));
+    }
+    out.push(("rate", user.clone(), addr.clone(), t, format!("R{i:09X}")));
+    if i.is_multiple_of(5) {
+        out.push(("bounces", user, addr, t, format!("R{i:09X} gone{i}")));
+    }
+}
 
 /// Message `i`'s lines: its accepted submission, and for every 5th a bounced recipient.
 fn message(i: u32, stamp: &str) -> Vec<String> {
@@ -70,17 +105,34 @@ fn reconciled(f2b: &Fail2ban) -> usize {
     f2b.log().matches("reconciled").count()
 }
 
-/// Writes messages `from..to` in chunks of 10, one chunk every 50 ms.
-fn write(log: &Path, from: u32, to: u32) {
+/// Writes messages `from..to` in chunks of 10, one chunk every 50 ms; returns the time
+/// of each.
+fn write(log: &Path, from: u32, to: u32) -> Vec<(u32, i64)> {
     let mut i = from;
+    let mut times = Vec::new();
     while i < to {
-        let stamp = syslog_now();
+        let t = support::now();
+        let stamp = stamp_at(t);
         let end = (i + 10).min(to);
         let lines: Vec<String> = (i..end).flat_map(|k| message(k, &stamp)).collect();
         append(log, &lines);
+        times.extend((i..end).map(|k| (k, t)));
         i = end;
         std::thread::sleep(Duration::from_millis(50));
     }
+    times
+}
+
+/// Every account's row of `status` at `at` on the database `db`.
+fn accounts(s: &Sandbox, db: &Path, at: i64) -> serde_json::Value {
+    let out = s.ok(&[
+        &format!("--db={}", db.display()),
+        "status",
+        "--json",
+        &format!("--at={at}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    v["accounts"].clone()
 }
 
 fn rotate(log: &Path, copytruncate: bool) {
@@ -118,15 +170,17 @@ fn fast_rotation_mid_burst(copytruncate: bool) {
         })
         .collect();
     let f2b = Fail2ban::start(s.path(), Path::new(BIN), &s.config_path(), &jails);
-    write(&log, 0, 300);
+    let mut times = write(&log, 0, 300);
     // A submission whose bounce comes after the rotation, then a last chunk: rotated
     // within microseconds of that write, so Fail2ban never reads it.
-    let stamp = syslog_now();
+    let t = support::now();
+    let stamp = stamp_at(t);
     let mut tail = vec![format!(
         "{stamp} mx postfix/submission/smtpd[6999]: LATE00001: client=unknown[203.0.113.77], sasl_method=PLAIN, sasl_username=late@example.com"
     )];
     for i in 300..340 {
         tail.extend(message(i, &stamp));
+        times.push((i, t));
     }
     append(&log, &tail);
     rotate(&log, copytruncate);
@@ -134,12 +188,49 @@ fn fast_rotation_mid_burst(copytruncate: bool) {
         &log,
         &[format!("{stamp} mx postfix/smtp[8001]: LATE00001: to=<x@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=0.2, delays=0.1/0/0/0.1, dsn=5.1.1, status=bounced (550 5.1.1 unknown user)")],
     );
-    write(&log, 340, 600);
+    times.extend(write(&log, 340, 600));
     // 600 messages, each 5th bounced, plus the late one's message and bounce; one login
     // per (user, address) pair within the jail's bantime, plus the late account's.
     let want = (601, 121, pairs(600) + 1, pairs(600) + 1);
     settle(&s, want, &f2b);
     assert!(reconciled(&f2b) >= 1, "no reconcile in the fail2ban log");
+
+    // The levels and counts are those of `ingest` given the calls the jails should make.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut calls = Vec::new();
+    for (i, t) in &times {
+        calls_of(*i, *t, &mut seen, &mut calls);
+    }
+    let late = "late@example.com".to_string();
+    let late_addr = "203.0.113.77".to_string();
+    calls.push(("smtp", late.clone(), late_addr.clone(), t, "late".into()));
+    calls.push((
+        "rate",
+        late.clone(),
+        late_addr.clone(),
+        t,
+        "LATE00001".into(),
+    ));
+    calls.push(("bounces", late, late_addr, t, "LATE00001 x".into()));
+    calls.sort_by_key(|c| c.3);
+    let input: String = calls
+        .iter()
+        .map(|(source, user, ip, time, fid)| {
+            let call = serde_json::json!({"time": time, "user": user, "ip": ip,
+                                          "source": source, "count": 1, "fid": fid});
+            format!("{call}\n")
+        })
+        .collect();
+    let scratch = s.path().join("reference.db");
+    s.ingest(&scratch, input);
+    let at = support::now() + 1;
+    let live = accounts(&s, &s.db(), at);
+    assert_eq!(
+        live.as_array().map(Vec::len),
+        Some(ACCOUNTS as usize + 1),
+        "{live:#}"
+    );
+    assert_eq!(live, accounts(&s, &scratch, at));
 
     // Reconciling again re-reads all of it (the old file from before the first rotation
     // is within LOOKBACK) and adds nothing.
