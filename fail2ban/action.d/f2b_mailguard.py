@@ -445,7 +445,9 @@ class Reconciler(object):
                 if last[1] != snap[1] or (last[2] and last[2] != snap[2]):
                     self.reconcile(flt, path, ring)
                     ring.clear()
-                    snap = (now, snap[1], c.getHash(), c.getPos())
+                    # The new file from its start: a later re-read keeps the context
+                    # (submission lines) of what was reconciled here.
+                    snap = (now, snap[1], c.getHash(), 0)
             ring.append(snap)
             # Keep the newest snapshot that is at least LOOKBACK old, and the later ones.
             while len(ring) > 1 and ring[1][0] <= now - LOOKBACK:
