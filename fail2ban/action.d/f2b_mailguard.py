@@ -18,12 +18,19 @@
 #    one; the store keeps a ticket sent twice once (same ticket id, time and count).
 #  - At Fail2ban's stop everything still in memory is written to the child and its input
 #    closed: the child, in its own session, stores it and exits after Fail2ban has gone.
+#  - Reconciling: when Fail2ban moves to a rotated log, the jail's filter is run again
+#    (a private copy) over the old file from a position LOOKBACK behind its last known
+#    reading, to its end, and over the new file up to where the jail has read. Messages
+#    and bounces are resent as the live path would send them (the store keeps a resent
+#    ticket once); logins go through the jail's own ban list, so a pair the jail
+#    reported within its bantime is not reported again.
 #
 # Runs inside fail2ban-server: standard library only, nothing blocks ban(), nothing
 # raises in __init__ (it would stop the whole server), and no log line names a user.
 
 import collections
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -31,6 +38,10 @@ import time
 import types
 
 from fail2ban.server.action import ActionBase
+from fail2ban.server.actions import Actions
+# md5sum: Fail2ban's own hash of a log's first line (in 1.0.2 it is in fact SHA-1).
+from fail2ban.server.filter import Filter, md5sum
+from fail2ban.server.ticket import BanTicket, FailTicket
 
 # Set by install.sh to the installed binary and config; a jail may pass its own
 # (binary=..., config=...).
@@ -46,6 +57,13 @@ WINDOW = 256
 MAX_WAITING = 200000
 # How long Fail2ban's stop waits for the last tickets to reach the child.
 STOP_WAIT = 30.0
+# Reconciling: how often the jail's reading position is looked at, and how far behind
+# its last known position a re-read starts (a bounce needs its submission line, which
+# Postfix logs shortly before).
+POLL = 1.0
+LOOKBACK = 60.0
+# Where a rotated log is looked for (logrotate's and newsyslog's first generation).
+ROTATED = (".1", ".0")
 
 # Fail2ban runs this file again for every action instance and reload, so what every
 # jail shares lives in a module of its own that survives that.
@@ -291,7 +309,7 @@ class MailguardAction(ActionBase):
     banEpoch = 0
 
     def __init__(self, jail, name, source="smtp", binary=BINARY, config=CONFIG,
-                 **kwargs):
+                 reconcile="yes", **kwargs):
         super(MailguardAction, self).__init__(jail, name)
         # Tickets restored from Fail2ban's database at its start were stored already.
         self.norestored = True
@@ -300,13 +318,18 @@ class MailguardAction(ActionBase):
         self.config = config
         self.login = source in LOGIN_SOURCES
         self.transport = None
+        self.reconciler = Reconciler(self) if reconcile != "no" else None
 
     def start(self):
         if self.transport is None:
             self.transport = _transport(self.binary, self.config, self._logSys)
             self.transport.acquire()
+        if self.reconciler is not None:
+            self.reconciler.start()
 
     def stop(self):
+        if self.reconciler is not None:
+            self.reconciler.stop()
         t, self.transport = self.transport, None
         if t is not None:
             t.release()
@@ -345,7 +368,7 @@ class MailguardAction(ActionBase):
     def clearAllParams(self):
         pass
 
-    def reload(self, source=None, binary=None, config=None, **kwargs):
+    def reload(self, source=None, binary=None, config=None, reconcile=None, **kwargs):
         if source is not None:
             self.source = source
             self.login = source in LOGIN_SOURCES
@@ -356,6 +379,164 @@ class MailguardAction(ActionBase):
             self.binary, self.config = paths
             if running:
                 self.start()
+
+
+def _first_line_hash(path):
+    """Fail2ban's identity of a log file: the hash of its first complete line."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+    except OSError:
+        return None
+    if line == line.rstrip(b"\r\n"):
+        return None
+    return md5sum(line).hexdigest()
+
+
+class Reconciler(object):
+    """Re-reads what a log rotation kept the jail from reading."""
+
+    def __init__(self, action):
+        self.action = action
+        self.jail = action._jail
+        self.log = action._logSys
+        # path -> deque of (time, inode, first-line hash, position) of the jail's reading.
+        self.rings = {}
+        self.halt = threading.Event()
+        self.thread = None
+
+    def start(self):
+        if self.thread is not None and self.thread.is_alive():
+            return
+        self.halt.clear()
+        self.thread = threading.Thread(
+            target=self._run, name="f2b/mailguard-reconcile", daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.halt.set()
+        thread, self.thread = self.thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_WAIT)
+
+    def _run(self):
+        while not self.halt.wait(POLL):
+            try:
+                self.tick()
+            except Exception as e:  # never let one bad look end the watching
+                self.log.error("f2b-mailguard: reconciling failed: %r", e)
+
+    def tick(self):
+        flt = self.jail.filter
+        # File backends only: the journal has no rotation to lose a tail to.
+        if not hasattr(flt, "getLog"):
+            return
+        now = time.time()
+        for path in flt.getLogPaths():
+            c = flt.getLog(path)
+            if c is None:
+                continue
+            snap = (now, getattr(c, "_FileContainer__ino", None), c.getHash(), c.getPos())
+            ring = self.rings.setdefault(path, collections.deque())
+            if ring:
+                last = ring[-1]
+                # Fail2ban has moved to another file: a new inode, or (copytruncate) the
+                # same inode with another first line.
+                if last[1] != snap[1] or (last[2] and last[2] != snap[2]):
+                    self.reconcile(flt, path, ring)
+                    ring.clear()
+                    # The new file from its start: a later re-read keeps the context
+                    # (submission lines) of what was reconciled here.
+                    snap = (now, snap[1], c.getHash(), 0)
+            ring.append(snap)
+            # Keep the newest snapshot that is at least LOOKBACK old, and the later ones.
+            while len(ring) > 1 and ring[1][0] <= now - LOOKBACK:
+                ring.popleft()
+
+    def reconcile(self, flt, path, ring):
+        last = ring[-1]
+        start = next(s[3] for s in ring if s[1] == last[1] and s[2] in (last[2], ""))
+        shadow = self._shadow(flt)
+        sent = [0, 0]
+        rotated = self._rotated(path, last)
+        if rotated is None:
+            self.log.error("f2b-mailguard: %s was rotated but no %s holds its old "
+                           "content: its unread tail is not reconciled", path,
+                           "/".join(ROTATED))
+        else:
+            self._read(flt, shadow, rotated, start, None, sent)
+        c = flt.getLog(path)
+        self._read(flt, shadow, path, 0, c.getPos() if c is not None else 0, sent)
+        self.log.info("f2b-mailguard: %s rotated; reconciled %d lines, %d tickets "
+                      "handed over again", path, sent[0], sent[1])
+
+    def _rotated(self, path, last):
+        for suffix in ROTATED:
+            name = path + suffix
+            try:
+                ino = os.stat(name).st_ino
+            except OSError:
+                continue
+            if ino == last[1] or (last[2] and _first_line_hash(name) == last[2]):
+                return name
+        return None
+
+    @staticmethod
+    def _shadow(flt):
+        """A private copy of the jail's filter: same regexes, own multi-line state."""
+        s = Filter(None, useDns=flt.getUseDns())
+        s.setLogTimeZone(flt.getLogTimeZone())
+        pattern = flt.getDatePattern()
+        if pattern and pattern[0]:
+            s.setDatePattern(pattern[0])
+        s.setMaxLines(flt.getMaxLines())
+        if flt.prefRegex is not None:
+            s.prefRegex = flt.prefRegex.getRegex()
+        for r in flt.getFailRegex():
+            s.addFailRegex(r)
+        for r in flt.getIgnoreRegex():
+            s.addIgnoreRegex(r)
+        # Every line at its own log time, however old: the jail ignores none it reads.
+        s.checkFindTime = False
+        return s
+
+    def _read(self, flt, shadow, name, start, end, sent):
+        enc = flt.getLogEncoding()
+        try:
+            f = open(name, "rb")
+        except OSError as e:
+            self.log.error("f2b-mailguard: cannot reconcile %s: %s", name, e)
+            return
+        with f:
+            f.seek(start)
+            while end is None or f.tell() < end:
+                raw = f.readline()
+                # An unfinished last line is the jail's to read once it ends.
+                if not raw.endswith(b"\n"):
+                    break
+                sent[0] += 1
+                line = raw.decode(enc, "replace").rstrip("\r\n")
+                for (_, fid, when, fail) in shadow.processLine(line):
+                    sent[1] += self._ticket(flt, fid, when, fail)
+
+    def _ticket(self, flt, fid, when, fail):
+        # As the jail's own processing: never a time in the future.
+        when = min(when, time.time())
+        tick = FailTicket(fid, when, data=fail)
+        if flt._inIgnoreIPList(fid, tick):
+            return 0
+        if self.action.login:
+            # Through the jail's ban list: a pair it reported within its bantime is
+            # "already banned", one it missed is reported now, and the jail then treats
+            # the pair's next lines as it would have.
+            if flt.failManager.addFailure(tick) >= flt.failManager.getMaxRetry():
+                flt.performBan(fid)
+            return 1
+        # A message or bounce id is unique: resent exactly as the live path sends it
+        # (a first failure of its id: one attempt), the store keeps it once.
+        tick.setRetry(1)
+        self.action.ban(Actions.ActionInfo(BanTicket.wrap(tick), self.jail))
+        return 1
 
 
 Action = MailguardAction
