@@ -34,19 +34,6 @@ fn sandbox(text: &str, pf: Option<&Postfix>) -> Sandbox {
     s
 }
 
-fn map_lookup(pf: &Postfix, user: &str) -> Option<String> {
-    let out = Command::new("/usr/sbin/postmap")
-        .arg("-q")
-        .arg(user)
-        .arg(format!("lmdb:{}", pf.sasl_map.display()))
-        .env("MAIL_CONFIG", &pf.config_dir)
-        .output()
-        .expect("postmap -q");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 fn actions(d: &serde_json::Value) -> Vec<(String, String)> {
     d["actions"]
         .as_array()
@@ -132,10 +119,10 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
         ["sasl_block", "mail", "sasl_block", "hold_queue", "mail"]
     );
     assert_eq!(
-        map_lookup(&pf, ALICE).as_deref(),
+        pf.map_lookup(ALICE).as_deref(),
         Some("550 5.7.1 Account suspended after suspicious logins, contact your postmaster")
     );
-    assert_eq!(map_lookup(&pf, BOB), None);
+    assert_eq!(pf.map_lookup(BOB), None);
     assert_eq!(pf.queued(ALICE, "hold"), 3);
     assert_eq!(
         pf.queued(BOB, "deferred"),
@@ -154,7 +141,7 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
     // Release: unblocked, mail back in the queue, level ok, counting restarted.
     let out = s.ok(&["release", ALICE]);
     assert!(out.contains("3 held message(s) released"), "{out}");
-    assert_eq!(map_lookup(&pf, ALICE), None);
+    assert_eq!(pf.map_lookup(ALICE), None);
     // Released mail is flushed at once (postqueue -i), past defer_transports: the
     // sink, which stands for the Internet here too, receives it.
     pf.wait_queue("released mail delivered", |p| {
@@ -429,7 +416,9 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
         actions(d).len() == 5 && actions(d).iter().all(|(_, st)| st == "done")
     });
     // Postfix's own lookup finds the exact name.
-    let found = map_lookup(&pf, &user).expect("the map has the hostile name as its key");
+    let found = pf
+        .map_lookup(&user)
+        .expect("the map has the hostile name as its key");
     assert!(found.starts_with("550 5.7.1"), "{found}");
     let mails = sink.wait_for(2, Duration::from_secs(10));
     let subjects: Vec<String> = mails.iter().filter_map(|m| m.header("Subject")).collect();
@@ -454,7 +443,7 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
         "{a:#}"
     );
     assert!(
-        map_lookup(&pf, &user).is_some(),
+        pf.map_lookup(&user).is_some(),
         "the other block still holds"
     );
 }

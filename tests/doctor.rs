@@ -205,8 +205,9 @@ fn the_docs_cron_lines_are_the_ones_doctor_prints() {
         })
         .collect();
     assert_eq!(as_installed.len(), 3, "{written}");
-    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/install.md"))
-        .unwrap();
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/install.md"))
+            .unwrap();
     let block: Vec<&str> = page
         .lines()
         .skip_while(|l| !l.starts_with("Without systemd, the same from cron"))
@@ -214,7 +215,10 @@ fn the_docs_cron_lines_are_the_ones_doctor_prints() {
         .skip(1)
         .take_while(|l| !l.starts_with("```"))
         .collect();
-    assert_eq!(block, as_installed, "docs/install.md's cron block vs doctor's lines");
+    assert_eq!(
+        block, as_installed,
+        "docs/install.md's cron block vs doctor's lines"
+    );
 }
 
 fn paste_plain(command: &str) {

@@ -55,10 +55,10 @@ mod fail2ban_counts;
 mod fail2ban_e2e;
 #[path = "fail2ban_filters.rs"]
 mod fail2ban_filters;
-#[path = "fail2ban_restart.rs"]
-mod fail2ban_restart;
 #[path = "fail2ban_reconcile.rs"]
 mod fail2ban_reconcile;
+#[path = "fail2ban_restart.rs"]
+mod fail2ban_restart;
 #[path = "fail2ban_stream.rs"]
 mod fail2ban_stream;
 #[path = "hardening.rs"]

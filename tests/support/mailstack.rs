@@ -263,6 +263,21 @@ impl Postfix {
         ("MAIL_CONFIG", &self.config_dir)
     }
 
+    /// `postmap -q KEY` against the SASL map, as smtpd looks it up (this instance's
+    /// main.cf: `smtputf8_enable` is Debian's default, yes). None: not in the map.
+    pub fn map_lookup(&self, key: &str) -> Option<String> {
+        let out = Command::new("/usr/sbin/postmap")
+            .env("MAIL_CONFIG", &self.config_dir)
+            .arg("-q")
+            .arg(key)
+            .arg(format!("lmdb:{}", self.sasl_map.display()))
+            .output()
+            .expect("postmap -q");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("postfix.log")).unwrap_or_default()
     }

@@ -83,7 +83,9 @@ fn level(cfg: &Config, tally: &Tally, usual: Option<Usual>) -> Level {
     let facts = Facts {
         tally,
         covers_spread: true,
-        refused: false,
+        // Counted, as for an account blocked in enforce mode: refused logins add to
+        // smtp's networks, so the bounded reading must stop where their union says.
+        refused: true,
         deferred: None,
         usual,
     };
