@@ -150,9 +150,10 @@ const MIGRATIONS: &[Migration] = &[
     // lower-cased; accounts that now fold alike become one, as in 5.
     Rust(fold_names::merge_case_variants),
     // 10: an account's rows of one source newest first (rowid last, implicitly): `record`
-    // reads each login source only until its counts are past every threshold.
+    // reads each login source only until its counts are past every threshold. IF NOT
+    // EXISTS: a database that re-runs 9 (an older spelling merge) keeps the index.
     Sql("
-    CREATE INDEX events_source ON events(user_id, source, ts_ms);
+    CREATE INDEX IF NOT EXISTS events_source ON events(user_id, source, ts_ms);
     "),
 ];
 
