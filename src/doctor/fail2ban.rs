@@ -126,19 +126,26 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         client(cfg, &[&["get", jail][..], what].concat()).map(|t| t.trim().to_owned())
     };
     let actions = get(&["actions"]).unwrap_or_default();
-    if !actions.lines().skip(1).any(|a| a.trim() == "mailguard") {
+    // The Python action (f2b_mailguard.py, the jails' default) or the command action;
+    // both name the binary and the config they hand tickets to.
+    let Some(action) = actions
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .find(|a| matches!(*a, "f2b_mailguard" | "mailguard"))
+    else {
         out.push(Finding::new(
             Status::Fail,
             AREA,
             format!("jail {jail} does not use the mailguard action"),
             Some(format!(
-                "action = mailguard[source=...] in the [{jail}] section"
+                "action = %(mailguard_action)s[source=...] in the [{jail}] section"
             )),
         ));
         return;
-    }
-    let binary = get(&["action", "mailguard", "binary"]).unwrap_or_default();
-    let config = get(&["action", "mailguard", "config"]).unwrap_or_default();
+    };
+    let binary = get(&["action", action, "binary"]).unwrap_or_default();
+    let config = get(&["action", action, "config"]).unwrap_or_default();
     let this = std::env::current_exe().unwrap_or_default();
     let ours = cfg
         .file
@@ -216,7 +223,7 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         }
     }
     // What a match is depends on the jail: rate and bounce jails count mail.
-    let what = match get(&["action", "mailguard", "source"]).as_deref() {
+    let what = match get(&["action", action, "source"]).as_deref() {
         Ok("rate") => "message",
         Ok("bounces") => "bounce",
         _ => "login",
