@@ -321,12 +321,23 @@ impl Sandbox {
         String::from_utf8(out.stdout).expect("utf-8 report")
     }
 
-    /// Rows in a table, read straight from the SQLite file.
+    /// Rows in a table, read straight from the SQLite file; 0 before the file or its
+    /// schema exists (a long-lived `stream` child creates both with its first batch).
     pub fn rows(&self, table: &str) -> i64 {
         if !self.db().exists() {
             return 0;
         }
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        let exists: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .expect("read the schema");
+        if exists == 0 {
+            return 0;
+        }
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count rows")
     }
