@@ -245,13 +245,18 @@ impl OpenError {
 }
 
 fn config_error(cfg: &Config, key: &str, path: &Path, reason: String) -> Error {
+    key_error(cfg, key, &format!("{}: {reason}", path.display()))
+}
+
+/// A config key's value that cannot work, named with the config file it is in.
+fn key_error(cfg: &Config, key: &str, reason: &str) -> Error {
     Error::Config {
         file: cfg
             .file
             .as_ref()
             .map_or("config".into(), |f| f.display().to_string()),
         key: key.into(),
-        reason: format!("{}: {reason}", path.display()),
+        reason: reason.into(),
     }
 }
 

@@ -190,7 +190,7 @@ fn plan(cfg: &Config, now: Timestamp) -> Result<Vec<Job>> {
         }
         DownloadSource::Url => {
             if own.asn_url.is_empty() {
-                return Err(config_error(
+                return Err(super::key_error(
                     cfg,
                     "ownership.asn_url",
                     "source = \"url\" needs the ASN database's URL",
@@ -209,7 +209,7 @@ fn plan(cfg: &Config, now: Timestamp) -> Result<Vec<Job>> {
 fn token(cfg: &Config) -> Result<String> {
     let key = "ownership.token_file";
     let Some(path) = &cfg.ownership.token_file else {
-        return Err(config_error(
+        return Err(super::key_error(
             cfg,
             key,
             "source = \"ipinfo-lite\" needs the file with a free IPinfo account's token",
@@ -222,24 +222,13 @@ fn token(cfg: &Config) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        return Err(config_error(
+        return Err(super::key_error(
             cfg,
             key,
             &format!("{}: not a token (letters and digits only)", path.display()),
         ));
     }
     Ok(token.to_owned())
-}
-
-fn config_error(cfg: &Config, key: &str, reason: &str) -> Error {
-    Error::Config {
-        file: cfg
-            .file
-            .as_ref()
-            .map_or("config".into(), |f| f.display().to_string()),
-        key: key.into(),
-        reason: reason.into(),
-    }
 }
 
 /// `YYYY-MM` of `now` (UTC), `back` months earlier.
