@@ -13,17 +13,23 @@ use clap_complete::Shell;
 #[allow(dead_code)]
 mod cli;
 
+#[path = "build/man.rs"]
+mod man;
+
 const BIN: &str = "f2b-mailguard";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo::rerun-if-changed=src/cli.rs");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=build/man.rs");
     let out = std::env::var_os("OUT_DIR").ok_or("OUT_DIR not set by cargo")?;
     let out = Path::new(&out);
 
     let man = out.join("man");
     std::fs::create_dir_all(&man)?;
-    clap_mangen::generate_to(cli::Cli::command(), &man)?;
+    let mut cmd = cli::Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    man_pages(&cmd, &[], &man)?;
     let mut pages: Vec<String> = std::fs::read_dir(&man)?
         .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
@@ -62,6 +68,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     code.push_str("];\n");
     std::fs::write(out.join("generated.rs"), code)?;
     Ok(())
+}
+
+/// One page per command, as clap_mangen::generate_to writes them, each followed by
+/// the sections of build/man.rs (DESCRIPTION, EXAMPLES, FILES, EXIT STATUS, SEE ALSO).
+fn man_pages(cmd: &clap::Command, path: &[&str], dir: &Path) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let mut p = path.to_vec();
+        p.push(sub.get_name());
+        man_pages(sub, &p, dir)?;
+    }
+    let page = clap_mangen::Man::new(cmd.clone());
+    let mut roff = Vec::new();
+    page.render_title(&mut roff)?;
+    page.render_name_section(&mut roff)?;
+    page.render_synopsis_section(&mut roff)?;
+    page.render_description_section(&mut roff)?;
+    let mut sections = man::sections(path);
+    // Our DESCRIPTION continues clap's (the --help text) rather than repeating it.
+    if let Some(i) = sections.iter().position(|(h, _)| *h == "DESCRIPTION") {
+        let (_, text) = sections.remove(i);
+        let more = man::roff("", &text);
+        roff.extend_from_slice(more.split_once('\n').map_or("", |(_, r)| r).as_bytes());
+    }
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        page.render_options_section(&mut roff)?;
+    }
+    if cmd.has_subcommands() {
+        page.render_subcommands_section(&mut roff)?;
+    }
+    if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
+        page.render_extra_section(&mut roff)?;
+    }
+    for (heading, text) in sections {
+        roff.extend_from_slice(man::roff(heading, &text).as_bytes());
+    }
+    page.render_version_section(&mut roff)?;
+    std::fs::write(dir.join(page.get_filename()), roff)
 }
 
 /// clap_complete's bash script never completes past a subcommand when the binary's

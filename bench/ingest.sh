@@ -1,5 +1,5 @@
 #!/bin/sh
-# The backtest recipe of the README on a large generated Postfix log: `fail2ban-regex`
+# The backtest recipe of docs/commands.md on a large generated Postfix log: `fail2ban-regex`
 # with the shipped filter, then `f2b-mailguard ingest` on its output. Events/s and peak
 # RSS of each step.
 #

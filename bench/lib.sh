@@ -124,6 +124,37 @@ SQL
     echo "filled in $(($(date +%s) - start)) s: $(sqlite3 "$db" "SELECT count(*) FROM events") logins stored" >&2
 }
 
+# NETWORKS logins of spread@example.com, each from a network of its own (80 /24s of
+# 198.19.0.0/16, outside the built-in whitelist),
+# over the last 20 minutes of log time (so all stay in the 1 h window for 40 minutes):
+# the account a botnet logs in to. Its first record rises to lock (in the warm-up);
+# each later one is the case Fail2ban meets all along. The SQL for SQLite and for
+# PostgreSQL (`many_networks_sql sqlite|postgres`).
+NETWORKS=${NETWORKS:-20000}
+many_networks_sql() {
+    if [ "$1" = sqlite ]; then
+        now="CAST(strftime('%s', 'now') AS INTEGER) * 1000"
+        series="WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $NETWORKS - 1) SELECT"
+        from="FROM n"
+        server=
+        server_value=
+    else
+        now="(extract(epoch FROM now()) * 1000)::bigint"
+        series="SELECT"
+        from="FROM generate_series(0::bigint, $NETWORKS - 1) i"
+        server=", server"
+        server_value=", 'bench'"
+    fi
+    cat <<SQL
+INSERT INTO users (name) VALUES ('spread@example.com');
+INSERT INTO events (user_id, ts_ms, source, ip, jail$server)
+  $series (SELECT id FROM users WHERE name = 'spread@example.com'),
+         $now - 1200000 + i * 1200000 / $NETWORKS, 'smtp',
+         '198.19.' || (i % 80) || '.' || (1 + i / 80), 'bench'$server_value
+  $from;
+SQL
+}
+
 # rss NAME CMD...: peak resident memory of one run of CMD, in KiB, noted for `table`
 # under NAME (hyperfine's name of the same command).
 rss() {
@@ -222,3 +253,22 @@ machine() {
     fs=$(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')
     echo "Machine: $cpu, $(nproc) cores, $mem RAM, $fs scratch, $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release), kernel $(uname -r), $(rustc -V | cut -d ' ' -f 1-2), SQLite $version ($sqlite, bundled), $(hyperfine --version); $(date -u '+%Y-%m-%d %H:%M UTC')."
 }
+
+# A private PostgreSQL 15 in $W/pg ($pg), Unix socket only, default durability (fsync
+# on); `as_pg CMD` runs as its owner, `pg_stop` stops it (also on exit).
+pg_start() {
+    need runuser:util-linux
+    PGBIN=/usr/lib/postgresql/15/bin
+    [ -x "$PGBIN/initdb" ] || need "$PGBIN/initdb:postgresql-15"
+    # The cluster belongs to `postgres` (initdb refuses root): $W must let it in.
+    chmod 711 "$W"
+    pg=$W/pg
+    mkdir "$pg"
+    chown postgres:postgres "$pg"
+    chmod 700 "$pg"
+    as_pg "$PGBIN/initdb" -A trust -U postgres --no-instructions -D "$pg/data" >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$pg/data" -l "$pg/log" -o "-k $pg -h ''" -w start >/dev/null
+    trap 'pg_stop; cleanup' EXIT
+}
+as_pg() { runuser -u postgres -- "$@"; }
+pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true; }

@@ -1,7 +1,8 @@
 #!/bin/sh
-# f2b-mailguard on a shared PostgreSQL store (issue 19), against a private PostgreSQL 15
+# f2b-mailguard on a shared PostgreSQL store, against a private PostgreSQL 15
 # started here (initdb in $W, Unix socket only, default durability: fsync on):
-# 1. `record` beside /bin/true, with 0 and EVENTS logins stored;
+# 1. `record` beside /bin/true, with 0 and EVENTS logins stored, for a quiet account
+#    and one with NETWORKS (20,000) networks in the window (RECORD_ONLY=1: this alone);
 # 1b. the same through PgBouncer in session pooling, beside the direct connection
 #    (and BEFORE=PATH, another build, for a paired before/after);
 # 2. where one record's time goes, from the server's log of RUNS_LOG runs
@@ -22,20 +23,7 @@ RUNS_LOG=${RUNS_LOG:-100}
 WRITERS=${WRITERS:-4}
 PER_WRITER=${PER_WRITER:-500}
 need psql:postgresql-client-15 runuser:util-linux
-PGBIN=/usr/lib/postgresql/15/bin
-[ -x "$PGBIN/initdb" ] || need "$PGBIN/initdb:postgresql-15"
-
-# The cluster belongs to `postgres` (initdb refuses root): $W must let it in.
-chmod 711 "$W"
-pg=$W/pg
-mkdir "$pg"
-chown postgres:postgres "$pg"
-chmod 700 "$pg"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-instructions -D "$pg/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$pg/data" -l "$pg/log" -o "-k $pg -h ''" -w start >/dev/null
-pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true; }
-trap 'pg_stop; cleanup' EXIT
+pg_start
 sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -U postgres -h "$pg" -d "$1" -c "$2"; }
 
 # db NAME: a database and a config for it; prints the config's path.
@@ -84,11 +72,14 @@ UPDATE users u SET last_seen_ms = m FROM (SELECT user_id, max(ts_ms) m FROM even
 empty=$(db empty)
 full=$(db stored)
 pg_fill stored "$EVENTS"
+many_networks_sql postgres | psql -X -q -v ON_ERROR_STOP=1 -U postgres -h "$pg" -d stored >/dev/null
+sql stored "ANALYZE events" >/dev/null
 stored=$(grouped "$EVENTS")
 rec="record --source=smtp --jail=bench"
 beside_true 20 "$W/record.json" \
     -n "record (PostgreSQL), empty database" "$BIN --config $empty $rec --user=a@example.com --ip=203.0.113.9" \
-    -n "record (PostgreSQL), quiet account, $stored stored" "$BIN --config $full $rec --user=user4000@example.com --ip=203.0.113.200"
+    -n "record (PostgreSQL), quiet account, $stored stored" "$BIN --config $full $rec --user=user4000@example.com --ip=203.0.113.200" \
+    -n "record (PostgreSQL), account with $(grouped "$NETWORKS") networks in window, $stored stored" "$BIN --config $full $rec --user=spread@example.com --ip=203.0.113.202"
 python3 - "$W/record.json" <<'PY'
 import json, statistics, sys
 for r in json.load(open(sys.argv[1]))["results"]:
@@ -96,6 +87,8 @@ for r in json.load(open(sys.argv[1]))["results"]:
     p95 = t[min(len(t) - 1, int(len(t) * 0.95))]
     print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
 PY
+# RECORD_ONLY=1: section 1 alone (the many-networks comparison).
+[ -z "${RECORD_ONLY:-}" ] || exit 0
 
 # 1b. The same record through PgBouncer (Debian's pgbouncer) in session pooling, as a
 # mail server would run it beside record: each record is still a client session of
@@ -142,6 +135,8 @@ for r in json.load(open(sys.argv[1]))["results"]:
     p95 = t[min(len(t) - 1, int(len(t) * 0.95))]
     print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
 PY
+# RECORD_ONLY=1: section 1 alone (the many-networks comparison).
+[ -z "${RECORD_ONLY:-}" ] || exit 0
 
 # 2. Where the time goes: the server's log of RUNS_LOG records, phase by phase.
 for setting in "log_connections = on" "log_disconnections = on" \

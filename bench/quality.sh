@@ -1,13 +1,13 @@
 #!/bin/sh
-# Detection quality on a seeded, labelled corpus (issues 6 and 16): generates 14 days of
+# Detection quality on a seeded, labelled corpus: generates 14 days of
 # Postfix/Dovecot log with honest and compromised accounts and the synthetic owner of
 # every client address (examples/scenario), runs the real fail2ban-regex with each
 # shipped filter over it, feeds the merged logins to `f2b-mailguard ingest` (default
 # thresholds, scratch database) and compares the result with the labels
 # (examples/quality). Prints a Markdown table per run: without an ownership database,
 # and with asn.mmdb and country.mmdb built from the corpus's owners.csv when the
-# binary's `config check` accepts `[ownership]` (issue 16.1; skipped, and said so,
-# before).
+# binary's `config check` accepts `[ownership]` (a binary built without the
+# ownership lookup skips that run and says so).
 #
 #   ./bench/quality.sh            # seed 1
 #   ./bench/quality.sh 2          # another seed (the benchmarks use 1, 2 and 3)
@@ -145,8 +145,8 @@ printf '\n[ownership]\nasn_database = "%s"\ncountry_database = "%s"\n' \
     "$PWD/$OUT/asn.mmdb" "$PWD/$OUT/country.mmdb" >> "$W/config-asn.toml"
 
 "$BIN" --config "$W/config.toml" --db "$W/scratch.db" ingest --json < "$OUT/events.jsonl" > "$OUT/ingest.json"
-# Until the ownership lookup (issue 16.1) is in this binary, `[ownership]` is an unknown
-# key and the run with owners is skipped.
+# A binary without the ownership lookup (an older commit, for comparison) refuses
+# `[ownership]` as an unknown key: the run with owners is skipped.
 with_asn=no
 if "$BIN" --config "$W/config-asn.toml" config check >/dev/null 2>"$W/check.txt"; then
     with_asn=yes

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Wall time of one `record` process (what Fail2ban waits for under its global lock),
 # with 0, 1 M and 10 M logins already stored, beside /bin/true (the floor of any
-# process Fail2ban starts) timed in the same hyperfine call.
+# process Fail2ban starts) timed in the same hyperfine call: for a quiet account, a
+# busy one and one with NETWORKS (20,000) networks in the window, the runs interleaved.
 #
 #   ./bench/record.sh                              # 0, 1 M and 10 M stored, 1000 runs
 #   SIZES="0 100000" RUNS=100 ./bench/record.sh     # a quick check
@@ -25,11 +26,14 @@ for events in $SIZES; do
     if [ "$events" -eq 0 ]; then
         set -- -n "record, empty database" "$rec --user=a@example.com --ip=203.0.113.9"
     else
+        many_networks_sql sqlite | sqlite3 "$db"
         set -- \
             -n "record, quiet account, $stored stored" \
             "$rec --user=user4000@example.com --ip=203.0.113.200" \
             -n "record, busy account (15 networks in window), $stored stored" \
-            "$rec --user=user1@example.com --ip=203.0.113.201"
+            "$rec --user=user1@example.com --ip=203.0.113.201" \
+            -n "record, account with $(grouped "$NETWORKS") networks in window, $stored stored" \
+            "$rec --user=spread@example.com --ip=203.0.113.202"
     fi
     beside_true 50 "$W/record-$events.json" "$@"
     jsons="$jsons $W/record-$events.json"

@@ -116,6 +116,9 @@ pub fn fast_record(args: &[OsString]) -> Option<(Globals, Record)> {
 pub enum Command {
     /// Store one successful login and re-evaluate the account (run by Fail2ban)
     Record(Record),
+    /// Store tickets streamed on stdin, one JSON line each with record's options as
+    /// strings; acknowledge each batch on stdout (run by the Python Fail2ban action)
+    Stream(Stream),
     /// Show accounts with recent activity, or one account in detail
     Status(Status),
     /// Manage networks that never count (office NATs, VPNs)
@@ -139,12 +142,18 @@ pub enum Command {
     /// Count each sender's mail in Postfix's queues (postqueue -j) and flag accounts
     /// whose deferred mail passes thresholds.queue; run every minute by a timer
     QueueScan(QueueScan),
-    /// Print the man page (roff) or a shell completion script, for packaging
-    #[command(hide = true)]
+    /// The in-band policy service: answers Dovecot's auth policy and Postfix's policy
+    /// delegation while a login or message is under way ([policy]; run by systemd)
+    Serve(Serve),
+    /// Write the jails' log backend file (fail2ban-backend), the man pages (man DIR) or
+    /// print a shell completion script (bash, zsh, fish, elvish, powershell)
     Generate(Generate),
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Network ownership data (AS numbers, countries)
+    #[command(subcommand)]
+    Ownership(OwnershipCmd),
 }
 
 /// All options are optional to clap so that a missing one gets our one-line error.
@@ -174,6 +183,17 @@ pub struct Record {
 }
 
 #[derive(Debug, Args)]
+pub struct Stream {
+    /// Most tickets stored in one transaction
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct Serve {}
+
+#[derive(Debug, Args)]
 pub struct QueueScan {
     /// The summary as JSON
     #[arg(long)]
@@ -187,7 +207,7 @@ pub struct QueueScan {
 pub struct Status {
     /// Show one account: every network, the level history
     pub user: Option<OsString>,
-    /// Machine-readable output (stable shape, see README)
+    /// Machine-readable output (stable shape, see docs/commands.md)
     #[arg(long)]
     pub json: bool,
     /// Look back this far (default: detection.window), e.g. 24h
@@ -275,8 +295,12 @@ pub struct Generate {
     /// `man`, `fail2ban-backend`, or a shell: bash, zsh, fish, elvish, powershell
     pub what: String,
     /// For `man`: the directory to write the pages into; for `fail2ban-backend`: the
-    /// root whose log files are looked for (default /)
+    /// root whose log files are looked for and below which
+    /// etc/fail2ban/jail.d/mailguard-backend.local is written (default /)
     pub dir: Option<PathBuf>,
+    /// For `fail2ban-backend`: print the file instead of writing it
+    #[arg(long)]
+    pub stdout: bool,
 }
 
 #[derive(Debug, Args)]
@@ -301,6 +325,14 @@ pub struct Prune {
 pub enum ConfigCmd {
     /// Validate the configuration and print the effective values
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OwnershipCmd {
+    /// Download the free ownership databases ([ownership] source, DB-IP Lite by
+    /// default), check them and replace the installed ones; a failed download keeps
+    /// them (run weekly by a timer)
+    Update,
 }
 
 #[cfg(test)]

@@ -85,6 +85,11 @@ pub enum Error {
     #[error("spool {path}: {reason}")]
     Spool { path: PathBuf, reason: String },
 
+    /// A login kept in the spool behind its account's earlier ones, which wait there:
+    /// stored now, it would come before them.
+    #[error("earlier logins of {user} wait in the spool (another session holds the account, or the drain ran out of time)")]
+    Behind { user: String },
+
     /// A login neither stored nor kept in the spool: Fail2ban's retry is its last chance.
     #[error("{cause}; and it could not be kept in the spool: {spool}")]
     NotKept { cause: String, spool: String },

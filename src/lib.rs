@@ -15,6 +15,7 @@ pub mod files;
 pub mod model;
 pub mod ownership;
 pub mod passwd;
+pub mod policy;
 pub mod report;
 pub mod spool;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The passwd entry of a user id (`getpwuid_r`): its name for the audit trail, its
 //! home directory where libpq would look for `~/.pgpass` and `~/.postgresql` when
-//! `HOME` is not set (a daemon's environment often has none).
+//! `HOME` is not set (a daemon's environment often has none); and a group's id, for
+//! the policy service's socket.
 
 use std::ffi::CStr;
 use std::path::PathBuf;
@@ -42,6 +43,30 @@ pub fn of_uid(uid: libc::uid_t) -> Option<Entry> {
         name: name.to_str().ok()?.to_owned(),
         home: PathBuf::from(home.to_str().ok()?),
     })
+}
+
+/// The id of the group named `name` (`getgrnam_r`), if the system has one.
+pub fn group_id(name: &str) -> Option<libc::gid_t> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut found = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, buf's length is passed, and the
+    // result is read only when getgrnam_r reports an entry in `found`.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            grp.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: found points at grp, filled in.
+    Some(unsafe { (*found).gr_gid })
 }
 
 /// The home directory as libpq finds it: `HOME` if set and not empty, else the

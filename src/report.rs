@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::detect::{self, AccountState, Whitelist};
+use crate::detect::{self, PostfixAnswer, Whitelist};
 use crate::error::{Error, Result};
 use crate::model::display::shown;
 use crate::model::{ActionKind, Asn, ClientAddr, CountryCode};
@@ -35,6 +35,8 @@ pub struct Detail {
     /// enforce mode (only then can Postfix have refused it); otherwise someone shaped
     /// those lines, and they are stored and shown but never counted.
     pub refused_counted: bool,
+    /// What Postfix answers to the account's mail now (the map's entry).
+    pub postfix: PostfixAnswer,
     pub networks: Vec<NetRow>,
     pub history: Vec<HistoryRow>,
     pub actions: Vec<ActionRow>,
@@ -103,14 +105,7 @@ pub struct ActionRow {
     pub server: Option<String>,
 }
 
-/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
-/// even before the next login of that account writes the change down.
-pub fn effective(cfg: &Config, state: &AccountState, at: Timestamp) -> (Level, bool) {
-    match detect::quiet_expiry(cfg, state, at) {
-        Some(t) => (t.to, t.enforced),
-        None => (state.level, state.enforced),
-    }
-}
+pub use crate::detect::effective;
 
 pub fn detail(
     cfg: &Config,
@@ -227,6 +222,7 @@ pub fn detail(
         refused_logins: refused.iter().map(|s| s.events).sum(),
         refused_networks: refused_nets.len(),
         refused_counted: detect::refused_counts(cfg, &account.state),
+        postfix: PostfixAnswer::of(cfg, &account.state, at),
         signals: eval.signals.iter().map(ToString::to_string).collect(),
         messages: eval.messages(Source::Rate),
         bounces: eval.messages(Source::Bounces),

@@ -4,29 +4,11 @@
 
 use crate::support;
 
-use std::process::Command;
-
 use support::mailstack::{mail_server, submit};
 use support::smtp_sink::SmtpSink;
 use support::{now, Sandbox};
 
 const MALLORY: &str = "mallory@example.test";
-
-/// `postmap -q KEY` against `map`, with the private Postfix's main.cf (where
-/// `smtputf8_enable` is Debian's default, yes).
-fn map_lookup(pf: &support::mailstack::Postfix, key: &str) -> Option<String> {
-    let (k, v) = pf.env();
-    let out = Command::new("/usr/sbin/postmap")
-        .env(k, v)
-        .arg("-q")
-        .arg(key)
-        .arg(format!("lmdb:{}", pf.sasl_map.display()))
-        .output()
-        .expect("postmap -q");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
 
 /// A sandbox that blocks through `pf`'s SASL map with its real postmap.
 fn blocking(pf: &support::mailstack::Postfix) -> Sandbox {
@@ -97,7 +79,7 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     }
     one_blocked_account(&s, &pf, "MALLORY@example.test", MALLORY);
     for key in [MALLORY, "Mallory@Example.Test"] {
-        assert!(map_lookup(&pf, key).is_some(), "{key}");
+        assert!(pf.map_lookup(key).is_some(), "{key}");
     }
     let refused = send("MALLORY@example.test", "203.0.113.2").expect_err("blocked");
     assert!(refused.starts_with("550 5.7.1"), "{refused}");
@@ -105,7 +87,7 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     // Released under yet another spelling: Postfix lets every spelling send again.
     let out = s.ok(&["release", "mAllory@example.test"]);
     assert!(out.contains("sending unblocked"), "{out}");
-    assert_eq!(map_lookup(&pf, MALLORY), None);
+    assert_eq!(pf.map_lookup(MALLORY), None);
     send("Mallory@example.test", "203.0.113.3").expect("released");
 }
 
@@ -186,13 +168,13 @@ fn names_postfix_folds_alike_are_one_account() {
     }
     one_blocked_account(&s, &pf, "straße@example.test", STRASSE);
     for key in ["straße@example.test", "STRASSE@example.test", STRASSE] {
-        assert!(map_lookup(&pf, key).is_some(), "{key}");
+        assert!(pf.map_lookup(key).is_some(), "{key}");
     }
     let refused = send("203.0.113.2").expect_err("blocked");
     assert!(refused.starts_with("550 5.7.1"), "{refused}");
 
     s.ok(&["release", "Straße@example.test"]);
-    assert_eq!(map_lookup(&pf, "straße@example.test"), None);
+    assert_eq!(pf.map_lookup("straße@example.test"), None);
     send("203.0.113.3").expect("released");
 }
 
@@ -218,4 +200,6 @@ fn a_database_with_names_postfix_folds_alike_merges_them() {
     assert_eq!(d["level"], "block", "{d:#}");
     assert_eq!(s.rows("users"), 1);
     assert_eq!(s.rows("events"), 2);
+    // The party of strasse@'s login, now the merged account's.
+    assert_eq!(s.rows("parties"), 1);
 }

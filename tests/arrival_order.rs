@@ -1,5 +1,5 @@
 //! Logins that arrive out of log-time order, as with several servers writing one store
-//! at once (issue 19): every login is stored once, no level is decided twice, and the
+//! at once: every login is stored once, no level is decided twice, and the
 //! accounts end where the same logins recorded one by one in log-time order end.
 
 use crate::support;
@@ -67,13 +67,15 @@ fn logins() -> Vec<Login> {
 
 /// A server's config: the store, its name, an action on every level that does
 /// nothing (doveadm is /bin/true), so duplicated actions would show.
+/// Writers wait on each other's transactions: `record_wait` long enough that none
+/// spools on a loaded machine (this test is about order, not the wait's bound).
 fn server(database: &str, name: &str) -> Sandbox {
     let s = Sandbox::new("");
     std::fs::write(
         s.config_path(),
         format!(
             "database = {database:?}\nlocal_dir = {:?}\nserver_name = {name:?}\n\
-             mode = \"enforce\"\n[actions]\nnotify = [\"dovecot_kick\"]\n\
+             mode = \"enforce\"\nrecord_wait = \"30s\"\n[actions]\nnotify = [\"dovecot_kick\"]\n\
              block = [\"dovecot_kick\"]\nlock = [\"dovecot_kick\"]\n\
              [dovecot]\ndoveadm = \"/bin/true\"\n",
             s.path().join("local").display().to_string()

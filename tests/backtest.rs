@@ -41,7 +41,7 @@ fn ingest_with(s: &Sandbox, global: &[&str], flags: &[&str], input: &[u8]) -> st
 }
 
 /// `fail2ban-regex -o '<time> <F-USER> <ip>' LOG FILTER` with the shipped filter, as
-/// the README's recipe runs it.
+/// docs/commands.md's recipe runs it.
 fn fail2ban_regex(s: &Sandbox, log: &Path, filter: &str) -> String {
     let fd = fail2ban::filter_dir(s.path());
     fail2ban::regex(
@@ -223,7 +223,7 @@ fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_
     let mail_log = s.path().join("mail.log");
     std::fs::write(&mail_log, text).unwrap();
 
-    // The recipe from the README: fail2ban-regex with the shipped filter, into ingest.
+    // The recipe of docs/commands.md: fail2ban-regex with the shipped filter, into ingest.
     let regex = fail2ban_regex(&s, &mail_log, "mailguard-postfix-sasl");
     assert_eq!(regex.lines().count(), 28);
 
@@ -401,4 +401,164 @@ fn an_ingest_killed_half_way_leaves_a_scratch_database_that_says_so() {
         "--at",
         &(DAY + 20_000).to_string(),
     ]);
+}
+
+/// The code block of docs/commands.md that holds `needle`.
+fn docs_recipe(needle: &str) -> String {
+    let page = std::fs::read_to_string(format!("{}/docs/commands.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("docs/commands.md");
+    page.split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains(needle))
+        .unwrap_or_else(|| panic!("no sh block with {needle} in docs/commands.md"))
+        .to_owned()
+}
+
+#[test]
+fn the_docs_recipe_with_bounces_runs_as_written() {
+    // A day of honest submissions, and an account sending from one address whose
+    // recipients bounce: only the bounce half of the recipe can block it.
+    let s = Sandbox::new("");
+    let mut lines: Vec<(i64, String)> = Vec::new();
+    let mut qid = 0u64;
+    for u in 0..20u64 {
+        for k in 0..10 {
+            qid += 1;
+            let t = DAY + (u * 10 + k) as i64 * 97;
+            let addr = format!("198.51.100.{}", u + 1);
+            transaction(&mut lines, t, qid, &format!("user{u}@example.com"), &addr);
+        }
+    }
+    const SPAMMER: &str = "spammer@example.com";
+    for k in 0..160u64 {
+        qid += 1;
+        let t = DAY + 3600 + k as i64 * 10;
+        let mut msg = Vec::new();
+        transaction(&mut msg, t, qid, SPAMMER, "203.0.113.66");
+        if k % 2 == 0 {
+            // Its delivery line bounces instead.
+            for (_, l) in msg.iter_mut().filter(|(_, l)| l.contains("status=sent")) {
+                *l = l
+                    .replace("dsn=2.0.0, status=sent (250 2.0.0 Ok)", "dsn=5.1.1, status=bounced (host mx.remote.example[192.0.2.200] said: 550 5.1.1 unknown user)");
+            }
+        }
+        lines.extend(msg);
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    let text: String = lines
+        .iter()
+        .map(|(t, l)| format!("{} mx {l}\n", syslog(*t)))
+        .collect();
+    let mail_log = s.path().join("mail.log.1");
+    std::fs::write(&mail_log, text).unwrap();
+
+    // The recipe as docs/commands.md has it, pointed at this sandbox: its filter
+    // directory, its log, a scratch database, and this binary on PATH.
+    let fd = fail2ban::filter_dir(s.path());
+    let scratch = s.path().join("backtest.db");
+    let mut script = docs_recipe("mailguard-postfix-bounce.conf");
+    for (from, to) in [
+        ("f=/etc/fail2ban/filter.d", format!("f={}", fd.display())),
+        (
+            "log=/var/log/mail.log.1",
+            format!("log={}", mail_log.display()),
+        ),
+        ("/tmp/backtest.db", scratch.display().to_string()),
+    ] {
+        assert!(
+            script.contains(from),
+            "the recipe no longer has {from}:\n{script}"
+        );
+        script = script.replace(from, &to);
+    }
+    let bin = s.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(support::BIN, bin.join("f2b-mailguard")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-eu", "-c", &script])
+        .env("PATH", path)
+        .env("TZ", "UTC")
+        .env("F2B_MAILGUARD_CONFIG", s.config_path())
+        .env_remove("F2B_MAILGUARD_DB")
+        .output()
+        .unwrap();
+    support::assert_success("the recipe", &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 360 logins and 360 messages, and the 80 bounced recipients.
+    assert!(err.contains("ingested 800 events"), "{err}");
+    let report = String::from_utf8(out.stdout).unwrap();
+    let spammer: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.starts_with(SPAMMER))
+        .collect();
+    assert!(
+        spammer
+            .iter()
+            .any(|l| l.contains(" block ") && l.contains("bounces:")),
+        "{report}"
+    );
+    assert!(!report.contains("user1@example.com"), "{report}");
+}
+
+/// Per account that reached block, the messages accepted before containment: with
+/// quarantine those in the window when it first rose (notify), without it those up
+/// to block too. `TIME USER ADDRESS` lines: each a login and one message.
+#[test]
+fn the_report_counts_messages_before_containment_with_and_without_quarantine() {
+    let s = Sandbox::new("");
+    let mut input = String::new();
+    // Two hours before: the owner's own mail, outside the window of the attack.
+    for i in 0..5 {
+        input.push_str(&format!(
+            "{} alice@example.com 198.51.100.7\n",
+            DAY - 7200 + i
+        ));
+    }
+    // Twelve networks a minute apart, three messages each: notify with the 6th
+    // network's first, block with the 11th's first.
+    for k in 1..=12 {
+        for m in 0..3 {
+            input.push_str(&format!(
+                "{} alice@example.com 203.0.{k}.9\n",
+                DAY + k * 60 + m * 10
+            ));
+        }
+    }
+    let scratch = s.path().join("leak.db");
+    let out = ingest_with(
+        &s,
+        &["--db", scratch.to_str().unwrap()],
+        &["--json"],
+        input.as_bytes(),
+    );
+    support::assert_success("ingest", &out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alice = &report["accounts"][0];
+    assert_eq!(alice["highest"], "block", "{report:#}");
+    // 5 networks x 3 and the 6th's first: 16; then the 6th's other two, 4 networks x
+    // 3 and the 11th's first: 15 more.
+    let want = serde_json::json!({"accounts": 1, "without_quarantine": 31, "with_quarantine": 16});
+    assert_eq!(alice["contained"], want, "{alice:#}");
+    assert_eq!(report["contained"], want);
+    let out = ingest(
+        &s,
+        &["--db", s.path().join("leak2.db").to_str().unwrap()],
+        input.as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Messages accepted before containment (1 account(s) reached block)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["total", "31", "16"]),
+        "{text}"
+    );
 }

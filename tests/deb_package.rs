@@ -10,6 +10,7 @@
 //! runs in its own mount namespace (`--mode=unshare`), and every command in the root
 //! runs in a new mount and pid namespace (its /proc mount goes with it).
 
+use crate::deb_first_hour::{from_install_sh_to_the_package, journal_jails_start, rsyslog_later};
 use crate::support;
 
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+pub(crate) const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const PKG: &str = "f2b-mailguard";
 
 fn need(program: &str) {
@@ -82,7 +83,7 @@ fn make_devices(root: &Path) {
     std::os::unix::fs::symlink("/proc/self/fd", dev.join("fd")).unwrap();
 }
 
-fn root_ok(root: &Path, args: &[&str]) -> String {
+pub(crate) fn root_ok(root: &Path, args: &[&str]) -> String {
     run(&args.join(" "), &mut in_root(root, args))
 }
 
@@ -167,6 +168,15 @@ fn check_package(deb: &Path, scratch: &Path) {
     );
     let bin = std::fs::read(tree.join("usr/bin/f2b-mailguard")).unwrap();
     assert!(!has_interpreter(&bin), "the packaged binary is static");
+    // The README and docs/ beside it, where the man pages and doctor point.
+    let doc = tree.join("usr/share/doc/f2b-mailguard");
+    for page in ["README.md", "docs/install.md", "docs/configuration.md"] {
+        assert_eq!(
+            std::fs::read(doc.join(page)).unwrap(),
+            std::fs::read(format!("{ROOT}/{page}")).unwrap(),
+            "{page}"
+        );
+    }
 }
 
 /// lintian on the package: no error (E:) or warning (W:) line. Returns its output.
@@ -204,7 +214,7 @@ fn assert_nothing_mounted(dir: &Path) {
     }
 }
 
-fn doctor(root: &Path) -> String {
+pub(crate) fn doctor(root: &Path) -> String {
     let out = in_root(root, &["f2b-mailguard", "doctor"])
         .stdin(Stdio::null())
         .output()
@@ -242,18 +252,10 @@ fn doctor(root: &Path) -> String {
     report
 }
 
-/// The admin enables the smtp jail (the stock sshd jail off: this root has no sshd
-/// log) and the Fail2ban the package depends on starts in the root. With it running,
-/// doctor finds the jail calling the package's binary with its config; then a Postfix
-/// login line reaches `f2b-mailguard record` through the shipped filter and action.
-/// Fail2ban's server ends with the root's pid namespace, whatever happens.
+/// With the jails on /var/log/mail.log, Fail2ban starts in the root; doctor finds the
+/// jail calling the package's binary with its config; then a Postfix login line
+/// reaches `f2b-mailguard record` through the shipped filter and action.
 fn fail2ban_records_a_login(root: &Path) {
-    std::fs::write(
-        root.join("etc/fail2ban/jail.d/mailguard.local"),
-        "[sshd]\nenabled = false\n\n[mailguard-smtp]\nenabled = true\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("var/log/mail.log"), "").unwrap();
     std::fs::create_dir_all(root.join("run/fail2ban")).unwrap();
     std::fs::write(
         root.join("tmp/fail2ban-login.sh"),
@@ -285,7 +287,7 @@ fail2ban-client stop
     assert!(!out.contains("no login recorded"), "{out}");
 }
 
-fn version(root: &Path) -> String {
+pub(crate) fn version(root: &Path) -> String {
     root_ok(root, &["dpkg-query", "-W", "-f=${Version}", PKG])
 }
 
@@ -311,7 +313,7 @@ fn package_builds_installs_upgrades_and_purges_in_a_clean_debian_12() {
     eprintln!("lintian:\n{report}");
 
     // A clean Debian 12 with only the package's own dependencies: apt installs v1 by
-    // path, pulling Fail2ban in from its Depends (the README's `apt install ./….deb`),
+    // path, pulling Fail2ban in from its Depends (docs/install.md's `apt install ./….deb`),
     // as the last step of building the root. TMPDIR keeps mmdebstrap's own
     // temporary files in the temp dir too.
     let root = scratch.join("root");
@@ -329,7 +331,11 @@ fn package_builds_installs_upgrades_and_purges_in_a_clean_debian_12() {
     );
     eprintln!("mmdebstrap: {:?}", t.elapsed());
     make_devices(&root);
-    let result = std::panic::catch_unwind(|| in_the_root(&root, &v2));
+    let binary = scratch.join("extracted/usr/bin/f2b-mailguard");
+    let result = std::panic::catch_unwind(|| {
+        in_the_root(&root, &v2);
+        from_install_sh_to_the_package(&root, &binary, &v2);
+    });
     assert_nothing_mounted(scratch);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
@@ -380,6 +386,14 @@ fn in_the_root(root: &Path, v2: &Path) {
     assert!(wants.join("f2b-mailguard-prune.timer").is_symlink());
     assert!(!wants.join("f2b-mailguard-queue-scan.timer").exists());
     assert!(!wants.join("f2b-mailguard-metrics.timer").exists());
+    // Downloads third-party data: installed, enabled only by the admin.
+    assert!(root
+        .join("usr/lib/systemd/system/f2b-mailguard-ownership-update.timer")
+        .is_file());
+    assert!(!wants.join("f2b-mailguard-ownership-update.timer").exists());
+    assert!(root
+        .join("usr/share/doc/f2b-mailguard/docs/ownership-data.md")
+        .is_file());
     let report = doctor(root);
     eprintln!("doctor in the fresh root:\n{report}");
 
@@ -390,6 +404,8 @@ fn in_the_root(root: &Path, v2: &Path) {
         .replace("# retention = \"30d\"", "retention = \"45d\"");
     assert!(edited.contains("\nretention = \"45d\""));
     std::fs::write(&config, &edited).unwrap();
+    journal_jails_start(root);
+    rsyslog_later(root);
     fail2ban_records_a_login(root);
     let status = |root: &Path| root_ok(root, &["f2b-mailguard", "status", "alice@example.com"]);
     assert!(

@@ -1,6 +1,6 @@
 //! The lock action's `doveadm kick` against a private real Dovecot 2.3, with IMAP
 //! sessions open: a forged account name must never act as a wildcard mask, a network
-//! or an option, and must never disconnect anyone else (issue 17, finding 2).
+//! or an option, and must never disconnect anyone else.
 
 use crate::support;
 

@@ -2,7 +2,8 @@
 //! Fail2ban with the shipped files, f2b-mailguard, and an SMTP sink standing for the
 //! Internet and the admin's mailbox. A botnet uses one stolen account from 12
 //! addresses within a minute; another user sends from 2 addresses throughout. The
-//! jails are those the README enables: mailguard-smtp and mailguard-smtp-refused.
+//! jails are those README.md's tour enables (mailguard-smtp and mailguard-smtp-refused),
+//! read from its ini block.
 
 use crate::support;
 
@@ -28,6 +29,31 @@ struct Stack {
     f2b: Fail2ban,
 }
 
+/// The jails the first ini block of `page` enables: `[name]` then `enabled = true`.
+fn enabled_jails(page: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("{}/{page}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{page}: {e}"));
+    let block = text
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("no ini block in {page}"));
+    let mut jails = Vec::new();
+    for section in block.split('[').skip(1) {
+        let (name, body) = section.split_once("]\n").expect("[name]");
+        assert_eq!(body.trim(), "enabled = true", "{page}: [{name}]");
+        jails.push(name.to_owned());
+    }
+    jails
+}
+
+#[test]
+fn the_readme_and_the_fail2ban_page_enable_the_same_jails() {
+    let readme = enabled_jails("README.md");
+    assert_eq!(readme, ["mailguard-smtp", "mailguard-smtp-refused"]);
+    assert_eq!(readme, enabled_jails("docs/fail2ban.md"));
+}
+
 impl Stack {
     fn start(mode: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -46,20 +72,19 @@ impl Stack {
         ));
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let log = pf.root.join("postfix.log");
+        let names = enabled_jails("README.md");
+        let jails: Vec<Jail> = names
+            .iter()
+            .map(|name| Jail {
+                name,
+                logpath: &log,
+            })
+            .collect();
         let f2b = Fail2ban::start_with_env(
             dir.path(),
             Path::new(BIN),
             &s.config_path(),
-            &[
-                Jail {
-                    name: "mailguard-smtp",
-                    logpath: &log,
-                },
-                Jail {
-                    name: "mailguard-smtp-refused",
-                    logpath: &log,
-                },
-            ],
+            &jails,
             &[("MAIL_CONFIG", &pf.config_dir)],
         );
         Self {
@@ -174,7 +199,7 @@ fn warn_mode_only_mails_the_admin() {
     assert_eq!(st.s.status_user(ALICE, now())["state"], "would block");
 }
 
-/// Issue 15, item 3. Blocked, the account's botnet goes on from new networks; Postfix
+/// Blocked, the account's botnet goes on from new networks; Postfix
 /// refuses every submission with our map's 550, and the shipped refused jail and filter
 /// keep counting them as smtp logins, so the account reaches lock (more than 20
 /// networks), which resets its password. Without that jail the count stops at the

@@ -297,6 +297,11 @@ fn the_action_passes_every_value_as_one_argument_and_retries_only_exit_1() {
 /// The shipped jails as Fail2ban reads them together with Debian's own jail.conf: all
 /// disabled by default; when enabled, each reports once per pair (maxretry 1), runs
 /// only the mailguard action with its source, and never resolves names.
+/// Whether an `addaction` line loads the shipped Python action file.
+fn conf_py(line: &str) -> bool {
+    line.contains("/action.d/f2b_mailguard.py'")
+}
+
 #[test]
 fn shipped_jails_are_off_by_default_and_only_record() {
     support::fail2ban::need("/usr/bin/fail2ban-client");
@@ -310,9 +315,9 @@ fn shipped_jails_are_off_by_default_and_only_record() {
         ("mailguard-webmail", "webmail"),
     ];
     let config = dir.path().join("config.toml");
-    let dump = |jails: &[Jail]| -> String {
+    let dump_with = |jails: &[Jail], extra: &[(&str, &str)]| -> String {
         let d = tempfile::tempdir_in(dir.path()).expect("tmp");
-        let conf = support::fail2ban::conf_dir(d.path(), Path::new(BIN), &config, jails, &[]);
+        let conf = support::fail2ban::conf_dir(d.path(), Path::new(BIN), &config, jails, extra);
         for f in [
             "jail.conf",
             "paths-common.conf",
@@ -328,6 +333,7 @@ fn shipped_jails_are_off_by_default_and_only_record() {
                 .arg("-d"),
         )
     };
+    let dump = |jails: &[Jail]| dump_with(jails, &[]);
 
     let off = dump(&[]);
     for (name, _) in names {
@@ -360,6 +366,31 @@ fn shipped_jails_are_off_by_default_and_only_record() {
             1,
             "{name} must have exactly one action: {actions:?}"
         );
+        // The Python action by default; its options reach it as JSON keyword arguments.
+        let py = conf_py(actions[0]);
+        assert!(
+            actions[0].contains("'f2b_mailguard'") && py,
+            "{name}: {actions:?}"
+        );
+        assert!(
+            actions[0].contains(&format!("'{{\"source\": \"{source}\"}}'")),
+            "{name}: {actions:?}"
+        );
+    }
+
+    // `mailguard_action = mailguard` in the admin's .local brings the command action back.
+    let extra = [(
+        "jail.d/mailguard-z.local",
+        "[DEFAULT]\nmailguard_action = mailguard\n",
+    )];
+    let on = dump_with(&jails, &extra);
+    for (name, source) in names {
+        let mine: Vec<&str> = on
+            .lines()
+            .filter(|l| l.contains(&format!("'{name}'")))
+            .collect();
+        let actions: Vec<&&str> = mine.iter().filter(|l| l.contains("'addaction'")).collect();
+        assert_eq!(actions.len(), 1, "{name}: {actions:?}");
         assert!(actions[0].contains("'mailguard'"), "{name}: {actions:?}");
         let settings = mine
             .iter()

@@ -113,7 +113,7 @@ fn rate_and_bounce_tickets_are_one_per_message_and_per_bounced_recipient() {
     );
 }
 
-/// Issue 15, item 3: a blocked account's botnet, refused by our check_sasl_access map.
+/// A blocked account's botnet, refused by our check_sasl_access map.
 /// Lines as the real Postfix 3.7 of tests/support/mailstack.rs logs them (the first
 /// two verbatim, one with a fake address in its HELO), the maillog_file form, a client
 /// port, IPv6, a 4xx reject text and Postfix 3.10's sasl_username suffix.
@@ -151,7 +151,8 @@ fn refused_submissions_yield_the_sasl_login_and_postfixs_client_address() {
 /// part) or a HELO holding "<victim>: SASL login name rejected: ...", as the real
 /// Postfix 3.7 logs it (first four lines), the same with an unsanitised HELO and in
 /// every field, a fake "[ADDR]" in HELO or NAME; lines without smtpd's tag, another
-/// stage (MAIL), another class, no HELO. None may yield a login: each would make the
+/// stage (MAIL), another class, no HELO; and a quarantined account's HOLD answers
+/// (its mail is accepted: not a refusal). None may yield a login: each would make the
 /// victim count a network the attacker chose.
 #[test]
 fn the_refused_filter_never_takes_a_user_or_address_a_client_wrote() {
@@ -358,7 +359,7 @@ fn no_filter_matches_a_failure_rejection_or_unknown_user() {
     assert_no_match(&fixture("failures.log"));
 }
 
-/// Issue 17, finding 1: what an attacker gets into Roundcube's log with a newline, a
+/// What an attacker gets into Roundcube's log with a newline, a
 /// CR or tags in the posted user name (strip_tags removes `<...>`), in the file and
 /// the syslog form; a line without Roundcube's `<sessid> ` prefix (as with
 /// log_session_id = 0) is one of them. tests/roundcube.rs does it with a real Roundcube.
@@ -367,9 +368,9 @@ fn no_filter_matches_a_forged_roundcube_line() {
     assert_no_match(&fixture("roundcube-forged.log"));
 }
 
-/// Issue 17, finding 8: Fail2ban's common.conf makes the daemon tag optional, so a
-/// line without `postfix/smtpd[PID]:`, `dovecot:` or `roundcube:` (anyone's text in
-/// the message position) passed. Every filter requires its daemon's own tag.
+/// Fail2ban's common.conf makes the daemon tag optional, so a line without
+/// `postfix/smtpd[PID]:`, `dovecot:` or `roundcube:` (anyone's text in the message
+/// position) would pass. Every filter requires its daemon's own tag.
 #[test]
 fn no_filter_matches_a_line_without_its_daemons_tag() {
     assert_no_match(&fixture("untagged.log"));

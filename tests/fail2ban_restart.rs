@@ -69,9 +69,12 @@ fn a_restart_adds_no_login_and_no_error() {
     });
     assert!(f2b.stop(), "fail2ban stops on SIGTERM");
     let log = f2b.log();
+    // The test's own `status` polls while the restarted server adds its jails answer
+    // UnknownJailException: not an error of the jails'.
     let errors: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(" ERROR ") || l.contains("familyStr"))
+        .filter(|l| !l.contains("UnknownJailException"))
         .collect();
     assert!(
         errors.is_empty(),

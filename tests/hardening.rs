@@ -177,8 +177,9 @@ fn a_corrupt_database_is_a_clear_error_and_keeps_the_login_for_a_new_one() {
 }
 
 #[test]
-fn a_lock_held_past_the_busy_timeout_keeps_the_login_and_the_next_run_stores_it() {
-    let s = Sandbox::new("busy_timeout = \"1s\"");
+fn a_lock_held_past_record_wait_keeps_the_login_and_the_next_run_stores_it() {
+    // `record` waits record_wait, not the other commands' busy_timeout.
+    let s = Sandbox::new("record_wait = \"1s\"\nbusy_timeout = \"30s\"");
     s.record("smtp", "alice@example.com", "198.51.100.1", T0);
     let mut holder = rusqlite::Connection::open(s.db()).unwrap();
     let tx = holder

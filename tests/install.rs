@@ -4,13 +4,13 @@ use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 use support::BIN;
 
-fn install(destdir: &Path, args: &[&str]) -> Output {
+pub(crate) fn install(destdir: &Path, args: &[&str]) -> Output {
     let out = run_install(Path::new(ROOT), destdir, args, None);
     support::assert_success(format_args!("install.sh {args:?}"), &out);
     out
@@ -24,7 +24,12 @@ fn installed() -> tempfile::TempDir {
 }
 
 /// install.sh from `tree`, into `destdir` (none: the real root), with `path` as PATH.
-fn run_install(tree: &Path, destdir: &Path, args: &[&str], path: Option<&Path>) -> Output {
+pub(crate) fn run_install(
+    tree: &Path,
+    destdir: &Path,
+    args: &[&str],
+    path: Option<&Path>,
+) -> Output {
     let mut cmd = Command::new(tree.join("install.sh"));
     cmd.args(args);
     if destdir != Path::new("/") {
@@ -39,12 +44,12 @@ fn run_install(tree: &Path, destdir: &Path, args: &[&str], path: Option<&Path>) 
 }
 
 /// A PATH holding only the tools install.sh uses, plus `extra` scripts (name, body).
-fn tools_path(dir: &Path, extra: &[(&str, &str)]) -> std::path::PathBuf {
+pub(crate) fn tools_path(dir: &Path, extra: &[(&str, &str)]) -> std::path::PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     for tool in [
         "awk", "basename", "cat", "cmp", "dirname", "head", "install", "mktemp", "rm", "rmdir",
-        "sed", "stat",
+        "sed", "sort", "stat",
     ] {
         let real = ["/usr/bin", "/bin"]
             .iter()
@@ -96,7 +101,7 @@ fn listing(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777
 }
 
@@ -141,6 +146,33 @@ fn installs_the_expected_tree_twice_without_change() {
         man1.join("f2b-mailguard-record.1").is_file(),
         "a page per subcommand"
     );
+    // More than the --help text: what the tool is, examples, its files, exit codes,
+    // and where the documentation is, which is installed there.
+    for section in ["EXAMPLES", "FILES", "EXIT STATUS", "SEE ALSO"] {
+        assert!(
+            man.contains(&format!(".SH \"{section}\"")),
+            "{section}:\n{man}"
+        );
+    }
+    assert!(man.contains("Until the config says mode"), "{man}");
+    let record = std::fs::read_to_string(man1.join("f2b-mailguard-record.1")).unwrap();
+    assert!(
+        record.contains("spool"),
+        "record's own exit status:\n{record}"
+    );
+    assert!(
+        man.contains("/usr/local/share/doc/f2b\\-mailguard/"),
+        "{man}"
+    );
+    assert!(!man.contains("see README"), "{man}");
+    let readme = root.join("usr/local/share/doc/f2b-mailguard/README.md");
+    assert_eq!(
+        std::fs::read(&readme).unwrap(),
+        std::fs::read(format!("{ROOT}/README.md")).unwrap()
+    );
+    assert!(root
+        .join("usr/local/share/doc/f2b-mailguard/docs/threat-model.md")
+        .is_file());
     let bash = std::fs::read_to_string(
         root.join("usr/local/share/bash-completion/completions/f2b-mailguard"),
     )
@@ -152,7 +184,20 @@ fn installs_the_expected_tree_twice_without_change() {
     assert!(root
         .join("usr/local/share/fish/vendor_completions.d/f2b-mailguard.fish")
         .is_file());
-    for t in ["actions", "prune", "metrics"] {
+    // The README and docs/, where the man pages and doctor point.
+    let doc = root.join("usr/local/share/doc/f2b-mailguard");
+    assert_eq!(
+        std::fs::read(doc.join("README.md")).unwrap(),
+        std::fs::read(format!("{ROOT}/README.md")).unwrap()
+    );
+    for page in ["install.md", "configuration.md", "troubleshooting.md"] {
+        assert_eq!(
+            std::fs::read(doc.join("docs").join(page)).unwrap(),
+            std::fs::read(format!("{ROOT}/docs/{page}")).unwrap(),
+            "{page}"
+        );
+    }
+    for t in ["actions", "prune", "metrics", "ownership-update"] {
         assert!(root
             .join(format!("etc/systemd/system/f2b-mailguard-{t}.timer"))
             .is_file());
@@ -183,6 +228,9 @@ fn prefix_moves_the_binary_and_the_action_follows() {
     let action =
         std::fs::read_to_string(d.path().join("etc/fail2ban/action.d/mailguard.conf")).unwrap();
     assert!(action.contains("\nbinary = /opt/mailguard/bin/f2b-mailguard\n"));
+    let py =
+        std::fs::read_to_string(d.path().join("etc/fail2ban/action.d/f2b_mailguard.py")).unwrap();
+    assert!(py.contains("\nBINARY = \"/opt/mailguard/bin/f2b-mailguard\"\n"));
 }
 
 #[test]
@@ -240,8 +288,22 @@ fn uninstall_removes_what_it_installed_and_keeps_database_and_edited_config() {
         !root.join("usr/local/share/f2b-mailguard").exists(),
         "manifest and pristine config left behind"
     );
+    assert!(
+        !root.join("usr/local/share/doc/f2b-mailguard").exists(),
+        "documentation left behind"
+    );
     assert!(config.exists(), "edited config removed");
     assert!(db.exists(), "database removed");
+    // No empty directory of ours is left: completions, man pages, docs.
+    for dir in [
+        "usr/local/share/bash-completion",
+        "usr/local/share/zsh",
+        "usr/local/share/fish",
+        "usr/local/share/man/man1",
+        "usr/local/share/doc/f2b-mailguard",
+    ] {
+        assert!(!root.join(dir).exists(), "{dir} left behind");
+    }
 
     // An untouched config goes with the rest.
     let d = installed();
@@ -323,64 +385,6 @@ fn without_config_example_a_minimal_warn_config_is_installed() {
     assert!(!config.exists());
 }
 
-/// With the tools on `path`, install.sh on this system (no DESTDIR) fails before it
-/// acts, saying `errors`; into a DESTDIR under `dir` (a package built elsewhere) it
-/// succeeds with `warning`. Returns that DESTDIR.
-fn refused_here_warned_into_destdir(
-    dir: &Path,
-    path: &Path,
-    errors: &[&str],
-    warning: &str,
-) -> PathBuf {
-    // --dry-run keeps a bug here from writing to /.
-    let out = run_install(
-        Path::new(ROOT),
-        Path::new("/"),
-        &["--dry-run", "--binary", BIN],
-        Some(path),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(errors.iter().all(|e| err.contains(e)), "{err}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).is_empty(),
-        "acted before refusing"
-    );
-    let root = dir.join("root");
-    let out = run_install(Path::new(ROOT), &root, &["--binary", BIN], Some(path));
-    support::assert_success("install.sh", &out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(warning));
-    root
-}
-
-#[test]
-fn fail2ban_older_than_0_10_is_refused_with_what_to_do() {
-    let d = tempfile::tempdir().unwrap();
-    let path = tools_path(d.path(), &[("fail2ban-client", "echo 'Fail2Ban v0.9.6'")]);
-    let root = refused_here_warned_into_destdir(
-        d.path(),
-        &path,
-        &["Fail2ban 0.9.6 is too old: 0.10 or later"],
-        "warning: Fail2ban 0.9.6 is too old",
-    );
-    assert!(root.join("usr/local/bin/f2b-mailguard").is_file());
-}
-
-#[test]
-fn missing_fail2ban_is_an_error_but_only_a_warning_into_destdir() {
-    let d = tempfile::tempdir().unwrap();
-    let path = tools_path(d.path(), &[]);
-    refused_here_warned_into_destdir(
-        d.path(),
-        &path,
-        &["Fail2ban is not installed", "apt-get install fail2ban"],
-        "warning: Fail2ban is not installed",
-    );
-    // The real one passes the check.
-    let out = install(&d.path().join("root2"), &["--dry-run", "--binary", BIN]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Fail2ban 1."));
-}
-
 /// Debian 12 without rsyslog has no /var/log/mail.log: the jails are set to the journal
 /// (a jail without its log file stops all of Fail2ban); with the file they keep it.
 /// The choice is the binary's (`generate fail2ban-backend`), which a package runs too.
@@ -401,8 +405,9 @@ fn the_jails_read_the_journal_where_mail_log_is_missing() {
     );
     assert_eq!(mode(&local), 0o644);
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Fail2ban jails: every mailguard jail reads the systemd journal"),
+        String::from_utf8_lossy(&out.stdout).contains(
+            "mailguard-backend.local written: every mailguard jail reads the systemd journal"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -415,6 +420,22 @@ fn the_jails_read_the_journal_where_mail_log_is_missing() {
     assert!(
         text.contains("# [mailguard-smtp] reads /var/log/mail.log"),
         "{text}"
+    );
+
+    // A generated file, not a conffile: an edit of the admin's is kept by the next
+    // install, which says how to get the generated one back.
+    let edited = text.replace(
+        "# [mailguard-smtp] reads",
+        "[mailguard-smtp]\nbackend = polling\n# reads",
+    );
+    std::fs::write(&local, &edited).unwrap();
+    std::fs::remove_file(root.join("var/log/mail.log")).unwrap();
+    let out = install(root, &["--binary", BIN]);
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), edited);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("was edited, kept as it is"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     install(root, &["--uninstall"]);

@@ -54,10 +54,10 @@ fn config_test(conf: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// `f2b-mailguard generate fail2ban-backend ROOT`.
+/// `f2b-mailguard generate fail2ban-backend --stdout ROOT`: the file it would write.
 fn backend_local(root: &Path) -> String {
     let out = Command::new(BIN)
-        .args(["generate", "fail2ban-backend"])
+        .args(["generate", "fail2ban-backend", "--stdout"])
         .arg(root)
         .output()
         .expect("generate");

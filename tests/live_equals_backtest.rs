@@ -124,8 +124,11 @@ fn calls(dir: &std::path::Path) -> Vec<Call> {
     calls
 }
 
-/// Level changes as (user, time ms, from, to, reason), in order, from a database.
-fn changes(db: &std::path::Path) -> Vec<(String, i64, String, String, String)> {
+/// A level change as (user, time ms, from, to, reason).
+type Change = (String, i64, String, String, String);
+
+/// Level changes in order, from a database.
+fn changes(db: &std::path::Path) -> Vec<Change> {
     let conn = rusqlite::Connection::open(db).expect("open db");
     let mut stmt = conn
         .prepare(
@@ -144,10 +147,10 @@ fn changes(db: &std::path::Path) -> Vec<(String, i64, String, String, String)> {
 
 #[test]
 fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
-    // A `record` that waits past busy_timeout spools its login (exit 0) for a later
+    // A `record` that waits past record_wait spools its login (exit 0) for a later
     // call: stored later, or never if it was a lane's last. On a loaded machine two
     // lanes of writers can wait that long, and the stored events then differ.
-    let s = Sandbox::new("busy_timeout = \"60s\"");
+    let s = Sandbox::new("record_wait = \"60s\"");
     let calls = calls(&s.path().join("corpus"));
     assert!(calls.len() > 5_000, "{} calls", calls.len());
 
@@ -177,8 +180,22 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
         }
     });
 
-    let live = changes(&s.db());
-    let backtest = changes(&scratch);
+    same_outcome(&s.db(), &scratch);
+}
+
+/// The same level changes, word for word, and the same number of stored events.
+fn same_outcome(live_db: &std::path::Path, scratch: &std::path::Path) {
+    let count = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .expect("open")
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .expect("count")
+    };
+    same_changes(&changes(live_db), &changes(scratch));
+    assert_eq!(count(live_db), count(scratch));
+}
+
+fn same_changes(live: &[Change], backtest: &[Change]) {
     assert!(
         live.iter().any(|c| c.3 == "block"),
         "the corpus's compromised accounts reach block: {live:#?}"
@@ -186,7 +203,7 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
     if live != backtest {
         let first = live
             .iter()
-            .zip(&backtest)
+            .zip(backtest)
             .position(|(a, b)| a != b)
             .unwrap_or(live.len().min(backtest.len()));
         panic!(
@@ -195,14 +212,91 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
             &backtest[first..backtest.len().min(first + 5)]
         );
     }
-    // Both stored the same evidence too.
-    let count = |db: &std::path::Path| -> i64 {
-        rusqlite::Connection::open(db)
-            .expect("open")
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .expect("count")
-    };
-    assert_eq!(count(&s.db()), count(&scratch));
+}
+
+/// Every call as one ticket line into one `stream` process (the Python action's
+/// path), which stores them in batches of up to 64, one transaction each.
+fn stream(s: &Sandbox, calls: &[Call]) {
+    let tickets: String = calls
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "source": c.source, "jail": "test", "user": c.user, "ip": c.ip,
+                "time": c.time, "fid": c.fid, "count": "1",
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let mut child = s
+        .cmd()
+        .args(["stream", "--batch", "64"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stream");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feed = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(tickets.as_bytes())
+    });
+    let out = child.wait_with_output().expect("stream");
+    feed.join().expect("feed").expect("write stdin");
+    support::assert_success("stream", &out);
+    let mut total = BTreeMap::new();
+    let mut batches = 0;
+    for line in String::from_utf8(out.stdout).expect("utf-8").lines() {
+        let ack: serde_json::Value = serde_json::from_str(line).expect("an ack line");
+        batches += 1;
+        for k in ["done", "stored", "duplicates", "kept", "refused"] {
+            *total.entry(k).or_insert(0) += ack[k].as_u64().expect("a count");
+        }
+    }
+    let n = calls.len() as u64;
+    assert_eq!(total["done"], n, "{total:?}");
+    assert_eq!(total["stored"] + total["duplicates"], n, "{total:?}");
+    assert_eq!((total["kept"], total["refused"]), (0, 0), "{total:?}");
+    assert!(batches < calls.len(), "{batches} batches for {n} calls");
+}
+
+#[test]
+fn stream_and_ingest_give_the_same_level_changes_for_the_same_events() {
+    let s = Sandbox::new("");
+    let calls = calls(&s.path().join("corpus"));
+    let scratch = s.path().join("scratch.db");
+    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
+    s.ingest(&scratch, input);
+    stream(&s, &calls);
+    same_outcome(&s.db(), &scratch);
+}
+
+/// The same through a shared PostgreSQL store, whose batches lock their accounts first.
+#[test]
+fn stream_into_postgresql_and_ingest_give_the_same_level_changes() {
+    let pg = support::postgres::Postgres::start();
+    let s = pg.server("mx1", support::NO_ACTIONS);
+    let calls = calls(&s.path().join("corpus"));
+    let scratch = s.path().join("scratch.db");
+    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
+    s.ingest(&scratch, input);
+    stream(&s, &calls);
+    let rows = pg.psql(
+        "SELECT coalesce(json_agg(json_build_array(u.name, c.ts_ms, c.from_level, c.to_level, c.reason)
+                ORDER BY u.name, c.ts_ms, c.id), '[]')
+         FROM level_changes c JOIN users u ON u.id = c.user_id",
+    );
+    let live: Vec<Change> = serde_json::from_str(&rows).expect("changes as JSON");
+    same_changes(&live, &changes(&scratch));
+    let stored: i64 = pg
+        .psql("SELECT count(*) FROM events")
+        .parse()
+        .expect("a count");
+    let scratch_events: i64 = rusqlite::Connection::open(&scratch)
+        .expect("open")
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(stored, scratch_events);
 }
 
 /// Refused smtp logins count only for an account blocked in enforce mode, and

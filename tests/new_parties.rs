@@ -10,7 +10,7 @@ use crate::support;
 use std::path::Path;
 
 use serde_json::json;
-use support::mmdb::{self, days_ago};
+use support::mmdb;
 use support::{Sandbox, T0};
 
 const DAY: i64 = 86_400;
@@ -29,22 +29,7 @@ fn owners_db(path: &Path) {
             {"autonomous_system_number": 64530 + n,
              "autonomous_system_organization": format!("Proxy {n}")}]));
     }
-    mmdb::write(
-        path,
-        "GeoLite2-ASN",
-        days_ago(1),
-        json!({"autonomous_system_number": "uint32", "autonomous_system_organization": "utf8_string"}),
-        json!(networks),
-    );
-}
-
-fn sandbox(db: Option<&Path>) -> Sandbox {
-    Sandbox::new(&db.map_or(String::new(), |p| {
-        format!(
-            "[ownership]\nasn_database = {:?}\n",
-            p.display().to_string()
-        )
-    }))
+    mmdb::asn_networks(path, json!(networks));
 }
 
 /// Records `count` of `source` and returns its ingest line.
@@ -101,7 +86,7 @@ fn a_botnet_inside_one_new_hosting_provider_blocks_with_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("asn.mmdb");
     owners_db(&db);
-    let s = sandbox(Some(&db));
+    let s = Sandbox::with_asn(Some(&db));
     const USER: &str = "victim@example.com";
     let mut lines = Vec::new();
     history(&s, USER, &mut lines);
@@ -131,7 +116,7 @@ fn a_botnet_inside_one_new_hosting_provider_blocks_with_a_database() {
 /// shows, while IMAP logins from twelve /16s it never used are.
 #[test]
 fn without_a_database_a_known_pool_is_no_alarm_and_imap_theft_is_seen() {
-    let s = sandbox(None);
+    let s = Sandbox::with_asn(None);
     const POOL: &str = "pool@example.com";
     const THEFT: &str = "theft@example.com";
     let pool = |i: i64| format!("{}.51.{}.{}", 100 + i % 4, i % 7, 10 + i);
@@ -204,7 +189,7 @@ fn an_imap_reason_names_imaps_owners_and_status_never_cuts_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("asn.mmdb");
     owners_db(&db);
-    let s = sandbox(Some(&db));
+    let s = Sandbox::with_asn(Some(&db));
     const USER: &str = "checked@example.com";
     let mut lines = Vec::new();
     history(&s, USER, &mut lines);

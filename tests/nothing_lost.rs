@@ -1,15 +1,15 @@
 //! No login is lost to a runtime problem: logins a real Fail2ban hands over (shipped
 //! action and jail) while the config is broken, the database is locked past
-//! `busy_timeout` or its disk is full are kept, and the next run stores every one
+//! `record_wait` or its disk is full are kept, and the next run stores every one
 //! of them, where detection sees them.
 
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::fail2ban::{append, postfix_login, Fail2ban, Jail};
-use support::{now, wait_until, Sandbox, SmallDisk, BIN};
+use support::{now, wait_until, Sandbox, SmallDisk, SqliteLock, BIN, T0};
 
 const ALICE: &str = "alice@example.com";
 
@@ -33,6 +33,20 @@ fn stored(db: &Path) -> usize {
         |r| r.get::<_, i64>(0),
     )
     .map_or(0, |n| n as usize)
+}
+
+/// Points `s`'s config at a database on `disk`, no actions.
+fn database_on(s: &Sandbox, disk: &SmallDisk) -> PathBuf {
+    let db = disk.path.join("mg.db");
+    std::fs::write(
+        s.config_path(),
+        format!(
+            "database = {:?}\n[actions]\nnotify = []\nblock = []\nlock = []\n",
+            db.display().to_string()
+        ),
+    )
+    .expect("config");
+    db
 }
 
 /// A private Fail2ban running the shipped mailguard-smtp jail and action on `log`.
@@ -144,8 +158,8 @@ fn logins_during_a_broken_config_are_all_stored_once_it_is_fixed() {
 }
 
 #[test]
-fn logins_during_a_lock_past_busy_timeout_are_all_stored_once_it_is_released() {
-    let s = Sandbox::new("busy_timeout = \"1s\"");
+fn logins_during_a_lock_past_record_wait_are_all_stored_once_it_is_released() {
+    let s = Sandbox::new("record_wait = \"1s\"");
     let (f2b, log) = fail2ban(&s);
     login(&log, 50, "carol@example.com", "192.0.2.80");
     wait_until("the database exists", Duration::from_secs(30), || {
@@ -167,15 +181,7 @@ fn logins_during_a_lock_past_busy_timeout_are_all_stored_once_it_is_released() {
 fn logins_during_a_full_disk_are_all_stored_once_there_is_room() {
     let s = Sandbox::new("");
     let disk = SmallDisk::mount(s.path().join("small"), "2m");
-    let db = disk.path.join("mg.db");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {:?}\n[actions]\nnotify = []\nblock = []\nlock = []\n",
-            db.display().to_string()
-        ),
-    )
-    .expect("config");
+    let db = database_on(&s, &disk);
     let (f2b, log) = fail2ban(&s);
     login(&log, 50, "carol@example.com", "192.0.2.80");
     wait_until("the database exists", Duration::from_secs(30), || {
@@ -231,4 +237,80 @@ fn two_racing_drainers_store_each_spooled_login_once() {
     assert_eq!(drained, 50, "one drainer took each login");
     assert_eq!(spooled(&s.db()), 0);
     assert_eq!(s.rows("events"), 50);
+}
+
+#[test]
+fn a_database_another_program_holds_keeps_logins_after_a_short_wait() {
+    // busy_timeout is how long the other commands wait; `record` waits briefly.
+    let s = Sandbox::new("busy_timeout = \"30s\"");
+    s.record("smtp", "carol@example.com", "192.0.2.80", T0);
+    let lock = SqliteLock::hold(&s.db());
+    for i in 0..2 {
+        let start = Instant::now();
+        let out = s.try_record(
+            None,
+            ALICE,
+            &format!("198.51.100.{}", i + 1),
+            Some(T0 + 1 + i),
+        );
+        let took = start.elapsed();
+        support::assert_success("record", &out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("database is locked") && err.contains("kept in"),
+            "{err}"
+        );
+        // A liveness bound, far below busy_timeout: a call that waited for it took 30 s.
+        assert!(took < Duration::from_secs(10), "record waited {took:?}");
+    }
+    assert_eq!(spooled(&s.db()), 2);
+    lock.release();
+    s.record("smtp", "bob@example.com", "203.0.113.50", T0 + 10);
+    assert_eq!(spooled(&s.db()), 0);
+    assert_eq!(stored(&s.db()), 2);
+    assert_eq!(s.rows("events"), 4, "each login once");
+}
+
+#[test]
+fn a_thousand_logins_kept_on_a_full_disk_are_stored_once_2_mb_are_free() {
+    let s = Sandbox::new("");
+    let disk = SmallDisk::mount(s.path().join("small"), "16m");
+    let db = database_on(&s, &disk);
+    let record = |user: &str, ip: &str, t: i64| {
+        let out = s.try_record(None, user, ip, Some(t));
+        support::assert_success("record", &out);
+        out
+    };
+    record("carol@example.com", "192.0.2.80", T0);
+    disk.fill();
+    // 50 accounts, 20 networks each.
+    for i in 0..1000 {
+        record(
+            &format!("u{}@example.com", i % 50),
+            &format!("198.18.{}.{}", i / 250, i % 250 + 1),
+            T0 + 1 + i,
+        );
+    }
+    let events = |db: &Path| {
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)))
+            .expect("count events") as usize
+    };
+    assert_eq!(events(&db) + spooled(&db), 1001);
+    assert!(spooled(&db) > 900, "the disk was full: {}", spooled(&db));
+    disk.free(2 << 20);
+    // Each later login stores what waits first, as much as its call has time for.
+    let mut calls = 0;
+    let drained = support::try_wait_until(Duration::from_secs(120), || {
+        calls += 1;
+        let out = record("bob@example.com", "203.0.113.50", T0 + 2000 + calls);
+        spooled(&db) == 0 && out.stderr.is_empty()
+    });
+    assert!(
+        drained,
+        "{} still spooled after {calls} calls",
+        spooled(&db)
+    );
+    assert_eq!(events(&db), 1001 + calls as usize, "each login once");
+    assert_eq!(support::integrity(&db), "ok");
 }

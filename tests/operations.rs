@@ -177,7 +177,9 @@ fn systemd_units_verify() {
         std::fs::write(&dest, text).unwrap();
         units.push(dest);
     }
-    assert_eq!(units.len(), 9);
+    // actions, prune, queue-scan, metrics and ownership-update: a service and a
+    // timer each; follow and the policy service: a service each.
+    assert_eq!(units.len(), 12);
     // The units' Documentation= pages are the ones `generate man` writes (install.sh
     // and the package install them); verify checks the units, not this machine's man.
     let man = dir.path().join("man");

@@ -1,4 +1,4 @@
-//! Detection with network owners (issue 16): a provider's pool spread over many /24s
+//! Detection with network owners: a provider's pool spread over many /24s
 //! of one AS is one party and no alarm, a botnet of many owners is blocked and its
 //! reason names them, and IMAP logins from many owners escalate. `record` and
 //! `ingest` judge alike with the same database.
@@ -8,7 +8,7 @@ use crate::support;
 use std::path::Path;
 
 use serde_json::json;
-use support::mmdb::{self, days_ago};
+use support::mmdb;
 use support::{Sandbox, T0};
 
 /// 198.18.N.0/24 belongs to AS(64500 + N) for N < 12 ("Net N"); 198.51.100.0/22 (four
@@ -23,22 +23,7 @@ fn owners_db(path: &Path) {
         .collect();
     networks.push(json!(["198.51.100.0/22",
         {"autonomous_system_number": 64520, "autonomous_system_organization": "Pool Provider"}]));
-    mmdb::write(
-        path,
-        "GeoLite2-ASN",
-        days_ago(1),
-        json!({"autonomous_system_number": "uint32", "autonomous_system_organization": "utf8_string"}),
-        json!(networks),
-    );
-}
-
-fn sandbox(db: Option<&Path>) -> Sandbox {
-    Sandbox::new(&db.map_or(String::new(), |p| {
-        format!(
-            "[ownership]\nasn_database = {:?}\n",
-            p.display().to_string()
-        )
-    }))
+    mmdb::asn_networks(path, json!(networks));
 }
 
 /// A provider sending "as" the user from its pool: 11 addresses over four /24s.
@@ -89,11 +74,11 @@ fn owners_make_a_providers_pool_no_alarm_and_name_a_botnets_owners() {
     owners_db(&db);
 
     // Without owners, the pool's four /24s look spread enough to block.
-    let plain = sandbox(None);
+    let plain = Sandbox::with_asn(None);
     record_all(&plain);
     assert_eq!(plain.status_user(POOL, T0 + 200)["level"], "block");
 
-    let s = sandbox(Some(&db));
+    let s = Sandbox::with_asn(Some(&db));
     let mut lines = record_all(&s);
     let pool = s.status_user(POOL, T0 + 200);
     assert_eq!(pool["level"], "ok", "{pool:#}");
@@ -171,8 +156,8 @@ fn an_offices_newsletter_from_one_owner_is_no_alarm() {
         s.status_user(NEWS, T0 + 120)
     };
     // Without owners its one wider network (/24) is one party too.
-    let without = send(&sandbox(None));
+    let without = send(&Sandbox::with_asn(None));
     assert_eq!(without["level"], "ok", "{without:#}");
-    let with = send(&sandbox(Some(&db)));
+    let with = send(&Sandbox::with_asn(Some(&db)));
     assert_eq!(with["level"], "ok", "{with:#}");
 }

@@ -1,4 +1,4 @@
-//! Network ownership (issue 16): `.mmdb` databases written by the test set-up with
+//! Network ownership: `.mmdb` databases written by the test set-up with
 //! Debian's writer, read by the real binary as admins and Fail2ban run it.
 
 use crate::support;

@@ -1,4 +1,4 @@
-//! `run-actions --follow` (issue 19): on a shared PostgreSQL store, a server hears
+//! `run-actions --follow`: on a shared PostgreSQL store, a server hears
 //! every level change (LISTEN/NOTIFY) and converges its own Postfix map at once,
 //! without waiting for its timer.
 

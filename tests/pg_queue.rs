@@ -1,4 +1,4 @@
-//! `queue-scan` on the shared PostgreSQL store (issue 19): each server scans its own
+//! `queue-scan` on the shared PostgreSQL store: each server scans its own
 //! Postfix queue, its snapshot replaces only its own rows, and detection counts an
 //! account's deferred mail over every server's.
 

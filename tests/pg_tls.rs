@@ -1,4 +1,4 @@
-//! TLS to the shared store as libpq has it (issue 19): the private PostgreSQL with
+//! TLS to the shared store as libpq has it: the private PostgreSQL with
 //! `ssl=on` on 127.0.0.1 and pg_hba `hostssl` only, a CA and a server certificate
 //! made here by `openssl`.
 

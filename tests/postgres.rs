@@ -1,4 +1,4 @@
-//! f2b-mailguard on a shared PostgreSQL store (issue 19), against a private
+//! f2b-mailguard on a shared PostgreSQL store, against a private
 //! PostgreSQL 15 started per test on a Unix socket (tests/support/postgres.rs).
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
-//! Detection quality (issue 6): a seeded, labelled corpus (examples/scenario) through
+//! Detection quality: a seeded, labelled corpus (examples/scenario) through
 //! the real `fail2ban-regex` with the shipped filters into `f2b-mailguard ingest`,
 //! scored against the labels (examples/quality), the way `bench/quality.sh` does it on
-//! a smaller corpus. Asserts the issue's must-show at the default thresholds.
+//! a smaller corpus. Asserts the detection targets at the default thresholds.
 //!
 //! The four tests share one run (generated, filtered and ingested once).
 
@@ -16,9 +16,9 @@ use support::{fail2ban, Sandbox};
 
 /// Small enough for a debug build (about 20 s): two days, every class but the big
 /// provider's "send mail as" pool. Its 16 /24s of one owner pass
-/// `detection.escalate_min_spread`, so today's detection blocks those honest accounts
-/// (no_honest_account_goes_beyond_notify would fail); counting owners (issue 16) is to
-/// hold them at notify. `./bench/quality.sh` shows the class.
+/// `detection.escalate_min_spread`, so without an ownership database detection blocks
+/// some of those honest accounts (no_honest_account_goes_beyond_notify would fail);
+/// counting owners holds them at notify. `./bench/quality.sh` shows the class.
 const PARAMS: gen::Params = gen::Params {
     seed: 1,
     days: 2,

@@ -1,4 +1,4 @@
-//! Issue 17, finding 1, with a real Roundcube (Debian's roundcube-core 1.6 under
+//! Forged Roundcube log lines, with a real Roundcube (Debian's roundcube-core 1.6 under
 //! `php -S`, SQLite, a private Dovecot behind it): anyone can post a login form whose
 //! user name carries a newline and a forged "Successful login" line. Whatever lands
 //! in Roundcube's log, in its own file or through syslog, the shipped

@@ -15,22 +15,34 @@ mod account_names;
 mod arrival_order;
 #[path = "backtest.rs"]
 mod backtest;
+#[path = "bounce_share.rs"]
+mod bounce_share;
 #[path = "completions.rs"]
 mod completions;
 #[path = "concurrency.rs"]
 mod concurrency;
 #[path = "config.rs"]
 mod config;
+#[path = "config_reference.rs"]
+mod config_reference;
 #[path = "containment.rs"]
 mod containment;
+#[path = "containment_leak.rs"]
+mod containment_leak;
+#[path = "deb_first_hour.rs"]
+mod deb_first_hour;
 #[path = "deb_package.rs"]
 mod deb_package;
 #[path = "detection.rs"]
 mod detection;
 #[path = "display.rs"]
 mod display;
+#[path = "docs.rs"]
+mod docs;
 #[path = "doctor.rs"]
 mod doctor;
+#[path = "doctor_postfix.rs"]
+mod doctor_postfix;
 #[path = "dovecot_kick.rs"]
 mod dovecot_kick;
 #[path = "e2e_botnet.rs"]
@@ -43,14 +55,20 @@ mod fail2ban_counts;
 mod fail2ban_e2e;
 #[path = "fail2ban_filters.rs"]
 mod fail2ban_filters;
+#[path = "fail2ban_reconcile.rs"]
+mod fail2ban_reconcile;
 #[path = "fail2ban_restart.rs"]
 mod fail2ban_restart;
+#[path = "fail2ban_stream.rs"]
+mod fail2ban_stream;
 #[path = "hardening.rs"]
 mod hardening;
 #[path = "hostile_rows.rs"]
 mod hostile_rows;
 #[path = "install.rs"]
 mod install;
+#[path = "install_prerequisites.rs"]
+mod install_prerequisites;
 #[path = "invalid_input.rs"]
 mod invalid_input;
 #[path = "journal.rs"]
@@ -67,6 +85,8 @@ mod operations;
 mod owner_detection;
 #[path = "ownership.rs"]
 mod ownership;
+#[path = "ownership_update.rs"]
+mod ownership_update;
 #[path = "pg_follow.rs"]
 mod pg_follow;
 #[path = "pg_outage.rs"]
@@ -77,10 +97,18 @@ mod pg_password;
 mod pg_queue;
 #[path = "pg_tls.rs"]
 mod pg_tls;
+#[path = "policy.rs"]
+mod policy;
+#[path = "policy_levels.rs"]
+mod policy_levels;
+#[path = "policy_shared.rs"]
+mod policy_shared;
 #[path = "postgres.rs"]
 mod postgres;
 #[path = "quality.rs"]
 mod quality;
+#[path = "quarantine.rs"]
+mod quarantine;
 #[path = "queue_scan.rs"]
 mod queue_scan;
 #[path = "refused_attack.rs"]

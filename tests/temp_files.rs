@@ -1,10 +1,11 @@
 //! Files we replace in directories other users own: a link planted there by that
 //! user (`nobody` here; `prometheus` owns node_exporter's textfile directory) must
-//! never make root write, chown or chmod its target (issue 17, finding 5).
+//! never make root write, chown or chmod its target.
 //!
-//! The temp file used to be `.NAME.PID.tmp`; each test learns the pid before the
-//! binary runs (a shell prints its own pid, waits, then execs the binary in place) and
-//! plants a link at that exact name, which the old code wrote through.
+//! A temp name derived from the pid (`.NAME.PID.tmp`) would be guessable: each test
+//! learns the pid before the binary runs (a shell prints its own pid, waits, then execs
+//! the binary in place) and plants a link at that exact name, which must not be
+//! written through.
 
 use crate::support;
 

@@ -5,7 +5,7 @@
 //! and ingest.json (`f2b-mailguard ingest --json`; another name with `--ingest FILE`),
 //! and prints the detection-quality report as Markdown: per class the accounts
 //! reaching notify, block and lock, the time from compromise to detection, precision
-//! and recall, and issue 16's targets, each met or not.
+//! and recall, and the detection targets, each met or not.
 
 mod score;
 

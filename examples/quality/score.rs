@@ -407,7 +407,7 @@ enum Measure {
     MessageBlock,
 }
 
-/// Issue 16's per-class targets: class, measure, within (seconds; None: reached at all).
+/// The per-class detection targets: class, measure, within (seconds; None: reached at all).
 const TARGETS: &[(&str, Measure, Option<f64>)] = &[
     ("botnet_burst", Measure::Block, Some(180.0)),
     ("cloud_botnet", Measure::Block, None),
@@ -417,7 +417,7 @@ const TARGETS: &[(&str, Measure, Option<f64>)] = &[
     ("slow_drip", Measure::Block, Some(7200.0)),
 ];
 
-/// One line per target of issue 16's must-show, and whether it is met.
+/// One line per detection target, and whether it is met.
 pub fn targets(outcomes: &[Outcome]) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for &(class, measure, within) in TARGETS {

@@ -268,7 +268,7 @@ impl World {
                 0x25,
             ),
         ];
-        // A big provider's pool spans many /24s (the "send mail as" case of issue 16),
+        // A big provider's pool spans many /24s (the "send mail as" case),
         // a small one's two; one sends over IPv6 from a few /64s.
         let mut providers = Vec::new();
         for (country, send24, v6) in [("US", 16, false), (HOME, 0, true), (HOME, 2, false)] {

@@ -34,6 +34,8 @@ mkdir -p "$out/man" "$out/completions" "$out/action.d" "$out/systemd"
 # The package installs the binary as /usr/bin/f2b-mailguard (install.sh: PREFIX/bin).
 sed 's|^binary = .*|binary = /usr/bin/f2b-mailguard|' fail2ban/action.d/mailguard.conf \
     >"$out/action.d/mailguard.conf"
+sed 's|^BINARY = .*|BINARY = "/usr/bin/f2b-mailguard"|' fail2ban/action.d/f2b_mailguard.py \
+    >"$out/action.d/f2b_mailguard.py"
 for f in systemd/*; do
     sed 's|/usr/local/bin/f2b-mailguard|/usr/bin/f2b-mailguard|g' "$f" >"$out/systemd/$(basename "$f")"
 done

@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 use super::local::Local;
 use super::{dovecot, postfix, ActionKind, Outcome};
 use crate::config::Config;
+use crate::detect::PostfixAnswer;
 use crate::error::Result;
-use crate::model::{Level, SaslUser};
-use crate::store::Store;
+use crate::model::{Level, SaslUser, Timestamp};
+use crate::store::{Account, Store};
 
 /// What one convergence changed here; `problems` are the parts that failed (retried
 /// at the next run).
@@ -59,12 +60,12 @@ pub fn run(cfg: &Config, store: &mut dyn Store) -> Result<Option<Converged>> {
 
 fn converge(cfg: &Config, store: &mut dyn Store, local: &mut Local) -> Result<Converged> {
     let actions = &cfg.contain.actions;
-    let contained: Vec<(SaslUser, Level)> = store
-        .flagged()?
-        .into_iter()
+    let flagged = store.flagged()?;
+    let contained: Vec<(SaslUser, Level)> = (flagged.iter())
         .filter(|a| a.state.enforced && a.state.level >= Level::Block)
-        .map(|a| (a.user, a.state.level))
+        .map(|a| (a.user.clone(), a.state.level))
         .collect();
+    let entries = map_entries(cfg, &flagged, Timestamp::now());
     let with = |kind: ActionKind| -> Vec<SaslUser> {
         contained
             .iter()
@@ -73,19 +74,21 @@ fn converge(cfg: &Config, store: &mut dyn Store, local: &mut Local) -> Result<Co
             .collect()
     };
     let mut out = Converged::default();
-    let maps = [Level::Block, Level::Lock]
-        .iter()
-        .any(|l| actions.for_level(*l).contains(&ActionKind::SaslBlock));
-    if maps {
-        match map(cfg, local, &store.blocked()?) {
+    if maps(cfg) {
+        match map(cfg, local, &entries) {
             Ok((true, done)) => out.map = Some(done),
             Ok((false, _)) => {}
             Err(e) => out.problems.push(e),
         }
     }
-    // Released on any server: send what we held for it.
-    let names: BTreeSet<&str> = contained.iter().map(|(u, _)| u.as_str()).collect();
-    let gone: Vec<String> = (local.state.held.keys())
+    // Released on any server, or a quarantine lifted (notify cleared): send what we
+    // held for it.
+    let names: BTreeSet<&str> = (contained.iter().map(|(u, _)| u))
+        .chain(entries.iter().map(|(u, _)| u))
+        .map(SaslUser::as_str)
+        .collect();
+    let gone: BTreeSet<String> = (local.state.held.keys())
+        .chain(local.state.quarantined.keys())
         .filter(|u| !names.contains(u.as_str()))
         .cloned()
         .collect();
@@ -114,6 +117,31 @@ fn converge(cfg: &Config, store: &mut dyn Store, local: &mut Local) -> Result<Co
     Ok(out)
 }
 
+/// Whether this server keeps a check_sasl_access map: an action list refuses with it,
+/// or quarantine holds with it.
+pub fn maps(cfg: &Config) -> bool {
+    let actions = &cfg.contain.actions;
+    actions.quarantine
+        || [Level::Block, Level::Lock]
+            .iter()
+            .any(|l| actions.for_level(*l).contains(&ActionKind::SaslBlock))
+}
+
+/// The map's entries: each of `flagged` (accounts above ok) whose Postfix answer as of
+/// `at` is not DUNNO.
+pub fn map_entries(
+    cfg: &Config,
+    flagged: &[Account],
+    at: Timestamp,
+) -> Vec<(SaslUser, PostfixAnswer)> {
+    let mut entries: Vec<(SaslUser, PostfixAnswer)> = (flagged.iter())
+        .map(|a| (a.user.clone(), PostfixAnswer::of(cfg, &a.state, at)))
+        .filter(|(_, answer)| *answer != PostfixAnswer::Dunno)
+        .collect();
+    entries.sort();
+    entries
+}
+
 /// Which containment of the account this is: its last change to its present level, so
 /// a new lock after a release kicks again and a retry of the same one does not.
 pub fn containment_id(store: &mut dyn Store, user: &SaslUser) -> Result<String> {
@@ -129,14 +157,15 @@ pub fn containment_id(store: &mut dyn Store, user: &SaslUser) -> Result<String> 
 }
 
 /// Rewrites this server's map when its text (or the map postmap last built) differs
-/// from `blocked`; a missing map with nobody to block stays missing. Returns whether
-/// it changed anything, and what the map now holds.
+/// from `entries`; a missing map with nobody in it stays missing. Returns whether it
+/// changed anything, and what the map now holds. An account newly held here is noted
+/// first (see `LocalState::quarantined`): Postfix holds its mail only after the build.
 pub fn map(
     cfg: &Config,
     local: &mut Local,
-    blocked: &[SaslUser],
+    entries: &[(SaslUser, PostfixAnswer)],
 ) -> Result<(bool, String), String> {
-    let (text, n) = postfix::sasl_map_text(cfg, blocked);
+    let (text, n) = postfix::sasl_map_text(cfg, entries);
     let name = postfix::sasl_map_name(cfg);
     let digest = format!("{:x}", Sha256::digest(format!("{name}\n{text}")));
     let built = match std::fs::read(&cfg.contain.postfix.sasl_map) {
@@ -145,10 +174,24 @@ pub fn map(
         }
         Err(e) => e.kind() == std::io::ErrorKind::NotFound && n == 0,
     };
-    let done = format!("{n} account(s) in {name}");
+    let held =
+        (entries.iter()).filter(|(u, a)| *a == PostfixAnswer::Hold && postfix::map_key_ok(u));
+    let done = format!(
+        "{n} account(s) in {name}, {} of them held",
+        held.clone().count()
+    );
     if built {
         return Ok((false, done));
     }
+    let now = Timestamp::now().millis().div_euclid(1000);
+    for (user, _) in held {
+        local
+            .state
+            .quarantined
+            .entry(user.as_str().to_owned())
+            .or_insert(now);
+    }
+    local.save().map_err(|e| e.to_string())?;
     postfix::build_sasl_map(cfg, &text)?;
     local.state.map_built = Some(digest);
     local.save().map_err(|e| e.to_string())?;
@@ -156,25 +199,31 @@ pub fn map(
 }
 
 /// Puts the queued mail of `users` on hold, except messages held here before (an
-/// admin who released one by hand meant it); returns how many.
+/// admin who released one by hand meant it); returns how many. Also notes the mail
+/// Postfix held for a quarantined account (see `adopt`). Nothing to hold, nothing
+/// read: `release` adopts a quarantine's mail itself, so a server whose queue cannot
+/// be listed right now still converges its map and kicks.
 pub fn hold(cfg: &Config, local: &mut Local, users: &[SaslUser]) -> Result<usize, String> {
     if users.is_empty() {
         return Ok(0);
     }
-    let waiting = postfix::queue(cfg)?
-        .into_iter()
-        .filter(|m| m.queue_name != "hold")
-        .collect();
-    let found = postfix::of_accounts(cfg, waiting, users, &mut local.state.submitters)?;
-    let fresh: Vec<(SaslUser, postfix::QueuedMessage)> = (found.into_iter())
-        .filter(|(u, m)| {
-            !local
-                .state
-                .held
-                .get(u.as_str())
-                .is_some_and(|s| s.contains(&m.key()))
-        })
-        .collect();
+    let queue = postfix::queue(cfg)?;
+    let logins = postfix::logins(cfg, &queue, &mut local.state.submitters)?;
+    postfix::forget_unlisted(&mut local.state.submitters, &queue);
+    adopt(local, &queue, &logins);
+    let mut fresh: Vec<(&SaslUser, &postfix::QueuedMessage)> = Vec::new();
+    for (m, login) in queue.iter().zip(&logins) {
+        if m.queue_name == "hold" {
+            continue;
+        }
+        let Some(user) = postfix::owner_among(users, m, login) else {
+            continue;
+        };
+        let before = local.state.held.get(user.as_str());
+        if !before.is_some_and(|s| s.contains(&m.key())) {
+            fresh.push((user, m));
+        }
+    }
     let ids: Vec<String> = fresh.iter().map(|(_, m)| m.queue_id.clone()).collect();
     let n = postfix::postsuper(cfg, "-h", None, &ids)?;
     for (user, m) in fresh {
@@ -189,22 +238,47 @@ pub fn hold(cfg: &Config, local: &mut Local, users: &[SaslUser]) -> Result<usize
     Ok(n)
 }
 
-/// Releases (or, with `purge`, deletes) the account's mail that this server held and
-/// that is still on hold; mail held by anyone else stays. Forgets the account.
+/// Joins to `held` the mail Postfix put on hold itself for a quarantined account (the
+/// map's HOLD): messages in the hold queue that the account submitted since its
+/// quarantine began here. Mail held before, or submitted by anyone else, is not ours.
+fn adopt(local: &mut Local, queue: &[postfix::QueuedMessage], logins: &[String]) {
+    for (m, login) in queue.iter().zip(logins) {
+        let Some(since) = local.state.quarantined.get(login) else {
+            continue;
+        };
+        if m.queue_name == "hold" && m.arrival_time.unwrap_or(0.0) >= *since as f64 {
+            let held = local.state.held.entry(login.clone()).or_default();
+            held.insert(m.key());
+        }
+    }
+}
+
+/// Releases (or, with `purge`, deletes) the account's mail that this server held, or
+/// that Postfix held for its quarantine here, and that is still on hold; mail held by
+/// anyone else stays. Forgets the account.
 pub fn release(cfg: &Config, local: &mut Local, user: &str, purge: bool) -> Result<usize, String> {
-    let ours = local.state.held.get(user).cloned().unwrap_or_default();
-    let ids: Vec<String> = if ours.is_empty() {
+    let quarantined = local.state.quarantined.contains_key(user);
+    let ids: Vec<String> = if !quarantined && !local.state.held.contains_key(user) {
         Vec::new()
     } else {
-        postfix::queue(cfg)?
-            .into_iter()
+        let queue = postfix::queue(cfg)?;
+        if quarantined {
+            let logins = postfix::logins(cfg, &queue, &mut local.state.submitters)?;
+            adopt(local, &queue, &logins);
+        }
+        let ours = local.state.held.get(user).cloned().unwrap_or_default();
+        (queue.into_iter())
             .filter(|m| m.queue_name == "hold" && ours.contains(&m.key()))
             .map(|m| m.queue_id)
             .collect()
     };
     let flag = if purge { "-d" } else { "-H" };
     let n = postfix::postsuper(cfg, flag, Some("hold"), &ids)?;
+    if !purge {
+        postfix::deliver_now(cfg, &ids);
+    }
     local.state.held.remove(user);
+    local.state.quarantined.remove(user);
     local.save().map_err(|e| e.to_string())?;
     Ok(n)
 }

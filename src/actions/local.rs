@@ -35,7 +35,12 @@ pub struct LocalState {
     /// Dovecot sessions were kicked here.
     #[serde(default)]
     pub kicked: BTreeMap<String, String>,
-    /// Who submitted each message in this queue not on hold, as far as read.
+    /// Per quarantined account: since when (seconds, as Postfix's arrival times) this
+    /// server's map holds its new mail. The hold queue's messages it submitted since
+    /// are the quarantine's, joined to `held`; older ones were held by someone else.
+    #[serde(default)]
+    pub quarantined: BTreeMap<String, i64>,
+    /// Who submitted each message in this queue, as far as read.
     #[serde(default)]
     pub submitters: Submitters,
     /// Digest of the map (type, path, text) postmap last built here.

@@ -12,8 +12,9 @@ use lettre::{Message, SendmailTransport, SmtpTransport, Transport};
 
 use super::ActionKind;
 use crate::config::{Config, MailSecurity, MailTransport};
+use crate::detect::PostfixAnswer;
 use crate::model::display::{plain, shown};
-use crate::model::{Mode, Timestamp};
+use crate::model::{Level, Mode, Timestamp};
 use crate::report::Detail;
 use crate::store::QueuedAction;
 
@@ -119,6 +120,10 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         }
     }
 
+    if let Some(q) = quarantine(cfg, action) {
+        let _ = writeln!(b, "\n{q}");
+    }
+
     let _ = writeln!(b, "\nNetworks seen (most recent first):");
     let _ = writeln!(
         b,
@@ -167,7 +172,7 @@ pub fn body(cfg: &Config, action: &QueuedAction, d: &Detail) -> String {
         b,
         "  (held mail is released too; add --purge-held to delete it instead)"
     );
-    if action.level >= crate::model::Level::Lock && action.enforced {
+    if action.level >= Level::Lock && action.enforced {
         let _ = writeln!(b, "\nThe password was replaced by a random one: set a new one with the user before release.");
     }
     b
@@ -276,6 +281,30 @@ pub fn deliver_to(
             ))
         }
     }
+}
+
+/// What quarantine does (or, in warn mode, would do) to an account at notify; block
+/// and lock say what they do in their own list.
+fn quarantine(cfg: &Config, action: &QueuedAction) -> Option<String> {
+    let quarantine = cfg.contain.actions.quarantine;
+    let answer = |mode| PostfixAnswer::decide(action.level, action.enforced, mode, quarantine);
+    if action.level != Level::Notify || answer(Mode::Enforce) != PostfixAnswer::Hold {
+        return None;
+    }
+    let quiet = cfg.detection.notify_quiet;
+    Some(if answer(cfg.mode) == PostfixAnswer::Hold {
+        format!(
+            "Quarantined: its new mail is accepted into Postfix's hold queue and not sent\n\
+             (the sender sees success). Release sends it; so does notify clearing by\n\
+             itself ({quiet} below every threshold). A rise to block keeps it held."
+        )
+    } else {
+        format!(
+            "Would quarantine (mode is {}): in enforce mode its new mail would be held in\n\
+             Postfix's hold queue until release, or until notify clears ({quiet}).",
+            Mode::Warn.as_str()
+        )
+    })
 }
 
 #[cfg(test)]

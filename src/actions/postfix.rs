@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{exec, postcat};
 use crate::config::Config;
+use crate::detect::PostfixAnswer;
 use crate::files::write_atomically;
 use crate::model::{fold_case, SaslUser};
 
@@ -17,21 +18,30 @@ pub fn map_key_ok(user: &SaslUser) -> bool {
     !user.as_str().starts_with('#') && !user.as_str().contains('"')
 }
 
-/// The map's text for the list of blocked accounts, and how many it lists. The
-/// database is the truth, so the whole map is rewritten from it: a crash half-way or a
-/// release in between cannot leave a stale entry. Accounts that cannot be map keys are
-/// left out (see `map_key_ok`); the caller reports them.
-pub fn sasl_map_text(cfg: &Config, blocked: &[SaslUser]) -> (String, usize) {
+/// The text after `HOLD` in the map: fixed, so no attacker text reaches Postfix's log
+/// through it, and without ">" (see the mailguard-postfix-refused filter).
+pub const HOLD_TEXT: &str = "quarantined after suspicious logins";
+
+/// The map's text for the accounts with an answer (see `detect::PostfixAnswer`), and
+/// how many it lists. The database is the truth, so the whole map is rewritten from
+/// it: a crash half-way or a release in between cannot leave a stale entry. Accounts
+/// that cannot be map keys are left out (see `map_key_ok`); the caller reports them.
+pub fn sasl_map_text(cfg: &Config, entries: &[(SaslUser, PostfixAnswer)]) -> (String, usize) {
     let p = &cfg.contain.postfix;
     let mut text = String::from(
-        "# Written by f2b-mailguard: accounts blocked from sending. Do not edit;\n\
-         # use `f2b-mailguard release USER`.\n",
+        "# Written by f2b-mailguard: accounts blocked (REJECT) or quarantined (HOLD). Do not\n\
+         # edit; use `f2b-mailguard release USER`.\n",
     );
     let mut written = 0;
-    for user in blocked.iter().filter(|u| map_key_ok(u)) {
+    for (user, answer) in entries.iter().filter(|(u, _)| map_key_ok(u)) {
+        let action = match answer {
+            PostfixAnswer::Dunno => continue,
+            PostfixAnswer::Hold => format!("HOLD {HOLD_TEXT}"),
+            PostfixAnswer::Reject => p.reject.clone(),
+        };
         text.push_str(user.as_str());
         text.push(' ');
-        text.push_str(&p.reject);
+        text.push_str(&action);
         text.push('\n');
         written += 1;
     }
@@ -118,28 +128,20 @@ impl QueuedMessage {
     }
 }
 
-/// The messages among `messages` of each of `users`: those it submitted (its login is
-/// in the queue file, whatever envelope sender a botnet chose), and those with its
-/// address as envelope sender (an account's own mail before `postcat` could tell, and
-/// the iRedMail rule login = address; holding a stranger's forgery of it loses nothing).
-/// `known` keeps the logins read, for the messages still listed.
-pub fn of_accounts(
+/// The SASL login behind each of `messages`, in order ("" for none). `known` keeps
+/// the logins read: a message is read with postcat once (it keeps its queue id and
+/// arrival time when it moves to or from the hold queue).
+pub fn logins(
     cfg: &Config,
-    messages: Vec<QueuedMessage>,
-    users: &[SaslUser],
+    messages: &[QueuedMessage],
     known: &mut Submitters,
-) -> Result<Vec<(SaslUser, QueuedMessage)>, String> {
-    if users.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<Vec<String>, String> {
     let unread: Vec<&str> = (messages.iter())
         .filter(|m| !known.contains_key(&m.key()))
         .map(|m| m.queue_id.as_str())
         .collect();
     let read = postcat::submitters(cfg, &unread)?;
-    let listed: BTreeSet<String> = messages.iter().map(QueuedMessage::key).collect();
-    known.retain(|k, _| listed.contains(k));
-    let mut found = Vec::new();
+    let mut found = Vec::with_capacity(messages.len());
     for m in messages {
         let key = m.key();
         let login = match known.get(&key) {
@@ -154,14 +156,30 @@ pub fn of_accounts(
                 l
             }
         };
-        let sender = fold_case(&m.sender);
-        let user = (users.iter().find(|u| u.as_str() == login))
-            .or_else(|| users.iter().find(|u| u.as_str() == sender));
-        if let Some(u) = user {
-            found.push((u.clone(), m));
-        }
+        found.push(login);
     }
     Ok(found)
+}
+
+/// Forgets the logins of messages no longer in the queue (`listed`: all of it).
+pub fn forget_unlisted(known: &mut Submitters, listed: &[QueuedMessage]) {
+    let listed: BTreeSet<String> = listed.iter().map(QueuedMessage::key).collect();
+    known.retain(|k, _| listed.contains(k));
+}
+
+/// The account among `users` a message (with its `login`) belongs to: the one that
+/// submitted it (its login is in the queue file, whatever envelope sender a botnet
+/// chose), else the one whose address is its envelope sender (an account's own mail
+/// before `postcat` could tell, and the iRedMail rule login = address; holding a
+/// stranger's forgery of it loses nothing).
+pub fn owner_among<'a>(
+    users: &'a [SaslUser],
+    m: &QueuedMessage,
+    login: &str,
+) -> Option<&'a SaslUser> {
+    let sender = fold_case(&m.sender);
+    (users.iter().find(|u| u.as_str() == login))
+        .or_else(|| users.iter().find(|u| u.as_str() == sender))
 }
 
 /// Runs `postsuper FLAG -` [QUEUE] with the ids on stdin; returns how many were given.
@@ -188,6 +206,21 @@ pub fn postsuper(
         return Err(ran.failure(&p.postsuper));
     }
     Ok(ids.len())
+}
+
+/// Asks for immediate delivery of released messages (`postqueue -i ID` each):
+/// `postsuper -H` moves them to the deferred queue, which Postfix would otherwise
+/// only scan at its next queue run, minutes later. A failure only delays them.
+pub fn deliver_now(cfg: &Config, ids: &[String]) {
+    let p = &cfg.contain.postfix;
+    for id in ids {
+        let _ = exec::run(
+            &p.postqueue,
+            &["-i", id],
+            None,
+            cfg.contain.actions.command_timeout,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::local::Local;
 use super::{converge, mail, password, postfix, user_mail, ActionKind, Outcome};
 use crate::config::Config;
+use crate::detect::PostfixAnswer;
 use crate::error::{Error, Result};
 use crate::model::{Level, Span, Timestamp};
 use crate::ownership::Ownership;
@@ -214,8 +215,8 @@ fn here<T>(cfg: &Config, f: impl FnOnce(&mut Local) -> Result<T, String>) -> Res
 /// account was released since: the rewrite then drops it, which is what the admin
 /// asked for. Other servers converge theirs at their next run.
 fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcome {
-    let blocked = match store.blocked() {
-        Ok(b) => b,
+    let entries = match store.flagged() {
+        Ok(flagged) => converge::map_entries(cfg, &flagged, Timestamp::now()),
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     if !postfix::map_key_ok(&action.user) {
@@ -224,10 +225,14 @@ fn sasl_block(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Out
             action.user
         ));
     }
-    match here(cfg, |local| converge::map(cfg, local, &blocked)) {
+    let answer = (entries.iter()).find(|(u, _)| *u == action.user);
+    match here(cfg, |local| converge::map(cfg, local, &entries)) {
         Err(e) => Outcome::Failed(e),
-        Ok((_, done)) if blocked.contains(&action.user) => Outcome::Done(done),
-        Ok((_, done)) => Outcome::Skipped(format!("account no longer blocked; {done}")),
+        Ok((_, done)) => match answer {
+            Some((_, PostfixAnswer::Reject)) => Outcome::Done(format!("refused; {done}")),
+            Some((_, _)) => Outcome::Done(format!("quarantined (mail held); {done}")),
+            None => Outcome::Skipped(format!("account no longer blocked; {done}")),
+        },
     }
 }
 

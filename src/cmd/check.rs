@@ -85,6 +85,13 @@ impl Check {
                 ));
             }
         }
+        // Down, mail and logins flow unjudged in-band: loud, as a block is.
+        for (name, answer) in crate::policy::probe::listeners(&cfg) {
+            if let Err(e) = answer {
+                code = CRITICAL;
+                problems.push(format!("policy service ({name}) down: {e}"));
+            }
+        }
         if h.failed > 0 {
             code = CRITICAL;
             problems.push(format!("{} action(s) failed for good", h.failed));

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{App, Run};
 use crate::cli::Ingest;
 use crate::config::Config;
+use crate::detect::leak::Leak;
 use crate::detect::replay::{self, Pushed, Replay};
 use crate::detect::Seen;
 use crate::error::{Error, Invalid, Result};
@@ -108,6 +109,7 @@ fn event(
             time,
             count: count.get(),
             events: 1,
+            message: None,
         },
     ))
 }
@@ -233,6 +235,8 @@ struct Report {
     events: u64,
     skipped: u64,
     accounts: Vec<Account>,
+    /// Summed over the accounts that reached block.
+    contained: Contained,
 }
 
 #[derive(Serialize)]
@@ -240,6 +244,36 @@ struct Account {
     user: SaslUser,
     highest: Level,
     levels: Vec<Reached>,
+    /// Accounts that reached block: the messages accepted before containment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contained: Option<Contained>,
+}
+
+/// Messages accepted before containment: the messages in the detection window when
+/// the account first rose (see `detect::leak::Leak`) and those after, up to block.
+#[derive(Serialize, Default, Clone, Copy)]
+struct Contained {
+    accounts: u64,
+    /// Stopped at block (quarantine off, or warn mode's would-be block).
+    without_quarantine: u64,
+    /// Stopped at the rise from ok (notify in enforce mode with quarantine).
+    with_quarantine: u64,
+}
+
+impl Contained {
+    fn of(leak: &Leak) -> Option<Self> {
+        leak.blocked.then(|| Self {
+            accounts: 1,
+            without_quarantine: leak.without_quarantine(),
+            with_quarantine: leak.with_quarantine(),
+        })
+    }
+
+    fn add(&mut self, other: Self) {
+        self.accounts += other.accounts;
+        self.without_quarantine += other.without_quarantine;
+        self.with_quarantine += other.with_quarantine;
+    }
 }
 
 #[derive(Serialize)]
@@ -327,13 +361,19 @@ impl Run for Ingest {
                     user,
                     highest,
                     levels,
+                    contained: Contained::of(&r.leak),
                 })
             })
             .collect();
+        let mut contained = Contained::default();
+        for c in accounts.iter().filter_map(|a| a.contained) {
+            contained.add(c);
+        }
         let report = Report {
             events,
             skipped,
             accounts,
+            contained,
         };
         if self.json {
             println!(
@@ -360,7 +400,38 @@ impl Run for Ingest {
                     );
                 }
             }
+            print_contained(&report);
         }
         Ok(())
     }
+}
+
+/// Per account that reached block, the messages accepted before containment.
+fn print_contained(report: &Report) {
+    let total = report.contained;
+    if total.accounts == 0 {
+        return;
+    }
+    println!(
+        "\nMessages accepted before containment ({} account(s) reached block):",
+        total.accounts
+    );
+    println!(
+        "{:<34} {:>18} {:>18}",
+        "ACCOUNT", "WITHOUT QUARANTINE", "WITH QUARANTINE"
+    );
+    for a in &report.accounts {
+        if let Some(c) = a.contained {
+            println!(
+                "{:<34} {:>18} {:>18}",
+                a.user.shown(),
+                c.without_quarantine,
+                c.with_quarantine
+            );
+        }
+    }
+    println!(
+        "{:<34} {:>18} {:>18}",
+        "total", total.without_quarantine, total.with_quarantine
+    );
 }

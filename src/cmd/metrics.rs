@@ -48,6 +48,21 @@ fn store_up(out: &mut String, up: bool) {
     );
 }
 
+/// Whether each listener of an enabled policy service answered (nothing when the
+/// service is not enabled).
+fn policy_up(out: &mut String, cfg: &crate::config::Config) {
+    let answers = crate::policy::probe::listeners(cfg);
+    if answers.is_empty() {
+        return;
+    }
+    by_label(
+        out,
+        ("policy_up", "listener"),
+        "1 if the in-band policy service answered on this listener; 0: mail and logins flow unjudged.",
+        answers.into_iter().map(|(name, a)| (name, u8::from(a.is_ok()))),
+    );
+}
+
 fn backlog(out: &mut String, b: &Backlog) {
     gauge(
         out,
@@ -93,6 +108,7 @@ impl Run for Metrics {
                 // Written all the same, so the collector shows the outage; exit 1 too.
                 let mut out = String::new();
                 store_up(&mut out, false);
+                policy_up(&mut out, &cfg);
                 backlog(&mut out, &Backlog::of(&cfg.local_base(), now));
                 self.emit(&out)?;
                 return Err(e);
@@ -102,6 +118,7 @@ impl Run for Metrics {
         let h = report::health(&cfg, store.as_mut(), now)?;
         let mut out = String::new();
         store_up(&mut out, true);
+        policy_up(&mut out, &cfg);
 
         let states = [
             ("notify", Level::Notify, false),

@@ -6,12 +6,15 @@ mod doctor;
 mod generate;
 mod ingest;
 mod metrics;
+mod ownership;
 mod prune;
 mod queue_scan;
 mod record;
 mod release;
 mod run_actions;
+mod serve;
 mod status;
+mod stream;
 mod whitelist;
 
 use std::ffi::{OsStr, OsString};
@@ -76,6 +79,7 @@ impl Run for Command {
     fn run(&self, app: &App) -> Result<()> {
         match self {
             Command::Record(c) => c.run(app),
+            Command::Stream(c) => c.run(app),
             Command::Status(c) => c.run(app),
             Command::Whitelist(c) => c.run(app),
             Command::Prune(c) => c.run(app),
@@ -88,6 +92,8 @@ impl Run for Command {
             Command::Doctor(c) => c.run(app),
             Command::Ingest(c) => c.run(app),
             Command::QueueScan(c) => c.run(app),
+            Command::Ownership(c) => c.run(app),
+            Command::Serve(c) => c.run(app),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! that can never become valid exits 2, and is counted beside the spool.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::{text, App, Run};
 use crate::actions;
@@ -20,7 +21,8 @@ use crate::store::{self, LoginEvent};
 
 impl Record {
     /// Validates every field before anything is opened, so bad input writes nothing.
-    fn event(&self) -> Result<LoginEvent, Invalid> {
+    /// `stream` validates each of its lines here too.
+    pub(super) fn event(&self) -> Result<LoginEvent, Invalid> {
         let source = Source::parse(text("source", self.source.as_deref())?)?;
         if !source.is_recorded() {
             return Err(Invalid::new(
@@ -66,62 +68,92 @@ impl Run for Record {
         };
         let cfg = match app.config() {
             Ok(cfg) => cfg,
-            Err(e) => return keep(&app.spool_database(), &event, e),
+            Err(e) => return keep(&app.spool_database(), std::slice::from_ref(&event), &e),
         };
-        match store_live(app, &cfg, &event) {
-            Ok(queued) if queued > 0 => {
-                // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
-                actions::worker::spawn(app.config_path.as_deref(), app.db_arg.as_deref());
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => keep(&cfg.local_base(), &event, e),
+        let live = match store_live(app, &cfg, &event) {
+            Ok(live) => live,
+            Err(e) => return keep(&cfg.local_base(), std::slice::from_ref(&event), &e),
+        };
+        if live.queued > 0 {
+            // Mail, postmap, postsuper, doveadm: never under Fail2ban's lock.
+            actions::worker::spawn(app.config_path.as_deref(), app.db_arg.as_deref());
         }
+        if live.behind {
+            let user = event.user.as_str().to_owned();
+            return keep(
+                &cfg.local_base(),
+                std::slice::from_ref(&event),
+                &Error::Behind { user },
+            );
+        }
+        Ok(())
     }
 }
 
-/// Stores what waits in the spool, then this login; returns the actions queued.
-fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<usize> {
-    // Opened here so detection can count owners (issue 16); a missing or damaged
+/// What `store_live` did with the login.
+struct Live {
+    /// Actions queued, by the drain and the login.
+    queued: usize,
+    /// Not stored: its account's earlier logins still wait in the spool.
+    behind: bool,
+}
+
+/// Stores what waits in the spool, then this login.
+fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<Live> {
+    // Opened here so detection can count owners; a missing or damaged
     // database is a warning and no owners, never a lost login.
     let owners = Ownership::open_or_warn(cfg);
-    let mut store = store::open(cfg)?;
+    let mut store = store::open_for_record(cfg)?;
     let engine = Engine::new(cfg, &owners);
-    // Older logins first. A failed drain spools this login too, without a second
-    // busy wait that could outlast Fail2ban's action timeout.
+    // Older logins first, for at most `record_wait`. A failed drain spools this login
+    // too, without a second wait that could outlast Fail2ban's action timeout.
+    let until = Instant::now() + Duration::from_millis(cfg.record_wait.millis().max(0) as u64);
     let spools = spool::spools(&cfg.local_base(), app.db_from_config());
-    let drained = spool::drain_waiting(&spools, store.as_mut(), &engine)?;
+    let drained = spool::drain_waiting(&spools, store.as_mut(), &engine, Some(until))?;
+    if drained.waiting.contains(&event.user) {
+        return Ok(Live {
+            queued: drained.queued,
+            behind: true,
+        });
+    }
     let recorded = store.record(event, &engine)?;
     // The login is committed: the exit releases the connection's files, locks and
     // mappings as a crash right after the commit would, which SQLite is built
     // for. Closing it first (finalizing, freeing the page cache and schema,
     // unmapping the shared memory, closing the files) is work the exit does anyway
-    // (BENCHMARKS.md, "Leaving the connection to the exit").
+    // (BENCHMARKS.md, `record`).
     std::mem::forget(store);
-    Ok(drained.queued + recorded.queued)
+    Ok(Live {
+        queued: drained.queued + recorded.queued,
+        behind: false,
+    })
 }
 
-/// Keeps a valid login that could not be stored; exit 0 once it is in the spool.
-fn keep(db: &Path, event: &LoginEvent, cause: Error) -> Result<()> {
+/// Keeps valid logins that could not be stored; Ok once all are in the spool.
+pub(super) fn keep(db: &Path, events: &[LoginEvent], cause: &Error) -> Result<()> {
     let spool = Spool::beside(db);
-    match spool.keep(event) {
-        Ok(()) => {
-            eprintln!(
-                "f2b-mailguard: {}; the login is kept in {} and stored once this is fixed",
-                one_line(&cause),
-                spool.path().display()
-            );
-            Ok(())
+    for event in events {
+        if let Err(e) = spool.keep(event) {
+            return Err(Error::NotKept {
+                cause: one_line(cause),
+                spool: one_line(&e),
+            });
         }
-        Err(e) => Err(Error::NotKept {
-            cause: one_line(&cause),
-            spool: one_line(&e),
-        }),
     }
+    let what = match events.len() {
+        1 => "the login is".to_string(),
+        n => format!("{n} logins are"),
+    };
+    eprintln!(
+        "f2b-mailguard: {}; {what} kept in {} and stored once this is fixed",
+        one_line(cause),
+        spool.path().display()
+    );
+    Ok(())
 }
 
 /// Counts a refused login where `status` and `check` look, even with a broken config.
-fn reject(app: &App, invalid: Invalid) -> Error {
+pub(super) fn reject(app: &App, invalid: Invalid) -> Error {
     let counted =
         Rejections::beside(&app.spool_database()).note(Timestamp::now(), &invalid.to_string());
     match counted {

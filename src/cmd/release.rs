@@ -6,10 +6,10 @@ use super::{user_named, App, Run};
 use crate::actions::converge;
 use crate::actions::local::Local;
 use crate::cli::Release;
-use crate::detect::Transition;
+use crate::detect::{PostfixAnswer, Transition};
 use crate::error::{Error, Result};
-use crate::model::{Label, Level, SaslUser, Timestamp};
-use crate::store::{self, LevelEdit};
+use crate::model::{Label, Level, Mode, Timestamp};
+use crate::store::{self, Account, LevelEdit};
 
 /// Who released, for the audit trail: the admin behind sudo if any, else the login
 /// name, else the name of the user id we run as (root has no USER under some
@@ -51,18 +51,31 @@ impl Run for Release {
         // blocked or held.
         let mut undone = "nothing was blocked or held".to_owned();
         // Undo in Postfix first: if that fails, the account stays recorded as blocked
-        // and running release again retries.
-        if state.level >= Level::Block && state.enforced {
+        // or quarantined and running release again retries. With quarantine on in
+        // enforce mode, a notify past its quiet period may still have held mail here.
+        let answer = PostfixAnswer::of(&cfg, &state, now);
+        let quarantining = cfg.contain.actions.quarantine && cfg.mode == Mode::Enforce;
+        if state.level >= Level::Block && state.enforced
+            || answer != PostfixAnswer::Dunno
+            || quarantining
+        {
             // This server at once; the others at their next run-actions, which sees
-            // the account no longer blocked.
+            // the account at ok.
             let mut local = Local::open(&cfg)?;
-            let still: Vec<SaslUser> = store
-                .blocked()?
-                .into_iter()
-                .filter(|u| *u != user)
-                .collect();
-            let (_, map) = converge::map(&cfg, &mut local, &still).map_err(Error::External)?;
-            println!("sending unblocked ({map})");
+            let lifted = if state.level >= Level::Block && state.enforced {
+                "sending unblocked"
+            } else {
+                "quarantine lifted"
+            };
+            if converge::maps(&cfg) {
+                let others: Vec<Account> = (store.flagged()?.into_iter())
+                    .filter(|a| a.user != user)
+                    .collect();
+                let entries = converge::map_entries(&cfg, &others, now);
+                let (_, map) =
+                    converge::map(&cfg, &mut local, &entries).map_err(Error::External)?;
+                println!("{lifted} ({map})");
+            }
             let n = converge::release(&cfg, &mut local, user.as_str(), self.purge_held)
                 .map_err(Error::External)?;
             let held = if self.purge_held {
@@ -71,7 +84,7 @@ impl Run for Release {
                 format!("{n} held message(s) released")
             };
             println!("{held}");
-            undone = format!("sending unblocked; {held}");
+            undone = format!("{lifted}; {held}");
         }
         let cancelled = store.cancel_pending(&user, now)?;
         if cancelled > 0 {

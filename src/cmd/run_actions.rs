@@ -85,6 +85,7 @@ fn once(app: &App, cfg: &Config, store: &mut dyn Store) -> Result<()> {
         &spools,
         store,
         &Engine::new(cfg, &Ownership::open_or_warn(cfg)),
+        None,
     )?;
     if drained.logins > 0 {
         println!("spool: {} login(s) stored", drained.logins);

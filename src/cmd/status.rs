@@ -1,5 +1,5 @@
 //! `status`: the overview (worst accounts first) and one account in detail.
-//! The JSON shapes are documented in the README and kept stable.
+//! The JSON shapes are documented in docs/commands.md and kept stable.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{ActionKind, Level, Span};
+use crate::model::{ActionKind, Level, Mode, Span};
 
 use super::reject::check_reject;
 use super::user_mail::UserMailConfig;
@@ -31,6 +31,10 @@ pub struct ActionsConfig {
     pub command_timeout: Span,
     /// In warn mode, notify_user mails the owner too (off: nothing was done to them).
     pub user_mail_in_warn_mode: bool,
+    /// Enforce mode: from notify on, the account's new mail goes to Postfix's hold
+    /// queue (a HOLD answer in the check_sasl_access map) until release or until
+    /// notify clears; block still refuses (see `detect::PostfixAnswer`).
+    pub quarantine: bool,
 }
 
 impl ActionsConfig {
@@ -45,15 +49,22 @@ impl ActionsConfig {
 
     /// The actions a level change queues: a rise (or a block becoming enforced) runs
     /// the new level's list; unenforced (warn mode), only the mail goes out, saying what
-    /// would be done, and the owner's mail if user_mail_in_warn_mode.
-    pub fn plan(&self, from: Level, to: Level, enforced: bool) -> Vec<ActionKind> {
+    /// would be done, and the owner's mail if user_mail_in_warn_mode. A rise to notify
+    /// in enforce mode with quarantine also rewrites the map (sasl_block), which then
+    /// holds the account's mail.
+    pub fn plan(&self, from: Level, to: Level, enforced: bool, mode: Mode) -> Vec<ActionKind> {
         let newly_enforced = to == from && enforced;
         if to <= from && !newly_enforced {
             return Vec::new();
         }
         let list = self.for_level(to);
         if enforced || !to.needs_enforcement() {
-            list.to_vec()
+            let mut planned = list.to_vec();
+            let quarantines = to == Level::Notify && mode == Mode::Enforce && self.quarantine;
+            if quarantines && !planned.contains(&ActionKind::SaslBlock) {
+                planned.insert(0, ActionKind::SaslBlock);
+            }
+            planned
         } else {
             list.iter()
                 .copied()
@@ -177,6 +188,7 @@ impl Default for ActionsConfig {
             max_attempts: 12,
             command_timeout: Span::secs(30),
             user_mail_in_warn_mode: false,
+            quarantine: true,
         }
     }
 }

@@ -13,7 +13,7 @@ use super::thresholds::by_source;
 use super::value::{default_from, named, opt_abs_path, parsed, Range};
 use super::{
     ActionsConfig, Baseline, Config, ContainConfig, Detection, Fail2banPaths, Misfit,
-    OwnershipConfig, PartialThresholds, UserMailConfig, UserPolicy,
+    OwnershipConfig, PartialThresholds, PolicyConfig, UserMailConfig, UserPolicy,
 };
 use crate::model::{Cidr, DatabaseLocation, Label, Mode, NetPrefixes, SaslUser, Source, Span};
 
@@ -34,6 +34,7 @@ pub(super) struct Document {
     #[serde(with = "named")]
     mode: Mode,
     busy_timeout: Span,
+    record_wait: Span,
     retention: Span,
     detection: DetectionSection,
     baseline: Baseline,
@@ -48,6 +49,7 @@ pub(super) struct Document {
     password: PasswordSection,
     dovecot: DovecotSection,
     fail2ban: Fail2banPaths,
+    policy: PolicyConfig,
     /// None by default, and none printed then.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     users: BTreeMap<SaslUser, UserPolicy>,
@@ -83,6 +85,7 @@ impl From<&Config> for Document {
             connect_timeout: c.connect_timeout,
             mode: c.mode,
             busy_timeout: c.busy_timeout,
+            record_wait: c.record_wait,
             retention: c.retention,
             detection: DetectionSection::from(d),
             baseline: d.baseline,
@@ -101,6 +104,7 @@ impl From<&Config> for Document {
                 doveadm: c.contain.doveadm.clone(),
             },
             fail2ban: c.fail2ban.clone(),
+            policy: c.policy.clone(),
             users: c.users.clone(),
         }
     }
@@ -135,6 +139,7 @@ impl Document {
             connect_timeout: self.connect_timeout,
             mode: self.mode,
             busy_timeout: self.busy_timeout,
+            record_wait: self.record_wait,
             retention: self.retention,
             detection,
             ownership: self.ownership,
@@ -148,6 +153,7 @@ impl Document {
                 doveadm: self.dovecot.doveadm,
             },
             fail2ban: self.fail2ban,
+            policy: self.policy,
             users: self.users,
         })
     }

@@ -13,13 +13,18 @@ mod actions;
 mod document;
 mod ownership;
 mod parse;
+mod policy;
 mod reject;
 mod thresholds;
 mod user_mail;
 mod value;
 
 pub use actions::{ActionsConfig, ContainConfig, MailSecurity, MailTransport, PasswordBackend};
-pub use ownership::OwnershipConfig;
+pub use ownership::{
+    check_url, DatabaseFile, DatabaseKind, DownloadSource, OwnershipConfig, DOWNLOADED_ASN,
+    DOWNLOADED_COUNTRY,
+};
+pub use policy::{PolicyConfig, PostfixListen};
 pub use thresholds::{PartialThresholds, Thresholds, UserPolicy};
 pub use user_mail::{
     unknown_placeholders as user_mail_unknown_placeholders, UserMailConfig, USER_MAIL_PLACEHOLDERS,
@@ -52,8 +57,9 @@ pub struct Detection {
     /// A network count at notify that passes `escalate_min_spread`, with a message
     /// signal (rate, bounces, queue, baseline) at notify too, blocks.
     pub corroborate: bool,
-    /// Bounced recipients per accepted message, in percent, at which an account
-    /// blocks once it has more than `bounce_share_min` bounces in the window; 0 off.
+    /// Messages with a bounced recipient per accepted message, in percent, at which
+    /// an account blocks once more than `bounce_share_min` of its messages bounced in
+    /// the window; 0 off.
     pub bounce_share: u32,
     pub bounce_share_min: u32,
     /// With an ASN database: IMAP, POP3 and webmail logins from more than this many
@@ -185,11 +191,15 @@ pub struct Config {
     pub connect_timeout: Span,
     pub mode: Mode,
     pub busy_timeout: Span,
+    /// How long `record`, under Fail2ban's global lock, waits for a SQLite database
+    /// another program holds, and spends storing logins waiting in the spool.
+    pub record_wait: Span,
     pub retention: Span,
     pub detection: Detection,
     pub ownership: OwnershipConfig,
     pub contain: ContainConfig,
     pub fail2ban: Fail2banPaths,
+    pub policy: PolicyConfig,
     pub users: BTreeMap<SaslUser, UserPolicy>,
 }
 
@@ -243,11 +253,15 @@ impl Default for Config {
             connect_timeout: Span::secs(2),
             mode: Mode::Warn,
             busy_timeout: Span::secs(5),
+            // Short: `record` runs under Fail2ban's global lock; what it cannot store
+            // in this time waits in the spool for the next call.
+            record_wait: Span::millis_of(250),
             retention: Span::secs(30 * 86_400),
             detection: Detection::default(),
             ownership: OwnershipConfig::default(),
             contain: ContainConfig::default(),
             fail2ban: Fail2banPaths::default(),
+            policy: PolicyConfig::default(),
             users: BTreeMap::new(),
         }
     }
@@ -339,7 +353,8 @@ impl Config {
     }
 
     /// The effective configuration as TOML, every key with its value (defaults included),
-    /// the secret hidden. Also the machine-checked source of the README's reference table.
+    /// the secret hidden. tests/config.rs holds config.example.toml, from which
+    /// docs/configuration.md is generated, to what this prints for an empty file.
     pub fn render(&self) -> Result<String> {
         toml::to_string(&document::Document::from(self))
             .map_err(|e| Error::External(format!("cannot print the configuration: {e}")))

@@ -157,6 +157,7 @@ mod tests {
                 time: Timestamp::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: n,
                 events: 1,
+                message: None,
             });
             seen.push(Seen {
                 source: Source::Smtp,
@@ -164,6 +165,7 @@ mod tests {
                 time: Timestamp::from_millis(day * DAY_MS + 5 * HOUR_MS),
                 count: 1,
                 events: 1,
+                message: None,
             });
         }
         let u = usual(&cfg, &seen, &wl, &Ownership::none());

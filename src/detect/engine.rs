@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{baseline, decide, evaluate, explain, AccountState, Counted, Facts, Seen, Tally};
-use super::{Evaluation, Known, Origin, OwnerKey, Transition, Usual, Whitelist};
+use super::{baseline, decide, evaluate, explain, AccountState, Bounded, Counted, Facts, Seen};
+use super::{Evaluation, Known, Origin, OwnerKey, Tally, Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
-use crate::model::{Asn, Cidr, ClientNet, SaslUser, Span, Timestamp};
+use crate::model::{Asn, Cidr, ClientAddr, ClientNet, SaslUser, Span, Timestamp};
 use crate::ownership::Ownership;
 
 pub struct Engine<'a> {
@@ -111,15 +111,37 @@ impl<'a> Engine<'a> {
         )
     }
 
+    /// An empty count of `user`'s evidence at `at`, filled from stored rows until more
+    /// cannot change the verdict (see `Bounded`).
+    pub fn bounded<'b>(
+        &'b self,
+        whitelist: &'b Whitelist,
+        known: &'b Known,
+        user: &SaslUser,
+        at: Timestamp,
+        state: &AccountState,
+        usual: Option<Usual>,
+    ) -> Bounded<'b> {
+        Bounded::new(
+            self.cfg,
+            (self.owners, whitelist, known),
+            user,
+            at,
+            state,
+            usual,
+        )
+    }
+
     /// One piece of evidence with `whitelist`, the owners and `known` applied, for
     /// `tally`: evidence counted at several moments is looked up once.
     pub fn counted(&self, whitelist: &Whitelist, known: &Known, seen: Seen) -> Counted {
         Counted::new(&self.cfg.detection, whitelist, self.owners, known, seen)
     }
 
-    /// Where `seen` came from: its party (see `Known`) unless whitelisted.
-    pub fn origin(&self, whitelist: &Whitelist, seen: Seen) -> Origin {
-        Counted::origin(whitelist, self.owners, &self.cfg.detection, seen)
+    /// Where evidence from `addr` comes from: its party (see `Known`) unless
+    /// whitelisted.
+    pub fn origin(&self, whitelist: &Whitelist, addr: ClientAddr) -> Origin {
+        Counted::origin(whitelist, self.owners, &self.cfg.detection, addr)
     }
 
     /// What the account's known parties are for an evaluation: the store reads the

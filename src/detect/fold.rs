@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::Seen;
+use super::{MessageKey, Seen};
 use crate::config::WindowStarts;
 use crate::model::{ClientAddr, Source, Timestamp};
 
@@ -26,11 +26,11 @@ impl Fold {
         }
     }
 
-    /// Adds one stored piece of evidence; `parse` reads its address, only the first
-    /// time that address is met.
+    /// Adds one stored piece of evidence (of `message`, for a bounce); `parse` reads
+    /// its address, only the first time that address is met.
     pub fn add<E>(
         &mut self,
-        source: Source,
+        (source, message): (Source, Option<MessageKey>),
         addr: &str,
         time: Timestamp,
         count: u32,
@@ -40,7 +40,7 @@ impl Fold {
         if let Some(ids) = self.by_addr.get(addr) {
             for &i in ids {
                 let s = &mut self.seen[i];
-                if s.source == source && self.starts.side(s.time) == side {
+                if s.source == source && s.message == message && self.starts.side(s.time) == side {
                     s.time = s.time.max(time);
                     s.count = s.count.saturating_add(count);
                     s.events = s.events.saturating_add(1);
@@ -54,6 +54,7 @@ impl Fold {
             time,
             count,
             events: 1,
+            message,
         };
         self.by_addr
             .entry(addr.into())
@@ -98,7 +99,7 @@ mod tests {
         let mut fold = Fold::new(d.window_starts(at));
         let mut parsed = 0;
         for (source, addr, time, count) in &rows {
-            fold.add(*source, addr, *time, *count, |a| {
+            fold.add((*source, None), addr, *time, *count, |a| {
                 parsed += 1;
                 ClientAddr::parse(a)
             })
@@ -116,6 +117,7 @@ mod tests {
                 time: *time,
                 count: *count,
                 events: 1,
+                message: None,
             })
             .collect();
         let none = crate::ownership::Ownership::none();
@@ -132,9 +134,13 @@ mod tests {
             window: zero,
             spread: zero,
         });
-        let r = fold.add(Source::Smtp, "bad", Timestamp::from_millis(1), 1, |a| {
-            ClientAddr::parse(a).map_err(|_| a.to_string())
-        });
+        let r = fold.add(
+            (Source::Smtp, None),
+            "bad",
+            Timestamp::from_millis(1),
+            1,
+            |a| ClientAddr::parse(a).map_err(|_| a.to_string()),
+        );
         assert_eq!(r, Err("bad".to_string()));
     }
 }

@@ -96,6 +96,12 @@ impl Known {
         self.warm(first) && t.millis() - first.millis() < self.new_for.millis()
     }
 
+    /// The earliest first log time of a party held that is new at some moment: no
+    /// evidence before it is from a new party. None: none is.
+    pub fn new_from(&self) -> Option<Timestamp> {
+        self.first.values().copied().filter(|f| self.warm(*f)).min()
+    }
+
     /// Every party held with its first log time (the replay's, for the store).
     pub fn parties(&self) -> impl Iterator<Item = (OwnerKey, Timestamp)> + '_ {
         self.first.iter().map(|(k, t)| (*k, *t))

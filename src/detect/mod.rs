@@ -2,10 +2,14 @@
 //! to a transition. Pure functions over data the store hands in, so they are the same
 //! for the hot path (`record`), the admin view (`status`) and tests.
 
+mod answer;
 pub mod baseline;
+mod bound;
 mod engine;
 mod fold;
 mod known;
+pub mod leak;
+mod message;
 pub mod replay;
 mod signal;
 pub mod tally;
@@ -18,10 +22,13 @@ use std::fmt::Write as _;
 use crate::config::{Config, Thresholds};
 use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
 
+pub use answer::PostfixAnswer;
 pub use baseline::Usual;
+pub use bound::{Bounded, Read};
 pub use engine::{Engine, Evidence, Verdict};
 pub use fold::Fold;
 pub use known::Known;
+pub use message::{message_of, MessageKey};
 use signal::{
     bounce_share, corroborate, crossed, new_sending, one_quiet_owner, own_thresholds, owner_count,
     unit,
@@ -43,6 +50,8 @@ pub struct Seen {
     pub count: u32,
     /// How many stored events this stands for: 1, or more when folded.
     pub events: u32,
+    /// For a bounce: the message it belongs to, when its ticket id names one.
+    pub message: Option<MessageKey>,
 }
 
 /// What is stored about an account between events.
@@ -204,7 +213,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             let parties = c.parties();
             let owners = parties.known.then_some(parties.count);
             if parties.known {
-                // Logins counted by owner (issue 16): a credential checker walks through
+                // Logins counted by owner: a credential checker walks through
                 // dozens of owners over IMAP, a phone or a provider's fetcher one or two.
                 signals.extend(owner_count(d, source, parties.count));
                 // Many addresses of one or two owners (a carrier's NAT, a provider's
@@ -402,6 +411,15 @@ pub fn decide(
         next.enforced = t.enforced;
     }
     (next, transition)
+}
+
+/// The stored level as of `at`: a notify whose quiet period has passed reads as ok
+/// even before the next login of that account writes the change down.
+pub fn effective(cfg: &Config, state: &AccountState, at: Timestamp) -> (Level, bool) {
+    match quiet_expiry(cfg, state, at) {
+        Some(t) => (t.to, t.enforced),
+        None => (state.level, state.enforced),
+    }
 }
 
 /// Notify clears by itself once the account stayed below every threshold for

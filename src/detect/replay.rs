@@ -5,12 +5,14 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::leak::Leak;
 use super::tally::{Change, Counted, Tally};
 use super::whitelist::Whitelist;
-use super::{baseline, AccountState, Engine, Evidence, Known, Seen, Transition, Usual};
+use super::Usual;
+use super::{baseline, message_of, AccountState, Engine, Evidence, Known, Seen, Transition};
 use crate::config::{Config, Detection};
 use crate::model::WhitelistEntry;
-use crate::model::{SaslUser, Timestamp};
+use crate::model::{SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 
 /// One account after a replay: what `ingest` stores and reports.
@@ -19,6 +21,8 @@ pub struct Replayed {
     pub state: AccountState,
     pub last_seen: Option<Timestamp>,
     pub changes: Vec<(Timestamp, Transition)>,
+    /// Its messages before containment, with and without quarantine.
+    pub leak: Leak,
 }
 
 /// What `Replay::push` did with an event.
@@ -183,6 +187,10 @@ impl<'a> Replay<'a> {
                 (self.accounts.len() - 1, true)
             }
         };
+        let seen = Seen {
+            message: message_of(seen.source, fid),
+            ..seen
+        };
         let a = &mut self.accounts[i];
         if !new && a.has(&seen, fid) {
             return Pushed::Duplicate;
@@ -200,7 +208,7 @@ impl<'a> Replay<'a> {
         a.slide(d, keep_from, at);
         // As `record` stores the login's party before it evaluates.
         let known = a.known.get_or_insert_with(|| Known::new(d));
-        let origin = engine.origin(&whitelist, seen);
+        let origin = engine.origin(&whitelist, seen.addr);
         if let Some(p) = origin.party {
             known.see(p, at);
         }
@@ -255,7 +263,16 @@ impl<'a> Replay<'a> {
             let recent: Vec<Seen> = a.recent_seen().copied().collect();
             engine.explain(&mut verdict, at, &earlier, &recent);
         }
+        let before = a.out.state.level;
         a.out.state = verdict.state;
+        let window_start = d.window_starts(at).window;
+        let recent = &a.recent;
+        a.out.leak.note(before, a.out.state.level, &seen, || {
+            (recent.iter())
+                .filter(|c| c.seen.source == Source::Rate && c.seen.time > window_start)
+                .map(|c| u64::from(c.seen.count))
+                .sum()
+        });
         if let Some(t) = verdict.transition {
             a.out.changes.push((at, t));
         }
@@ -334,6 +351,7 @@ mod tests {
                 addr: ClientAddr::parse(&format!("198.51.{}.{}", (i * 7) % 23, i % 5)).unwrap(),
                 count: 1 + (i % 4) as u32 * 20,
                 events: 1,
+                message: None,
             })
             .collect();
         let expected = from_scratch(&cfg, &events);
@@ -355,6 +373,7 @@ mod tests {
             addr: ClientAddr::parse("198.51.100.1").unwrap(),
             count: 1,
             events: 1,
+            message: None,
         };
         let ids: Vec<String> = (0..10)
             .map(|r| format!("('4F1A32C0D1', 'r{r}@x')"))

@@ -78,7 +78,12 @@ impl std::fmt::Display for Signal {
                         f,
                         "{}: {} {} {} {}",
                         self.source, self.value, self.unit, self.crossing, self.threshold
-                    ),
+                    )
+                    // A share: its threshold is a percentage too.
+                    .and_then(|()| match self.crossing {
+                        Crossing::AtLeast => f.write_str(" %"),
+                        Crossing::Above => Ok(()),
+                    }),
                 }
             }
             .and_then(|()| match (self.held, self.corroborated) {
@@ -159,16 +164,18 @@ pub(super) fn owner_count(d: &Detection, source: Source, owners: usize) -> Optio
     })
 }
 
-/// Blocks on the share of recipients that bounce (`detection.bounce_share`): spam to
+/// Blocks on the share of messages that bounce (`detection.bounce_share`): spam to
 /// bought or guessed addresses bounces in bulk, an honest sender's mail seldom does.
-/// Bounced recipients are compared with accepted messages, the figures the jails give.
+/// Messages with a bounced recipient are compared with accepted messages, so one
+/// message to many dead addresses (a reply to all of a planted Cc list) is one
+/// bounced message, and the share needs more than `bounce_share_min` of them.
 pub(super) fn bounce_share(d: &Detection, counts: &Tally) -> Option<Signal> {
-    let bounces = counts.source(Source::Bounces).messages;
+    let bounced = counts.bounced_messages();
     let messages = counts.source(Source::Rate).messages;
-    if d.bounce_share == 0 || bounces <= u64::from(d.bounce_share_min) || messages == 0 {
+    if d.bounce_share == 0 || bounced <= u64::from(d.bounce_share_min) || messages == 0 {
         return None;
     }
-    let percent = bounces.saturating_mul(100) / messages;
+    let percent = bounced.saturating_mul(100) / messages;
     let crossing = Crossing::AtLeast;
     crossing
         .crosses(percent, d.bounce_share.into())
@@ -176,7 +183,7 @@ pub(super) fn bounce_share(d: &Detection, counts: &Tally) -> Option<Signal> {
             source: Source::Bounces,
             level: Level::Block,
             value: percent,
-            unit: format!("% of {messages} msgs/{}", d.window),
+            unit: format!("% of {messages} msgs/{} bounced ({bounced})", d.window),
             threshold: d.bounce_share.into(),
             crossing,
             usual: None,

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Known, Seen, Whitelist};
-use crate::config::Detection;
+use super::{Known, MessageKey, Seen, Whitelist};
+use crate::config::{Detection, WindowStarts};
 use crate::model::{Asn, ClientAddr, ClientNet, Source, Timestamp};
 use crate::ownership::Ownership;
 
@@ -84,20 +84,25 @@ impl Counted {
         known: &Known,
         seen: Seen,
     ) -> Self {
-        let origin = Self::origin(whitelist, owners, d, seen);
+        let origin = Self::origin(whitelist, owners, d, seen.addr);
         Self::of(d, known, seen, origin)
     }
 
-    /// The party of `seen`'s address, unless it is whitelisted.
-    pub fn origin(whitelist: &Whitelist, owners: &Ownership, d: &Detection, seen: Seen) -> Origin {
-        if whitelist.covers(seen.addr) {
+    /// The party of `addr`, unless it is whitelisted.
+    pub fn origin(
+        whitelist: &Whitelist,
+        owners: &Ownership,
+        d: &Detection,
+        addr: ClientAddr,
+    ) -> Origin {
+        if whitelist.covers(addr) {
             return Origin {
                 party: None,
-                vouched: whitelist.vouches(seen.addr),
+                vouched: whitelist.vouches(addr),
             };
         }
         Origin {
-            party: Some(OwnerKey::party(d, owners, seen.addr)),
+            party: Some(OwnerKey::party(d, owners, addr)),
             vouched: false,
         }
     }
@@ -273,6 +278,10 @@ pub struct Tally {
     /// Those of `spread` new to the account.
     spread_new: NetCounts<OwnerKey>,
     spread_refused_new: NetCounts<OwnerKey>,
+    /// The messages bounced recipients in the window belong to; bounces without a
+    /// known message are one message each (`unknown_bounced`).
+    bounced: NetCounts<MessageKey>,
+    unknown_bounced: u32,
 }
 
 impl Tally {
@@ -280,17 +289,21 @@ impl Tally {
     /// windows it falls in.
     pub fn at(d: &Detection, at: Timestamp, evidence: impl IntoIterator<Item = Counted>) -> Self {
         let starts = d.window_starts(at);
-        let (since, spread_since) = (starts.window, starts.spread);
         let mut tally = Self::default();
         for c in evidence.into_iter().filter(|c| c.seen.time <= at) {
-            if c.seen.time > spread_since {
-                tally.change_spread(&c, Change::Add);
-            }
-            if c.seen.time > since {
-                tally.change_window(&c, Change::Add);
-            }
+            tally.add_in(starts, &c);
         }
         tally
+    }
+
+    /// Adds evidence (at or before the windows' end) to the windows it falls in.
+    pub fn add_in(&mut self, starts: WindowStarts, c: &Counted) {
+        if c.seen.time > starts.spread {
+            self.change_spread(c, Change::Add);
+        }
+        if c.seen.time > starts.window {
+            self.change_window(c, Change::Add);
+        }
     }
 
     /// As `at`, over stored evidence, with `whitelist`, `owners` and `known` applied.
@@ -333,6 +346,12 @@ impl Tally {
         change.apply_u64(&mut t.messages, c.seen.count.into());
         if c.new {
             change.apply_u64(&mut t.new_messages, c.seen.count.into());
+        }
+        if c.seen.source == Source::Bounces {
+            match c.seen.message {
+                Some(m) => self.bounced.change(m, change, events),
+                None => change.apply_u32(&mut self.unknown_bounced, events),
+            }
         }
         if !c.seen.source.is_login() {
             return;
@@ -412,6 +431,11 @@ impl Tally {
         &self.sources[source as usize]
     }
 
+    /// Messages with bounced recipients in the window.
+    pub fn bounced_messages(&self) -> u64 {
+        self.bounced.len() as u64 + u64::from(self.unknown_bounced)
+    }
+
     /// Distinct owners (else wider networks) of SMTP logins in the spread window.
     pub fn spread(&self) -> usize {
         self.spread.len()
@@ -432,187 +456,4 @@ impl Tally {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use crate::model::{ClientAddr, SaslUser};
-
-    /// xorshift64: a fixed, dependency-free sequence.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
-
-    /// Evidence of every kind: sources, IPv4 and IPv6, whitelisted (10/8) or not,
-    /// networks shared within a /24 or /48, times in and out of each window.
-    fn evidence(rng: &mut Rng, d: &Detection, wl: &Whitelist) -> Counted {
-        let sources: Vec<Source> = Source::ALL
-            .into_iter()
-            .filter(|s| s.is_recorded())
-            .collect();
-        let source = sources[rng.below(sources.len() as u64) as usize];
-        let addr = match rng.below(3) {
-            0 => format!("198.51.{}.{}", rng.below(4), rng.below(6)),
-            1 => format!(
-                "2001:db8:{}:{}::{}",
-                rng.below(3),
-                rng.below(4),
-                rng.below(9)
-            ),
-            _ => format!("10.0.0.{}", rng.below(3)),
-        };
-        let seen = Seen {
-            source,
-            addr: ClientAddr::parse(&addr).unwrap(),
-            time: Timestamp::from_millis(rng.below(2 * 86_400_000) as i64),
-            count: 1 + rng.below(50) as u32,
-            events: 1,
-        };
-        Counted::new(
-            d,
-            wl,
-            &crate::ownership::Ownership::none(),
-            &Known::none(),
-            seen,
-        )
-    }
-
-    fn setup() -> (Config, Whitelist) {
-        let cfg = Config::default();
-        let user = SaslUser::parse("a@example.com").unwrap();
-        let wl = Whitelist::new(&cfg, &user, &[]);
-        (cfg, wl)
-    }
-
-    #[test]
-    fn remove_undoes_add() {
-        let (cfg, wl) = setup();
-        let d = &cfg.detection;
-        let mut rng = Rng(0x5eed);
-        let mut tally = Tally::default();
-        let all: Vec<Counted> = (0..500).map(|_| evidence(&mut rng, d, &wl)).collect();
-        for c in &all {
-            tally.add(c);
-        }
-        assert_ne!(tally, Tally::default());
-        for c in all.iter().rev() {
-            tally.remove(c);
-        }
-        assert_eq!(tally, Tally::default());
-    }
-
-    #[test]
-    fn running_totals_equal_a_count_from_scratch() {
-        let (cfg, wl) = setup();
-        let d = &cfg.detection;
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        let mut held: Vec<Counted> = Vec::new();
-        let mut tally = Tally::default();
-        for step in 0..5000 {
-            if held.is_empty() || rng.below(3) > 0 {
-                let c = evidence(&mut rng, d, &wl);
-                tally.add(&c);
-                held.push(c);
-            } else {
-                let c = held.swap_remove(rng.below(held.len() as u64) as usize);
-                tally.remove(&c);
-            }
-            if step % 97 == 0 {
-                // A window as wide as all time: everything held counts in both.
-                let wide = Detection {
-                    window: crate::model::Span::secs(10 * 86_400),
-                    spread_window: crate::model::Span::secs(10 * 86_400),
-                    ..d.clone()
-                };
-                let at = Timestamp::from_millis(2 * 86_400_000);
-                assert_eq!(
-                    tally,
-                    Tally::at(&wide, at, held.iter().copied()),
-                    "step {step}"
-                );
-            }
-        }
-    }
-
-    /// Logins Postfix refused after the block are smtp logins once they count (the
-    /// account blocked in enforce mode), so 11 accepted networks and 10 refused ones
-    /// are 21 smtp networks: lock. Otherwise they are left out: 11 networks, block.
-    #[test]
-    fn refused_logins_count_as_smtp_networks_and_spread_only_when_they_count() {
-        let (cfg, wl) = setup();
-        let d = &cfg.detection;
-        let login = |source, i: i64| {
-            let seen = Seen {
-                source,
-                addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
-                time: Timestamp::from_millis(1000 * i),
-                count: 1,
-                events: 1,
-            };
-            Counted::new(
-                d,
-                &wl,
-                &crate::ownership::Ownership::none(),
-                &Known::none(),
-                seen,
-            )
-        };
-        let evidence = (0..11)
-            .map(|i| login(Source::Smtp, i))
-            .chain((11..21).map(|i| login(Source::SmtpRefused, i)));
-        let tally = Tally::at(d, Timestamp::from_millis(100_000), evidence);
-        assert_eq!(tally.refused(), (10, 10));
-        let counted = tally.counted(true);
-        assert_eq!(counted.source(Source::Smtp).networks.len(), 21);
-        assert_eq!(counted.spread(), 21);
-        assert_eq!(counted.sources().count(), 1, "one source, smtp");
-        let left_out = tally.counted(false);
-        assert_eq!(left_out.source(Source::Smtp).networks.len(), 11);
-        assert_eq!(left_out.spread(), 11);
-        assert_eq!(left_out.networks().len(), 11);
-        let user = SaslUser::parse("a@example.com").unwrap();
-        let facts = crate::detect::tests::facts(&tally);
-        let e = crate::detect::evaluate(&cfg, &user, &facts);
-        assert_eq!(e.level, crate::model::Level::Lock);
-        assert_eq!(
-            e.reason(),
-            "smtp: 21 networks/1h > 20; spread: 21 networks/1d > 20"
-        );
-        let not = crate::detect::Facts {
-            refused: false,
-            ..facts
-        };
-        let e = crate::detect::evaluate(&cfg, &user, &not);
-        assert_eq!(e.level, crate::model::Level::Block);
-        assert_eq!(e.reason(), "smtp: 11 networks/1h > 10");
-    }
-
-    #[test]
-    fn windows_slide_separately() {
-        let (cfg, wl) = setup();
-        let d = &cfg.detection;
-        let mut rng = Rng(7);
-        let mut all: Vec<Counted> = (0..2000).map(|_| evidence(&mut rng, d, &wl)).collect();
-        all.sort_by_key(|c| c.seen.time);
-        let at = Timestamp::from_millis(2 * 86_400_000);
-        // Everything added, then what fell out of each window removed from that one.
-        let mut tally = Tally::default();
-        for c in &all {
-            tally.add(c);
-            if c.seen.time <= at.minus(d.window) {
-                tally.change_window(c, Change::Remove);
-            }
-            if c.seen.time <= at.minus(d.spread_window) {
-                tally.change_spread(c, Change::Remove);
-            }
-        }
-        assert_eq!(tally, Tally::at(d, at, all.iter().copied()));
-        assert!(tally.spread() > 0 && !tally.networks().is_empty());
-    }
-}
+mod tests;

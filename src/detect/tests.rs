@@ -3,6 +3,18 @@
 use super::*;
 use crate::ownership::Ownership;
 
+/// xorshift64: a fixed, dependency-free sequence.
+pub(crate) struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
 fn seen(n: usize) -> Vec<Seen> {
     (0..n)
         .map(|i| Seen {
@@ -11,6 +23,7 @@ fn seen(n: usize) -> Vec<Seen> {
             time: Timestamp::from_millis(1000 * i as i64),
             count: 1,
             events: 1,
+            message: None,
         })
         .collect()
 }
@@ -66,6 +79,7 @@ fn message_signal_corroborates_a_widely_spread_network_count() {
         time: Timestamp::from_millis(50_000),
         count: 150,
         events: 1,
+        message: None,
     };
     // Six /24s and 150 messages: a botnet's first minutes.
     let mut botnet = seen(6);
@@ -93,54 +107,73 @@ fn message_signal_corroborates_a_widely_spread_network_count() {
     assert_eq!(judge(&cfg, &user, &botnet).0, Level::Notify);
 }
 
+/// One address's mail: `messages` accepted, and bounced recipients, `per_message` of
+/// each of `bounced` messages, each a call with the bounce jail's ticket id.
+fn mail(messages: u32, bounced: u32, per_message: u32) -> Vec<Seen> {
+    let one = seen(1)[0];
+    let mut out = vec![
+        one,
+        Seen {
+            source: Source::Rate,
+            count: messages,
+            ..one
+        },
+    ];
+    for m in 0..bounced {
+        for r in 0..per_message {
+            let fid = format!("('B{m:09X}', 'gone{r}@remote.example')");
+            out.push(Seen {
+                source: Source::Bounces,
+                message: message_of(Source::Bounces, Some(&fid)),
+                ..one
+            });
+        }
+    }
+    out
+}
+
 #[test]
 fn a_high_bounce_share_blocks_a_single_address_spammer_not_a_newsletter() {
     let cfg = Config::default();
     let user = SaslUser::parse("a@example.com").unwrap();
-    let counted = |source, count| Seen {
-        source,
-        count,
-        ..seen(1)[0]
-    };
     // One address, 300 messages in the hour, a third bouncing.
-    let spammer = [
-        seen(1)[0],
-        counted(Source::Rate, 300),
-        counted(Source::Bounces, 100),
-    ];
     assert_eq!(
-        judge(&cfg, &user, &spammer),
+        judge(&cfg, &user, &mail(300, 100, 1)),
         (
             Level::Block,
-            "bounces: 33 % of 300 msgs/1h >= 25; rate: 300 msgs/1h > 100; bounces: 100 bounces/1h > 20".into()
+            "bounces: 33 % of 300 msgs/1h bounced (100) >= 25 %; rate: 300 msgs/1h > 100; \
+             bounces: 100 bounces/1h > 20"
+                .into()
         )
     );
     // The share blocks at bounce_share, and its reason says so.
-    let at_share = [
-        seen(1)[0],
-        counted(Source::Rate, 400),
-        counted(Source::Bounces, 100),
-    ];
-    let (level, reason) = judge(&cfg, &user, &at_share);
+    let (level, reason) = judge(&cfg, &user, &mail(400, 100, 1));
     assert_eq!(level, Level::Block, "{reason}");
     assert!(
-        reason.starts_with("bounces: 25 % of 400 msgs/1h >= 25;"),
+        reason.starts_with("bounces: 25 % of 400 msgs/1h bounced (100) >= 25 %;"),
         "{reason}"
     );
     // A newsletter: 2,000 messages from one /24, 3 % bouncing: no alarm.
-    let newsletter = [
-        seen(1)[0],
-        counted(Source::Rate, 2000),
-        counted(Source::Bounces, 60),
-    ];
-    assert_eq!(judge(&cfg, &user, &newsletter).0, Level::Ok);
-    // Few bounces say little, whatever their share.
-    let few = [
-        seen(1)[0],
-        counted(Source::Rate, 60),
-        counted(Source::Bounces, 40),
-    ];
-    assert_eq!(judge(&cfg, &user, &few).0, Level::Notify);
+    assert_eq!(judge(&cfg, &user, &mail(2000, 60, 1)).0, Level::Ok);
+    // Few bounced messages say little, whatever their share.
+    assert_eq!(judge(&cfg, &user, &mail(60, 40, 1)).0, Level::Notify);
+}
+
+/// A reply to all of a planted Cc list: one message, 60 dead recipients. Compared with
+/// accepted messages, 60 bounced recipients of 1 message were 6,000 %; it is one
+/// bounced message of one, below `bounce_share_min`: the bounce count notifies.
+#[test]
+fn one_message_to_many_dead_recipients_does_not_block() {
+    let cfg = Config::default();
+    let user = SaslUser::parse("a@example.com").unwrap();
+    let (level, reason) = judge(&cfg, &user, &mail(1, 1, 60));
+    assert_eq!(
+        (level, reason.as_str()),
+        (Level::Notify, "bounces: 60 bounces/1h > 20")
+    );
+    // Spread over many messages, the same share blocks: 200 messages, 30 % bounced,
+    // two dead recipients each.
+    assert_eq!(judge(&cfg, &user, &mail(200, 60, 2)).0, Level::Block);
 }
 
 #[test]

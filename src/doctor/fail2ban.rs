@@ -75,6 +75,7 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
             Some("upgrade fail2ban".into()),
         )),
     }
+    super::jails::check_backend(&cfg.fail2ban.config_dir, out);
     let (loads, ok) = super::startup::check(cfg);
     out.push(loads);
     if let Err(e) = client(cfg, &["ping"]) {
@@ -125,19 +126,26 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         client(cfg, &[&["get", jail][..], what].concat()).map(|t| t.trim().to_owned())
     };
     let actions = get(&["actions"]).unwrap_or_default();
-    if !actions.lines().skip(1).any(|a| a.trim() == "mailguard") {
+    // The Python action (f2b_mailguard.py, the jails' default) or the command action;
+    // both name the binary and the config they hand tickets to.
+    let Some(action) = actions
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .find(|a| matches!(*a, "f2b_mailguard" | "mailguard"))
+    else {
         out.push(Finding::new(
             Status::Fail,
             AREA,
             format!("jail {jail} does not use the mailguard action"),
             Some(format!(
-                "action = mailguard[source=...] in the [{jail}] section"
+                "action = %(mailguard_action)s[source=...] in the [{jail}] section"
             )),
         ));
         return;
-    }
-    let binary = get(&["action", "mailguard", "binary"]).unwrap_or_default();
-    let config = get(&["action", "mailguard", "config"]).unwrap_or_default();
+    };
+    let binary = get(&["action", action, "binary"]).unwrap_or_default();
+    let config = get(&["action", action, "config"]).unwrap_or_default();
     let this = std::env::current_exe().unwrap_or_default();
     let ours = cfg
         .file
@@ -215,7 +223,7 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         }
     }
     // What a match is depends on the jail: rate and bounce jails count mail.
-    let what = match get(&["action", "mailguard", "source"]).as_deref() {
+    let what = match get(&["action", action, "source"]).as_deref() {
         Ok("rate") => "message",
         Ok("bounces") => "bounce",
         _ => "login",
@@ -228,10 +236,12 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
                 .and_then(|(_, n)| n.trim().parse::<u64>().ok())
         });
     match matched {
+        // A note, not a warning: a jail with nothing to match yet (POP3 enabled, no POP3
+        // user) would otherwise keep doctor's exit code at 1 for good.
         Some(0) | None => out.push(Finding::new(
-            Status::Warn,
+            Status::Note,
             AREA,
-            format!("jail {jail}: its filter has matched no {what} since Fail2ban started"),
+            format!("jail {jail}: its filter has matched no {what} since Fail2ban started (normal until the first one; if they happen, check the filter)"),
             regex_fix(cfg, &logs, filter.as_deref()),
         )),
         Some(n) => out.push(Finding::ok(
@@ -324,9 +334,9 @@ fn regex_on_tail(cfg: &Config, log: &Path, filter: &str, jail: &str) -> Option<F
         )
     } else {
         Finding::new(
-            Status::Warn,
+            Status::Note,
             AREA,
-            format!("jail {jail}: {filter} matches none of the last {} lines of {}: a wrong log, or a format the filter misses", tail.len(), log.display()),
+            format!("jail {jail}: {filter} matches none of the last {} lines of {}: nothing to match yet, a wrong log, or a format the filter misses", tail.len(), log.display()),
             Some(format!("fail2ban-regex {} {filter}", log.display())),
         )
     })

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::{Finding, Status};
+
 /// The shipped jails, compiled in: the backend choice needs no installed file.
 const SHIPPED: &str = include_str!("../../fail2ban/jail.d/mailguard.conf");
 
@@ -82,7 +84,8 @@ pub fn backend_local(root: &Path) -> String {
     let mut out = format!(
         "# choice: {summary}\n\
          # Written by `f2b-mailguard generate fail2ban-backend` (install.sh, the package)\n\
-         # and rewritten by each install: settings of your own go in mailguard.local.\n\
+         # and rewritten by each install (unless edited: the checksum below then no longer\n\
+         # matches and the file is kept): settings of your own go in mailguard.local.\n\
          # A jail whose log file is missing would stop all of Fail2ban from starting.\n"
     );
     for (jail, log) in &files {
@@ -99,6 +102,90 @@ pub fn backend_local(root: &Path) -> String {
         ));
     }
     out
+}
+
+/// The last line of a generated backend file: the SHA-256 of everything above it. A
+/// file whose checksum no longer matches was edited by the admin and is never replaced.
+const STAMP: &str = "# sha256: ";
+
+/// [`backend_local`] with its checksum line.
+pub fn backend_local_stamped(root: &Path) -> String {
+    stamp(&backend_local(root))
+}
+
+fn stamp(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{body}{STAMP}{:x}\n", Sha256::digest(body.as_bytes()))
+}
+
+/// What an existing backend file is: as generated (its body, without the checksum
+/// line), or edited (or written by hand) and so the admin's.
+#[derive(Debug, PartialEq)]
+pub enum Existing {
+    Generated(String),
+    Edited,
+}
+
+pub fn existing(text: &str) -> Existing {
+    let body_end = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
+    let body = &text[..body_end];
+    if text[body_end..].starts_with(STAMP) && stamp(body) == text {
+        Existing::Generated(body.to_owned())
+    } else {
+        Existing::Edited
+    }
+}
+
+/// Is the backend file in `conf_dir` the one this system needs now? Its choice
+/// follows which log files exist: after installing rsyslog (or removing it) the file
+/// must be generated again. One the admin edited is theirs.
+pub(super) fn check_backend(conf_dir: &Path, out: &mut Vec<Finding>) {
+    const AREA: &str = "fail2ban";
+    let path = conf_dir.join(BACKEND_LOCAL);
+    // Jails installed by hand or not at all: nothing generated to compare.
+    if !conf_dir.join("jail.d/mailguard.conf").exists() {
+        return;
+    }
+    let fix = if conf_dir == Path::new("/etc/fail2ban") {
+        "f2b-mailguard generate fail2ban-backend && fail2ban-client reload".to_owned()
+    } else {
+        format!(
+            "f2b-mailguard generate fail2ban-backend --stdout > {} && fail2ban-client reload",
+            path.display()
+        )
+    };
+    let now = backend_local(Path::new("/"));
+    let choice = now
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# choice: "))
+        .unwrap_or_default()
+        .to_owned();
+    match std::fs::read_to_string(&path).map(|t| existing(&t)) {
+        Err(e) => out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!("{} cannot be read ({e}): a jail whose log file is missing stops all of Fail2ban", path.display()),
+            Some(fix),
+        )),
+        Ok(Existing::Edited) => out.push(Finding::ok(
+            AREA,
+            format!("{} was edited: kept as it is (generated now: {choice})", path.display()),
+        )),
+        Ok(Existing::Generated(body)) if body == now => out.push(Finding::ok(
+            AREA,
+            format!("{} is current: {choice}", path.display()),
+        )),
+        Ok(Existing::Generated(_)) => out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!(
+                "{} no longer fits the log files here (rsyslog installed or removed since): it must be generated again, for {choice}",
+                path.display()
+            ),
+            Some(fix),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +208,22 @@ mod tests {
         assert!(!s.contains_key("mailguard-smtp"), "{text}");
         assert_eq!(s["mailguard-webmail"]["backend"], "systemd", "{text}");
         assert!(text.contains("# [mailguard-bounce] reads /var/log/mail.log"));
+    }
+
+    #[test]
+    fn a_generated_file_is_recognised_an_edited_one_is_not() {
+        let root = tempfile::tempdir().expect("tmp");
+        let text = backend_local_stamped(root.path());
+        assert_eq!(
+            existing(&text),
+            Existing::Generated(backend_local(root.path()))
+        );
+        let edited = text.replace("backend = systemd", "backend = polling");
+        assert_eq!(existing(&edited), Existing::Edited);
+        assert_eq!(
+            existing("[mailguard-smtp]\nbackend = auto\n"),
+            Existing::Edited
+        );
+        assert_eq!(existing(""), Existing::Edited);
     }
 }

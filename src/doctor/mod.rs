@@ -5,6 +5,7 @@ mod fail2ban;
 pub mod jails;
 mod ownership;
 mod periodic;
+mod policy;
 mod postfix;
 mod startup;
 mod system;
@@ -18,6 +19,9 @@ use crate::store::Store;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
+    /// Worth knowing, nothing to fix yet (a jail that has matched nothing so far: a
+    /// POP3 jail on a server with no POP3 user): does not raise the exit code.
+    Note,
     Warn,
     Fail,
 }
@@ -26,6 +30,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::Note => "note",
             Status::Warn => "warn",
             Status::Fail => "fail",
         }
@@ -76,6 +81,9 @@ pub use periodic::Paths as WorkerPaths;
 
 pub struct Options {
     pub send_test_mail: bool,
+    /// Why the config did not load, if it did not: reported, and the checks that
+    /// need no setting of it run with the built-in defaults.
+    pub config_error: Option<String>,
     /// Where the run-actions timer or cron line is looked for.
     pub worker: WorkerPaths,
 }
@@ -88,12 +96,26 @@ pub fn run(
     opts: &Options,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
+    if let Some(e) = &opts.config_error {
+        out.push(Finding::new(
+            Status::Fail,
+            "mailguard",
+            format!("{e}; the checks below use the built-in defaults and skip the database, ownership and mail"),
+            Some("fix the config, then run f2b-mailguard config check".into()),
+        ));
+        periodic::check(cfg, &opts.worker, &mut out);
+        fail2ban::check(cfg, &mut out);
+        postfix::check(cfg, &mut out);
+        system::dovecot(cfg, &mut out);
+        return out;
+    }
     system::mailguard(cfg, store, store_error, &mut out);
     periodic::check(cfg, &opts.worker, &mut out);
     ownership::check(cfg, &mut out);
     fail2ban::check(cfg, &mut out);
     postfix::check(cfg, &mut out);
     system::dovecot(cfg, &mut out);
+    policy::check(cfg, &mut out);
     system::mail(cfg, opts.send_test_mail, &mut out);
     out
 }

@@ -15,6 +15,8 @@ pub struct Paths {
     /// `systemctl enable` links the timer into `DIR/timers.target.wants/`.
     pub systemd_dir: PathBuf,
     pub cron_dir: PathBuf,
+    /// Exists only while systemd runs: a timer's symlink means nothing without it.
+    pub systemd_running: PathBuf,
 }
 
 impl Default for Paths {
@@ -22,6 +24,7 @@ impl Default for Paths {
         Self {
             systemd_dir: PathBuf::from("/etc/systemd/system"),
             cron_dir: PathBuf::from("/etc/cron.d"),
+            systemd_running: PathBuf::from("/run/systemd/system"),
         }
     }
 }
@@ -54,13 +57,54 @@ fn cron_line(dir: &Path) -> Option<(PathBuf, bool)> {
     })
 }
 
+/// The cron lines that stand in for the shipped timers without systemd: run-actions
+/// every minute, queue-scan every minute (needs Postfix), prune daily. The one source
+/// of these lines: doctor prints them and the docs quote doctor.
+pub fn cron_lines(bin: &Path, config: Option<&Path>) -> Vec<String> {
+    // The default config needs no --config: the lines then read as the docs show them.
+    let config = config
+        .filter(|c| *c != Path::new(crate::config::DEFAULT_CONFIG))
+        .map(|c| format!(" --config {}", c.display()))
+        .unwrap_or_default();
+    let bin = bin.display();
+    vec![
+        format!("* * * * * root {bin}{config} run-actions"),
+        format!("* * * * * root {bin}{config} queue-scan --quiet"),
+        format!("17 3 * * * root {bin}{config} prune"),
+    ]
+}
+
 pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
     let link = paths.systemd_dir.join("timers.target.wants").join(TIMER);
+    let bin = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("f2b-mailguard"));
+    let cron_file = paths.cron_dir.join("f2b-mailguard");
+    let cron_fix = format!(
+        "printf '%s\\n' {} > {}",
+        cron_lines(&bin, cfg.file.as_deref())
+            .iter()
+            .map(|l| format!("'{l}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        cron_file.display()
+    );
     // exists() follows the link: one left by a removed unit does not count.
-    if link.exists() {
+    let enabled = link.exists();
+    if enabled && paths.systemd_running.is_dir() {
         out.push(Finding::ok(
             AREA,
             format!("{TIMER} is enabled: run-actions runs every minute"),
+        ));
+        return;
+    }
+    if enabled && cron_line(&paths.cron_dir).is_none() {
+        out.push(Finding::new(
+            Status::Warn,
+            AREA,
+            format!(
+                "{TIMER} is enabled, but systemd is not running here (no {}): the timer never fires",
+                paths.systemd_running.display()
+            ),
+            Some(format!("cron instead: {cron_fix}")),
         ));
         return;
     }
@@ -76,16 +120,10 @@ pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
             Some(format!(
                 "mv {} {}",
                 file.display(),
-                paths.cron_dir.join("f2b-mailguard").display()
+                cron_file.display()
             )),
         )),
         None => {
-            let bin = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("f2b-mailguard"));
-            let config = cfg
-                .file
-                .as_ref()
-                .map(|f| format!(" --config {}", f.display()))
-                .unwrap_or_default();
             out.push(Finding::new(
                 Status::Warn,
                 AREA,
@@ -94,9 +132,7 @@ pub fn check(cfg: &Config, paths: &Paths, out: &mut Vec<Finding>) {
                     paths.cron_dir.display()
                 ),
                 Some(format!(
-                    "systemctl enable --now {TIMER}   (without systemd: echo '* * * * * root {}{config} run-actions' > {})",
-                    bin.display(),
-                    paths.cron_dir.join("f2b-mailguard").display()
+                    "systemctl enable --now {TIMER}   (without systemd: {cron_fix})"
                 )),
             ));
         }

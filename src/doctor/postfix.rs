@@ -34,7 +34,7 @@ struct Service {
     overrides: HashMap<String, String>,
 }
 
-fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
+pub(super) fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
     let program: PathBuf = cfg.contain.postfix.postmap.with_file_name("postconf");
     let ran = exec::run(&program, args, None, cfg.contain.actions.command_timeout)?;
     if !ran.success() {
@@ -44,7 +44,7 @@ fn postconf(cfg: &Config, args: &[&str]) -> Result<String, String> {
 }
 
 /// `name = value` lines into a map.
-fn pairs(text: &str) -> HashMap<String, String> {
+pub(super) fn pairs(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|l| {
             l.split_once(" = ")
@@ -144,9 +144,11 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
         .filter(|s| effective(s, "smtpd_sasl_auth_enable") == "yes")
         .collect();
     if sasl.is_empty() {
-        out.push(Finding::warn(
+        out.push(Finding::new(
+            Status::Warn,
             AREA,
             "no smtpd service has smtpd_sasl_auth_enable = yes: nothing to block",
+            Some("SMTP AUTH through Dovecot on the submission service (Dovecot's auth socket at /var/spool/postfix/private/auth first): postconf -e 'smtpd_sasl_type = dovecot' 'smtpd_sasl_path = private/auth' && postconf -P 'submission/inet/smtpd_sasl_auth_enable=yes' && postfix reload   (the whole recipe: docs/mail-stack.md in /usr/share/doc/f2b-mailguard or /usr/local/share/doc/f2b-mailguard)".into()),
         ));
     }
     for s in &sasl {
@@ -159,7 +161,68 @@ pub fn check(cfg: &Config, out: &mut Vec<Finding>) {
         .iter()
         .filter(|s| effective(s, "smtpd_sasl_auth_enable") != "yes")
         .collect();
+    out.extend(sasl_access_in_main(&sasl, &others, &main, &want_map));
     out.extend(sender_login(cfg, &sasl, &others, &effective, &main));
+}
+
+/// check_sasl_access in a main.cf list reaches every smtpd service that does not
+/// override that list, port 25 too, where there is no SASL: Postfix then logs
+/// "restriction `check_sasl_access' ignored: no SASL support" for each message. It
+/// belongs in the SASL services' -o overrides (master.cf).
+fn sasl_access_in_main(
+    sasl: &[&Service],
+    others: &[&Service],
+    main: &HashMap<String, String>,
+    want_map: &str,
+) -> Option<Finding> {
+    let (list, port25) = LISTS.iter().find_map(|l| {
+        let value = main.get(*l)?;
+        tokens(value).contains(&"check_sasl_access").then_some(())?;
+        let s = others.iter().find(|s| !s.overrides.contains_key(*l))?;
+        Some((*l, *s))
+    })?;
+    let kept: Vec<&str> = {
+        let t = tokens(main.get(list).map_or("", String::as_str));
+        let mut kept = Vec::new();
+        let mut skip_map = false;
+        for x in t {
+            if skip_map {
+                skip_map = false;
+            } else if x == "check_sasl_access" {
+                skip_map = true;
+            } else {
+                kept.push(x);
+            }
+        }
+        kept
+    };
+    let overrides: Vec<String> = sasl
+        .iter()
+        .filter(|s| !s.overrides.contains_key(list))
+        .map(|s| {
+            format!(
+                "'{}/smtpd_recipient_restrictions=check_sasl_access,{want_map},permit_sasl_authenticated,reject'",
+                s.key
+            )
+        })
+        .collect();
+    let mut fix = String::new();
+    if !overrides.is_empty() {
+        fix.push_str(&format!("postconf -P {} && ", overrides.join(" ")));
+    }
+    fix.push_str(&format!(
+        "postconf -e '{list} = {}' && postfix reload",
+        kept.join(", ")
+    ));
+    Some(Finding::new(
+        Status::Warn,
+        AREA,
+        format!(
+            "check_sasl_access is in main.cf's {list}, so {} (no SASL) runs it too: Postfix logs \"restriction `check_sasl_access' ignored: no SASL support\" for its mail; it belongs in the SASL services' -o overrides (master.cf)",
+            port25.key
+        ),
+        Some(fix),
+    ))
 }
 
 /// Are senders tied to their login on the SASL services, and only there? In main.cf
@@ -259,13 +322,18 @@ fn placement(s: &Service, effective: &dyn Fn(&Service, &str) -> String, want_map
         match t.iter().position(|x| *x == "permit_sasl_authenticated") {
             Some(p) if p < i => after_permit = Some(*list),
             _ => {
+                let place = if s.overrides.contains_key(*list) {
+                    "its -o override in master.cf"
+                } else {
+                    "main.cf"
+                };
                 return Finding::ok(
                     AREA,
                     format!(
-                        "{}: {list} consults {want_map} before permitting SASL users",
+                        "{}: {list} consults {want_map} before permitting SASL users (set in {place})",
                         s.key
                     ),
-                )
+                );
             }
         }
     }

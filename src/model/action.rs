@@ -47,7 +47,9 @@ impl ActionKind {
     pub fn describe(self) -> &'static str {
         match self {
             ActionKind::Mail => "mail the admin",
-            ActionKind::SaslBlock => "block sending (Postfix check_sasl_access)",
+            ActionKind::SaslBlock => {
+                "refuse (block) or hold (quarantine) its mail: Postfix check_sasl_access"
+            }
             ActionKind::HoldQueue => "hold the account's queued mail",
             ActionKind::ResetPassword => "reset the password",
             ActionKind::DovecotKick => "flush Dovecot's auth cache and kick sessions",

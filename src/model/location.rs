@@ -1,5 +1,5 @@
 //! Where the store lives: a SQLite file on this server, or a PostgreSQL database that
-//! several servers share (issue 19). `database`, `--db` and `F2B_MAILGUARD_DB` all
+//! several servers share. `database`, `--db` and `F2B_MAILGUARD_DB` all
 //! go through [`DatabaseLocation::parse`].
 
 use std::fmt;

@@ -67,11 +67,23 @@ impl SslMode {
     }
 }
 
+/// The URL up to its query, and its query, as the client library splits them: the
+/// query starts at the first `?` after the user name and password.
+pub(super) fn split_query(url: &str) -> (&str, Option<&str>) {
+    let creds_end = url.find("://").map(|s| s + 3).map_or(0, |from| {
+        url[from..].find('@').map_or(from, |at| from + at + 1)
+    });
+    match url[creds_end..].find('?') {
+        Some(q) => (&url[..creds_end + q], Some(&url[creds_end + q + 1..])),
+        None => (url, None),
+    }
+}
+
 impl PgTls {
     /// Takes the TLS options out of the URL's query; returns them and the URL
     /// without them (the rest, encoded as given, is the client library's).
     pub fn split(field: &'static str, url: &str) -> Result<(Self, String), Invalid> {
-        let (head, Some(query)) = super::pg_url::split_query(url) else {
+        let (head, Some(query)) = split_query(url) else {
             return Ok((Self::default_for(None, None)?, url.to_owned()));
         };
         let (mut mode, mut root) = (None, None);

@@ -98,18 +98,6 @@ pub fn masked(raw: &str) -> String {
     out
 }
 
-/// The URL up to its query, and its query, as the client library splits them: the
-/// query starts at the first `?` after the user name and password.
-pub(super) fn split_query(url: &str) -> (&str, Option<&str>) {
-    let creds_end = url.find("://").map(|s| s + 3).map_or(0, |from| {
-        url[from..].find('@').map_or(from, |at| from + at + 1)
-    });
-    match url[creds_end..].find('?') {
-        Some(q) => (&url[..creds_end + q], Some(&url[creds_end + q + 1..])),
-        None => (url, None),
-    }
-}
-
 impl PgUrl {
     pub(super) fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
         Self::readers_agree(field, raw)?;
@@ -201,6 +189,7 @@ impl fmt::Debug for PgUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::pg_tls::split_query;
 
     #[test]
     fn masks_everything_a_password_could_be() {

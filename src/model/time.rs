@@ -88,7 +88,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// A length of time written as `90s`, `15m`, `1h`, `30d` (or combinations like `1h30m`).
+/// A length of time written as `250ms`, `90s`, `15m`, `1h`, `30d` (or combinations like
+/// `1h30m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(i64);
 
@@ -97,27 +98,34 @@ impl Span {
         Self(s * 1000)
     }
 
+    pub const fn millis_of(ms: i64) -> Self {
+        Self(ms)
+    }
+
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
         let bad = || {
             Invalid::new(
                 field,
-                format!("{raw:?} is not a duration such as 90s, 15m, 1h or 30d"),
+                format!("{raw:?} is not a duration such as 250ms, 90s, 15m, 1h or 30d"),
             )
         };
+        // In milliseconds.
         let mut total: i64 = 0;
         let mut digits = String::new();
         let mut any = false;
-        for c in raw.trim().chars() {
+        let mut chars = raw.trim().chars().peekable();
+        while let Some(c) = chars.next() {
             if c.is_ascii_digit() {
                 digits.push(c);
                 continue;
             }
             let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                'w' => 604_800,
+                'm' if chars.next_if_eq(&'s').is_some() => 1,
+                's' => 1000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                'w' => 604_800_000,
                 _ => return Err(bad()),
             };
             let n: i64 = digits.parse().map_err(|_| bad())?;
@@ -135,13 +143,13 @@ impl Span {
             return Err(Invalid::new(field, "must be longer than 0s"));
         }
         // Ten years is far beyond any sensible window and keeps millisecond maths in range.
-        if total > 10 * 365 * 86_400 {
+        if total > 10 * 365 * 86_400_000 {
             return Err(Invalid::new(
                 field,
                 format!("{raw:?} is longer than ten years"),
             ));
         }
-        Ok(Self(total * 1000))
+        Ok(Self(total))
     }
 
     pub fn millis(self) -> i64 {
@@ -154,8 +162,11 @@ impl Span {
 }
 
 impl fmt::Display for Span {
-    /// The shortest exact form: `1h`, `30d`, `90m`.
+    /// The shortest exact form: `1h`, `30d`, `90m`, `250ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 % 1000 != 0 {
+            return write!(f, "{}ms", self.0);
+        }
         let s = self.as_secs();
         for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
             if s % len == 0 {
@@ -199,6 +210,11 @@ mod tests {
         assert_eq!(Span::parse("w", "1h").unwrap().as_secs(), 3600);
         assert_eq!(Span::parse("w", "1h30m").unwrap().as_secs(), 5400);
         assert_eq!(Span::parse("w", "30d").unwrap().to_string(), "30d");
+        assert_eq!(Span::parse("w", "250ms").unwrap().millis(), 250);
+        assert_eq!(Span::parse("w", "250ms").unwrap().to_string(), "250ms");
+        assert_eq!(Span::parse("w", "1s500ms").unwrap().to_string(), "1500ms");
+        assert_eq!(Span::parse("w", "2m").unwrap().to_string(), "2m");
+        assert!(Span::parse("w", "5mss").is_err());
         assert!(Span::parse("w", "1x").is_err());
         assert!(Span::parse("w", "10").is_err());
         assert!(Span::parse("w", "0s").is_err());

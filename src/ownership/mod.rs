@@ -7,6 +7,7 @@
 //! owners", never a lost login), then look addresses up as often as needed.
 
 mod record;
+pub mod update;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use maxminddb::{Mmap, Reader};
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseFile, DatabaseKind};
 use crate::error::{Error, Result};
 use crate::model::{Asn, ClientAddr, CountryCode, Span, Timestamp};
 use record::Record;
@@ -81,18 +82,23 @@ impl Ownership {
     /// commands that must go on without owners rather than fail.
     pub fn open_lenient(cfg: &Config) -> (Self, Vec<Error>) {
         let mut errors = Vec::new();
-        let mut open = |key, path: &Option<PathBuf>| {
-            let path = path.as_ref()?;
-            Database::open(key, path)
-                .map_err(|reason| errors.push(config_error(cfg, key, path, reason)))
-                .ok()
+        let local_dir = cfg.local_dir();
+        let mut open = |kind: DatabaseKind| {
+            let file = cfg.ownership.file(&local_dir, kind)?;
+            let key = kind.key();
+            match (Database::open(key, file.path()), &file) {
+                (Ok(db), _) => Some(db),
+                // Not downloaded (yet): no database, as without the key.
+                (Err(Missing(_)), DatabaseFile::Downloaded(_)) => None,
+                (Err(Missing(reason) | Failed(reason)), _) => {
+                    errors.push(config_error(cfg, key, file.path(), reason));
+                    None
+                }
+            }
         };
         let owners = Self {
-            asn: open("ownership.asn_database", &cfg.ownership.asn_database),
-            country: open(
-                "ownership.country_database",
-                &cfg.ownership.country_database,
-            ),
+            asn: open(DatabaseKind::Asn),
+            country: open(DatabaseKind::Country),
         };
         (owners, errors)
     }
@@ -157,18 +163,25 @@ impl Ownership {
 impl Database {
     /// Maps the file rather than reading it: `record` runs once per login and looks up
     /// a handful of addresses, so it touches a few pages instead of reading 8-11 MB.
-    fn open(key: &'static str, path: &Path) -> std::result::Result<Self, String> {
-        let file = File::open(path).map_err(|e| e.to_string())?;
-        let meta = file.metadata().map_err(|e| e.to_string())?;
+    fn open(key: &'static str, path: &Path) -> std::result::Result<Self, OpenError> {
+        let file = File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Missing(e.to_string())
+            } else {
+                Failed(e.to_string())
+            }
+        })?;
+        let meta = file.metadata().map_err(|e| Failed(e.to_string()))?;
         if !meta.is_file() {
-            return Err("is not a regular file".into());
+            return Err(Failed("is not a regular file".into()));
         }
         // SAFETY: the mapping is undefined behaviour only if the file is truncated or
-        // rewritten in place while mapped. geoipupdate and the documented install
-        // (config.example.toml) replace it by rename, which leaves this inode intact.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| e.to_string())?;
+        // rewritten in place while mapped. `ownership update`, geoipupdate and the
+        // documented install (config.example.toml) replace it by rename, which leaves
+        // this inode intact; every process opens the path anew.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Failed(e.to_string()))?;
         let reader = Reader::from_source(map)
-            .map_err(|e| format!("not a usable MaxMind DB (.mmdb) file: {e}"))?;
+            .map_err(|e| Failed(format!("not a usable MaxMind DB (.mmdb) file: {e}")))?;
         Ok(Self {
             key,
             path: path.to_path_buf(),
@@ -216,14 +229,34 @@ impl Database {
     }
 }
 
+/// Why a database file did not open.
+enum OpenError {
+    Missing(String),
+    Failed(String),
+}
+use OpenError::{Failed, Missing};
+
+impl OpenError {
+    fn reason(self) -> String {
+        match self {
+            Missing(r) | Failed(r) => r,
+        }
+    }
+}
+
 fn config_error(cfg: &Config, key: &str, path: &Path, reason: String) -> Error {
+    key_error(cfg, key, &format!("{}: {reason}", path.display()))
+}
+
+/// A config key's value that cannot work, named with the config file it is in.
+fn key_error(cfg: &Config, key: &str, reason: &str) -> Error {
     Error::Config {
         file: cfg
             .file
             .as_ref()
             .map_or("config".into(), |f| f.display().to_string()),
         key: key.into(),
-        reason: format!("{}: {reason}", path.display()),
+        reason: reason.into(),
     }
 }
 

@@ -1,34 +1,36 @@
 //! The spool: logins `record` could not store (config broken, database locked, full
 //! or unwritable) wait here, one line each, until a `record` or `run-actions` with a
-//! working database stores them through `Store::record`, as a live login.
+//! working database stores them (drain.rs), as live logins.
 //!
 //! It lives beside the database (`<db>.spool`), in its private directory. The file
 //! stays once created, with space reserved past its end (fallocate KEEP_SIZE) while
 //! the disk has room, so a disk that fills up later still takes logins. Writers and
-//! drainers lock it exclusively (flock); a drainer empties it only after the last
-//! line is committed. A drain cut short leaves every line: those already stored come
-//! back as duplicates, which `Store::record` ignores.
+//! drainers lock it exclusively (flock). A drainer empties it once every line is
+//! committed, or replaces it (rename) by the lines it could not store; a writer that
+//! locked the file just replaced opens the new one. A drain cut short leaves every
+//! line: those already stored come back as duplicates, which the store ignores.
 
+mod drain;
 mod rejected;
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use drain::{drain_waiting, Drained};
 pub use rejected::Rejections;
 
 use crate::config::{DEFAULT_CONFIG, DEFAULT_DATABASE, DEFAULT_LOCAL_DIR};
-use crate::detect::Engine;
 use crate::error::{Error, Result};
 use crate::files::private_dir;
 use crate::model::{
     ClientAddr, DatabaseLocation, Label, MessageCount, SaslUser, Source, Timestamp,
 };
-use crate::store::{LoginEvent, Store};
+use crate::store::LoginEvent;
 
 /// Room reserved for a full disk: some 3,000 logins.
 const RESERVE_BYTES: i64 = 512 * 1024;
@@ -39,14 +41,6 @@ pub struct Spool {
     path: PathBuf,
     /// Beside this process's database: created (with its reserve) when missing.
     own: bool,
-}
-
-/// What a drain stored.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Drained {
-    pub logins: usize,
-    /// Actions the stored logins queued.
-    pub queued: usize,
 }
 
 impl Spool {
@@ -95,6 +89,27 @@ impl Spool {
         Ok(f)
     }
 
+    /// Opens and locks the spool, again when a drainer replaced the file meanwhile.
+    /// None: `try_only` and another process holds it, or it is missing and not `create`.
+    fn open_locked(&self, create: bool, try_only: bool) -> std::io::Result<Option<File>> {
+        loop {
+            let f = match self.open(create) {
+                Ok(f) => f,
+                Err(e) if !create && e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if !lock(&f, try_only)? {
+                return Ok(None);
+            }
+            let ours = f.metadata()?;
+            match std::fs::symlink_metadata(&self.path) {
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok(Some(f)),
+                Err(e) if !create && e.kind() == ErrorKind::NotFound => return Ok(None),
+                _ => {}
+            }
+        }
+    }
+
     /// Appends one login, fsync'd. Fails when the spool is full or cannot be written.
     pub fn keep(&self, event: &LoginEvent) -> Result<()> {
         let fail = |reason: String| Error::Spool {
@@ -105,8 +120,10 @@ impl Spool {
             private_dir(dir)?;
         }
         let line = encode(event);
-        let f = self.open(true).map_err(|e| fail(e.to_string()))?;
-        lock(&f, false).map_err(|e| fail(e.to_string()))?;
+        let f = self
+            .open_locked(true, false)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail("cannot be locked".into()))?;
         let len = f.metadata().map_err(|e| fail(e.to_string()))?.len();
         if len + line.len() as u64 > MAX_BYTES {
             return Err(fail(format!(
@@ -120,39 +137,6 @@ impl Spool {
             return Err(fail(e.to_string()));
         }
         Ok(())
-    }
-
-    /// Stores every waiting login in log-time order, then empties the spool. Returns at
-    /// once if another process holds it (a drain or a write in progress).
-    pub fn drain(&self, store: &mut dyn Store, engine: &Engine) -> Result<Drained> {
-        let io = |e: std::io::Error| Error::io(&self.path, e);
-        let f = match self.open(false) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Drained::default()),
-            Err(e) => return Err(io(e)),
-        };
-        if !lock(&f, true).map_err(io)? {
-            return Ok(Drained::default());
-        }
-        let mut raw = Vec::new();
-        (&f).read_to_end(&mut raw).map_err(io)?;
-        let (mut events, unreadable) = decode(&raw);
-        events.sort_by_key(|e| e.time);
-        let mut drained = Drained::default();
-        for event in &events {
-            drained.queued += store.record(event, engine)?.queued;
-            drained.logins += 1;
-        }
-        let rejections = Rejections::beside_spool(&self.path);
-        for reason in unreadable {
-            // Counting must not keep the stored lines in the spool.
-            if let Err(e) = rejections.note(Timestamp::now(), &reason) {
-                eprintln!("f2b-mailguard: {reason} (not counted: {e})");
-            }
-        }
-        f.set_len(0).and_then(|()| f.sync_all()).map_err(io)?;
-        reserve(&f);
-        Ok(drained)
     }
 
     /// Logins waiting, for status and monitoring.
@@ -174,17 +158,6 @@ pub fn spools(db: &Path, from_config: bool) -> Vec<Spool> {
         });
     }
     out
-}
-
-/// Drains each waiting spool; one stat each when none waits.
-pub fn drain_waiting(spools: &[Spool], store: &mut dyn Store, engine: &Engine) -> Result<Drained> {
-    let mut total = Drained::default();
-    for s in spools.iter().filter(|s| s.waiting()) {
-        let d = s.drain(store, engine)?;
-        total.logins += d.logins;
-        total.queued += d.queued;
-    }
-    Ok(total)
 }
 
 /// The local files' base (see `Config::local_base`) a config names, read as leniently

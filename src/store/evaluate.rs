@@ -3,6 +3,11 @@
 //! cooldowns. A backend supplies the row operations ([`EvalRows`]) inside the
 //! transaction it holds; nothing here decides.
 //!
+//! Most evaluations change no level: for them each source is read only as far as its
+//! counts can still change the verdict (`detect::Bounded`), so the cost stays bounded
+//! however many networks an account has; a level change is judged again from all the
+//! evidence, for the figures its reason gives.
+//!
 //! A login can arrive after later ones of its account (several servers, a spool
 //! forwarded after an outage). In log-time order every moment a login was stored at
 //! is judged with all logins up to it; [`evaluate`] keeps that true by judging again
@@ -13,6 +18,10 @@ use crate::detect::{baseline, AccountState, Counted, Engine, Evidence, Fold, Kno
 use crate::detect::{Seen, Tally, Transition, Usual, Verdict, Whitelist};
 use crate::model::{ActionKind, Cidr, SaslUser, Span, Timestamp};
 use crate::store::{ActionState, Between, LevelEdit};
+
+mod bounded;
+use bounded::count_bounded;
+pub(super) use bounded::Page;
 
 /// An account as the write path needs it.
 pub(super) struct Stored {
@@ -135,6 +144,14 @@ pub(super) trait EvalRows {
     fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> Result<(), Self::Error>;
     /// The logins in `span`, a `Seen` per row.
     fn seen(&mut self, span: SeenSpan) -> Result<Vec<Seen>, Self::Error>;
+    /// For each page, up to `limit` rows of its source in `(since, until]` that come
+    /// before `before` (log time, row id), newest first, each with its row id.
+    fn newest(
+        &mut self,
+        user_id: i64,
+        pages: &[Page],
+        limit: u32,
+    ) -> Result<Vec<Vec<(Seen, i64)>>, Self::Error>;
     /// The database whitelist entries for every account and for `user`.
     fn whitelist_of(&mut self, user: &SaslUser) -> Result<Vec<Cidr>, Self::Error>;
     /// The account's mail in the deferred queue at the last scan.
@@ -184,6 +201,29 @@ pub(super) fn evaluate<R: EvalRows>(
         return judge_again(rows, engine, user, account, at);
     }
     let state = &account.state;
+    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let mut cached = account.usual;
+    let usual = usual_of(rows, account.id, &mut cached, at, engine, &whitelist)?;
+    let deferred = rows.deferred_of(user)?;
+    let known = rows
+        .known(account.id, engine.party_scheme(), engine.known_from(at))?
+        .known(engine);
+    let mut bounded = engine.bounded(&whitelist, &known, user, at, state, usual);
+    count_bounded(rows, &mut bounded, account.id, at)?;
+    let verdict = engine.judge(&Evidence {
+        user,
+        at,
+        state,
+        tally: bounded.tally(),
+        deferred,
+        usual,
+        warm: known.warm(at),
+    });
+    if verdict.transition.is_none() {
+        // The level all the evidence gives: only the last hit can move.
+        return apply(rows, account.id, state, at, &verdict, engine.config());
+    }
+    // A level change: judged again from all the evidence, for the figures of its reason.
     let starts = engine.window_starts(at);
     let since = starts.earliest().max(state.count_from);
     let mut fold = Fold::new(starts);
@@ -194,12 +234,6 @@ pub(super) fn evaluate<R: EvalRows>(
     };
     rows.fold_seen(span, &mut fold)?;
     let seen = fold.into_seen();
-    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
-    let mut cached = account.usual;
-    let usual = usual_of(rows, account.id, &mut cached, at, engine, &whitelist)?;
-    let known = rows
-        .known(account.id, engine.party_scheme(), engine.known_from(at))?
-        .known(engine);
     let tally = engine.count(&whitelist, &known, at, &seen);
     let moment = Moment {
         at,
@@ -207,7 +241,7 @@ pub(super) fn evaluate<R: EvalRows>(
         seen: &seen,
         tally: &tally,
         usual,
-        deferred: rows.deferred_of(user)?,
+        deferred,
         warm: known.warm(at),
     };
     let (_, queued) = judge(rows, user, account.id, state, &moment, engine)?;
@@ -333,7 +367,7 @@ fn apply<R: EvalRows>(
     };
     let change_id = rows.insert_change(id, &change)?;
     let mut queued = 0;
-    for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced) {
+    for kind in cfg.contain.actions.plan(t.from, t.to, t.enforced, cfg.mode) {
         let key = ActionKey {
             user_id: id,
             kind,

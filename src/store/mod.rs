@@ -7,13 +7,14 @@ mod schema;
 mod sqlite;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{
-    ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Timestamp,
+    ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Span, Timestamp,
 };
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
@@ -108,6 +109,36 @@ pub struct Recorded {
     pub duplicate: bool,
     /// Actions queued for the worker.
     pub queued: usize,
+}
+
+/// Spooled logins as far as one `Store::record_spooled` got with them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// One per login tried, in order. None: another session holds its account, so it
+    /// (and the account's later logins) waits for a later drain.
+    pub outcomes: Vec<Option<Recorded>>,
+    /// Why the logins after `outcomes` were not tried; None with some left: time ran out.
+    pub stopped: Option<Error>,
+}
+
+/// What one `Store::record_batch` did, in counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub stored: usize,
+    pub duplicates: usize,
+    /// Actions queued for the worker.
+    pub queued: usize,
+}
+
+impl BatchCounts {
+    fn add(&mut self, r: Recorded) {
+        if r.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.stored += 1;
+        }
+        self.queued += r.queued;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +243,24 @@ pub trait Store {
     /// account's logins in `window` (ending at the event) and returns its next state.
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded>;
 
+    /// Stores logins that waited (a drain of the spool), in the order given, as
+    /// `record` would each, in as few transactions as the store allows. Never waits
+    /// for an account another session holds: that account's logins are skipped. Tries
+    /// nothing once `until` has passed.
+    fn record_spooled(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        until: Option<Instant>,
+    ) -> Batch;
+
+    /// After a drain: gives back the room its writes took; best effort.
+    fn after_drain(&mut self) {}
+
+    /// As `record` for each event, in order, all in one transaction: a long-lived
+    /// writer (`stream`) pays one commit per batch. All or nothing.
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts>;
+
     /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
     /// fsync: only ever into a scratch database. Every event is filed under `jail`.
     /// Nothing is kept unless `items` ends with the outcome.
@@ -270,8 +319,6 @@ pub trait Store {
     fn action_counts(&mut self) -> Result<Vec<(ActionKind, ActionState, u64)>>;
     /// Cancels an account's pending actions (on release); returns how many.
     fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64>;
-    /// Accounts whose block or lock is enforced: the content of the SASL block map.
-    fn blocked(&mut self) -> Result<Vec<SaslUser>>;
 
     /// Deletes at most `batch` logins older than `before`; returns how many went.
     fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64>;
@@ -432,8 +479,18 @@ impl Attempt<'_> {
 
 /// Opens the configured store, creating and migrating it as needed.
 pub fn open(cfg: &Config) -> Result<Box<dyn Store>> {
+    open_waiting(cfg, cfg.busy_timeout)
+}
+
+/// As `open`, for `record`: a SQLite database another program holds is waited for
+/// `record_wait` only (a shared store's waits are `connect_timeout` either way).
+pub fn open_for_record(cfg: &Config) -> Result<Box<dyn Store>> {
+    open_waiting(cfg, cfg.record_wait)
+}
+
+fn open_waiting(cfg: &Config, busy: Span) -> Result<Box<dyn Store>> {
     match &cfg.database {
-        DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg)?)),
+        DatabaseLocation::Sqlite(path) => Ok(Box::new(SqliteStore::open(path, cfg, busy)?)),
         DatabaseLocation::Postgres(url) => Ok(Box::new(PgStore::open(url, cfg)?)),
     }
 }

@@ -149,13 +149,19 @@ const MIGRATIONS: &[Migration] = &[
     // 9: account names case-folded as Postfix folds map keys (`ß` is `ss`), not only
     // lower-cased; accounts that now fold alike become one, as in 5.
     Rust(fold_names::merge_case_variants),
-    // 10: the parties (owners, or wider networks) each account has used, with the log
+    // 10: an account's rows of one source newest first (rowid last, implicitly): `record`
+    // reads each login source only until its counts are past every threshold. IF NOT
+    // EXISTS: a database that re-runs 9 (an older spelling merge) keeps the index.
+    Sql("
+    CREATE INDEX IF NOT EXISTS events_source ON events(user_id, source, ts_ms);
+    "),
+    // 11: the parties (owners, or wider networks) each account has used, with the log
     // time each was first and last seen: what is new to an account is read from here
     // in bounded time. Written with each login, pruned with retention by last_ms.
     // Empty at first: until an account has been seen for `known_after` since, nothing
     // is new to it.
     Sql("
-    CREATE TABLE parties (
+    CREATE TABLE IF NOT EXISTS parties (
         id       INTEGER PRIMARY KEY,
         user_id  INTEGER NOT NULL REFERENCES users(id),
         scheme   TEXT NOT NULL,   -- 'asn': with an ASN database; 'net': without
@@ -164,8 +170,8 @@ const MIGRATIONS: &[Migration] = &[
         last_ms  INTEGER NOT NULL,
         UNIQUE (user_id, scheme, party)
     );
-    CREATE INDEX parties_first ON parties(user_id, scheme, first_ms);
-    CREATE INDEX parties_last ON parties(last_ms);
+    CREATE INDEX IF NOT EXISTS parties_first ON parties(user_id, scheme, first_ms);
+    CREATE INDEX IF NOT EXISTS parties_last ON parties(last_ms);
     "),
 ];
 

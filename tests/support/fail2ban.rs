@@ -138,6 +138,23 @@ pub fn conf_dir(
         copy_dir(&Path::new(ROOT).join("fail2ban").join(d), &conf.join(d));
     }
     std::fs::write(conf.join("jail.conf"), "[DEFAULT]\nbackend = polling\n").expect("jail.conf");
+    // The Python action has no .local: its paths are set in the file, as install.sh does.
+    let py = conf.join("action.d/f2b_mailguard.py");
+    let text = std::fs::read_to_string(&py).expect("f2b_mailguard.py");
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("BINARY = ") {
+                format!("BINARY = {:?}", binary.display().to_string())
+            } else if l.starts_with("CONFIG = ") {
+                format!("CONFIG = {:?}", config.display().to_string())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&py, text + "\n").expect("f2b_mailguard.py");
     std::fs::write(
         conf.join("action.d/mailguard.local"),
         format!(
@@ -180,6 +197,21 @@ impl Fail2ban {
         env: &[(&str, &Path)],
     ) -> Self {
         Self::start_with(root, binary, config, jails, env, &[])
+    }
+
+    /// The jails the README enables for a Postfix server (mailguard-smtp and
+    /// mailguard-smtp-refused) on the log of the private Postfix in `mail_config`,
+    /// whose commands the actions reach through MAIL_CONFIG.
+    pub fn submission_jails(root: &Path, config: &Path, log: &Path, mail_config: &Path) -> Self {
+        let jails =
+            ["mailguard-smtp", "mailguard-smtp-refused"].map(|name| Jail { name, logpath: log });
+        Self::start_with_env(
+            root,
+            Path::new(super::BIN),
+            config,
+            &jails,
+            &[("MAIL_CONFIG", mail_config)],
+        )
     }
 
     /// As `start_with_env`, with extra config files (e.g. a test-only filter and jail).

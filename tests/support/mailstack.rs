@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::fail2ban::stdout_of;
+use super::smtp_client::{message, Session};
 use super::smtp_sink::free_port;
 use super::wait_until;
 
@@ -262,6 +263,21 @@ impl Postfix {
         ("MAIL_CONFIG", &self.config_dir)
     }
 
+    /// `postmap -q KEY` against the SASL map, as smtpd looks it up (this instance's
+    /// main.cf: `smtputf8_enable` is Debian's default, yes). None: not in the map.
+    pub fn map_lookup(&self, key: &str) -> Option<String> {
+        let out = Command::new("/usr/sbin/postmap")
+            .env("MAIL_CONFIG", &self.config_dir)
+            .arg("-q")
+            .arg(key)
+            .arg(format!("lmdb:{}", self.sasl_map.display()))
+            .output()
+            .expect("postmap -q");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("postfix.log")).unwrap_or_default()
     }
@@ -439,8 +455,29 @@ impl Dovecot {
         std::fs::read_to_string(self.root.join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Adds settings to the config before `start` (the auth policy, trusted networks).
+    pub fn add_config(&self, extra: &str) {
+        let mut conf = std::fs::read_to_string(&self.config).expect("dovecot.conf");
+        conf.push_str(extra);
+        std::fs::write(&self.config, conf).expect("dovecot.conf");
+    }
+
+    /// An IMAP LOGIN as a client at `client_addr` (the ID command's x-originating-ip,
+    /// honoured from `login_trusted_networks`, as a proxy or webmail passes it on).
+    pub fn imap_login_from(&self, client_addr: &str, user: &str, password: &str) -> bool {
+        self.imap_session(
+            &format!("a0 ID (\"x-originating-ip\" \"{client_addr}\")\r\n"),
+            user,
+            password,
+        )
+    }
+
     /// Whether `user` can log in with `password` (a real IMAP LOGIN).
     pub fn imap_login(&self, user: &str, password: &str) -> bool {
+        self.imap_session("", user, password)
+    }
+
+    fn imap_session(&self, first: &str, user: &str, password: &str) -> bool {
         use std::io::{BufRead, BufReader, Write};
         let Ok(conn) = std::net::TcpStream::connect(("127.0.0.1", self.imap_port)) else {
             return false;
@@ -450,6 +487,15 @@ impl Dovecot {
         let mut input = BufReader::new(conn);
         let mut line = String::new();
         let _ = input.read_line(&mut line);
+        if !first.is_empty() {
+            let _ = out.write_all(first.as_bytes());
+            loop {
+                line.clear();
+                if input.read_line(&mut line).unwrap_or(0) == 0 || line.starts_with("a0 ") {
+                    break;
+                }
+            }
+        }
         let _ = write!(out, "a1 LOGIN \"{user}\" \"{password}\"\r\n");
         loop {
             line.clear();
@@ -501,6 +547,17 @@ pub fn submit(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
+    smtp_session(port, client_addr, Some(login), from, &[to])
+}
+
+/// As `submit`, one message to every one of `to`.
+pub fn submit_to_all(
+    port: u16,
+    client_addr: &str,
+    login: (&str, &str),
+    from: &str,
+    to: &[&str],
+) -> Result<String, String> {
     smtp_session(port, client_addr, Some(login), from, to)
 }
 
@@ -512,7 +569,7 @@ pub fn deliver_unauthenticated(
     from: &str,
     to: &str,
 ) -> Result<String, String> {
-    smtp_session(port, client_addr, None, from, to)
+    smtp_session(port, client_addr, None, from, &[to])
 }
 
 fn smtp_session(
@@ -520,60 +577,11 @@ fn smtp_session(
     client_addr: &str,
     login: Option<(&str, &str)>,
     from: &str,
-    to: &str,
+    to: &[&str],
 ) -> Result<String, String> {
-    use base64::Engine as _;
-    use std::io::{BufRead, BufReader, Write};
-    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    let mut out = conn.try_clone().map_err(|e| e.to_string())?;
-    let mut input = BufReader::new(conn);
-    let mut reply = || -> Result<String, String> {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if input.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-                return Err(format!("connection closed after {all:?}"));
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(all.trim_end().to_owned());
-            }
-        }
-    };
-    let mut step = |cmd: Option<String>, want: char| -> Result<String, String> {
-        if let Some(c) = cmd {
-            out.write_all(c.as_bytes()).map_err(|e| e.to_string())?;
-        }
-        let r = reply()?;
-        if r.starts_with(want) {
-            Ok(r)
-        } else {
-            Err(r)
-        }
-    };
-    step(None, '2')?;
-    step(Some("EHLO client.example.net\r\n".into()), '2')?;
-    step(
-        Some(format!("XCLIENT ADDR={client_addr} NAME=[UNAVAILABLE]\r\n")),
-        '2',
-    )?;
-    step(Some("EHLO client.example.net\r\n".into()), '2')?;
-    if let Some((user, password)) = login {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        step(Some(format!("AUTH PLAIN {token}\r\n")), '2')?;
-    }
-    step(Some(format!("MAIL FROM:<{from}>\r\n")), '2')?;
-    step(Some(format!("RCPT TO:<{to}>\r\n")), '2')?;
-    step(Some("DATA\r\n".into()), '3')?;
-    let done = step(
-        Some(format!(
-            "From: <{from}>\r\nTo: <{to}>\r\nSubject: test\r\n\r\nhello\r\n.\r\n"
-        )),
-        '2',
-    )?;
-    let _ = step(Some("QUIT\r\n".into()), '2');
+    let mut session = Session::open(port, client_addr, login)?;
+    let first = to.first().copied().unwrap_or_default();
+    let done = session.send_to_all(from, to, &message(from, first, "test", "hello"))?;
+    session.quit();
     Ok(done)
 }

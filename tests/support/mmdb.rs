@@ -44,40 +44,93 @@ pub fn write(path: &Path, database_type: &str, build_epoch: i64, types: Value, n
     );
 }
 
+/// A GeoLite2-ASN database built a day ago holding `networks`
+/// (`[[CIDR, {"autonomous_system_number": .., "autonomous_system_organization": ..}], ...]`).
+pub fn asn_networks(path: &Path, networks: Value) {
+    write(
+        path,
+        "GeoLite2-ASN",
+        days_ago(1),
+        json!({"autonomous_system_number": "uint32", "autonomous_system_organization": "utf8_string"}),
+        networks,
+    );
+}
+
 const BIDI_ORG: &str = "Evil\u{202e}Corp";
 
 /// GeoLite2-ASN's schema (also DB-IP's IP-to-ASN Lite).
 pub fn geolite_asn(path: &Path, build_epoch: i64) {
-    let rec = |n: u32, org: &str| json!({"autonomous_system_number": n, "autonomous_system_organization": org});
-    write(
-        path,
-        "GeoLite2-ASN",
-        build_epoch,
-        json!({"autonomous_system_number": "uint32", "autonomous_system_organization": "utf8_string"}),
-        json!([
-            ["203.0.113.0/24", rec(64500, "Example Transit")],
-            ["198.51.100.0/22", rec(64501, "Pool Provider")],
-            ["198.18.0.0/24", rec(64502, BIDI_ORG)],
-            ["2a00:1450::/32", rec(15169, "Google LLC")]
-        ]),
-    );
+    asn_schema(path, "GeoLite2-ASN", build_epoch, &[]);
 }
 
 /// GeoLite2-Country's schema (also DB-IP's IP-to-Country Lite).
 pub fn geolite_country(path: &Path, build_epoch: i64) {
-    let c = |code: &str| json!({"country": {"iso_code": code, "names": {"en": code}}});
+    country_schema(path, "GeoLite2-Country", build_epoch, &[]);
+}
+
+/// The addresses `ownership update` probes, owned as in the real data: a file the
+/// vendor publishes knows them.
+const PROBED: [(&str, u32, &str, &str); 3] = [
+    ("8.8.8.0/24", 15169, "Google LLC", "US"),
+    ("1.1.1.0/24", 13335, "Cloudflare, Inc.", "AU"),
+    ("2001:4860::/32", 15169, "Google LLC", "US"),
+];
+
+/// DB-IP's IP-to-ASN Lite as `ownership update` downloads it: the fixture's owners
+/// and the probed addresses' (`probed: false` leaves those out).
+pub fn dbip_asn(path: &Path, build_epoch: i64, probed: bool) {
+    let extra = if probed { &PROBED[..] } else { &[] };
+    asn_schema(
+        path,
+        "DBIP-ASN-Lite (compat=GeoLite2-ASN)",
+        build_epoch,
+        extra,
+    );
+}
+
+/// DB-IP's IP-to-Country Lite, with the probed addresses' countries.
+pub fn dbip_country(path: &Path, build_epoch: i64) {
+    country_schema(path, "DBIP-Country-Lite", build_epoch, &PROBED);
+}
+
+fn asn_schema(path: &Path, kind: &str, build_epoch: i64, extra: &[(&str, u32, &str, &str)]) {
+    let rec = |n: u32, org: &str| json!({"autonomous_system_number": n, "autonomous_system_organization": org});
+    let mut networks = vec![
+        json!(["203.0.113.0/24", rec(64500, "Example Transit")]),
+        json!(["198.51.100.0/22", rec(64501, "Pool Provider")]),
+        json!(["198.18.0.0/24", rec(64502, BIDI_ORG)]),
+        json!(["2a00:1450::/32", rec(15169, "Google LLC")]),
+    ];
+    for (net, asn, org, _) in extra {
+        networks.push(json!([net, rec(*asn, org)]));
+    }
     write(
         path,
-        "GeoLite2-Country",
+        kind,
+        build_epoch,
+        json!({"autonomous_system_number": "uint32", "autonomous_system_organization": "utf8_string"}),
+        Value::Array(networks),
+    );
+}
+
+fn country_schema(path: &Path, kind: &str, build_epoch: i64, extra: &[(&str, u32, &str, &str)]) {
+    let c = |code: &str| json!({"country": {"iso_code": code, "names": {"en": code}}});
+    let mut networks = vec![
+        json!(["203.0.113.0/24", c("DE")]),
+        json!(["198.51.100.0/22", {"registered_country": {"iso_code": "US"}}]),
+        json!(["198.18.0.0/24", c("NL")]),
+        json!(["2a00:1450::/32", c("IE")]),
+    ];
+    for (net, _, _, cc) in extra {
+        networks.push(json!([net, c(cc)]));
+    }
+    write(
+        path,
+        kind,
         build_epoch,
         json!({"country": "map", "registered_country": "map", "names": "map",
                "iso_code": "utf8_string", "en": "utf8_string"}),
-        json!([
-            ["203.0.113.0/24", c("DE")],
-            ["198.51.100.0/22", {"registered_country": {"iso_code": "US"}}],
-            ["198.18.0.0/24", c("NL")],
-            ["2a00:1450::/32", c("IE")]
-        ]),
+        Value::Array(networks),
     );
 }
 

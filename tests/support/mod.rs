@@ -2,11 +2,14 @@
 //! a private temp directory holding the config and the SQLite database.
 
 pub mod fail2ban;
+pub mod http;
 pub mod imap;
 pub mod mailstack;
 pub mod mmdb;
+pub mod policy_service;
 pub mod postgres;
 pub mod roundcube;
+pub mod smtp_client;
 pub mod smtp_sink;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +100,16 @@ impl Sandbox {
     /// every containment action switched off.
     pub fn new(config: &str) -> Self {
         Self::build(config, false)
+    }
+
+    /// A sandbox with the defaults and, if given, `asn_database` as its ASN database.
+    pub fn with_asn(asn_database: Option<&Path>) -> Self {
+        Self::new(&asn_database.map_or(String::new(), |p| {
+            format!(
+                "[ownership]\nasn_database = {:?}\n",
+                p.display().to_string()
+            )
+        }))
     }
 
     /// A sandbox whose config (with an `[actions]` table or the defaults) queues actions.
@@ -318,12 +331,23 @@ impl Sandbox {
         String::from_utf8(out.stdout).expect("utf-8 report")
     }
 
-    /// Rows in a table, read straight from the SQLite file.
+    /// Rows in a table, read straight from the SQLite file; 0 before the file or its
+    /// schema exists (a long-lived `stream` child creates both with its first batch).
     pub fn rows(&self, table: &str) -> i64 {
         if !self.db().exists() {
             return 0;
         }
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        let exists: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .expect("read the schema");
+        if exists == 0 {
+            return 0;
+        }
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .expect("count rows")
     }
@@ -397,6 +421,17 @@ impl SmallDisk {
     pub fn unfill(&self) {
         std::fs::remove_file(self.path.join("filler")).expect("remove filler");
     }
+
+    /// Frees `bytes` of a filled disk, by shortening the filler.
+    pub fn free(&self, bytes: u64) {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path.join("filler"))
+            .expect("filler");
+        let len = f.metadata().expect("filler size").len();
+        f.set_len(len.saturating_sub(bytes))
+            .expect("shorten filler");
+    }
 }
 
 impl Drop for SmallDisk {
@@ -410,4 +445,56 @@ pub fn integrity(db: &Path) -> String {
     let conn = rusqlite::Connection::open(db).expect("open db");
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check")
+}
+
+/// An `sqlite3` shell holding a database's exclusive lock, as a backup or an admin's
+/// session can: no other connection reads or writes it until `release`.
+pub struct SqliteLock {
+    child: std::process::Child,
+}
+
+impl SqliteLock {
+    /// Returns once the shell holds the lock.
+    pub fn hold(db: &Path) -> Self {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new("sqlite3")
+            .arg(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sqlite3 (Debian package sqlite3)");
+        let stdin = child.stdin.as_mut().expect("sqlite3 stdin");
+        writeln!(
+            stdin,
+            "BEGIN EXCLUSIVE;\nSELECT count(*) FROM users;\nSELECT 'held';"
+        )
+        .expect("to sqlite3");
+        stdin.flush().expect("to sqlite3");
+        let mut out = std::io::BufReader::new(child.stdout.as_mut().expect("sqlite3 stdout"));
+        let mut line = String::new();
+        while line.trim() != "held" {
+            line.clear();
+            let n = out.read_line(&mut line).expect("from sqlite3");
+            assert!(n > 0, "sqlite3 ended without taking the lock");
+        }
+        Self { child }
+    }
+
+    /// Ends the transaction and the shell, and waits for it.
+    pub fn release(mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = writeln!(stdin, "ROLLBACK;\n.quit");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SqliteLock {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            mailstack::kill(self.child.id());
+            let _ = self.child.wait();
+        }
+    }
 }

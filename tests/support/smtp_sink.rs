@@ -126,6 +126,10 @@ fn decode_words(v: &str) -> String {
     out
 }
 
+/// Recipients whose address starts with this do not exist here: RCPT gets 550, so
+/// Postfix bounces them (`status=bounced`).
+pub const GONE: &str = "gone";
+
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
@@ -278,6 +282,8 @@ fn serve(
             out.write_all(b"250 2.1.0 Ok\r\n")?;
         } else if upper.starts_with("RCPT TO") && tempfail.load(Ordering::Relaxed) {
             out.write_all(b"451 4.3.0 Try again later\r\n")?;
+        } else if upper.starts_with("RCPT TO") && arg(&cmd).starts_with(GONE) {
+            out.write_all(b"550 5.1.1 Recipient address rejected: User unknown\r\n")?;
         } else if upper.starts_with("RCPT TO") {
             to.push(arg(&cmd));
             out.write_all(b"250 2.1.5 Ok\r\n")?;

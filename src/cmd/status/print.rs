@@ -3,6 +3,7 @@
 
 use super::Overview;
 use crate::config::Config;
+use crate::detect::PostfixAnswer;
 use crate::model::display::shown;
 use crate::model::{Level, Timestamp};
 use crate::report::Detail;
@@ -145,6 +146,9 @@ pub(super) fn print_detail(cfg: &Config, d: &Detail) {
     );
     if let Some(from) = d.counting_from {
         println!("counting logins from {} (last release)", when(from));
+    }
+    if d.postfix == PostfixAnswer::Hold {
+        println!("quarantined: Postfix holds its new mail (release sends it)");
     }
     println!(
         "sent {} message(s), {} hard bounce(s) in the last {}",

@@ -1,6 +1,6 @@
 //! Connecting to the shared store with bounded waits: `record` runs under Fail2ban's
 //! global action lock, so neither connecting nor a database or network that dies
-//! mid-transaction may hold it for long (issue 19). Connecting gives up after
+//! mid-transaction may hold it for long. Connecting gives up after
 //! `connect_timeout`; afterwards TCP keepalives and `tcp_user_timeout` notice a dead
 //! peer, and `record`'s transaction bounds its own waits on the server (write.rs).
 

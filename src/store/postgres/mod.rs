@@ -1,4 +1,4 @@
-//! PostgreSQL backend: one database several mail servers share (issue 19), so an
+//! PostgreSQL backend: one database several mail servers share, so an
 //! account's logins are judged together wherever they arrive. Synchronous client,
 //! one connection per process, TLS over TCP as libpq's `sslmode` has it (tls.rs).
 
@@ -10,7 +10,8 @@ mod schema;
 mod tls;
 mod write;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use postgres::Client;
 
@@ -20,9 +21,9 @@ use self::rows::{
 };
 use super::evaluate::SeenSpan;
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
-    Recorded, Store,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
+    Between, Imported, KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot,
+    QueuedAction, Recorded, Store,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -120,7 +121,56 @@ fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
 impl Store for PgStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
         let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
-        self.with(|c| write::record(c, &server, retention, wait, event, engine))
+        let on = (server.as_str(), retention, wait);
+        self.with(|c| write::record(c, on, write::Take::Wait, event, engine))?
+            .ok_or_else(|| Error::SharedStore {
+                url: self.url.to_string(),
+                reason: "the account's lock was not granted".into(),
+            })
+    }
+
+    /// One transaction per login, as `record`: an account's lock is taken for one
+    /// transaction at a time, so two servers draining never wait for each other.
+    fn record_spooled(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        until: Option<Instant>,
+    ) -> Batch {
+        let server = self.server.clone();
+        let mut held = BTreeSet::new();
+        let mut batch = Batch::default();
+        for event in events {
+            let now = Instant::now();
+            let wait = match until {
+                Some(t) if now >= t => return batch,
+                Some(t) => self.wait.min(t - now),
+                None => self.wait,
+            };
+            if held.contains(&event.user) {
+                batch.outcomes.push(None);
+                continue;
+            }
+            let on = (server.as_str(), self.retention, wait);
+            match self.with(|c| write::record(c, on, write::Take::Try, event, engine)) {
+                Ok(outcome) => {
+                    if outcome.is_none() {
+                        held.insert(event.user.clone());
+                    }
+                    batch.outcomes.push(outcome);
+                }
+                Err(e) => {
+                    batch.stopped = Some(e);
+                    return batch;
+                }
+            }
+        }
+        batch
+    }
+
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts> {
+        let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
+        self.with(|c| write::record_batch(c, &server, retention, wait, events, engine))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
@@ -190,7 +240,7 @@ impl Store for PgStore {
     fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
         let rows = self.with(|c| {
             let rows = c.query(
-                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e
+                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count, e.fid FROM events e
                  JOIN users u ON u.id = e.user_id
                  WHERE e.ts_ms > $1 AND e.ts_ms <= $2 AND e.ts_ms > u.count_from_ms",
                 &[&since.millis(), &until.millis()],
@@ -358,10 +408,6 @@ impl Store for PgStore {
 
     fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64> {
         self.with(|c| outbox::cancel_pending(c, user, now))
-    }
-
-    fn blocked(&mut self) -> Result<Vec<SaslUser>> {
-        self.with(outbox::blocked)
     }
 
     fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64> {

@@ -114,21 +114,6 @@ pub(super) fn cancel_pending(
     )?)
 }
 
-pub(super) fn blocked(c: &mut impl GenericClient) -> R<Vec<SaslUser>> {
-    let rows = c.query(
-        "SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced ORDER BY name",
-        &[],
-    )?;
-    let rows = rows
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, ())))
-        .collect::<R<Vec<_>>>()?;
-    Ok(crate::store::valid_names("blocked account(s)", rows)
-        .into_iter()
-        .map(|(user, ())| user)
-        .collect())
-}
-
 pub(super) fn action_counts(c: &mut impl GenericClient) -> R<Vec<(ActionKind, ActionState, u64)>> {
     let rows = c.query(
         "SELECT kind, state, count(*) FROM actions GROUP BY kind, state",

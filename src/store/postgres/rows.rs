@@ -4,10 +4,10 @@
 use postgres::types::Type;
 use postgres::{GenericClient, Row, Transaction};
 
-use crate::detect::{AccountState, Fold, Seen, Usual};
+use crate::detect::{message_of, AccountState, Fold, Seen, Usual};
 use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
-use crate::store::evaluate::{ActionKey, EvalRows, KnownRows, NewAction, NewChange, SeenSpan};
-use crate::store::evaluate::{Stored, KNOWN_READ_MAX};
+use crate::store::evaluate::{ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page};
+use crate::store::evaluate::{SeenSpan, Stored, KNOWN_READ_MAX};
 use crate::store::{Account, ActionState};
 
 #[derive(Debug)]
@@ -131,7 +131,7 @@ pub(super) fn stored_account(c: &mut impl GenericClient, name: &str) -> R<Option
 }
 
 const SEEN_SQL: &str =
-    "SELECT source, ip, ts_ms, count FROM events WHERE user_id = $1 AND ts_ms > $2 AND ts_ms <= $3";
+    "SELECT source, ip, ts_ms, count, fid FROM events WHERE user_id = $1 AND ts_ms > $2 AND ts_ms <= $3";
 
 /// The stored rows of the logins in `span`, in `SEEN_SQL`'s columns.
 fn seen_rows(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Row>> {
@@ -185,14 +185,16 @@ pub(super) fn seen_in(c: &mut impl GenericClient, span: SeenSpan) -> R<Vec<Seen>
     rows.iter().map(|r| seen_row(r, 0)).collect()
 }
 
-/// A login in `source, ip, ts_ms, count` from column `first` on.
+/// A login in `source, ip, ts_ms, count, fid` from column `first` on.
 pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
+    let source = source_of(r.try_get(first)?)?;
     Ok(Seen {
-        source: source_of(r.try_get(first)?)?,
+        source,
         addr: addr_of(r.try_get(first + 1)?)?,
         time: Timestamp::from_millis(r.try_get(first + 2)?),
         count: u32_of(r.try_get(first + 3)?)?,
         events: 1,
+        message: message_of(source, r.try_get(first + 4)?),
     })
 }
 
@@ -263,8 +265,9 @@ impl EvalRows for PgRows<'_, '_> {
     fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> R<()> {
         let rows = seen_rows(self.tx, span)?;
         for r in &rows {
+            let source = source_of(r.try_get(0)?)?;
             fold.add(
-                source_of(r.try_get(0)?)?,
+                (source, message_of(source, r.try_get(4)?)),
                 r.try_get(1)?,
                 Timestamp::from_millis(r.try_get(2)?),
                 u32_of(r.try_get(3)?)?,
@@ -280,6 +283,55 @@ impl EvalRows for PgRows<'_, '_> {
 
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> R<KnownRows> {
         known(self.tx, id, scheme, from)
+    }
+
+    fn newest(&mut self, user_id: i64, pages: &[Page], limit: u32) -> R<Vec<Vec<(Seen, i64)>>> {
+        let sources: Vec<&str> = pages.iter().map(|p| p.source.as_str()).collect();
+        let since: Vec<i64> = pages.iter().map(|p| p.since.millis()).collect();
+        let until: Vec<i64> = pages.iter().map(|p| p.until.millis()).collect();
+        let before: Vec<i64> = pages.iter().map(|p| p.before).collect();
+        // Every page in one round trip, each a backward range scan of (user, source,
+        // time, id). The bounds are row comparisons over that index's columns: as plain
+        // time bounds, which the planner cannot estimate through the arrays, it may
+        // prefer the time index and filter every row of the window.
+        let rows = self.tx.query_typed(
+            "SELECT p.n, e.ip, e.ts_ms, e.count, e.id, e.fid
+             FROM unnest($2::text[], $3::int8[], $4::int8[], $5::int8[])
+                  WITH ORDINALITY AS p(source, since, until, before, n)
+             CROSS JOIN LATERAL (
+               SELECT ip, ts_ms, count, id, fid FROM events
+               WHERE user_id = $1 AND source = p.source
+                 AND (user_id, source, ts_ms) > ($1, p.source, p.since)
+                 AND (user_id, source, ts_ms, id) < ($1, p.source, p.until, p.before)
+               ORDER BY ts_ms DESC, id DESC LIMIT $6) e
+             ORDER BY p.n, e.ts_ms DESC, e.id DESC",
+            &[
+                (&user_id, Type::INT8),
+                (&sources, Type::TEXT_ARRAY),
+                (&since, Type::INT8_ARRAY),
+                (&until, Type::INT8_ARRAY),
+                (&before, Type::INT8_ARRAY),
+                (&i64::from(limit), Type::INT8),
+            ],
+        )?;
+        let mut out: Vec<Vec<(Seen, i64)>> = pages.iter().map(|_| Vec::new()).collect();
+        for r in &rows {
+            let n: i64 = r.try_get(0)?;
+            let i = usize::try_from(n - 1).map_err(|e| bad("page", &n.to_string(), e))?;
+            let (Some(page), Some(got)) = (pages.get(i), out.get_mut(i)) else {
+                return Err(bad("page", &n.to_string(), "out of range"));
+            };
+            let seen = Seen {
+                source: page.source,
+                addr: addr_of(r.try_get(1)?)?,
+                time: Timestamp::from_millis(r.try_get(2)?),
+                count: u32_of(r.try_get(3)?)?,
+                events: 1,
+                message: message_of(page.source, r.try_get(5)?),
+            };
+            got.push((seen, r.try_get(4)?));
+        }
+        Ok(out)
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> R<Vec<Cidr>> {

@@ -103,10 +103,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_senders_account ON queue_senders(account) WHERE queue = 'deferred';
     "#,
-    // 2: the parties (owners, or wider networks) each account has used, first and
-    // last seen (see the SQLite schema's migration 10).
+    // 2: an account's rows of one source newest first: `record` reads each login
+    // source only until its counts are past every threshold.
     r#"
-    CREATE TABLE parties (
+    CREATE INDEX IF NOT EXISTS events_source ON events(user_id, source, ts_ms, id);
+    "#,
+    // 3: the parties (owners, or wider networks) each account has used, first and
+    // last seen (see the SQLite schema's migration 11).
+    r#"
+    CREATE TABLE IF NOT EXISTS parties (
         id       BIGSERIAL PRIMARY KEY,
         user_id  BIGINT NOT NULL REFERENCES users(id),
         scheme   TEXT COLLATE "C" NOT NULL,
@@ -115,8 +120,8 @@ const MIGRATIONS: &[&str] = &[
         last_ms  BIGINT NOT NULL,
         UNIQUE (user_id, scheme, party)
     );
-    CREATE INDEX parties_first ON parties(user_id, scheme, first_ms);
-    CREATE INDEX parties_last ON parties(last_ms);
+    CREATE INDEX IF NOT EXISTS parties_first ON parties(user_id, scheme, first_ms);
+    CREATE INDEX IF NOT EXISTS parties_last ON parties(last_ms);
     "#,
 ];
 

@@ -1,4 +1,4 @@
-//! The rustls connector behind libpq's `sslmode` and `sslrootcert` (issue 19):
+//! The rustls connector behind libpq's `sslmode` and `sslrootcert`:
 //! - `prefer`/`require`: encrypted, the certificate unchecked, unless a root
 //!   certificate is there (`sslrootcert`, or `~/.postgresql/root.crt`): then, as
 //!   libpq keeps for compatibility, the chain is checked as with `verify-ca`;

@@ -16,7 +16,7 @@ use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
-use crate::store::{grown, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
+use crate::store::{grown, BatchCounts, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
 
 const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
 
@@ -39,22 +39,52 @@ fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
     Ok(())
 }
 
+/// How `record` takes its account's lock.
+#[derive(Clone, Copy)]
+pub(super) enum Take {
+    /// Waits (bounded) while another session holds it: a live login.
+    Wait,
+    /// Gives up at once: a spooled login, which must not hold up the rest of the spool
+    /// behind an account that anyone able to connect can keep locked.
+    Try,
+}
+
 /// Bounds, for this transaction, what the server lets it wait: a lock another
 /// session holds (another server's evaluation, an admin's), any one statement, and
 /// itself idle, so a `record` gone quiet does not keep the account's lock from the
 /// others. On a timeout the statement fails and `record` spools the login. Then
-/// takes `user`'s lock, in the same round trip (the simple protocol; both values are
-/// numbers this process made). The statements after it see what committed before the
-/// lock was granted.
-fn bound_and_lock(tx: &mut Transaction, wait: Duration, user: &SaslUser) -> R<()> {
+/// takes the locks of `users`, in key order, in the same round trip (the simple
+/// protocol; every value is a number this process made): false if `Take::Try` found
+/// one held. One order for every transaction, so two never wait on each other in a
+/// cycle. The statements after it see what committed before the locks were granted.
+fn bound_and_lock<'u>(
+    tx: &mut Transaction,
+    wait: Duration,
+    users: impl IntoIterator<Item = &'u SaslUser>,
+    take: Take,
+) -> R<bool> {
     let ms = wait.as_millis().max(1);
-    let key = account_key(user);
-    tx.batch_execute(&format!(
+    let lock = match take {
+        Take::Wait => "pg_advisory_xact_lock",
+        Take::Try => "pg_try_advisory_xact_lock",
+    };
+    let mut keys: Vec<i64> = users.into_iter().map(account_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut sql = format!(
         "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms};
-         SET LOCAL idle_in_transaction_session_timeout = {ms};
-         SELECT pg_advisory_xact_lock({key})"
-    ))?;
-    Ok(())
+         SET LOCAL idle_in_transaction_session_timeout = {ms};"
+    );
+    for key in keys {
+        sql.push_str(&format!(" SELECT {lock}({key});"));
+    }
+    let replies = tx.simple_query(&sql)?;
+    // A wait's reply is empty (void), a try's "t" or "f".
+    let refused = replies.iter().any(|m| match m {
+        postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("f"),
+        _ => false,
+    });
+    Ok(!refused)
 }
 
 /// `record`'s first statement, under the account's lock: the account row upserted
@@ -80,16 +110,52 @@ fn record_sql() -> String {
     )
 }
 
+/// Stores a login and re-evaluates its account; None: `Take::Try` found the account
+/// held by another session (nothing was written).
 pub(super) fn record(
+    client: &mut Client,
+    (server, retention, wait): (&str, Span, Duration),
+    take: Take,
+    event: &LoginEvent,
+    engine: &Engine,
+) -> R<Option<Recorded>> {
+    let mut tx = client.transaction()?;
+    if !bound_and_lock(&mut tx, wait, [&event.user], take)? {
+        return Ok(None);
+    }
+    let recorded = record_in(&mut tx, server, retention, event, engine)?;
+    tx.commit()?;
+    Ok(Some(recorded))
+}
+
+/// Several logins in one transaction (`Store::record_batch`), every account of the
+/// batch locked first, in one round trip.
+pub(super) fn record_batch(
     client: &mut Client,
     server: &str,
     retention: Span,
     wait: Duration,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> R<BatchCounts> {
+    let mut tx = client.transaction()?;
+    bound_and_lock(&mut tx, wait, events.iter().map(|e| &e.user), Take::Wait)?;
+    let mut batch = BatchCounts::default();
+    for event in events {
+        batch.add(record_in(&mut tx, server, retention, event, engine)?);
+    }
+    tx.commit()?;
+    Ok(batch)
+}
+
+/// One login inside the caller's transaction, which holds its account's lock.
+fn record_in(
+    tx: &mut Transaction,
+    server: &str,
+    retention: Span,
     event: &LoginEvent,
     engine: &Engine,
 ) -> R<Recorded> {
-    let mut tx = client.transaction()?;
-    bound_and_lock(&mut tx, wait, &event.user)?;
     let at = event.time;
     let row = tx.query_typed_one(
         &record_sql(),
@@ -105,7 +171,7 @@ pub(super) fn record(
         ],
     )?;
     let Some(event_id) = row.try_get::<_, Option<i64>>("event_id")? else {
-        // Nothing changed; the users upsert is undone with the rest.
+        // Nothing changed (the users upsert only raised last_seen to a time it had).
         return Ok(Recorded {
             duplicate: true,
             queued: 0,
@@ -121,19 +187,12 @@ pub(super) fn record(
         .try_get::<_, Option<i64>>("deferred")?
         .map(u32_of)
         .transpose()?;
-    let seen = crate::detect::Seen {
-        source: event.source,
-        addr: event.addr,
-        time: at,
-        count: event.count.get(),
-        events: 1,
-    };
     if let Some(party) = engine
-        .origin(&engine.whitelist(&event.user, &whitelist), seen)
+        .origin(&engine.whitelist(&event.user, &whitelist), event.addr)
         .party
     {
         see_party(
-            &mut tx,
+            &mut *tx,
             account.id,
             engine.party_scheme(),
             &party.to_string(),
@@ -142,7 +201,7 @@ pub(super) fn record(
     }
     let queued = evaluate(
         &mut PgRows {
-            tx: &mut tx,
+            tx,
             server,
             ahead: Some(Ahead {
                 user: event.user.clone(),
@@ -156,9 +215,8 @@ pub(super) fn record(
         engine,
     )?;
     if let Some(before) = auto_prune_before(event_id, retention) {
-        prune(&mut tx, before, i64::from(AUTO_PRUNE_BATCH))?;
+        prune(tx, before, i64::from(AUTO_PRUNE_BATCH))?;
     }
-    tx.commit()?;
     Ok(Recorded {
         duplicate: false,
         queued,

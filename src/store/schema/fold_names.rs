@@ -15,7 +15,7 @@ struct Account {
 
 /// Renames every account to its folded name. Where several fold to one, the most
 /// worried of them (then the oldest) keeps its row and takes over the others' logins,
-/// level history, actions and per-account whitelist entries, so nothing decided about
+/// level history, actions, parties and per-account whitelist entries, so nothing decided about
 /// any spelling is lost and the merged account is at least as contained as the worst.
 pub fn merge_case_variants(tx: &Transaction) -> rusqlite::Result<()> {
     let mut groups: BTreeMap<String, Vec<Account>> = BTreeMap::new();
@@ -39,6 +39,13 @@ pub fn merge_case_variants(tx: &Transaction) -> rusqlite::Result<()> {
     if renamed.is_empty() {
         return fold_whitelist(tx);
     }
+    // A database that runs this again (see the schema) has the parties table, which
+    // comes later.
+    let parties: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'parties')",
+        [],
+        |r| r.get(0),
+    )?;
     for (name, mut accounts) in groups {
         if accounts.len() == 1 {
             if renamed.contains(&accounts[0].id) {
@@ -64,6 +71,18 @@ pub fn merge_case_variants(tx: &Transaction) -> rusqlite::Result<()> {
                     &format!("UPDATE {table} SET user_id = ?1 WHERE user_id = ?2"),
                     params![keep, other.id],
                 )?;
+            }
+            if parties {
+                // One row per party: the earlier first and the later last log time.
+                tx.execute(
+                    "INSERT INTO parties (user_id, scheme, party, first_ms, last_ms)
+                     SELECT ?1, scheme, party, first_ms, last_ms FROM parties WHERE user_id = ?2
+                     ON CONFLICT(user_id, scheme, party) DO UPDATE
+                       SET first_ms = min(first_ms, excluded.first_ms),
+                           last_ms = max(last_ms, excluded.last_ms)",
+                    params![keep, other.id],
+                )?;
+                tx.execute("DELETE FROM parties WHERE user_id = ?1", [other.id])?;
             }
             tx.execute(
                 "UPDATE users SET

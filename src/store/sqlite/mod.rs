@@ -17,14 +17,15 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rusqlite::Connection;
 
 use self::open::{connect, retry_busy};
 use super::{
-    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Between, Imported,
-    KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot, QueuedAction,
-    Recorded, Store, WhitelistEntry,
+    Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
+    Between, Imported, KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot,
+    QueuedAction, Recorded, Store, WhitelistEntry,
 };
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
@@ -41,15 +42,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub fn open(path: &Path, cfg: &Config) -> Result<Self> {
+    /// Opens the database, waiting at most `busy_timeout` for another writer.
+    pub fn open(path: &Path, cfg: &Config, busy_timeout: Span) -> Result<Self> {
         let path = path.to_path_buf();
-        let conn = connect(&path, cfg.busy_timeout)?;
+        let conn = connect(&path, busy_timeout)?;
         Ok(Self {
             conn,
             path,
             server: cfg.server_name(),
             retention: cfg.retention,
-            busy_timeout: cfg.busy_timeout,
+            busy_timeout,
         })
     }
 
@@ -86,6 +88,50 @@ impl Store for SqliteStore {
         let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
         retry_busy(self.busy_timeout, || {
             write::record_once(conn, server, retention, event, engine)
+        })
+        .at(&self.path)
+    }
+
+    /// One transaction for the whole batch: a drain after a full disk must not write
+    /// (and fsync) a WAL frame set per login. Then the WAL is checkpointed, so the next
+    /// batch reuses its space instead of growing it.
+    fn record_spooled(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        until: Option<Instant>,
+    ) -> Batch {
+        if until.is_some_and(|t| Instant::now() >= t) {
+            return Batch::default();
+        }
+        let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
+        let stored = retry_busy(self.busy_timeout, || {
+            write::record_batch(conn, server, retention, events, engine)
+        })
+        .at(&self.path);
+        match stored {
+            Ok(recorded) => {
+                open::checkpoint(&self.conn, open::Checkpoint::Passive);
+                Batch {
+                    outcomes: recorded.into_iter().map(Some).collect(),
+                    stopped: None,
+                }
+            }
+            Err(e) => Batch {
+                outcomes: Vec::new(),
+                stopped: Some(e),
+            },
+        }
+    }
+
+    fn after_drain(&mut self) {
+        open::checkpoint(&self.conn, open::Checkpoint::Truncate);
+    }
+
+    fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts> {
+        let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
+        retry_busy(self.busy_timeout, || {
+            write::record_batch_once(conn, server, retention, events, engine)
         })
         .at(&self.path)
     }
@@ -189,10 +235,6 @@ impl Store for SqliteStore {
 
     fn cancel_pending(&mut self, user: &SaslUser, now: Timestamp) -> Result<u64> {
         outbox::cancel_pending(&self.conn, user, now).at(&self.path)
-    }
-
-    fn blocked(&mut self) -> Result<Vec<SaslUser>> {
-        outbox::blocked(&self.conn).at(&self.path)
     }
 
     fn prune_batch(&mut self, before: Timestamp, batch: u32) -> Result<u64> {

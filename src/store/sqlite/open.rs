@@ -148,6 +148,22 @@ fn keep_wal_small(conn: &Connection, path: &Path, busy_timeout: Span) {
     // Never wait for this: if another process is busy, it or a later one will do it.
     // Failure only postpones the truncation, so it is not an error for the caller.
     let _ = conn.busy_handler(None);
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    checkpoint(conn, Checkpoint::Truncate);
     let _ = wait_when_busy(conn, busy_timeout);
+}
+
+pub(super) enum Checkpoint {
+    /// Copies what it can without waiting; the next writer then starts the WAL over.
+    Passive,
+    /// Copies everything and empties the WAL file, giving its space back to the disk.
+    Truncate,
+}
+
+/// Folds the WAL back into the database; best effort: failing only postpones it.
+pub(super) fn checkpoint(conn: &Connection, how: Checkpoint) {
+    let sql = match how {
+        Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    let _ = conn.query_row(sql, [], |_| Ok(()));
 }

@@ -97,18 +97,6 @@ pub(super) fn cancel_pending(
     .map(|n| n as u64)
 }
 
-pub(super) fn blocked(conn: &Connection) -> rusqlite::Result<Vec<SaslUser>> {
-    let mut stmt = conn.prepare(
-        "SELECT name FROM users WHERE level IN ('block', 'lock') AND enforced = 1 ORDER BY name",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, ())))?;
-    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(crate::store::valid_names("blocked account(s)", rows)
-        .into_iter()
-        .map(|(user, ())| user)
-        .collect())
-}
-
 pub(super) fn action_counts(
     conn: &Connection,
 ) -> rusqlite::Result<Vec<(ActionKind, ActionState, u64)>> {

@@ -48,7 +48,7 @@ pub(super) fn activity(
     until: Timestamp,
 ) -> rusqlite::Result<Vec<(SaslUser, Seen)>> {
     let mut stmt = conn.prepare(
-        "SELECT u.name, e.source, e.ip, e.ts_ms, e.count FROM events e JOIN users u ON u.id = e.user_id
+        "SELECT u.name, e.source, e.ip, e.ts_ms, e.count, e.fid FROM events e JOIN users u ON u.id = e.user_id
          WHERE e.ts_ms > ?1 AND e.ts_ms <= ?2 AND e.ts_ms > u.count_from_ms",
     )?;
     let rows = stmt.query_map(params![since, until], |r| Ok((r.get(0)?, seen_row(r, 1)?)))?;

@@ -5,7 +5,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Type, ValueRef};
 
-use crate::detect::{AccountState, Seen};
+use crate::detect::{message_of, AccountState, Seen};
 use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
 use crate::store::{Account, ActionState, LevelChange};
 
@@ -128,10 +128,13 @@ pub(super) fn change_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Le
     Ok(from_columns!(r, first => LevelChange { time, from, to, enforced, reason, actor }))
 }
 
-/// One stored login or message count, read from `source, ip, ts_ms, count` at column
-/// `first` on.
+/// One stored login or message count, read from `source, ip, ts_ms, count, fid` at
+/// column `first` on.
 pub(super) fn seen_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Seen> {
-    Ok(from_columns!(r, first => Seen { source, addr, time, count; events: 1 }))
+    let source = r.get(first)?;
+    let fid: Option<String> = r.get(first + 4)?;
+    Ok(from_columns!(r, first + 1 => Seen { addr, time, count;
+        source: source, events: 1, message: message_of(source, fid.as_deref()) }))
 }
 
 #[cfg(test)]

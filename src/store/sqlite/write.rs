@@ -4,13 +4,13 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::{account_state, parse_text, seen_row};
-use crate::detect::{AccountState, Engine, Fold, Seen, Usual};
+use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, SeenSpan,
-    Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX,
+    auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page,
+    SeenSpan, Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX,
 };
-use crate::store::{LoginEvent, Recorded};
+use crate::store::{BatchCounts, LoginEvent, Recorded};
 
 pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
     let t = c.transition;
@@ -94,6 +94,39 @@ pub(super) fn record_once(
     let recorded = record_in(&tx, server, Some(retention), event, engine)?;
     tx.commit()?;
     Ok(recorded)
+}
+
+/// Stores `events` in order in one transaction; see `Store::record_spooled`.
+pub(super) fn record_batch(
+    conn: &mut Connection,
+    server: &str,
+    retention: Span,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> rusqlite::Result<Vec<Recorded>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded = events
+        .iter()
+        .map(|e| record_in(&tx, server, Some(retention), e, engine))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(recorded)
+}
+
+/// One attempt at storing several logins in one transaction, in counts; see
+/// `Store::record_batch`.
+pub(super) fn record_batch_once(
+    conn: &mut Connection,
+    server: &str,
+    retention: Span,
+    events: &[LoginEvent],
+    engine: &Engine,
+) -> rusqlite::Result<BatchCounts> {
+    let mut batch = BatchCounts::default();
+    for recorded in record_batch(conn, server, retention, events, engine)? {
+        batch.add(recorded);
+    }
+    Ok(batch)
 }
 
 pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
@@ -185,14 +218,10 @@ fn event_party(
     event: &LoginEvent,
 ) -> rusqlite::Result<Option<String>> {
     let whitelist = engine.whitelist(user, &whitelist_of(tx, user)?);
-    let seen = Seen {
-        source: event.source,
-        addr: event.addr,
-        time: event.time,
-        count: event.count.get(),
-        events: 1,
-    };
-    Ok(engine.origin(&whitelist, seen).party.map(|p| p.to_string()))
+    Ok(engine
+        .origin(&whitelist, event.addr)
+        .party
+        .map(|p| p.to_string()))
 }
 
 fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
@@ -230,8 +259,9 @@ impl EvalRows for SqliteRows<'_> {
         let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
         let mut rows = stmt.query(params![span.user_id, span.since, span.until])?;
         while let Some(r) = rows.next()? {
+            let source = r.get(0)?;
             fold.add(
-                r.get(0)?,
+                (source, message_of(source, r.get_ref(4)?.as_str_or_null()?)),
                 r.get_ref(1)?.as_str()?,
                 r.get(2)?,
                 r.get(3)?,
@@ -243,6 +273,39 @@ impl EvalRows for SqliteRows<'_> {
 
     fn seen(&mut self, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
         seen_in(self.tx, span)
+    }
+
+    fn newest(
+        &mut self,
+        user_id: i64,
+        pages: &[Page],
+        limit: u32,
+    ) -> rusqlite::Result<Vec<Vec<(Seen, i64)>>> {
+        // The (user, source, time) index, rowid last, gives this order without sorting.
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT ip, ts_ms, count, id, fid FROM events
+             WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
+               AND (ts_ms < ?4 OR id < ?5)
+             ORDER BY ts_ms DESC, id DESC LIMIT ?6",
+        )?;
+        let mut out = Vec::with_capacity(pages.len());
+        for p in pages {
+            let params = params![user_id, p.source, p.since, p.until, p.before, limit];
+            let rows = stmt.query_map(params, |r| {
+                let fid: Option<String> = r.get(4)?;
+                let seen = Seen {
+                    source: p.source,
+                    addr: r.get(0)?,
+                    time: r.get(1)?,
+                    count: r.get(2)?,
+                    events: 1,
+                    message: message_of(p.source, fid.as_deref()),
+                };
+                Ok((seen, r.get(3)?))
+            })?;
+            out.push(rows.collect::<rusqlite::Result<_>>()?);
+        }
+        Ok(out)
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
@@ -326,8 +389,8 @@ impl EvalRows for SqliteRows<'_> {
     }
 }
 
-const SEEN_SQL: &str =
-    "SELECT source, ip, ts_ms, count FROM events WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
+const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
+     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
 
 /// One account's evidence in `(since, until]`, a `Seen` per stored row.
 pub(super) fn seen_in(conn: &Connection, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {

@@ -1,0 +1,80 @@
+//! The policy service on a shared PostgreSQL store: a level another server sets
+//! reaches this server's answers at once (LISTEN/NOTIFY), not only at the refresh.
+
+use crate::support;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::postgres::Postgres;
+use support::smtp_sink::free_port;
+use support::{now, wait_until};
+
+const ALICE: &str = "alice@example.com";
+const KEY: &str = "shared-test-key";
+
+/// One auth policy request, as Dovecot sends it; the JSON answer.
+fn ask(port: u16, command: &str, body: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /?command={command} HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+#[test]
+fn a_block_on_another_server_reaches_the_answers_at_once() {
+    let pg = Postgres::start();
+    const QUIET: &str = "mode = \"enforce\"\n[actions]\nnotify = []\nblock = []\nlock = []\n";
+    let mx1 = pg.server("mx1", QUIET);
+    let port = free_port();
+    // A refresh far longer than the test: only the notification can be in time.
+    let mx2 = pg.server(
+        "mx2",
+        &format!(
+            "{QUIET}[policy]\nenabled = true\ndovecot_listen = \"127.0.0.1:{port}\"\ndovecot_api_key = \"{KEY}\"\npostfix_listen = \"\"\nrefresh = \"10m\"\n"
+        ),
+    );
+    let log = mx2.path().join("serve.log");
+    let mut serve = mx2
+        .cmd()
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the service", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let login = format!(
+        r#"{{"login":"{ALICE}","remote":"203.0.113.9","protocol":"imap","session_id":"","pwhash":"","tls":false}}"#
+    );
+    assert_eq!(ask(port, "allow", &login)["status"], 0);
+    // Let the service's LISTEN connection settle before the change it must hear.
+    std::thread::sleep(Duration::from_secs(1));
+    mx1.burst(ALICE, 11, now() - 20);
+    let began = Instant::now();
+    let mut last = serde_json::Value::Null;
+    let heard = support::try_wait_until(Duration::from_secs(5), || {
+        last = ask(port, "allow", &login);
+        last["status"] == -1
+    });
+    println!(
+        "another server's block answered after {:?}",
+        began.elapsed()
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(
+        heard,
+        "still {last}\nserve:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
