@@ -68,7 +68,7 @@ fn serialize_server_name<S: serde::Serializer>(v: &Option<Label>, s: S) -> Resul
 
 impl Default for Document {
     fn default() -> Self {
-        let mut document = Self::from(&Config::default());
+        let mut document = Self::from(Config::defaults());
         // What the file leaves out keeps the defaults; what it writes replaces them.
         document.thresholds.clear();
         document
@@ -193,7 +193,7 @@ struct DetectionSection {
     spread_owners_block: u32,
 }
 
-default_from!(DetectionSection, Detection);
+default_from!(DetectionSection, detection);
 
 impl From<&Detection> for DetectionSection {
     fn from(d: &Detection) -> Self {
@@ -244,7 +244,7 @@ impl DetectionSection {
             owners_block: self.owners_block,
             owners_lock: self.owners_lock,
             spread_owners_block: self.spread_owners_block,
-            thresholds: Detection::default().thresholds,
+            thresholds: Config::defaults().detection.thresholds.clone(),
             baseline,
         }
     }
