@@ -124,6 +124,14 @@ SQL
     echo "filled in $(($(date +%s) - start)) s: $(sqlite3 "$db" "SELECT count(*) FROM events") logins stored" >&2
 }
 
+# filled DB EVENTS: fill DB EVENTS, and a config for it exported as
+# F2B_MAILGUARD_CONFIG for every run of the binary.
+filled() {
+    export F2B_MAILGUARD_CONFIG="$W/config.toml"
+    config "$1" >"$F2B_MAILGUARD_CONFIG"
+    fill "$1" "$2"
+}
+
 # NETWORKS logins of spread@example.com, each from a network of its own (80 /24s of
 # 198.19.0.0/16, outside the built-in whitelist),
 # over the last 20 minutes of log time (so all stay in the 1 h window for 40 minutes):

@@ -17,9 +17,7 @@ RUNS=${RUNS:-2000}
 WRITERS=${WRITERS:-4}
 
 db=$W/mg.db
-export F2B_MAILGUARD_CONFIG="$W/config.toml"
-config "$db" >"$F2B_MAILGUARD_CONFIG"
-fill "$db" "$EVENTS"
+filled "$db" "$EVENTS"
 before=$(sqlite3 "$db" "SELECT count(*) FROM events")
 
 echo "$WRITERS writers x $RUNS records..." >&2

@@ -68,6 +68,17 @@ UPDATE users u SET last_seen_ms = m FROM (SELECT user_id, max(ts_ms) m FROM even
     echo "filled in $(($(date +%s) - start)) s: $(sql "$1" "SELECT count(*) FROM events") logins" >&2
 }
 
+# medians JSON: each command's median and p95 of a hyperfine export, on stderr.
+medians() {
+    python3 - "$1" <<'PY'
+import json, statistics, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    t = sorted(r["times"])
+    p95 = t[min(len(t) - 1, int(len(t) * 0.95))]
+    print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
+PY
+}
+
 # 1. record beside /bin/true.
 empty=$(db empty)
 full=$(db stored)
@@ -80,13 +91,7 @@ beside_true 20 "$W/record.json" \
     -n "record (PostgreSQL), empty database" "$BIN --config $empty $rec --user=a@example.com --ip=203.0.113.9" \
     -n "record (PostgreSQL), quiet account, $stored stored" "$BIN --config $full $rec --user=user4000@example.com --ip=203.0.113.200" \
     -n "record (PostgreSQL), account with $(grouped "$NETWORKS") networks in window, $stored stored" "$BIN --config $full $rec --user=spread@example.com --ip=203.0.113.202"
-python3 - "$W/record.json" <<'PY'
-import json, statistics, sys
-for r in json.load(open(sys.argv[1]))["results"]:
-    t = sorted(r["times"])
-    p95 = t[min(len(t) - 1, int(len(t) * 0.95))]
-    print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
-PY
+medians "$W/record.json"
 # RECORD_ONLY=1: section 1 alone (the many-networks comparison).
 [ -z "${RECORD_ONLY:-}" ] || exit 0
 
@@ -128,15 +133,7 @@ if [ -n "${BEFORE:-}" ]; then
         "$BEFORE --config $full $rec --user=user4003@example.com --ip=203.0.113.203"
 fi
 beside_true 20 "$W/pooled.json" "$@"
-python3 - "$W/pooled.json" <<'PY'
-import json, statistics, sys
-for r in json.load(open(sys.argv[1]))["results"]:
-    t = sorted(r["times"])
-    p95 = t[min(len(t) - 1, int(len(t) * 0.95))]
-    print(f"{r['command']}: median {statistics.median(t)*1000:.2f} ms, p95 {p95*1000:.2f} ms", file=sys.stderr)
-PY
-# RECORD_ONLY=1: section 1 alone (the many-networks comparison).
-[ -z "${RECORD_ONLY:-}" ] || exit 0
+medians "$W/pooled.json"
 
 # 2. Where the time goes: the server's log of RUNS_LOG records, phase by phase.
 for setting in "log_connections = on" "log_disconnections = on" \

@@ -13,9 +13,7 @@ EVENTS=${EVENTS:-10000000}
 RUNS=${RUNS:-100}
 
 db=$W/mg.db
-export F2B_MAILGUARD_CONFIG="$W/config.toml"
-config "$db" >"$F2B_MAILGUARD_CONFIG"
-fill "$db" "$EVENTS"
+filled "$db" "$EVENTS"
 stored=$(grouped "$(sqlite3 "$db" "SELECT count(*) FROM events")")
 heavy=$(grouped "$(sqlite3 "$db" "SELECT count(*) FROM events WHERE user_id = (SELECT id FROM users WHERE name = 'heavy@example.com')")")
 quiet=$(grouped "$(sqlite3 "$db" "SELECT count(*) FROM events WHERE user_id = (SELECT id FROM users WHERE name = 'user4000@example.com')")")

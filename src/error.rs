@@ -129,7 +129,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Renders an error and its causes on a single line, so Fail2ban's log keeps it whole.
-pub fn one_line(err: &Error) -> String {
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut cause = std::error::Error::source(err);
     while let Some(c) = cause {

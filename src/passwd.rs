@@ -14,31 +14,13 @@ pub struct Entry {
 
 /// The entry of `uid`, if the system has one.
 pub fn of_uid(uid: libc::uid_t) -> Option<Entry> {
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut found = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call, buf's length is passed, and the
-    // result is read only when getpwuid_r reports an entry in `found`.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: found points at pwd, filled in; its strings point into buf,
-    // NUL-terminated, and are copied out before buf goes.
-    let (name, home) = unsafe {
-        (
-            CStr::from_ptr((*found).pw_name),
-            CStr::from_ptr((*found).pw_dir),
-        )
-    };
+    // SAFETY: the pointers `lookup` passes are valid for the call, with buf's length.
+    let (pwd, _buf) = lookup(4096, |p, buf, len, found| unsafe {
+        libc::getpwuid_r(uid, p, buf, len, found)
+    })?;
+    // SAFETY: the entry's strings point into `_buf`, still here, NUL-terminated, and
+    // are copied out before it goes.
+    let (name, home) = unsafe { (CStr::from_ptr(pwd.pw_name), CStr::from_ptr(pwd.pw_dir)) };
     Some(Entry {
         name: name.to_str().ok()?.to_owned(),
         home: PathBuf::from(home.to_str().ok()?),
@@ -48,25 +30,28 @@ pub fn of_uid(uid: libc::uid_t) -> Option<Entry> {
 /// The id of the group named `name` (`getgrnam_r`), if the system has one.
 pub fn group_id(name: &str) -> Option<libc::gid_t> {
     let cname = std::ffi::CString::new(name).ok()?;
-    let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
-    let mut buf = vec![0 as libc::c_char; 16384];
+    // SAFETY: as in `of_uid`; `cname` is NUL-terminated and outlives the call.
+    let (grp, _) = lookup(16384, |g, buf, len, found| unsafe {
+        libc::getgrnam_r(cname.as_ptr(), g, buf, len, found)
+    })?;
+    Some(grp.gr_gid)
+}
+
+/// Runs a reentrant lookup (`getpwuid_r`, `getgrnam_r`) with `size` bytes for its
+/// strings: the entry, and the buffer its strings point into, when it reports one.
+fn lookup<T>(
+    size: usize,
+    call: impl FnOnce(*mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
+) -> Option<(T, Vec<libc::c_char>)> {
+    let mut entry = std::mem::MaybeUninit::<T>::uninit();
+    let mut buf = vec![0 as libc::c_char; size];
     let mut found = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call, buf's length is passed, and the
-    // result is read only when getgrnam_r reports an entry in `found`.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            grp.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
+    let rc = call(entry.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut found);
     if rc != 0 || found.is_null() {
         return None;
     }
-    // SAFETY: found points at grp, filled in.
-    Some(unsafe { (*found).gr_gid })
+    // SAFETY: the call reported an entry in `found`, which points at `entry`, filled in.
+    Some((unsafe { entry.assume_init() }, buf))
 }
 
 /// The home directory as libpq finds it: `HOME` if set and not empty, else the

@@ -27,12 +27,7 @@ fn blocking(pf: &support::mailstack::Postfix) -> Sandbox {
 /// is done and left one key in the map.
 fn one_blocked_account(s: &Sandbox, pf: &support::mailstack::Postfix, spelling: &str, name: &str) {
     let overview = s.status(now());
-    let names: Vec<&str> = overview["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["user"].as_str().unwrap())
-        .collect();
+    let names = support::texts(&overview["accounts"], "user");
     assert_eq!(names, [name], "one account");
     let (d, _) = s.wait_action(spelling, "sasl_block", |a| a["state"] == "done");
     assert_eq!(d["state"], "block");
@@ -91,6 +86,19 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     send("Mallory@example.test", "203.0.113.3").expect("released");
 }
 
+/// Writes `sql` into the sandbox's database as an older version could have left it;
+/// the binary, opening it, finds one account, blocked (`user` in any spelling), with
+/// `events` logins.
+fn migrated_to_one_blocked_account(s: &Sandbox, sql: &str, user: &str, events: i64) {
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    conn.execute_batch(sql).unwrap();
+    drop(conn);
+    let d = s.status_user(user, now());
+    assert_eq!(d["level"], "block", "{d:#}");
+    assert_eq!(s.rows("users"), 1);
+    assert_eq!(s.rows("events"), events);
+}
+
 #[test]
 fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
     let s = Sandbox::new("");
@@ -98,9 +106,11 @@ fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
     s.record("smtp", "bob@example.test", "198.51.100.1", t);
     s.record("imap", "bob@example.test", "198.51.100.2", t + 1);
     // What a database written before the rule could hold: a second spelling, blocked,
-    // with a login of its own and one the same instant as the other spelling's.
-    let conn = rusqlite::Connection::open(s.db()).unwrap();
-    conn.execute_batch(&format!(
+    // with a login of its own and one the same instant as the other spelling's (3
+    // logins once merged: the shared one is one).
+    migrated_to_one_blocked_account(
+        &s,
+        &format!(
         "INSERT INTO users (name, level, enforced) VALUES ('Bob@Example.test', 'block', 1);
          INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
              SELECT id, {a}, 'smtp', '198.51.100.1', 'test', 1 FROM users WHERE name = 'Bob@Example.test';
@@ -116,14 +126,10 @@ fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
          PRAGMA user_version = 4;",
         a = t * 1000,
         b = (t + 2) * 1000,
-    ))
-    .unwrap();
-    drop(conn);
-
-    let d = s.status_user("bob@example.test", now());
-    assert_eq!(d["level"], "block", "{d:#}");
-    assert_eq!(s.rows("users"), 1);
-    assert_eq!(s.rows("events"), 3, "the login both spellings had is one");
+        ),
+        "bob@example.test",
+        3,
+    );
     assert_eq!(s.rows("level_changes"), 1);
     assert_eq!(s.rows("whitelist"), 1);
     let conn = rusqlite::Connection::open(s.db()).unwrap();
@@ -185,21 +191,18 @@ fn a_database_with_names_postfix_folds_alike_merges_them() {
     let s = Sandbox::new("");
     let t = now() - 600;
     s.record("smtp", "strasse@example.test", "198.51.100.1", t);
-    let conn = rusqlite::Connection::open(s.db()).unwrap();
-    conn.execute_batch(&format!(
+    migrated_to_one_blocked_account(
+        &s,
+        &format!(
         "INSERT INTO users (name, level, enforced) VALUES ('straße@example.test', 'block', 1);
          INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
              SELECT id, {b}, 'smtp', '198.51.100.9', 'test', 1 FROM users WHERE name = 'straße@example.test';
          PRAGMA user_version = 8;",
         b = (t + 2) * 1000,
-    ))
-    .unwrap();
-    drop(conn);
-
-    let d = s.status_user("Straße@example.test", now());
-    assert_eq!(d["level"], "block", "{d:#}");
-    assert_eq!(s.rows("users"), 1);
-    assert_eq!(s.rows("events"), 2);
+        ),
+        "Straße@example.test",
+        2,
+    );
     // The party of strasse@'s login, now the merged account's.
     assert_eq!(s.rows("parties"), 1);
 }

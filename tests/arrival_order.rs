@@ -70,19 +70,13 @@ fn logins() -> Vec<Login> {
 /// Writers wait on each other's transactions: `record_wait` long enough that none
 /// spools on a loaded machine (this test is about order, not the wait's bound).
 fn server(database: &str, name: &str) -> Sandbox {
-    let s = Sandbox::new("");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {database:?}\nlocal_dir = {:?}\nserver_name = {name:?}\n\
-             mode = \"enforce\"\nrecord_wait = \"30s\"\n[actions]\nnotify = [\"dovecot_kick\"]\n\
-             block = [\"dovecot_kick\"]\nlock = [\"dovecot_kick\"]\n\
-             [dovecot]\ndoveadm = \"/bin/true\"\n",
-            s.path().join("local").display().to_string()
-        ),
+    Sandbox::server(
+        database,
+        name,
+        "mode = \"enforce\"\nrecord_wait = \"30s\"\n[actions]\nnotify = [\"dovecot_kick\"]\n\
+         block = [\"dovecot_kick\"]\nlock = [\"dovecot_kick\"]\n\
+         [dovecot]\ndoveadm = \"/bin/true\"\n",
     )
-    .expect("config");
-    s
 }
 
 fn record(s: &Sandbox, login: &Login) -> Result<(), String> {

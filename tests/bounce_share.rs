@@ -5,13 +5,12 @@
 
 use crate::support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use support::fail2ban::{Fail2ban, Jail};
+use support::fail2ban::{Fail2ban, MESSAGE_JAILS};
 use support::mailstack::{submit, submit_to_all, Dovecot, Postfix};
 use support::smtp_sink::{SmtpSink, GONE};
-use support::{now, Sandbox, BIN};
+use support::{now, Sandbox};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -32,14 +31,7 @@ fn one_message_to_many_dead_recipients_notifies_a_spam_run_blocks() {
     let pf = Postfix::submitting(dir.path(), sink.port, &dv.auth_socket);
     let s = Sandbox::new("");
     let log = pf.root.join("postfix.log");
-    let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
-        .into_iter()
-        .map(|name| Jail {
-            name,
-            logpath: &log,
-        })
-        .collect();
-    let f2b = Fail2ban::start(dir.path(), Path::new(BIN), &s.config_path(), &jails);
+    let f2b = Fail2ban::on_log(dir.path(), &s.config_path(), &log, &MESSAGE_JAILS);
     let tail = || {
         let log = f2b.log();
         let lines: Vec<&str> = log.lines().rev().take(30).collect();

@@ -7,7 +7,7 @@
 //! Fail2ban path, the first message on it in Postfix's log). Each arm runs on its own
 //! fresh stack in the same test, so the figures compare.
 
-use crate::quarantine::{Stack, TO};
+use crate::quarantine::Stack;
 use crate::support;
 
 use std::collections::btree_map::Entry;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use support::now;
 use support::smtp_client::{message, Session};
+use support::smtp_sink::TO;
 
 const ALICE: &str = "alice@example.test";
 const PASSWORD: &str = "alice-pw";

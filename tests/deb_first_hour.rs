@@ -2,7 +2,8 @@
 //! journal where rsyslog is missing, the backend file regenerated once it is there, and
 //! a server moved from install.sh to the package.
 
-use crate::deb_package::{doctor, root_ok, version, ROOT};
+use crate::deb_package::{doctor, root_ok, version, with_fail2ban, ROOT};
+use crate::doctor::fix_of;
 
 use std::path::Path;
 
@@ -26,32 +27,12 @@ pub(crate) fn journal_jails_start(root: &Path) {
     .unwrap();
     // Debian's own sshd jail reads /var/log/auth.log, missing without rsyslog too:
     // doctor's fix for it, as printed.
-    let report = doctor(root);
-    let fix = report
-        .lines()
-        .skip_while(|l| !l.contains("jail sshd: Have not found any log file"))
-        .nth(1)
-        .and_then(|l| l.trim().strip_prefix("fix: "))
-        .unwrap_or_else(|| panic!("no sshd fix in\n{report}"));
+    let fix = fix_of(&doctor(root), "jail sshd: Have not found any log file");
     let paste = fix.split(" && ").next().unwrap();
     assert!(paste.starts_with("printf '[sshd]"), "{fix}");
     root_ok(root, &["sh", "-c", paste]);
     root_ok(root, &["fail2ban-client", "-t"]);
-    std::fs::create_dir_all(root.join("run/fail2ban")).unwrap();
-    std::fs::write(
-        root.join("tmp/fail2ban-journal.sh"),
-        r#"set -e
-fail2ban-client -x start
-i=0
-until fail2ban-client status mailguard-smtp >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "the jail did not start"; exit 1; }; sleep 0.1
-done
-f2b-mailguard doctor || true
-fail2ban-client stop
-"#,
-    )
-    .unwrap();
-    let out = root_ok(root, &["sh", "/tmp/fail2ban-journal.sh"]);
+    let out = with_fail2ban(root, "fail2ban-journal", "");
     eprintln!("Fail2ban on the journal in the root:\n{out}");
     assert!(
         out.lines()
@@ -84,14 +65,8 @@ fail2ban-client stop
 /// be generated again, and the command it gives does it.
 pub(crate) fn rsyslog_later(root: &Path) {
     std::fs::write(root.join("var/log/mail.log"), "").unwrap();
-    let report = doctor(root);
     let stale = "mailguard-backend.local no longer fits the log files here";
-    let fix = report
-        .lines()
-        .skip_while(|l| !l.contains(stale))
-        .nth(1)
-        .and_then(|l| l.trim().strip_prefix("fix: "))
-        .unwrap_or_else(|| panic!("no {stale:?} with a fix in\n{report}"));
+    let fix = fix_of(&doctor(root), stale);
     assert_eq!(
         fix,
         "f2b-mailguard generate fail2ban-backend && fail2ban-client reload"

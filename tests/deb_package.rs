@@ -256,26 +256,16 @@ pub(crate) fn doctor(root: &Path) -> String {
 /// jail calling the package's binary with its config; then a Postfix login line
 /// reaches `f2b-mailguard record` through the shipped filter and action.
 fn fail2ban_records_a_login(root: &Path) {
-    std::fs::create_dir_all(root.join("run/fail2ban")).unwrap();
-    std::fs::write(
-        root.join("tmp/fail2ban-login.sh"),
-        r#"set -e
-fail2ban-client -x start
-i=0
-until fail2ban-client status mailguard-smtp >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "the jail did not start"; exit 1; }; sleep 0.1
-done
-f2b-mailguard doctor || true
-echo "$(date '+%b %e %H:%M:%S') mx postfix/submission/smtpd[10150]: 8FEF0C037B: client=unknown[198.51.100.23], sasl_method=PLAIN, sasl_username=alice@example.com" >>/var/log/mail.log
+    let out = with_fail2ban(
+        root,
+        "fail2ban-login",
+        r#"echo "$(date '+%b %e %H:%M:%S') mx postfix/submission/smtpd[10150]: 8FEF0C037B: client=unknown[198.51.100.23], sasl_method=PLAIN, sasl_username=alice@example.com" >>/var/log/mail.log
 i=0
 until f2b-mailguard status alice@example.com 2>/dev/null | grep -q 198.51.100.23; do
     i=$((i + 1)); [ $i -lt 100 ] || { echo "no login recorded"; break; }; sleep 0.1
 done
-fail2ban-client stop
 "#,
-    )
-    .unwrap();
-    let out = root_ok(root, &["sh", "/tmp/fail2ban-login.sh"]);
+    );
     eprintln!("Fail2ban in the root:\n{out}");
     assert!(
         out.lines().any(|l| l.starts_with("ok ")
@@ -285,6 +275,30 @@ fail2ban-client stop
         "{out}"
     );
     assert!(!out.contains("no login recorded"), "{out}");
+}
+
+/// Starts Fail2ban in the root, waits for the mailguard-smtp jail, runs doctor, then
+/// the shell lines `then`, and stops Fail2ban (a script /tmp/NAME.sh in the root);
+/// returns what it printed.
+pub(crate) fn with_fail2ban(root: &Path, name: &str, then: &str) -> String {
+    std::fs::create_dir_all(root.join("run/fail2ban")).unwrap();
+    let script = format!("tmp/{name}.sh");
+    std::fs::write(
+        root.join(&script),
+        format!(
+            r#"set -e
+fail2ban-client -x start
+i=0
+until fail2ban-client status mailguard-smtp >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 100 ] || {{ echo "the jail did not start"; exit 1; }}; sleep 0.1
+done
+f2b-mailguard doctor || true
+{then}fail2ban-client stop
+"#
+        ),
+    )
+    .unwrap();
+    root_ok(root, &["sh", &format!("/{script}")])
 }
 
 pub(crate) fn version(root: &Path) -> String {

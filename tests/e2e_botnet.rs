@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use support::fail2ban::{Fail2ban, Jail};
 use support::mailstack::{mail_server, submit, Dovecot, Postfix};
-use support::smtp_sink::{with_subject, SmtpSink};
+use support::smtp_sink::{with_subject, SmtpSink, TO};
 use support::{now, Sandbox, BIN};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
-const TO: &str = "someone@remote.example";
 
 struct Stack {
     _dir: tempfile::TempDir,
@@ -73,13 +72,7 @@ impl Stack {
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let log = pf.root.join("postfix.log");
         let names = enabled_jails("README.md");
-        let jails: Vec<Jail> = names
-            .iter()
-            .map(|name| Jail {
-                name,
-                logpath: &log,
-            })
-            .collect();
+        let jails = Jail::each(names.iter().map(String::as_str), &log);
         let f2b = Fail2ban::start_with_env(
             dir.path(),
             Path::new(BIN),
@@ -129,6 +122,14 @@ impl Stack {
         }
         start.elapsed()
     }
+
+    /// Waits for the admin's mail about alice at `level` ("block", "would block").
+    fn wait_admin_mail(&self, level: &str) {
+        let subject = format!("[f2b-mailguard] {ALICE}: {level}");
+        self.wait("admin mail", Duration::from_secs(15), |st| {
+            with_subject(&st.sink.messages(), &subject).is_some()
+        });
+    }
 }
 
 /// The botnet: 12 authenticated sends as alice from 12 addresses within a minute.
@@ -156,13 +157,7 @@ fn enforce_a_botnet_is_stopped_within_15_s_and_release_restores_the_account() {
     st.wait("held queue", Duration::from_secs(15), |st| {
         st.pf.queued(ALICE, "hold") > 0 && st.pf.queued(ALICE, "deferred") == 0
     });
-    st.wait("admin mail", Duration::from_secs(15), |st| {
-        with_subject(
-            &st.sink.messages(),
-            &format!("[f2b-mailguard] {ALICE}: block"),
-        )
-        .is_some()
-    });
+    st.wait_admin_mail("block");
     // The normal user is unaffected throughout.
     st.send(BOB, "198.51.100.11")
         .expect("bob sends from his phone");
@@ -185,13 +180,7 @@ fn warn_mode_only_mails_the_admin() {
     let st = Stack::start("warn");
     st.send(BOB, "198.51.100.10").expect("bob sends");
     botnet(&st);
-    st.wait("admin mail", Duration::from_secs(15), |st| {
-        with_subject(
-            &st.sink.messages(),
-            &format!("[f2b-mailguard] {ALICE}: would block"),
-        )
-        .is_some()
-    });
+    st.wait_admin_mail("would block");
     st.send(ALICE, "203.0.113.200")
         .expect("warn mode blocks nothing");
     assert_eq!(st.pf.queued(ALICE, "hold"), 0);

@@ -4,12 +4,11 @@
 
 use crate::support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::fail2ban::{append, syslog_now, Fail2ban, Jail};
+use support::fail2ban::{append, syslog_now, Fail2ban, MESSAGE_JAILS};
+use support::Sandbox;
 
-use support::{Sandbox, BIN};
 const ALICE: &str = "alice@example.com";
 const MESSAGES: u32 = 2000;
 const ADDRESSES: u32 = 20;
@@ -67,14 +66,7 @@ fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
     let s = Sandbox::new("");
     let mail_log = s.path().join("mail.log");
     std::fs::write(&mail_log, "").expect("log");
-    let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
-        .into_iter()
-        .map(|name| Jail {
-            name,
-            logpath: &mail_log,
-        })
-        .collect();
-    let f2b = Fail2ban::start(s.path(), Path::new(BIN), &s.config_path(), &jails);
+    let f2b = Fail2ban::on_log(s.path(), &s.config_path(), &mail_log, &MESSAGE_JAILS);
 
     let started = Instant::now();
     for tick in 0..MESSAGES / PER_TICK {

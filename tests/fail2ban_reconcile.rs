@@ -8,8 +8,8 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::fail2ban::{append, Fail2ban, Jail};
-use support::{Sandbox, BIN};
+use support::fail2ban::{append, Fail2ban, MESSAGE_JAILS};
+use support::Sandbox;
 
 const ACCOUNTS: u32 = 20;
 
@@ -162,14 +162,7 @@ fn fast_rotation_mid_burst(copytruncate: bool) {
     let s = Sandbox::new("");
     let log = s.path().join("mail.log");
     std::fs::write(&log, "").expect("log");
-    let jails: Vec<Jail> = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"]
-        .into_iter()
-        .map(|name| Jail {
-            name,
-            logpath: &log,
-        })
-        .collect();
-    let f2b = Fail2ban::start(s.path(), Path::new(BIN), &s.config_path(), &jails);
+    let f2b = Fail2ban::on_log(s.path(), &s.config_path(), &log, &MESSAGE_JAILS);
     let mut times = write(&log, 0, 300);
     // A submission whose bounce comes after the rotation, then a last chunk: rotated
     // within microseconds of that write, so Fail2ban never reads it.

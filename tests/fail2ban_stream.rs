@@ -99,10 +99,7 @@ fn sandbox() -> (Sandbox, PathBuf) {
 }
 
 fn jails(log: &Path) -> Vec<Jail<'_>> {
-    ["mailguard-smtp", "mailguard-rate"]
-        .into_iter()
-        .map(|name| Jail { name, logpath: log })
-        .collect()
+    Jail::each(["mailguard-smtp", "mailguard-rate"], log)
 }
 
 #[test]

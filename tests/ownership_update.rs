@@ -15,11 +15,11 @@ use support::http::{FileServer, Reply};
 use support::mmdb::{self, days_ago};
 use support::{Sandbox, T0};
 
-const USER: &str = "alice@example.com";
+pub(crate) const USER: &str = "alice@example.com";
 const ATTRIBUTION: &str = "IP Geolocation by DB-IP (https://db-ip.com)";
 
 /// This month and the one before, as DB-IP names its files (UTC).
-fn months() -> (String, String) {
+pub(crate) fn months() -> (String, String) {
     let now = chrono::Utc::now();
     let (y, m) = (now.year(), now.month());
     let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
@@ -37,18 +37,18 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A fixture's bytes, written by Debian's MaxMind DB writer.
-fn fixture(write: impl Fn(&Path)) -> Vec<u8> {
+pub(crate) fn fixture(write: impl Fn(&Path)) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("f.mmdb");
     write(&p);
     std::fs::read(p).unwrap()
 }
 
-fn asn_fixture(days: i64) -> Vec<u8> {
+pub(crate) fn asn_fixture(days: i64) -> Vec<u8> {
     fixture(|p| mmdb::dbip_asn(p, days_ago(days), true))
 }
 
-fn country_fixture(days: i64) -> Vec<u8> {
+pub(crate) fn country_fixture(days: i64) -> Vec<u8> {
     fixture(|p| mmdb::dbip_country(p, days_ago(days)))
 }
 
@@ -65,15 +65,15 @@ fn config(server: &FileServer, extra: &str) -> String {
     )
 }
 
-fn small_floor() -> &'static str {
+pub(crate) fn small_floor() -> &'static str {
     "min_size = 1000"
 }
 
-fn dir(s: &Sandbox) -> PathBuf {
+pub(crate) fn dir(s: &Sandbox) -> PathBuf {
     s.path().join("state/ownership")
 }
 
-fn installed(s: &Sandbox, name: &str) -> PathBuf {
+pub(crate) fn installed(s: &Sandbox, name: &str) -> PathBuf {
     dir(s).join(name)
 }
 
@@ -88,7 +88,7 @@ fn leftovers(s: &Sandbox) -> Vec<String> {
         .collect()
 }
 
-fn update(s: &Sandbox) -> (Output, String, String) {
+pub(crate) fn update(s: &Sandbox) -> (Output, String, String) {
     let out = s.run(&["ownership", "update"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -96,7 +96,7 @@ fn update(s: &Sandbox) -> (Output, String, String) {
 }
 
 /// `status USER --json`'s owner of `network`: (asn, as_org, country).
-fn owner(s: &Sandbox, network: &str, at: i64) -> (Value, Value, Value) {
+pub(crate) fn owner(s: &Sandbox, network: &str, at: i64) -> (Value, Value, Value) {
     let d = s.status_user(USER, at);
     let n = d["networks"]
         .as_array()
@@ -108,7 +108,7 @@ fn owner(s: &Sandbox, network: &str, at: i64) -> (Value, Value, Value) {
     (n["asn"].clone(), n["as_org"].clone(), n["country"].clone())
 }
 
-fn doctor_ownership(s: &Sandbox) -> String {
+pub(crate) fn doctor_ownership(s: &Sandbox) -> String {
     let out = s.run(&["doctor"]);
     String::from_utf8(out.stdout)
         .unwrap()
@@ -122,6 +122,15 @@ fn doctor_ownership(s: &Sandbox) -> String {
 fn serve_month(server: &FileServer, month: &str, asn: &[u8], country: &[u8]) {
     server.set(&dbip_path("asn", month), Some(Reply::File(gz(asn))));
     server.set(&dbip_path("country", month), Some(Reply::File(gz(country))));
+}
+
+/// A server with DB-IP Lite files `days` old for `month`, and a sandbox downloading
+/// from it.
+pub(crate) fn serving(month: &str, days: i64) -> (FileServer, Sandbox) {
+    let server = FileServer::start();
+    let s = sandbox(&server, small_floor());
+    serve_month(&server, month, &asn_fixture(days), &country_fixture(days));
+    (server, s)
 }
 
 #[test]
@@ -224,10 +233,8 @@ fn a_good_download_is_installed_by_rename_and_detection_uses_it() {
 
 #[test]
 fn before_the_new_month_is_out_the_previous_months_file_is_used() {
-    let server = FileServer::start();
     let (cur, prev) = months();
-    let s = sandbox(&server, small_floor());
-    serve_month(&server, &prev, &asn_fixture(30), &country_fixture(30));
+    let (server, s) = serving(&prev, 30);
     let (out, stdout, _) = update(&s);
     support::assert_success("ownership update", &out);
     assert_eq!(
@@ -361,120 +368,4 @@ fn a_failed_download_keeps_the_installed_file_and_record_goes_on_with_it() {
             "{what}"
         );
     }
-}
-
-#[test]
-fn doctor_warns_when_the_downloaded_database_is_old_and_says_how_to_fix_it() {
-    let server = FileServer::start();
-    let (cur, _) = months();
-    let s = sandbox(&server, small_floor());
-    serve_month(&server, &cur, &asn_fixture(90), &country_fixture(90));
-    support::assert_success("update", &update(&s).0);
-    let doc = doctor_ownership(&s);
-    assert!(
-        doc.starts_with(&format!(
-            "warn  ownership ownership.asn_database {}",
-            installed(&s, "asn.mmdb").display()
-        )),
-        "{doc}"
-    );
-    assert!(
-        doc.contains("(90 days ago): older than 60 days, and networks change hands"),
-        "{doc}"
-    );
-    for fix in [
-        "f2b-mailguard ownership update",
-        "systemctl enable --now f2b-mailguard-ownership-update.timer",
-        "journalctl -u f2b-mailguard-ownership-update.service",
-    ] {
-        assert!(doc.contains(fix), "{fix}: {doc}");
-    }
-}
-
-#[test]
-fn ipinfo_lite_token_from_a_file_never_shown() {
-    let server = FileServer::start();
-    let token_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(token_file.path(), "s3cr3tT0ken\n").unwrap();
-    let s = Sandbox::new(&format!(
-        "[ownership]\nsource = \"ipinfo-lite\"\nbase_url = {:?}\ntoken_file = {:?}\n{}\n",
-        server.url("/data"),
-        token_file.path().display().to_string(),
-        small_floor()
-    ));
-    // A country file from DB-IP would be read before IPinfo's countries: removed.
-    std::fs::create_dir_all(dir(&s)).unwrap();
-    std::fs::write(installed(&s, "country.mmdb"), country_fixture(5)).unwrap();
-
-    let path = "/data/ipinfo_lite.mmdb?token=s3cr3tT0ken";
-    server.set(path, Some(Reply::Status(403)));
-    let (out, stdout, stderr) = update(&s);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("ipinfo_lite.mmdb?token=(ownership.token_file): HTTP 403"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("s3cr3t") && !stdout.contains("s3cr3t"));
-    assert!(installed(&s, "country.mmdb").exists());
-
-    let lite = fixture(|p| {
-        mmdb::write(
-            p,
-            "ipinfo lite.mmdb",
-            days_ago(1),
-            json!({"asn": "utf8_string", "as_name": "utf8_string", "country_code": "utf8_string"}),
-            json!([
-                ["203.0.113.0/24", {"asn": "AS64500", "as_name": "Example Transit", "country_code": "FR"}],
-                ["8.8.8.0/24", {"asn": "AS15169", "as_name": "Google LLC", "country_code": "US"}],
-                ["1.1.1.0/24", {"asn": "AS13335", "as_name": "Cloudflare", "country_code": "AU"}],
-                ["2001:4860::/32", {"asn": "AS15169", "as_name": "Google LLC", "country_code": "US"}]
-            ]),
-        )
-    });
-    server.set(path, Some(Reply::File(lite.clone())));
-    let (out, stdout, stderr) = update(&s);
-    support::assert_success("ipinfo update", &out);
-    assert_eq!(server.take_requests(), [path, path]);
-    assert!(
-        !stderr.contains("s3cr3t") && !stdout.contains("s3cr3t"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("IPinfo"), "{stdout}");
-    assert_eq!(std::fs::read(installed(&s, "asn.mmdb")).unwrap(), lite);
-    assert!(!installed(&s, "country.mmdb").exists(), "{stdout}");
-    s.record("smtp", USER, "203.0.113.9", T0);
-    assert_eq!(
-        owner(&s, "203.0.113.9/32", T0 + 1),
-        (json!(64500), json!("Example Transit"), json!("FR"))
-    );
-}
-
-#[test]
-fn only_https_or_this_machine() {
-    for (url, why) in [
-        ("http://192.0.2.1/free", "plain http only to this machine"),
-        (
-            "http://127.0.0.1.example.org/x",
-            "plain http only to this machine",
-        ),
-        ("ftp://127.0.0.1/x", "is not an https:// URL"),
-    ] {
-        let s = Sandbox::new(&format!("[ownership]\nbase_url = {url:?}\n"));
-        let out = s.run(&["ownership", "update"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
-        assert!(
-            err.contains(&format!("ownership.base_url: {url:?}")) && err.contains(why),
-            "{err}"
-        );
-        assert!(!dir(&s).exists());
-    }
-    let s = Sandbox::new("[ownership]\nsource = \"url\"\n");
-    let out = s.run(&["ownership", "update"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("ownership.asn_url: source = \"url\" needs the ASN database's URL"),
-        "{err}"
-    );
 }

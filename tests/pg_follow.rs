@@ -16,21 +16,17 @@ const ALICE: &str = "alice@example.com";
 /// Server `name` on `pg`, enforcing, whose only action is the SASL map `dir/map`
 /// (postmap and the queue commands are /bin/true: the map's text is what we check).
 fn server(pg: &Postgres, dir: &Path, name: &str) -> (Sandbox, PathBuf) {
-    let s = Sandbox::acting("");
     let map = dir.join(format!("{name}.map"));
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = {:?}\nlocal_dir = {:?}\nserver_name = {name:?}\nmode = \"enforce\"\n\
+    let s = pg.server(
+        name,
+        &format!(
+            "mode = \"enforce\"\n\
              [actions]\nnotify = []\nblock = [\"sasl_block\"]\nlock = [\"sasl_block\"]\n\
              [postfix]\nsasl_map = {:?}\npostmap = \"/bin/true\"\npostqueue = \"/bin/true\"\n\
              postsuper = \"/bin/true\"\n",
-            pg.url(),
-            s.path().join("local").display().to_string(),
             map.display().to_string()
         ),
-    )
-    .expect("config");
+    );
     (s, map)
 }
 

@@ -176,16 +176,11 @@ fn record_returns_within_the_connect_timeout_when_the_server_does_not_answer() {
     // A listening socket that never accepts: the connection hangs until the timeout.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let s = Sandbox::new("");
-    std::fs::write(
-        s.config_path(),
-        format!(
-            "database = \"postgresql://mg@127.0.0.1:{port}/mg\"\nlocal_dir = {:?}\n\
-             connect_timeout = \"1s\"\n[actions]\nnotify = []\nblock = []\nlock = []\n",
-            s.path().join("local").display().to_string()
-        ),
-    )
-    .expect("config");
+    let s = Sandbox::server(
+        &format!("postgresql://mg@127.0.0.1:{port}/mg"),
+        "mx1",
+        "connect_timeout = \"1s\"\n[actions]\nnotify = []\nblock = []\nlock = []\n",
+    );
     let o = record_within(&s, "a@example.com", "198.51.100.7", T0)
         .expect("record hangs on a server that never answers");
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));

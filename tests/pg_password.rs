@@ -55,11 +55,17 @@ fn shows_no_part(url: &str) -> (Sandbox, Vec<(&'static str, std::process::Output
     (s, outs)
 }
 
+/// A running store whose role mgpw has the password PARTS joined by `sep`, `+`, `=`.
+fn role_with_password(sep: char) -> (Postgres, String) {
+    let pg = Postgres::start();
+    let password = format!("{}{sep}{}+{}=", PARTS[0], PARTS[1], PARTS[2]);
+    pg.password_role("mgpw", &password);
+    (pg, password)
+}
+
 #[test]
 fn a_password_with_query_characters_connects_and_is_never_shown() {
-    let pg = Postgres::start();
-    let password = format!("{}?{}+{}=", PARTS[0], PARTS[1], PARTS[2]);
-    pg.password_role("mgpw", &password);
+    let (pg, password) = role_with_password('?');
 
     // It connects as written: `record` stores the login, `status` lists it.
     let (_, outs) = shows_no_part(&url(&pg, &password, DB));
@@ -82,9 +88,7 @@ fn a_password_with_query_characters_connects_and_is_never_shown() {
 
 #[test]
 fn a_password_with_a_slash_is_refused_clearly_and_works_encoded() {
-    let pg = Postgres::start();
-    let password = format!("{}/{}+{}=", PARTS[0], PARTS[1], PARTS[2]);
-    pg.password_role("mgpw", &password);
+    let (pg, password) = role_with_password('/');
 
     let (s, outs) = shows_no_part(&url(&pg, &password, DB));
     for (name, out) in outs {

@@ -9,17 +9,16 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::mailstack::{Dovecot, Postfix, PostfixSetup};
-use support::policy_service::{Service, Wiring};
+use support::mailstack::{Dovecot, Postfix};
+use support::policy_service::{relay_stack, Service, Wiring};
 use support::smtp_client::{message, Session};
-use support::smtp_sink::SmtpSink;
+use support::smtp_sink::{SmtpSink, TO};
 use support::Sandbox;
 
 pub const ALICE: &str = "alice@example.test";
 pub const ALICE_PW: &str = "alice-pw";
 pub const BOB: &str = "bob@example.test";
 pub const BOB_PW: &str = "bob-pw";
-pub const TO: &str = "someone@remote.example";
 
 pub struct Stack {
     pub sink: SmtpSink,
@@ -38,11 +37,12 @@ impl Stack {
     /// service started with `config` (TOML) added to its own settings.
     pub fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sink = SmtpSink::start();
         let wiring = Wiring::new(dir.path());
-        let mut dv = Dovecot::configure(dir.path(), &[(ALICE, ALICE_PW), (BOB, BOB_PW)]);
-        wiring.dovecot(&dv);
-        dv.start();
+        let (sink, dv, mut pf) = relay_stack(
+            dir.path(),
+            &[(ALICE, ALICE_PW), (BOB, BOB_PW)],
+            Some(&wiring),
+        );
         // doctor finds doveconf beside doveadm: both bound to this instance.
         let doveconf = dv.doveadm.with_file_name("doveconf");
         std::fs::write(
@@ -61,15 +61,6 @@ impl Stack {
                 .output()
                 .unwrap(),
         );
-        let mut pf = Postfix::configure(
-            dir.path(),
-            &PostfixSetup {
-                relay_port: sink.port,
-                defer_outbound: false,
-                sasl_socket: Some(&dv.auth_socket),
-                submission_restrictions: None,
-            },
-        );
         // Every containment action off unless the test names its own; whatever it
         // names writes this Postfix's map, never the host's.
         let actions = if config.contains("[actions]") {
@@ -83,7 +74,6 @@ impl Stack {
             wiring.config(),
             dv.doveadm.display()
         ));
-        wiring.postfix(&pf);
         pf.start();
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let mut st = Self {

@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 use support::smtp_client::Session;
 use support::wait_until;
 
+/// `check`'s output, once it exited with `code`.
+fn check_exits(st: &Stack, code: i32) -> String {
+    let check = st.s.run(&["check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(code),
+        "{}",
+        support::described(&check)
+    );
+    String::from_utf8_lossy(&check.stdout).into_owned()
+}
+
 /// `doctor` finds the wiring right and the service answering; killed, `doctor`,
 /// `check` and `metrics` say it is down. Unwired, doctor prints the lines to add.
 #[test]
@@ -46,13 +58,7 @@ fn doctor_check_and_metrics_say_when_the_service_is_down() {
         .s
         .ok(&["metrics"])
         .contains("f2b_mailguard_policy_up{listener=\"postfix\"} 1"));
-    let check = st.s.run(&["check"]);
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}",
-        support::described(&check)
-    );
+    check_exits(&st, 0);
 
     st.kill_service();
     let down = findings(&st);
@@ -75,14 +81,7 @@ fn doctor_check_and_metrics_say_when_the_service_is_down() {
         metrics.contains("f2b_mailguard_policy_up{listener=\"postfix\"} 0"),
         "{metrics}"
     );
-    let check = st.s.run(&["check"]);
-    assert_eq!(
-        check.status.code(),
-        Some(2),
-        "{}",
-        support::described(&check)
-    );
-    assert!(String::from_utf8_lossy(&check.stdout).contains("policy service (postfix) down"));
+    assert!(check_exits(&st, 2).contains("policy service (postfix) down"));
 
     // Unwired: doctor prints the exact lines.
     let out = Command::new("/usr/sbin/postconf")

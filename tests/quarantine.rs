@@ -8,15 +8,14 @@ use crate::support;
 use std::time::Duration;
 
 use support::fail2ban::Fail2ban;
-use support::mailstack::{Dovecot, Postfix, PostfixSetup};
-use support::policy_service::{Service, Wiring};
+use support::mailstack::{Dovecot, Postfix};
+use support::policy_service::{relay_stack, Service, Wiring};
 use support::smtp_client::{message, Session};
-use support::smtp_sink::SmtpSink;
+use support::smtp_sink::{Received, SmtpSink, TO};
 use support::{now, wait_until, Sandbox};
 
 pub const CAROL: &str = "carol@example.test";
 pub const DAVE: &str = "dave@example.test";
-pub const TO: &str = "someone@remote.example";
 
 /// Postfix delivering to the sink, Dovecot for SMTP AUTH, Fail2ban with the jails the
 /// README enables (mailguard-smtp, mailguard-smtp-refused), f2b-mailguard acting.
@@ -41,25 +40,8 @@ impl Stack {
     /// service (`serve`), which runs on the same config.
     pub fn start_with(users: &[(&str, &str)], mode: &str, actions: &str, policy: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sink = SmtpSink::start();
         let wiring = policy.then(|| Wiring::new(dir.path()));
-        let mut dv = Dovecot::configure(dir.path(), users);
-        if let Some(w) = &wiring {
-            w.dovecot(&dv);
-        }
-        dv.start();
-        let mut pf = Postfix::configure(
-            dir.path(),
-            &PostfixSetup {
-                relay_port: sink.port,
-                defer_outbound: false,
-                sasl_socket: Some(&dv.auth_socket),
-                submission_restrictions: None,
-            },
-        );
-        if let Some(w) = &wiring {
-            w.postfix(&pf);
-        }
+        let (sink, dv, mut pf) = relay_stack(dir.path(), users, wiring.as_ref());
         pf.start();
         let mut s = Sandbox::acting(&format!(
             "mode = \"{mode}\"\n[actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n{actions}\n\
@@ -106,6 +88,17 @@ impl Stack {
             .collect()
     }
 
+    /// Waits for a message the sink received whose subject passes `subject`; returns it.
+    pub fn delivered(&self, what: &str, subject: impl Fn(&str) -> bool) -> Received {
+        let mut found = None;
+        wait_until(what, Duration::from_secs(30), || {
+            found = (self.sink.messages().into_iter())
+                .find(|m| m.header("Subject").is_some_and(|s| subject(&s)));
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
     /// Runs a Postfix command of the private instance, as the admin would.
     pub fn postfix(&self, program: &str, args: &[&str]) {
         let out = std::process::Command::new(program)
@@ -124,6 +117,12 @@ fn send(st: &Stack, user: &str, password: &str, addr: &str, data: &str) -> Strin
     let reply = (session.send(user, TO, data)).unwrap_or_else(|e| panic!("{user}: {e}"));
     session.quit();
     reply
+}
+
+/// Carol sends a message with `subject` from home.
+fn from_home(st: &Stack, subject: &str) -> String {
+    let data = message(CAROL, TO, subject, subject);
+    send(st, CAROL, "carol-pw", "198.51.100.20", &data)
 }
 
 /// Carol travels: six networks within the hour is notify, not block.
@@ -180,13 +179,7 @@ fn release_delivers_an_honest_users_quarantined_mail_intact_and_leaves_other_hol
     let st = Stack::start(&[(CAROL, "carol-pw"), (DAVE, "dave-pw")], "enforce", "");
     // Held by the admin before anything happened: one of carol's, one of dave's.
     st.sink.set_tempfail(true);
-    send(
-        &st,
-        CAROL,
-        "carol-pw",
-        "198.51.100.20",
-        &message(CAROL, TO, "earlier", "x"),
-    );
+    from_home(&st, "earlier");
     send(
         &st,
         DAVE,
@@ -272,43 +265,21 @@ fn release_delivers_an_honest_users_quarantined_mail_intact_and_leaves_other_hol
     assert!(!st.map().contains(CAROL));
     assert_eq!(st.s.status_user(CAROL, now())["level"], "ok");
     // Released, she sends normally again.
-    send(
-        &st,
-        CAROL,
-        "carol-pw",
-        "198.51.100.20",
-        &message(CAROL, TO, "after", "w"),
-    );
-    wait_until("delivered after release", Duration::from_secs(30), || {
-        (st.sink.messages().iter()).any(|m| m.header("Subject").as_deref() == Some("after"))
-    });
+    from_home(&st, "after");
+    st.delivered("delivered after release", |s| s == "after");
 }
 
 #[test]
 fn warn_mode_says_would_quarantine_and_holds_nothing() {
     let st = Stack::start(&[(CAROL, "carol-pw")], "warn", "");
     travel(&st);
-    wait_until("the admin mail", Duration::from_secs(30), || {
-        (st.sink.messages().iter())
-            .any(|m| m.header("Subject").is_some_and(|s| s.ends_with(": notify")))
-    });
-    let mail = (st.sink.messages().into_iter())
-        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with(": notify")))
-        .unwrap();
+    let mail = st.delivered("the admin mail", |s| s.ends_with(": notify"));
     assert!(
         mail.data.contains("Would quarantine (mode is warn)"),
         "{}",
         mail.data
     );
-    send(
-        &st,
-        CAROL,
-        "carol-pw",
-        "198.51.100.20",
-        &message(CAROL, TO, "still out", "v"),
-    );
-    wait_until("delivered in warn mode", Duration::from_secs(30), || {
-        (st.sink.messages().iter()).any(|m| m.header("Subject").as_deref() == Some("still out"))
-    });
+    from_home(&st, "still out");
+    st.delivered("delivered in warn mode", |s| s == "still out");
     assert!(!st.map().contains(CAROL));
 }

@@ -90,12 +90,7 @@ fn after_a_release_the_next_notify_mails_again() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[1].ends_with(": notify"), "{got:?}");
     let d = s.status_user(ALICE, now() + 10);
-    let states: Vec<&str> = d["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["state"].as_str().unwrap())
-        .collect();
+    let states = support::texts(&d["actions"], "state");
     assert!(!states.contains(&"skipped"), "{d:#}");
 }
 

@@ -8,6 +8,7 @@ use crate::support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use support::imap::Session;
 use support::mailstack::{mail_server, submit, Dovecot, Postfix};
@@ -34,13 +35,18 @@ struct Server {
 }
 
 fn server(dir: &Path, location: &str, sink: &SmtpSink) -> Server {
+    server_with(dir, location, sink, "")
+}
+
+/// As `server`, with `postfix` (settings) added to its `[postfix]` table.
+fn server_with(dir: &Path, location: &str, sink: &SmtpSink, postfix: &str) -> Server {
     let (dv, pf) = mail_server(dir, USERS, sink.port);
     let mut guard = Sandbox::acting(&format!(
         "mode = \"enforce\"\n\
          local_dir = {:?}\n\
          [actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n\
          [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nfrom = \"mailguard@example.test\"\nto = [\"postmaster@example.test\"]\n\
-         [postfix]\nsasl_map = {:?}\n\
+         [postfix]\nsasl_map = {:?}\n{postfix}\n\
          [dovecot]\ndoveadm = {:?}\n",
         dir.join("guard-state").display().to_string(),
         sink.port,
@@ -185,6 +191,62 @@ pub fn contain_on_two_servers(location: &str) {
     b.run_actions();
     assert_eq!(b.ids(ALICE, "hold"), [by_admin]);
     assert_eq!(a.guard.status_user(ALICE, now())["level"], "ok");
+}
+
+/// Blocked from A's logins, two accounts are released on B: A's next run releases
+/// the mail it held for both from one listing of its queue. A wrapper around the real
+/// postqueue notes each call.
+#[test]
+fn a_run_that_releases_two_accounts_lists_the_queue_once() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared/mailguard.db").display().to_string();
+    let calls = dir.path().join("postqueue.calls");
+    let wrapper = dir.path().join("postqueue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{}\nexec /usr/sbin/postqueue \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let postqueue = format!("postqueue = {:?}", wrapper.display().to_string());
+    let a = server_with(&dir.path().join("a"), &shared, &sink, &postqueue);
+    let b = server(&dir.path().join("b"), &shared, &sink);
+    for (user, password) in USERS {
+        a.send(user, password).expect("A accepts");
+    }
+    a.pf.wait_queue("both queued on A", |_| {
+        a.ids(ALICE, "").len() == 1 && a.ids(BOB, "").len() == 1
+    });
+    for (user, _) in USERS {
+        a.guard.burst(user, 11, now() - 300);
+        a.guard.wait_user(user, "A's block actions done", |d| {
+            let acts = d["actions"].as_array().expect("actions");
+            acts.len() == 5 && acts.iter().all(|x| x["state"] == "done")
+        });
+        assert_eq!(a.ids(user, "hold").len(), 1, "A held {user}'s mail");
+    }
+    for (user, _) in USERS {
+        b.guard.ok(&["release", user]);
+    }
+    // The workers A's records started have exited: this run is the only caller.
+    let config = a.guard.config_path().display().to_string();
+    support::wait_until("A's workers done", Duration::from_secs(30), || {
+        support::processes_mentioning(&config).is_empty()
+    });
+    std::fs::write(&calls, "").unwrap();
+    let out = a.run_actions();
+    assert!(out.contains("2 released"), "{out}");
+    let listed = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(listed.lines().filter(|l| *l == "-j").count(), 1, "{listed}");
+    assert!(a.ids(ALICE, "hold").is_empty() && a.ids(BOB, "hold").is_empty());
 }
 
 /// A lock decided on A: B kicks alice's sessions on its own Dovecot at its next run,

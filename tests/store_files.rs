@@ -73,14 +73,9 @@ fn a_newer_schema_is_refused_not_misread() {
 fn prune_deletes_old_logins_and_keeps_recent_ones() {
     let s = Sandbox::new("");
     let now = support::now();
-    for i in 0..30 {
-        s.record(
-            "smtp",
-            "alice@example.com",
-            &format!("198.51.100.{}", i + 1),
-            now - 40 * 86_400 + i,
-        );
-    }
+    s.each(30, now - 40 * 86_400, "smtp", "alice@example.com", |i| {
+        format!("198.51.100.{}", i + 1)
+    });
     s.record("smtp", "alice@example.com", "198.51.100.200", now - 60);
     let out = s.ok(&["prune"]);
     assert!(out.starts_with("pruned 30 logins older than 30d"), "{out}");

@@ -15,6 +15,8 @@ mod account_names;
 mod arrival_order;
 #[path = "backtest.rs"]
 mod backtest;
+#[path = "backtest_logs.rs"]
+mod backtest_logs;
 #[path = "bounce_share.rs"]
 mod bounce_share;
 #[path = "completions.rs"]
@@ -55,6 +57,8 @@ mod fail2ban_counts;
 mod fail2ban_e2e;
 #[path = "fail2ban_filters.rs"]
 mod fail2ban_filters;
+#[path = "fail2ban_no_match.rs"]
+mod fail2ban_no_match;
 #[path = "fail2ban_reconcile.rs"]
 mod fail2ban_reconcile;
 #[path = "fail2ban_restart.rs"]
@@ -85,6 +89,8 @@ mod operations;
 mod owner_detection;
 #[path = "ownership.rs"]
 mod ownership;
+#[path = "ownership_sources.rs"]
+mod ownership_sources;
 #[path = "ownership_update.rs"]
 mod ownership_update;
 #[path = "pg_follow.rs"]

@@ -92,13 +92,14 @@ fn converge(cfg: &Config, store: &mut dyn Store, local: &mut Local) -> Result<Co
         .filter(|u| !names.contains(u.as_str()))
         .cloned()
         .collect();
+    let mut queue = Queue::default();
     for user in gone {
-        match release(cfg, local, &user, false) {
+        match release(cfg, local, &mut queue, &user, false) {
             Ok(n) => out.released += n,
             Err(e) => out.problems.push(e),
         }
     }
-    match hold(cfg, local, &with(ActionKind::HoldQueue)) {
+    match hold(cfg, local, &mut queue, &with(ActionKind::HoldQueue)) {
         Ok(n) => out.held += n,
         Err(e) => out.problems.push(e),
     }
@@ -113,8 +114,56 @@ fn converge(cfg: &Config, store: &mut dyn Store, local: &mut Local) -> Result<Co
             _ => out.kicked += 1,
         }
     }
+    // Once for the releases and kicks: a crash before it only repeats them, harmlessly
+    // (released mail is no longer on hold; a kick finds no session).
     local.save()?;
     Ok(out)
+}
+
+/// This server's queue, listed (`postqueue -j`) and its submitters read (postcat) at
+/// most once for all the releases and the hold of one convergence; kept as a new
+/// listing would show it after what they did.
+#[derive(Default)]
+pub struct Queue {
+    listed: Option<Vec<postfix::QueuedMessage>>,
+    logins: Option<Vec<String>>,
+}
+
+impl Queue {
+    fn messages(&mut self, cfg: &Config) -> Result<&[postfix::QueuedMessage], String> {
+        if self.listed.is_none() {
+            self.listed = Some(postfix::queue(cfg)?);
+        }
+        Ok(self.listed.get_or_insert_default())
+    }
+
+    /// The messages with the login behind each ("" for none).
+    fn with_logins(
+        &mut self,
+        cfg: &Config,
+        local: &mut Local,
+    ) -> Result<(&[postfix::QueuedMessage], &[String]), String> {
+        self.messages(cfg)?;
+        let listed = self.listed.get_or_insert_default();
+        if self.logins.is_none() {
+            self.logins = Some(postfix::logins(cfg, listed, &mut local.state.submitters)?);
+        }
+        Ok((listed, self.logins.get_or_insert_default()))
+    }
+
+    /// `ids` moved by `postsuper` to `queue`; deleted ones (None) are listed anew if asked.
+    fn moved(&mut self, ids: &[String], queue: Option<&str>) {
+        let Some(to) = queue else {
+            *self = Self::default();
+            return;
+        };
+        let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        for m in self.listed.iter_mut().flatten() {
+            if ids.contains(m.queue_id.as_str()) {
+                to.clone_into(&mut m.queue_name);
+            }
+        }
+    }
 }
 
 /// Whether this server keeps a check_sasl_access map: an action list refuses with it,
@@ -191,10 +240,11 @@ pub fn map(
             .entry(user.as_str().to_owned())
             .or_insert(now);
     }
+    // Noted before the build: the map holds their mail from then on.
     local.save().map_err(|e| e.to_string())?;
     postfix::build_sasl_map(cfg, &text)?;
+    // Saved with the rest by the caller; lost, it only rebuilds the same map.
     local.state.map_built = Some(digest);
-    local.save().map_err(|e| e.to_string())?;
     Ok((true, done))
 }
 
@@ -202,17 +252,22 @@ pub fn map(
 /// admin who released one by hand meant it); returns how many. Also notes the mail
 /// Postfix held for a quarantined account (see `adopt`). Nothing to hold, nothing
 /// read: `release` adopts a quarantine's mail itself, so a server whose queue cannot
-/// be listed right now still converges its map and kicks.
-pub fn hold(cfg: &Config, local: &mut Local, users: &[SaslUser]) -> Result<usize, String> {
+/// be listed right now still converges its map and kicks. Saved at once: mail held
+/// here and not noted would stay on hold.
+pub fn hold(
+    cfg: &Config,
+    local: &mut Local,
+    queue: &mut Queue,
+    users: &[SaslUser],
+) -> Result<usize, String> {
     if users.is_empty() {
         return Ok(0);
     }
-    let queue = postfix::queue(cfg)?;
-    let logins = postfix::logins(cfg, &queue, &mut local.state.submitters)?;
-    postfix::forget_unlisted(&mut local.state.submitters, &queue);
-    adopt(local, &queue, &logins);
+    let (listed, logins) = queue.with_logins(cfg, local)?;
+    postfix::forget_unlisted(&mut local.state.submitters, listed);
+    adopt(local, listed, logins);
     let mut fresh: Vec<(&SaslUser, &postfix::QueuedMessage)> = Vec::new();
-    for (m, login) in queue.iter().zip(&logins) {
+    for (m, login) in listed.iter().zip(logins) {
         if m.queue_name == "hold" {
             continue;
         }
@@ -235,6 +290,7 @@ pub fn hold(cfg: &Config, local: &mut Local, users: &[SaslUser]) -> Result<usize
         held.insert(m.key());
     }
     local.save().map_err(|e| e.to_string())?;
+    queue.moved(&ids, Some("hold"));
     Ok(n)
 }
 
@@ -255,44 +311,53 @@ fn adopt(local: &mut Local, queue: &[postfix::QueuedMessage], logins: &[String])
 
 /// Releases (or, with `purge`, deletes) the account's mail that this server held, or
 /// that Postfix held for its quarantine here, and that is still on hold; mail held by
-/// anyone else stays. Forgets the account.
-pub fn release(cfg: &Config, local: &mut Local, user: &str, purge: bool) -> Result<usize, String> {
+/// anyone else stays. Forgets the account (the caller saves).
+pub fn release(
+    cfg: &Config,
+    local: &mut Local,
+    queue: &mut Queue,
+    user: &str,
+    purge: bool,
+) -> Result<usize, String> {
     let quarantined = local.state.quarantined.contains_key(user);
     let ids: Vec<String> = if !quarantined && !local.state.held.contains_key(user) {
         Vec::new()
     } else {
-        let queue = postfix::queue(cfg)?;
-        if quarantined {
-            let logins = postfix::logins(cfg, &queue, &mut local.state.submitters)?;
-            adopt(local, &queue, &logins);
-        }
+        let listed = if quarantined {
+            let (listed, logins) = queue.with_logins(cfg, local)?;
+            adopt(local, listed, logins);
+            listed
+        } else {
+            queue.messages(cfg)?
+        };
         let ours = local.state.held.get(user).cloned().unwrap_or_default();
-        (queue.into_iter())
+        (listed.iter())
             .filter(|m| m.queue_name == "hold" && ours.contains(&m.key()))
-            .map(|m| m.queue_id)
+            .map(|m| m.queue_id.clone())
             .collect()
     };
     let flag = if purge { "-d" } else { "-H" };
     let n = postfix::postsuper(cfg, flag, Some("hold"), &ids)?;
-    if !purge {
+    if purge {
+        queue.moved(&ids, None);
+    } else {
+        // Where `postsuper -H` puts mail released from hold.
+        queue.moved(&ids, Some("deferred"));
         postfix::deliver_now(cfg, &ids);
     }
     local.state.held.remove(user);
     local.state.quarantined.remove(user);
-    local.save().map_err(|e| e.to_string())?;
     Ok(n)
 }
 
 /// Flushes the account's Dovecot auth cache and kicks its sessions here, and notes the
-/// containment `id` as done unless it failed (then the next run tries again).
+/// containment `id` as done unless it failed (then the next run tries again); the
+/// caller saves.
 pub fn kick(cfg: &Config, local: &mut Local, user: &SaslUser, id: String) -> Outcome {
     // The flush matches the name literally, so it runs even for a name never kicked.
     let outcome = dovecot::flush_and_kick(cfg, user);
     if !matches!(outcome, Outcome::Failed(_)) {
         local.state.kicked.insert(user.as_str().to_owned(), id);
-        if let Err(e) = local.save() {
-            return Outcome::Failed(e.to_string());
-        }
     }
     outcome
 }

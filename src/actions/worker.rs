@@ -180,7 +180,8 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
             // All this server holds for it: a convergence that ran first may have held
             // them already.
             let held = here(cfg, |local| {
-                converge::hold(cfg, local, std::slice::from_ref(user))?;
+                let queue = &mut converge::Queue::default();
+                converge::hold(cfg, local, queue, std::slice::from_ref(user))?;
                 Ok(local.state.held.get(user.as_str()).map_or(0, |h| h.len()))
             });
             return held.map_or_else(Outcome::Failed, |n| {
@@ -193,10 +194,8 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
                 Ok(id) => id,
                 Err(e) => return Outcome::Failed(e.to_string()),
             };
-            return match Local::open(cfg) {
-                Ok(mut local) => converge::kick(cfg, &mut local, user, id),
-                Err(e) => Outcome::Failed(e.to_string()),
-            };
+            let kicked = here(cfg, |local| Ok(converge::kick(cfg, local, user, id)));
+            return kicked.unwrap_or_else(Outcome::Failed);
         }
     };
     match result {
@@ -205,10 +204,12 @@ fn execute(cfg: &Config, store: &mut dyn Store, action: &QueuedAction) -> Outcom
     }
 }
 
-/// Runs `f` on this server's local state, locked.
+/// Runs `f` on this server's local state, locked, and saves what it changed.
 fn here<T>(cfg: &Config, f: impl FnOnce(&mut Local) -> Result<T, String>) -> Result<T, String> {
     let mut local = Local::open(cfg).map_err(|e| e.to_string())?;
-    f(&mut local)
+    let done = f(&mut local)?;
+    local.save().map_err(|e| e.to_string())?;
+    Ok(done)
 }
 
 /// This server's map converged now. It is rewritten from the database even if the

@@ -76,8 +76,10 @@ impl Run for Release {
                     converge::map(&cfg, &mut local, &entries).map_err(Error::External)?;
                 println!("{lifted} ({map})");
             }
-            let n = converge::release(&cfg, &mut local, user.as_str(), self.purge_held)
+            let queue = &mut converge::Queue::default();
+            let n = converge::release(&cfg, &mut local, queue, user.as_str(), self.purge_held)
                 .map_err(Error::External)?;
+            local.save()?;
             let held = if self.purge_held {
                 format!("{n} held message(s) deleted")
             } else {

@@ -11,7 +11,7 @@ use crate::cli::RunActions;
 use crate::config::Config;
 use crate::detect::Engine;
 use crate::error::{one_line, Error, Result};
-use crate::ownership::Ownership;
+use crate::ownership::{Ownership, Watched};
 use crate::store::Store;
 use crate::{spool, store};
 
@@ -28,7 +28,8 @@ impl Run for RunActions {
     fn run(&self, app: &App) -> Result<()> {
         let cfg = app.config()?;
         if !self.follow {
-            return once(app, &cfg, store::open(&cfg)?.as_mut());
+            let owners = Ownership::open_or_warn(&cfg);
+            return once(app, &cfg, store::open(&cfg)?.as_mut(), &owners);
         }
         if cfg.database.sqlite().is_some() {
             return Err(Error::Usage(format!(
@@ -37,8 +38,9 @@ impl Run for RunActions {
                 cfg.database
             )));
         }
+        let mut owners = Watched::open_or_warn(&cfg);
         loop {
-            if let Err(e) = follow(app, &cfg) {
+            if let Err(e) = follow(app, &cfg, &mut owners) {
                 eprintln!(
                     "f2b-mailguard: {}; connecting again in {} s",
                     one_line(&e),
@@ -51,7 +53,7 @@ impl Run for RunActions {
 }
 
 /// Listens, then runs once per change heard or minute passed, until the connection fails.
-fn follow(app: &App, cfg: &Config) -> Result<()> {
+fn follow(app: &App, cfg: &Config, owners: &mut Watched) -> Result<()> {
     let mut store = store::open(cfg)?;
     // Before the first run: a change made during it is heard, never missed.
     store.listen()?;
@@ -59,9 +61,10 @@ fn follow(app: &App, cfg: &Config) -> Result<()> {
     loop {
         println!("run-actions ({why})");
         let started = Instant::now();
+        owners.refresh(cfg);
         // A failing action or Postfix is retried at the next run; the database failing
         // shows in the wait, which then reconnects.
-        if let Err(e) = once(app, cfg, store.as_mut()) {
+        if let Err(e) = once(app, cfg, store.as_mut(), owners.owners()) {
             eprintln!("f2b-mailguard: {}", one_line(&e));
         }
         why = if store.wait_change(EVERY)? {
@@ -77,16 +80,11 @@ fn follow(app: &App, cfg: &Config) -> Result<()> {
     }
 }
 
-fn once(app: &App, cfg: &Config, store: &mut dyn Store) -> Result<()> {
+fn once(app: &App, cfg: &Config, store: &mut dyn Store, owners: &Ownership) -> Result<()> {
     // The timer's run stores what `record` kept while the config or database failed,
     // before running the actions those logins queue.
     let spools = spool::spools(&cfg.local_base(), app.db_from_config());
-    let drained = spool::drain_waiting(
-        &spools,
-        store,
-        &Engine::new(cfg, &Ownership::open_or_warn(cfg)),
-        None,
-    )?;
+    let drained = spool::drain_waiting(&spools, store, &Engine::new(cfg, owners), None)?;
     if drained.logins > 0 {
         println!("spool: {} login(s) stored", drained.logins);
     }

@@ -268,7 +268,7 @@ pub(super) struct PasswordSection {
     length: u32,
 }
 
-default_from!(PasswordSection, ContainConfig);
+default_from!(PasswordSection, contain);
 
 impl From<&ContainConfig> for PasswordSection {
     fn from(c: &ContainConfig) -> Self {
@@ -328,7 +328,7 @@ pub(super) struct DovecotSection {
 impl Default for DovecotSection {
     fn default() -> Self {
         Self {
-            doveadm: ContainConfig::default().doveadm,
+            doveadm: super::Config::defaults().contain.doveadm.clone(),
         }
     }
 }

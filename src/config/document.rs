@@ -68,7 +68,7 @@ fn serialize_server_name<S: serde::Serializer>(v: &Option<Label>, s: S) -> Resul
 
 impl Default for Document {
     fn default() -> Self {
-        let mut document = Self::from(&Config::default());
+        let mut document = Self::from(Config::defaults());
         // What the file leaves out keeps the defaults; what it writes replaces them.
         document.thresholds.clear();
         document
@@ -199,7 +199,7 @@ struct DetectionSection {
     new_for: Span,
 }
 
-default_from!(DetectionSection, Detection);
+default_from!(DetectionSection, detection);
 
 impl From<&Detection> for DetectionSection {
     fn from(d: &Detection) -> Self {
@@ -260,7 +260,7 @@ impl DetectionSection {
             },
             known_after: self.known_after,
             new_for: self.new_for,
-            thresholds: Detection::default().thresholds,
+            thresholds: Config::defaults().detection.thresholds.clone(),
             baseline,
         }
     }

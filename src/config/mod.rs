@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +276,13 @@ pub fn hostname() -> String {
 }
 
 impl Config {
+    /// The defaults, built once per process: every table the file writes starts from
+    /// them, and `record` parses the file at every login.
+    pub fn defaults() -> &'static Config {
+        static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
+        &DEFAULTS
+    }
+
     /// What this server's own files (spool, worker lock) are named after.
     pub fn local_base(&self) -> PathBuf {
         self.database.local_base(&self.local_dir())

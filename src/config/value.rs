@@ -121,12 +121,12 @@ macro_rules! named_enum {
 pub(super) use named_enum;
 
 /// `Default` for a table the file writes in another shape than the settings it
-/// holds: the settings' default, so the two cannot disagree.
+/// holds: from the settings in `Config::defaults()`, so the two cannot disagree.
 macro_rules! default_from {
-    ($table:ty, $settings:ty) => {
+    ($table:ty, $settings:ident) => {
         impl Default for $table {
             fn default() -> Self {
-                Self::from(&<$settings>::default())
+                Self::from(&$crate::config::Config::defaults().$settings)
             }
         }
     };

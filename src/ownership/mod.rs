@@ -160,6 +160,57 @@ impl Ownership {
     }
 }
 
+/// The databases for a process that runs for days (`run-actions --follow`): opened
+/// again only when a file was replaced or changed since (another inode, size or
+/// modification time), as `ownership update` and geoipupdate replace them by rename.
+pub struct Watched {
+    owners: Ownership,
+    seen: Vec<Option<Stamp>>,
+}
+
+/// A file's device, inode, modification time (seconds, nanoseconds) and size.
+type Stamp = (u64, u64, i64, i64, u64);
+
+impl Watched {
+    /// The databases, opened as [`Ownership::open_or_warn`] opens them.
+    pub fn open_or_warn(cfg: &Config) -> Self {
+        // Before opening: a file replaced in between is opened again next time.
+        let seen = stamps(cfg);
+        Self {
+            owners: Ownership::open_or_warn(cfg),
+            seen,
+        }
+    }
+
+    /// Opens the databases again if a file changed since they were opened; returns
+    /// whether it did.
+    pub fn refresh(&mut self, cfg: &Config) -> bool {
+        if stamps(cfg) == self.seen {
+            return false;
+        }
+        *self = Self::open_or_warn(cfg);
+        true
+    }
+
+    pub fn owners(&self) -> &Ownership {
+        &self.owners
+    }
+}
+
+/// Each configured database file's stamp, `None` where there is none or it is missing.
+fn stamps(cfg: &Config) -> Vec<Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
+    let local_dir = cfg.local_dir();
+    [DatabaseKind::Asn, DatabaseKind::Country]
+        .into_iter()
+        .map(|kind| {
+            let file = cfg.ownership.file(&local_dir, kind)?;
+            let m = std::fs::metadata(file.path()).ok()?;
+            Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+        })
+        .collect()
+}
+
 impl Database {
     /// Maps the file rather than reading it: `record` runs once per login and looks up
     /// a handful of addresses, so it touches a few pages instead of reading 8-11 MB.

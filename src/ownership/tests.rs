@@ -174,3 +174,31 @@ fn no_databases_and_bad_ones() {
         .to_string();
     assert!(dir_err.ends_with("is not a regular file"), "{dir_err}");
 }
+
+#[test]
+fn watched_databases_are_opened_again_only_when_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let asn = |name: &str, number: u32| {
+        write(
+            dir.path(),
+            name,
+            "GeoLite2-ASN",
+            json!({"autonomous_system_number": "uint32"}),
+            json!([["203.0.113.0/24", {"autonomous_system_number": number}]]),
+        )
+    };
+    let installed = asn("installed", 64500);
+    let cfg = config(Some(&installed), None);
+    let mut watched = Watched::open_or_warn(&cfg);
+    let number = |w: &Watched| w.owners().asn(addr("203.0.113.1")).map(|a| a.number());
+    assert_eq!(number(&watched), Some(64500));
+    assert!(!watched.refresh(&cfg), "opened again, unchanged");
+    // Replaced by rename, as `ownership update` does.
+    std::fs::rename(asn("update", 64501), &installed).unwrap();
+    assert!(watched.refresh(&cfg));
+    assert_eq!(number(&watched), Some(64501));
+    assert!(!watched.refresh(&cfg));
+    std::fs::remove_file(&installed).unwrap();
+    assert!(watched.refresh(&cfg));
+    assert_eq!(number(&watched), None);
+}

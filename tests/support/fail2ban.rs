@@ -22,6 +22,18 @@ pub struct Jail<'a> {
     pub logpath: &'a Path,
 }
 
+/// The shipped jails that see a message: its login, its acceptance, its bounces.
+pub const MESSAGE_JAILS: [&str; 3] = ["mailguard-smtp", "mailguard-rate", "mailguard-bounce"];
+
+impl<'a> Jail<'a> {
+    /// Each of `names`, all reading `logpath`.
+    pub fn each(names: impl IntoIterator<Item = &'a str>, logpath: &'a Path) -> Vec<Self> {
+        (names.into_iter())
+            .map(|name| Jail { name, logpath })
+            .collect()
+    }
+}
+
 pub struct Fail2ban {
     pub conf: PathBuf,
     pub socket: PathBuf,
@@ -188,6 +200,12 @@ impl Fail2ban {
         Self::start_with(root, binary, config, jails, &[], &[])
     }
 
+    /// `start` with this build's binary and the jails `names`, all reading `log`.
+    pub fn on_log(root: &Path, config: &Path, log: &Path, names: &[&str]) -> Self {
+        let jails = Jail::each(names.iter().copied(), log);
+        Self::start(root, Path::new(super::BIN), config, &jails)
+    }
+
     /// As `start`, with extra environment for the server and so for every action it runs.
     pub fn start_with_env(
         root: &Path,
@@ -203,8 +221,7 @@ impl Fail2ban {
     /// mailguard-smtp-refused) on the log of the private Postfix in `mail_config`,
     /// whose commands the actions reach through MAIL_CONFIG.
     pub fn submission_jails(root: &Path, config: &Path, log: &Path, mail_config: &Path) -> Self {
-        let jails =
-            ["mailguard-smtp", "mailguard-smtp-refused"].map(|name| Jail { name, logpath: log });
+        let jails = Jail::each(["mailguard-smtp", "mailguard-smtp-refused"], log);
         Self::start_with_env(
             root,
             Path::new(super::BIN),

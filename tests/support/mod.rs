@@ -76,6 +76,13 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// The text at `key` of each item of the JSON array `list`.
+pub fn texts<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    (list.as_array().expect("a JSON array").iter())
+        .map(|item| item[key].as_str().expect("a string"))
+        .collect()
+}
+
 /// The first action of `kind` in a `status USER --json`.
 pub fn action<'a>(d: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
     d["actions"]

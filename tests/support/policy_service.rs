@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::mailstack::{Dovecot, Postfix};
-use super::smtp_sink::free_port;
+use super::mailstack::{Dovecot, Postfix, PostfixSetup};
+use super::smtp_sink::{free_port, SmtpSink};
 use super::{assert_success, wait_until, Sandbox};
 
 pub const KEY: &str = "policy-test-key";
@@ -82,6 +82,35 @@ impl Wiring {
         });
         service
     }
+}
+
+/// An SMTP sink that stands for the Internet, Dovecot for `users` (running), and a
+/// Postfix relaying to the sink with SMTP AUTH through that Dovecot (configured, not
+/// started: the test's own settings come first); with `wiring`, both ask the service.
+pub fn relay_stack(
+    dir: &Path,
+    users: &[(&str, &str)],
+    wiring: Option<&Wiring>,
+) -> (SmtpSink, Dovecot, Postfix) {
+    let sink = SmtpSink::start();
+    let mut dv = Dovecot::configure(dir, users);
+    if let Some(w) = wiring {
+        w.dovecot(&dv);
+    }
+    dv.start();
+    let pf = Postfix::configure(
+        dir,
+        &PostfixSetup {
+            relay_port: sink.port,
+            defer_outbound: false,
+            sasl_socket: Some(&dv.auth_socket),
+            submission_restrictions: None,
+        },
+    );
+    if let Some(w) = wiring {
+        w.postfix(&pf);
+    }
+    (sink, dv, pf)
 }
 
 /// The running service.

@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+/// A recipient out on the Internet, which the sink stands for.
+pub const TO: &str = "someone@remote.example";
+
 #[derive(Debug, Clone)]
 pub struct Received {
     pub from: String,

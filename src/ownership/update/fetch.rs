@@ -9,6 +9,8 @@ use std::time::Duration;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
+use crate::error::one_line;
+
 /// Larger than any vendor's file (IPinfo Lite, the largest, is about 100 MB).
 pub const MAX_DOWNLOAD: u64 = 512 << 20;
 
@@ -69,7 +71,7 @@ impl Client {
             ureq::Error::StatusCode(404) => FetchError::NotFound,
             ureq::Error::StatusCode(code) => FetchError::Failed(format!("{shown}: HTTP {code}")),
             ureq::Error::Timeout(_) => late(),
-            other => FetchError::Failed(format!("{shown}: {}", plain(&other))),
+            other => FetchError::Failed(format!("{shown}: {}", one_line(&other))),
         })?;
         let body = response.body_mut();
         if body.content_length().is_some_and(|n| n > MAX_DOWNLOAD) {
@@ -126,19 +128,4 @@ fn timed_out(e: &std::io::Error) -> bool {
         || e.get_ref()
             .and_then(|inner| inner.downcast_ref::<ureq::Error>())
             .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
-}
-
-/// ureq's error on one line, with its cause.
-fn plain(e: &ureq::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text.replace(['\n', '\r'], " ")
 }

@@ -106,12 +106,9 @@ pub fn check(file: &NamedTempFile, kind: DatabaseKind, min_size: u64) -> Result<
             .any(|w| lower.contains(w)),
     };
     if !fits {
+        let (a_kind, _) = names(kind);
         return Err(format!(
-            "database_type {kind_name:?} is not {} database",
-            match kind {
-                DatabaseKind::Asn => "an ASN",
-                DatabaseKind::Country => "a country",
-            }
+            "database_type {kind_name:?} is not {a_kind} database"
         ));
     }
     db.verify()?;
@@ -126,12 +123,9 @@ pub fn check(file: &NamedTempFile, kind: DatabaseKind, min_size: u64) -> Result<
             DatabaseKind::Country => found.and_then(|r| r.country()).is_some(),
         };
         if !known {
+            let (_, what) = names(kind);
             return Err(format!(
-                "knows no {} for {probe}: not a complete database",
-                match kind {
-                    DatabaseKind::Asn => "AS",
-                    DatabaseKind::Country => "country",
-                }
+                "knows no {what} for {probe}: not a complete database"
             ));
         }
     }
@@ -140,6 +134,14 @@ pub fn check(file: &NamedTempFile, kind: DatabaseKind, min_size: u64) -> Result<
         built: db.built(),
         size,
     })
+}
+
+/// A database of `kind` with its article, and what it knows of an address.
+fn names(kind: DatabaseKind) -> (&'static str, &'static str) {
+    match kind {
+        DatabaseKind::Asn => ("an ASN", "AS"),
+        DatabaseKind::Country => ("a country", "country"),
+    }
 }
 
 /// Renames `file` over `target` (readable by all: public data), then makes the
