@@ -17,6 +17,8 @@ use support::{now, wait_until, Sandbox};
 pub const CAROL: &str = "carol@example.test";
 pub const DAVE: &str = "dave@example.test";
 pub const TO: &str = "someone@remote.example";
+/// The jails the README enables for a Postfix server.
+pub const SUBMISSION_JAILS: &[&str] = &["mailguard-smtp", "mailguard-smtp-refused"];
 
 /// Postfix delivering to the sink, Dovecot for SMTP AUTH, Fail2ban with the jails the
 /// README enables (mailguard-smtp, mailguard-smtp-refused), f2b-mailguard acting.
@@ -25,7 +27,7 @@ pub struct Stack {
     pub pf: Postfix,
     _dv: Dovecot,
     pub s: Sandbox,
-    _f2b: Fail2ban,
+    pub f2b: Fail2ban,
     _serve: Option<Service>,
     // Last: removed after the daemons above are stopped.
     _dir: tempfile::TempDir,
@@ -40,6 +42,18 @@ impl Stack {
     /// As `start`; with `policy`, Dovecot and Postfix also ask the in-band policy
     /// service (`serve`), which runs on the same config.
     pub fn start_with(users: &[(&str, &str)], mode: &str, actions: &str, policy: bool) -> Self {
+        Self::start_jails(users, mode, actions, policy, SUBMISSION_JAILS)
+    }
+
+    /// As `start_with`, with these mailguard jails on Postfix's log; the config names
+    /// this Fail2ban (`[fail2ban]`), so `doctor` looks at it.
+    pub fn start_jails(
+        users: &[(&str, &str)],
+        mode: &str,
+        actions: &str,
+        policy: bool,
+        jails: &[&'static str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sink = SmtpSink::start();
         let wiring = policy.then(|| Wiring::new(dir.path()));
@@ -61,24 +75,30 @@ impl Stack {
             w.postfix(&pf);
         }
         pf.start();
-        let mut s = Sandbox::acting(&format!(
+        let config = format!(
             "mode = \"{mode}\"\n[actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n{actions}\n\
              [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nto = [\"postmaster@example.test\"]\n\
              [postfix]\nsasl_map = \"{}\"\n{}",
             sink.port,
             pf.sasl_map.display(),
             wiring.as_ref().map(Wiring::config).unwrap_or_default(),
-        ));
+        );
+        let mut s = Sandbox::acting(&config);
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let serve = wiring.map(|w| w.start(&s));
         let log = pf.root.join("postfix.log");
-        let f2b = Fail2ban::submission_jails(dir.path(), &s.config_path(), &log, &pf.config_dir);
+        let f2b = Fail2ban::mail_jails(dir.path(), &s.config_path(), &log, &pf.config_dir, jails);
+        s.write_config(&format!(
+            "{config}\n[fail2ban]\nsocket = \"{}\"\nconfig_dir = \"{}\"\n",
+            f2b.socket.display(),
+            f2b.conf.display()
+        ));
         Self {
             sink,
             pf,
             _dv: dv,
             s,
-            _f2b: f2b,
+            f2b,
             _serve: serve,
             _dir: dir,
         }

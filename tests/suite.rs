@@ -97,6 +97,8 @@ mod pg_queue;
 mod pg_tls;
 #[path = "policy.rs"]
 mod policy;
+#[path = "policy_counts.rs"]
+mod policy_counts;
 #[path = "policy_levels.rs"]
 mod policy_levels;
 #[path = "policy_shared.rs"]
