@@ -138,7 +138,7 @@ impl Stack {
 }
 
 /// One message sent in its own session; panics unless Postfix accepted it.
-fn send(st: &Stack, user: &str, password: &str, addr: &str, data: &str) -> String {
+pub fn send(st: &Stack, user: &str, password: &str, addr: &str, data: &str) -> String {
     let mut session = Session::open(st.pf.submission_port, addr, Some((user, password)))
         .unwrap_or_else(|e| panic!("{user} from {addr}: {e}"));
     let reply = (session.send(user, TO, data)).unwrap_or_else(|e| panic!("{user}: {e}"));
@@ -147,7 +147,7 @@ fn send(st: &Stack, user: &str, password: &str, addr: &str, data: &str) -> Strin
 }
 
 /// Carol travels: six networks within the hour is notify, not block.
-fn travel(st: &Stack) {
+pub fn travel(st: &Stack) {
     for i in 1..=6 {
         let addr = format!("192.0.{}.7", 10 * i);
         send(
@@ -163,7 +163,7 @@ fn travel(st: &Stack) {
 
 /// A message as a mail client writes it: every header Postfix would otherwise add, so
 /// the sink must receive exactly this after Postfix's Received header.
-fn honest_message(n: u32) -> String {
+pub fn honest_message(n: u32) -> String {
     format!(
         "Date: Mon, 07 Dec 2026 03:00:0{n} +0000\r\n\
          Message-ID: <quarantine-{n}@client.example.net>\r\n\
@@ -184,7 +184,7 @@ fn honest_message(n: u32) -> String {
 }
 
 /// What the sink received minus the Received header Postfix put on top, in CRLF.
-fn as_sent(data: &str) -> String {
+pub fn as_sent(data: &str) -> String {
     let mut lines = data.lines().peekable();
     if lines.peek().is_some_and(|l| l.starts_with("Received:")) {
         lines.next();

@@ -101,6 +101,8 @@ mod policy;
 mod policy_counts;
 #[path = "policy_levels.rs"]
 mod policy_levels;
+#[path = "policy_release.rs"]
+mod policy_release;
 #[path = "policy_shared.rs"]
 mod policy_shared;
 #[path = "postgres.rs"]
