@@ -16,6 +16,8 @@ use support::{now, wait_until, Sandbox};
 
 pub const CAROL: &str = "carol@example.test";
 pub const DAVE: &str = "dave@example.test";
+/// The jails the README enables for a Postfix server.
+pub const SUBMISSION_JAILS: &[&str] = &["mailguard-smtp", "mailguard-smtp-refused"];
 
 /// Postfix delivering to the sink, Dovecot for SMTP AUTH, Fail2ban with the jails the
 /// README enables (mailguard-smtp, mailguard-smtp-refused), f2b-mailguard acting.
@@ -24,7 +26,7 @@ pub struct Stack {
     pub pf: Postfix,
     _dv: Dovecot,
     pub s: Sandbox,
-    _f2b: Fail2ban,
+    pub f2b: Fail2ban,
     _serve: Option<Service>,
     // Last: removed after the daemons above are stopped.
     _dir: tempfile::TempDir,
@@ -39,28 +41,46 @@ impl Stack {
     /// As `start`; with `policy`, Dovecot and Postfix also ask the in-band policy
     /// service (`serve`), which runs on the same config.
     pub fn start_with(users: &[(&str, &str)], mode: &str, actions: &str, policy: bool) -> Self {
+        Self::start_jails(users, mode, actions, policy, SUBMISSION_JAILS)
+    }
+
+    /// As `start_with`, with these mailguard jails on Postfix's log; the config names
+    /// this Fail2ban (`[fail2ban]`), so `doctor` looks at it.
+    pub fn start_jails(
+        users: &[(&str, &str)],
+        mode: &str,
+        actions: &str,
+        policy: bool,
+        jails: &[&'static str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let wiring = policy.then(|| Wiring::new(dir.path()));
         let (sink, dv, mut pf) = relay_stack(dir.path(), users, wiring.as_ref());
         pf.start();
-        let mut s = Sandbox::acting(&format!(
+        let config = format!(
             "mode = \"{mode}\"\n[actions]\nretry_base = \"1s\"\ncommand_timeout = \"10s\"\n{actions}\n\
              [mail]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nto = [\"postmaster@example.test\"]\n\
              [postfix]\nsasl_map = \"{}\"\n{}",
             sink.port,
             pf.sasl_map.display(),
             wiring.as_ref().map(Wiring::config).unwrap_or_default(),
-        ));
+        );
+        let mut s = Sandbox::acting(&config);
         s.env.push(("MAIL_CONFIG".into(), pf.config_dir.clone()));
         let serve = wiring.map(|w| w.start(&s));
         let log = pf.root.join("postfix.log");
-        let f2b = Fail2ban::submission_jails(dir.path(), &s.config_path(), &log, &pf.config_dir);
+        let f2b = Fail2ban::mail_jails(dir.path(), &s.config_path(), &log, &pf.config_dir, jails);
+        s.write_config(&format!(
+            "{config}\n[fail2ban]\nsocket = \"{}\"\nconfig_dir = \"{}\"\n",
+            f2b.socket.display(),
+            f2b.conf.display()
+        ));
         Self {
             sink,
             pf,
             _dv: dv,
             s,
-            _f2b: f2b,
+            f2b,
             _serve: serve,
             _dir: dir,
         }
@@ -111,7 +131,7 @@ impl Stack {
 }
 
 /// One message sent in its own session; panics unless Postfix accepted it.
-fn send(st: &Stack, user: &str, password: &str, addr: &str, data: &str) -> String {
+pub fn send(st: &Stack, user: &str, password: &str, addr: &str, data: &str) -> String {
     let mut session = Session::open(st.pf.submission_port, addr, Some((user, password)))
         .unwrap_or_else(|e| panic!("{user} from {addr}: {e}"));
     let reply = (session.send(user, TO, data)).unwrap_or_else(|e| panic!("{user}: {e}"));
@@ -126,7 +146,7 @@ fn from_home(st: &Stack, subject: &str) -> String {
 }
 
 /// Carol travels: six networks within the hour is notify, not block.
-fn travel(st: &Stack) {
+pub fn travel(st: &Stack) {
     for i in 1..=6 {
         let addr = format!("192.0.{}.7", 10 * i);
         send(
@@ -142,7 +162,7 @@ fn travel(st: &Stack) {
 
 /// A message as a mail client writes it: every header Postfix would otherwise add, so
 /// the sink must receive exactly this after Postfix's Received header.
-fn honest_message(n: u32) -> String {
+pub fn honest_message(n: u32) -> String {
     format!(
         "Date: Mon, 07 Dec 2026 03:00:0{n} +0000\r\n\
          Message-ID: <quarantine-{n}@client.example.net>\r\n\
@@ -163,7 +183,7 @@ fn honest_message(n: u32) -> String {
 }
 
 /// What the sink received minus the Received header Postfix put on top, in CRLF.
-fn as_sent(data: &str) -> String {
+pub fn as_sent(data: &str) -> String {
     let mut lines = data.lines().peekable();
     if lines.peek().is_some_and(|l| l.starts_with("Received:")) {
         lines.next();

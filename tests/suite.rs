@@ -105,8 +105,12 @@ mod pg_queue;
 mod pg_tls;
 #[path = "policy.rs"]
 mod policy;
+#[path = "policy_counts.rs"]
+mod policy_counts;
 #[path = "policy_levels.rs"]
 mod policy_levels;
+#[path = "policy_release.rs"]
+mod policy_release;
 #[path = "policy_shared.rs"]
 mod policy_shared;
 #[path = "postgres.rs"]

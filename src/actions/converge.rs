@@ -89,6 +89,7 @@ fn converge(cfg: &Config, store: &mut dyn Store, local: &mut Local) -> Result<Co
         .collect();
     let gone: BTreeSet<String> = (local.state.held.keys())
         .chain(local.state.quarantined.keys())
+        .chain(local.state.held_in_band.keys())
         .filter(|u| !names.contains(u.as_str()))
         .cloned()
         .collect();
@@ -294,15 +295,20 @@ pub fn hold(
     Ok(n)
 }
 
-/// Joins to `held` the mail Postfix put on hold itself for a quarantined account (the
-/// map's HOLD): messages in the hold queue that the account submitted since its
-/// quarantine began here. Mail held before, or submitted by anyone else, is not ours.
+/// Joins to `held` the mail Postfix put on hold itself for a quarantined account: the
+/// messages in the hold queue that the account submitted since its quarantine began
+/// here (the map's HOLD), and those the policy service held in-band. Mail held before,
+/// or submitted by anyone else, is not ours.
 fn adopt(local: &mut Local, queue: &[postfix::QueuedMessage], logins: &[String]) {
     for (m, login) in queue.iter().zip(logins) {
-        let Some(since) = local.state.quarantined.get(login) else {
+        if m.queue_name != "hold" {
             continue;
-        };
-        if m.queue_name == "hold" && m.arrival_time.unwrap_or(0.0) >= *since as f64 {
+        }
+        let since = local.state.quarantined.get(login);
+        let by_map = since.is_some_and(|s| m.arrival_time.unwrap_or(0.0) >= *s as f64);
+        let in_band =
+            (local.state.held_in_band.get(login)).is_some_and(|ids| ids.contains(&m.queue_id));
+        if by_map || in_band {
             let held = local.state.held.entry(login.clone()).or_default();
             held.insert(m.key());
         }
@@ -319,7 +325,8 @@ pub fn release(
     user: &str,
     purge: bool,
 ) -> Result<usize, String> {
-    let quarantined = local.state.quarantined.contains_key(user);
+    let quarantined =
+        local.state.quarantined.contains_key(user) || local.state.held_in_band.contains_key(user);
     let ids: Vec<String> = if !quarantined && !local.state.held.contains_key(user) {
         Vec::new()
     } else {
@@ -347,6 +354,7 @@ pub fn release(
     }
     local.state.held.remove(user);
     local.state.quarantined.remove(user);
+    local.state.held_in_band.remove(user);
     Ok(n)
 }
 

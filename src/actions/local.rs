@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::in_band::Notes;
 use super::postfix::Submitters;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -40,6 +41,10 @@ pub struct LocalState {
     /// are the quarantine's, joined to `held`; older ones were held by someone else.
     #[serde(default)]
     pub quarantined: BTreeMap<String, i64>,
+    /// Per account: queue ids of the messages the policy service held in-band here
+    /// (see `in_band`), joined to `held` once in the hold queue, kept until released.
+    #[serde(default)]
+    pub held_in_band: BTreeMap<String, BTreeSet<String>>,
     /// Who submitted each message in this queue, as far as read.
     #[serde(default)]
     pub submitters: Submitters,
@@ -128,12 +133,23 @@ impl Local {
             Err(e) if e.kind() == ErrorKind::NotFound => LocalState::default(),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        Ok(Self {
+        let mut local = Self {
             path,
             _lock: lock,
             saved: state.clone(),
             state,
-        })
+        };
+        // What the policy service held since: saved here before its notes go.
+        if let Some(mut notes) = Notes::open(dir).map_err(|e| Error::io(dir, e))? {
+            if notes
+                .take(&mut local.state.held_in_band)
+                .map_err(|e| Error::io(dir, e))?
+            {
+                local.save()?;
+                notes.clear().map_err(|e| Error::io(dir, e))?;
+            }
+        }
+        Ok(local)
     }
 
     pub fn save(&mut self) -> Result<()> {

@@ -6,6 +6,7 @@
 pub mod converge;
 mod dovecot;
 pub mod exec;
+pub mod in_band;
 pub mod local;
 pub mod mail;
 pub mod password;

@@ -70,6 +70,9 @@ impl Run for Record {
             Ok(cfg) => cfg,
             Err(e) => return keep(&app.spool_database(), std::slice::from_ref(&event), &e),
         };
+        if event.counted_in_band(&cfg) {
+            return Ok(());
+        }
         let live = match store_live(app, &cfg, &event) {
             Ok(live) => live,
             Err(e) => return keep(&cfg.local_base(), std::slice::from_ref(&event), &e),

@@ -307,8 +307,11 @@ fn store_batch(
         &engine,
         Some(Instant::now() + wait),
     )?;
+    // Messages the policy service counts: acknowledged as already stored.
+    let (in_band, events): (Vec<&LoginEvent>, Vec<&LoginEvent>) =
+        events.iter().partition(|e| e.counted_in_band(&open.cfg));
     let (behind, ready): (Vec<LoginEvent>, Vec<LoginEvent>) = events
-        .iter()
+        .into_iter()
         .cloned()
         .partition(|e| drained.waiting.contains(&e.user));
     if let Some(first) = behind.first() {
@@ -317,6 +320,7 @@ fn store_batch(
     }
     let mut batch = open.store.record_batch(&ready, &engine)?;
     batch.queued += drained.queued;
+    batch.duplicates += in_band.len();
     Ok((batch, behind.len()))
 }
 

@@ -97,6 +97,15 @@ pub struct PolicyConfig {
     pub refresh: Span,
 }
 
+impl PolicyConfig {
+    /// Whether Postfix asks the service about every message (a Postfix listener on an
+    /// enabled service): the service then counts each one at its end of data, and a
+    /// Fail2ban jail's ticket for the same message must not count it again.
+    pub fn counts_messages(&self) -> bool {
+        self.enabled && self.postfix_listen.is_some()
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {

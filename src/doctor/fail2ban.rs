@@ -223,7 +223,11 @@ fn check_jail(cfg: &Config, jail: &str, out: &mut Vec<Finding>) {
         }
     }
     // What a match is depends on the jail: rate and bounce jails count mail.
-    let what = match get(&["action", action, "source"]).as_deref() {
+    let source = get(&["action", action, "source"]);
+    if source.as_deref() == Ok("rate") && cfg.policy.counts_messages() {
+        out.push(super::policy::rate_jail(cfg, jail));
+    }
+    let what = match source.as_deref() {
         Ok("rate") => "message",
         Ok("bounces") => "bounce",
         _ => "login",

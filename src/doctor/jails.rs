@@ -16,7 +16,7 @@ pub const BACKEND_LOCAL: &str = "jail.d/mailguard-backend.local";
 
 /// `key = value` settings per `[section]` of a Fail2ban ini text (no continuation
 /// lines: the mailguard files have none).
-fn sections(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+pub(super) fn sections(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut section = String::new();
     for line in text.lines().map(str::trim) {

@@ -179,7 +179,7 @@ fn postfix(cfg: &Config) -> Finding {
             Status::Fail,
             "postfix",
             format!(
-                "smtpd_end_of_data_restrictions does not ask the service ({endpoint}): {have:?}"
+                "smtpd_end_of_data_restrictions does not ask the service ({endpoint}): {have:?}; no message is counted (a rate jail's tickets are not while policy.postfix_listen is set)"
             ),
             fix,
         );
@@ -196,5 +196,38 @@ fn postfix(cfg: &Config) -> Finding {
             fix,
         );
     }
-    Finding::ok("postfix", format!("every message is counted and answered at end of data ({endpoint}), failing open; disable the mailguard-rate jail, which would count each message again"))
+    Finding::ok(
+        "postfix",
+        format!("every message is counted and answered at end of data ({endpoint}), failing open"),
+    )
+}
+
+/// A Fail2ban jail counting messages (`source=rate`) beside the service, which counts
+/// each one in-band: its tickets are not stored (`LoginEvent::counted_in_band`), so
+/// nothing counts twice, but Fail2ban reads and hands over every message for nothing.
+pub(super) fn rate_jail(cfg: &Config, jail: &str) -> Finding {
+    let local = cfg.fail2ban.config_dir.join("jail.d/mailguard.local");
+    let enabled_there = std::fs::read_to_string(&local).is_ok_and(|text| {
+        super::jails::sections(&text)
+            .get(jail)
+            .is_some_and(|keys| keys.contains_key("enabled"))
+    });
+    // A second [jail] section in the same file would stop Fail2ban from loading it.
+    let change = if enabled_there {
+        format!(
+            "sed -i '/^\\[{jail}\\]/,/^\\[/ s/^enabled *=.*/enabled = false/' {}",
+            local.display()
+        )
+    } else {
+        format!(
+            "printf '[{jail}]\\nenabled = false\\n' >> {}",
+            local.display()
+        )
+    };
+    Finding::new(
+        Status::Warn,
+        "fail2ban",
+        format!("jail {jail} counts the messages the policy service counts in-band (policy.postfix_listen): its tickets are not counted again, so disable it"),
+        Some(format!("{change} && fail2ban-client reload")),
+    )
 }

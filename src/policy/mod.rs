@@ -30,7 +30,7 @@ use crate::config::{Config, PostfixListen};
 use crate::error::{Error, Result};
 use crate::model::{Label, SaslUser, Timestamp};
 use crate::ownership::Ownership;
-use crate::store::LoginEvent;
+use crate::store::{LoginEvent, POLICY_DOVECOT_JAIL, POLICY_POSTFIX_JAIL};
 use dovecot::Sessions;
 
 /// Recordings waiting for the writers; past this they go to the spool.
@@ -48,6 +48,10 @@ pub struct Counter(AtomicU64);
 impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -204,8 +208,8 @@ impl Service {
             sessions: Sessions::new(),
             jobs,
             lanes: std::collections::hash_map::RandomState::new(),
-            jail_dovecot: label("policy-dovecot")?,
-            jail_postfix: label("policy-postfix")?,
+            jail_dovecot: label(POLICY_DOVECOT_JAIL)?,
+            jail_postfix: label(POLICY_POSTFIX_JAIL)?,
             connections: AtomicUsize::new(0),
         };
         Ok((Arc::new(svc), rx))

@@ -8,7 +8,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 use super::{Service, Unanswerable};
+use crate::actions::in_band;
 use crate::detect::PostfixAnswer;
+use crate::error::one_line;
 use crate::model::{ClientAddr, Label, MessageCount, SaslUser, Source, Timestamp};
 use crate::store::LoginEvent;
 
@@ -120,7 +122,7 @@ impl Service {
         let answer =
             |svc: &Self| PostfixAnswer::of(&svc.cfg, &svc.state.account(&user), Timestamp::now());
         if r.get("protocol_state") != "END-OF-MESSAGE" {
-            return Ok(self.action_text(answer(self)));
+            return Ok(self.answered(answer(self), &user, r.get("queue_id")));
         }
         let before = answer(self);
         // A refused message proves the password as a login does: counted as the
@@ -154,7 +156,22 @@ impl Service {
             }
             _ => {}
         }
-        Ok(self.action_text(answer(self)))
+        Ok(self.answered(answer(self), &user, r.get("queue_id")))
+    }
+
+    /// The action for `answer`; a message held is noted first, so that `release`
+    /// finds it whenever this server's map began to hold the account.
+    fn answered(&self, answer: PostfixAnswer, user: &SaslUser, queue_id: &str) -> String {
+        if answer == PostfixAnswer::Hold && !queue_id.is_empty() {
+            if let Err(e) = in_band::note(&self.cfg, user, queue_id) {
+                self.stats.store_errors.inc();
+                eprintln!(
+                    "f2b-mailguard serve: held {queue_id} of {user} but could not note it for release: {}; release it with postsuper -H",
+                    one_line(&e)
+                );
+            }
+        }
+        self.action_text(answer)
     }
 
     fn action_text(&self, a: PostfixAnswer) -> String {

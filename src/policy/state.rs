@@ -160,11 +160,18 @@ impl State {
     /// The writer finished one of the account's recordings (stored, kept in the spool,
     /// or given up): the answers waiting on it may go.
     pub fn finished(&self, user: &SaslUser) {
+        self.finished_all(std::iter::once(user));
+    }
+
+    /// As `finished`, for each recording of a batch, with one wake-up.
+    pub fn finished_all<'a>(&self, users: impl Iterator<Item = &'a SaslUser>) {
         let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         // Entries stay: tickets never restart, so a waiter cannot mistake a new
         // recording for its own. They are per authenticated account, so few.
-        if let Some(s) = seq.get_mut(user) {
-            s.done += 1;
+        for user in users {
+            if let Some(s) = seq.get_mut(user) {
+                s.done += 1;
+            }
         }
         self.settled.notify_all();
     }

@@ -3,8 +3,8 @@
 //! `record` (one `Engine`, `Store::record`), and keeps the in-memory levels the
 //! answers read up to date.
 
-use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,16 @@ use crate::error::{one_line, Result};
 use crate::model::{Level, SaslUser};
 use crate::ownership::Ownership;
 use crate::spool::Spool;
-use crate::store::{self, LoginEvent, Store};
+use crate::store::{self, Account, LoginEvent, Store};
+
+/// Events recorded in one transaction at most: what queued while the last one
+/// committed. One commit (and, with PostgreSQL, one round of locks) for all of them
+/// lets a writer keep up with a burst; bounded, so one batch holds the answers waiting
+/// on it, and SQLite's write lock, only briefly.
+const BATCH: usize = 64;
+/// Accounts of a batch whose levels are read one by one; above this the flagged
+/// accounts are read at once (a handful of rows on a healthy server).
+const ONE_BY_ONE: usize = 8;
 
 pub enum Job {
     /// Store this event and judge its account.
@@ -57,14 +66,31 @@ impl Writer {
                 last_refresh = Some(Instant::now());
             }
             let wait = refresh.saturating_sub(last_refresh.map_or(refresh, |t| t.elapsed()));
-            match jobs.recv_timeout(wait) {
-                Ok(Job::Record(event)) => {
-                    self.record(&mut store, &engine, &event);
-                    self.state.finished(&event.user);
+            let mut events = match jobs.recv_timeout(wait) {
+                Ok(Job::Record(event)) => vec![event],
+                Ok(Job::Refresh) => {
+                    last_refresh = None;
+                    continue;
                 }
-                Ok(Job::Refresh) => last_refresh = None,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut gone = false;
+            while events.len() < BATCH {
+                match jobs.try_recv() {
+                    Ok(Job::Record(event)) => events.push(event),
+                    Ok(Job::Refresh) => last_refresh = None,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
+                }
+            }
+            self.record(&mut store, &engine, &events);
+            self.state.finished_all(events.iter().map(|e| &e.user));
+            if gone {
+                return;
             }
         }
     }
@@ -90,26 +116,26 @@ impl Writer {
         *store = None;
     }
 
-    fn record(&self, store: &mut Option<Box<dyn Store>>, engine: &Engine, event: &LoginEvent) {
+    /// Stores `events` in order, in one transaction, then reads the levels of their
+    /// accounts for the answers; what cannot be stored goes to the spool.
+    fn record(&self, store: &mut Option<Box<dyn Store>>, engine: &Engine, events: &[LoginEvent]) {
         let Some(s) = store.as_mut() else {
-            return self.keep(event);
+            return events.iter().for_each(|e| self.keep(e));
         };
-        let recorded = s.record(event, engine);
-        match recorded {
-            Ok(r) => {
-                if !r.duplicate {
-                    self.stats.recorded.inc();
-                }
-                if r.queued > 0 {
+        match s.record_batch(events, engine) {
+            Ok(counts) => {
+                self.stats.recorded.add(counts.stored);
+                if counts.queued > 0 {
                     (self.on_queued)();
                 }
-                if let Err(e) = self.refresh_one(s.as_mut(), &event.user) {
-                    self.lost(store, "reading the account's level", &e);
+                let users: BTreeSet<&SaslUser> = events.iter().map(|e| &e.user).collect();
+                if let Err(e) = self.refresh_some(s.as_mut(), &users) {
+                    self.lost(store, "reading the accounts' levels", &e);
                 }
             }
             Err(e) => {
-                self.lost(store, "storing an event", &e);
-                self.keep(event);
+                self.lost(store, "storing events", &e);
+                events.iter().for_each(|e| self.keep(e));
             }
         }
     }
@@ -132,8 +158,33 @@ impl Writer {
         }
     }
 
-    fn refresh_one(&self, store: &mut dyn Store, user: &SaslUser) -> Result<()> {
-        let entry = match store.account(user)? {
+    /// Reads the levels of `users` again: each one's row for a few, else every flagged
+    /// account's at once (the others are ok).
+    fn refresh_some(&self, store: &mut dyn Store, users: &BTreeSet<&SaslUser>) -> Result<()> {
+        if users.len() <= ONE_BY_ONE {
+            for user in users {
+                let account = store.account(user)?;
+                self.refresh_one(store, user, account)?;
+            }
+            return Ok(());
+        }
+        let mut flagged: HashMap<SaslUser, Account> = (store.flagged()?.into_iter())
+            .map(|a| (a.user.clone(), a))
+            .collect();
+        for user in users {
+            let account = flagged.remove(*user);
+            self.refresh_one(store, user, account)?;
+        }
+        Ok(())
+    }
+
+    fn refresh_one(
+        &self,
+        store: &mut dyn Store,
+        user: &SaslUser,
+        account: Option<Account>,
+    ) -> Result<()> {
+        let entry = match account {
             Some(a) if a.state.level > Level::Ok => {
                 let before = self.state.known(user);
                 Some(self.known(store, user, &a.state, before)?)

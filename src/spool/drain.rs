@@ -72,12 +72,16 @@ impl Spool {
         let mut raw = Vec::new();
         (&f).read_to_end(&mut raw).map_err(io)?;
         let (mut events, unreadable) = decode(&raw);
+        // Kept before the config said the policy service counts messages: dropped now.
+        let spooled = events.len();
+        events.retain(|e| !e.counted_in_band(engine.config()));
+        let in_band = spooled - events.len();
         events.sort_by_key(|e| e.time);
         let (mut drained, keep, failed) = store_in_batches(&events, store, engine, until);
         if drained.logins > 0 {
             store.after_drain();
         }
-        let dropped = !unreadable.is_empty();
+        let dropped = !unreadable.is_empty() || in_band > 0;
         let rejections = Rejections::beside_spool(&self.path);
         for reason in unreadable {
             // Counting must not keep the stored lines in the spool.

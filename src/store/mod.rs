@@ -34,6 +34,23 @@ pub struct LoginEvent {
     pub count: MessageCount,
 }
 
+/// The jails the policy service records under: what Dovecot and Postfix told it
+/// in-band, not what a Fail2ban jail read from their logs.
+pub const POLICY_DOVECOT_JAIL: &str = "policy-dovecot";
+pub const POLICY_POSTFIX_JAIL: &str = "policy-postfix";
+
+impl LoginEvent {
+    /// A message a Fail2ban jail read from Postfix's log while Postfix asks the policy
+    /// service about every message: the service counts it at its end of data, so the
+    /// jail's ticket is not stored. The store could not tell the two apart: the jail's
+    /// ticket has the log line's time, the service's the end of data's.
+    pub fn counted_in_band(&self, cfg: &Config) -> bool {
+        self.source == Source::Rate
+            && cfg.policy.counts_messages()
+            && self.jail.as_str() != POLICY_POSTFIX_JAIL
+    }
+}
+
 /// What a backtest hands the store, in order (see `Store::import`).
 pub enum Imported {
     /// An account met for the first time. `Events` and `Outcome` number accounts in

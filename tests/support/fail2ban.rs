@@ -217,11 +217,16 @@ impl Fail2ban {
         Self::start_with(root, binary, config, jails, env, &[])
     }
 
-    /// The jails the README enables for a Postfix server (mailguard-smtp and
-    /// mailguard-smtp-refused) on the log of the private Postfix in `mail_config`,
+    /// The mailguard jails `names` on the log of the private Postfix in `mail_config`,
     /// whose commands the actions reach through MAIL_CONFIG.
-    pub fn submission_jails(root: &Path, config: &Path, log: &Path, mail_config: &Path) -> Self {
-        let jails = Jail::each(["mailguard-smtp", "mailguard-smtp-refused"], log);
+    pub fn mail_jails(
+        root: &Path,
+        config: &Path,
+        log: &Path,
+        mail_config: &Path,
+        names: &[&'static str],
+    ) -> Self {
+        let jails = Jail::each(names.iter().copied(), log);
         Self::start_with_env(
             root,
             Path::new(super::BIN),
