@@ -206,3 +206,44 @@ fn a_database_with_names_postfix_folds_alike_merges_them() {
     // The party of strasse@'s login, now the merged account's.
     assert_eq!(s.rows("parties"), 1);
 }
+
+/// A shared store written when names were only lower-cased may hold `straße@` and
+/// `strasse@` apart: the next server to open it merges them, keeping the worse level,
+/// one login of a call stored under both, the parties of both and one whitelist entry.
+#[test]
+fn a_shared_database_with_names_postfix_folds_alike_merges_them() {
+    let pg = support::postgres::Postgres::start();
+    let s = pg.server("mx1", support::NO_ACTIONS);
+    let t = now() - 600;
+    s.record("smtp", "strasse@example.test", "198.51.100.1", t);
+    let straße = "(SELECT id FROM users WHERE name = 'straße@example.test')";
+    pg.psql(&format!(
+        "INSERT INTO users (name, level, enforced) VALUES ('straße@example.test', 'block', true);
+         INSERT INTO events (user_id, ts_ms, source, ip, jail, count, server) VALUES
+             ({straße}, {a}, 'smtp', '198.51.100.1', 'mailguard', 1, 'mx1'),
+             ({straße}, {b}, 'smtp', '198.51.100.9', 'test', 1, 'mx1');
+         INSERT INTO parties (user_id, scheme, party, first_ms, last_ms)
+             SELECT {straße}, scheme, party, first_ms - 1000, last_ms + 1000 FROM parties;
+         INSERT INTO whitelist (cidr, account, note, added_ms) VALUES
+             ('192.0.2.0/24', 'strasse@example.test', 'home', 1),
+             ('192.0.2.0/24', 'straße@example.test', 'home, again', 2);
+         UPDATE mailguard_schema SET version = 3;",
+        a = t * 1000,
+        b = (t + 2) * 1000,
+    ));
+    let d = s.status_user("Straße@example.test", now());
+    assert_eq!(d["level"], "block", "{d:#}");
+    let count = |sql: &str| pg.psql(sql).trim().to_owned();
+    assert_eq!(count("SELECT count(*) FROM users"), "1");
+    assert_eq!(count("SELECT name FROM users"), "strasse@example.test");
+    assert_eq!(count("SELECT count(*) FROM events"), "2");
+    // The merged party spans both spellings' first and last log times.
+    assert_eq!(
+        count("SELECT count(*), bool_and(last_ms - first_ms = 2000) FROM parties"),
+        "1|t"
+    );
+    assert_eq!(
+        count("SELECT account || ' ' || note FROM whitelist"),
+        "strasse@example.test home"
+    );
+}

@@ -2,6 +2,7 @@
 //! several mail servers seeing one account's logins together) can be added beside SQLite.
 
 mod evaluate;
+mod fold;
 mod postgres;
 mod schema;
 mod sqlite;

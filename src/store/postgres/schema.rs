@@ -8,10 +8,19 @@
 
 use postgres::Transaction;
 
+mod fold_names;
+
+/// One step of the schema: SQL, or Rust where the step needs a rule SQL does not have.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&mut Transaction) -> Result<(), postgres::Error>),
+}
+use Migration::{Rust, Sql};
+
 /// Migration N (1-based) brings the schema from version N-1 to N. Append only.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: everything SQLite has at its version 8 (the servers included).
-    r#"
+    Sql(r#"
     CREATE TABLE users (
         id             BIGSERIAL PRIMARY KEY,
         name           TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -102,15 +111,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (server, queue, account, sender)
     );
     CREATE INDEX queue_senders_account ON queue_senders(account) WHERE queue = 'deferred';
-    "#,
+    "#),
     // 2: an account's rows of one source newest first: `record` reads each login
     // source only until its counts are past every threshold.
-    r#"
+    Sql(r#"
     CREATE INDEX IF NOT EXISTS events_source ON events(user_id, source, ts_ms, id);
-    "#,
+    "#),
     // 3: the parties (owners, or wider networks) each account has used, first and
     // last seen (see the SQLite schema's migration 11).
-    r#"
+    Sql(r#"
     CREATE TABLE IF NOT EXISTS parties (
         id       BIGSERIAL PRIMARY KEY,
         user_id  BIGINT NOT NULL REFERENCES users(id),
@@ -122,7 +131,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS parties_first ON parties(user_id, scheme, first_ms);
     CREATE INDEX IF NOT EXISTS parties_last ON parties(last_ms);
-    "#,
+    "#),
+    // 4: account names case-folded as Postfix folds map keys (`ß` is `ss`), not only
+    // lower-cased; accounts that now fold alike become one (SQLite's migration 9).
+    Rust(fold_names::merge_case_variants),
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -150,8 +162,11 @@ pub fn migrate(client: &mut postgres::Client) -> Result<(), MigrateError> {
     if v > CURRENT {
         return Err(MigrateError::TooNew(v));
     }
-    for sql in MIGRATIONS.iter().skip(v as usize) {
-        tx.batch_execute(sql)?;
+    for step in MIGRATIONS.iter().skip(v as usize) {
+        match step {
+            Sql(sql) => tx.batch_execute(sql)?,
+            Rust(run) => run(&mut tx)?,
+        }
     }
     tx.execute("DELETE FROM mailguard_schema", &[])?;
     tx.execute("INSERT INTO mailguard_schema VALUES ($1)", &[&CURRENT])?;
