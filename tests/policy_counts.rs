@@ -125,3 +125,66 @@ fn a_rate_jail_beside_the_service_counts_no_message_twice() {
     assert!(dump.contains("'add', 'mailguard-smtp'"), "{dump}");
     assert!(!dump.contains("'mailguard-rate'"), "{dump}");
 }
+
+/// A rate ticket kept in the spool (the config unreadable when the jail handed it
+/// over) is not counted either once the config says the service counts messages;
+/// the service's own kept messages and the logins are stored.
+#[test]
+fn a_spooled_rate_ticket_is_not_counted_when_the_service_counts_messages() {
+    let policy = "[policy]\nenabled = true\ndovecot_listen = \"\"\npostfix_listen = \"unix:/run/f2b-mailguard-test/none.sock\"\n";
+    let s = support::Sandbox::new(policy);
+    s.ok(&["status"]);
+    // A value out of range: the config does not load, but names its database, so the
+    // spool is the sandbox's (an unparsable file would spool in /var/lib).
+    s.write_config(&format!("{policy}max_connections = 0\n"));
+    let t = support::now();
+    for (source, jail, fid) in [
+        (
+            "rate",
+            "mailguard-rate",
+            format!("('{ALICE}', 'B1C2D3E4F5')"),
+        ),
+        ("rate", "policy-postfix", "B1C2D3E4F5".to_owned()),
+        (
+            "smtp",
+            "mailguard-smtp",
+            format!("('{ALICE}', '198.51.100.41')"),
+        ),
+    ] {
+        let out = s.run(&[
+            "record",
+            &format!("--source={source}"),
+            &format!("--jail={jail}"),
+            &format!("--user={ALICE}"),
+            "--ip=198.51.100.41",
+            &format!("--time={t}"),
+            &format!("--fid={fid}"),
+        ]);
+        assert!(out.status.success(), "{}", support::described(&out));
+    }
+    assert_eq!(s.rows("events"), 0);
+    let spool = s.db().with_extension("db.spool");
+    let kept = std::fs::read_to_string(&spool).unwrap_or_default();
+    assert_eq!(kept.lines().count(), 3, "{kept}");
+    s.write_config(policy);
+    // --db: the drain takes this database's spool only, not the default one other
+    // tests' broken configs may fill.
+    s.ok(&["--db", &s.db().display().to_string(), "run-actions"]);
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    let stored: Vec<(String, String)> = conn
+        .prepare("SELECT source, jail FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want = [("rate", "policy-postfix"), ("smtp", "mailguard-smtp")];
+    let mut got: Vec<(&str, &str)> = stored
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "{stored:?}");
+    let left = std::fs::read_to_string(&spool).unwrap_or_default();
+    assert_eq!(left, "", "left in the spool");
+}
