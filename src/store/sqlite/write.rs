@@ -69,16 +69,21 @@ pub(super) fn known(
     let since = conn
         .prepare_cached("SELECT min(first_ms) FROM parties WHERE user_id = ?1 AND scheme = ?2")?
         .query_row(params![user_id, scheme], |r| r.get(0))?;
+    // No bound LIMIT: SQLite re-prepares a statement on every new value bound to one
+    // (its planner reads the value), which cost more than the read itself. Rows are
+    // stepped lazily, so taking the first ones stops the read as a LIMIT would.
     let mut stmt = conn.prepare_cached(
         "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
-         ORDER BY first_ms LIMIT ?4",
+         ORDER BY first_ms",
     )?;
-    let rows = stmt.query_map(params![user_id, scheme, from, KNOWN_READ_MAX], |r| {
+    let rows = stmt.query_map(params![user_id, scheme, from], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
     Ok(KnownRows {
         since,
-        recent: rows.collect::<rusqlite::Result<_>>()?,
+        recent: rows
+            .take(KNOWN_READ_MAX as usize)
+            .collect::<rusqlite::Result<_>>()?,
     })
 }
 
@@ -286,11 +291,12 @@ impl EvalRows for SqliteRows<'_> {
             "SELECT ip, ts_ms, count, id, fid FROM events
              WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
                AND (ts_ms < ?4 OR id < ?5)
-             ORDER BY ts_ms DESC, id DESC LIMIT ?6",
+             ORDER BY ts_ms DESC, id DESC",
         )?;
         let mut out = Vec::with_capacity(pages.len());
         for p in pages {
-            let params = params![user_id, p.source, p.since, p.until, p.before, limit];
+            // `limit` is taken, not bound: see `known`.
+            let params = params![user_id, p.source, p.since, p.until, p.before];
             let rows = stmt.query_map(params, |r| {
                 let fid: Option<String> = r.get(4)?;
                 let seen = Seen {
@@ -303,7 +309,7 @@ impl EvalRows for SqliteRows<'_> {
                 };
                 Ok((seen, r.get(3)?))
             })?;
-            out.push(rows.collect::<rusqlite::Result<_>>()?);
+            out.push(rows.take(limit as usize).collect::<rusqlite::Result<_>>()?);
         }
         Ok(out)
     }
