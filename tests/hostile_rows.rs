@@ -120,6 +120,10 @@ fn escaped_and_skipped(
         text.starts_with("exit Some(2)\nF2B-MAILGUARD CRITICAL"),
         "alice's block, checked: {text}"
     );
+    assert!(
+        text.contains("stored row(s) under account names that are not valid skipped"),
+        "the bad row, in what monitoring reads: {text}"
+    );
 
     let list = s.run(&["whitelist", "list"]);
     let text = described(&list);

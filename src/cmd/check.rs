@@ -106,6 +106,15 @@ impl Check {
             code = code.max(WARNING);
             problems.push(format!("{} notify: {}", notify.len(), names(&notify)));
         }
+        // A damaged or hostile row hides its account from every listing: say so here,
+        // where monitoring looks, not only on stderr.
+        let skipped = store::skipped_rows();
+        if skipped > 0 {
+            code = code.max(WARNING);
+            problems.push(format!(
+                "{skipped} stored row(s) under account names that are not valid skipped (see status)"
+            ));
+        }
         for w in cfg.warnings() {
             code = code.max(WARNING);
             problems.push(w);

@@ -365,6 +365,16 @@ pub trait Store {
 /// At most this many skipped names are listed (their count is always given).
 const SKIPPED_NAMED: usize = 5;
 
+/// Rows this process skipped for their account name, for commands that report on
+/// the store's health (`check`) as well as on stderr.
+static SKIPPED_ROWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many stored rows this process has skipped so far because their account name
+/// is not valid (see `valid_names`).
+pub fn skipped_rows() -> usize {
+    SKIPPED_ROWS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Rows read with their account name as stored, less those whose name is not valid
 /// (a damaged row, or one a role with write access put there): each is skipped, and
 /// reported on stderr with the name escaped, so that one row cannot stop the listing,
@@ -386,6 +396,7 @@ fn valid_names<T>(what: &str, rows: Vec<(String, T)>) -> Vec<(SaslUser, T)> {
         })
         .collect();
     if count > 0 {
+        SKIPPED_ROWS.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
         let named: Vec<String> = skipped
             .iter()
             .take(SKIPPED_NAMED)
