@@ -121,9 +121,14 @@ pidfile = $bouncer/pid
 EOF
 as_pg pgbouncer -d -q "$bouncer/pgbouncer.ini"
 trap 'kill "$(cat "$bouncer/pid" 2>/dev/null)" 2>/dev/null || true; pg_stop; cleanup' EXIT
-pooled=$W/pooled.toml
-sed "s|?host=$pg\"|?host=$bouncer\&port=6432\"|" "$full" >"$pooled"
-grep -q "port=6432" "$pooled" || { echo "pooled config: no port" >&2; exit 1; }
+# through_bouncer CONFIG: the same config, connecting through PgBouncer; prints its path.
+through_bouncer() {
+    out=${1%.toml}-pooled.toml
+    sed "s|?host=$pg\"|?host=$bouncer\&port=6432\"|" "$1" >"$out"
+    grep -q "port=6432" "$out" || { echo "$out: no port" >&2; exit 1; }
+    echo "$out"
+}
+pooled=$(through_bouncer "$full")
 set -- -n "record (PostgreSQL), quiet account, $stored stored" \
     "$BIN --config $full $rec --user=user4000@example.com --ip=203.0.113.200" \
     -n "record (PostgreSQL via PgBouncer), quiet account, $stored stored" \
@@ -218,7 +223,7 @@ PY
 # straight to PostgreSQL, then through PgBouncer.
 par=$(db parallel)
 pg_fill parallel "$EVENTS"
-sed "s|?host=$pg\"|?host=$bouncer\&port=6432\"|" "$par" >"$W/parallel-pooled.toml"
+par_pooled=$(through_bouncer "$par")
 # writers CONFIG NAME: the run's table row; accounts NAME1@ ... NAMEn@example.com.
 writers() {
     echo "$WRITERS writers x $PER_WRITER records ($2)..." >&2
@@ -244,7 +249,7 @@ print(f"| {writers} writers x {per} records, {name} | {got} stored of {writers *
 PY
 }
 writers "$par" direct
-writers "$W/parallel-pooled.toml" pooled
+writers "$par_pooled" pooled
 # Its pool holds backends on `stored` and `parallel`, which step 4 drops.
 kill "$(cat "$bouncer/pid")"
 
