@@ -1,6 +1,7 @@
 //! Shared harness for tests that run the real binary the way Fail2ban and admins do:
 //! a private temp directory holding the config and the SQLite database.
 
+pub mod dovecot;
 pub mod fail2ban;
 pub mod http;
 pub mod imap;
