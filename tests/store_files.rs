@@ -80,6 +80,8 @@ fn prune_deletes_old_logins_and_keeps_recent_ones() {
     let out = s.ok(&["prune"]);
     assert!(out.starts_with("pruned 30 logins older than 30d"), "{out}");
     assert_eq!(s.rows("events"), 1);
+    // The account's one party (198.51.0.0/16) was used again a minute ago: kept.
+    assert_eq!(s.rows("parties"), 1);
     // Inside the detection lookback (the 1d spread window): refused without --force.
     let out = s.run(&["prune", "--older-than", "1m"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -93,6 +95,7 @@ fn prune_deletes_old_logins_and_keeps_recent_ones() {
     let out = s.ok(&["prune", "--older-than", "30s", "--force"]);
     assert!(out.starts_with("pruned 1 login older than 30s"), "{out}");
     assert_eq!(s.rows("events"), 0);
+    assert_eq!(s.rows("parties"), 0, "the party goes with its last login");
 }
 
 #[test]

@@ -82,6 +82,10 @@ pub(super) struct ActionKey<'a> {
 /// table. Both backends' `record`.
 const AUTO_PRUNE_EVERY: i64 = 256;
 pub(super) const AUTO_PRUNE_BATCH: u32 = 2000;
+/// How far a party's stored last use may lag behind its logins: it only decides when
+/// retention drops the party, so both backends rewrite a known party's row at most
+/// once per step instead of on every login.
+pub(super) const PARTY_LAST_STEP: Span = Span::secs(3600);
 
 /// Before when the insert of login `event_id` prunes the stored logins, if it does.
 pub(super) fn auto_prune_before(event_id: i64, retention: Span) -> Option<Timestamp> {

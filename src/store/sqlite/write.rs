@@ -8,7 +8,7 @@ use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
     auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page,
-    SeenSpan, Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX,
+    SeenSpan, Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
 };
 use crate::store::{BatchCounts, LoginEvent, Recorded};
 
@@ -42,6 +42,9 @@ pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite:
 }
 
 /// Stores that the account `user_id` used `party` at `at` (see `detect::Known`).
+/// A known party's row is rewritten only when its first use moves or its last use by
+/// more than `PARTY_LAST_STEP`: `last_ms` only decides when pruning drops it, and
+/// most logins come from a party the account already uses.
 pub(super) fn see_party(
     tx: &Connection,
     user_id: i64,
@@ -52,9 +55,10 @@ pub(super) fn see_party(
     tx.prepare_cached(
         "INSERT INTO parties (user_id, scheme, party, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT(user_id, scheme, party) DO UPDATE
-           SET first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)",
+           SET first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)
+           WHERE excluded.first_ms < parties.first_ms OR excluded.last_ms > parties.last_ms + ?5",
     )?
-    .execute(params![user_id, scheme, party, at])?;
+    .execute(params![user_id, scheme, party, at, PARTY_LAST_STEP.millis()])?;
     Ok(())
 }
 
