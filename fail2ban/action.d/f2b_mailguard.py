@@ -606,8 +606,9 @@ class Reconciler(object):
                     start = next(s[3] for s in ring
                                  if s[1] == last[1] and s[2] in (last[2], ""))
                     sent = self.reconcile(flt, path, last[1:3], start, start, c.getPos())
-                    self.log.info("f2b-mailguard: %s rotated; reconciled %d lines, %d "
-                                  "tickets handed over again", path, sent[0], sent[1])
+                    self.log.info("f2b-mailguard: %s %s rotated; reconciled %d lines, "
+                                  "%d tickets handed over again", self.jail.name, path,
+                                  sent[0], sent[1])
                     ring.clear()
                     # The new file from its start: a later re-read keeps the context
                     # (submission lines) of what was reconciled here.
