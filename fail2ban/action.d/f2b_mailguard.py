@@ -472,6 +472,18 @@ class _Sequence(object):
 
         jail.putFailTicket = putFailTicket
         jail.getFailTicket = getFailTicket
+        # The actions thread takes at most banPrecedence tickets in a row and then waits
+        # on the queue being empty without asking for another: its last one is finished
+        # then too. (Only that wait asks, in Fail2ban 1.0.2.)
+        queue = jail._Jail__queue
+        empty = queue.empty
+
+        def between_tickets():
+            with self.lock:
+                self.finished = self.popped
+            return empty()
+
+        queue.empty = between_tickets
 
     @staticmethod
     def of(jail):
