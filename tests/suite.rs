@@ -57,6 +57,8 @@ mod fail2ban_counts;
 mod fail2ban_e2e;
 #[path = "fail2ban_filters.rs"]
 mod fail2ban_filters;
+#[path = "fail2ban_heal.rs"]
+mod fail2ban_heal;
 #[path = "fail2ban_no_match.rs"]
 mod fail2ban_no_match;
 #[path = "fail2ban_reconcile.rs"]

@@ -18,17 +18,25 @@
 #    one; the store keeps a ticket sent twice once (same ticket id, time and count).
 #  - At Fail2ban's stop everything still in memory is written to the child and its input
 #    closed: the child, in its own session, stores it and exits after Fail2ban has gone.
-#  - Reconciling: when Fail2ban moves to a rotated log, the jail's filter is run again
-#    (a private copy) over the old file from a position LOOKBACK behind its last known
-#    reading, to its end, and over the new file up to where the jail has read. Messages
-#    and bounces are resent as the live path would send them (the store keeps a resent
-#    ticket once); logins go through the jail's own ban list, so a pair the jail
-#    reported within its bantime is not reported again.
+#  - Reconciling: when Fail2ban moves to a rotated log (NAME.1, or NAME.1.gz if it was
+#    compressed at once), the jail's filter is run again (a private copy) over the old
+#    file from a position LOOKBACK behind its last known reading, to its end, and over
+#    the new file up to where the jail has read. Messages and bounces are resent as the
+#    live path would send them (the store keeps a resent ticket once); logins go
+#    through the jail's own ban list, so a pair the jail reported within its bantime is
+#    not reported again.
+#  - Checkpoints: every POLL, each log's position (inode, first-line hash, offset)
+#    becomes a checkpoint once every ticket from the lines before it has been through
+#    the jail's queue and acknowledged; it is written beside Fail2ban's database with
+#    the login pairs reported (the ban list). At the next start (a restart, a crash),
+#    the ban list is put back and each log re-read from its checkpoint: what Fail2ban
+#    dropped from its queue, and what this process held unacknowledged, is handed over.
 #
 # Runs inside fail2ban-server: standard library only, nothing blocks ban(), nothing
 # raises in __init__ (it would stop the whole server), and no log line names a user.
 
 import collections
+import gzip
 import json
 import os
 import subprocess
@@ -41,6 +49,7 @@ from fail2ban.server.action import ActionBase
 from fail2ban.server.actions import Actions
 # md5sum: Fail2ban's own hash of a log's first line (in 1.0.2 it is in fact SHA-1).
 from fail2ban.server.filter import Filter, md5sum
+from fail2ban.server.ipdns import IPAddr
 from fail2ban.server.ticket import BanTicket, FailTicket
 
 # Set by install.sh to the installed binary and config; a jail may pass its own
@@ -62,8 +71,9 @@ STOP_WAIT = 30.0
 # Postfix logs shortly before).
 POLL = 1.0
 LOOKBACK = 60.0
-# Where a rotated log is looked for (logrotate's and newsyslog's first generation).
-ROTATED = (".1", ".0")
+# Where a rotated log is looked for (logrotate's and newsyslog's first generation,
+# plain, then compressed at once: `compress` without `delaycompress`).
+ROTATED = (".1", ".0", ".1.gz", ".0.gz")
 
 # Fail2ban runs this file again for every action instance and reload, so what every
 # jail shares lives in a module of its own that survives that.
@@ -83,7 +93,7 @@ class Transport(object):
         self.cond = threading.Condition()
         self.logins = collections.deque()
         self.others = collections.deque()
-        # (line, is_login), in the order sent to the current child.
+        # (number, line, is_login), in the order sent to the current child.
         self.inflight = collections.deque()
         self.users = 0
         self.stopping = False
@@ -92,22 +102,44 @@ class Transport(object):
         # The current child's output ended: it is gone or going.
         self.child_gone = False
         self.dropped = 0
+        # Every line put gets the next number; the first one dropped stays the lowest
+        # never acknowledged, so no checkpoint passes it.
+        self.seq = 0
+        self.lost = None
         self.stats = {"sent": 0, "done": 0, "stored": 0, "duplicates": 0,
                       "kept": 0, "refused": 0, "started": 0}
 
     # Called by the actions (any thread).
 
     def put(self, line, login):
+        """Queues one line; returns its number."""
         with self.cond:
+            self.seq += 1
             if len(self.logins) + len(self.others) >= MAX_WAITING:
                 self.dropped += 1
+                if self.lost is None:
+                    self.lost = self.seq
                 if self.dropped % 1000 == 1:
                     self.log.error(
                         "f2b-mailguard: %d tickets waiting, none taken: %d dropped "
                         "(is `%s` working?)", MAX_WAITING, self.dropped, self.argv[0])
-                return
-            (self.logins if login else self.others).append(line)
+                return self.seq
+            (self.logins if login else self.others).append((self.seq, line))
             self.cond.notify_all()
+            return self.seq
+
+    def last(self):
+        with self.cond:
+            return self.seq
+
+    def acked_below(self):
+        """The lowest number not yet acknowledged: every line below it is."""
+        with self.cond:
+            low = [q[0][0] for q in (self.logins, self.others) if q]
+            low.extend(seq for seq, _, _ in self.inflight)
+            if self.lost is not None:
+                low.append(self.lost)
+            return min(low) if low else self.seq + 1
 
     def acquire(self):
         with self.cond:
@@ -156,8 +188,8 @@ class Transport(object):
             # The child is gone: what it did not acknowledge goes first to the next one.
             self._reap()
             with self.cond:
-                for line, login in reversed(self.inflight):
-                    (self.logins if login else self.others).appendleft(line)
+                for seq, line, login in reversed(self.inflight):
+                    (self.logins if login else self.others).appendleft((seq, line))
                 self.inflight.clear()
             time.sleep(pause)
             pause = min(pause * 2, 10.0)
@@ -208,9 +240,9 @@ class Transport(object):
             lines = []
             for queue, login in ((self.logins, True), (self.others, False)):
                 while queue and len(lines) < room:
-                    line = queue.popleft()
+                    seq, line = queue.popleft()
                     lines.append(line)
-                    self.inflight.append((line, login))
+                    self.inflight.append((seq, line, login))
             child = self.child
         if not lines:
             # Stopping, everything sent: close the input, the child finishes and exits.
@@ -318,6 +350,10 @@ class MailguardAction(ActionBase):
         self.config = config
         self.login = source in LOGIN_SOURCES
         self.transport = None
+        # Login pairs reported: fid -> (log time, line number), kept across a restart
+        # as the jail's ban list once acknowledged.
+        self.lock = threading.Lock()
+        self.reported = {}
         self.reconciler = Reconciler(self) if reconcile != "no" else None
 
     def start(self):
@@ -351,7 +387,21 @@ class MailguardAction(ActionBase):
             "fid": str(aInfo["fid"]),
             "count": str(aInfo["failures"]),
         }, ensure_ascii=True, separators=(",", ":")) + "\n"
-        self.transport.put(line, self.login)
+        seq = self.transport.put(line, self.login)
+        # A pair's id is Fail2ban's "raw" address wrapping the (user, address) tuple.
+        fid = getattr(aInfo["fid"], "ntoa", aInfo["fid"])
+        if self.login and isinstance(fid, tuple):
+            with self.lock:
+                self.reported[fid] = (float(aInfo["time"]), seq)
+
+    def restore(self, fid, when):
+        """A pair reported before a restart, back in the jail's ban list for the rest
+        of its bantime, so its next lines are "already banned" as they were."""
+        ticket = BanTicket(IPAddr(fid), when)
+        ticket.banned = True
+        if self._jail.actions.banManager.addBanTicket(ticket):
+            with self.lock:
+                self.reported[fid] = (when, 0)
 
     def reban(self, aInfo):
         return self.ban(aInfo)
@@ -381,20 +431,75 @@ class MailguardAction(ActionBase):
                 self.start()
 
 
-def _first_line_hash(path):
+def _first_line_hash(f):
     """Fail2ban's identity of a log file: the hash of its first complete line."""
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-    except OSError:
-        return None
+    line = f.readline()
     if line == line.rstrip(b"\r\n"):
         return None
     return md5sum(line).hexdigest()
 
 
+def _inode(container):
+    return getattr(container, "_FileContainer__ino", None)
+
+
+class _Sequence(object):
+    """Counts the jail's tickets through its queue, by wrapping the jail's own put and
+    get: `puts` put by the filter, `finished` taken by the actions thread and handled
+    to the end (it asks for the next one only then). The queue is first in, first out,
+    so once `finished` reaches N, the first N tickets have been through every action."""
+
+    def __init__(self, jail):
+        self.lock = threading.Lock()
+        self.puts = 0
+        self.popped = 0
+        self.finished = 0
+        put, get = jail.putFailTicket, jail.getFailTicket
+
+        def putFailTicket(ticket):
+            put(ticket)
+            with self.lock:
+                self.puts += 1
+
+        def getFailTicket():
+            with self.lock:
+                self.finished = self.popped
+            ticket = get()
+            if ticket:
+                with self.lock:
+                    self.popped += 1
+            return ticket
+
+        jail.putFailTicket = putFailTicket
+        jail.getFailTicket = getFailTicket
+        # The actions thread takes at most banPrecedence tickets in a row and then waits
+        # on the queue being empty without asking for another: its last one is finished
+        # then too. (Only that wait asks, in Fail2ban 1.0.2.)
+        queue = jail._Jail__queue
+        empty = queue.empty
+
+        def between_tickets():
+            with self.lock:
+                self.finished = self.popped
+            return empty()
+
+        queue.empty = between_tickets
+
+    @staticmethod
+    def of(jail):
+        """The jail's counter; installed only before the jail runs (counted from its
+        first ticket), so an action added to a running jail has none."""
+        seq = getattr(jail, "_mailguard_sequence", None)
+        if seq is None and not jail.isAlive():
+            seq = _Sequence(jail)
+            jail._mailguard_sequence = seq
+        return seq
+
+
 class Reconciler(object):
-    """Re-reads what a log rotation kept the jail from reading."""
+    """Re-reads what Fail2ban did not hand over: the tail of a rotated log, and after a
+    restart or a crash everything past the checkpoint (the point up to which every
+    ticket of the log was acknowledged)."""
 
     def __init__(self, action):
         self.action = action
@@ -402,12 +507,45 @@ class Reconciler(object):
         self.log = action._logSys
         # path -> deque of (time, inode, first-line hash, position) of the jail's reading.
         self.rings = {}
+        # path -> deque of [inode, hash, position, tickets put by then, line number
+        # once those were handed over]: checkpoints waiting for their acknowledgement.
+        self.pending = {}
+        # path -> deque of (time, inode, hash, position) acknowledged, LOOKBACK of them.
+        self.committed = {}
+        self.saved = None
+        self.resumed = False
         self.halt = threading.Event()
         self.thread = None
+        self.sequence = None
+        self.file = None
+        try:
+            self.file = self._checkpoint_file()
+            if self.file is not None:
+                self.sequence = _Sequence.of(self.jail)
+        except Exception:  # nothing may raise here; no checkpoint then
+            pass
+        if self.sequence is None:
+            self.file = None
+
+    def _checkpoint_file(self):
+        """Beside Fail2ban's own database, which keeps its reading positions: with
+        Fail2ban's database in memory it starts a findtime back, and there is none."""
+        name = getattr(self.jail.database, "_dbFilename", None)
+        if not name or name == ":memory:":
+            return None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.jail.name)
+        return os.path.join(os.path.dirname(os.path.abspath(name)), "f2b-mailguard",
+                            safe + ".json")
 
     def start(self):
         if self.thread is not None and self.thread.is_alive():
             return
+        if self.file is not None and not self.resumed:
+            self.resumed = True
+            try:
+                self.resume()
+            except Exception as e:
+                self.log.error("f2b-mailguard: resuming from the checkpoint failed: %r", e)
         self.halt.clear()
         self.thread = threading.Thread(
             target=self._run, name="f2b/mailguard-reconcile", daemon=True)
@@ -426,24 +564,63 @@ class Reconciler(object):
             except Exception as e:  # never let one bad look end the watching
                 self.log.error("f2b-mailguard: reconciling failed: %r", e)
 
-    def tick(self):
+    def resume(self):
+        """At the action's start, in the jail's actions thread before it takes any
+        ticket: the ban list back, then every log re-read from its checkpoint."""
+        try:
+            with open(self.file) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            self.log.error("f2b-mailguard: checkpoint %s unreadable, not resumed: %s",
+                           self.file, e)
+            return
+        for ban in state.get("bans", ()):
+            fid, when = (ban + [None, None])[:2] if isinstance(ban, list) else (0, 0)
+            if (isinstance(fid, list) and all(isinstance(x, str) for x in fid)
+                    and isinstance(when, (int, float))):
+                self.action.restore(tuple(fid), float(when))
         flt = self.jail.filter
-        # File backends only: the journal has no rotation to lose a tail to.
         if not hasattr(flt, "getLog"):
             return
+        for path, s in state.get("logs", {}).items():
+            c = flt.getLog(path)
+            ino, hsh, pos, ctx, since = (s.get(k) for k in
+                                         ("ino", "hash", "pos", "ctx", "since"))
+            if c is None or not all(isinstance(v, int) for v in (ino, pos, ctx)):
+                continue
+            self.committed[path] = collections.deque(
+                [(since or 0, ino, hsh, ctx), (time.time(), ino, hsh, pos)])
+            # Up to where Fail2ban goes on (its own saved position, or further if it
+            # has read on already): the tickets it read there and dropped are past pos.
+            sent = self.reconcile(flt, path, (ino, hsh), ctx, pos, c.getPos())
+            self.log.info("f2b-mailguard: %s resumed %s at its checkpoint; reconciled "
+                          "%d lines, %d tickets handed over again", self.jail.name, path,
+                          sent[0], sent[1])
+
+    def tick(self):
+        flt = self.jail.filter
         now = time.time()
-        for path in flt.getLogPaths():
+        # File backends only: the journal has no rotation to lose a tail to.
+        for path in (flt.getLogPaths() if hasattr(flt, "getLog") else ()):
             c = flt.getLog(path)
             if c is None:
                 continue
-            snap = (now, getattr(c, "_FileContainer__ino", None), c.getHash(), c.getPos())
+            snap = (now, _inode(c), c.getHash(), c.getPos())
+            self._candidate(flt, path, snap)
             ring = self.rings.setdefault(path, collections.deque())
             if ring:
                 last = ring[-1]
                 # Fail2ban has moved to another file: a new inode, or (copytruncate) the
                 # same inode with another first line.
                 if last[1] != snap[1] or (last[2] and last[2] != snap[2]):
-                    self.reconcile(flt, path, ring)
+                    start = next(s[3] for s in ring
+                                 if s[1] == last[1] and s[2] in (last[2], ""))
+                    sent = self.reconcile(flt, path, last[1:3], start, start, c.getPos())
+                    self.log.info("f2b-mailguard: %s %s rotated; reconciled %d lines, "
+                                  "%d tickets handed over again", self.jail.name, path,
+                                  sent[0], sent[1])
                     ring.clear()
                     # The new file from its start: a later re-read keeps the context
                     # (submission lines) of what was reconciled here.
@@ -452,33 +629,115 @@ class Reconciler(object):
             # Keep the newest snapshot that is at least LOOKBACK old, and the later ones.
             while len(ring) > 1 and ring[1][0] <= now - LOOKBACK:
                 ring.popleft()
+        self._commit(now)
 
-    def reconcile(self, flt, path, ring):
-        last = ring[-1]
-        start = next(s[3] for s in ring if s[1] == last[1] and s[2] in (last[2], ""))
+    def _candidate(self, flt, path, snap):
+        """The jail's position as a checkpoint to be: every line before it was read and
+        its ticket put (Fail2ban moves the position after processing the lines)."""
+        if self.file is None:
+            return
+        puts = self.sequence.puts
+        # A stopping filter leaves a line read but not processed.
+        if not flt.active:
+            return
+        q = self.pending.setdefault(path, collections.deque())
+        if q and q[-1][4] is None and q[-1][3] == puts and q[-1][:2] == list(snap[1:3]):
+            q[-1][2] = snap[3]
+        elif not q or q[-1][:3] != list(snap[1:]):
+            q.append([snap[1], snap[2], snap[3], puts, None])
+
+    def _commit(self, now):
+        """Checkpoints whose tickets are all acknowledged, written to the file."""
+        t = self.action.transport
+        if self.file is None or t is None:
+            return
+        finished = self.sequence.finished
+        last = t.last()
+        for q in self.pending.values():
+            for c in q:
+                if c[4] is None and finished >= c[3]:
+                    c[4] = last
+        below = t.acked_below()
+        for path, q in self.pending.items():
+            while q and q[0][4] is not None and q[0][4] < below:
+                c = q.popleft()
+                ring = self.committed.setdefault(path, collections.deque())
+                ring.append((now, c[0], c[1], c[2]))
+                while len(ring) > 1 and ring[1][0] <= now - LOOKBACK:
+                    ring.popleft()
+        bantime = self.jail.actions.getBanTime()
+        with self.action.lock:
+            for fid in [f for f, (w, _) in self.action.reported.items()
+                        if w + bantime < now]:
+                del self.action.reported[fid]
+            bans = sorted([list(f), w] for f, (w, seq) in self.action.reported.items()
+                          if seq < below)
+        logs = {}
+        for path, ring in self.committed.items():
+            first, newest = ring[0], ring[-1]
+            # The context (a bounce's submission line) from LOOKBACK before, same file.
+            ctx = first if first[1:3] == newest[1:3] else newest
+            logs[path] = {"ino": newest[1], "hash": newest[2], "pos": newest[3],
+                          "ctx": ctx[3], "since": ctx[0]}
+        text = json.dumps({"logs": logs, "bans": bans}, sort_keys=True)
+        if text != self.saved:
+            self._write(text)
+
+    def _write(self, text):
+        tmp = self.file + ".tmp"
+        try:
+            os.makedirs(os.path.dirname(self.file), mode=0o700, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, self.file)
+            self.saved = text
+        except OSError as e:
+            if self.saved is not False:
+                self.log.error("f2b-mailguard: cannot write checkpoint %s: %s",
+                               self.file, e)
+            self.saved = False
+
+    def reconcile(self, flt, path, ident, start, send_from, end):
+        """Re-reads the file `ident` (inode, first-line hash) from `start`, handing over
+        what lines from `send_from` on give, to `end` if it is still `path`; else to its
+        end, and then the file now at `path` from its start to `end`. Returns [lines,
+        tickets]."""
         shadow = self._shadow(flt)
         sent = [0, 0]
-        rotated = self._rotated(path, last)
-        if rotated is None:
+        c = flt.getLog(path)
+        if c is not None and _inode(c) == ident[0] and (not ident[1]
+                                                        or c.getHash() == ident[1]):
+            self._read_path(flt, shadow, path, start, send_from, end, sent)
+            return sent
+        old = self._rotated(path, ident)
+        if old is None:
             self.log.error("f2b-mailguard: %s was rotated but no %s holds its old "
                            "content: its unread tail is not reconciled", path,
                            "/".join(ROTATED))
         else:
-            self._read(flt, shadow, rotated, start, None, sent)
-        c = flt.getLog(path)
-        self._read(flt, shadow, path, 0, c.getPos() if c is not None else 0, sent)
-        self.log.info("f2b-mailguard: %s rotated; reconciled %d lines, %d tickets "
-                      "handed over again", path, sent[0], sent[1])
+            with old:
+                self._read(flt, shadow, old, start, send_from, None, sent)
+        self._read_path(flt, shadow, path, 0, 0, end, sent)
+        return sent
 
-    def _rotated(self, path, last):
+    @staticmethod
+    def _rotated(path, ident):
+        """The rotated file holding `ident`'s content, open at its start, or None."""
         for suffix in ROTATED:
             name = path + suffix
             try:
-                ino = os.stat(name).st_ino
+                f = gzip.open(name, "rb") if name.endswith(".gz") else open(name, "rb")
             except OSError:
                 continue
-            if ino == last[1] or (last[2] and _first_line_hash(name) == last[2]):
-                return name
+            try:
+                # A compressed copy has an inode of its own: known by its first line.
+                if ((not name.endswith(".gz") and os.fstat(f.fileno()).st_ino == ident[0])
+                        or (ident[1] and _first_line_hash(f) == ident[1])):
+                    f.seek(0)
+                    return f
+            except (OSError, EOFError):
+                pass
+            f.close()
         return None
 
     @staticmethod
@@ -500,16 +759,25 @@ class Reconciler(object):
         s.checkFindTime = False
         return s
 
-    def _read(self, flt, shadow, name, start, end, sent):
-        enc = flt.getLogEncoding()
+    def _read_path(self, flt, shadow, name, start, send_from, end, sent):
         try:
             f = open(name, "rb")
         except OSError as e:
             self.log.error("f2b-mailguard: cannot reconcile %s: %s", name, e)
             return
         with f:
+            self._read(flt, shadow, f, start, send_from, end, sent)
+
+    def _read(self, flt, shadow, f, start, send_from, end, sent):
+        """Lines from `start` to `end` (None: the end) through the shadow filter; lines
+        before `send_from` only give it context."""
+        enc = flt.getLogEncoding()
+        try:
             f.seek(start)
-            while end is None or f.tell() < end:
+            while True:
+                pos = f.tell()
+                if end is not None and pos >= end:
+                    break
                 raw = f.readline()
                 # An unfinished last line is the jail's to read once it ends.
                 if not raw.endswith(b"\n"):
@@ -517,25 +785,29 @@ class Reconciler(object):
                 sent[0] += 1
                 line = raw.decode(enc, "replace").rstrip("\r\n")
                 for (_, fid, when, fail) in shadow.processLine(line):
-                    sent[1] += self._ticket(flt, fid, when, fail)
+                    if pos >= send_from:
+                        sent[1] += self._ticket(flt, fid, when, fail)
+        except (OSError, EOFError) as e:
+            self.log.error("f2b-mailguard: reconciling stopped early: %s", e)
 
     def _ticket(self, flt, fid, when, fail):
-        # As the jail's own processing: never a time in the future.
+        # As the jail's own processing: never a time in the future, one attempt.
         when = min(when, time.time())
         tick = FailTicket(fid, when, data=fail)
         if flt._inIgnoreIPList(fid, tick):
             return 0
-        if self.action.login:
-            # Through the jail's ban list: a pair it reported within its bantime is
-            # "already banned", one it missed is reported now, and the jail then treats
-            # the pair's next lines as it would have.
-            if flt.failManager.addFailure(tick) >= flt.failManager.getMaxRetry():
-                flt.performBan(fid)
-            return 1
-        # A message or bounce id is unique: resent exactly as the live path sends it
-        # (a first failure of its id: one attempt), the store keeps it once.
         tick.setRetry(1)
-        self.action.ban(Actions.ActionInfo(BanTicket.wrap(tick), self.jail))
+        tick = BanTicket.wrap(tick)
+        if self.action.login:
+            # Through the jail's ban list (the jails ban at the first attempt): a pair
+            # reported within its bantime is "already banned", one missed is reported
+            # now, and the jail then treats the pair's next lines as it would have.
+            if not self.jail.actions.banManager.addBanTicket(tick):
+                return 0
+            tick.banned = True
+        # A message or bounce id is unique: resent exactly as the live path sends it,
+        # and the store keeps it once.
+        self.action.ban(Actions.ActionInfo(tick, self.jail))
         return 1
 
 

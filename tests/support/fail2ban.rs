@@ -361,6 +361,13 @@ impl Fail2ban {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the server by its pid with SIGKILL, as a crash or the OOM killer would:
+    /// no stop, no flush, its socket and pidfile left behind.
+    pub fn kill(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
     /// Stops the server by its pid: SIGTERM (Fail2ban shuts down cleanly), SIGKILL if it
     /// is still there after 10 s. Returns whether it ended on SIGTERM.
     pub fn stop(&mut self) -> bool {
@@ -446,7 +453,7 @@ pub fn postfix_login(pid: u32, qid: &str, addr: &str, user: &str) -> String {
     )
 }
 
-/// Appends lines to a log file, as the mail server would.
+/// Appends lines to a log file in one write, as syslog writes a batch.
 pub fn append(log: &Path, lines: &[String]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -454,7 +461,6 @@ pub fn append(log: &Path, lines: &[String]) {
         .create(true)
         .open(log)
         .expect("open log");
-    for l in lines {
-        writeln!(f, "{l}").expect("append");
-    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    f.write_all(text.as_bytes()).expect("append");
 }
