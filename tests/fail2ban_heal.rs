@@ -19,14 +19,16 @@ use support::fail2ban::{Fail2ban, Jail, MESSAGE_JAILS};
 use support::{Sandbox, BIN};
 
 /// Messages written; each 5th is bounced.
-const N: u32 = 3000;
+pub(crate) const N: u32 = 3000;
 
-fn start(s: &Sandbox, jails: &[Jail]) -> Fail2ban {
-    Fail2ban::start_persistent(s.path(), Path::new(BIN), &s.config_path(), jails)
+/// Fail2ban with its database in a file; `extra`: config files (e.g. the journal backend).
+fn start(s: &Sandbox, jails: &[Jail], extra: &[(&str, &str)]) -> Fail2ban {
+    Fail2ban::start_persistent(s.path(), Path::new(BIN), &s.config_path(), jails, extra)
 }
 
-/// The reading position of the rate jail that Fail2ban saved in its database.
-fn saved_position(s: &Sandbox) -> Option<i64> {
+/// The reading position of the rate jail that Fail2ban saved in its database (an
+/// offset in its log, or the journal's time).
+fn saved_position(s: &Sandbox) -> Option<f64> {
     let db = s.path().join("fail2ban/fail2ban.sqlite3");
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -58,19 +60,21 @@ fn handed_over(line: &str) -> u64 {
         .unwrap_or_else(|| panic!("no ticket count in {line:?}"))
 }
 
-/// Writes the burst, interrupting Fail2ban after 1,200 messages (killed, or stopped)
-/// and starting it again after 1,600, while the messages keep coming; then checks
-/// that every message, bounce and login is stored once, with `ingest`'s levels.
-fn interrupted_mid_burst(
+/// Writes the burst (`write`: messages 0..N, counted in its argument), interrupting
+/// Fail2ban after 1,200 messages (killed, or stopped) and starting it again after
+/// 1,600, while the messages keep coming; then checks that every message, bounce and
+/// login is stored once, with `ingest`'s levels.
+pub(crate) fn interrupted_mid_burst(
     s: &Sandbox,
-    log: &Path,
     jails: &[Jail],
+    extra: &[(&str, &str)],
+    write: &(dyn Fn(&AtomicU32) -> Vec<(u32, i64)> + Sync),
     kill: bool,
 ) -> (Fail2ban, Vec<Call>) {
-    let mut f2b = start(s, jails);
+    let mut f2b = start(s, jails, extra);
     let written = AtomicU32::new(0);
     let times = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write(log, 0, N, &written));
+        let writer = scope.spawn(|| write(&written));
         let at = |n: u32| {
             support::wait_until(
                 &format!("{n} messages written"),
@@ -94,7 +98,7 @@ fn interrupted_mid_burst(
             assert!(f2b.stop(), "fail2ban did not stop on SIGTERM");
         }
         at(1600);
-        f2b = start(s, jails);
+        f2b = start(s, jails, extra);
         writer.join().expect("writer")
     });
     let want = (i64::from(N), i64::from(N / 5), pairs(N), pairs(N));
@@ -119,15 +123,18 @@ fn sandbox() -> (Sandbox, std::path::PathBuf) {
     (s, log)
 }
 
-#[test]
-fn fail2ban_restarted_mid_burst_loses_nothing_and_stores_nothing_twice() {
-    let (s, log) = sandbox();
-    let jails = Jail::each(MESSAGE_JAILS, &log);
-    let (mut f2b, calls) = interrupted_mid_burst(&s, &log, &jails, false);
-
-    // Idempotent: every checkpoint moved back to the log's start, so the next start
-    // re-reads all of it. Messages and bounces are all handed over again (the store
-    // keeps each once); every pair is in the ban list kept across the restart.
+/// Idempotent: Fail2ban stopped, every checkpoint moved back to the start (`rewind`
+/// edits one log's entry), so the next start re-reads all of it. Messages and bounces
+/// are all handed over again (the store keeps each once); every pair is in the ban
+/// list kept across the restart.
+pub(crate) fn reread_everything(
+    s: &Sandbox,
+    mut f2b: Fail2ban,
+    jails: &[Jail],
+    extra: &[(&str, &str)],
+    calls: &[Call],
+    rewind: &dyn Fn(&mut serde_json::Value),
+) {
     assert!(f2b.stop(), "fail2ban did not stop on SIGTERM");
     for jail in MESSAGE_JAILS {
         let file = s
@@ -136,19 +143,18 @@ fn fail2ban_restarted_mid_burst_loses_nothing_and_stores_nothing_twice() {
             .join(format!("{jail}.json"));
         let text = std::fs::read_to_string(&file).expect("checkpoint");
         let mut v: serde_json::Value = serde_json::from_str(&text).expect("checkpoint JSON");
-        for l in v["logs"].as_object_mut().expect("logs").values_mut() {
-            l["pos"] = 0.into();
-            l["ctx"] = 0.into();
-        }
+        let logs = v["logs"].as_object_mut().expect("logs");
+        assert!(!logs.is_empty(), "{text}");
+        logs.values_mut().for_each(rewind);
         std::fs::write(&file, v.to_string()).expect("checkpoint");
     }
     let before = resumed(&f2b).len();
-    let f2b = start(&s, &jails);
+    let f2b = start(s, jails, extra);
     support::wait_until("the three jails resumed", Duration::from_secs(120), || {
         resumed(&f2b).len() == before + jails.len()
     });
     let want = (i64::from(N), i64::from(N / 5), pairs(N), pairs(N));
-    settle(&s, want, &f2b);
+    settle(s, want, &f2b);
     let again = &resumed(&f2b)[before..];
     let of = |jail: &str| {
         let line = again
@@ -160,12 +166,25 @@ fn fail2ban_restarted_mid_burst_loses_nothing_and_stores_nothing_twice() {
     assert_eq!(of("mailguard-rate"), u64::from(N));
     assert_eq!(of("mailguard-bounce"), u64::from(N / 5));
     assert_eq!(of("mailguard-smtp"), 0);
-    assert_levels_of_ingest(&s, &calls, ACCOUNTS as usize);
+    assert_levels_of_ingest(s, calls, ACCOUNTS as usize);
+}
+
+#[test]
+fn fail2ban_restarted_mid_burst_loses_nothing_and_stores_nothing_twice() {
+    let (s, log) = sandbox();
+    let jails = Jail::each(MESSAGE_JAILS, &log);
+    let burst = |n: &AtomicU32| write(&log, 0, N, n);
+    let (f2b, calls) = interrupted_mid_burst(&s, &jails, &[], &burst, false);
+    reread_everything(&s, f2b, &jails, &[], &calls, &|l| {
+        l["pos"] = 0.into();
+        l["ctx"] = 0.into();
+    });
 }
 
 #[test]
 fn fail2ban_killed_mid_burst_loses_nothing_and_stores_nothing_twice() {
     let (s, log) = sandbox();
     let jails = Jail::each(MESSAGE_JAILS, &log);
-    interrupted_mid_burst(&s, &log, &jails, true);
+    let burst = |n: &AtomicU32| write(&log, 0, N, n);
+    interrupted_mid_burst(&s, &jails, &[], &burst, true);
 }

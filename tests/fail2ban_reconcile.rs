@@ -116,6 +116,16 @@ fn reconciled(f2b: &Fail2ban) -> usize {
 /// Writes messages `from..to` in chunks of 10, one chunk every 50 ms, counting them in
 /// `written`; returns the time of each.
 pub(crate) fn write(log: &Path, from: u32, to: u32, written: &AtomicU32) -> Vec<(u32, i64)> {
+    write_to(&mut |lines, _| append(log, lines), from, to, written)
+}
+
+/// As `write`, each chunk's syslog lines given to `out` with their time.
+pub(crate) fn write_to(
+    out: &mut dyn FnMut(&[String], i64),
+    from: u32,
+    to: u32,
+    written: &AtomicU32,
+) -> Vec<(u32, i64)> {
     let mut i = from;
     let mut times = Vec::new();
     while i < to {
@@ -123,7 +133,7 @@ pub(crate) fn write(log: &Path, from: u32, to: u32, written: &AtomicU32) -> Vec<
         let stamp = stamp_at(t);
         let end = (i + 10).min(to);
         let lines: Vec<String> = (i..end).flat_map(|k| message(k, &stamp)).collect();
-        append(log, &lines);
+        out(&lines, t);
         times.extend((i..end).map(|k| (k, t)));
         i = end;
         written.store(i, Ordering::SeqCst);

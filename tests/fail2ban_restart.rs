@@ -20,7 +20,8 @@ fn a_restart_adds_no_login_and_no_error() {
     let mail_log = s.path().join("mail.log");
     std::fs::write(&mail_log, "").expect("log");
     let jails = Jail::each(["mailguard-smtp", "mailguard-rate"], &mail_log);
-    let mut f2b = Fail2ban::start_persistent(s.path(), Path::new(BIN), &s.config_path(), &jails);
+    let mut f2b =
+        Fail2ban::start_persistent(s.path(), Path::new(BIN), &s.config_path(), &jails, &[]);
     // Pairs `from..to`, each with one accepted message: a login and a rate event each.
     let pairs = |from: u32, to: u32| -> Vec<String> {
         (from..to)

@@ -79,6 +79,8 @@ mod install_prerequisites;
 mod invalid_input;
 #[path = "journal.rs"]
 mod journal;
+#[path = "journal_heal.rs"]
+mod journal_heal;
 #[path = "live_equals_backtest.rs"]
 mod live_equals_backtest;
 #[path = "new_parties.rs"]

@@ -31,6 +31,9 @@
 #    the login pairs reported (the ban list). At the next start (a restart, a crash),
 #    the ban list is put back and each log re-read from its checkpoint: what Fail2ban
 #    dropped from its queue, and what this process held unacknowledged, is handed over.
+#    With the journal backend the checkpoint is the cursor of the last entry whose
+#    tickets were acknowledged, and the journal is re-read from it up to where Fail2ban
+#    goes on (its saved time, or findtime back).
 #
 # Runs inside fail2ban-server: standard library only, nothing blocks ban(), nothing
 # raises in __init__ (it would stop the whole server), and no log line names a user.
@@ -74,6 +77,8 @@ LOOKBACK = 60.0
 # Where a rotated log is looked for (logrotate's and newsyslog's first generation,
 # plain, then compressed at once: `compress` without `delaycompress`).
 ROTATED = (".1", ".0", ".1.gz", ".0.gz")
+# Fail2ban's own name for the journal's reading position; the checkpoint's too.
+JOURNAL = "systemd-journal"
 
 # Fail2ban runs this file again for every action instance and reload, so what every
 # jail shares lives in a module of its own that survives that.
@@ -443,6 +448,27 @@ def _inode(container):
     return getattr(container, "_FileContainer__ino", None)
 
 
+def _journal_cursor(flt):
+    """Wraps a journal filter's processing of an entry, once: the filter's
+    _mailguard_cursor[0] is the cursor of the last entry processed (its tickets are in
+    the jail's queue then)."""
+    if not hasattr(flt, "getJournalReader") or hasattr(flt, "_mailguard_cursor"):
+        return
+    box = flt._mailguard_cursor = [None, None]
+    fmt, process = flt.formatJournalEntry, flt.processLineAndAdd
+
+    def formatJournalEntry(entry):
+        box[1] = entry.get("__CURSOR")
+        return fmt(entry)
+
+    def processLineAndAdd(line, date=None):
+        process(line, date)
+        box[0] = box[1]
+
+    flt.formatJournalEntry = formatJournalEntry
+    flt.processLineAndAdd = processLineAndAdd
+
+
 class _Sequence(object):
     """Counts the jail's tickets through its queue, by wrapping the jail's own put and
     get: `puts` put by the filter, `finished` taken by the actions thread and handled
@@ -522,6 +548,8 @@ class Reconciler(object):
             self.file = self._checkpoint_file()
             if self.file is not None:
                 self.sequence = _Sequence.of(self.jail)
+                if self.sequence is not None:
+                    _journal_cursor(self.jail.filter)
         except Exception:  # nothing may raise here; no checkpoint then
             pass
         if self.sequence is None:
@@ -582,6 +610,16 @@ class Reconciler(object):
                     and isinstance(when, (int, float))):
                 self.action.restore(tuple(fid), float(when))
         flt = self.jail.filter
+        s = state.get("logs", {}).get(JOURNAL)
+        if (hasattr(flt, "getJournalReader") and isinstance(s, dict)
+                and all(isinstance(s.get(k), str) for k in ("pos", "ctx"))):
+            self.committed[JOURNAL] = collections.deque(
+                [(s.get("since") or 0, None, None, s["ctx"]),
+                 (time.time(), None, None, s["pos"])])
+            sent = self._read_journal(flt, s["ctx"], s["pos"])
+            self.log.info("f2b-mailguard: %s resumed %s at its checkpoint; reconciled "
+                          "%d lines, %d tickets handed over again", self.jail.name,
+                          JOURNAL, sent[0], sent[1])
         if not hasattr(flt, "getLog"):
             return
         for path, s in state.get("logs", {}).items():
@@ -602,7 +640,7 @@ class Reconciler(object):
     def tick(self):
         flt = self.jail.filter
         now = time.time()
-        # File backends only: the journal has no rotation to lose a tail to.
+        # Rotation: file backends only, the journal has none to lose a tail to.
         for path in (flt.getLogPaths() if hasattr(flt, "getLog") else ()):
             c = flt.getLog(path)
             if c is None:
@@ -629,6 +667,9 @@ class Reconciler(object):
             # Keep the newest snapshot that is at least LOOKBACK old, and the later ones.
             while len(ring) > 1 and ring[1][0] <= now - LOOKBACK:
                 ring.popleft()
+        cursor = getattr(flt, "_mailguard_cursor", (None,))[0]
+        if cursor:
+            self._candidate(flt, JOURNAL, (now, None, None, cursor))
         self._commit(now)
 
     def _candidate(self, flt, path, snap):
@@ -789,6 +830,46 @@ class Reconciler(object):
                         sent[1] += self._ticket(flt, fid, when, fail)
         except (OSError, EOFError) as e:
             self.log.error("f2b-mailguard: reconciling stopped early: %s", e)
+
+    def _read_journal(self, flt, ctx, pos):
+        """Re-reads the jail's journal (its files, its matches) from the entry `ctx` to
+        where Fail2ban goes on, handing over what the entries after `pos` give."""
+        from fail2ban.helpers import extractOptions
+        from fail2ban.server.filtersystemd import FilterSystemd, journal
+        # As Fail2ban's start: from its saved time, at least findtime back (it reads
+        # the entries at that time again itself).
+        end = max(self.jail.database.getJournalPos(self.jail, JOURNAL) or 0,
+                  time.time() - flt.getFindTime())
+        reader = journal.Reader(
+            **FilterSystemd._getJournalArgs(extractOptions(self.jail.backend)[1]))
+        shadow = self._shadow(flt)
+        sent, send, reached = [0, 0], False, False
+        try:
+            for match in flt.getJournalMatch():
+                for element in match:
+                    reader.add_match(element)
+                reader.add_disjunction()
+            reader.seek_cursor(ctx)
+            while True:
+                entry = reader.get_next()
+                if not entry:
+                    break
+                # The class's own formatting: the jail's is wrapped to note cursors.
+                line, tm = FilterSystemd.formatJournalEntry(flt, entry)
+                if tm > end:
+                    reached = True
+                    break
+                sent[0] += 1
+                for (_, fid, when, fail) in shadow.processLine(line, tm):
+                    if send:
+                        sent[1] += self._ticket(flt, fid, when, fail)
+                send = send or entry.get("__CURSOR") == pos
+        finally:
+            reader.close()
+        if not (send or reached):
+            self.log.error("f2b-mailguard: %s: the checkpoint's journal entry is gone "
+                           "(vacuumed?): the journal is not reconciled", self.jail.name)
+        return sent
 
     def _ticket(self, flt, fid, when, fail):
         # As the jail's own processing: never a time in the future, one attempt.

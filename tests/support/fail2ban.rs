@@ -248,10 +248,16 @@ impl Fail2ban {
         Self::launch([root, binary, config], jails, env, extra, false)
     }
 
-    /// As `start`, with Fail2ban's database in a file that outlives a restart, as
-    /// Debian's `/var/lib/fail2ban/fail2ban.sqlite3` does.
-    pub fn start_persistent(root: &Path, binary: &Path, config: &Path, jails: &[Jail]) -> Self {
-        Self::launch([root, binary, config], jails, &[], &[], true)
+    /// As `start_with` without environment, with Fail2ban's database in a file that
+    /// outlives a restart, as Debian's `/var/lib/fail2ban/fail2ban.sqlite3` does.
+    pub fn start_persistent(
+        root: &Path,
+        binary: &Path,
+        config: &Path,
+        jails: &[Jail],
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::launch([root, binary, config], jails, &[], extra, true)
     }
 
     /// `start_with`, its database in memory or (`persistent`) in a file. `paths`: the
