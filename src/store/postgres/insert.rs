@@ -225,3 +225,40 @@ fn seen_now(known: &mut KnownRows, party: String, first: Timestamp, from: Timest
         known.recent.truncate(KNOWN_READ_MAX as usize);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn rows(since: Option<i64>, recent: &[(&str, i64)]) -> KnownRows {
+        KnownRows {
+            since: since.map(t),
+            recent: recent.iter().map(|(p, f)| (p.to_string(), t(*f))).collect(),
+        }
+    }
+
+    #[test]
+    fn a_party_seen_is_read_back_as_known_would_read_it_after() {
+        // A new party, first seen after `from`: added, and the account's first time kept.
+        let mut k = rows(Some(100), &[("b", 500)]);
+        seen_now(&mut k, "c".into(), t(600), t(400));
+        assert_eq!(k.since, Some(t(100)));
+        assert_eq!(k.recent, rows(None, &[("b", 500), ("c", 600)]).recent);
+        // A party first seen before `from` (the upsert kept its earlier time): not recent.
+        let mut k = rows(Some(100), &[("b", 500)]);
+        seen_now(&mut k, "a".into(), t(100), t(400));
+        assert_eq!(k.recent, rows(None, &[("b", 500)]).recent);
+        // A late login moves a recent party's first time back.
+        let mut k = rows(Some(100), &[("b", 500), ("c", 600)]);
+        seen_now(&mut k, "c".into(), t(450), t(400));
+        assert_eq!(k.recent, rows(None, &[("c", 450), ("b", 500)]).recent);
+        // The account's first party: its time is the account's first time.
+        let mut k = rows(None, &[]);
+        seen_now(&mut k, "a".into(), t(700), t(400));
+        assert_eq!((k.since, k.recent.len()), (Some(t(700)), 1));
+    }
+}
