@@ -1,9 +1,11 @@
 //! Persistence. Every query lives behind [`Store`], so a shared backend (PostgreSQL,
 //! several mail servers seeing one account's logins together) can be added beside SQLite.
 
+mod batch;
 mod evaluate;
 mod fold;
 mod postgres;
+mod queue;
 mod schema;
 mod sqlite;
 
@@ -13,14 +15,17 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{
     ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Span, Timestamp,
 };
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
+pub use batch::{Batch, BatchCounts, Recorded};
 pub use evaluate::KnownRows;
 pub use postgres::PgStore;
+use queue::grown;
+pub use queue::{QueueSender, QueueSnapshot};
 pub use sqlite::SqliteStore;
 
 /// A successful login as Fail2ban reported it.
@@ -63,100 +68,11 @@ pub enum Imported {
     Outcome(Vec<Replayed>),
 }
 
-/// Senders of the mail in one Postfix queue at a scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSender {
-    pub queue: String,
-    /// The envelope sender, as Postfix has it ("" for bounces). Anyone can write it.
-    pub sender: String,
-    /// The SASL account that submitted these messages, from the queue files ("" for
-    /// mail without a login); read for the deferred queue, the one detection uses.
-    pub account: String,
-    pub messages: u32,
-    pub recipients: u32,
-    pub oldest: Option<Timestamp>,
-}
-
-/// One `queue-scan`: this server's queue senders at `at`.
-pub struct QueueSnapshot<'a> {
-    pub at: Timestamp,
-    pub senders: &'a [QueueSender],
-}
-
-impl QueueSnapshot<'_> {
-    /// Deferred messages per account that submitted them. Only mail an account
-    /// submitted itself counts: a stranger can put any address in MAIL FROM on port
-    /// 25. Senders without a login (local scripts, the null sender, forgeries) are
-    /// listed, not judged.
-    fn deferred_per_account(&self) -> BTreeMap<&str, u32> {
-        let mut out: BTreeMap<&str, u32> = BTreeMap::new();
-        for s in self
-            .senders
-            .iter()
-            .filter(|s| s.queue == "deferred" && !s.account.is_empty())
-        {
-            let n = out.entry(s.account.as_str()).or_default();
-            *n = n.saturating_add(s.messages);
-        }
-        out
-    }
-}
-
-/// The accounts whose deferred mail grew from `before` to `now`, in name order: levels
-/// only rise, so only a grown count can change one.
-fn grown<'a>(
-    before: &BTreeMap<String, u32>,
-    now: impl IntoIterator<Item = (&'a str, u32)>,
-) -> Vec<SaslUser> {
-    now.into_iter()
-        .filter(|(account, n)| *n > before.get(*account).copied().unwrap_or(0))
-        .filter_map(|(account, _)| SaslUser::parse(account).ok())
-        .collect()
-}
-
 /// Log times after `since`, up to and including `until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Between {
     pub since: Timestamp,
     pub until: Timestamp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    /// The same (source, user, address, time) was already stored: nothing changed.
-    pub duplicate: bool,
-    /// Actions queued for the worker.
-    pub queued: usize,
-}
-
-/// Spooled logins as far as one `Store::record_spooled` got with them.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// One per login tried, in order. None: another session holds its account, so it
-    /// (and the account's later logins) waits for a later drain.
-    pub outcomes: Vec<Option<Recorded>>,
-    /// Why the logins after `outcomes` were not tried; None with some left: time ran out.
-    pub stopped: Option<Error>,
-}
-
-/// What one `Store::record_batch` did, in counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchCounts {
-    pub stored: usize,
-    pub duplicates: usize,
-    /// Actions queued for the worker.
-    pub queued: usize,
-}
-
-impl BatchCounts {
-    fn add(&mut self, r: Recorded) {
-        if r.duplicate {
-            self.duplicates += 1;
-        } else {
-            self.stored += 1;
-        }
-        self.queued += r.queued;
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,14 @@
 //! account's logins are judged together wherever they arrive. Synchronous client,
 //! one connection per process, TLS over TCP as libpq's `sslmode` has it (tls.rs).
 
+mod cached;
 mod connect;
+mod eval;
+mod insert;
 mod outbox;
 mod pgpass;
+mod queue;
+mod read;
 mod rows;
 mod schema;
 mod tls;
@@ -15,10 +20,8 @@ use std::time::Instant;
 
 use postgres::Client;
 
-use self::rows::{
-    account_parts, account_row, addr_of, cidr_of, level_of, seen_in, seen_row, source_of, time_of,
-    u32_of, PgError, ACCOUNT_COLS, R,
-};
+use self::cached::{Cached, Statements};
+use self::rows::{account_parts, account_row, seen_in, PgError, ACCOUNT_COLS, R};
 use super::evaluate::SeenSpan;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
@@ -46,6 +49,8 @@ pub struct PgStore {
     retention: Span,
     /// How long `record` waits on the database (connect_timeout), per statement.
     wait: std::time::Duration,
+    /// The statements `client` has prepared.
+    stmts: Statements,
 }
 
 impl PgStore {
@@ -69,6 +74,7 @@ impl PgStore {
             server: cfg.server_name(),
             retention: cfg.retention,
             wait,
+            stmts: Statements::default(),
         })
     }
 
@@ -91,6 +97,11 @@ impl PgStore {
     fn with<T>(&mut self, f: impl FnOnce(&mut Client) -> R<T>) -> Result<T> {
         f(&mut self.client).map_err(|e| self.err(e))
     }
+
+    /// As `with`, with the statements the client has prepared.
+    fn cached<T>(&mut self, f: impl FnOnce(&mut Client, &mut Statements) -> R<T>) -> Result<T> {
+        f(&mut self.client, &mut self.stmts).map_err(|e| self.err(e))
+    }
 }
 
 /// A PostgreSQL error with the server's message and detail, on one line.
@@ -107,22 +118,11 @@ pub(super) fn one_line(e: &postgres::Error) -> String {
     out.replace(['\n', '\r'], " ")
 }
 
-fn change_row(r: &postgres::Row, first: usize) -> R<LevelChange> {
-    Ok(LevelChange {
-        time: Timestamp::from_millis(r.try_get(first)?),
-        from: level_of(r.try_get(first + 1)?)?,
-        to: level_of(r.try_get(first + 2)?)?,
-        enforced: r.try_get(first + 3)?,
-        reason: r.try_get(first + 4)?,
-        actor: r.try_get(first + 5)?,
-    })
-}
-
 impl Store for PgStore {
     fn record(&mut self, event: &LoginEvent, engine: &Engine) -> Result<Recorded> {
         let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
         let on = (server.as_str(), retention, wait);
-        self.with(|c| write::record(c, on, write::Take::Wait, event, engine))?
+        self.cached(|c, s| write::record(c, s, on, write::Take::Wait, event, engine))?
             .ok_or_else(|| Error::SharedStore {
                 url: self.url.to_string(),
                 reason: "the account's lock was not granted".into(),
@@ -152,7 +152,7 @@ impl Store for PgStore {
                 continue;
             }
             let on = (server.as_str(), self.retention, wait);
-            match self.with(|c| write::record(c, on, write::Take::Try, event, engine)) {
+            match self.cached(|c, s| write::record(c, s, on, write::Take::Try, event, engine)) {
                 Ok(outcome) => {
                     if outcome.is_none() {
                         held.insert(event.user.clone());
@@ -170,7 +170,8 @@ impl Store for PgStore {
 
     fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts> {
         let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
-        self.with(|c| write::record_batch(c, &server, retention, wait, events, engine))
+        let on = (server.as_str(), retention, wait);
+        self.cached(|c, s| write::record_batch(c, s, on, events, engine))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
@@ -182,55 +183,23 @@ impl Store for PgStore {
 
     fn replace_queue(&mut self, scan: &QueueSnapshot, engine: &Engine) -> Result<usize> {
         let server = self.server.clone();
-        self.with(|c| write::replace_queue(c, &server, scan, engine))
+        self.cached(|c, s| queue::replace_queue(c, s, &server, scan, engine))
     }
 
     fn deferred(&mut self, user: &SaslUser) -> Result<Option<u32>> {
-        self.with(|c| rows::deferred_of(c, user))
+        self.cached(|c, stmts| rows::deferred_of(&mut Cached { c, stmts }, user))
     }
 
     fn queue(&mut self) -> Result<(Option<Timestamp>, Vec<QueueSender>)> {
-        self.with(|c| {
-            let scanned = write::queue_scanned(c)?;
-            // The admin's view is per envelope sender, over every server's queue.
-            let rows = c.query(
-                "SELECT queue, sender, sum(messages)::BIGINT AS n, sum(recipients)::BIGINT,
-                        min(oldest_ms)
-                 FROM queue_senders GROUP BY queue, sender ORDER BY queue, n DESC, sender",
-                &[],
-            )?;
-            let senders = rows
-                .iter()
-                .map(|r| {
-                    Ok(QueueSender {
-                        queue: r.try_get(0)?,
-                        sender: r.try_get(1)?,
-                        account: String::new(),
-                        messages: u32_of(r.try_get(2)?)?,
-                        recipients: u32_of(r.try_get(3)?)?,
-                        oldest: time_of(r.try_get(4)?),
-                    })
-                })
-                .collect::<R<Vec<_>>>()?;
-            Ok((scanned, senders))
-        })
+        self.with(read::queue)
     }
 
     fn deferred_per_account(&mut self) -> Result<BTreeMap<String, u32>> {
-        self.with(write::deferred_per_account)
+        self.with(queue::deferred_per_account)
     }
 
     fn changed(&mut self) -> Result<Vec<(SaslUser, Vec<LevelChange>)>> {
-        let rows = self.with(|c| {
-            let rows = c.query(
-                "SELECT u.name, c.ts_ms, c.from_level, c.to_level, c.enforced, c.reason, c.actor
-                 FROM level_changes c JOIN users u ON u.id = c.user_id ORDER BY u.name, c.id",
-                &[],
-            )?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, change_row(r, 1)?)))
-                .collect::<R<Vec<_>>>()
-        })?;
+        let rows = self.with(read::changed)?;
         Ok(super::per_account(super::valid_names(
             "level change(s)",
             rows,
@@ -238,17 +207,7 @@ impl Store for PgStore {
     }
 
     fn activity(&mut self, since: Timestamp, until: Timestamp) -> Result<Vec<(SaslUser, Seen)>> {
-        let rows = self.with(|c| {
-            let rows = c.query(
-                "SELECT u.name, e.source, e.ip, e.ts_ms, e.count, e.fid FROM events e
-                 JOIN users u ON u.id = e.user_id
-                 WHERE e.ts_ms > $1 AND e.ts_ms <= $2 AND e.ts_ms > u.count_from_ms",
-                &[&since.millis(), &until.millis()],
-            )?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, seen_row(r, 1)?)))
-                .collect::<R<Vec<_>>>()
-        })?;
+        let rows = self.with(|c| read::activity(c, since, until))?;
         Ok(super::valid_names("login(s)", rows))
     }
 
@@ -274,83 +233,42 @@ impl Store for PgStore {
     }
 
     fn known(&mut self, user: &SaslUser, scheme: &str, from: Timestamp) -> Result<KnownRows> {
-        self.with(|c| {
+        self.cached(|c, stmts| {
             let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
             match row {
-                Some(r) => write::known(c, r.try_get(0)?, scheme, from),
+                Some(r) => rows::known(&mut Cached { c, stmts }, r.try_get(0)?, scheme, from),
                 None => Ok(KnownRows::default()),
             }
         })
     }
 
     fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>> {
-        self.with(|c| {
+        self.cached(|c, stmts| {
             let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
             match row {
-                Some(r) => seen_in(c, SeenSpan::of(r.try_get(0)?, window)),
+                Some(r) => seen_in(
+                    &mut Cached { c, stmts },
+                    SeenSpan::of(r.try_get(0)?, window),
+                ),
                 None => Ok(Vec::new()),
             }
         })
     }
 
     fn addresses(&mut self, user: &SaslUser) -> Result<Vec<AddrSummary>> {
-        self.with(|c| {
-            let rows = c.query(
-                "SELECT e.ip, e.source, min(e.ts_ms), max(e.ts_ms), count(*), e.server
-                 FROM events e JOIN users u ON u.id = e.user_id WHERE u.name = $1
-                 GROUP BY e.ip, e.source, e.server
-                 ORDER BY e.ip, e.source COLLATE \"C\", e.server",
-                &[&user.as_str()],
-            )?;
-            rows.iter()
-                .map(|r| {
-                    Ok(AddrSummary {
-                        addr: addr_of(r.try_get(0)?)?,
-                        source: source_of(r.try_get(1)?)?,
-                        first_seen: Timestamp::from_millis(r.try_get(2)?),
-                        last_seen: Timestamp::from_millis(r.try_get(3)?),
-                        count: r.try_get::<_, i64>(4)? as u64,
-                        server: Some(r.try_get(5)?),
-                    })
-                })
-                .collect()
-        })
+        self.with(|c| read::addresses(c, user))
     }
 
     fn history(&mut self, user: &SaslUser) -> Result<Vec<LevelChange>> {
-        self.with(|c| {
-            let rows = c.query(
-                "SELECT c.ts_ms, c.from_level, c.to_level, c.enforced, c.reason, c.actor
-                 FROM level_changes c JOIN users u ON u.id = c.user_id
-                 WHERE u.name = $1 ORDER BY c.id",
-                &[&user.as_str()],
-            )?;
-            rows.iter().map(|r| change_row(r, 0)).collect()
-        })
+        self.with(|c| read::history(c, user))
     }
 
     fn change_level(&mut self, user: &SaslUser, edit: &LevelEdit) -> Result<()> {
-        self.with(|c| write::change_level(c, user, edit))
+        self.cached(|c, s| write::change_level(c, s, user, edit))
     }
 
     fn whitelist(&mut self) -> Result<Vec<WhitelistEntry>> {
-        let rows = self.with(|c| {
-            let rows = c.query(
-                "SELECT cidr, account, note, added_ms FROM whitelist ORDER BY account, cidr",
-                &[],
-            )?;
-            rows.iter()
-                .map(|r| {
-                    let entry = WhitelistEntry {
-                        cidr: cidr_of(r.try_get(0)?)?,
-                        user: None,
-                        note: r.try_get(2)?,
-                        added: Timestamp::from_millis(r.try_get(3)?),
-                    };
-                    Ok((r.try_get(1)?, entry))
-                })
-                .collect::<R<Vec<_>>>()
-        })?;
+        let rows = self.with(read::whitelist)?;
         Ok(super::whitelist_of(rows))
     }
 

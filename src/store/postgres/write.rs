@@ -3,22 +3,21 @@
 //! lock, so servers recording its logins at once are serialised per account: each
 //! evaluation sees every login committed before it, none decides twice.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use postgres::types::Type;
 use postgres::{Client, GenericClient, Transaction};
 use sha2::{Digest, Sha256};
 
-pub(super) use super::rows::known;
-use super::rows::{cidr_of, insert_change, stored_account, stored_row, u32_of, Ahead, PgRows, R};
-use super::rows::{DEFERRED_SQL, STORED_COLS, WHITELIST_SQL};
+use super::cached::{Cached, Statements};
+use super::eval::{Ahead, PgRows};
+use super::insert::{insert, Whitelists};
+use super::rows::{insert_change, R};
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
-use crate::store::{grown, BatchCounts, LevelEdit, LoginEvent, QueueSnapshot, Recorded};
-
-const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
+use crate::store::{BatchCounts, LevelEdit, LoginEvent, Recorded};
 
 /// The advisory lock key of an account: the first 8 bytes of a SHA-256 of its name,
 /// the same on every server and release (PostgreSQL's own hashtext is not promised
@@ -31,7 +30,7 @@ fn account_key(user: &SaslUser) -> i64 {
 }
 
 /// Waits, inside `tx`, until no other transaction evaluates `user`.
-fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
+pub(super) fn lock_account(tx: &mut Transaction, user: &SaslUser) -> R<()> {
     tx.execute_typed(
         "SELECT pg_advisory_xact_lock($1)",
         &[(&account_key(user), Type::INT8)],
@@ -87,33 +86,11 @@ fn bound_and_lock<'u>(
     Ok(!refused)
 }
 
-/// `record`'s first statement, under the account's lock: the account row upserted
-/// (its state as it is now, whatever snapshot the statement started with: the
-/// upsert reads the latest row), the login inserted unless a retry already stored
-/// it (`event_id` NULL), and the account's whitelist and deferred mail for the
-/// evaluation. One round trip instead of five.
-fn record_sql() -> String {
-    format!(
-        "WITH u AS (
-           INSERT INTO users (name, last_seen_ms) VALUES ($1, $2)
-           ON CONFLICT (name) DO UPDATE
-           SET last_seen_ms = greatest(coalesce(users.last_seen_ms, 0), excluded.last_seen_ms)
-           RETURNING {STORED_COLS}),
-         e AS (
-           INSERT INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
-           SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM u
-           ON CONFLICT DO NOTHING RETURNING id)
-         SELECT u.*, (SELECT id FROM e) AS event_id,
-                ARRAY({WHITELIST_SQL}) AS whitelist,
-                ({DEFERRED_SQL}) AS deferred
-         FROM u"
-    )
-}
-
 /// Stores a login and re-evaluates its account; None: `Take::Try` found the account
 /// held by another session (nothing was written).
 pub(super) fn record(
     client: &mut Client,
+    stmts: &mut Statements,
     (server, retention, wait): (&str, Span, Duration),
     take: Take,
     event: &LoginEvent,
@@ -123,107 +100,106 @@ pub(super) fn record(
     if !bound_and_lock(&mut tx, wait, [&event.user], take)? {
         return Ok(None);
     }
-    let recorded = record_in(&mut tx, server, retention, event, engine)?;
+    let on = (server, retention);
+    let recorded = record_all(
+        &mut Cached { c: &mut tx, stmts },
+        on,
+        std::slice::from_ref(event),
+        engine,
+    )?;
     tx.commit()?;
-    Ok(Some(recorded))
+    Ok(recorded.into_iter().next())
 }
 
 /// Several logins in one transaction (`Store::record_batch`), every account of the
 /// batch locked first, in one round trip.
 pub(super) fn record_batch(
     client: &mut Client,
-    server: &str,
-    retention: Span,
-    wait: Duration,
+    stmts: &mut Statements,
+    (server, retention, wait): (&str, Span, Duration),
     events: &[LoginEvent],
     engine: &Engine,
 ) -> R<BatchCounts> {
     let mut tx = client.transaction()?;
     bound_and_lock(&mut tx, wait, events.iter().map(|e| &e.user), Take::Wait)?;
-    let mut batch = BatchCounts::default();
-    for event in events {
-        batch.add(record_in(&mut tx, server, retention, event, engine)?);
-    }
+    let on = (server, retention);
+    let recorded = record_all(&mut Cached { c: &mut tx, stmts }, on, events, engine)?;
     tx.commit()?;
+    let mut batch = BatchCounts::default();
+    recorded.into_iter().for_each(|r| batch.add(r));
     Ok(batch)
 }
 
-/// One login inside the caller's transaction, which holds its account's lock.
-fn record_in(
-    tx: &mut Transaction,
-    server: &str,
-    retention: Span,
-    event: &LoginEvent,
+/// Stores `events` and evaluates each, as `record` would one after the other, inside
+/// the caller's transaction, which holds their accounts' locks. The whitelists are
+/// read once; the logins are stored in rounds, each account's next login in one
+/// statement, each evaluated after its round. An evaluation reads and writes only its
+/// own account's rows, so it sees what it would one login at a time. Returns what
+/// each login came to, in order.
+fn record_all(
+    c: &mut Cached<'_, Transaction<'_>>,
+    (server, retention): (&str, Span),
+    events: &[LoginEvent],
     engine: &Engine,
-) -> R<Recorded> {
-    let at = event.time;
-    let row = tx.query_typed_one(
-        &record_sql(),
-        &[
-            (&event.user.as_str(), Type::TEXT),
-            (&at.millis(), Type::INT8),
-            (&event.source.as_str(), Type::TEXT),
-            (&event.addr.to_string(), Type::TEXT),
-            (&event.jail.as_str(), Type::TEXT),
-            (&event.fid.as_ref().map(|f| f.as_str()), Type::TEXT),
-            (&i64::from(event.count.get()), Type::INT8),
-            (&server, Type::TEXT),
-        ],
-    )?;
-    let Some(event_id) = row.try_get::<_, Option<i64>>("event_id")? else {
-        // Nothing changed (the users upsert only raised last_seen to a time it had).
-        return Ok(Recorded {
+) -> R<Vec<Recorded>> {
+    let whitelists = Whitelists::read(c, events.iter().map(|e| &e.user))?;
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut next: HashMap<&SaslUser, usize> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        let round = next.entry(&e.user).or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(i);
+        *round += 1;
+    }
+    let mut out = vec![
+        Recorded {
             duplicate: true,
             queued: 0,
-        });
-    };
-    let account = stored_row(&row)?;
-    let whitelist = row
-        .try_get::<_, Vec<String>>("whitelist")?
-        .iter()
-        .map(|c| cidr_of(c))
-        .collect::<R<Vec<_>>>()?;
-    let deferred = row
-        .try_get::<_, Option<i64>>("deferred")?
-        .map(u32_of)
-        .transpose()?;
-    if let Some(party) = engine
-        .origin(&engine.whitelist(&event.user, &whitelist), event.addr)
-        .party
-    {
-        see_party(
-            &mut *tx,
-            account.id,
-            engine.party_scheme(),
-            &party.to_string(),
-            at,
-        )?;
+        };
+        events.len()
+    ];
+    let mut prune_before = None;
+    for round in rounds {
+        let logins: Vec<&LoginEvent> = round.iter().map(|&i| &events[i]).collect();
+        let stored = insert(c, server, engine, &logins, &whitelists)?;
+        for ((i, event), stored) in round.into_iter().zip(logins).zip(stored) {
+            let Some(event_id) = stored.event_id else {
+                // Nothing changed (the upsert only raised last_seen to a time it had).
+                continue;
+            };
+            prune_before = prune_before.or(auto_prune_before(event_id, retention));
+            let mut rows = PgRows {
+                tx: &mut *c,
+                server,
+                ahead: Some(Ahead {
+                    user: event.user.clone(),
+                    whitelist: stored.whitelist,
+                    deferred: stored.deferred,
+                    known: Some(stored.known),
+                }),
+            };
+            let queued = evaluate(&mut rows, &event.user, &stored.account, event.time, engine)?;
+            out[i] = Recorded {
+                duplicate: false,
+                queued,
+            };
+        }
     }
-    let queued = evaluate(
-        &mut PgRows {
-            tx,
-            server,
-            ahead: Some(Ahead {
-                user: event.user.clone(),
-                whitelist,
-                deferred,
-            }),
-        },
-        &event.user,
-        &account,
-        at,
-        engine,
-    )?;
-    if let Some(before) = auto_prune_before(event_id, retention) {
-        prune(tx, before, i64::from(AUTO_PRUNE_BATCH))?;
+    // After every evaluation: what it deletes is older than any of them reads.
+    if let Some(before) = prune_before {
+        prune(&mut *c.c, before, i64::from(AUTO_PRUNE_BATCH))?;
     }
-    Ok(Recorded {
-        duplicate: false,
-        queued,
-    })
+    Ok(out)
 }
 
-pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdit) -> R<()> {
+pub(super) fn change_level(
+    client: &mut Client,
+    stmts: &mut Statements,
+    user: &SaslUser,
+    edit: &LevelEdit,
+) -> R<()> {
     let t = edit.transition;
     let mut tx = client.transaction()?;
     lock_account(&mut tx, user)?;
@@ -246,7 +222,11 @@ pub(super) fn change_level(client: &mut Client, user: &SaslUser, edit: &LevelEdi
             &edit.count_from.map(Timestamp::millis),
         ],
     )?;
-    insert_change(&mut tx, id, &NewChange::edited(edit))?;
+    insert_change(
+        &mut Cached { c: &mut tx, stmts },
+        id,
+        &NewChange::edited(edit),
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -265,107 +245,4 @@ pub(super) fn prune(c: &mut impl GenericClient, before: Timestamp, batch: i64) -
         &[&before.millis(), &batch],
     )?;
     Ok(n)
-}
-
-/// Stores that the account `user_id` used `party` at `at` (see `detect::Known`).
-pub(super) fn see_party(
-    c: &mut impl GenericClient,
-    user_id: i64,
-    scheme: &str,
-    party: &str,
-    at: Timestamp,
-) -> R<()> {
-    c.execute_typed(
-        "INSERT INTO parties (user_id, scheme, party, first_ms, last_ms) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (user_id, scheme, party) DO UPDATE
-           SET first_ms = least(parties.first_ms, excluded.first_ms),
-               last_ms = greatest(parties.last_ms, excluded.last_ms)",
-        &[
-            (&user_id, Type::INT8),
-            (&scheme, Type::TEXT),
-            (&party, Type::TEXT),
-            (&at.millis(), Type::INT8),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Deferred messages per submitting account, over every server's last scan.
-pub(super) fn deferred_per_account(c: &mut impl GenericClient) -> R<BTreeMap<String, u32>> {
-    let rows = c.query(
-        "SELECT account, sum(messages)::BIGINT FROM queue_senders
-         WHERE queue = 'deferred' AND account <> '' GROUP BY account",
-        &[],
-    )?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, super::rows::u32_of(r.try_get(1)?)?)))
-        .collect()
-}
-
-/// Replaces this server's part of the queue snapshot and re-evaluates each account
-/// whose deferred mail (over all servers) grew; see `Store::replace_queue`.
-pub(super) fn replace_queue(
-    client: &mut Client,
-    server: &str,
-    scan: &QueueSnapshot,
-    engine: &Engine,
-) -> R<usize> {
-    let at = scan.at;
-    let mut tx = client.transaction()?;
-    let before = deferred_per_account(&mut tx)?;
-    tx.execute("DELETE FROM queue_senders WHERE server = $1", &[&server])?;
-    let insert = tx.prepare(
-        "INSERT INTO queue_senders (server, queue, sender, account, messages, recipients, oldest_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )?;
-    for s in scan.senders {
-        tx.execute(
-            &insert,
-            &[
-                &server,
-                &s.queue,
-                &s.sender,
-                &s.account,
-                &i64::from(s.messages),
-                &i64::from(s.recipients),
-                &s.oldest.map(Timestamp::millis),
-            ],
-        )?;
-    }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ($1, $2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        &[&QUEUE_SCANNED_KEY, &at.millis().to_string()],
-    )?;
-    // As on SQLite: only a grown count of mail an account submitted itself can raise
-    // it. Accounts in name order, so two scans lock them in the same order.
-    let now = deferred_per_account(&mut tx)?;
-    let mut queued = 0;
-    for user in grown(&before, now.iter().map(|(a, n)| (a.as_str(), *n))) {
-        lock_account(&mut tx, &user)?;
-        if let Some(stored) = stored_account(&mut tx, user.as_str())? {
-            queued += evaluate(
-                &mut PgRows {
-                    tx: &mut tx,
-                    server,
-                    ahead: None,
-                },
-                &user,
-                &stored,
-                at,
-                engine,
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(queued)
-}
-
-pub(super) fn queue_scanned(c: &mut impl GenericClient) -> R<Option<Timestamp>> {
-    let row = c.query_opt(
-        "SELECT value FROM meta WHERE key = $1",
-        &[&QUEUE_SCANNED_KEY],
-    )?;
-    let raw: Option<String> = row.map(|r| r.try_get(0)).transpose()?;
-    Ok(raw.and_then(|v| v.parse().ok()).map(Timestamp::from_millis))
 }
