@@ -11,7 +11,7 @@ use super::cached::Cached;
 use super::rows::{bad, cidr_of, stored_row, u32_of, DEFERRED_SQL, R, STORED_COLS};
 use crate::detect::Engine;
 use crate::model::{Cidr, SaslUser, Timestamp};
-use crate::store::evaluate::{KnownRows, Stored, KNOWN_READ_MAX};
+use crate::store::evaluate::{KnownRows, Stored, KNOWN_READ_MAX, PARTY_LAST_STEP};
 use crate::store::LoginEvent;
 
 /// Logins of distinct accounts (one statement cannot upsert a row twice), under
@@ -20,7 +20,9 @@ use crate::store::LoginEvent;
 /// inserted unless a retry already stored it (`event_id` NULL), its party (NULL for
 /// none) seen if it was; and for the evaluations each account's deferred mail and its
 /// parties as they were before this statement (the party's row as it is after comes
-/// back in `party_first`). One round trip, the logins in the order given.
+/// back in `party_first` when it changed: a known party's row is rewritten at most
+/// once per `PARTY_LAST_STEP`, see the SQLite store's `see_party`). One round trip,
+/// the logins in the order given.
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH b AS (
@@ -45,6 +47,8 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
            ON CONFLICT (user_id, scheme, party) DO UPDATE
              SET first_ms = least(parties.first_ms, excluded.first_ms),
                  last_ms = greatest(parties.last_ms, excluded.last_ms)
+             WHERE excluded.first_ms < parties.first_ms
+                OR excluded.last_ms > parties.last_ms + {party_last_step}
            RETURNING user_id, first_ms)
          SELECT u.*, e.id AS event_id, p.first_ms AS party_first,
                 ({deferred}) AS deferred,
@@ -61,7 +65,8 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                  WHERE user_id = u.id AND scheme = $11 AND first_ms > b.known_from
                  ORDER BY first_ms LIMIT $12) r) k
          ORDER BY b.n",
-        deferred = DEFERRED_SQL.replace("$1", "b.name")
+        deferred = DEFERRED_SQL.replace("$1", "b.name"),
+        party_last_step = PARTY_LAST_STEP.millis(),
     )
 });
 
