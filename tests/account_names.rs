@@ -86,6 +86,20 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     send("Mallory@example.test", "203.0.113.3").expect("released");
 }
 
+/// SQL for what an older version could have stored under a second spelling `name`:
+/// the account, blocked, with one SMTP login at each (time in ms, address).
+fn blocked_spelling(name: &str, logins: &[(i64, &str)]) -> String {
+    let mut sql =
+        format!("INSERT INTO users (name, level, enforced) VALUES ('{name}', 'block', 1);\n");
+    for (ms, ip) in logins {
+        sql.push_str(&format!(
+            "INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
+             SELECT id, {ms}, 'smtp', '{ip}', 'test', 1 FROM users WHERE name = '{name}';\n"
+        ));
+    }
+    sql
+}
+
 /// Writes `sql` into the sandbox's database as an older version could have left it;
 /// the binary, opening it, finds one account, blocked (`user` in any spelling), with
 /// `events` logins.
@@ -111,11 +125,7 @@ fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
     migrated_to_one_blocked_account(
         &s,
         &format!(
-        "INSERT INTO users (name, level, enforced) VALUES ('Bob@Example.test', 'block', 1);
-         INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
-             SELECT id, {a}, 'smtp', '198.51.100.1', 'test', 1 FROM users WHERE name = 'Bob@Example.test';
-         INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
-             SELECT id, {b}, 'smtp', '198.51.100.9', 'test', 1 FROM users WHERE name = 'Bob@Example.test';
+        "{spelling}
          INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
              SELECT id, {b}, 'ok', 'block', 1, 'smtp: test', 'detector' FROM users WHERE name = 'Bob@Example.test';
          INSERT INTO whitelist (cidr, user, note, added_ms) VALUES
@@ -124,7 +134,10 @@ fn a_database_with_two_spellings_merges_them_keeping_the_worse_level() {
          ALTER TABLE events DROP COLUMN server;
          ALTER TABLE actions DROP COLUMN server;
          PRAGMA user_version = 4;",
-        a = t * 1000,
+        spelling = blocked_spelling(
+            "Bob@Example.test",
+            &[(t * 1000, "198.51.100.1"), ((t + 2) * 1000, "198.51.100.9")]
+        ),
         b = (t + 2) * 1000,
         ),
         "bob@example.test",
@@ -194,11 +207,8 @@ fn a_database_with_names_postfix_folds_alike_merges_them() {
     migrated_to_one_blocked_account(
         &s,
         &format!(
-        "INSERT INTO users (name, level, enforced) VALUES ('straße@example.test', 'block', 1);
-         INSERT INTO events (user_id, ts_ms, source, ip, jail, count)
-             SELECT id, {b}, 'smtp', '198.51.100.9', 'test', 1 FROM users WHERE name = 'straße@example.test';
-         PRAGMA user_version = 8;",
-        b = (t + 2) * 1000,
+            "{}PRAGMA user_version = 8;",
+            blocked_spelling("straße@example.test", &[((t + 2) * 1000, "198.51.100.9")])
         ),
         "Straße@example.test",
         2,

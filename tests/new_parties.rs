@@ -32,17 +32,18 @@ fn owners_db(path: &Path) {
     mmdb::asn_networks(path, json!(networks));
 }
 
+/// A sandbox with `owners_db` as its ASN database (kept in the returned temp dir).
+fn with_owners() -> (tempfile::TempDir, Sandbox) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("asn.mmdb");
+    owners_db(&db);
+    let s = Sandbox::with_asn(Some(&db));
+    (dir, s)
+}
+
 /// Records `count` of `source` and returns its ingest line.
 fn record(s: &Sandbox, source: &str, user: &str, ip: &str, t: i64, count: u32) -> String {
-    s.ok(&[
-        "record",
-        &format!("--source={source}"),
-        "--jail=test",
-        &format!("--user={user}"),
-        &format!("--ip={ip}"),
-        &format!("--time={t}"),
-        &format!("--count={count}"),
-    ]);
+    s.record_count(source, user, ip, t, count);
     json!({"time": t, "user": user, "ip": ip, "source": source, "count": count}).to_string()
 }
 
@@ -53,20 +54,6 @@ fn history(s: &Sandbox, user: &str, lines: &mut Vec<String>) {
         lines.push(record(s, "smtp", user, "203.0.113.7", t, 1));
         lines.push(record(s, "rate", user, "203.0.113.7", t, 1));
     }
-}
-
-fn level_changes(db: &Path) -> Vec<(String, i64, String, String)> {
-    let conn = rusqlite::Connection::open(db).expect("open");
-    let mut stmt = conn
-        .prepare(
-            "SELECT u.name, c.ts_ms, c.to_level, c.reason FROM level_changes c
-             JOIN users u ON u.id = c.user_id ORDER BY u.name, c.id",
-        )
-        .expect("query");
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("rows");
-    rows.collect::<Result<_, _>>().expect("changes")
 }
 
 fn reason(status: &serde_json::Value, level: &str) -> String {
@@ -83,10 +70,7 @@ fn reason(status: &serde_json::Value, level: &str) -> String {
 /// blocks, and the reason names the new owner.
 #[test]
 fn a_botnet_inside_one_new_hosting_provider_blocks_with_a_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("asn.mmdb");
-    owners_db(&db);
-    let s = Sandbox::with_asn(Some(&db));
+    let (_owners, s) = with_owners();
     const USER: &str = "victim@example.com";
     let mut lines = Vec::new();
     history(&s, USER, &mut lines);
@@ -106,9 +90,7 @@ fn a_botnet_inside_one_new_hosting_provider_blocks_with_a_database() {
         block.contains("new to this account: AS64511 Example Hosting"),
         "{block}"
     );
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    s.assert_backtest_agrees(&lines);
 }
 
 /// Without a database: a provider's pool over four /16s that the account has used
@@ -143,9 +125,7 @@ fn without_a_database_a_known_pool_is_no_alarm_and_imap_theft_is_seen() {
         block.starts_with("imap: 11 new wider networks/1h > 10"),
         "{block}"
     );
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    s.assert_backtest_agrees(&lines);
 }
 
 /// A rented server sending a message every 80 s to a clean list (nothing bounces)
@@ -177,19 +157,14 @@ fn a_quiet_sender_from_a_new_server_blocks_and_a_whitelisted_newsletter_does_not
     );
     let news = s.status_user(NEWS, start + 120);
     assert_eq!(news["level"], "ok", "{news:#}");
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    s.assert_backtest_agrees(&lines);
 }
 
 /// An IMAP credential checker on an account whose phone sends by SMTP: the reason
 /// names IMAP's owners, not the phone's; `status USER` prints it whole, wrapped.
 #[test]
 fn an_imap_reason_names_imaps_owners_and_status_never_cuts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("asn.mmdb");
-    owners_db(&db);
-    let s = Sandbox::with_asn(Some(&db));
+    let (_owners, s) = with_owners();
     const USER: &str = "checked@example.com";
     let mut lines = Vec::new();
     history(&s, USER, &mut lines);
@@ -209,7 +184,5 @@ fn an_imap_reason_names_imaps_owners_and_status_never_cuts_it() {
     let words: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains(&block), "{block}\n{text}");
     assert!(!text.contains('~'), "{text}");
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    s.assert_backtest_agrees(&lines);
 }

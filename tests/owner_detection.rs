@@ -53,20 +53,6 @@ fn record_all(s: &Sandbox) -> Vec<String> {
     lines
 }
 
-fn changes(db: &Path) -> Vec<(String, i64, String, String)> {
-    let conn = rusqlite::Connection::open(db).expect("open");
-    let mut stmt = conn
-        .prepare(
-            "SELECT u.name, c.ts_ms, c.to_level, c.reason FROM level_changes c
-             JOIN users u ON u.id = c.user_id ORDER BY u.name, c.id",
-        )
-        .expect("query");
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("rows");
-    rows.collect::<Result<_, _>>().expect("changes")
-}
-
 #[test]
 fn owners_make_a_providers_pool_no_alarm_and_name_a_botnets_owners() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,9 +114,7 @@ fn owners_make_a_providers_pool_no_alarm_and_name_a_botnets_owners() {
     assert_eq!(plain.status_user(CHECKED, T0 + 400)["level"], "ok");
 
     // The backtest with the same database judges alike, word for word.
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(changes(&s.db()), changes(&scratch));
+    s.assert_backtest_agrees(&lines);
 }
 
 #[test]
@@ -143,15 +127,7 @@ fn an_offices_newsletter_from_one_owner_is_no_alarm() {
         s.record("smtp", NEWS, "198.51.100.50", T0);
         // 1,500 messages in the hour, 4 % bouncing: a campaign, not spam.
         for (source, count) in [("rate", 1500), ("bounces", 60)] {
-            s.ok(&[
-                "record",
-                &format!("--source={source}"),
-                "--jail=test",
-                &format!("--user={NEWS}"),
-                "--ip=198.51.100.50",
-                &format!("--time={}", T0 + 60),
-                &format!("--count={count}"),
-            ]);
+            s.record_count(source, NEWS, "198.51.100.50", T0 + 60, count);
         }
         s.status_user(NEWS, T0 + 120)
     };

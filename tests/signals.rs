@@ -10,19 +10,9 @@ const ALICE: &str = "alice@example.com";
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
-/// `record --source S --count N`: N messages in one call (the shipped rate and bounce
-/// jails pass 1 per message or bounced recipient; other callers may sum).
+/// `count` messages (or bounces) of `user` in one call, all from 198.51.100.7.
 fn counted(s: &Sandbox, source: &str, user: &str, count: u32, time: i64) {
-    let out = s.ok(&[
-        "record",
-        &format!("--source={source}"),
-        "--jail=test",
-        &format!("--user={user}"),
-        "--ip=198.51.100.7",
-        &format!("--time={time}"),
-        &format!("--count={count}"),
-    ]);
-    assert!(out.is_empty(), "{out}");
+    s.record_count(source, user, "198.51.100.7", time, count);
 }
 
 /// `total` messages, 10 to a call, the last one smaller.

@@ -1,6 +1,7 @@
 //! Shared harness for tests that run the real binary the way Fail2ban and admins do:
 //! a private temp directory holding the config and the SQLite database.
 
+pub mod changes;
 pub mod dovecot;
 pub mod fail2ban;
 pub mod http;
@@ -213,14 +214,26 @@ impl Sandbox {
     /// What Fail2ban's action runs for one matched successful login.
     /// Stored at once: a login kept in a spool would say so on stderr.
     pub fn record(&self, source: &str, user: &str, ip: &str, time: i64) {
-        let out = self.run(&[
-            "record",
-            &format!("--source={source}"),
-            "--jail=test",
-            &format!("--user={user}"),
-            &format!("--ip={ip}"),
-            &format!("--time={time}.0"),
-        ]);
+        self.record_with(source, user, ip, time, None);
+    }
+
+    /// `record --count`: `count` logins or messages in one call (the shipped rate and
+    /// bounce jails pass 1 a message or bounced recipient; other callers may sum).
+    pub fn record_count(&self, source: &str, user: &str, ip: &str, time: i64, count: u32) {
+        self.record_with(source, user, ip, time, Some(count));
+    }
+
+    fn record_with(&self, source: &str, user: &str, ip: &str, time: i64, count: Option<u32>) {
+        let mut args = vec![
+            "record".to_owned(),
+            format!("--source={source}"),
+            "--jail=test".to_owned(),
+            format!("--user={user}"),
+            format!("--ip={ip}"),
+            format!("--time={time}.0"),
+        ];
+        args.extend(count.map(|n| format!("--count={n}")));
+        let out = self.cmd().args(&args).output().expect("run f2b-mailguard");
         assert!(
             out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
             "record must succeed and print nothing: {}",
