@@ -32,6 +32,15 @@ fn owners_db(path: &Path) {
     mmdb::asn_networks(path, json!(networks));
 }
 
+/// A sandbox with `owners_db` (the directory holding it lives as long as it is kept).
+fn with_owners() -> (tempfile::TempDir, Sandbox) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("asn.mmdb");
+    owners_db(&db);
+    let s = Sandbox::with_asn(Some(&db));
+    (dir, s)
+}
+
 /// Records `count` of `source` and returns its ingest line.
 fn record(s: &Sandbox, source: &str, user: &str, ip: &str, t: i64, count: u32) -> String {
     s.ok(&[
@@ -69,6 +78,13 @@ fn level_changes(db: &Path) -> Vec<(String, i64, String, String)> {
     rows.collect::<Result<_, _>>().expect("changes")
 }
 
+/// `ingest` of the same calls gives the level changes `record` stored, word for word.
+fn ingest_judges_alike(s: &Sandbox, lines: &[String]) {
+    let scratch = s.path().join("scratch.db");
+    s.ingest(&scratch, lines.join("\n") + "\n");
+    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+}
+
 fn reason(status: &serde_json::Value, level: &str) -> String {
     status["history"]
         .as_array()
@@ -83,10 +99,7 @@ fn reason(status: &serde_json::Value, level: &str) -> String {
 /// blocks, and the reason names the new owner.
 #[test]
 fn a_botnet_inside_one_new_hosting_provider_blocks_with_a_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("asn.mmdb");
-    owners_db(&db);
-    let s = Sandbox::with_asn(Some(&db));
+    let (_dir, s) = with_owners();
     const USER: &str = "victim@example.com";
     let mut lines = Vec::new();
     history(&s, USER, &mut lines);
@@ -106,9 +119,7 @@ fn a_botnet_inside_one_new_hosting_provider_blocks_with_a_database() {
         block.contains("new to this account: AS64511 Example Hosting"),
         "{block}"
     );
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    ingest_judges_alike(&s, &lines);
 }
 
 /// Without a database: a provider's pool over four /16s that the account has used
@@ -143,9 +154,7 @@ fn without_a_database_a_known_pool_is_no_alarm_and_imap_theft_is_seen() {
         block.starts_with("imap: 11 new wider networks/1h > 10"),
         "{block}"
     );
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    ingest_judges_alike(&s, &lines);
 }
 
 /// A rented server sending a message every 80 s to a clean list (nothing bounces)
@@ -177,19 +186,14 @@ fn a_quiet_sender_from_a_new_server_blocks_and_a_whitelisted_newsletter_does_not
     );
     let news = s.status_user(NEWS, start + 120);
     assert_eq!(news["level"], "ok", "{news:#}");
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    ingest_judges_alike(&s, &lines);
 }
 
 /// An IMAP credential checker on an account whose phone sends by SMTP: the reason
 /// names IMAP's owners, not the phone's; `status USER` prints it whole, wrapped.
 #[test]
 fn an_imap_reason_names_imaps_owners_and_status_never_cuts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("asn.mmdb");
-    owners_db(&db);
-    let s = Sandbox::with_asn(Some(&db));
+    let (_dir, s) = with_owners();
     const USER: &str = "checked@example.com";
     let mut lines = Vec::new();
     history(&s, USER, &mut lines);
@@ -209,7 +213,65 @@ fn an_imap_reason_names_imaps_owners_and_status_never_cuts_it() {
     let words: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains(&block), "{block}\n{text}");
     assert!(!text.contains('~'), "{text}");
-    let scratch = s.path().join("scratch.db");
-    s.ingest(&scratch, lines.join("\n") + "\n");
-    assert_eq!(level_changes(&s.db()), level_changes(&scratch));
+    ingest_judges_alike(&s, &lines);
+}
+
+/// A role mailbox five households share, on its first day (nothing is new yet): seven
+/// owners (homes, phones) join over the morning, then all of them poll IMAP and now
+/// and then send. Seven owners in an hour over IMAP, all in use for hours, and seven
+/// in the day over SMTP without a burst are everyone's own, no alarm; they raised a
+/// notify and a block before.
+#[test]
+fn a_shared_mailbox_on_its_first_day_is_no_alarm_with_a_database() {
+    let (_dir, s) = with_owners();
+    const USER: &str = "office@example.com";
+    let home = |h: i64| format!("198.19.{h}.20");
+    let mut lines = Vec::new();
+    for h in 0..7 {
+        let t = T0 + h * 1800;
+        lines.push(record(&s, "imap", USER, &home(h), t, 1));
+        lines.push(record(&s, "smtp", USER, &home(h), t + 60, 1));
+    }
+    let polls = T0 + 4 * 3600;
+    for round in 0..6 {
+        for h in 0..7 {
+            let t = polls + round * 1200 + h * 30;
+            lines.push(record(&s, "imap", USER, &home(h), t, 1));
+        }
+    }
+    let st = s.status_user(USER, polls + 2 * 3600);
+    assert_eq!(st["level"], "ok", "{st:#}");
+    ingest_judges_alike(&s, &lines);
+}
+
+/// Without a database, an account with a week of history whose own ISP gives it an
+/// address in another /24 of the same /16 at every login: seven /24s in a day are
+/// more than three times its usual one, but none is of a party new to it, so no
+/// baseline notify (there was one before).
+#[test]
+fn without_a_database_a_known_isps_addresses_are_no_baseline_alarm() {
+    let s = Sandbox::with_asn(None);
+    const USER: &str = "home@example.com";
+    let mut lines = Vec::new();
+    for day in 0..8 {
+        for k in 0..2 {
+            let t = T0 + day * DAY + 9 * 3600 + k * 4 * 3600;
+            lines.push(record(&s, "smtp", USER, &format!("198.51.{day}.7"), t, 1));
+        }
+    }
+    let day = T0 + 8 * DAY;
+    for i in 0..7 {
+        let t = day + 8 * 3600 + i * 2 * 3600;
+        lines.push(record(
+            &s,
+            "smtp",
+            USER,
+            &format!("198.51.{}.9", 20 + i),
+            t,
+            1,
+        ));
+    }
+    let st = s.status_user(USER, day + 22 * 3600);
+    assert_eq!(st["level"], "ok", "{st:#}");
+    ingest_judges_alike(&s, &lines);
 }

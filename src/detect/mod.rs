@@ -5,6 +5,7 @@
 mod answer;
 pub mod baseline;
 mod bound;
+mod counted;
 mod engine;
 mod fold;
 mod known;
@@ -215,7 +216,10 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             if parties.known {
                 // Logins counted by owner: a credential checker walks through
                 // dozens of owners over IMAP, a phone or a provider's fetcher one or two.
-                signals.extend(owner_count(d, source, parties.count));
+                // Those it did not use an hour ago: on its first day a shared mailbox's
+                // households and phones are half a dozen owners in a busy hour, all
+                // of them in use since the morning.
+                signals.extend(owner_count(d, source, c.fresh_owners.len()));
                 // Many addresses of one or two owners (a carrier's NAT, a provider's
                 // pool) are one party's, not evidence of a stolen password.
                 if parties.count <= d.escalate_min_spread as usize {
@@ -274,8 +278,14 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             // shows (a hotel, an airport, roaming) is a stolen password used from one
             // network after another. Without owners a roaming phone's carrier spans
             // several wider networks: twice as many then.
+            // Not yet warm, the day's owners are also those of everyone sharing the
+            // account (a role mailbox's households and their phones): twice as many
+            // then too, unless the hour's SMTP networks are at notify as well.
             if smtp.known || facts.warm {
-                let block = if smtp.known {
+                let burst = signals
+                    .iter()
+                    .any(|s| s.source == Source::Smtp && s.level >= Level::Notify);
+                let block = if smtp.known && (facts.warm || burst) {
                     d.spread_owners_block
                 } else {
                     d.spread_owners_block.saturating_mul(2)
@@ -295,14 +305,23 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         }
         if let Some(usual) = facts.usual {
             let rate = counts.source(Source::Rate).messages;
-            signals.extend(baseline::crossed(
-                &d.baseline,
-                usual,
-                rate,
-                spread,
-                d.window,
-                d.spread_window,
-            ));
+            // Warm, a day's spread counts the parties new to the account too: its own
+            // ISP's nightly addresses and its carrier's pool are no more than usual.
+            let (spread, noun) = match spread_signal {
+                Some(n) if facts.warm => (Some(n), Some(counts.source(Source::Smtp).parties())),
+                _ => (spread, None),
+            };
+            signals.extend(
+                baseline::crossed(&d.baseline, usual, rate, spread, d.window, d.spread_window)
+                    .into_iter()
+                    .map(|s| match noun {
+                        Some(p) if s.source == Source::Spread => Signal {
+                            unit: format!("new {}/{}", p.noun(), d.spread_window),
+                            ..s
+                        },
+                        _ => s,
+                    }),
+            );
         }
     }
     if d.corroborate {
