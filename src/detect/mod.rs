@@ -17,11 +17,9 @@ pub mod tally;
 pub mod whitelist;
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use crate::config::{Config, Thresholds};
-use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
+use crate::model::{ClientAddr, Level, Mode, SaslUser, Source, Span, Timestamp};
 
 pub use answer::PostfixAnswer;
 pub use baseline::Usual;
@@ -336,39 +334,6 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         signals,
         spread,
         window: d.window,
-    }
-}
-
-/// Appends what a longer history shows to a transition's reason at `at`: how many of
-/// the window's networks (`window`) the account had not used before. `earlier` is its
-/// evidence in the history before `recent`, the evidence the verdict was made from. A
-/// note, never a signal of its own.
-fn explain(
-    cfg: &Config,
-    window: &BTreeSet<ClientNet>,
-    at: Timestamp,
-    earlier: &[Seen],
-    recent: &[Seen],
-    t: &mut Transition,
-) {
-    let prefixes = cfg.detection.prefixes;
-    let window_start = at.minus(cfg.detection.window);
-    let known: BTreeSet<ClientNet> = earlier
-        .iter()
-        .chain(recent.iter().filter(|s| s.time <= window_start))
-        .filter(|s| s.source.is_login())
-        .map(|s| s.addr.net(prefixes))
-        .collect();
-    let new = window.iter().filter(|n| !known.contains(n)).count();
-    // Without any history every network is new, which says nothing.
-    if new > 0 && !known.is_empty() {
-        let _ = write!(
-            t.reason,
-            "; new: {new} of {} network{} not seen in {}",
-            window.len(),
-            if window.len() == 1 { "" } else { "s" },
-            cfg.detection.baseline.history
-        );
     }
 }
 
