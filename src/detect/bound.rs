@@ -128,6 +128,8 @@ impl<'a> Bounded<'a> {
         let window = past_window
             || (t.networks.len() >= self.enough
                 && t.owners.len() >= self.enough
+                // Other sources than smtp count owners first seen within the window.
+                && (smtp || t.fresh_owners.len() >= self.enough)
                 // Whether owners are known changes which rules apply.
                 && (!self.owners.has_asn() || t.parties().known));
         let new_window = past_window
@@ -157,7 +159,7 @@ fn enough(cfg: &Config, user: &SaslUser, usual: Option<Usual>) -> usize {
         d.owners_notify,
         d.owners_block,
         d.owners_lock,
-        d.spread_owners_block,
+        d.spread_owners_block.saturating_mul(2),
     ]
     .into_iter()
     .max()

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{baseline, decide, evaluate, explain, AccountState, Bounded, Counted, Facts, Seen};
+use super::{baseline, decide, evaluate, AccountState, Bounded, Counted, Facts, Seen};
 use super::{Evaluation, Known, Origin, OwnerKey, Tally, Transition, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::{Asn, Cidr, ClientAddr, ClientNet, SaslUser, Span, Timestamp};
@@ -206,7 +206,7 @@ impl<'a> Engine<'a> {
     /// `recent`, the evidence the verdict was made from, begins.
     pub fn explain(&self, verdict: &mut Verdict, at: Timestamp, earlier: &[Seen], recent: &[Seen]) {
         if let (Some(window), Some(t)) = (&verdict.rise, verdict.transition.as_mut()) {
-            explain(self.cfg, window, at, earlier, recent, t);
+            note_new_networks(self.cfg, window, at, earlier, recent, t);
             if !verdict.new.is_empty() {
                 name_new(self.owners, window, &verdict.new, &mut t.reason);
             }
@@ -214,6 +214,39 @@ impl<'a> Engine<'a> {
                 name_owners(self.owners, window, &mut t.reason);
             }
         }
+    }
+}
+
+/// Appends what a longer history shows to a transition's reason at `at`: how many of
+/// the window's networks (`window`) the account had not used before. `earlier` is its
+/// evidence in the history before `recent`, the evidence the verdict was made from. A
+/// note, never a signal of its own.
+fn note_new_networks(
+    cfg: &Config,
+    window: &BTreeSet<ClientNet>,
+    at: Timestamp,
+    earlier: &[Seen],
+    recent: &[Seen],
+    t: &mut Transition,
+) {
+    let prefixes = cfg.detection.prefixes;
+    let window_start = at.minus(cfg.detection.window);
+    let known: BTreeSet<ClientNet> = earlier
+        .iter()
+        .chain(recent.iter().filter(|s| s.time <= window_start))
+        .filter(|s| s.source.is_login())
+        .map(|s| s.addr.net(prefixes))
+        .collect();
+    let new = window.iter().filter(|n| !known.contains(n)).count();
+    // Without any history every network is new, which says nothing.
+    if new > 0 && !known.is_empty() {
+        let _ = write!(
+            t.reason,
+            "; new: {new} of {} network{} not seen in {}",
+            window.len(),
+            if window.len() == 1 { "" } else { "s" },
+            cfg.detection.baseline.history
+        );
     }
 }
 

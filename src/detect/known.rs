@@ -26,6 +26,8 @@ pub struct Known {
     first: HashMap<OwnerKey, Timestamp>,
     known_after: Span,
     new_for: Span,
+    /// `detection.window`: how long a party is fresh (see `is_fresh`).
+    fresh_for: Span,
 }
 
 impl Default for Known {
@@ -35,6 +37,7 @@ impl Default for Known {
             first: HashMap::new(),
             known_after: Span::secs(0),
             new_for: Span::secs(0),
+            fresh_for: Span::secs(0),
         }
     }
 }
@@ -44,6 +47,7 @@ impl Known {
         Self {
             known_after: d.known_after,
             new_for: d.new_for,
+            fresh_for: d.window,
             ..Self::default()
         }
     }
@@ -94,6 +98,16 @@ impl Known {
             return false;
         };
         self.warm(first) && t.millis() - first.millis() < self.new_for.millis()
+    }
+
+    /// Whether evidence from `party` at `t` comes within the window after the party's
+    /// first login, whatever the account's age: on its first day, what an account
+    /// did not use an hour ago (a credential checker's dozens of owners) from what it
+    /// has been using all day (a shared mailbox's households and phones).
+    pub fn is_fresh(&self, party: OwnerKey, t: Timestamp) -> bool {
+        self.first
+            .get(&party)
+            .is_some_and(|&first| t.millis() - first.millis() < self.fresh_for.millis())
     }
 
     /// The earliest first log time of a party held that is new at some moment: no

@@ -5,6 +5,7 @@
 mod answer;
 pub mod baseline;
 mod bound;
+mod counted;
 mod engine;
 mod fold;
 mod known;
@@ -16,11 +17,9 @@ pub mod tally;
 pub mod whitelist;
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use crate::config::{Config, Thresholds};
-use crate::model::{ClientAddr, ClientNet, Level, Mode, SaslUser, Source, Span, Timestamp};
+use crate::model::{ClientAddr, Level, Mode, SaslUser, Source, Span, Timestamp};
 
 pub use answer::PostfixAnswer;
 pub use baseline::Usual;
@@ -215,7 +214,10 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             if parties.known {
                 // Logins counted by owner: a credential checker walks through
                 // dozens of owners over IMAP, a phone or a provider's fetcher one or two.
-                signals.extend(owner_count(d, source, parties.count));
+                // Those it did not use an hour ago: on its first day a shared mailbox's
+                // households and phones are half a dozen owners in a busy hour, all
+                // of them in use since the morning.
+                signals.extend(owner_count(d, source, c.fresh_owners.len()));
                 // Many addresses of one or two owners (a carrier's NAT, a provider's
                 // pool) are one party's, not evidence of a stolen password.
                 if parties.count <= d.escalate_min_spread as usize {
@@ -274,8 +276,14 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
             // shows (a hotel, an airport, roaming) is a stolen password used from one
             // network after another. Without owners a roaming phone's carrier spans
             // several wider networks: twice as many then.
+            // Not yet warm, the day's owners are also those of everyone sharing the
+            // account (a role mailbox's households and their phones): twice as many
+            // then too, unless the hour's SMTP networks are at notify as well.
             if smtp.known || facts.warm {
-                let block = if smtp.known {
+                let burst = signals
+                    .iter()
+                    .any(|s| s.source == Source::Smtp && s.level >= Level::Notify);
+                let block = if smtp.known && (facts.warm || burst) {
                     d.spread_owners_block
                 } else {
                     d.spread_owners_block.saturating_mul(2)
@@ -295,14 +303,23 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         }
         if let Some(usual) = facts.usual {
             let rate = counts.source(Source::Rate).messages;
-            signals.extend(baseline::crossed(
-                &d.baseline,
-                usual,
-                rate,
-                spread,
-                d.window,
-                d.spread_window,
-            ));
+            // Warm, a day's spread counts the parties new to the account too: its own
+            // ISP's nightly addresses and its carrier's pool are no more than usual.
+            let (spread, noun) = match spread_signal {
+                Some(n) if facts.warm => (Some(n), Some(counts.source(Source::Smtp).parties())),
+                _ => (spread, None),
+            };
+            signals.extend(
+                baseline::crossed(&d.baseline, usual, rate, spread, d.window, d.spread_window)
+                    .into_iter()
+                    .map(|s| match noun {
+                        Some(p) if s.source == Source::Spread => Signal {
+                            unit: format!("new {}/{}", p.noun(), d.spread_window),
+                            ..s
+                        },
+                        _ => s,
+                    }),
+            );
         }
     }
     if d.corroborate {
@@ -317,39 +334,6 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         signals,
         spread,
         window: d.window,
-    }
-}
-
-/// Appends what a longer history shows to a transition's reason at `at`: how many of
-/// the window's networks (`window`) the account had not used before. `earlier` is its
-/// evidence in the history before `recent`, the evidence the verdict was made from. A
-/// note, never a signal of its own.
-fn explain(
-    cfg: &Config,
-    window: &BTreeSet<ClientNet>,
-    at: Timestamp,
-    earlier: &[Seen],
-    recent: &[Seen],
-    t: &mut Transition,
-) {
-    let prefixes = cfg.detection.prefixes;
-    let window_start = at.minus(cfg.detection.window);
-    let known: BTreeSet<ClientNet> = earlier
-        .iter()
-        .chain(recent.iter().filter(|s| s.time <= window_start))
-        .filter(|s| s.source.is_login())
-        .map(|s| s.addr.net(prefixes))
-        .collect();
-    let new = window.iter().filter(|n| !known.contains(n)).count();
-    // Without any history every network is new, which says nothing.
-    if new > 0 && !known.is_empty() {
-        let _ = write!(
-            t.reason,
-            "; new: {new} of {} network{} not seen in {}",
-            window.len(),
-            if window.len() == 1 { "" } else { "s" },
-            cfg.detection.baseline.history
-        );
     }
 }
 
