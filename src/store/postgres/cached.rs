@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row, Statement};
 
-use super::rows::R;
+use super::error::{PgError, R};
 
 /// Typed parameters, as `query_typed` takes them.
 pub(super) type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
@@ -48,7 +48,7 @@ impl<C: GenericClient> Cached<'_, C> {
     pub fn query_opt(&mut self, sql: &'static str, params: &Params) -> R<Option<Row>> {
         let mut rows = self.query(sql, params)?;
         if rows.len() > 1 {
-            return Err(super::rows::PgError::Bad(format!(
+            return Err(PgError::Bad(format!(
                 "{} rows where at most one was expected",
                 rows.len()
             )));
@@ -58,7 +58,7 @@ impl<C: GenericClient> Cached<'_, C> {
 
     pub fn query_one(&mut self, sql: &'static str, params: &Params) -> R<Row> {
         self.query_opt(sql, params)?
-            .ok_or_else(|| super::rows::PgError::Bad("no row where one was expected".into()))
+            .ok_or_else(|| PgError::Bad("no row where one was expected".into()))
     }
 
     /// A statement whose rows (if any) are not read.

@@ -5,8 +5,9 @@ use postgres::types::Type;
 use postgres::Transaction;
 
 use super::cached::Cached;
+use super::error::{PgError, R};
 use super::rows::{addr_of, bad, cidr_of, deferred_of, insert_change, known, seen_in, seen_rows};
-use super::rows::{source_of, time_of, u32_of, PgError, R, WHITELIST_SQL};
+use super::rows::{source_of, time_of, u32_of, WHITELIST_SQL};
 use crate::detect::{message_of, AccountState, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Timestamp};
 use crate::store::evaluate::SeenSpan;

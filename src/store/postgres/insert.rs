@@ -8,7 +8,8 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 use super::cached::Cached;
-use super::rows::{bad, cidr_of, stored_row, u32_of, DEFERRED_SQL, R, STORED_COLS};
+use super::error::R;
+use super::rows::{bad, cidr_of, stored_row, u32_of, DEFERRED_SQL, STORED_COLS};
 use crate::detect::Engine;
 use crate::model::{Cidr, SaslUser, Timestamp};
 use crate::store::evaluate::{KnownRows, Stored, KNOWN_READ_MAX, PARTY_LAST_STEP};

@@ -4,6 +4,7 @@
 
 mod cached;
 mod connect;
+mod error;
 mod eval;
 mod insert;
 mod outbox;
@@ -21,7 +22,8 @@ use std::time::Instant;
 use postgres::Client;
 
 use self::cached::{Cached, Statements};
-use self::rows::{account_parts, account_row, seen_in, PgError, ACCOUNT_COLS, R};
+use self::error::{PgError, R};
+use self::rows::{account_parts, account_row, seen_in, ACCOUNT_COLS};
 use super::evaluate::SeenSpan;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,

@@ -3,7 +3,8 @@
 
 use postgres::GenericClient;
 
-use super::rows::{kind_of, level_of, state_of, time_of, u32_of, R};
+use super::error::R;
+use super::rows::{kind_of, level_of, state_of, time_of, u32_of};
 use crate::model::{ActionKind, SaslUser, Timestamp};
 use crate::store::{ActionRecord, ActionState, ActionTotals, Attempt, QueuedAction};
 

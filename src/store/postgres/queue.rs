@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use postgres::{Client, GenericClient};
 
 use super::cached::{Cached, Statements};
+use super::error::R;
 use super::eval::PgRows;
-use super::rows::{stored_account, u32_of, R};
+use super::rows::{stored_account, u32_of};
 use super::write::lock_account;
 use crate::detect::Engine;
 use crate::model::Timestamp;

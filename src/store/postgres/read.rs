@@ -3,7 +3,8 @@
 
 use postgres::Client;
 
-use super::rows::{addr_of, cidr_of, level_of, seen_row, source_of, time_of, u32_of, R};
+use super::error::R;
+use super::rows::{addr_of, cidr_of, level_of, seen_row, source_of, time_of, u32_of};
 use crate::detect::Seen;
 use crate::model::{SaslUser, Timestamp, WhitelistEntry};
 use crate::store::{AddrSummary, LevelChange, QueueSender};

@@ -1,5 +1,5 @@
-//! Rows of the shared store: its error, decoding stored values back into validated
-//! types, and the reads and writes an evaluation shares with the rest of the store.
+//! Rows of the shared store: decoding stored values back into validated types, and
+//! the reads and writes an evaluation shares with the rest of the store.
 
 use std::sync::LazyLock;
 
@@ -7,25 +7,11 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 use super::cached::Cached;
+use super::error::{PgError, R};
 use crate::detect::{message_of, AccountState, Seen, Usual};
 use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
 use crate::store::evaluate::{KnownRows, NewChange, SeenSpan, Stored, KNOWN_READ_MAX};
 use crate::store::{Account, ActionState};
-
-#[derive(Debug)]
-pub(super) enum PgError {
-    Sql(postgres::Error),
-    /// A stored value that no longer passes validation (a damaged or hand-edited row).
-    Bad(String),
-}
-
-impl From<postgres::Error> for PgError {
-    fn from(e: postgres::Error) -> Self {
-        PgError::Sql(e)
-    }
-}
-
-pub(super) type R<T> = Result<T, PgError>;
 
 pub(super) fn bad(what: &str, raw: &str, why: impl std::fmt::Display) -> PgError {
     PgError::Bad(format!("stored {what} {raw:?} is unreadable: {why}"))

@@ -11,9 +11,10 @@ use postgres::{Client, GenericClient, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::cached::{Cached, Statements};
+use super::error::R;
 use super::eval::{Ahead, PgRows};
 use super::insert::{insert, Whitelists};
-use super::rows::{insert_change, R};
+use super::rows::insert_change;
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
