@@ -185,12 +185,14 @@ fn no_baseline_before_seven_active_days() {
 fn baseline_flags_a_spread_above_three_times_the_usual() {
     let s = Sandbox::new("");
     let start = history(&s, 1);
-    // Usual spread 1 network a day: threshold max(3 x 1, floor 5) = 5. New /24s two
-    // hours apart, so the hourly count stays at one.
+    // Usual spread 1 network a day: threshold max(3 x 1, floor 5) = 5. Warm, the day's
+    // spread counts parties new to the account (without an ASN database, /16s): six
+    // networks in six /16s it never used, two hours apart, so the hourly count stays
+    // at one.
     let mut t = start;
     for i in 0..6 {
         t = start + i * 2 * HOUR;
-        s.record("smtp", ALICE, &format!("203.0.{}.9", i + 1), t);
+        s.record("smtp", ALICE, &format!("203.{}.0.9", i + 1), t);
         let level = s.status_user(ALICE, t)["level"].clone();
         assert_eq!(
             level,
@@ -201,8 +203,8 @@ fn baseline_flags_a_spread_above_three_times_the_usual() {
     }
     assert_eq!(
         s.status_user(ALICE, t)["history"][0]["reason"],
-        "baseline: 6 networks/1d > 5 (3x usual 1); new: 1 of 1 network not seen in 30d; \
-         new to this account: 203.0.0.0/16"
+        "baseline: 6 new wider networks/1d > 5 (3x usual 1); new: 1 of 1 network not seen \
+         in 30d; new to this account: 203.6.0.0/16"
     );
 }
 
@@ -210,25 +212,28 @@ fn baseline_flags_a_spread_above_three_times_the_usual() {
 fn a_rise_says_how_many_networks_are_new_for_the_account() {
     let s = Sandbox::new("");
     let start = history(&s, 1);
-    // Six networks in ten minutes: the usual one and five never seen before. Once
-    // the account has history only the five new ones count towards smtp (not above
-    // 5); all six exceed three times its usual day.
+    // Seven networks in ten minutes: the usual one and six never seen before, each of a
+    // party (a /16 without an ASN database) new to the account. Once the account has
+    // history only the six new ones count, towards smtp (above 5 at the sixth) and the
+    // day's spread (above three times its usual day).
     s.record("smtp", ALICE, "192.0.2.10", start);
-    for i in 0..4 {
+    for i in 0..5 {
         s.record(
             "smtp",
             ALICE,
-            &format!("198.51.{}.7", 100 + i),
+            &format!("198.{}.100.7", 60 + i),
             start + 60 * (i + 1),
         );
     }
     let h = &s.status_user(ALICE, start + 300)["history"];
     assert_eq!(h.as_array().unwrap().len(), 0, "{h:#}");
-    s.record("smtp", ALICE, "198.51.104.7", start + 400);
+    s.record("smtp", ALICE, "198.65.100.7", start + 400);
     let h = &s.status_user(ALICE, start + 400)["history"];
     assert_eq!(
         h[0]["reason"],
-        "baseline: 6 networks/1d > 5 (3x usual 1); new: 5 of 6 networks not seen in 30d"
+        "smtp: 6 new networks/1h > 5; baseline: 6 new wider networks/1d > 5 (3x usual 1); \
+         new: 6 of 7 networks not seen in 30d; new to this account: 198.60.0.0/16, \
+         198.61.0.0/16, 198.62.0.0/16, ... (6)"
     );
 }
 
