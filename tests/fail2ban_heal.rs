@@ -188,3 +188,28 @@ fn fail2ban_killed_mid_burst_loses_nothing_and_stores_nothing_twice() {
     let burst = |n: &AtomicU32| write(&log, 0, N, n);
     interrupted_mid_burst(&s, &jails, &[], &burst, true);
 }
+
+/// `fail2ban-client reload` mid-burst (what a package upgrade or an admin's config
+/// change does): the action is loaded again while messages keep coming, and every
+/// message, bounce and login is still stored once, with `ingest`'s levels.
+#[test]
+fn fail2ban_reloaded_mid_burst_loses_nothing_and_stores_nothing_twice() {
+    let (s, log) = sandbox();
+    let jails = Jail::each(MESSAGE_JAILS, &log);
+    let f2b = start(&s, &jails, &[]);
+    let written = AtomicU32::new(0);
+    let times = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write(&log, 0, N, &written));
+        support::wait_until("1200 messages written", Duration::from_secs(600), || {
+            written.load(Ordering::SeqCst) >= 1200
+        });
+        let conf = f2b.conf.to_string_lossy().into_owned();
+        f2b.client(&["-c", &conf, "reload"])
+            .unwrap_or_else(|e| panic!("fail2ban-client reload: {e}"));
+        writer.join().expect("writer")
+    });
+    assert!(f2b.log().contains("Reload finished."), "{}", f2b.log());
+    let want = (i64::from(N), i64::from(N / 5), pairs(N), pairs(N));
+    settle(&s, want, &f2b);
+    assert_levels_of_ingest(&s, &calls(&times, Vec::new()), ACCOUNTS as usize);
+}
