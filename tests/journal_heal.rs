@@ -20,8 +20,6 @@ use std::time::Duration;
 use support::fail2ban::{Jail, MESSAGE_JAILS};
 use support::Sandbox;
 
-const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
-
 /// One systemd-journal-remote writing `file` from journal export entries on its input,
 /// as journald writes what Postfix logs; stopped by its pid.
 struct JournalWriter {
@@ -33,11 +31,7 @@ struct JournalWriter {
 impl JournalWriter {
     /// Started with one entry no jail matches, so the file exists for Fail2ban.
     fn start(file: &Path) -> Self {
-        support::fail2ban::need(JOURNAL_REMOTE);
-        let mut child = Command::new(JOURNAL_REMOTE)
-            .arg(format!("--output={}", file.display()))
-            .arg("-")
-            .stdin(Stdio::piped())
+        let mut child = support::fail2ban::journal_remote(file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -90,15 +90,22 @@ pub fn regex(log: &str, filter: &str, fd: &Path, output: Option<&str>) -> String
     stdout_of(cmd.arg(log).arg(&target))
 }
 
+/// `systemd-journal-remote` writing the journal export format read on its stdin
+/// into the journal file `out`; the caller chooses what its output goes to.
+pub fn journal_remote(out: &Path) -> Command {
+    need(JOURNAL_REMOTE);
+    let mut cmd = Command::new(JOURNAL_REMOTE);
+    cmd.arg(format!("--output={}", out.display()))
+        .arg("-")
+        .stdin(Stdio::piped());
+    cmd
+}
+
 /// A real journal file at `out` holding the entries of `export` (journal export
 /// format), for Fail2ban's systemd backend: `systemd-journal[journalfiles=OUT]`.
 pub fn journal_file(export: &[u8], out: &Path) -> String {
     use std::io::Write;
-    need(JOURNAL_REMOTE);
-    let mut child = Command::new(JOURNAL_REMOTE)
-        .arg(format!("--output={}", out.display()))
-        .arg("-")
-        .stdin(Stdio::piped())
+    let mut child = journal_remote(out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
