@@ -125,3 +125,51 @@ fn every_message_and_bounced_recipient_of_a_burst_is_recorded_exactly_once() {
         settled.as_secs_f64()
     );
 }
+
+/// A spam run keeps hundreds of its messages in the queue (deferred, never "removed")
+/// when their bounces come: each bounce needs its message's submission line, which the
+/// bounce jail keeps in a multi-line cache that Fail2ban sizes at 100 entries.
+#[test]
+fn bounces_of_more_messages_in_flight_than_fail2bans_own_cache_are_all_recorded() {
+    const IN_FLIGHT: u32 = 300;
+    let s = Sandbox::new("");
+    let mail_log = s.path().join("mail.log");
+    std::fs::write(&mail_log, "").expect("log");
+    let f2b = Fail2ban::on_log(s.path(), &s.config_path(), &mail_log, &MESSAGE_JAILS);
+    let stamp = syslog_now();
+    let line = |what: &str| format!("{stamp} mx postfix/{what}");
+    let submissions: Vec<String> = (0..IN_FLIGHT)
+        .map(|i| line(&format!("submission/smtpd[7000]: F{i:09X}: client=unknown[198.51.100.7], sasl_method=PLAIN, sasl_username={ALICE}")))
+        .collect();
+    let bounced: Vec<String> = (0..IN_FLIGHT)
+        .map(|i| line(&format!("smtp[8001]: F{i:09X}: to=<gone{i}@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=9, delays=0.1/0/0/9, dsn=5.1.1, status=bounced (host mx.remote.example[192.0.2.9] said: 550 5.1.1 unknown user)")))
+        .collect();
+    for chunk in submissions.chunks(50) {
+        append(&mail_log, chunk);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    support::wait_until("the messages recorded", Duration::from_secs(90), || {
+        figures(&s).0 >= u64::from(IN_FLIGHT)
+    });
+    for chunk in bounced.chunks(50) {
+        append(&mail_log, chunk);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let want = (u64::from(IN_FLIGHT), u64::from(IN_FLIGHT), 1);
+    let mut got = figures(&s);
+    support::try_wait_until(Duration::from_secs(90), || {
+        got = figures(&s);
+        got == want
+    });
+    assert_eq!(
+        got,
+        want,
+        "(messages, bounces, networks); fail2ban log tail:\n{}",
+        f2b.log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

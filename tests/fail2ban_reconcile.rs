@@ -251,6 +251,11 @@ fn fast_rotation_mid_burst(how: Rotation) {
     }
     append(&log, &tail);
     rotate(&log, how);
+    // The bounce only once the rotation is reconciled: the jail itself never read the
+    // submission line it needs, so only what the re-read hands over lets it match.
+    support::wait_until("the rotation reconciled", Duration::from_secs(60), || {
+        reconciled(&f2b) >= 1
+    });
     append(
         &log,
         &[format!("{stamp} mx postfix/smtp[8001]: LATE00001: to=<x@remote.example>, relay=mx.remote.example[192.0.2.9]:25, delay=0.2, delays=0.1/0/0/0.1, dsn=5.1.1, status=bounced (550 5.1.1 unknown user)")],

@@ -24,7 +24,10 @@
 #    the new file up to where the jail has read. Messages and bounces are resent as the
 #    live path would send them (the store keeps a resent ticket once); logins go
 #    through the jail's own ban list, so a pair the jail reported within its bantime is
-#    not reported again.
+#    not reported again. What the copy still holds of unfinished multi-line matches
+#    (a submission waiting for its bounce) goes to the jail's own filter.
+#  - Multi-line memory: each jail's filter keeps CONTEXT_ENTRIES unfinished matches
+#    instead of Fail2ban's 100, which a spam run's messages in flight outnumber.
 #  - Checkpoints: every POLL, each log's position (inode, first-line hash, offset)
 #    becomes a checkpoint once every ticket from the lines before it has been through
 #    the jail's queue and acknowledged; it is written beside Fail2ban's database with
@@ -39,6 +42,7 @@
 # raises in __init__ (it would stop the whole server), and no log line names a user.
 
 import collections
+import copy
 import gzip
 import json
 import os
@@ -54,6 +58,7 @@ from fail2ban.server.actions import Actions
 from fail2ban.server.filter import Filter, md5sum
 from fail2ban.server.ipdns import IPAddr
 from fail2ban.server.ticket import BanTicket, FailTicket
+from fail2ban.server.utils import Utils
 
 # Set by install.sh to the installed binary and config; a jail may pass its own
 # (binary=..., config=...).
@@ -77,6 +82,11 @@ LOOKBACK = 60.0
 # Where a rotated log is looked for (logrotate's and newsyslog's first generation,
 # plain, then compressed at once: `compress` without `delaycompress`).
 ROTATED = (".1", ".0", ".1.gz", ".0.gz")
+# A jail's unfinished multi-line matches (a message's submission line, waiting for its
+# bounce): Fail2ban keeps 100, fewer than the messages a spam run has in flight, and a
+# bounce past them is lost. For as long as Fail2ban keeps them.
+CONTEXT_ENTRIES = 10000
+CONTEXT_TIME = 5 * 60
 # Fail2ban's own name for the journal's reading position; the checkpoint's too.
 JOURNAL = "systemd-journal"
 
@@ -522,6 +532,25 @@ class _Sequence(object):
         return seq
 
 
+class _Context(Utils.Cache):
+    """Fail2ban's multi-line cache, larger. Never empty to Fail2ban's eye: its filter
+    replaces an empty cache with a default one of its own."""
+
+    def __bool__(self):
+        return True
+
+
+def _widen_context(flt):
+    """The jail's filter keeps CONTEXT_ENTRIES unfinished matches, and what it held."""
+    if type(getattr(flt, "_Filter__mlfidCache", None)).__name__ == "_Context":
+        return
+    held = flt.mlfidCache
+    flt._Filter__mlfidCache = _Context(maxCount=CONTEXT_ENTRIES, maxTime=CONTEXT_TIME)
+    for key, (value, _) in list(held._cache.items()):
+        if flt.mlfidCache.get(key) is None:
+            flt.mlfidCache.set(key, value)
+
+
 class Reconciler(object):
     """Re-reads what Fail2ban did not hand over: the tail of a rotated log, and after a
     restart or a crash everything past the checkpoint (the point up to which every
@@ -568,6 +597,11 @@ class Reconciler(object):
     def start(self):
         if self.thread is not None and self.thread.is_alive():
             return
+        try:
+            _widen_context(self.jail.filter)
+        except Exception as e:
+            self.log.error("f2b-mailguard: %s keeps Fail2ban's 100 multi-line matches: "
+                           "%r", self.jail.name, e)
         if self.file is not None and not self.resumed:
             self.resumed = True
             try:
@@ -759,7 +793,24 @@ class Reconciler(object):
             with old:
                 self._read(flt, shadow, old, start, send_from, None, sent)
         self._read_path(flt, shadow, path, 0, 0, end, sent)
+        self._hand_context(flt, shadow)
         return sent
+
+    @staticmethod
+    def _hand_context(flt, shadow):
+        """What the re-read learnt of unfinished multi-line matches (a message's
+        submission line, which its later bounce needs) goes to the jail's own filter,
+        which never read those lines: a bounce written after the re-read's end then
+        matches there as it would have. Only into free room: the jail's own entries
+        are never pushed out."""
+        learnt = shadow.mlfidCache
+        live = flt.mlfidCache
+        # The shadow is this thread's alone: its cache needs no lock.
+        for key, (value, _) in reversed(list(learnt._cache.items())):
+            if len(live) >= live.maxCount:
+                break
+            if live.get(key) is None:
+                live.set(key, copy.deepcopy(value))
 
     @staticmethod
     def _rotated(path, ident):
@@ -785,6 +836,7 @@ class Reconciler(object):
     def _shadow(flt):
         """A private copy of the jail's filter: same regexes, own multi-line state."""
         s = Filter(None, useDns=flt.getUseDns())
+        _widen_context(s)
         s.setLogTimeZone(flt.getLogTimeZone())
         pattern = flt.getDatePattern()
         if pattern and pattern[0]:
@@ -866,6 +918,7 @@ class Reconciler(object):
                 send = send or entry.get("__CURSOR") == pos
         finally:
             reader.close()
+        self._hand_context(flt, shadow)
         if not (send or reached):
             self.log.error("f2b-mailguard: %s: the checkpoint's journal entry is gone "
                            "(vacuumed?): the journal is not reconciled", self.jail.name)

@@ -396,7 +396,9 @@ impl Fail2ban {
                 &self.server.id().to_string(),
             ])
             .status();
-        if super::try_wait_until(Duration::from_secs(10), || {
+        // The action's own stop may wait up to 30 s for the last tickets to reach its
+        // child; a loaded machine adds to Fail2ban's joins.
+        if super::try_wait_until(Duration::from_secs(60), || {
             matches!(self.server.try_wait(), Ok(Some(_)))
         }) {
             return true;
