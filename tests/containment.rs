@@ -129,7 +129,7 @@ fn enforce_blocks_sending_holds_queued_mail_and_release_undoes_it() {
         1,
         "another account's mail is untouched"
     );
-    let mails = sink.wait_for(2, Duration::from_secs(10));
+    let mails = sink.wait_for(2, Duration::from_secs(60));
     let block = with_subject(&mails, ": block").expect("block mail");
     assert!(block.data.contains("Done:"), "{}", block.data);
     assert!(
@@ -264,7 +264,7 @@ fn one_mail_per_account_and_level_within_the_cooldown() {
     );
     let why = d["actions"][1]["outcome"].as_str().unwrap();
     assert!(why.contains("within mail.cooldown (6h)"), "{why}");
-    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(60)).len(), 1);
 }
 
 #[test]
@@ -358,7 +358,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
     });
     assert_eq!(d["state"], "lock");
     // Dovecot re-reads a passwd-file at most once a second.
-    support::wait_until("the old password to fail", Duration::from_secs(5), || {
+    support::wait_until("the old password to fail", Duration::from_secs(30), || {
         !dv.imap_login(A, "alice-pw")
     });
     let users = std::fs::read_to_string(&dv.users).unwrap();
@@ -380,7 +380,7 @@ fn real_postfix_rejects_a_blocked_account_and_lock_resets_its_dovecot_password()
         kick["outcome"].as_str().unwrap().contains("flushed"),
         "{kick:#}"
     );
-    let mails = sink.wait_for(3, Duration::from_secs(10));
+    let mails = sink.wait_for(3, Duration::from_secs(60));
     let lock_mail = with_subject(&mails, ": lock").expect("lock mail");
     assert!(!lock_mail.data.contains("alice-pw"));
     assert!(
@@ -420,7 +420,7 @@ fn hostile_user_names_reach_map_and_mail_literally_and_run_nothing() {
         .map_lookup(&user)
         .expect("the map has the hostile name as its key");
     assert!(found.starts_with("550 5.7.1"), "{found}");
-    let mails = sink.wait_for(2, Duration::from_secs(10));
+    let mails = sink.wait_for(2, Duration::from_secs(60));
     let subjects: Vec<String> = mails.iter().filter_map(|m| m.header("Subject")).collect();
     assert!(
         // Names are folded to lower case, like Postfix's and Dovecot's lookups.

@@ -121,7 +121,7 @@ fn every_command_through_pgbouncer_prints_what_it_prints_on_sqlite() {
     let file = Sandbox::new("server_name = \"mx1\"");
     pg.psql("ALTER SYSTEM SET log_connections = on");
     pg.psql("SELECT pg_reload_conf()");
-    support::wait_until("log_connections", Duration::from_secs(10), || {
+    support::wait_until("log_connections", Duration::from_secs(60), || {
         pg.psql("SHOW log_connections") == "on"
     });
     let log_before = pg.log().len();

@@ -100,7 +100,7 @@ fn a_port_25_client_cannot_shape_a_refused_login_by_truncation() {
     let mut cut = 0;
     support::wait_until(
         "the probe's refusal in Postfix's log",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || {
             cut = messages(&pf, "QQQQ").first().map_or(0, String::len);
             cut > 0
@@ -123,7 +123,7 @@ fn a_port_25_client_cannot_shape_a_refused_login_by_truncation() {
     let shaped = format!("helo=<c@{ELSEWHERE}>");
     support::wait_until(
         "the 21 refusals in Postfix's log",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || messages(&pf, &shaped).len() == clients.len(),
     );
     for m in messages(&pf, &shaped) {

@@ -153,7 +153,7 @@ fn the_passwd_file_rewrite_never_writes_through_a_planted_link() {
     let config = s.config_path().display().to_string();
     support::wait_until(
         "workers started by record to give up",
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(60),
         || support::processes_mentioning(&config).is_empty(),
     );
     lock.unlock().expect("unlock");

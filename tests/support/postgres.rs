@@ -247,7 +247,7 @@ impl Postgres {
         // The reload is a signal: wait until the role really needs its password.
         wait_until(
             "pg_hba to ask for a password",
-            Duration::from_secs(10),
+            Duration::from_secs(60),
             || {
                 let out = Command::new("psql")
                     .args(["-X", "-w", "-U", role, "-h"])
@@ -336,7 +336,7 @@ impl Bouncer {
         as_postgres(program, &["-d", "-q", &ini]);
         let pidfile = at.join("pid");
         let mut pid = None;
-        wait_until("pgbouncer's pidfile", Duration::from_secs(10), || {
+        wait_until("pgbouncer's pidfile", Duration::from_secs(60), || {
             pid = std::fs::read_to_string(&pidfile)
                 .ok()
                 .and_then(|t| t.trim().parse().ok());
@@ -347,7 +347,7 @@ impl Bouncer {
             pid: pid.expect("waited for it"),
         };
         let socket = bouncer.dir.path().join(".s.PGSQL.6432");
-        wait_until("pgbouncer's socket", Duration::from_secs(10), || {
+        wait_until("pgbouncer's socket", Duration::from_secs(60), || {
             socket.exists()
         });
         bouncer
