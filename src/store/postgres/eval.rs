@@ -10,8 +10,8 @@ use super::rows::{addr_of, bad, cidr_of, deferred_of, insert_change, known, seen
 use super::rows::{source_of, time_of, u32_of, WHITELIST_SQL};
 use crate::detect::{message_of, AccountState, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Timestamp};
-use crate::store::evaluate::SeenSpan;
 use crate::store::evaluate::{ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page};
+use crate::store::Between;
 
 /// An evaluation's rows in the caller's transaction; actions are queued for `server`.
 pub(super) struct PgRows<'t, 'a, 'c> {
@@ -42,8 +42,8 @@ impl PgRows<'_, '_, '_> {
 impl EvalRows for PgRows<'_, '_, '_> {
     type Error = PgError;
 
-    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> R<()> {
-        let rows = seen_rows(self.tx, span)?;
+    fn fold_seen(&mut self, id: i64, window: Between, fold: &mut Fold) -> R<()> {
+        let rows = seen_rows(self.tx, id, window)?;
         for r in &rows {
             let source = source_of(r.try_get(0)?)?;
             fold.add(
@@ -57,8 +57,8 @@ impl EvalRows for PgRows<'_, '_, '_> {
         Ok(())
     }
 
-    fn seen(&mut self, span: SeenSpan) -> R<Vec<Seen>> {
-        seen_in(self.tx, span)
+    fn seen(&mut self, id: i64, window: Between) -> R<Vec<Seen>> {
+        seen_in(self.tx, id, window)
     }
 
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> R<KnownRows> {
