@@ -138,10 +138,6 @@ pub(super) trait EvalRows {
         pages: &[Page],
         limit: u32,
     ) -> Result<Vec<Vec<(Seen, i64)>>, Self::Error>;
-    /// The database whitelist entries for every account and for `user`.
-    fn whitelist_of(&mut self, user: &SaslUser) -> Result<Vec<Cidr>, Self::Error>;
-    /// The account's mail in the deferred queue at the last scan.
-    fn deferred_of(&mut self, user: &SaslUser) -> Result<Option<u32>, Self::Error>;
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> Result<(), Self::Error>;
     fn set_state(&mut self, id: i64, state: &AccountState) -> Result<(), Self::Error>;
     fn insert_change(&mut self, id: i64, change: &NewChange) -> Result<i64, Self::Error>;
@@ -153,6 +149,15 @@ pub(super) trait EvalRows {
         after: Timestamp,
     ) -> Result<Option<Timestamp>, Self::Error>;
     fn insert_action(&mut self, action: &NewAction) -> Result<(), Self::Error>;
+}
+
+/// What the caller read for the account inside the evaluation's transaction (a
+/// backend may read it for many accounts at once).
+pub(super) struct Given {
+    /// The database whitelist entries for every account and for this one.
+    pub whitelist: Vec<Cidr>,
+    /// Its mail in the deferred queue at the last scan.
+    pub deferred: Option<u32>,
 }
 
 /// What one judgement at `at` is made from.
@@ -180,17 +185,18 @@ pub(super) fn evaluate<R: EvalRows>(
     rows: &mut R,
     user: &SaslUser,
     account: &Stored,
+    given: &Given,
     at: Timestamp,
     engine: &Engine,
 ) -> Result<usize, R::Error> {
     if account.latest.is_some_and(|latest| latest > at) {
-        return judge_again(rows, engine, user, account, at);
+        return judge_again(rows, engine, user, account, given, at);
     }
     let state = &account.state;
-    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let whitelist = engine.whitelist(user, &given.whitelist);
     let mut cached = account.usual;
     let usual = usual_of(rows, account.id, &mut cached, at, engine, &whitelist)?;
-    let deferred = rows.deferred_of(user)?;
+    let deferred = given.deferred;
     let known = rows
         .known(account.id, engine.party_scheme(), engine.known_from(at))?
         .known(engine);
@@ -236,6 +242,7 @@ fn judge_again<R: EvalRows>(
     engine: &Engine,
     user: &SaslUser,
     account: &Stored,
+    given: &Given,
     at: Timestamp,
 ) -> Result<usize, R::Error> {
     let state = account.state.clone();
@@ -250,7 +257,7 @@ fn judge_again<R: EvalRows>(
         },
     )?;
     seen.sort_by_key(|s| s.time);
-    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let whitelist = engine.whitelist(user, &given.whitelist);
     let known = rows
         .known(account.id, engine.party_scheme(), engine.known_from(at))?
         .known(engine);
@@ -258,7 +265,7 @@ fn judge_again<R: EvalRows>(
         .iter()
         .map(|s| engine.counted(&whitelist, &known, *s))
         .collect();
-    let deferred = rows.deferred_of(user)?;
+    let deferred = given.deferred;
     let mut moments: Vec<Timestamp> = seen.iter().map(|s| s.time).filter(|t| *t > at).collect();
     moments.dedup();
     let mut cached = account.usual;

@@ -200,10 +200,6 @@ pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
 pub(super) const DEFERRED_SQL: &str = "SELECT sum(messages)::BIGINT FROM queue_senders \
      WHERE queue = 'deferred' AND account = $1";
 
-/// The whitelist entries for every account and for `$1`.
-pub(super) const WHITELIST_SQL: &str =
-    "SELECT cidr FROM whitelist WHERE account = '' OR account = $1";
-
 pub(super) fn deferred_of(
     c: &mut Cached<'_, impl GenericClient>,
     user: &SaslUser,

@@ -7,7 +7,7 @@ use super::rows::{account_state, parse_text, seen_row};
 use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page,
+    auto_prune_before, evaluate, ActionKey, EvalRows, Given, KnownRows, NewAction, NewChange, Page,
     Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
 };
 use crate::store::{BatchCounts, Between, LoginEvent, Recorded};
@@ -249,7 +249,12 @@ pub(super) fn evaluate_in(
     at: Timestamp,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
-    evaluate(&mut SqliteRows { tx, server }, user, account, at, engine)
+    let given = Given {
+        whitelist: whitelist_of(tx, user)?,
+        deferred: deferred_of(tx, user)?,
+    };
+    let mut rows = SqliteRows { tx, server };
+    evaluate(&mut rows, user, account, &given, at, engine)
 }
 
 /// An evaluation's rows in the caller's transaction; actions are queued for `server`.
@@ -318,16 +323,8 @@ impl EvalRows for SqliteRows<'_> {
         Ok(out)
     }
 
-    fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
-        whitelist_of(self.tx, user)
-    }
-
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> rusqlite::Result<KnownRows> {
         known(self.tx, id, scheme, from)
-    }
-
-    fn deferred_of(&mut self, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
-        deferred_of(self.tx, user)
     }
 
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> rusqlite::Result<()> {
