@@ -7,6 +7,7 @@ pub mod fail2ban;
 pub mod faults;
 pub mod http;
 pub mod imap;
+pub mod journal;
 pub mod mailstack;
 pub mod mmdb;
 pub mod policy_service;
