@@ -31,8 +31,8 @@ fn build(out: &Path, extra: &[&str]) -> PathBuf {
     let mut cmd = Command::new(Path::new(ROOT).join("pkg/deb/build.sh"));
     cmd.args(["--output", out.to_str().unwrap()]).args(extra);
     // What `cargo test` sets for this test only. Some build scripts (ring's) rerun when
-    // CARGO_MANIFEST_DIR changes: passed on, each build here and by hand would redo the
-    // release build.
+    // CARGO_MANIFEST_DIR or OUT_DIR changes: passed on, each build here would redo the
+    // release build that tests/run and a build by hand leave.
     for (key, _) in std::env::vars() {
         if key.starts_with("CARGO_PKG_")
             || key.starts_with("CARGO_BIN_")
@@ -41,6 +41,7 @@ fn build(out: &Path, extra: &[&str]) -> PathBuf {
                 "CARGO_CRATE_NAME",
                 "CARGO_PRIMARY_PACKAGE",
                 "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
             ]
             .contains(&key.as_str())
         {
