@@ -2,8 +2,9 @@
 //! journal where rsyslog is missing, the backend file regenerated once it is there, and
 //! a server moved from install.sh to the package.
 
-use crate::deb_package::{doctor, root_ok, version, with_fail2ban, ROOT};
+use crate::deb_package::{doctor, version, with_fail2ban, ROOT};
 use crate::doctor::fix_of;
+use crate::support::debian_root::root_ok;
 
 use std::path::Path;
 

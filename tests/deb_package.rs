@@ -15,77 +15,15 @@ use crate::support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
+
+use support::debian_root::{
+    assert_nothing_mounted, in_root, make_devices, need, root_ok, run, text,
+};
 
 pub(crate) const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const PKG: &str = "f2b-mailguard";
-
-fn need(program: &str) {
-    assert!(
-        ["/usr/bin", "/usr/sbin"]
-            .iter()
-            .any(|d| Path::new(d).join(program).exists()),
-        "{program} is missing: run tests/run, which installs it (and the other packages \
-         the tests drive) from Debian's packages"
-    );
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `cmd` with no standard input (so no prompt can wait), panics on failure.
-fn run(what: &str, cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().expect(what);
-    support::assert_success(what, &out);
-    text(&out)
-}
-
-/// A command inside the root, with its own mount and pid namespaces and /proc.
-fn in_root(root: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--pid", "--fork"])
-        .arg(format!("--mount-proc={}", root.join("proc").display()))
-        .arg("chroot")
-        .arg(root)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LANG", "C.UTF-8");
-    cmd
-}
-
-/// The device nodes a directory root made in unshare mode lacks (/dev/null for one:
-/// doctor runs its probes with standard input from it), made as debootstrap does.
-fn make_devices(root: &Path) {
-    let dev = root.join("dev");
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
-        run(
-            "mknod",
-            Command::new("mknod")
-                .args(["-m", "666"])
-                .arg(dev.join(name))
-                .args(["c", &major.to_string(), &minor.to_string()]),
-        );
-    }
-    std::os::unix::fs::symlink("/proc/self/fd", dev.join("fd")).unwrap();
-}
-
-pub(crate) fn root_ok(root: &Path, args: &[&str]) -> String {
-    run(&args.join(" "), &mut in_root(root, args))
-}
 
 /// Builds the package into `out` with extra cargo-deb arguments; returns its path.
 fn build(out: &Path, extra: &[&str]) -> PathBuf {
@@ -93,8 +31,8 @@ fn build(out: &Path, extra: &[&str]) -> PathBuf {
     let mut cmd = Command::new(Path::new(ROOT).join("pkg/deb/build.sh"));
     cmd.args(["--output", out.to_str().unwrap()]).args(extra);
     // What `cargo test` sets for this test only. Some build scripts (ring's) rerun when
-    // CARGO_MANIFEST_DIR changes: passed on, each build here and by hand would redo the
-    // release build.
+    // CARGO_MANIFEST_DIR or OUT_DIR changes: passed on, each build here would redo the
+    // release build that tests/run and a build by hand leave.
     for (key, _) in std::env::vars() {
         if key.starts_with("CARGO_PKG_")
             || key.starts_with("CARGO_BIN_")
@@ -103,6 +41,7 @@ fn build(out: &Path, extra: &[&str]) -> PathBuf {
                 "CARGO_CRATE_NAME",
                 "CARGO_PRIMARY_PACKAGE",
                 "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
             ]
             .contains(&key.as_str())
         {
@@ -198,20 +137,6 @@ fn lintian(deb: &Path) -> String {
     // Exit 1 means tags at or above its fail level (error); anything else is a crash.
     assert!(out.status.code() == Some(0), "lintian failed:\n{report}");
     report
-}
-
-/// No mount may be left below `dir` before it is removed.
-fn assert_nothing_mounted(dir: &Path) {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let dir = dir.to_str().unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(dir)).collect();
-    if !left.is_empty() {
-        // Leak the directory rather than delete through a mount.
-        panic!(
-            "mounts left below {dir}, not removing it:\n{}",
-            left.join("\n")
-        );
-    }
 }
 
 pub(crate) fn doctor(root: &Path) -> String {

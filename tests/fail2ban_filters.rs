@@ -253,7 +253,7 @@ fn roundcube_logins_direct_and_behind_a_proxy() {
 fn every_filter_in_the_systemd_journal_with_its_journalmatch() {
     let (dir, fd) = filters();
     let export = std::fs::read(fixture("journal.export")).expect("journal.export");
-    let source = fail2ban::journal_file(&export, &dir.path().join("test.journal"));
+    let source = support::journal::journal_file(&export, &dir.path().join("test.journal"));
     for (filter, want) in [
         // postfix@-.service (Debian 12), postfix.service, a postmulti instance in
         // system-postfix.slice; not a forged line from a user session.

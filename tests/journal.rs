@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::fail2ban::{conf_dir, journal_file, Fail2ban};
+use support::fail2ban::{conf_dir, Fail2ban};
+use support::journal::journal_file;
 use support::{wait_until, Sandbox, BIN};
 
 const CLIENT: &str = "/usr/bin/fail2ban-client";

@@ -31,7 +31,7 @@ struct JournalWriter {
 impl JournalWriter {
     /// Started with one entry no jail matches, so the file exists for Fail2ban.
     fn start(file: &Path) -> Self {
-        let mut child = support::fail2ban::journal_remote(file)
+        let mut child = support::journal::journal_remote(file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

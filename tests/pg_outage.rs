@@ -7,7 +7,7 @@ use crate::support;
 
 use std::process::Output;
 
-use support::postgres::Postgres;
+use support::postgres::{Postgres, DB};
 use support::{described as out, Sandbox, NO_ACTIONS, T0};
 
 const ALICE: &str = "alice@example.com";
@@ -225,13 +225,7 @@ fn a_least_privilege_role_with_its_password_in_pgpassfile_stores_logins() {
     )
     .expect("hba");
     assert_eq!(pg.psql("SELECT pg_reload_conf()"), "t");
-    let mut s = on_postgres(&pg, "mx1");
-    let config = std::fs::read_to_string(s.config_path()).expect("config");
-    std::fs::write(
-        s.config_path(),
-        config.replace("postgresql://postgres@", "postgresql://mailguard@"),
-    )
-    .expect("config");
+    let mut s = Sandbox::server(&pg.url_as("mailguard", DB), "mx1", NO_ACTIONS);
     let pgpass = s.path().join("pgpass");
     s.env.push(("PGPASSFILE".into(), pgpass.clone()));
 

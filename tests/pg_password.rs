@@ -13,10 +13,7 @@ use support::{described, Sandbox, NO_ACTIONS};
 const PARTS: [&str; 3] = ["Qz7k", "Wk3m", "Vb9p"];
 
 fn url(pg: &Postgres, password: &str, db: &str) -> String {
-    format!(
-        "postgresql://mgpw:{password}@/{db}?host={}",
-        pg.socket_dir().display()
-    )
+    pg.url_as(&format!("mgpw:{password}"), db)
 }
 
 /// What each command that shows the database prints with `url` as `database`.

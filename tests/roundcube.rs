@@ -196,6 +196,6 @@ fn forged_logins_through_roundcubes_syslog_do_not_match() {
         .enumerate()
         .map(|(n, (d, pid, uid))| journal_entry(d, n, pid, uid))
         .collect();
-    let journal = fail2ban::journal_file(export.as_bytes(), &dir.path().join("rc.journal"));
+    let journal = support::journal::journal_file(export.as_bytes(), &dir.path().join("rc.journal"));
     assert_eq!(found(&journal), [direct, proxy]);
 }

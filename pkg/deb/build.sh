@@ -5,6 +5,7 @@
 # Fail2ban action, the systemd units), then `cargo deb --no-build`, which reads
 # [package.metadata.deb] in Cargo.toml. Arguments go to cargo deb, e.g.
 #   pkg/deb/build.sh --deb-revision 2
+# `pkg/deb/build.sh --binary` builds the static binary only (tests/run starts it early).
 # Installs cargo-deb (a build tool, not a dependency) with cargo when it is missing.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -21,6 +22,9 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 # static one skips the dynamic loader. --target keeps the flag off build scripts and
 # proc macros, which must stay dynamic.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$host"
+if [ "${1:-}" = "--binary" ]; then
+    exit 0
+fi
 bin=${CARGO_TARGET_DIR:-target}/$host/release/f2b-mailguard
 
 # The assets Cargo.toml names under target/deb-assets, generated afresh.

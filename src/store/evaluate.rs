@@ -33,24 +33,6 @@ pub(super) struct Stored {
     pub latest: Option<Timestamp>,
 }
 
-/// An account's logins in `(since, until]`.
-#[derive(Clone, Copy)]
-pub(super) struct SeenSpan {
-    pub user_id: i64,
-    pub since: Timestamp,
-    pub until: Timestamp,
-}
-
-impl SeenSpan {
-    pub fn of(user_id: i64, window: Between) -> Self {
-        SeenSpan {
-            user_id,
-            since: window.since,
-            until: window.until,
-        }
-    }
-}
-
 /// A level change row to insert for an account.
 pub(super) struct NewChange<'a> {
     pub at: Timestamp,
@@ -144,10 +126,10 @@ pub(super) trait EvalRows {
     /// The account's parties of `scheme`: its first log time, and those first seen
     /// after `from` (at most `KNOWN_READ_MAX`).
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> Result<KnownRows, Self::Error>;
-    /// Feeds the logins in `span` to `fold`.
-    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> Result<(), Self::Error>;
-    /// The logins in `span`, a `Seen` per row.
-    fn seen(&mut self, span: SeenSpan) -> Result<Vec<Seen>, Self::Error>;
+    /// Feeds the account's logins in `window` to `fold`.
+    fn fold_seen(&mut self, id: i64, window: Between, fold: &mut Fold) -> Result<(), Self::Error>;
+    /// The account's logins in `window`, a `Seen` per row.
+    fn seen(&mut self, id: i64, window: Between) -> Result<Vec<Seen>, Self::Error>;
     /// For each page, up to `limit` rows of its source in `(since, until]` that come
     /// before `before` (log time, row id), newest first, each with its row id.
     fn newest(
@@ -156,10 +138,6 @@ pub(super) trait EvalRows {
         pages: &[Page],
         limit: u32,
     ) -> Result<Vec<Vec<(Seen, i64)>>, Self::Error>;
-    /// The database whitelist entries for every account and for `user`.
-    fn whitelist_of(&mut self, user: &SaslUser) -> Result<Vec<Cidr>, Self::Error>;
-    /// The account's mail in the deferred queue at the last scan.
-    fn deferred_of(&mut self, user: &SaslUser) -> Result<Option<u32>, Self::Error>;
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> Result<(), Self::Error>;
     fn set_state(&mut self, id: i64, state: &AccountState) -> Result<(), Self::Error>;
     fn insert_change(&mut self, id: i64, change: &NewChange) -> Result<i64, Self::Error>;
@@ -171,6 +149,15 @@ pub(super) trait EvalRows {
         after: Timestamp,
     ) -> Result<Option<Timestamp>, Self::Error>;
     fn insert_action(&mut self, action: &NewAction) -> Result<(), Self::Error>;
+}
+
+/// What the caller read for the account inside the evaluation's transaction (a
+/// backend may read it for many accounts at once).
+pub(super) struct Given {
+    /// The database whitelist entries for every account and for this one.
+    pub whitelist: Vec<Cidr>,
+    /// Its mail in the deferred queue at the last scan.
+    pub deferred: Option<u32>,
 }
 
 /// What one judgement at `at` is made from.
@@ -198,17 +185,18 @@ pub(super) fn evaluate<R: EvalRows>(
     rows: &mut R,
     user: &SaslUser,
     account: &Stored,
+    given: &Given,
     at: Timestamp,
     engine: &Engine,
 ) -> Result<usize, R::Error> {
     if account.latest.is_some_and(|latest| latest > at) {
-        return judge_again(rows, engine, user, account, at);
+        return judge_again(rows, engine, user, account, given, at);
     }
     let state = &account.state;
-    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let whitelist = engine.whitelist(user, &given.whitelist);
     let mut cached = account.usual;
     let usual = usual_of(rows, account.id, &mut cached, at, engine, &whitelist)?;
-    let deferred = rows.deferred_of(user)?;
+    let deferred = given.deferred;
     let known = rows
         .known(account.id, engine.party_scheme(), engine.known_from(at))?
         .known(engine);
@@ -231,12 +219,7 @@ pub(super) fn evaluate<R: EvalRows>(
     let starts = engine.window_starts(at);
     let since = starts.earliest().max(state.count_from);
     let mut fold = Fold::new(starts);
-    let span = SeenSpan {
-        user_id: account.id,
-        since,
-        until: at,
-    };
-    rows.fold_seen(span, &mut fold)?;
+    rows.fold_seen(account.id, Between { since, until: at }, &mut fold)?;
     let seen = fold.into_seen();
     let tally = engine.count(&whitelist, &known, at, &seen);
     let moment = Moment {
@@ -259,19 +242,22 @@ fn judge_again<R: EvalRows>(
     engine: &Engine,
     user: &SaslUser,
     account: &Stored,
+    given: &Given,
     at: Timestamp,
 ) -> Result<usize, R::Error> {
     let state = account.state.clone();
     let first = engine.window_starts(at).earliest().max(state.count_from);
     // The last moment whose windows hold `at`: one lookback later, exclusive.
     let last = Timestamp::from_millis(at.plus(engine.lookback()).millis() - 1);
-    let mut seen = rows.seen(SeenSpan {
-        user_id: account.id,
-        since: first,
-        until: last,
-    })?;
+    let mut seen = rows.seen(
+        account.id,
+        Between {
+            since: first,
+            until: last,
+        },
+    )?;
     seen.sort_by_key(|s| s.time);
-    let whitelist = engine.whitelist(user, &rows.whitelist_of(user)?);
+    let whitelist = engine.whitelist(user, &given.whitelist);
     let known = rows
         .known(account.id, engine.party_scheme(), engine.known_from(at))?
         .known(engine);
@@ -279,7 +265,7 @@ fn judge_again<R: EvalRows>(
         .iter()
         .map(|s| engine.counted(&whitelist, &known, *s))
         .collect();
-    let deferred = rows.deferred_of(user)?;
+    let deferred = given.deferred;
     let mut moments: Vec<Timestamp> = seen.iter().map(|s| s.time).filter(|t| *t > at).collect();
     moments.dedup();
     let mut cached = account.usual;
@@ -337,11 +323,13 @@ fn judge<R: EvalRows>(
     if verdict.rose() {
         // Up to where `seen` begins; nothing from before a release.
         let from = engine.explain_from(m.at).max(state.count_from);
-        let earlier = rows.seen(SeenSpan {
-            user_id: id,
-            since: from,
-            until: m.since,
-        })?;
+        let earlier = rows.seen(
+            id,
+            Between {
+                since: from,
+                until: m.since,
+            },
+        )?;
         engine.explain(&mut verdict, m.at, &earlier, m.seen);
     }
     let queued = apply(rows, id, state, m.at, &verdict, engine.config())?;
@@ -433,11 +421,7 @@ fn usual_of<R: EvalRows>(
             return Ok(Some(usual));
         }
     }
-    let history = rows.seen(SeenSpan {
-        user_id: id,
-        since: from,
-        until,
-    })?;
+    let history = rows.seen(id, Between { since: from, until })?;
     let usual = engine.usual(&history, whitelist);
     rows.cache_usual(id, day, &usual)?;
     *cached = Some((day, usual));

@@ -13,8 +13,6 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SERVER: &str = "/usr/bin/fail2ban-server";
 const REGEX: &str = "/usr/bin/fail2ban-regex";
 const CLIENT: &str = "/usr/bin/fail2ban-client";
-/// Writes journal files from journal export format (package systemd-journal-remote).
-const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 
 /// One jail to enable, reading `logpath`.
 pub struct Jail<'a> {
@@ -88,41 +86,6 @@ pub fn regex(log: &str, filter: &str, fd: &Path, output: Option<&str>) -> String
         cmd.args(["-o", o]);
     }
     stdout_of(cmd.arg(log).arg(&target))
-}
-
-/// `systemd-journal-remote` writing the journal export format read on its stdin
-/// into the journal file `out`; the caller chooses what its output goes to.
-pub fn journal_remote(out: &Path) -> Command {
-    need(JOURNAL_REMOTE);
-    let mut cmd = Command::new(JOURNAL_REMOTE);
-    cmd.arg(format!("--output={}", out.display()))
-        .arg("-")
-        .stdin(Stdio::piped());
-    cmd
-}
-
-/// A real journal file at `out` holding the entries of `export` (journal export
-/// format), for Fail2ban's systemd backend: `systemd-journal[journalfiles=OUT]`.
-pub fn journal_file(export: &[u8], out: &Path) -> String {
-    use std::io::Write;
-    let mut child = journal_remote(out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-journal-remote");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(export)
-        .expect("export");
-    let done = child.wait_with_output().expect("systemd-journal-remote");
-    assert!(
-        done.status.success() && out.is_file(),
-        "systemd-journal-remote: {}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    format!("systemd-journal[journalfiles={}]", out.display())
 }
 
 /// Runs a program (a Fail2ban tool; the mail stack's set-up uses it too) to its end;

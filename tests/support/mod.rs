@@ -2,11 +2,13 @@
 //! a private temp directory holding the config and the SQLite database.
 
 pub mod changes;
+pub mod debian_root;
 pub mod dovecot;
 pub mod fail2ban;
 pub mod faults;
 pub mod http;
 pub mod imap;
+pub mod journal;
 pub mod mailstack;
 pub mod mmdb;
 pub mod policy_service;

@@ -100,8 +100,14 @@ impl Postgres {
 
     /// The URL of another database of this server (`CREATE DATABASE` it first).
     pub fn url_of(&self, db: &str) -> String {
+        self.url_as("postgres", db)
+    }
+
+    /// The URL of database `db` over the Unix socket as `user` (`role` or
+    /// `role:password`, percent-encoded as a URL wants it).
+    pub fn url_as(&self, user: &str, db: &str) -> String {
         format!(
-            "postgresql://postgres@/{db}?host={}",
+            "postgresql://{user}@/{db}?host={}",
             self.socket_dir().display()
         )
     }

@@ -6,44 +6,28 @@ use postgres::Transaction;
 
 use super::cached::Cached;
 use super::error::{PgError, R};
-use super::rows::{addr_of, bad, cidr_of, deferred_of, insert_change, known, seen_in, seen_rows};
-use super::rows::{source_of, time_of, u32_of, WHITELIST_SQL};
+use super::rows::{addr_of, bad, insert_change, known, seen_in, seen_rows};
+use super::rows::{source_of, time_of, u32_of};
 use crate::detect::{message_of, AccountState, Fold, Seen, Usual};
-use crate::model::{Cidr, SaslUser, Timestamp};
-use crate::store::evaluate::SeenSpan;
+use crate::model::Timestamp;
 use crate::store::evaluate::{ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page};
+use crate::store::Between;
 
 /// An evaluation's rows in the caller's transaction; actions are queued for `server`.
 pub(super) struct PgRows<'t, 'a, 'c> {
     pub tx: &'t mut Cached<'a, Transaction<'c>>,
     pub server: &'t str,
-    /// What `record` already read for its account with the insert, so the evaluation
-    /// need not ask again.
-    pub ahead: Option<Ahead>,
-}
-
-/// An account's whitelist, deferred mail and parties, read inside the evaluation's
-/// transaction.
-pub(super) struct Ahead {
-    pub user: SaslUser,
-    pub whitelist: Vec<Cidr>,
-    pub deferred: Option<u32>,
-    /// Its parties as `known` reads them from the time given, this login's included;
-    /// taken by the evaluation's one read.
+    /// The account's parties as `known` reads them from the time given, this login's
+    /// included, when `record` read them with the insert; taken by the evaluation's
+    /// one read.
     pub known: Option<(Timestamp, KnownRows)>,
-}
-
-impl PgRows<'_, '_, '_> {
-    fn ahead_for(&self, user: &SaslUser) -> Option<&Ahead> {
-        self.ahead.as_ref().filter(|a| a.user == *user)
-    }
 }
 
 impl EvalRows for PgRows<'_, '_, '_> {
     type Error = PgError;
 
-    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> R<()> {
-        let rows = seen_rows(self.tx, span)?;
+    fn fold_seen(&mut self, id: i64, window: Between, fold: &mut Fold) -> R<()> {
+        let rows = seen_rows(self.tx, id, window)?;
         for r in &rows {
             let source = source_of(r.try_get(0)?)?;
             fold.add(
@@ -57,13 +41,12 @@ impl EvalRows for PgRows<'_, '_, '_> {
         Ok(())
     }
 
-    fn seen(&mut self, span: SeenSpan) -> R<Vec<Seen>> {
-        seen_in(self.tx, span)
+    fn seen(&mut self, id: i64, window: Between) -> R<Vec<Seen>> {
+        seen_in(self.tx, id, window)
     }
 
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> R<KnownRows> {
-        let read = self.ahead.as_mut().and_then(|a| a.known.take());
-        match read {
+        match self.known.take() {
             Some((read_from, rows)) if read_from == from => Ok(rows),
             _ => known(self.tx, id, scheme, from),
         }
@@ -116,23 +99,6 @@ impl EvalRows for PgRows<'_, '_, '_> {
             got.push((seen, r.try_get(4)?));
         }
         Ok(out)
-    }
-
-    fn whitelist_of(&mut self, user: &SaslUser) -> R<Vec<Cidr>> {
-        if let Some(a) = self.ahead_for(user) {
-            return Ok(a.whitelist.clone());
-        }
-        let rows = self
-            .tx
-            .query(WHITELIST_SQL, &[(&user.as_str(), Type::TEXT)])?;
-        rows.iter().map(|r| cidr_of(r.try_get(0)?)).collect()
-    }
-
-    fn deferred_of(&mut self, user: &SaslUser) -> R<Option<u32>> {
-        if let Some(a) = self.ahead_for(user) {
-            return Ok(a.deferred);
-        }
-        deferred_of(self.tx, user)
     }
 
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> R<()> {

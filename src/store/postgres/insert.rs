@@ -104,7 +104,7 @@ impl Whitelists {
     }
 
     /// The entries for every account and for `user`.
-    fn of(&self, user: &SaslUser) -> Vec<Cidr> {
+    pub fn of(&self, user: &SaslUser) -> Vec<Cidr> {
         let own = self.own.get(user.as_str()).into_iter().flatten();
         self.every.iter().chain(own).copied().collect()
     }

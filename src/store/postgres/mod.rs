@@ -24,7 +24,6 @@ use postgres::Client;
 use self::cached::{Cached, Statements};
 use self::error::{PgError, R};
 use self::rows::{account_parts, account_row, seen_in, ACCOUNT_COLS};
-use super::evaluate::SeenSpan;
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
     Between, Imported, KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot,
@@ -248,10 +247,7 @@ impl Store for PgStore {
         self.cached(|c, stmts| {
             let row = c.query_opt("SELECT id FROM users WHERE name = $1", &[&user.as_str()])?;
             match row {
-                Some(r) => seen_in(
-                    &mut Cached { c, stmts },
-                    SeenSpan::of(r.try_get(0)?, window),
-                ),
+                Some(r) => seen_in(&mut Cached { c, stmts }, r.try_get(0)?, window),
                 None => Ok(Vec::new()),
             }
         })

@@ -8,11 +8,12 @@ use postgres::{Client, GenericClient};
 use super::cached::{Cached, Statements};
 use super::error::R;
 use super::eval::PgRows;
-use super::rows::{stored_account, u32_of};
+use super::insert::Whitelists;
+use super::rows::{deferred_of, stored_account, u32_of};
 use super::write::lock_account;
 use crate::detect::Engine;
 use crate::model::Timestamp;
-use crate::store::evaluate::evaluate;
+use crate::store::evaluate::{evaluate, Given};
 use crate::store::{grown, QueueSnapshot};
 
 const QUEUE_SCANNED_KEY: &str = "queue_scanned_ms";
@@ -76,17 +77,16 @@ pub(super) fn replace_queue(
             stmts: &mut *stmts,
         };
         if let Some(stored) = stored_account(&mut c, user.as_str())? {
-            queued += evaluate(
-                &mut PgRows {
-                    tx: &mut c,
-                    server,
-                    ahead: None,
-                },
-                &user,
-                &stored,
-                at,
-                engine,
-            )?;
+            let given = Given {
+                whitelist: Whitelists::read(&mut c, [&user])?.of(&user),
+                deferred: deferred_of(&mut c, &user)?,
+            };
+            let mut rows = PgRows {
+                tx: &mut c,
+                server,
+                known: None,
+            };
+            queued += evaluate(&mut rows, &user, &stored, &given, at, engine)?;
         }
     }
     tx.commit()?;

@@ -10,8 +10,8 @@ use super::cached::Cached;
 use super::error::{PgError, R};
 use crate::detect::{message_of, AccountState, Seen, Usual};
 use crate::model::{ActionKind, Cidr, ClientAddr, Level, SaslUser, Source, Timestamp};
-use crate::store::evaluate::{KnownRows, NewChange, SeenSpan, Stored, KNOWN_READ_MAX};
-use crate::store::{Account, ActionState};
+use crate::store::evaluate::{KnownRows, NewChange, Stored, KNOWN_READ_MAX};
+use crate::store::{Account, ActionState, Between};
 
 pub(super) fn bad(what: &str, raw: &str, why: impl std::fmt::Display) -> PgError {
     PgError::Bad(format!("stored {what} {raw:?} is unreadable: {why}"))
@@ -123,13 +123,17 @@ pub(super) fn stored_account(
 const SEEN_SQL: &str =
     "SELECT source, ip, ts_ms, count, fid FROM events WHERE user_id = $1 AND ts_ms > $2 AND ts_ms <= $3";
 
-/// The stored rows of the logins in `span`, in `SEEN_SQL`'s columns.
-pub(super) fn seen_rows(c: &mut Cached<'_, impl GenericClient>, span: SeenSpan) -> R<Vec<Row>> {
-    let (since, until) = (span.since.millis(), span.until.millis());
+/// The stored rows of the account's logins in `window`, in `SEEN_SQL`'s columns.
+pub(super) fn seen_rows(
+    c: &mut Cached<'_, impl GenericClient>,
+    user_id: i64,
+    window: Between,
+) -> R<Vec<Row>> {
+    let (since, until) = (window.since.millis(), window.until.millis());
     c.query(
         SEEN_SQL,
         &[
-            (&span.user_id, Type::INT8),
+            (&user_id, Type::INT8),
             (&since, Type::INT8),
             (&until, Type::INT8),
         ],
@@ -170,8 +174,12 @@ pub(super) fn known(
     Ok(out)
 }
 
-pub(super) fn seen_in(c: &mut Cached<'_, impl GenericClient>, span: SeenSpan) -> R<Vec<Seen>> {
-    let rows = seen_rows(c, span)?;
+pub(super) fn seen_in(
+    c: &mut Cached<'_, impl GenericClient>,
+    user_id: i64,
+    window: Between,
+) -> R<Vec<Seen>> {
+    let rows = seen_rows(c, user_id, window)?;
     rows.iter().map(|r| seen_row(r, 0)).collect()
 }
 
@@ -191,10 +199,6 @@ pub(super) fn seen_row(r: &Row, first: usize) -> R<Seen> {
 /// An account's deferred mail over every server's last scan; `$1` the account.
 pub(super) const DEFERRED_SQL: &str = "SELECT sum(messages)::BIGINT FROM queue_senders \
      WHERE queue = 'deferred' AND account = $1";
-
-/// The whitelist entries for every account and for `$1`.
-pub(super) const WHITELIST_SQL: &str =
-    "SELECT cidr FROM whitelist WHERE account = '' OR account = $1";
 
 pub(super) fn deferred_of(
     c: &mut Cached<'_, impl GenericClient>,

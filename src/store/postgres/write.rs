@@ -12,12 +12,12 @@ use sha2::{Digest, Sha256};
 
 use super::cached::{Cached, Statements};
 use super::error::R;
-use super::eval::{Ahead, PgRows};
+use super::eval::PgRows;
 use super::insert::{insert, Whitelists};
 use super::rows::insert_change;
 use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
-use crate::store::evaluate::{auto_prune_before, evaluate, NewChange, AUTO_PRUNE_BATCH};
+use crate::store::evaluate::{auto_prune_before, evaluate, Given, NewChange, AUTO_PRUNE_BATCH};
 use crate::store::{BatchCounts, LevelEdit, LoginEvent, Recorded};
 
 /// The advisory lock key of an account: the first 8 bytes of a SHA-256 of its name,
@@ -174,14 +174,14 @@ fn record_all(
             let mut rows = PgRows {
                 tx: &mut *c,
                 server,
-                ahead: Some(Ahead {
-                    user: event.user.clone(),
-                    whitelist: stored.whitelist,
-                    deferred: stored.deferred,
-                    known: Some(stored.known),
-                }),
+                known: Some(stored.known),
             };
-            let queued = evaluate(&mut rows, &event.user, &stored.account, event.time, engine)?;
+            let given = Given {
+                whitelist: stored.whitelist,
+                deferred: stored.deferred,
+            };
+            let account = &stored.account;
+            let queued = evaluate(&mut rows, &event.user, account, &given, event.time, engine)?;
             out[i] = Recorded {
                 duplicate: false,
                 queued,

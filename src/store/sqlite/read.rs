@@ -11,7 +11,6 @@ use super::rows::{
 use super::write::seen_in;
 use crate::detect::Seen;
 use crate::model::{SaslUser, Source, Timestamp, WhitelistEntry};
-use crate::store::evaluate::SeenSpan;
 use crate::store::{Account, AddrSummary, Between, KnownRows, LevelChange};
 
 fn user_id(conn: &Connection, user: &SaslUser) -> rusqlite::Result<Option<i64>> {
@@ -80,7 +79,7 @@ pub(super) fn evidence(
     window: Between,
 ) -> rusqlite::Result<Vec<Seen>> {
     match user_id(conn, user)? {
-        Some(user_id) => seen_in(conn, SeenSpan::of(user_id, window)),
+        Some(user_id) => seen_in(conn, user_id, window),
         None => Ok(Vec::new()),
     }
 }

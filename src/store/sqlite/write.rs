@@ -7,10 +7,10 @@ use super::rows::{account_state, parse_text, seen_row};
 use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page,
-    SeenSpan, Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
+    auto_prune_before, evaluate, ActionKey, EvalRows, Given, KnownRows, NewAction, NewChange, Page,
+    Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
 };
-use crate::store::{BatchCounts, LoginEvent, Recorded};
+use crate::store::{BatchCounts, Between, LoginEvent, Recorded};
 
 pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
     let t = c.transition;
@@ -249,7 +249,12 @@ pub(super) fn evaluate_in(
     at: Timestamp,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
-    evaluate(&mut SqliteRows { tx, server }, user, account, at, engine)
+    let given = Given {
+        whitelist: whitelist_of(tx, user)?,
+        deferred: deferred_of(tx, user)?,
+    };
+    let mut rows = SqliteRows { tx, server };
+    evaluate(&mut rows, user, account, &given, at, engine)
 }
 
 /// An evaluation's rows in the caller's transaction; actions are queued for `server`.
@@ -264,9 +269,9 @@ impl EvalRows for SqliteRows<'_> {
     /// Folded as read: this runs for every row of the account's lookback on each
     /// `record`, so an address is parsed once per evaluation and each row costs
     /// little more than SQLite's step.
-    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> rusqlite::Result<()> {
+    fn fold_seen(&mut self, id: i64, window: Between, fold: &mut Fold) -> rusqlite::Result<()> {
         let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
-        let mut rows = stmt.query(params![span.user_id, span.since, span.until])?;
+        let mut rows = stmt.query(params![id, window.since, window.until])?;
         while let Some(r) = rows.next()? {
             let source = r.get(0)?;
             fold.add(
@@ -280,8 +285,8 @@ impl EvalRows for SqliteRows<'_> {
         Ok(())
     }
 
-    fn seen(&mut self, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
-        seen_in(self.tx, span)
+    fn seen(&mut self, id: i64, window: Between) -> rusqlite::Result<Vec<Seen>> {
+        seen_in(self.tx, id, window)
     }
 
     fn newest(
@@ -318,16 +323,8 @@ impl EvalRows for SqliteRows<'_> {
         Ok(out)
     }
 
-    fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
-        whitelist_of(self.tx, user)
-    }
-
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> rusqlite::Result<KnownRows> {
         known(self.tx, id, scheme, from)
-    }
-
-    fn deferred_of(&mut self, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
-        deferred_of(self.tx, user)
     }
 
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> rusqlite::Result<()> {
@@ -402,10 +399,14 @@ impl EvalRows for SqliteRows<'_> {
 const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
      WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
 
-/// One account's evidence in `(since, until]`, a `Seen` per stored row.
-pub(super) fn seen_in(conn: &Connection, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
+/// One account's evidence in `window`, a `Seen` per stored row.
+pub(super) fn seen_in(
+    conn: &Connection,
+    user_id: i64,
+    window: Between,
+) -> rusqlite::Result<Vec<Seen>> {
     let mut stmt = conn.prepare_cached(SEEN_SQL)?;
-    let params = params![span.user_id, span.since, span.until];
+    let params = params![user_id, window.since, window.until];
     let rows = stmt.query_map(params, |r| seen_row(r, 0))?;
     rows.collect()
 }
