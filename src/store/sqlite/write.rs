@@ -1,14 +1,15 @@
 //! The hot path's transaction (store a login, evaluate, queue actions) and the
 //! writes it shares with the rest of the store.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::rows::{account_state, parse_text, seen_row};
+use super::account::{prefetch, Prefetched};
+use super::rows::{parse_text, seen_row};
 use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
     auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page,
-    SeenSpan, Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
+    SeenSpan, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
 };
 use crate::store::{BatchCounts, LoginEvent, Recorded};
 
@@ -24,14 +25,14 @@ pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rus
     Ok(tx.last_insert_rowid())
 }
 
+pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM events WHERE id IN
+     (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)";
+
 /// Deletes up to `batch` logins and up to `batch` parties last seen before `before`;
 /// returns how many logins went (the parties follow their logins batch by batch).
 pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite::Result<u64> {
     let n = tx
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN
-               (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
-        )?
+        .prepare_cached(PRUNE_EVENTS_SQL)?
         .execute(params![before, batch])?;
     tx.prepare_cached(
         "DELETE FROM parties WHERE id IN
@@ -73,22 +74,28 @@ pub(super) fn known(
     let since = conn
         .prepare_cached("SELECT min(first_ms) FROM parties WHERE user_id = ?1 AND scheme = ?2")?
         .query_row(params![user_id, scheme], |r| r.get(0))?;
+    Ok(KnownRows {
+        since,
+        recent: known_recent(conn, user_id, scheme, from)?,
+    })
+}
+
+/// The account's parties of `scheme` first seen after `from`, the earliest first, at
+/// most `KNOWN_READ_MAX`.
+fn known_recent(
+    conn: &Connection,
+    user_id: i64,
+    scheme: &str,
+    from: Timestamp,
+) -> rusqlite::Result<Vec<(String, Timestamp)>> {
     // No bound LIMIT: SQLite re-prepares a statement on every new value bound to one
     // (its planner reads the value), which cost more than the read itself. Rows are
     // stepped lazily, so taking the first ones stops the read as a LIMIT would.
-    let mut stmt = conn.prepare_cached(
-        "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
-         ORDER BY first_ms",
-    )?;
+    let mut stmt = conn.prepare_cached(KNOWN_RECENT_SQL)?;
     let rows = stmt.query_map(params![user_id, scheme, from], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
-    Ok(KnownRows {
-        since,
-        recent: rows
-            .take(KNOWN_READ_MAX as usize)
-            .collect::<rusqlite::Result<_>>()?,
-    })
+    rows.take(KNOWN_READ_MAX as usize).collect()
 }
 
 /// One attempt at storing a login and re-evaluating its account; see `Store::record`.
@@ -138,34 +145,6 @@ pub(super) fn record_batch_once(
     Ok(batch)
 }
 
-pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
-    tx.prepare_cached(
-        "SELECT id, level, enforced, last_hit_ms, count_from_ms,
-                usual_day, usual_messages, usual_networks, usual_days, last_seen_ms
-         FROM users WHERE name = ?1",
-    )?
-    .query_row([name], |r| {
-        let usual = match r.get::<_, Option<i64>>(5)? {
-            Some(day) => Some((
-                day,
-                Usual {
-                    messages: r.get(6)?,
-                    networks: r.get(7)?,
-                    days: r.get(8)?,
-                },
-            )),
-            None => None,
-        };
-        Ok(Stored {
-            id: r.get(0)?,
-            state: account_state(r, 1)?,
-            usual,
-            latest: r.get(9)?,
-        })
-    })
-    .optional()
-}
-
 /// Stores a login seen by `server` and re-evaluates its account inside the caller's
 /// transaction; `retention` applies the automatic pruning now and then.
 fn record_in(
@@ -182,15 +161,15 @@ fn record_in(
          ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)",
     )?
     .execute(params![event.user, at])?;
-    let account =
-        stored_account(tx, event.user.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let mut account = prefetch(tx, event.user.as_str(), engine.party_scheme())?
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
-            account.id,
+            account.stored.id,
             at,
             event.source,
             event.addr,
@@ -206,10 +185,13 @@ fn record_in(
         });
     }
     let event_id = tx.last_insert_rowid();
-    if let Some(party) = event_party(engine, tx, &event.user, event)? {
-        see_party(tx, account.id, engine.party_scheme(), &party, at)?;
+    let whitelist = engine.whitelist(&event.user, &account.whitelist);
+    if let Some(party) = engine.origin(&whitelist, event.addr).party {
+        let party = party.to_string();
+        see_party(tx, account.stored.id, engine.party_scheme(), &party, at)?;
+        account.saw_party_at(at);
     }
-    let queued = evaluate_in(tx, server, &event.user, &account, at, engine)?;
+    let queued = evaluate_in(tx, server, &event.user, account, at, engine)?;
     if let Some(before) = retention.and_then(|r| auto_prune_before(event_id, r)) {
         prune(tx, before, AUTO_PRUNE_BATCH)?;
     }
@@ -217,20 +199,6 @@ fn record_in(
         duplicate: false,
         queued,
     })
-}
-
-/// The party of a stored login as the parties table keys it, unless whitelisted.
-fn event_party(
-    engine: &Engine,
-    tx: &Connection,
-    user: &SaslUser,
-    event: &LoginEvent,
-) -> rusqlite::Result<Option<String>> {
-    let whitelist = engine.whitelist(user, &whitelist_of(tx, user)?);
-    Ok(engine
-        .origin(&whitelist, event.addr)
-        .party
-        .map(|p| p.to_string()))
 }
 
 fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
@@ -245,17 +213,35 @@ pub(super) fn evaluate_in(
     tx: &Connection,
     server: &str,
     user: &SaslUser,
-    account: &Stored,
+    account: Prefetched,
     at: Timestamp,
     engine: &Engine,
 ) -> rusqlite::Result<usize> {
-    evaluate(&mut SqliteRows { tx, server }, user, account, at, engine)
+    let Prefetched {
+        stored,
+        whitelist,
+        deferred,
+        since,
+    } = account;
+    let mut rows = SqliteRows {
+        tx,
+        server,
+        whitelist: Some(whitelist),
+        deferred: Some(deferred),
+        since: Some(since),
+    };
+    evaluate(&mut rows, user, &stored, at, engine)
 }
 
 /// An evaluation's rows in the caller's transaction; actions are queued for `server`.
+/// What `account::prefetch` read is answered from there, once: no write in between
+/// changes it.
 struct SqliteRows<'c> {
     tx: &'c Connection,
     server: &'c str,
+    whitelist: Option<Vec<Cidr>>,
+    deferred: Option<Option<u32>>,
+    since: Option<Option<Timestamp>>,
 }
 
 impl EvalRows for SqliteRows<'_> {
@@ -290,13 +276,7 @@ impl EvalRows for SqliteRows<'_> {
         pages: &[Page],
         limit: u32,
     ) -> rusqlite::Result<Vec<Vec<(Seen, i64)>>> {
-        // The (user, source, time) index, rowid last, gives this order without sorting.
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT ip, ts_ms, count, id, fid FROM events
-             WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
-               AND (ts_ms < ?4 OR id < ?5)
-             ORDER BY ts_ms DESC, id DESC",
-        )?;
+        let mut stmt = self.tx.prepare_cached(NEWEST_SQL)?;
         let mut out = Vec::with_capacity(pages.len());
         for p in pages {
             // `limit` is taken, not bound: see `known`.
@@ -319,15 +299,27 @@ impl EvalRows for SqliteRows<'_> {
     }
 
     fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
-        whitelist_of(self.tx, user)
+        match self.whitelist.take() {
+            Some(read) => Ok(read),
+            None => whitelist_of(self.tx, user),
+        }
     }
 
     fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> rusqlite::Result<KnownRows> {
-        known(self.tx, id, scheme, from)
+        match self.since.take() {
+            Some(since) => Ok(KnownRows {
+                since,
+                recent: known_recent(self.tx, id, scheme, from)?,
+            }),
+            None => known(self.tx, id, scheme, from),
+        }
     }
 
     fn deferred_of(&mut self, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
-        deferred_of(self.tx, user)
+        match self.deferred.take() {
+            Some(read) => Ok(read),
+            None => deferred_of(self.tx, user),
+        }
     }
 
     fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> rusqlite::Result<()> {
@@ -399,8 +391,24 @@ impl EvalRows for SqliteRows<'_> {
     }
 }
 
-const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
-     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
+pub(super) const KNOWN_RECENT_SQL: &str =
+    "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
+     ORDER BY first_ms";
+
+/// The login index (user, source, time, ...) holds every column read (fid as it
+/// indexes it), so no table row is visited; rows of the same time are sorted by id as
+/// they come, so the read stays lazy.
+pub(super) const NEWEST_SQL: &str = "SELECT ip, ts_ms, count, id, ifnull(fid, '') FROM events
+     WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
+       AND (ts_ms < ?4 OR id < ?5)
+     ORDER BY ts_ms DESC, id DESC";
+
+/// Every source named: the login index begins (user, source, time), so each source
+/// is a range of it; unnamed, the read would walk all of the account's logins.
+pub(super) const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
+     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3
+       AND source IN ('smtp', 'imap', 'pop3', 'webmail', 'rate', 'bounces', 'queue', 'spread',
+                      'smtp-refused')";
 
 /// One account's evidence in `(since, until]`, a `Seen` per stored row.
 pub(super) fn seen_in(conn: &Connection, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
