@@ -62,7 +62,7 @@ fn the_newest_first_read_walks_the_login_index_alone_without_sorting_it() {
 
 #[test]
 fn a_window_read_is_a_range_of_the_login_index_per_source() {
-    let p = login_range(write::SEEN_SQL);
+    login_range(write::SEEN_SQL);
     let listed = write::SEEN_SQL.split_once("IN (").expect("source list").1;
     for source in Source::ALL {
         assert!(
