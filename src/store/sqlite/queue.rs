@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::account::prefetch;
+use super::eval::evaluate_in;
 use super::rows::from_columns;
-use super::write::evaluate_in;
 use crate::detect::Engine;
 use crate::model::Timestamp;
 use crate::store::{grown, QueueSender, QueueSnapshot};

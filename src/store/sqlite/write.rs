@@ -3,13 +3,13 @@
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::account::{prefetch, Prefetched};
-use super::rows::{parse_text, seen_row};
-use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
+use super::account::prefetch;
+use super::rows::seen_row;
+use crate::detect::{Engine, Seen};
 use crate::model::{Cidr, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page,
-    SeenSpan, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
+    auto_prune_before, KnownRows, NewChange, SeenSpan, AUTO_PRUNE_BATCH, KNOWN_READ_MAX,
+    PARTY_LAST_STEP,
 };
 use crate::store::{BatchCounts, LoginEvent, Recorded};
 
@@ -82,7 +82,7 @@ pub(super) fn known(
 
 /// The account's parties of `scheme` first seen after `from`, the earliest first, at
 /// most `KNOWN_READ_MAX`.
-fn known_recent(
+pub(super) fn known_recent(
     conn: &Connection,
     user_id: i64,
     scheme: &str,
@@ -191,7 +191,7 @@ fn record_in(
         see_party(tx, account.stored.id, engine.party_scheme(), &party, at)?;
         account.saw_party_at(at);
     }
-    let queued = evaluate_in(tx, server, &event.user, account, at, engine)?;
+    let queued = super::eval::evaluate_in(tx, server, &event.user, account, at, engine)?;
     if let Some(before) = retention.and_then(|r| auto_prune_before(event_id, r)) {
         prune(tx, before, AUTO_PRUNE_BATCH)?;
     }
@@ -201,207 +201,15 @@ fn record_in(
     })
 }
 
-fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
+pub(super) fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
     let mut stmt = tx.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
     let rows = stmt.query_map([user], |r| r.get(0))?;
     rows.collect()
 }
 
-/// Re-evaluates one account at `at` inside the caller's transaction (see
-/// `store::evaluate`), queueing actions for `server`; returns how many were queued.
-pub(super) fn evaluate_in(
-    tx: &Connection,
-    server: &str,
-    user: &SaslUser,
-    account: Prefetched,
-    at: Timestamp,
-    engine: &Engine,
-) -> rusqlite::Result<usize> {
-    let Prefetched {
-        stored,
-        whitelist,
-        deferred,
-        since,
-    } = account;
-    let mut rows = SqliteRows {
-        tx,
-        server,
-        whitelist: Some(whitelist),
-        deferred: Some(deferred),
-        since: Some(since),
-    };
-    evaluate(&mut rows, user, &stored, at, engine)
-}
-
-/// An evaluation's rows in the caller's transaction; actions are queued for `server`.
-/// What `account::prefetch` read is answered from there, once: no write in between
-/// changes it.
-struct SqliteRows<'c> {
-    tx: &'c Connection,
-    server: &'c str,
-    whitelist: Option<Vec<Cidr>>,
-    deferred: Option<Option<u32>>,
-    since: Option<Option<Timestamp>>,
-}
-
-impl EvalRows for SqliteRows<'_> {
-    type Error = rusqlite::Error;
-
-    /// Folded as read: this runs for every row of the account's lookback on each
-    /// `record`, so an address is parsed once per evaluation and each row costs
-    /// little more than SQLite's step.
-    fn fold_seen(&mut self, span: SeenSpan, fold: &mut Fold) -> rusqlite::Result<()> {
-        let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
-        let mut rows = stmt.query(params![span.user_id, span.since, span.until])?;
-        while let Some(r) = rows.next()? {
-            let source = r.get(0)?;
-            fold.add(
-                (source, message_of(source, r.get_ref(4)?.as_str_or_null()?)),
-                r.get_ref(1)?.as_str()?,
-                r.get(2)?,
-                r.get(3)?,
-                |raw| parse_text(1, raw),
-            )?;
-        }
-        Ok(())
-    }
-
-    fn seen(&mut self, span: SeenSpan) -> rusqlite::Result<Vec<Seen>> {
-        seen_in(self.tx, span)
-    }
-
-    fn newest(
-        &mut self,
-        user_id: i64,
-        pages: &[Page],
-        limit: u32,
-    ) -> rusqlite::Result<Vec<Vec<(Seen, i64)>>> {
-        let mut stmt = self.tx.prepare_cached(NEWEST_SQL)?;
-        let mut out = Vec::with_capacity(pages.len());
-        for p in pages {
-            // `limit` is taken, not bound: see `known`.
-            let params = params![user_id, p.source, p.since, p.until, p.before];
-            let rows = stmt.query_map(params, |r| {
-                let fid: Option<String> = r.get(4)?;
-                let seen = Seen {
-                    source: p.source,
-                    addr: r.get(0)?,
-                    time: r.get(1)?,
-                    count: r.get(2)?,
-                    events: 1,
-                    message: message_of(p.source, fid.as_deref()),
-                };
-                Ok((seen, r.get(3)?))
-            })?;
-            out.push(rows.take(limit as usize).collect::<rusqlite::Result<_>>()?);
-        }
-        Ok(out)
-    }
-
-    fn whitelist_of(&mut self, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
-        match self.whitelist.take() {
-            Some(read) => Ok(read),
-            None => whitelist_of(self.tx, user),
-        }
-    }
-
-    fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> rusqlite::Result<KnownRows> {
-        match self.since.take() {
-            Some(since) => Ok(KnownRows {
-                since,
-                recent: known_recent(self.tx, id, scheme, from)?,
-            }),
-            None => known(self.tx, id, scheme, from),
-        }
-    }
-
-    fn deferred_of(&mut self, user: &SaslUser) -> rusqlite::Result<Option<u32>> {
-        match self.deferred.take() {
-            Some(read) => Ok(read),
-            None => deferred_of(self.tx, user),
-        }
-    }
-
-    fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE users SET usual_day = ?2, usual_messages = ?3, usual_networks = ?4,
-                                  usual_days = ?5 WHERE id = ?1",
-            )?
-            .execute(params![id, day, usual.messages, usual.networks, usual.days])?;
-        Ok(())
-    }
-
-    fn set_state(&mut self, id: i64, state: &AccountState) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, state.level, state.enforced, state.last_hit])?;
-        Ok(())
-    }
-
-    fn insert_change(&mut self, id: i64, change: &NewChange) -> rusqlite::Result<i64> {
-        insert_change(self.tx, id, change)
-    }
-
-    fn last_queued(
-        &mut self,
-        key: &ActionKey,
-        after: Timestamp,
-    ) -> rusqlite::Result<Option<Timestamp>> {
-        let t = key.transition;
-        // A skipped or cancelled mail never went out, so it starts no cooldown.
-        self.tx
-            .prepare_cached(
-                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
-                 WHERE a.user_id = ?1 AND a.kind = ?2 AND a.level = ?3 AND a.enforced = ?4
-                   AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
-                   AND a.state NOT IN ('cancelled', 'skipped')",
-            )?
-            .query_row(
-                params![key.user_id, key.kind, t.to, t.enforced, after],
-                |r| r.get(0),
-            )
-    }
-
-    fn insert_action(&mut self, a: &NewAction) -> rusqlite::Result<()> {
-        let now = Timestamp::now();
-        let t = a.key.transition;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms,
-                                      created_ms, next_ms, state, updated_ms, outcome, server)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                a.key.user_id,
-                a.change_id,
-                a.key.kind,
-                t.to,
-                t.enforced,
-                a.logged,
-                now,
-                a.state().as_str(),
-                a.skipped.as_ref().map(|_| now),
-                a.skipped,
-                self.server,
-            ])?;
-        Ok(())
-    }
-}
-
 pub(super) const KNOWN_RECENT_SQL: &str =
     "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
      ORDER BY first_ms";
-
-/// The login index (user, source, time, ...) holds every column read (fid as it
-/// indexes it), so no table row is visited; rows of the same time are sorted by id as
-/// they come, so the read stays lazy.
-pub(super) const NEWEST_SQL: &str = "SELECT ip, ts_ms, count, id, ifnull(fid, '') FROM events
-     WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
-       AND (ts_ms < ?4 OR id < ?5)
-     ORDER BY ts_ms DESC, id DESC";
 
 /// Every source named: the login index begins (user, source, time), so each source
 /// is a range of it; unnamed, the read would walk all of the account's logins.
