@@ -6,6 +6,7 @@
 #
 #   ./bench/record.sh                              # 0, 1 M and 10 M stored, 1000 runs
 #   SIZES="0 100000" RUNS=100 ./bench/record.sh     # a quick check
+#   ASN=/path/asn.mmdb ./bench/record.sh             # + the quiet account with it configured
 #
 # Prints a Markdown table (median, p99, max, x /bin/true, peak RSS) for BENCHMARKS.md.
 # shellcheck source=bench/lib.sh
@@ -27,7 +28,14 @@ for events in $SIZES; do
         set -- -n "record, empty database" "$rec --user=a@example.com --ip=203.0.113.9"
     else
         many_networks_sql sqlite | sqlite3 "$db"
-        set -- \
+        if [ -n "${ASN:-}" ]; then
+            { config "$db"; printf '[ownership]\nasn_database = "%s"\n' "$ASN"; } >"$cfg.asn"
+            set -- -n "record, quiet account, ASN database configured, $stored stored" \
+                "$BIN --config=$cfg.asn record --source=smtp --jail=bench --user=user4001@example.com --ip=203.0.113.199"
+        else
+            set --
+        fi
+        set -- "$@" \
             -n "record, quiet account, $stored stored" \
             "$rec --user=user4000@example.com --ip=203.0.113.200" \
             -n "record, busy account (15 networks in window), $stored stored" \

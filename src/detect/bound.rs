@@ -17,9 +17,9 @@
 //! full counts do. Their figures are not for explanations: a level change is judged
 //! again from all the evidence, as `ingest`'s replay judges it (see `store::evaluate`).
 
-use super::{AccountState, Counted, Known, Seen, Tally, Usual, Whitelist};
+use super::{AccountState, Counted, Known, Origin, Seen, Tally, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
-use crate::model::{SaslUser, Source, Timestamp};
+use crate::model::{ClientAddr, SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 
 /// One account's evidence counted as far as its verdict can change; see the module
@@ -43,6 +43,9 @@ pub struct Bounded<'a> {
     /// Per source: a row before `new_from` was read.
     past_new: [bool; Source::ALL.len()],
     tally: Tally,
+    /// The last row's address and origin: an account's rows mostly repeat their
+    /// address, and its owner is a lookup in the ASN database.
+    last: Option<(ClientAddr, Origin)>,
 }
 
 /// What to read of one source: its rows after `since` (exclusive), newest first.
@@ -73,6 +76,7 @@ impl<'a> Bounded<'a> {
             past_window: [false; Source::ALL.len()],
             past_new: [false; Source::ALL.len()],
             tally: Tally::default(),
+            last: None,
         }
     }
 
@@ -106,7 +110,12 @@ impl<'a> Bounded<'a> {
             self.past_new[seen.source as usize] = true;
         }
         let d = &self.cfg.detection;
-        let c = Counted::new(d, self.whitelist, self.owners, self.known, seen);
+        let origin = match self.last {
+            Some((addr, origin)) if addr == seen.addr => origin,
+            _ => Counted::origin(self.whitelist, self.owners, d, seen.addr),
+        };
+        self.last = Some((seen.addr, origin));
+        let c = Counted::of(d, self.known, seen, origin);
         self.tally.add_in(self.starts, &c);
     }
 

@@ -131,7 +131,9 @@ pub(super) trait EvalRows {
     /// The account's logins in `window`, a `Seen` per row.
     fn seen(&mut self, id: i64, window: Between) -> Result<Vec<Seen>, Self::Error>;
     /// For each page, up to `limit` rows of its source in `(since, until]` that come
-    /// before `before` (log time, row id), newest first, each with its row id.
+    /// before `before` (log time, row id), newest first, each with its row id. A
+    /// backend may add the rest of the last row's log time (SQLite does, and then
+    /// starts a next page below that time).
     fn newest(
         &mut self,
         user_id: i64,

@@ -3,13 +3,18 @@
 //! transaction never has to upgrade its lock half-way.
 //!
 //! `open` hardens and opens the file, `read` and `edit` serve the commands, `write`
-//! is the hot path (`record`), `queue`, `outbox` and `import` what their names say,
-//! and `rows` maps stored values to validated types.
+//! is the hot path (`record`), `account` and `eval` its reads of an account; `queue`, `outbox`
+//! and `import` do what their names say, and `rows` maps stored values to validated
+//! types.
 
+mod account;
 mod edit;
+mod eval;
 mod import;
 mod open;
 mod outbox;
+#[cfg(test)]
+mod plans;
 mod queue;
 mod read;
 mod rows;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::account::prefetch;
+use super::eval::evaluate_in;
 use super::rows::from_columns;
-use super::write::{evaluate_in, stored_account};
 use crate::detect::Engine;
 use crate::model::Timestamp;
 use crate::store::{grown, QueueSender, QueueSnapshot};
@@ -45,8 +46,8 @@ pub(super) fn replace(
     )?;
     let mut queued = 0;
     for user in grown(&before, scan.deferred_per_account()) {
-        if let Some(account) = stored_account(&tx, user.as_str())? {
-            queued += evaluate_in(&tx, server, &user, &account, scan.at, engine)?;
+        if let Some(account) = prefetch(&tx, user.as_str(), engine.party_scheme())? {
+            queued += evaluate_in(&tx, server, &user, account, scan.at, engine)?;
         }
     }
     tx.commit()?;

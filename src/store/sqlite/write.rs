@@ -1,14 +1,14 @@
 //! The hot path's transaction (store a login, evaluate, queue actions) and the
 //! writes it shares with the rest of the store.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::rows::{account_state, parse_text, seen_row};
-use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
-use crate::model::{Cidr, SaslUser, Span, Timestamp};
+use super::account::prefetch;
+use super::rows::seen_row;
+use crate::detect::{Engine, Seen};
+use crate::model::{SaslUser, Span, Timestamp};
 use crate::store::evaluate::{
-    auto_prune_before, evaluate, ActionKey, EvalRows, Given, KnownRows, NewAction, NewChange, Page,
-    Stored, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
+    auto_prune_before, KnownRows, NewChange, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
 };
 use crate::store::{BatchCounts, Between, LoginEvent, Recorded};
 
@@ -24,14 +24,14 @@ pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rus
     Ok(tx.last_insert_rowid())
 }
 
+pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM events WHERE id IN
+     (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)";
+
 /// Deletes up to `batch` logins and up to `batch` parties last seen before `before`;
 /// returns how many logins went (the parties follow their logins batch by batch).
 pub(super) fn prune(tx: &Connection, before: Timestamp, batch: u32) -> rusqlite::Result<u64> {
     let n = tx
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN
-               (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
-        )?
+        .prepare_cached(PRUNE_EVENTS_SQL)?
         .execute(params![before, batch])?;
     tx.prepare_cached(
         "DELETE FROM parties WHERE id IN
@@ -73,22 +73,28 @@ pub(super) fn known(
     let since = conn
         .prepare_cached("SELECT min(first_ms) FROM parties WHERE user_id = ?1 AND scheme = ?2")?
         .query_row(params![user_id, scheme], |r| r.get(0))?;
+    Ok(KnownRows {
+        since,
+        recent: known_recent(conn, user_id, scheme, from)?,
+    })
+}
+
+/// The account's parties of `scheme` first seen after `from`, the earliest first, at
+/// most `KNOWN_READ_MAX`.
+pub(super) fn known_recent(
+    conn: &Connection,
+    user_id: i64,
+    scheme: &str,
+    from: Timestamp,
+) -> rusqlite::Result<Vec<(String, Timestamp)>> {
     // No bound LIMIT: SQLite re-prepares a statement on every new value bound to one
     // (its planner reads the value), which cost more than the read itself. Rows are
     // stepped lazily, so taking the first ones stops the read as a LIMIT would.
-    let mut stmt = conn.prepare_cached(
-        "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
-         ORDER BY first_ms",
-    )?;
+    let mut stmt = conn.prepare_cached(KNOWN_RECENT_SQL)?;
     let rows = stmt.query_map(params![user_id, scheme, from], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
-    Ok(KnownRows {
-        since,
-        recent: rows
-            .take(KNOWN_READ_MAX as usize)
-            .collect::<rusqlite::Result<_>>()?,
-    })
+    rows.take(KNOWN_READ_MAX as usize).collect()
 }
 
 /// One attempt at storing a login and re-evaluating its account; see `Store::record`.
@@ -138,34 +144,6 @@ pub(super) fn record_batch_once(
     Ok(batch)
 }
 
-pub(super) fn stored_account(tx: &Connection, name: &str) -> rusqlite::Result<Option<Stored>> {
-    tx.prepare_cached(
-        "SELECT id, level, enforced, last_hit_ms, count_from_ms,
-                usual_day, usual_messages, usual_networks, usual_days, last_seen_ms
-         FROM users WHERE name = ?1",
-    )?
-    .query_row([name], |r| {
-        let usual = match r.get::<_, Option<i64>>(5)? {
-            Some(day) => Some((
-                day,
-                Usual {
-                    messages: r.get(6)?,
-                    networks: r.get(7)?,
-                    days: r.get(8)?,
-                },
-            )),
-            None => None,
-        };
-        Ok(Stored {
-            id: r.get(0)?,
-            state: account_state(r, 1)?,
-            usual,
-            latest: r.get(9)?,
-        })
-    })
-    .optional()
-}
-
 /// Stores a login seen by `server` and re-evaluates its account inside the caller's
 /// transaction; `retention` applies the automatic pruning now and then.
 fn record_in(
@@ -182,15 +160,15 @@ fn record_in(
          ON CONFLICT(name) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), excluded.last_seen_ms)",
     )?
     .execute(params![event.user, at])?;
-    let account =
-        stored_account(tx, event.user.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let mut account = prefetch(tx, event.user.as_str(), engine.party_scheme())?
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO events (user_id, ts_ms, source, ip, jail, fid, count, server)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
-            account.id,
+            account.stored.id,
             at,
             event.source,
             event.addr,
@@ -206,10 +184,13 @@ fn record_in(
         });
     }
     let event_id = tx.last_insert_rowid();
-    if let Some(party) = event_party(engine, tx, &event.user, event)? {
-        see_party(tx, account.id, engine.party_scheme(), &party, at)?;
+    let whitelist = engine.whitelist(&event.user, &account.whitelist);
+    if let Some(party) = engine.origin(&whitelist, event.addr).party {
+        let party = party.to_string();
+        see_party(tx, account.stored.id, engine.party_scheme(), &party, at)?;
+        account.saw_party_at(at);
     }
-    let queued = evaluate_in(tx, server, &event.user, &account, at, engine)?;
+    let queued = super::eval::evaluate_in(tx, server, &event.user, account, at, engine)?;
     if let Some(before) = retention.and_then(|r| auto_prune_before(event_id, r)) {
         prune(tx, before, AUTO_PRUNE_BATCH)?;
     }
@@ -219,187 +200,18 @@ fn record_in(
     })
 }
 
-/// The party of a stored login as the parties table keys it, unless whitelisted.
-fn event_party(
-    engine: &Engine,
-    tx: &Connection,
-    user: &SaslUser,
-    event: &LoginEvent,
-) -> rusqlite::Result<Option<String>> {
-    let whitelist = engine.whitelist(user, &whitelist_of(tx, user)?);
-    Ok(engine
-        .origin(&whitelist, event.addr)
-        .party
-        .map(|p| p.to_string()))
-}
+pub(super) const KNOWN_RECENT_SQL: &str =
+    "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
+     ORDER BY first_ms";
 
-fn whitelist_of(tx: &Connection, user: &SaslUser) -> rusqlite::Result<Vec<Cidr>> {
-    let mut stmt = tx.prepare_cached("SELECT cidr FROM whitelist WHERE user = '' OR user = ?1")?;
-    let rows = stmt.query_map([user], |r| r.get(0))?;
-    rows.collect()
-}
+/// Every source named: the login index begins (user, source, time), so each source
+/// is a range of it; unnamed, the read would walk all of the account's logins.
+pub(super) const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
+     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3
+       AND source IN ('smtp', 'imap', 'pop3', 'webmail', 'rate', 'bounces', 'queue', 'spread',
+                      'smtp-refused')";
 
-/// Re-evaluates one account at `at` inside the caller's transaction (see
-/// `store::evaluate`), queueing actions for `server`; returns how many were queued.
-pub(super) fn evaluate_in(
-    tx: &Connection,
-    server: &str,
-    user: &SaslUser,
-    account: &Stored,
-    at: Timestamp,
-    engine: &Engine,
-) -> rusqlite::Result<usize> {
-    let given = Given {
-        whitelist: whitelist_of(tx, user)?,
-        deferred: deferred_of(tx, user)?,
-    };
-    let mut rows = SqliteRows { tx, server };
-    evaluate(&mut rows, user, account, &given, at, engine)
-}
-
-/// An evaluation's rows in the caller's transaction; actions are queued for `server`.
-struct SqliteRows<'c> {
-    tx: &'c Connection,
-    server: &'c str,
-}
-
-impl EvalRows for SqliteRows<'_> {
-    type Error = rusqlite::Error;
-
-    /// Folded as read: this runs for every row of the account's lookback on each
-    /// `record`, so an address is parsed once per evaluation and each row costs
-    /// little more than SQLite's step.
-    fn fold_seen(&mut self, id: i64, window: Between, fold: &mut Fold) -> rusqlite::Result<()> {
-        let mut stmt = self.tx.prepare_cached(SEEN_SQL)?;
-        let mut rows = stmt.query(params![id, window.since, window.until])?;
-        while let Some(r) = rows.next()? {
-            let source = r.get(0)?;
-            fold.add(
-                (source, message_of(source, r.get_ref(4)?.as_str_or_null()?)),
-                r.get_ref(1)?.as_str()?,
-                r.get(2)?,
-                r.get(3)?,
-                |raw| parse_text(1, raw),
-            )?;
-        }
-        Ok(())
-    }
-
-    fn seen(&mut self, id: i64, window: Between) -> rusqlite::Result<Vec<Seen>> {
-        seen_in(self.tx, id, window)
-    }
-
-    fn newest(
-        &mut self,
-        user_id: i64,
-        pages: &[Page],
-        limit: u32,
-    ) -> rusqlite::Result<Vec<Vec<(Seen, i64)>>> {
-        // The (user, source, time) index, rowid last, gives this order without sorting.
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT ip, ts_ms, count, id, fid FROM events
-             WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
-               AND (ts_ms < ?4 OR id < ?5)
-             ORDER BY ts_ms DESC, id DESC",
-        )?;
-        let mut out = Vec::with_capacity(pages.len());
-        for p in pages {
-            // `limit` is taken, not bound: see `known`.
-            let params = params![user_id, p.source, p.since, p.until, p.before];
-            let rows = stmt.query_map(params, |r| {
-                let fid: Option<String> = r.get(4)?;
-                let seen = Seen {
-                    source: p.source,
-                    addr: r.get(0)?,
-                    time: r.get(1)?,
-                    count: r.get(2)?,
-                    events: 1,
-                    message: message_of(p.source, fid.as_deref()),
-                };
-                Ok((seen, r.get(3)?))
-            })?;
-            out.push(rows.take(limit as usize).collect::<rusqlite::Result<_>>()?);
-        }
-        Ok(out)
-    }
-
-    fn known(&mut self, id: i64, scheme: &str, from: Timestamp) -> rusqlite::Result<KnownRows> {
-        known(self.tx, id, scheme, from)
-    }
-
-    fn cache_usual(&mut self, id: i64, day: i64, usual: &Usual) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE users SET usual_day = ?2, usual_messages = ?3, usual_networks = ?4,
-                                  usual_days = ?5 WHERE id = ?1",
-            )?
-            .execute(params![id, day, usual.messages, usual.networks, usual.days])?;
-        Ok(())
-    }
-
-    fn set_state(&mut self, id: i64, state: &AccountState) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE users SET level = ?2, enforced = ?3, last_hit_ms = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, state.level, state.enforced, state.last_hit])?;
-        Ok(())
-    }
-
-    fn insert_change(&mut self, id: i64, change: &NewChange) -> rusqlite::Result<i64> {
-        insert_change(self.tx, id, change)
-    }
-
-    fn last_queued(
-        &mut self,
-        key: &ActionKey,
-        after: Timestamp,
-    ) -> rusqlite::Result<Option<Timestamp>> {
-        let t = key.transition;
-        // A skipped or cancelled mail never went out, so it starts no cooldown.
-        self.tx
-            .prepare_cached(
-                "SELECT max(a.logged_ms) FROM actions a JOIN users u ON u.id = a.user_id
-                 WHERE a.user_id = ?1 AND a.kind = ?2 AND a.level = ?3 AND a.enforced = ?4
-                   AND a.logged_ms > ?5 AND a.logged_ms >= u.count_from_ms
-                   AND a.state NOT IN ('cancelled', 'skipped')",
-            )?
-            .query_row(
-                params![key.user_id, key.kind, t.to, t.enforced, after],
-                |r| r.get(0),
-            )
-    }
-
-    fn insert_action(&mut self, a: &NewAction) -> rusqlite::Result<()> {
-        let now = Timestamp::now();
-        let t = a.key.transition;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO actions (user_id, change_id, kind, level, enforced, logged_ms,
-                                      created_ms, next_ms, state, updated_ms, outcome, server)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                a.key.user_id,
-                a.change_id,
-                a.key.kind,
-                t.to,
-                t.enforced,
-                a.logged,
-                now,
-                a.state().as_str(),
-                a.skipped.as_ref().map(|_| now),
-                a.skipped,
-                self.server,
-            ])?;
-        Ok(())
-    }
-}
-
-const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
-     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3";
-
-/// One account's evidence in `window`, a `Seen` per stored row.
+/// One account's evidence in `(since, until]`, a `Seen` per stored row.
 pub(super) fn seen_in(
     conn: &Connection,
     user_id: i64,
