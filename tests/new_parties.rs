@@ -246,3 +246,46 @@ fn without_a_database_a_known_isps_addresses_are_no_baseline_alarm() {
     assert_eq!(st["level"], "ok", "{st:#}");
     s.assert_backtest_agrees(&lines);
 }
+
+/// A drip through a proxy list: a new owner every twelve minutes, a message from
+/// each. Its third new owner in the hour with mail from them blocks (it waited for
+/// the seventh new owner of the day before); a traveller's new owners of the day
+/// (hotel, airport, venues), each sending a couple of messages, do not.
+#[test]
+fn mail_from_new_owners_in_the_hour_blocks() {
+    let (_owners, s) = with_owners();
+    const DRIP: &str = "drip@example.com";
+    const TRAVEL: &str = "travel@example.com";
+    let mut lines = Vec::new();
+    history(&s, DRIP, &mut lines);
+    history(&s, TRAVEL, &mut lines);
+    let start = T0 + 2 * DAY;
+    for i in 0..3 {
+        if i == 2 {
+            let st = s.status_user(DRIP, start + 720);
+            assert_eq!(st["level"], "ok", "two new owners: {st:#}");
+        }
+        let t = start + i * 720;
+        let ip = format!("198.19.{i}.9");
+        lines.push(record(&s, "smtp", DRIP, &ip, t, 1));
+        lines.push(record(&s, "rate", DRIP, &ip, t, 1));
+    }
+    let st = s.status_user(DRIP, start + 2 * 720);
+    assert_eq!(st["level"], "block", "{st:#}");
+    let block = reason(&st, "block");
+    assert!(
+        block.starts_with("smtp: 3 new owners/1h > 2 (block: corroborated by rate)"),
+        "{block}"
+    );
+    for i in 0..5 {
+        let ip = format!("198.19.{}.9", 8 + i);
+        for k in 0..2 {
+            let t = start + i * 2 * 3600 + k * 60;
+            lines.push(record(&s, "smtp", TRAVEL, &ip, t, 1));
+            lines.push(record(&s, "rate", TRAVEL, &ip, t, 1));
+        }
+    }
+    let travel = s.status_user(TRAVEL, start + 9 * 3600);
+    assert_eq!(travel["level"], "ok", "{travel:#}");
+    s.assert_backtest_agrees(&lines);
+}

@@ -29,8 +29,8 @@ pub use fold::Fold;
 pub use known::Known;
 pub use message::{message_of, MessageKey};
 use signal::{
-    bounce_share, corroborate, crossed, new_sending, one_quiet_owner, own_thresholds, owner_count,
-    unit,
+    bounce_share, corroborate, crossed, new_owners_mailing, new_sending, one_quiet_owner,
+    own_thresholds, owner_count, unit,
 };
 pub use signal::{Crossing, Signal};
 pub use tally::{Counted, Origin, OwnerKey, Parties, Tally};
@@ -249,6 +249,7 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         signals.extend(bounce_share(d, counts));
         if facts.warm {
             signals.extend(new_sending(d, counts, facts.usual));
+            signals.extend(new_owners_mailing(d, counts));
         }
         if let Some(n) = facts.deferred {
             signals.extend(check(Source::Queue, n.into(), None));

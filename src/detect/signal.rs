@@ -147,6 +147,37 @@ pub(super) fn new_sending(d: &Detection, counts: &Tally, usual: Option<Usual>) -
     })
 }
 
+/// SMTP logins from more than this many owners new to the account in the window...
+const NEW_OWNERS_MAILING: u64 = 2;
+/// ...with more than this many messages from new parties in it block.
+const NEW_OWNERS_MAIL: u64 = 2;
+
+/// One new owner after another, each sending: a drip or a proxy list blocks at its
+/// third new owner in the hour with a few messages from them, not only at its
+/// seventh in the day. A traveller's hotel, airport and roaming carrier are two new
+/// owners in an hour at most, and a venue's mail is one owner's. Only with an ASN
+/// database: without one, a trip spans more wider networks than owners.
+pub(super) fn new_owners_mailing(d: &Detection, counts: &Tally) -> Option<Signal> {
+    let smtp = counts.source(Source::Smtp);
+    let value = smtp.new_owners.len() as u64;
+    let mail = counts.source(Source::Rate).new_messages;
+    (smtp.parties().known
+        && Crossing::Above.crosses(value, NEW_OWNERS_MAILING)
+        && Crossing::Above.crosses(mail, NEW_OWNERS_MAIL))
+    .then(|| Signal {
+        source: Source::Smtp,
+        level: Level::Block,
+        value,
+        unit: format!("new owners/{}", d.window),
+        threshold: NEW_OWNERS_MAILING,
+        crossing: Crossing::Above,
+        usual: None,
+        held: None,
+        owners: None,
+        corroborated: Some(Source::Rate),
+    })
+}
+
 /// The owner count of a login source other than smtp (whose network count already
 /// escalates), against `detection.owners_*`: only when an ASN database names owners.
 pub(super) fn owner_count(d: &Detection, source: Source, owners: usize) -> Option<Signal> {
