@@ -25,7 +25,8 @@
 #    live path would send them (the store keeps a resent ticket once); logins go
 #    through the jail's own ban list, so a pair the jail reported within its bantime is
 #    not reported again. What the copy still holds of unfinished multi-line matches
-#    (a submission waiting for its bounce) goes to the jail's own filter.
+#    (a submission waiting for its bounce) goes to the jail's own filter, and the copy
+#    reads on beside the jail for FOLLOW seconds.
 #  - Multi-line memory: each jail's filter keeps CONTEXT_ENTRIES unfinished matches
 #    instead of Fail2ban's 100, which a spam run's messages in flight outnumber.
 #  - Checkpoints: every POLL, each log's position (inode, first-line hash, offset)
@@ -79,6 +80,9 @@ STOP_WAIT = 30.0
 # Postfix logs shortly before).
 POLL = 1.0
 LOOKBACK = 60.0
+# After a re-read, how long its filter copy goes on reading where the jail reads: the
+# jail may have read a line while the context was being handed to it.
+FOLLOW = 10.0
 # Where a rotated log is looked for (logrotate's and newsyslog's first generation,
 # plain, then compressed at once: `compress` without `delaycompress`).
 ROTATED = (".1", ".0", ".1.gz", ".0.gz")
@@ -569,6 +573,8 @@ class Reconciler(object):
         self.committed = {}
         self.saved = None
         self.resumed = False
+        # path -> [filter copy, inode, position, until, [lines, tickets]] after a re-read.
+        self.follow = {}
         self.halt = threading.Event()
         self.thread = None
         self.sequence = None
@@ -679,6 +685,7 @@ class Reconciler(object):
             c = flt.getLog(path)
             if c is None:
                 continue
+            self._follow(flt, path, c, now)
             snap = (now, _inode(c), c.getHash(), c.getPos())
             self._candidate(flt, path, snap)
             ring = self.rings.setdefault(path, collections.deque())
@@ -793,8 +800,38 @@ class Reconciler(object):
             with old:
                 self._read(flt, shadow, old, start, send_from, None, sent)
         self._read_path(flt, shadow, path, 0, 0, end, sent)
-        self._hand_context(flt, shadow)
+        self._hand_over(flt, shadow, path, end)
         return sent
+
+    def _hand_over(self, flt, shadow, path, end):
+        """The copy's unfinished matches to the jail's filter, and the copy kept reading
+        the file at `path` from `end` for FOLLOW: a line the jail read while the context
+        was on its way is matched by the copy."""
+        self._hand_context(flt, shadow)
+        try:
+            ino = os.stat(path).st_ino
+        except OSError:
+            return
+        self.follow[path] = [shadow, ino, end, time.time() + FOLLOW, [0, 0]]
+
+    def _follow(self, flt, path, c, now):
+        f = self.follow.get(path)
+        if f is None:
+            return
+        shadow, ino, pos, until, sent = f
+        try:
+            same = _inode(c) == ino and os.stat(path).st_ino == ino
+        except OSError:
+            same = False
+        end = c.getPos()
+        if same and end > pos:
+            self._read_path(flt, shadow, path, pos, pos, end, sent)
+            f[2] = end
+        if not same or now >= until:
+            del self.follow[path]
+            self.log.info("f2b-mailguard: %s %s followed after the re-read: %d lines, "
+                          "%d tickets handed over again", self.jail.name, path,
+                          sent[0], sent[1])
 
     @staticmethod
     def _hand_context(flt, shadow):
