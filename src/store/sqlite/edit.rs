@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::write::insert_change;
+use super::eval::insert_change;
 use crate::model::{Cidr, SaslUser, WhitelistEntry};
 use crate::store::evaluate::NewChange;
 use crate::store::LevelEdit;

@@ -5,11 +5,11 @@ use rusqlite::{params, Connection};
 
 use super::account::Prefetched;
 use super::rows::parse_text;
-use super::write::{insert_change, known, known_recent, seen_in, SEEN_SQL};
+use super::rows::seen_row;
 use crate::detect::{message_of, AccountState, Engine, Fold, Seen, Usual};
 use crate::model::{ClientAddr, SaslUser, Timestamp};
 use crate::store::evaluate::{
-    evaluate, ActionKey, EvalRows, Given, KnownRows, NewAction, NewChange, Page,
+    evaluate, ActionKey, EvalRows, Given, KnownRows, NewAction, NewChange, Page, KNOWN_READ_MAX,
 };
 use crate::store::Between;
 
@@ -211,6 +211,76 @@ impl EvalRows for SqliteRows<'_> {
 pub(super) const NEWEST_SQL: &str = "SELECT ip, ts_ms, count, id, ifnull(fid, '') FROM events
      WHERE user_id = ?1 AND source = ?2 AND ts_ms > ?3 AND ts_ms <= ?4
      ORDER BY ts_ms DESC";
+
+pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
+    let t = c.transition;
+    tx.prepare_cached(
+        "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        user_id, c.at, t.from, t.to, t.enforced, t.reason, c.actor
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The account's parties of `scheme`: its first log time and those first seen after
+/// `from`, the earliest first, at most `KNOWN_READ_MAX`.
+pub(super) fn known(
+    conn: &Connection,
+    user_id: i64,
+    scheme: &str,
+    from: Timestamp,
+) -> rusqlite::Result<KnownRows> {
+    let since = conn
+        .prepare_cached("SELECT min(first_ms) FROM parties WHERE user_id = ?1 AND scheme = ?2")?
+        .query_row(params![user_id, scheme], |r| r.get(0))?;
+    Ok(KnownRows {
+        since,
+        recent: known_recent(conn, user_id, scheme, from)?,
+    })
+}
+
+/// The account's parties of `scheme` first seen after `from`, the earliest first, at
+/// most `KNOWN_READ_MAX`.
+pub(super) fn known_recent(
+    conn: &Connection,
+    user_id: i64,
+    scheme: &str,
+    from: Timestamp,
+) -> rusqlite::Result<Vec<(String, Timestamp)>> {
+    // No bound LIMIT: SQLite re-prepares a statement on every new value bound to one
+    // (its planner reads the value), which cost more than the read itself. Rows are
+    // stepped lazily, so taking the first ones stops the read as a LIMIT would.
+    let mut stmt = conn.prepare_cached(KNOWN_RECENT_SQL)?;
+    let rows = stmt.query_map(params![user_id, scheme, from], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    rows.take(KNOWN_READ_MAX as usize).collect()
+}
+
+pub(super) const KNOWN_RECENT_SQL: &str =
+    "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
+     ORDER BY first_ms";
+
+/// Every source named: the login index begins (user, source, time), so each source
+/// is a range of it; unnamed, the read would walk all of the account's logins.
+pub(super) const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
+     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3
+       AND source IN ('smtp', 'imap', 'pop3', 'webmail', 'rate', 'bounces', 'queue', 'spread',
+                      'smtp-refused')";
+
+/// One account's evidence in `(since, until]`, a `Seen` per stored row.
+pub(super) fn seen_in(
+    conn: &Connection,
+    user_id: i64,
+    window: Between,
+) -> rusqlite::Result<Vec<Seen>> {
+    let mut stmt = conn.prepare_cached(SEEN_SQL)?;
+    let params = params![user_id, window.since, window.until];
+    let rows = stmt.query_map(params, |r| seen_row(r, 0))?;
+    rows.collect()
+}
 
 #[cfg(test)]
 mod tests {

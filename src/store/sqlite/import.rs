@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
 
-use super::write::insert_change;
+use super::eval::insert_change;
 use crate::detect::Seen;
 use crate::model::{ClientAddr, Label, Timestamp};
 use crate::store::evaluate::NewChange;

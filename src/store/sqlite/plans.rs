@@ -61,8 +61,8 @@ fn the_newest_first_read_walks_the_login_index_alone_without_sorting_it() {
 
 #[test]
 fn a_window_read_is_a_range_of_the_login_index_per_source() {
-    login_range(write::SEEN_SQL);
-    let listed = write::SEEN_SQL.split_once("IN (").expect("source list").1;
+    login_range(eval::SEEN_SQL);
+    let listed = eval::SEEN_SQL.split_once("IN (").expect("source list").1;
     for source in Source::ALL {
         assert!(
             listed.contains(&format!("'{}'", source.as_str())),
@@ -73,7 +73,7 @@ fn a_window_read_is_a_range_of_the_login_index_per_source() {
 
 #[test]
 fn new_parties_and_pruning_walk_their_indexes_in_order() {
-    let p = plan(write::KNOWN_RECENT_SQL);
+    let p = plan(eval::KNOWN_RECENT_SQL);
     searches_only(&p);
     assert!(
         p.contains("parties_first") && !p.contains("TEMP B-TREE"),

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::eval::seen_in;
 use super::rows::{
     account_parts, account_row, change_row, parse_text, seen_row, ACCOUNT_COLS, CHANGE_COLS,
 };
-use super::write::seen_in;
 use crate::detect::Seen;
 use crate::model::{SaslUser, Source, Timestamp, WhitelistEntry};
 use crate::store::{Account, AddrSummary, Between, KnownRows, LevelChange};
@@ -91,7 +91,7 @@ pub(super) fn known(
     from: Timestamp,
 ) -> rusqlite::Result<KnownRows> {
     match user_id(conn, user)? {
-        Some(id) => super::write::known(conn, id, scheme, from),
+        Some(id) => super::eval::known(conn, id, scheme, from),
         None => Ok(KnownRows::default()),
     }
 }

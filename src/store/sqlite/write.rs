@@ -4,25 +4,10 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::account::prefetch;
-use super::rows::seen_row;
-use crate::detect::{Engine, Seen};
+use crate::detect::Engine;
 use crate::model::{SaslUser, Span, Timestamp};
-use crate::store::evaluate::{
-    auto_prune_before, KnownRows, NewChange, AUTO_PRUNE_BATCH, KNOWN_READ_MAX, PARTY_LAST_STEP,
-};
-use crate::store::{BatchCounts, Between, LoginEvent, Recorded};
-
-pub(super) fn insert_change(tx: &Connection, user_id: i64, c: &NewChange) -> rusqlite::Result<i64> {
-    let t = c.transition;
-    tx.prepare_cached(
-        "INSERT INTO level_changes (user_id, ts_ms, from_level, to_level, enforced, reason, actor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        user_id, c.at, t.from, t.to, t.enforced, t.reason, c.actor
-    ])?;
-    Ok(tx.last_insert_rowid())
-}
+use crate::store::evaluate::{auto_prune_before, AUTO_PRUNE_BATCH, PARTY_LAST_STEP};
+use crate::store::{BatchCounts, LoginEvent, Recorded};
 
 pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM events WHERE id IN
      (SELECT id FROM events WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)";
@@ -60,41 +45,6 @@ pub(super) fn see_party(
     )?
     .execute(params![user_id, scheme, party, at, PARTY_LAST_STEP.millis()])?;
     Ok(())
-}
-
-/// The account's parties of `scheme`: its first log time and those first seen after
-/// `from`, the earliest first, at most `KNOWN_READ_MAX`.
-pub(super) fn known(
-    conn: &Connection,
-    user_id: i64,
-    scheme: &str,
-    from: Timestamp,
-) -> rusqlite::Result<KnownRows> {
-    let since = conn
-        .prepare_cached("SELECT min(first_ms) FROM parties WHERE user_id = ?1 AND scheme = ?2")?
-        .query_row(params![user_id, scheme], |r| r.get(0))?;
-    Ok(KnownRows {
-        since,
-        recent: known_recent(conn, user_id, scheme, from)?,
-    })
-}
-
-/// The account's parties of `scheme` first seen after `from`, the earliest first, at
-/// most `KNOWN_READ_MAX`.
-pub(super) fn known_recent(
-    conn: &Connection,
-    user_id: i64,
-    scheme: &str,
-    from: Timestamp,
-) -> rusqlite::Result<Vec<(String, Timestamp)>> {
-    // No bound LIMIT: SQLite re-prepares a statement on every new value bound to one
-    // (its planner reads the value), which cost more than the read itself. Rows are
-    // stepped lazily, so taking the first ones stops the read as a LIMIT would.
-    let mut stmt = conn.prepare_cached(KNOWN_RECENT_SQL)?;
-    let rows = stmt.query_map(params![user_id, scheme, from], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    rows.take(KNOWN_READ_MAX as usize).collect()
 }
 
 /// One attempt at storing a login and re-evaluating its account; see `Store::record`.
@@ -198,29 +148,6 @@ fn record_in(
         duplicate: false,
         queued,
     })
-}
-
-pub(super) const KNOWN_RECENT_SQL: &str =
-    "SELECT party, first_ms FROM parties WHERE user_id = ?1 AND scheme = ?2 AND first_ms > ?3
-     ORDER BY first_ms";
-
-/// Every source named: the login index begins (user, source, time), so each source
-/// is a range of it; unnamed, the read would walk all of the account's logins.
-pub(super) const SEEN_SQL: &str = "SELECT source, ip, ts_ms, count, ifnull(fid, '') FROM events
-     WHERE user_id = ?1 AND ts_ms > ?2 AND ts_ms <= ?3
-       AND source IN ('smtp', 'imap', 'pop3', 'webmail', 'rate', 'bounces', 'queue', 'spread',
-                      'smtp-refused')";
-
-/// One account's evidence in `(since, until]`, a `Seen` per stored row.
-pub(super) fn seen_in(
-    conn: &Connection,
-    user_id: i64,
-    window: Between,
-) -> rusqlite::Result<Vec<Seen>> {
-    let mut stmt = conn.prepare_cached(SEEN_SQL)?;
-    let params = params![user_id, window.since, window.until];
-    let rows = stmt.query_map(params, |r| seen_row(r, 0))?;
-    rows.collect()
 }
 
 /// An account's mail in the deferred queue (as its submitter) at the last queue scan:
