@@ -55,7 +55,9 @@ fn no_filter_matches_fail2bans_own_failure_samples() {
             all.push('\n');
         }
     }
-    let log = dir.path().join("postfix+dovecot+roundcube-auth+sieve+courier-auth");
+    let log = dir
+        .path()
+        .join("postfix+dovecot+roundcube-auth+sieve+courier-auth");
     std::fs::write(&log, all).expect("write");
     assert_no_match(&log);
 }
