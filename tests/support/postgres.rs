@@ -83,21 +83,15 @@ fn template() -> &'static Path {
                 &data,
             ],
         );
-        let mut single = Command::new("runuser")
+        let sql = dir.join("create.sql");
+        std::fs::write(&sql, format!("CREATE DATABASE {DB};\n")).expect("create.sql");
+        let out = Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(bin("postgres"))
             .args(["--single", "-F", "-D", &data, "postgres"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+            .stdin(std::fs::File::open(&sql).expect("create.sql"))
+            .output()
             .expect("postgres --single");
-        {
-            use std::io::Write;
-            let mut stdin = single.stdin.take().expect("stdin");
-            writeln!(stdin, "CREATE DATABASE {DB};").expect("to postgres --single");
-        }
-        let out = single.wait_with_output().expect("postgres --single");
         super::assert_success("postgres --single: CREATE DATABASE", &out);
         extern "C" fn remove_template() {
             if let Some(dir) = TEMPLATE.get() {
