@@ -3,6 +3,18 @@
 
 use crate::error::Invalid;
 
+/// `Display` as the type's `as_str()`: the word it is stored, configured and shown as.
+macro_rules! display_as_str {
+    ($($t:ty),+) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+pub(crate) use display_as_str;
+
 mod action;
 pub mod display;
 mod level;

@@ -12,8 +12,9 @@ use crate::gen;
 use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
-use support::{fail2ban, Sandbox};
+use support::Sandbox;
 
 const PARAMS: gen::Params = gen::Params {
     seed: 3,
@@ -60,34 +61,26 @@ impl Call {
     }
 }
 
-/// The corpus's events as the shipped jails would hand them to `record`, in log order.
-fn calls(dir: &std::path::Path) -> Vec<Call> {
-    let corpus = gen::generate(&PARAMS);
-    corpus.write(dir).expect("write corpus");
-    let log = dir.join("mail.log");
-    let log = log.to_str().expect("utf-8 path");
-    let fd = fail2ban::filter_dir(dir);
-    let filters = [
-        ("smtp", "mailguard-postfix-sasl"),
-        ("imap", "mailguard-dovecot-login[service=imap]"),
-        ("pop3", "mailguard-dovecot-login[service=pop3]"),
-        ("bounces", "mailguard-postfix-bounce"),
-    ];
-    let mut matched: Vec<(f64, usize, &str, String, String, String)> = Vec::new();
-    for (source, filter) in filters {
-        let out = fail2ban::regex(log, filter, &fd, Some("<time> <F-USER> <ip>"));
-        for (i, line) in out.lines().enumerate() {
-            let f: Vec<&str> = line.split(' ').collect();
-            assert_eq!(f.len(), 3, "fail2ban-regex printed {line:?}");
-            let t: f64 = f[0].parse().expect("time");
-            matched.push((t, i, source, f[0].into(), f[1].into(), f[2].into()));
-        }
-    }
-    matched.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(b.2)).then(a.1.cmp(&b.1)));
+/// The corpus's events as the shipped jails would hand them to `record`, in log order;
+/// made once for the tests that replay them (the corpus and four `fail2ban-regex`
+/// runs over it).
+fn calls() -> &'static [Call] {
+    static CALLS: OnceLock<Vec<Call>> = OnceLock::new();
+    CALLS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let corpus = gen::generate(&PARAMS);
+        corpus.write(dir.path()).expect("write corpus");
+        as_reported(support::corpus::found(dir.path()))
+    })
+}
 
+/// The filters' matches as the jails report them: a login once per (user, address,
+/// source) per bantime, and each accepted message (rate) and bounce as its own call.
+fn as_reported(matched: Vec<support::corpus::Found>) -> Vec<Call> {
     let mut reported: HashMap<(String, String, &str), f64> = HashMap::new();
     let mut calls = Vec::new();
-    for (n, (t, _, source, time, user, ip)) in matched.into_iter().enumerate() {
+    for (n, f) in matched.into_iter().enumerate() {
+        let (t, source, time, user, ip) = (f.t, f.source, f.time, f.user, f.ip);
         let call = |source: &'static str, fid: String| Call {
             time: time.clone(),
             user: user.clone(),
@@ -151,18 +144,13 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
     // call: stored later, or never if it was a lane's last. On a loaded machine two
     // lanes of writers can wait that long, and the stored events then differ.
     let s = Sandbox::new("record_wait = \"60s\"");
-    let calls = calls(&s.path().join("corpus"));
+    let calls = calls();
     assert!(calls.len() > 5_000, "{} calls", calls.len());
-
-    // The backtest: all calls as JSON lines into a scratch database.
-    let scratch = s.path().join("scratch.db");
-    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
-    s.ingest(&scratch, input);
 
     // Live: one `record` process per call, as Fail2ban's action runs it. Accounts are
     // independent, so each account's calls run in order on one of two threads.
     let mut by_user: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
-    for c in &calls {
+    for c in calls {
         by_user.entry(&c.user).or_default().push(c);
     }
     let mut lanes: [Vec<&Call>; 2] = [Vec::new(), Vec::new()];
@@ -180,19 +168,35 @@ fn record_and_ingest_give_the_same_level_changes_for_the_same_events() {
         }
     });
 
-    same_outcome(&s.db(), &scratch);
+    same_outcome(&s.db());
 }
 
-/// The same level changes, word for word, and the same number of stored events.
-fn same_outcome(live_db: &std::path::Path, scratch: &std::path::Path) {
-    let count = |db: &std::path::Path| -> i64 {
-        rusqlite::Connection::open(db)
-            .expect("open")
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .expect("count")
-    };
-    same_changes(&changes(live_db), &changes(scratch));
-    assert_eq!(count(live_db), count(scratch));
+/// Stored events in a SQLite database.
+fn events(db: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .expect("open")
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count")
+}
+
+/// The backtest: all calls as JSON lines through `ingest` into a scratch database;
+/// its level changes and stored events, once for the tests that compare with them.
+fn backtest() -> &'static (Vec<Change>, i64) {
+    static BACKTEST: OnceLock<(Vec<Change>, i64)> = OnceLock::new();
+    BACKTEST.get_or_init(|| {
+        let s = Sandbox::new("");
+        let scratch = s.path().join("scratch.db");
+        s.ingest(&scratch, calls().iter().map(|c| c.json() + "\n").collect());
+        (changes(&scratch), events(&scratch))
+    })
+}
+
+/// The same level changes as the backtest, word for word, and the same number of
+/// stored events.
+fn same_outcome(live_db: &std::path::Path) {
+    let (backtest_changes, backtest_events) = backtest();
+    same_changes(&changes(live_db), backtest_changes);
+    assert_eq!(events(live_db), *backtest_events);
 }
 
 fn same_changes(live: &[Change], backtest: &[Change]) {
@@ -268,12 +272,8 @@ fn stream(s: &Sandbox, calls: &[Call]) {
 #[test]
 fn stream_and_ingest_give_the_same_level_changes_for_the_same_events() {
     let s = Sandbox::new("");
-    let calls = calls(&s.path().join("corpus"));
-    let scratch = s.path().join("scratch.db");
-    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
-    s.ingest(&scratch, input);
-    stream(&s, &calls);
-    same_outcome(&s.db(), &scratch);
+    stream(&s, calls());
+    same_outcome(&s.db());
 }
 
 /// The same through a shared PostgreSQL store, whose batches lock their accounts first.
@@ -287,27 +287,20 @@ fn stream_into_postgresql_and_ingest_give_the_same_level_changes() {
         "mx1",
         &format!("connect_timeout = \"60s\"\n{}", support::NO_ACTIONS),
     );
-    let calls = calls(&s.path().join("corpus"));
-    let scratch = s.path().join("scratch.db");
-    let input: String = calls.iter().map(|c| c.json() + "\n").collect();
-    s.ingest(&scratch, input);
-    stream(&s, &calls);
+    stream(&s, calls());
     let rows = pg.psql(
         "SELECT coalesce(json_agg(json_build_array(u.name, c.ts_ms, c.from_level, c.to_level, c.reason)
                 ORDER BY u.name, c.ts_ms, c.id), '[]')
          FROM level_changes c JOIN users u ON u.id = c.user_id",
     );
     let live: Vec<Change> = serde_json::from_str(&rows).expect("changes as JSON");
-    same_changes(&live, &changes(&scratch));
+    let (backtest_changes, backtest_events) = backtest();
+    same_changes(&live, backtest_changes);
     let stored: i64 = pg
         .psql("SELECT count(*) FROM events")
         .parse()
         .expect("a count");
-    let scratch_events: i64 = rusqlite::Connection::open(&scratch)
-        .expect("open")
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(stored, scratch_events);
+    assert_eq!(stored, *backtest_events);
 }
 
 /// Refused smtp logins count only for an account blocked in enforce mode, and

@@ -12,7 +12,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use support::{fail2ban, Sandbox};
+use support::Sandbox;
 
 /// Small enough for a debug build (about 20 s): two days, every class but the big
 /// provider's "send mail as" pool. Its 16 /24s of one owner pass
@@ -44,65 +44,37 @@ struct Run {
     table: String,
 }
 
-/// (source, shipped filter with its arguments)
-const FILTERS: [(&str, &str); 4] = [
-    ("smtp", "mailguard-postfix-sasl"),
-    ("imap", "mailguard-dovecot-login[service=imap]"),
-    ("pop3", "mailguard-dovecot-login[service=pop3]"),
-    ("bounces", "mailguard-postfix-bounce"),
-];
+/// The corpus of `PARAMS`, generated once for the tests that read it.
+fn corpus() -> &'static gen::Corpus {
+    static CORPUS: OnceLock<gen::Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| gen::generate(&PARAMS))
+}
 
 fn run() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
         let s = Sandbox::new("");
-        let corpus = gen::generate(&PARAMS);
+        let corpus = corpus();
         let dir = s.path().join("corpus");
         corpus.write(&dir).expect("write corpus");
-        let log = dir.join("mail.log");
-
-        let fd = fail2ban::filter_dir(s.path());
-        let log = log.to_str().expect("utf-8 path");
-        let outputs: Vec<(&str, String)> = std::thread::scope(|sc| {
-            let handles: Vec<_> = FILTERS
-                .iter()
-                .map(|&(source, f)| {
-                    let fd = &fd;
-                    let output = Some("<time> <F-USER> <ip>");
-                    (
-                        source,
-                        sc.spawn(move || fail2ban::regex(log, f, fd, output)),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(src, h)| (src, h.join().expect("fail2ban-regex thread")))
-                .collect()
-        });
 
         // Merged by time; equal times in the script's order (its files sort by source).
         let mut events: Vec<(f64, &str, usize, String)> = Vec::new();
-        for (source, text) in &outputs {
-            for (i, line) in text.lines().enumerate() {
-                let f: Vec<&str> = line.split(' ').collect();
-                assert_eq!(f.len(), 3, "fail2ban-regex printed {line:?}");
-                let t: f64 = f[0].parse().expect("time");
-                // Each accepted message is also a call of the rate jail.
-                let calls: &[&str] = if *source == "smtp" {
-                    &["smtp", "rate"]
-                } else {
-                    &[source]
-                };
-                for call in calls {
-                    let json = format!(
-                        "{{\"time\":{},\"user\":{},\"ip\":{},\"source\":\"{call}\"",
-                        f[0],
-                        serde_json::to_string(f[1]).expect("json"),
-                        serde_json::to_string(f[2]).expect("json"),
-                    );
-                    events.push((t, *call, i, json));
-                }
+        for f in support::corpus::found(&dir) {
+            // Each accepted message is also a call of the rate jail.
+            let calls: &[&str] = if f.source == "smtp" {
+                &["smtp", "rate"]
+            } else {
+                &[f.source]
+            };
+            for call in calls {
+                let json = format!(
+                    "{{\"time\":{},\"user\":{},\"ip\":{},\"source\":\"{call}\"",
+                    f.time,
+                    serde_json::to_string(&f.user).expect("json"),
+                    serde_json::to_string(&f.ip).expect("json"),
+                );
+                events.push((f.t, *call, f.index, json));
             }
         }
         events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)).then(a.2.cmp(&b.2)));
@@ -238,7 +210,7 @@ fn no_honest_account_goes_beyond_notify() {
 
 #[test]
 fn the_corpus_is_the_same_for_the_same_seed() {
-    let a = gen::generate(&PARAMS);
+    let a = corpus();
     let b = gen::generate(&PARAMS);
     assert_eq!(a.log, b.log);
     assert_eq!(a.labels, b.labels);
@@ -278,7 +250,7 @@ fn key(a: &str) -> Option<(bool, u128)> {
 
 #[test]
 fn owners_csv_covers_every_client_address_of_the_log() {
-    let c = gen::generate(&PARAMS);
+    let c = corpus();
     // (v6, first, last, owned)
     let mut ranges = Vec::new();
     for row in c.owners.lines().skip(1) {

@@ -2,8 +2,6 @@
 //! Postfix action. The check_sasl_access map is written from it, and an in-band
 //! policy service answers with it, so both always agree.
 
-use std::fmt;
-
 use super::{effective, AccountState};
 use crate::config::Config;
 use crate::model::{ActionKind, Level, Mode, Timestamp};
@@ -62,11 +60,7 @@ impl PostfixAnswer {
     }
 }
 
-impl fmt::Display for PostfixAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::model::display_as_str!(PostfixAnswer);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,6 @@
 //! data shared by the config (which lists them per level), the store (the outbox) and
 //! the worker (which runs them).
 
-use std::fmt;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -71,8 +70,4 @@ impl FromStr for ActionKind {
     }
 }
 
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+super::display_as_str!(ActionKind);

@@ -1,7 +1,5 @@
 //! How worried we are about an account, and whether we act on it.
 
-use std::fmt;
-
 use serde::Serialize;
 
 /// How worried we are about an account. Ordered: `Ok < Notify < Block < Lock`.
@@ -45,11 +43,7 @@ impl Level {
     }
 }
 
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+super::display_as_str!(Level);
 
 /// `warn` computes every level but only reports block/lock; `enforce` acts on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]

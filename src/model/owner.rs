@@ -64,11 +64,7 @@ impl CountryCode {
     }
 }
 
-impl fmt::Display for CountryCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+super::display_as_str!(CountryCode);
 
 impl Serialize for CountryCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -1,7 +1,5 @@
 //! Where evidence comes from and how many messages it stands for.
 
-use std::fmt;
-
 use serde::Serialize;
 
 use crate::error::Invalid;
@@ -115,11 +113,7 @@ impl Source {
     }
 }
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+super::display_as_str!(Source);
 
 /// How many messages one event stands for (Fail2ban's <failures> for rate and bounces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

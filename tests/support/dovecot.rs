@@ -53,6 +53,9 @@ impl Dovecot {
         } else {
             ""
         };
+        // auth_failure_delay: failed and refused logins answered at once, not after
+        // Dovecot's default 2 s; bots refused by the policy service retry for the
+        // rest of their attack, and each wait only held the test's thread.
         let conf = format!(
             "base_dir = {r}/run\n\
              state_dir = {r}/state\n\
@@ -64,6 +67,7 @@ impl Dovecot {
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\n\
              auth_verbose = yes\n\
+             auth_failure_delay = 0\n\
              {any_chars}auth_cache_size = 1M\n\
              default_internal_user = dovecot\n\
              default_login_user = dovenull\n\

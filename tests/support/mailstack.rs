@@ -210,6 +210,9 @@ impl Postfix {
 
     pub fn start(&mut self) {
         for attempt in 1.. {
+            // `configure` ran `postfix check` (missing queue directories made, owners
+            // and modes checked): quick-start spares each start the same checks.
+            std::fs::write(self.root.join("spool/quick-start"), "").expect("quick-start");
             let mut cmd = Command::new("/usr/sbin/postfix");
             cmd.arg("-c").arg(&self.config_dir).arg("start");
             let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -327,15 +330,15 @@ impl Postfix {
 }
 
 impl Drop for Postfix {
+    /// SIGTERM to the master by its pid, which is all `postfix stop` sends (the master
+    /// then stops its children); the script only added a poll in whole seconds.
     fn drop(&mut self) {
         if let Some(pid) = self.master_pid {
-            let _ = Command::new("/usr/sbin/postfix")
-                .arg("-c")
-                .arg(&self.config_dir)
-                .arg("stop")
-                .output();
-            if !super::try_wait_until(Duration::from_secs(5), || !alive(pid)) {
-                kill(pid);
+            kill(pid);
+            if !super::try_wait_until(Duration::from_secs(10), || !alive(pid)) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
     }

@@ -2,6 +2,7 @@
 //! a private temp directory holding the config and the SQLite database.
 
 pub mod changes;
+pub mod corpus;
 pub mod debian_root;
 pub mod dovecot;
 pub mod fail2ban;

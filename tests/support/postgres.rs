@@ -1,10 +1,12 @@
-//! A private PostgreSQL 15 from Debian's packages per test: a cluster initialised in a
-//! temp directory owned by the `postgres` user (initdb refuses root), listening on a
-//! Unix socket in that directory only (no TCP), stopped by its postmaster's pid.
+//! A private PostgreSQL 15 from Debian's packages per test: a copy of a cluster
+//! initialised once, in a temp directory owned by the `postgres` user (initdb refuses
+//! root), listening on a Unix socket in that directory only (no TCP), stopped by its
+//! postmaster's pid.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::mailstack::{alive, kill};
@@ -43,19 +45,30 @@ fn as_postgres(program: &Path, args: &[&str]) {
     super::assert_success(format_args!("{} {args:?}", program.display()), &out);
 }
 
-impl Postgres {
-    /// Initialises, starts and creates the database `DB`.
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .expect("chmod");
-        let st = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(dir.path())
-            .status()
-            .expect("chown");
-        assert!(st.success(), "chown to postgres needs root");
-        let data = dir.path().join("data");
+/// A temp directory owned by `postgres` (initdb refuses root), for it alone.
+fn postgres_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let st = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(dir.path())
+        .status()
+        .expect("chown");
+    assert!(st.success(), "chown to postgres needs root");
+    dir
+}
+
+/// The cluster every test's copy starts from, once made (see `template`).
+static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+
+/// A cluster with the database `DB`, made once per test binary and copied by each
+/// `start`: initdb and createdb were most of a private cluster's start, and the
+/// suite starts dozens. Made without a server (createdb's work in single-user mode),
+/// removed when the test binary exits.
+fn template() -> &'static Path {
+    TEMPLATE.get_or_init(|| {
+        let dir = postgres_dir().keep();
+        let data = dir.join("data").display().to_string();
         // No fsync: a test's cluster is thrown away, and fsync is most of initdb's time.
         as_postgres(
             &bin("initdb"),
@@ -67,9 +80,43 @@ impl Postgres {
                 "--no-sync",
                 "--no-instructions",
                 "-D",
-                &data.display().to_string(),
+                &data,
             ],
         );
+        let sql = dir.join("create.sql");
+        std::fs::write(&sql, format!("CREATE DATABASE {DB};\n")).expect("create.sql");
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin("postgres"))
+            .args(["--single", "-F", "-D", &data, "postgres"])
+            .stdin(std::fs::File::open(&sql).expect("create.sql"))
+            .output()
+            .expect("postgres --single");
+        super::assert_success("postgres --single: CREATE DATABASE", &out);
+        extern "C" fn remove_template() {
+            if let Some(dir) = TEMPLATE.get() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        // SAFETY: registers a plain function, which only removes a directory.
+        unsafe { libc::atexit(remove_template) };
+        dir
+    })
+}
+
+impl Postgres {
+    /// A copy of the template cluster, started: the database `DB` is there.
+    pub fn start() -> Self {
+        let template = template().join("data");
+        let dir = postgres_dir();
+        // -a: the owner (postgres) and modes initdb gave, which the server checks.
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("cp");
+        super::assert_success("copying the template cluster", &out);
         let mut pg = Self {
             dir,
             pid: None,
@@ -77,10 +124,6 @@ impl Postgres {
             tcp: false,
         };
         pg.start_server();
-        as_postgres(
-            &bin("createdb"),
-            &["-h", &pg.socket_dir().display().to_string(), DB],
-        );
         pg
     }
 
