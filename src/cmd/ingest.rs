@@ -189,9 +189,7 @@ fn replay_input(
                 // number telling its message from another in the same second.
                 let (user, ev, fid) = ev;
                 let message = (ev.source == Source::Smtp && !line.starts_with('{'))
-                    .then(|| Label::fid(&format!("line {n}")))
-                    .transpose()
-                    .map_err(|e| Error::Usage(e.to_string()))?
+                    .then(|| Label::of_line(n))
                     .map(|fid| {
                         let seen = Seen {
                             source: Source::Rate,

@@ -9,7 +9,7 @@
 //! parties first seen recently enough to be new, so its cost does not grow with the
 //! account's history. The replay keeps the same in memory.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::config::Detection;
 use crate::model::{Span, Timestamp};
@@ -34,7 +34,7 @@ impl Default for Known {
     fn default() -> Self {
         Self {
             since: None,
-            first: HashMap::new(),
+            first: HashMap::default(),
             known_after: Span::secs(0),
             new_for: Span::secs(0),
             fresh_for: Span::secs(0),

@@ -3,7 +3,9 @@
 //! database round trip per event. `ingest` hands each replayed event to the store
 //! as it goes and each account's outcome at the end.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use super::leak::Leak;
 use super::tally::{Change, Counted, Tally};
@@ -168,7 +170,7 @@ impl<'a> Replay<'a> {
             cfg,
             owners,
             db_whitelist,
-            index: HashMap::new(),
+            index: HashMap::default(),
             accounts: Vec::new(),
         }
     }
