@@ -78,3 +78,60 @@ fn a_block_on_another_server_reaches_the_answers_at_once() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+/// On PostgreSQL an answer whose login leaves the account at ok goes before the commit
+/// (docs/policy-service.md#its-database-connections): every answer after the password
+/// check is still the level stored for it, and the login that crosses to block is
+/// itself refused.
+#[test]
+fn each_answer_after_auth_is_the_level_its_login_stored() {
+    let pg = Postgres::start();
+    let port = free_port();
+    let mx = pg.server(
+        "mx",
+        &format!(
+            "mode = \"enforce\"\n[actions]\nnotify = []\nblock = []\nlock = []\n[policy]\nenabled = true\ndovecot_listen = \"127.0.0.1:{port}\"\ndovecot_api_key = \"{KEY}\"\npostfix_listen = \"\"\nrefresh = \"10m\"\n"
+        ),
+    );
+    let log = mx.path().join("serve.log");
+    let mut serve = mx
+        .cmd()
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the service", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let stored = || {
+        pg.psql(&format!(
+            "SELECT level || ' ' || enforced FROM users WHERE name = '{ALICE}'"
+        ))
+        .trim()
+        .to_owned()
+    };
+    let mut seen = Vec::new();
+    for i in 0..14 {
+        let login = format!(
+            r#"{{"login":"{ALICE}","remote":"198.51.{}.7","protocol":"smtp","session_id":"s{i}","pwhash":"","tls":false}}"#,
+            100 + i
+        );
+        // SMTP AUTH through Dovecot: before the password check, then after it (recorded,
+        // answered on its judgement).
+        ask(port, "allow", &login);
+        let status = ask(port, "allow", &login)["status"].clone();
+        seen.push((status, stored()));
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let serve_log = std::fs::read_to_string(&log).unwrap_or_default();
+    println!("(status, stored level) after each login: {seen:?}");
+    for (status, level) in &seen {
+        let refused = level == "block true" || level == "lock true";
+        let expected = if refused { -1 } else { 0 };
+        assert_eq!(status, expected, "{seen:?}\nserve:\n{serve_log}");
+    }
+    // The crossing login itself was refused: its answer waited for its commit.
+    assert!(seen.iter().any(|(s, _)| s == -1), "never blocked: {seen:?}");
+}

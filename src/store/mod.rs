@@ -235,7 +235,10 @@ pub trait Store {
 
     /// `account` of each of `users` that is stored, in one read where the store allows.
     fn accounts(&mut self, users: &[&SaslUser]) -> Result<Vec<Account>> {
-        users.iter().filter_map(|u| self.account(u).transpose()).collect()
+        users
+            .iter()
+            .filter_map(|u| self.account(u).transpose())
+            .collect()
     }
 
     /// One account's evidence in `window`.
