@@ -4,7 +4,8 @@
 use crate::support;
 
 use std::io::{Read, Write};
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::postgres::Postgres;
@@ -29,21 +30,20 @@ fn ask(port: u16, command: &str, body: &str) -> serde_json::Value {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
 }
 
-#[test]
-fn a_block_on_another_server_reaches_the_answers_at_once() {
-    let pg = Postgres::start();
-    const QUIET: &str = "mode = \"enforce\"\n[actions]\nnotify = []\nblock = []\nlock = []\n";
-    let mx1 = pg.server("mx1", QUIET);
+const QUIET: &str = "mode = \"enforce\"\n[actions]\nnotify = []\nblock = []\nlock = []\n";
+
+/// Server `name` on `pg`, its policy service started (a Dovecot listener only, and a
+/// refresh far longer than a test): the sandbox, the port, the process, its log.
+fn serving(pg: &Postgres, name: &str) -> (support::Sandbox, u16, Child, PathBuf) {
     let port = free_port();
-    // A refresh far longer than the test: only the notification can be in time.
-    let mx2 = pg.server(
-        "mx2",
+    let mx = pg.server(
+        name,
         &format!(
             "{QUIET}[policy]\nenabled = true\ndovecot_listen = \"127.0.0.1:{port}\"\ndovecot_api_key = \"{KEY}\"\npostfix_listen = \"\"\nrefresh = \"10m\"\n"
         ),
     );
-    let log = mx2.path().join("serve.log");
-    let mut serve = mx2
+    let log = mx.path().join("serve.log");
+    let serve = mx
         .cmd()
         .arg("serve")
         .stdin(Stdio::null())
@@ -53,6 +53,15 @@ fn a_block_on_another_server_reaches_the_answers_at_once() {
     wait_until("the service", Duration::from_secs(60), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
+    (mx, port, serve, log)
+}
+
+#[test]
+fn a_block_on_another_server_reaches_the_answers_at_once() {
+    let pg = Postgres::start();
+    let mx1 = pg.server("mx1", QUIET);
+    // Only the notification can be in time.
+    let (_mx2, port, mut serve, log) = serving(&pg, "mx2");
     let login = format!(
         r#"{{"login":"{ALICE}","remote":"203.0.113.9","protocol":"imap","session_id":"","pwhash":"","tls":false}}"#
     );
@@ -86,24 +95,7 @@ fn a_block_on_another_server_reaches_the_answers_at_once() {
 #[test]
 fn each_answer_after_auth_is_the_level_its_login_stored() {
     let pg = Postgres::start();
-    let port = free_port();
-    let mx = pg.server(
-        "mx",
-        &format!(
-            "mode = \"enforce\"\n[actions]\nnotify = []\nblock = []\nlock = []\n[policy]\nenabled = true\ndovecot_listen = \"127.0.0.1:{port}\"\ndovecot_api_key = \"{KEY}\"\npostfix_listen = \"\"\nrefresh = \"10m\"\n"
-        ),
-    );
-    let log = mx.path().join("serve.log");
-    let mut serve = mx
-        .cmd()
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until("the service", Duration::from_secs(60), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_mx, port, mut serve, log) = serving(&pg, "mx");
     let stored = || {
         pg.psql(&format!(
             "SELECT level || ' ' || enforced FROM users WHERE name = '{ALICE}'"
