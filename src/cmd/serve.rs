@@ -10,7 +10,7 @@ use crate::cli::Serve;
 use crate::config::Config;
 use crate::error::{one_line, Result};
 use crate::ownership::Ownership;
-use crate::policy::{Listeners, Service, Writer, SHARED_WRITERS};
+use crate::policy::{Listeners, Service, Writer};
 use crate::store;
 
 impl Run for Serve {
@@ -25,7 +25,7 @@ impl Run for Serve {
         let writers = if cfg.database.sqlite().is_some() {
             1
         } else {
-            SHARED_WRITERS
+            cfg.policy.writers as usize
         };
         let (svc, queues) = Service::new(cfg.clone(), owners.clone(), writers)?;
         // The worker processes started on a level rise are never waited for: the

@@ -92,6 +92,11 @@ pub struct PolicyConfig {
     /// `auth_policy_server_timeout_msecs` and Postfix's policy `timeout`.
     #[serde(with = "Range::<0, 10_000>")]
     pub answer_within_ms: u32,
+    /// Writer threads on a shared (PostgreSQL) database, each with its own kept
+    /// connection; SQLite has one. Fewer writers commit larger batches (fewer WAL
+    /// flushes), more wait less behind each other's commits.
+    #[serde(with = "Range::<1, 64>")]
+    pub writers: u32,
     /// Levels set elsewhere (release, another server on a shared database) reach
     /// the answers within this long; a shared database also tells at once.
     pub refresh: Span,
@@ -118,6 +123,7 @@ impl Default for PolicyConfig {
             postfix_group: "postfix".into(),
             max_connections: 512,
             answer_within_ms: 300,
+            writers: 8,
             refresh: Span::secs(2),
         }
     }

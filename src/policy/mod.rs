@@ -35,10 +35,6 @@ use dovecot::Sessions;
 
 /// Recordings waiting for the writers; past this they go to the spool.
 const QUEUE: usize = 20_000;
-/// Writers (each with its own connection) on a shared database: one PostgreSQL
-/// transaction waits on the network and the commit, so one writer could not keep up
-/// with a busy server's messages. SQLite has one writer at a time anyway.
-pub const SHARED_WRITERS: usize = 8;
 /// A connection silent this long is closed (Postfix keeps idle ones 300 s by default).
 const IDLE: Duration = Duration::from_secs(600);
 

@@ -23,9 +23,6 @@ use crate::store::{self, Account, LoginEvent, Store};
 /// lets a writer keep up with a burst; bounded, so one batch holds the answers waiting
 /// on it, and SQLite's write lock, only briefly.
 const BATCH: usize = 64;
-/// Accounts of a batch whose levels are read one by one; above this the flagged
-/// accounts are read at once (a handful of rows on a healthy server).
-const ONE_BY_ONE: usize = 8;
 
 pub enum Job {
     /// Store this event and judge its account.
@@ -65,8 +62,16 @@ impl Writer {
                 }
                 last_refresh = Some(Instant::now());
             }
-            let wait = refresh.saturating_sub(last_refresh.map_or(refresh, |t| t.elapsed()));
-            let mut events = match jobs.recv_timeout(wait) {
+            // Only the refreshing writer has a refresh to wake up for; the others sleep
+            // until a job comes (a zero timeout would spin, taking the CPU the answers
+            // and the database need).
+            let job = if self.refreshes {
+                let since = last_refresh.map_or(refresh, |t| t.elapsed());
+                jobs.recv_timeout(refresh.saturating_sub(since))
+            } else {
+                jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            let mut events = match job {
                 Ok(Job::Record(event)) => vec![event],
                 Ok(Job::Refresh) => {
                     last_refresh = None;
@@ -87,8 +92,10 @@ impl Writer {
                     }
                 }
             }
-            self.record(&mut store, &engine, &events);
-            self.state.finished_all(events.iter().map(|e| &e.user));
+            let mut released = vec![false; events.len()];
+            self.record(&mut store, &engine, &events, &mut released);
+            let rest = events.iter().zip(&released).filter(|(_, r)| !**r);
+            self.state.finished_all(rest.map(|(e, _)| &e.user));
             if gone {
                 return;
             }
@@ -117,12 +124,20 @@ impl Writer {
     }
 
     /// Stores `events` in order, in one transaction, then reads the levels of their
-    /// accounts for the answers; what cannot be stored goes to the spool.
-    fn record(&self, store: &mut Option<Box<dyn Store>>, engine: &Engine, events: &[LoginEvent]) {
+    /// accounts for the answers; what cannot be stored goes to the spool. The waits on
+    /// an event judged to leave its account at ok end before the commit (`released`).
+    fn record(
+        &self,
+        store: &mut Option<Box<dyn Store>>,
+        engine: &Engine,
+        events: &[LoginEvent],
+        released: &mut [bool],
+    ) {
         let Some(s) = store.as_mut() else {
             return events.iter().for_each(|e| self.keep(e));
         };
-        match s.record_batch(events, engine) {
+        let stays_ok = &mut |i| self.stays_ok(events, i, released);
+        match s.record_batch_judged(events, engine, stays_ok) {
             Ok(counts) => {
                 self.stats.recorded.add(counts.stored);
                 if counts.queued > 0 {
@@ -137,6 +152,22 @@ impl Writer {
                 self.lost(store, "storing events", &e);
                 events.iter().for_each(|e| self.keep(e));
             }
+        }
+    }
+
+    /// Event `i` leaves its account at ok, and its account's lock is held until the
+    /// batch ends, so ok is what the store holds whether the batch commits or not: the
+    /// answers waiting on it go now (in the account's order: only if its earlier
+    /// events in the batch went too). Saves them the commit's WAL flush.
+    fn stays_ok(&self, events: &[LoginEvent], i: usize, released: &mut [bool]) {
+        let Some(user) = events.get(i).map(|e| &e.user) else {
+            return;
+        };
+        let earlier = events.iter().zip(released.iter()).take(i);
+        if earlier.filter(|(e, _)| e.user == *user).all(|(_, r)| *r) {
+            self.state.set(user, None);
+            self.state.finished(user);
+            released[i] = true;
         }
     }
 
@@ -158,21 +189,15 @@ impl Writer {
         }
     }
 
-    /// Reads the levels of `users` again: each one's row for a few, else every flagged
-    /// account's at once (the others are ok).
+    /// Reads the levels of `users` again, all in one read (the answers waiting on this
+    /// batch wait for it).
     fn refresh_some(&self, store: &mut dyn Store, users: &BTreeSet<&SaslUser>) -> Result<()> {
-        if users.len() <= ONE_BY_ONE {
-            for user in users {
-                let account = store.account(user)?;
-                self.refresh_one(store, user, account)?;
-            }
-            return Ok(());
-        }
-        let mut flagged: HashMap<SaslUser, Account> = (store.flagged()?.into_iter())
+        let names: Vec<&SaslUser> = users.iter().copied().collect();
+        let mut read: HashMap<SaslUser, Account> = (store.accounts(&names)?.into_iter())
             .map(|a| (a.user.clone(), a))
             .collect();
         for user in users {
-            let account = flagged.remove(*user);
+            let account = read.remove(*user);
             self.refresh_one(store, user, account)?;
         }
         Ok(())

@@ -195,6 +195,18 @@ pub trait Store {
     /// writer (`stream`) pays one commit per batch. All or nothing.
     fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts>;
 
+    /// As `record_batch`; may call `stays_ok(i)` before the commit once event `i` was
+    /// judged to leave its account at ok, where it was: its account's lock is held to
+    /// the end, so the stored level is ok whether the batch commits or not.
+    fn record_batch_judged(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        _stays_ok: &mut dyn FnMut(usize),
+    ) -> Result<BatchCounts> {
+        self.record_batch(events, engine)
+    }
+
     /// Writes a backtest (`ingest`) as its replay goes, in one transaction, without
     /// fsync: only ever into a scratch database. Every event is filed under `jail`.
     /// Nothing is kept unless `items` ends with the outcome.
@@ -220,6 +232,14 @@ pub trait Store {
     fn flagged(&mut self) -> Result<Vec<Account>>;
 
     fn account(&mut self, user: &SaslUser) -> Result<Option<Account>>;
+
+    /// `account` of each of `users` that is stored, in one read where the store allows.
+    fn accounts(&mut self, users: &[&SaslUser]) -> Result<Vec<Account>> {
+        users
+            .iter()
+            .filter_map(|u| self.account(u).transpose())
+            .collect()
+    }
 
     /// One account's evidence in `window`.
     fn evidence(&mut self, user: &SaslUser, window: Between) -> Result<Vec<Seen>>;

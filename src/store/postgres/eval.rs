@@ -9,7 +9,7 @@ use super::error::{PgError, R};
 use super::rows::{addr_of, bad, insert_change, known, seen_in, seen_rows};
 use super::rows::{source_of, time_of, u32_of};
 use crate::detect::{message_of, AccountState, Fold, Seen, Usual};
-use crate::model::Timestamp;
+use crate::model::{Level, Timestamp};
 use crate::store::evaluate::{ActionKey, EvalRows, KnownRows, NewAction, NewChange, Page};
 use crate::store::Between;
 
@@ -21,6 +21,8 @@ pub(super) struct PgRows<'t, 'a, 'c> {
     /// included, when `record` read them with the insert; taken by the evaluation's
     /// one read.
     pub known: Option<(Timestamp, KnownRows)>,
+    /// The level the evaluation last stored (None: it left the account's state alone).
+    pub set: Option<Level>,
 }
 
 impl EvalRows for PgRows<'_, '_, '_> {
@@ -117,6 +119,7 @@ impl EvalRows for PgRows<'_, '_, '_> {
     }
 
     fn set_state(&mut self, id: i64, state: &AccountState) -> R<()> {
+        self.set = Some(state.level);
         self.tx.execute(
             "UPDATE users SET level = $2, enforced = $3, last_hit_ms = $4 WHERE id = $1",
             &[

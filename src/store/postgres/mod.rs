@@ -19,11 +19,12 @@ mod write;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use postgres::types::Type;
 use postgres::Client;
 
 use self::cached::{Cached, Statements};
 use self::error::{PgError, R};
-use self::rows::{account_parts, account_row, seen_in, ACCOUNT_COLS};
+use self::rows::{account_parts, account_row, seen_in, ACCOUNTS_NAMED, ACCOUNT_COLS};
 use super::{
     Account, ActionRecord, ActionState, ActionTotals, AddrSummary, Attempt, Batch, BatchCounts,
     Between, Imported, KnownRows, LevelChange, LevelEdit, LoginEvent, QueueSender, QueueSnapshot,
@@ -170,9 +171,18 @@ impl Store for PgStore {
     }
 
     fn record_batch(&mut self, events: &[LoginEvent], engine: &Engine) -> Result<BatchCounts> {
+        self.record_batch_judged(events, engine, &mut |_| {})
+    }
+
+    fn record_batch_judged(
+        &mut self,
+        events: &[LoginEvent],
+        engine: &Engine,
+        stays_ok: &mut dyn FnMut(usize),
+    ) -> Result<BatchCounts> {
         let (server, retention, wait) = (self.server.clone(), self.retention, self.wait);
         let on = (server.as_str(), retention, wait);
-        self.cached(|c, s| write::record_batch(c, s, on, events, engine))
+        self.cached(|c, s| write::record_batch(c, s, on, events, engine, stays_ok))
     }
 
     fn import(&mut self, _jail: &Label, _items: &mut dyn Iterator<Item = Imported>) -> Result<()> {
@@ -230,6 +240,17 @@ impl Store for PgStore {
                 .as_ref()
                 .map(account_row)
                 .transpose()
+        })
+    }
+
+    fn accounts(&mut self, users: &[&SaslUser]) -> Result<Vec<Account>> {
+        let names: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        self.cached(|c, stmts| {
+            (Cached { c, stmts }
+                .query(ACCOUNTS_NAMED, &[(&names, Type::TEXT_ARRAY)])?
+                .iter())
+            .map(account_row)
+            .collect()
         })
     }
 

@@ -85,6 +85,7 @@ pub(super) fn replace_queue(
                 tx: &mut c,
                 server,
                 known: None,
+                set: None,
             };
             queued += evaluate(&mut rows, &user, &stored, &given, at, engine)?;
         }

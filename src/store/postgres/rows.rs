@@ -58,6 +58,12 @@ pub(super) fn u32_of(v: i64) -> R<u32> {
 pub(super) const ACCOUNT_COLS: &str =
     "name, level, enforced, last_hit_ms, count_from_ms, last_seen_ms";
 
+/// `ACCOUNT_COLS` of the accounts named in `$1` (a text array), prepared once: the
+/// policy service reads a batch's accounts after each commit.
+pub(super) const ACCOUNTS_NAMED: &str =
+    "SELECT name, level, enforced, last_hit_ms, count_from_ms, last_seen_ms
+     FROM users WHERE name = ANY($1)";
+
 /// The account state in `level, enforced, last_hit_ms, count_from_ms` from `first` on.
 fn account_state(r: &Row, first: usize) -> R<AccountState> {
     Ok(AccountState {

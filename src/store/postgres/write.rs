@@ -16,7 +16,7 @@ use super::eval::PgRows;
 use super::insert::{insert, Whitelists};
 use super::rows::insert_change;
 use crate::detect::Engine;
-use crate::model::{SaslUser, Span, Timestamp};
+use crate::model::{Level, SaslUser, Span, Timestamp};
 use crate::store::evaluate::{auto_prune_before, evaluate, Given, NewChange, AUTO_PRUNE_BATCH};
 use crate::store::{BatchCounts, LevelEdit, LoginEvent, Recorded};
 
@@ -107,24 +107,27 @@ pub(super) fn record(
         on,
         std::slice::from_ref(event),
         engine,
+        &mut |_| {},
     )?;
     tx.commit()?;
     Ok(recorded.into_iter().next())
 }
 
-/// Several logins in one transaction (`Store::record_batch`), every account of the
-/// batch locked first, in one round trip.
+/// Several logins in one transaction (`Store::record_batch_judged`), every account of
+/// the batch locked first, in one round trip.
 pub(super) fn record_batch(
     client: &mut Client,
     stmts: &mut Statements,
     (server, retention, wait): (&str, Span, Duration),
     events: &[LoginEvent],
     engine: &Engine,
+    stays_ok: &mut dyn FnMut(usize),
 ) -> R<BatchCounts> {
     let mut tx = client.transaction()?;
     bound_and_lock(&mut tx, wait, events.iter().map(|e| &e.user), Take::Wait)?;
     let on = (server, retention);
-    let recorded = record_all(&mut Cached { c: &mut tx, stmts }, on, events, engine)?;
+    let c = &mut Cached { c: &mut tx, stmts };
+    let recorded = record_all(c, on, events, engine, stays_ok)?;
     tx.commit()?;
     let mut batch = BatchCounts::default();
     recorded.into_iter().for_each(|r| batch.add(r));
@@ -136,12 +139,14 @@ pub(super) fn record_batch(
 /// read once; the logins are stored in rounds, each account's next login in one
 /// statement, each evaluated after its round. An evaluation reads and writes only its
 /// own account's rows, so it sees what it would one login at a time. Returns what
-/// each login came to, in order.
+/// each login came to, in order; `stays_ok(i)` as soon as login `i` was judged to
+/// leave its account at ok, where it was (`Store::record_batch_judged`).
 fn record_all(
     c: &mut Cached<'_, Transaction<'_>>,
     (server, retention): (&str, Span),
     events: &[LoginEvent],
     engine: &Engine,
+    stays_ok: &mut dyn FnMut(usize),
 ) -> R<Vec<Recorded>> {
     let whitelists = Whitelists::read(c, events.iter().map(|e| &e.user))?;
     let mut rounds: Vec<Vec<usize>> = Vec::new();
@@ -175,6 +180,7 @@ fn record_all(
                 tx: &mut *c,
                 server,
                 known: Some(stored.known),
+                set: None,
             };
             let given = Given {
                 whitelist: stored.whitelist,
@@ -182,6 +188,10 @@ fn record_all(
             };
             let account = &stored.account;
             let queued = evaluate(&mut rows, &event.user, account, &given, event.time, engine)?;
+            let after = rows.set.unwrap_or(account.state.level);
+            if account.state.level == Level::Ok && after == Level::Ok {
+                stays_ok(i);
+            }
             out[i] = Recorded {
                 duplicate: false,
                 queued,
