@@ -1,5 +1,5 @@
 #!/bin/sh
-# Where the policy service's time goes on PostgreSQL (issue 26): runs one load of
+# Where the policy service's time goes on PostgreSQL: runs one load of
 # bench/policy.sh against a private PostgreSQL 15 with pg_stat_statements and WAL
 # timing on, and prints per statement calls and time, commits and WAL syncs, wait
 # events sampled every 20 ms, CPU time of the service and of PostgreSQL, and the
