@@ -289,3 +289,44 @@ fn mail_from_new_owners_in_the_hour_blocks() {
     assert_eq!(travel["level"], "ok", "{travel:#}");
     s.assert_backtest_agrees(&lines);
 }
+
+/// Without a database, a slow drip that starts on the account's first day: a new
+/// /16 every quarter hour, a message from each. Nothing is new to the account before
+/// it has a day of history, and by then the drip's parties are its own, so it stayed
+/// at notify (the spread's /24s) all day; its 25th /16 within the day blocks it. A
+/// day of travel, a provider's pool or a role mailbox's households and phones span
+/// far fewer.
+#[test]
+fn without_a_database_a_drip_on_the_first_day_blocks_on_its_wider_networks() {
+    let s = Sandbox::with_asn(None);
+    const USER: &str = "drip@example.com";
+    let mut lines = Vec::new();
+    let at = |i: i64| T0 + i * 900;
+    for i in 0..25 {
+        if i == 24 {
+            let st = s.status_user(USER, at(23));
+            assert_eq!(st["level"], "notify", "24 wider networks: {st:#}");
+        }
+        let ip = format!("{}.{}.7.9", 20 + i, 30 + i);
+        lines.push(record(&s, "smtp", USER, &ip, at(i), 1));
+        lines.push(record(&s, "rate", USER, &ip, at(i) + 5, 1));
+    }
+    let st = s.status_user(USER, at(24) + 5);
+    assert_eq!(st["level"], "block", "{st:#}");
+    let block = reason(&st, "block");
+    assert!(
+        block.starts_with("spread: 25 wider networks/1d > 24"),
+        "{block}"
+    );
+    // A role mailbox on its first day: six households and phones in one busy hour
+    // (a burst at notify), sixteen /16s by the evening, all its own.
+    const ROLE: &str = "role@example.com";
+    for i in 0..16 {
+        let t = if i < 6 { T0 + i * 300 } else { T0 + i * 2400 };
+        let ip = format!("{}.{}.8.9", 60 + i, 70 + i);
+        lines.push(record(&s, "smtp", ROLE, &ip, t, 1));
+    }
+    let st = s.status_user(ROLE, T0 + 15 * 2400);
+    assert_eq!(st["level"], "notify", "{st:#}");
+    s.assert_backtest_agrees(&lines);
+}

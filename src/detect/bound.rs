@@ -33,6 +33,11 @@ pub struct Bounded<'a> {
     /// Rows before this are from no party new to the account: its new counts are
     /// complete once a source is read past it. None: nothing is new to it.
     new_from: Option<Timestamp>,
+    /// The account has history (`Known::warm`): its wider networks of the spread
+    /// window no longer count on their own (see `signal::spread_block`).
+    warm: bool,
+    /// The account's SMTP network count can block (it has a block or lock threshold).
+    smtp_blocks: bool,
     count_from: Timestamp,
     /// Distinct networks, owners and spread owners at or above this are past every
     /// threshold they are compared with.
@@ -71,6 +76,11 @@ impl<'a> Bounded<'a> {
             known,
             starts: cfg.detection.window_starts(at),
             new_from: known.new_from().filter(|_| known.warm(at)),
+            warm: known.warm(at),
+            smtp_blocks: {
+                let t = cfg.thresholds_for(user, Source::Smtp);
+                t.block.is_some() || t.lock.is_some()
+            },
             count_from: state.count_from,
             enough: enough(cfg, user, usual),
             past_window: [false; Source::ALL.len()],
@@ -144,7 +154,15 @@ impl<'a> Bounded<'a> {
         let new_window = past_window
             || past_new
             || (t.new_networks.len() >= self.enough && t.new_owners.len() >= self.enough);
-        let spread = !smtp || self.tally.spread() >= self.enough;
+        // Not yet warm, the spread window's wider networks count too, unless the
+        // window's networks, spread over more than a few /24s (owners), are past every
+        // threshold already: nothing can rise further.
+        let top = self.smtp_blocks
+            && t.networks.len() >= self.enough
+            && t.owners.len() > self.cfg.detection.escalate_min_spread as usize;
+        let spread = !smtp
+            || (self.tally.spread() >= self.enough
+                && (self.warm || top || self.tally.spread_parties() >= self.enough));
         let new_spread = !smtp || past_new || self.tally.spread_new() >= self.enough;
         window && new_window && spread && new_spread
     }
@@ -168,7 +186,7 @@ fn enough(cfg: &Config, user: &SaslUser, usual: Option<Usual>) -> usize {
         d.owners_notify,
         d.owners_block,
         d.owners_lock,
-        d.spread_owners_block.saturating_mul(2),
+        d.spread_owners_block.saturating_mul(4),
     ]
     .into_iter()
     .max()

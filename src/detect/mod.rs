@@ -18,7 +18,7 @@ pub mod whitelist;
 
 use std::borrow::Cow;
 
-use crate::config::{Config, Thresholds};
+use crate::config::Config;
 use crate::model::{ClientAddr, Level, Mode, SaslUser, Source, Span, Timestamp};
 
 pub use answer::PostfixAnswer;
@@ -30,7 +30,7 @@ pub use known::Known;
 pub use message::{message_of, MessageKey};
 use signal::{
     bounce_share, corroborate, crossed, new_owners_mailing, new_sending, one_quiet_owner,
-    own_thresholds, owner_count, unit,
+    own_thresholds, owner_count, spread_block, unit,
 };
 pub use signal::{Crossing, Signal};
 pub use tally::{Counted, Origin, OwnerKey, Parties, Tally};
@@ -273,34 +273,14 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                     ..s
                 }),
             );
-            // Owners known, or new to the account: more than a day's travel ever
-            // shows (a hotel, an airport, roaming) is a stolen password used from one
-            // network after another. Without owners a roaming phone's carrier spans
-            // several wider networks: twice as many then.
-            // Not yet warm, the day's owners are also those of everyone sharing the
-            // account (a role mailbox's households and their phones): twice as many
-            // then too, unless the hour's SMTP networks are at notify as well.
-            if smtp.known || facts.warm {
-                let burst = signals
-                    .iter()
-                    .any(|s| s.source == Source::Smtp && s.level >= Level::Notify);
-                let block = if smtp.known && (facts.warm || burst) {
-                    d.spread_owners_block
-                } else {
-                    d.spread_owners_block.saturating_mul(2)
-                };
-                let t = Thresholds {
-                    notify: None,
-                    block: (block > 0).then_some(block),
-                    lock: None,
-                };
-                signals.extend(
-                    crossed(Source::Spread, n as u64, Some(d.spread_window), t).map(|s| Signal {
-                        unit: format!("{counted}/{}", d.spread_window),
-                        ..s
-                    }),
-                );
-            }
+            // More parties than a day's travel shows: a stolen password used from one
+            // network after another. Not yet warm, the day's owners are also those of
+            // everyone sharing the account (a role mailbox's households and phones),
+            // unless the hour's SMTP networks are at notify as well.
+            let burst = signals
+                .iter()
+                .any(|s| s.source == Source::Smtp && s.level >= Level::Notify);
+            signals.extend(spread_block(d, counts, n, facts.warm, burst));
         }
         if let Some(usual) = facts.usual {
             let rate = counts.source(Source::Rate).messages;

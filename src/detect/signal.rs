@@ -178,6 +178,44 @@ pub(super) fn new_owners_mailing(d: &Detection, counts: &Tally) -> Option<Signal
     })
 }
 
+/// SMTP logins from more parties in the spread window than a day's travel shows
+/// block: `spread_owners_block` owners once the account is `warm` (counted by the
+/// parties new to it, `n`); before, twice as many unless owners are known and a
+/// `burst` shows (a role mailbox's households and phones are all its own). Without an
+/// ASN database twice as many again, since wider networks split an owner (a phone's
+/// carrier spans several /16s), and before the account is warm its /16s (/32s) count,
+/// not the spread's /24s: a slow drip that starts on an account's first day.
+pub(super) fn spread_block(
+    d: &Detection,
+    counts: &Tally,
+    n: usize,
+    warm: bool,
+    burst: bool,
+) -> Option<Signal> {
+    let smtp = counts.source(Source::Smtp).parties();
+    let mut block = d.spread_owners_block;
+    if !smtp.known {
+        block = block.saturating_mul(2);
+    }
+    if !warm && (!burst || !smtp.known) {
+        block = block.saturating_mul(2);
+    }
+    let (value, counted) = match (warm, smtp.known) {
+        (true, _) => (n, format!("new {}", smtp.noun())),
+        (false, true) => (n, "owners".into()),
+        (false, false) => (counts.spread_parties(), smtp.noun().into()),
+    };
+    let t = Thresholds {
+        notify: None,
+        block: (block > 0).then_some(block),
+        lock: None,
+    };
+    crossed(Source::Spread, value as u64, Some(d.spread_window), t).map(|s| Signal {
+        unit: format!("{counted}/{}", d.spread_window),
+        ..s
+    })
+}
+
 /// The owner count of a login source other than smtp (whose network count already
 /// escalates), against `detection.owners_*`: only when an ASN database names owners.
 pub(super) fn owner_count(d: &Detection, source: Source, owners: usize) -> Option<Signal> {

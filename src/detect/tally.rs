@@ -168,6 +168,9 @@ pub struct Tally {
     /// Those of `spread` new to the account.
     spread_new: NetCounts<OwnerKey>,
     spread_refused_new: NetCounts<OwnerKey>,
+    /// The parties of `spread` (see `Known`), and of the refused ones.
+    spread_parties: NetCounts<OwnerKey>,
+    spread_refused_parties: NetCounts<OwnerKey>,
     /// The messages bounced recipients in the window belong to; bounces without a
     /// known message are one message each (`unknown_bounced`).
     bounced: NetCounts<MessageKey>,
@@ -265,16 +268,27 @@ impl Tally {
 
     /// Evidence enters or leaves the spread window (`detection.spread_window`).
     pub fn change_spread(&mut self, c: &Counted, change: Change) {
-        let (spread, new) = match c.seen.source {
-            Source::Smtp => (&mut self.spread, &mut self.spread_new),
-            Source::SmtpRefused => (&mut self.spread_refused, &mut self.spread_refused_new),
+        let (spread, new, parties) = match c.seen.source {
+            Source::Smtp => (
+                &mut self.spread,
+                &mut self.spread_new,
+                &mut self.spread_parties,
+            ),
+            Source::SmtpRefused => (
+                &mut self.spread_refused,
+                &mut self.spread_refused_new,
+                &mut self.spread_refused_parties,
+            ),
             _ => return,
         };
         if let Some((_, _, owner)) = c.nets {
             spread.change(owner, change, c.seen.events);
         }
-        if let Some(party) = c.party.filter(|_| c.new) {
-            new.change(party, change, c.seen.events);
+        if let Some(party) = c.party {
+            parties.change(party, change, c.seen.events);
+            if c.new {
+                new.change(party, change, c.seen.events);
+            }
         }
     }
 
@@ -290,6 +304,7 @@ impl Tally {
         let r = std::mem::take(&mut t.sources[Source::SmtpRefused as usize]);
         let spread_refused = std::mem::take(&mut t.spread_refused);
         let spread_refused_new = std::mem::take(&mut t.spread_refused_new);
+        let spread_refused_parties = std::mem::take(&mut t.spread_refused_parties);
         if refused {
             let smtp = &mut t.sources[Source::Smtp as usize];
             smtp.events = smtp.events.wrapping_add(r.events);
@@ -303,6 +318,7 @@ impl Tally {
             smtp.new_messages = smtp.new_messages.wrapping_add(r.new_messages);
             t.spread.merge(&spread_refused);
             t.spread_new.merge(&spread_refused_new);
+            t.spread_parties.merge(&spread_refused_parties);
         }
         Cow::Owned(t)
     }
@@ -338,6 +354,11 @@ impl Tally {
     /// Those of `spread` new to the account.
     pub fn spread_new(&self) -> usize {
         self.spread_new.len()
+    }
+
+    /// The parties (see `Known`) of `spread`: without an ASN database its /16s (/32s).
+    pub fn spread_parties(&self) -> usize {
+        self.spread_parties.len()
     }
 
     /// Distinct counted networks over all login sources in the window.
