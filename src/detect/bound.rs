@@ -147,6 +147,9 @@ impl<'a> Bounded<'a> {
         let window = past_window
             || (t.networks.len() >= self.enough
                 && t.owners.len() >= self.enough
+                // Not yet warm and without owners, a count rises only as far as its
+                // wider networks do (`party_capped`).
+                && (self.warm || t.parties().known || t.party_keys.len() >= self.enough)
                 // Other sources than smtp count owners first seen within the window.
                 && (smtp || t.fresh_owners.len() >= self.enough)
                 // Whether owners are known changes which rules apply.

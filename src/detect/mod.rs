@@ -30,7 +30,7 @@ pub use known::Known;
 pub use message::{message_of, MessageKey};
 use signal::{
     bounce_share, corroborate, crossed, new_owners_mailing, new_sending, one_quiet_owner,
-    own_thresholds, owner_count, spread_block, unit,
+    own_thresholds, owner_count, party_capped, spread_block, unit,
 };
 pub use signal::{Crossing, Signal};
 pub use tally::{Counted, Origin, OwnerKey, Parties, Tally};
@@ -238,6 +238,14 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                     ..s
                 }));
             } else {
+                let sig = match sig {
+                    Some(s) if !parties.known => Some(party_capped(
+                        s,
+                        c.party_keys.len(),
+                        cfg.thresholds_for(user, source),
+                    )),
+                    other => other,
+                };
                 if parties.count > d.escalate_min_spread as usize
                     && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
                 {

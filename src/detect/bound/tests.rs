@@ -112,10 +112,13 @@ fn bounded_counts_judge_as_full_counts() {
         d.escalate_min_spread = rng.below(6) as u32;
         d.corroborate = rng.below(2) == 0;
         let low = 1 + rng.below(30) as u32;
+        let block = low + rng.below(40) as u32;
+        // On the first day a count rises only as far as its /16s do: a lock within
+        // the reach of the rows' /16s in the window too.
         let t = Thresholds {
             notify: Some(low),
-            block: Some(low + rng.below(40) as u32),
-            lock: (rng.below(3) > 0).then(|| low + 40 + rng.below(60) as u32),
+            block: Some(block),
+            lock: (rng.below(3) > 0).then(|| block + 1 + rng.below(60) as u32),
         };
         d.thresholds.insert(Source::Smtp, t);
         d.thresholds.insert(Source::Imap, t);
@@ -164,11 +167,11 @@ fn an_account_of_many_networks_is_read_only_past_the_thresholds() {
     let none = Ownership::none();
     let wl = Whitelist::new(&cfg, &user(), &[]);
     let at = Timestamp::from_millis(AT);
-    // 20,000 addresses in 80 /24s over the last 50 minutes.
+    // 20,000 addresses in 80 /24s of as many /16s (a botnet's) over the last 50 minutes.
     let many: Vec<Seen> = (0..20_000u32)
         .map(|i| Seen {
             source: Source::Smtp,
-            addr: ClientAddr::parse(&format!("198.18.{}.{}", i % 80, 1 + i / 80)).unwrap(),
+            addr: ClientAddr::parse(&format!("198.{}.0.{}", 18 + i % 80, 1 + i / 80)).unwrap(),
             time: at.minus(Span::secs(i64::from(i % 3000))),
             count: 1,
             events: 1,
