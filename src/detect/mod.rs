@@ -238,14 +238,16 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                     ..s
                 }));
             } else {
-                let sig = match sig {
-                    Some(s) if !parties.known => Some(party_capped(
-                        s,
-                        c.party_keys.len(),
-                        cfg.thresholds_for(user, source),
-                    )),
-                    other => other,
-                };
+                // Not yet warm, without owners: only as far as its /16s (0: off).
+                let capped = !parties.known && d.escalate_min_spread > 0;
+                let t = cfg.thresholds_for(user, source);
+                let sig = sig.map(|s| {
+                    if capped {
+                        party_capped(s, c.party_keys.len(), t)
+                    } else {
+                        s
+                    }
+                });
                 if parties.count > d.escalate_min_spread as usize
                     && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
                 {

@@ -70,7 +70,8 @@ fn levels_by_count() {
 }
 
 /// Without owners, on a first day, a count rises above notify only as far as its /16s
-/// do: 21 /24s of one /16 (a provider's pool) notify, of 11 /16s block, of 21 lock.
+/// do: 21 /24s of one /16 (a provider's pool) notify, of 11 /16s block, of 21 lock;
+/// unless `escalate_min_spread` is 0.
 #[test]
 fn a_first_day_count_rises_only_as_far_as_its_16s() {
     let cfg = Config::default();
@@ -99,6 +100,10 @@ fn a_first_day_count_rises_only_as_far_as_its_16s() {
     assert_eq!(level, Level::Block);
     assert!(reason.starts_with("smtp: 21 networks/1h > 10;"), "{reason}");
     assert_eq!(judge(&cfg, &user, &spread(21)).0, Level::Lock);
+    // escalate_min_spread = 0: every count may block, this one too.
+    let mut every = cfg.clone();
+    every.detection.escalate_min_spread = 0;
+    assert_eq!(judge(&every, &user, &spread(1)).0, Level::Lock);
 }
 
 #[test]
