@@ -100,6 +100,22 @@ fn a_first_day_count_rises_only_as_far_as_its_16s() {
     assert_eq!(level, Level::Block);
     assert!(reason.starts_with("smtp: 21 networks/1h > 10;"), "{reason}");
     assert_eq!(judge(&cfg, &user, &spread(21)).0, Level::Lock);
+    // More than four times the lock threshold in an hour (/24s of one /16) is no
+    // pool: it rises.
+    let flood = |n: usize| -> Vec<Seen> {
+        seen(1)
+            .into_iter()
+            .cycle()
+            .take(n)
+            .enumerate()
+            .map(|(i, s)| Seen {
+                addr: ClientAddr::parse(&format!("198.18.{i}.7")).unwrap(),
+                ..s
+            })
+            .collect()
+    };
+    assert_eq!(judge(&cfg, &user, &flood(80)).0, Level::Notify);
+    assert_eq!(judge(&cfg, &user, &flood(81)).0, Level::Lock);
     // escalate_min_spread = 0: every count may block, this one too.
     let mut every = cfg.clone();
     every.detection.escalate_min_spread = 0;
