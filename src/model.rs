@@ -35,7 +35,7 @@ pub use owner::{Asn, CountryCode};
 pub use pg_tls::{PgTls, RootCert, SslMode};
 pub use pg_url::PgUrl;
 pub use source::{MessageCount, Source};
-pub use time::{Span, Timestamp};
+pub use time::{Deadline, Span, Timestamp};
 pub use user::{fold_case, SaslUser, MAX_USER_BYTES};
 
 /// A network on the database's whitelist, for every account or for one.

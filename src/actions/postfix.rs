@@ -90,13 +90,28 @@ pub struct QueuedMessage {
 
 /// Parses `postqueue -j` output. Lines that are not JSON objects of the expected shape
 /// are skipped: Postfix may print warnings, and a message can vanish while listing.
+/// showq reads one queue directory after another, so a message that moves between
+/// two of them meanwhile (incoming to active to deferred) can be listed twice: each
+/// queue id is kept once, as listed last.
 pub fn parse_queue(json_lines: &[u8]) -> Vec<QueuedMessage> {
-    String::from_utf8_lossy(json_lines)
+    let mut listed: Vec<QueuedMessage> = Vec::new();
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
+    let parsed = String::from_utf8_lossy(json_lines)
         .lines()
         .filter_map(|l| serde_json::from_str::<QueuedMessage>(l).ok())
         // Queue ids are [0-9A-Za-z]; anything else is not passed to postsuper.
         .filter(|m| !m.queue_id.is_empty() && m.queue_id.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .collect()
+        .collect::<Vec<_>>();
+    for m in parsed {
+        match at.get(&m.queue_id) {
+            Some(&i) => listed[i] = m,
+            None => {
+                at.insert(m.queue_id.clone(), listed.len());
+                listed.push(m);
+            }
+        }
+    }
+    listed
 }
 
 pub fn queue(cfg: &Config) -> Result<Vec<QueuedMessage>, String> {
@@ -238,5 +253,22 @@ postqueue: warning: Mail system is down -- accessing queue directly
         assert_eq!(q.len(), 2);
         assert_eq!(q[0].queue_id, "32BC4C620F");
         assert_eq!(q[1].sender, "");
+    }
+
+    #[test]
+    fn a_message_listed_in_two_queues_while_it_moves_is_one_message() {
+        let out =
+            br#"{"queue_name": "incoming", "queue_id": "32BC4C620F", "sender": "a@example.test"}
+{"queue_name": "active", "queue_id": "A1B6CC6235", "sender": "b@example.test"}
+{"queue_name": "deferred", "queue_id": "32BC4C620F", "sender": "a@example.test"}
+"#;
+        let q = parse_queue(out);
+        let listed: Vec<(&str, &str)> = (q.iter())
+            .map(|m| (m.queue_id.as_str(), m.queue_name.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [("32BC4C620F", "deferred"), ("A1B6CC6235", "active")]
+        );
     }
 }

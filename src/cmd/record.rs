@@ -6,7 +6,6 @@
 //! that can never become valid exits 2, and is counted beside the spool.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use super::{text, App, Run};
 use crate::actions;
@@ -14,7 +13,7 @@ use crate::cli::Record;
 use crate::config::Config;
 use crate::detect::Engine;
 use crate::error::{one_line, Error, Invalid, Result};
-use crate::model::{ClientAddr, Label, MessageCount, SaslUser, Source, Timestamp};
+use crate::model::{ClientAddr, Deadline, Label, MessageCount, SaslUser, Source, Timestamp};
 use crate::ownership::Ownership;
 use crate::spool::{self, Rejections, Spool};
 use crate::store::{self, LoginEvent};
@@ -110,9 +109,13 @@ fn store_live(app: &App, cfg: &Config, event: &LoginEvent) -> Result<Live> {
     let engine = Engine::new(cfg, &owners);
     // Older logins first, for at most `record_wait`. A failed drain spools this login
     // too, without a second wait that could outlast Fail2ban's action timeout.
-    let until = Instant::now() + Duration::from_millis(cfg.record_wait.millis().max(0) as u64);
     let spools = spool::spools(&cfg.local_base(), app.db_from_config());
-    let drained = spool::drain_waiting(&spools, store.as_mut(), &engine, Some(until))?;
+    let drained = spool::drain_waiting(
+        &spools,
+        store.as_mut(),
+        &engine,
+        Deadline::after(cfg.record_wait),
+    )?;
     if drained.waiting.contains(&event.user) {
         return Ok(Live {
             queued: drained.queued,

@@ -11,6 +11,7 @@ use crate::cli::RunActions;
 use crate::config::Config;
 use crate::detect::Engine;
 use crate::error::{one_line, Error, Result};
+use crate::model::Deadline;
 use crate::ownership::{Ownership, Watched};
 use crate::store::Store;
 use crate::{spool, store};
@@ -84,7 +85,7 @@ fn once(app: &App, cfg: &Config, store: &mut dyn Store, owners: &Ownership) -> R
     // The timer's run stores what `record` kept while the config or database failed,
     // before running the actions those logins queue.
     let spools = spool::spools(&cfg.local_base(), app.db_from_config());
-    let drained = spool::drain_waiting(&spools, store, &Engine::new(cfg, owners), None)?;
+    let drained = spool::drain_waiting(&spools, store, &Engine::new(cfg, owners), Deadline::NONE)?;
     if drained.logins > 0 {
         println!("spool: {} login(s) stored", drained.logins);
     }

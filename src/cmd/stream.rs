@@ -29,6 +29,7 @@ use crate::cli::{Record, Stream};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::detect::Engine;
 use crate::error::{Error, Invalid, Result};
+use crate::model::Deadline;
 use crate::ownership::Ownership;
 use crate::spool;
 use crate::store::{self, BatchCounts, LoginEvent, Store};
@@ -300,13 +301,8 @@ fn store_batch(
 ) -> Result<(BatchCounts, usize)> {
     let engine = Engine::new(&open.cfg, &open.owners);
     let spools = spool::spools(&open.cfg.local_base(), app.db_from_config());
-    let wait = Duration::from_millis(open.cfg.record_wait.millis().max(0) as u64);
-    let drained = spool::drain_waiting(
-        &spools,
-        open.store.as_mut(),
-        &engine,
-        Some(Instant::now() + wait),
-    )?;
+    let until = Deadline::after(open.cfg.record_wait);
+    let drained = spool::drain_waiting(&spools, open.store.as_mut(), &engine, until)?;
     // Messages the policy service counts: acknowledged as already stored.
     let (in_band, events): (Vec<&LoginEvent>, Vec<&LoginEvent>) =
         events.iter().partition(|e| e.counted_in_band(&open.cfg));

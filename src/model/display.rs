@@ -45,12 +45,16 @@ mod tests {
 
     #[test]
     fn escapes_what_could_deceive() {
-        assert_eq!(shown("alice@example.com"), "alice@example.com");
-        assert_eq!(shown("\u{202e}moc.x"), r"\u{202e}moc.x");
-        assert_eq!(shown("al\u{200b}ice"), r"al\u{200b}ice");
-        assert_eq!(shown("\u{430}lice"), r"\u{430}lice");
-        assert_eq!(shown("a\tb\x7f"), r"a\u{9}b\u{7f}");
-        // The plain name `\u{430}lice` is not the Cyrillic one.
-        assert_eq!(shown(r"\u{430}lice"), r"\\u{430}lice");
+        for (text, want) in [
+            ("alice@example.com", "alice@example.com"),
+            ("\u{202e}moc.x", r"\u{202e}moc.x"),
+            ("al\u{200b}ice", r"al\u{200b}ice"),
+            ("\u{430}lice", r"\u{430}lice"),
+            ("a\tb\x7f", r"a\u{9}b\u{7f}"),
+            // The plain name `\u{430}lice` is not the Cyrillic one.
+            (r"\u{430}lice", r"\\u{430}lice"),
+        ] {
+            assert_eq!(shown(text), want, "{text:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! comparison.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use crate::error::Invalid;
 
@@ -158,6 +159,34 @@ impl Span {
 
     pub fn as_secs(self) -> i64 {
         self.0 / 1000
+    }
+}
+
+/// When work that may wait (a drain of the spool, a lock) must stop trying, on the
+/// monotonic clock; `Deadline::NONE`: never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub const NONE: Self = Self(None);
+
+    /// `span` from now (a span below zero: now).
+    pub fn after(span: Span) -> Self {
+        let span = Duration::from_millis(span.millis().max(0) as u64);
+        Self(Some(Instant::now() + span))
+    }
+
+    pub fn passed(self) -> bool {
+        self.0.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// `wait`, or what is left when that is less; None once the deadline has passed.
+    pub fn cap(self, wait: Duration) -> Option<Duration> {
+        let Some(t) = self.0 else {
+            return Some(wait);
+        };
+        let now = Instant::now();
+        (now < t).then(|| wait.min(t - now))
     }
 }
 

@@ -35,43 +35,41 @@ impl<'a> Record<'a> {
 
 impl<'de> Deserialize<'de> for Record<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(RecordVisitor)
+        d.deserialize_map(Record::default())
     }
 }
 
-struct RecordVisitor;
-
-impl<'de> Visitor<'de> for RecordVisitor {
-    type Value = Record<'de>;
+/// An empty record fills itself in from the map.
+impl<'de> Visitor<'de> for Record<'de> {
+    type Value = Self;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a map")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut r = Record::default();
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self, A::Error> {
         while let Some(key) = map.next_key::<&'de str>()? {
             match key {
                 "autonomous_system_number" | "asn" => {
-                    r.asn = r.asn.or(map.next_value::<Loose>()?.asn());
+                    self.asn = self.asn.or(map.next_value::<Loose>()?.asn());
                 }
                 "autonomous_system_organization" | "as_name" => {
-                    r.org = r.org.or(map.next_value::<Loose>()?.text());
+                    self.org = self.org.or(map.next_value::<Loose>()?.text());
                 }
-                "country_code" => r.country = map.next_value::<Loose>()?.country(),
+                "country_code" => self.country = map.next_value::<Loose>()?.country(),
                 // A map in GeoIP2 schemas; the code itself in IPinfo's older one (the
                 // name in IPinfo Lite, which `country_code` then gives).
                 "country" => {
                     let found = map.next_value::<Loose>()?.country();
-                    r.country = r.country.or(found);
+                    self.country = self.country.or(found);
                 }
-                "registered_country" => r.registered = map.next_value::<Loose>()?.country(),
+                "registered_country" => self.registered = map.next_value::<Loose>()?.country(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(r)
+        Ok(self)
     }
 }
 

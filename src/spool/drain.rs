@@ -10,12 +10,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Instant;
 
 use super::{decode, encode, reserve, Rejections, Spool};
 use crate::detect::Engine;
 use crate::error::{Error, Result};
-use crate::model::{SaslUser, Timestamp};
+use crate::model::{Deadline, SaslUser, Timestamp};
 use crate::store::{LoginEvent, Store};
 
 /// Logins per transaction: bounds what a drain writes to SQLite's WAL between
@@ -47,7 +46,7 @@ pub fn drain_waiting(
     spools: &[Spool],
     store: &mut dyn Store,
     engine: &Engine,
-    until: Option<Instant>,
+    until: Deadline,
 ) -> Result<Drained> {
     let mut total = Drained::default();
     for s in spools.iter().filter(|s| s.waiting()) {
@@ -63,7 +62,7 @@ impl Spool {
         &self,
         store: &mut dyn Store,
         engine: &Engine,
-        until: Option<Instant>,
+        until: Deadline,
     ) -> Result<Drained> {
         let io = |e: std::io::Error| Error::io(&self.path, e);
         let Some(f) = self.open_locked(false, true).map_err(io)? else {
@@ -150,7 +149,7 @@ fn store_in_batches(
     events: &[LoginEvent],
     store: &mut dyn Store,
     engine: &Engine,
-    until: Option<Instant>,
+    until: Deadline,
 ) -> (Drained, Vec<bool>, Option<Error>) {
     let mut drained = Drained::default();
     let mut keep = vec![false; events.len()];

@@ -11,14 +11,14 @@ mod schema;
 mod sqlite;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use crate::config::Config;
 use crate::detect::replay::Replayed;
 use crate::detect::{AccountState, Engine, Seen, Transition};
 use crate::error::Result;
 use crate::model::{
-    ActionKind, Cidr, ClientAddr, Label, Level, MessageCount, SaslUser, Source, Span, Timestamp,
+    ActionKind, Cidr, ClientAddr, Deadline, Label, Level, MessageCount, SaslUser, Source, Span,
+    Timestamp,
 };
 use crate::model::{DatabaseLocation, WhitelistEntry};
 
@@ -117,12 +117,7 @@ pub trait Store {
     /// `record` would each, in as few transactions as the store allows. Never waits
     /// for an account another session holds: that account's logins are skipped. Tries
     /// nothing once `until` has passed.
-    fn record_spooled(
-        &mut self,
-        events: &[LoginEvent],
-        engine: &Engine,
-        until: Option<Instant>,
-    ) -> Batch;
+    fn record_spooled(&mut self, events: &[LoginEvent], engine: &Engine, until: Deadline) -> Batch;
 
     /// After a drain: gives back the room its writes took; best effort.
     fn after_drain(&mut self) {}

@@ -311,9 +311,24 @@ impl Postfix {
                 .arg("-j")
                 .env("MAIL_CONFIG", &self.config_dir),
         );
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        // A message moving between queue directories while showq reads them can be
+        // listed twice: each queue id once, as listed last.
+        let mut listed: Vec<serde_json::Value> = Vec::new();
+        let mut at = std::collections::HashMap::new();
+        for m in out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
+            let id = m["queue_id"].as_str().unwrap_or_default().to_owned();
+            match at.get(&id) {
+                Some(&i) => listed[i] = m,
+                None => {
+                    at.insert(id, listed.len());
+                    listed.push(m);
+                }
+            }
+        }
+        listed
     }
 
     /// Queued messages of `sender` in `queue` (e.g. "hold", "deferred").

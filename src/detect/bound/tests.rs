@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::config::Thresholds;
+use crate::config::{Detection, Thresholds};
 use crate::detect::tests::Rng;
 use crate::detect::OwnerKey;
 use crate::detect::{evaluate, Facts};
@@ -80,6 +80,45 @@ fn bounded<'a>(
     (b, read)
 }
 
+/// Runs `cases` random accounts from `seed` through `judge`, each with a window of 10
+/// minutes to 2 hours; `judge` checks one and returns the level it reached. Every
+/// level must be reached, so every threshold was tried on both sides.
+fn each_case(seed: u64, cases: usize, mut judge: impl FnMut(usize, &mut Rng, Config) -> Level) {
+    let mut rng = Rng(seed);
+    let mut levels = [0usize; 4];
+    for case in 0..cases {
+        let mut cfg = Config::default();
+        cfg.detection.window = Span::secs(600 * (1 + rng.below(12) as i64));
+        levels[judge(case, &mut rng, cfg) as usize] += 1;
+    }
+    assert!(levels.iter().all(|n| *n > 0), "{levels:?}");
+}
+
+/// The same thresholds for smtp and imap: notify at 1 up to `low`, block up to `gap`
+/// above it, and two times in three lock `gap` above notify and up to `top` more.
+fn login_thresholds(d: &mut Detection, rng: &mut Rng, (low, gap, top): (u64, u64, u64)) {
+    let low = 1 + rng.below(low) as u32;
+    let block = low + rng.below(gap) as u32;
+    // On the first day a count rises only as far as its /16s do: a lock within the
+    // reach of the rows' /16s in the window too.
+    let t = Thresholds {
+        notify: Some(low),
+        block: Some(block),
+        lock: (rng.below(3) > 0).then(|| block + 1 + rng.below(top) as u32),
+    };
+    d.thresholds.insert(Source::Smtp, t);
+    d.thresholds.insert(Source::Imap, t);
+}
+
+/// Up to `most` rows of an account from a few networks (even cases) or up to
+/// thousands (odd ones).
+fn random_rows(rng: &mut Rng, case: usize, most: u64) -> Vec<Seen> {
+    let nets = 1 + rng.below(if case.is_multiple_of(2) { 40 } else { 3000 });
+    let wide = 1 + rng.below(nets.min(200));
+    let n = 1 + rng.below(most) as usize;
+    rows(rng, n, nets, wide)
+}
+
 fn level(cfg: &Config, tally: &Tally, usual: Option<Usual>) -> Level {
     level_warm(cfg, tally, usual, false)
 }
@@ -102,26 +141,12 @@ fn level_warm(cfg: &Config, tally: &Tally, usual: Option<Usual>, warm: bool) -> 
 /// networks to thousands, with thresholds, windows and baselines varied.
 #[test]
 fn bounded_counts_judge_as_full_counts() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let none = Ownership::none();
-    let mut levels = [0usize; 4];
-    for case in 0..400 {
-        let mut cfg = Config::default();
+    each_case(0x9e37_79b9_7f4a_7c15, 400, |case, rng, mut cfg| {
         let d = &mut cfg.detection;
-        d.window = Span::secs(600 * (1 + rng.below(12) as i64));
         d.escalate_min_spread = rng.below(6) as u32;
         d.corroborate = rng.below(2) == 0;
-        let low = 1 + rng.below(30) as u32;
-        let block = low + rng.below(40) as u32;
-        // On the first day a count rises only as far as its /16s do: a lock within
-        // the reach of the rows' /16s in the window too.
-        let t = Thresholds {
-            notify: Some(low),
-            block: Some(block),
-            lock: (rng.below(3) > 0).then(|| block + 1 + rng.below(60) as u32),
-        };
-        d.thresholds.insert(Source::Smtp, t);
-        d.thresholds.insert(Source::Imap, t);
+        login_thresholds(d, rng, (30, 40, 60));
         d.thresholds.insert(
             Source::Spread,
             Thresholds {
@@ -135,10 +160,7 @@ fn bounded_counts_judge_as_full_counts() {
             networks: rng.below(40) as u32,
             days: 30,
         });
-        let nets = 1 + rng.below(if case % 2 == 0 { 40 } else { 3000 });
-        let wide = 1 + rng.below(nets.min(200));
-        let n = 1 + rng.below(4000) as usize;
-        let all = rows(&mut rng, n, nets, wide);
+        let all = random_rows(rng, case, 4000);
         let wl = Whitelist::new(&cfg, &user(), &[]);
         let full = Tally::count(
             &cfg.detection,
@@ -150,10 +172,8 @@ fn bounded_counts_judge_as_full_counts() {
         let (b, _) = bounded(&cfg, (&none, &wl, &nothing), &all, usual);
         let want = level(&cfg, &full, usual);
         assert_eq!(level(&cfg, b.tally(), usual), want, "case {case}");
-        levels[want as usize] += 1;
-    }
-    // Every level was reached, so every threshold was tried on both sides.
-    assert!(levels.iter().all(|n| *n > 0), "{levels:?}");
+        want
+    });
 }
 
 /// An account seen from 20,000 networks is read only as far as its counts cross the
@@ -233,34 +253,20 @@ fn history(cfg: &Config, rng: &mut Rng, rows: &[Seen], none: &Ownership) -> Know
 /// the full count, with new parties in the window and without any.
 #[test]
 fn bounded_counts_of_new_parties_judge_as_full_counts() {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let none = Ownership::none();
-    let mut levels = [0usize; 4];
-    for case in 0..300 {
-        let mut cfg = Config::default();
+    each_case(0x2545_f491_4f6c_dd1d, 300, |case, rng, mut cfg| {
         let d = &mut cfg.detection;
-        d.window = Span::secs(600 * (1 + rng.below(12) as i64));
         d.new_for = Span::secs(3600 * (1 + rng.below(30) as i64));
-        let low = 1 + rng.below(12) as u32;
-        let t = Thresholds {
-            notify: Some(low),
-            block: Some(low + rng.below(20) as u32),
-            lock: (rng.below(3) > 0).then(|| low + 20 + rng.below(20) as u32),
-        };
-        d.thresholds.insert(Source::Smtp, t);
-        d.thresholds.insert(Source::Imap, t);
-        let nets = 1 + rng.below(if case % 2 == 0 { 40 } else { 3000 });
-        let wide = 1 + rng.below(nets.min(200));
-        let n = 1 + rng.below(3000) as usize;
+        login_thresholds(d, rng, (12, 20, 20));
         // Within the last two hours: windows of up to two hours hold many.
-        let all: Vec<Seen> = rows(&mut rng, n, nets, wide)
+        let all: Vec<Seen> = random_rows(rng, case, 3000)
             .into_iter()
             .map(|s| Seen {
                 time: Timestamp::from_millis(AT - (AT - s.time.millis()) / 12),
                 ..s
             })
             .collect();
-        let known = history(&cfg, &mut rng, &all, &none);
+        let known = history(&cfg, rng, &all, &none);
         let at = Timestamp::from_millis(AT);
         assert!(known.warm(at));
         let wl = Whitelist::new(&cfg, &user(), &[]);
@@ -268,7 +274,6 @@ fn bounded_counts_of_new_parties_judge_as_full_counts() {
         let (b, _) = bounded(&cfg, (&none, &wl, &known), &all, None);
         let want = level_warm(&cfg, &full, None, true);
         assert_eq!(level_warm(&cfg, b.tally(), None, true), want, "case {case}");
-        levels[want as usize] += 1;
-    }
-    assert!(levels.iter().all(|n| *n > 0), "{levels:?}");
+        want
+    });
 }

@@ -17,7 +17,6 @@ mod tls;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use postgres::types::Type;
 use postgres::Client;
@@ -33,7 +32,9 @@ use super::{
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
-use crate::model::{ActionKind, Cidr, Label, PgUrl, SaslUser, Span, Timestamp, WhitelistEntry};
+use crate::model::{
+    ActionKind, Cidr, Deadline, Label, PgUrl, SaslUser, Span, Timestamp, WhitelistEntry,
+};
 
 /// The channel every level change is notified on (rows.rs, `insert_change`).
 const CHANGES_CHANNEL: &str = "f2b_mailguard_changes";
@@ -133,21 +134,13 @@ impl Store for PgStore {
 
     /// One transaction per login, as `record`: an account's lock is taken for one
     /// transaction at a time, so two servers draining never wait for each other.
-    fn record_spooled(
-        &mut self,
-        events: &[LoginEvent],
-        engine: &Engine,
-        until: Option<Instant>,
-    ) -> Batch {
+    fn record_spooled(&mut self, events: &[LoginEvent], engine: &Engine, until: Deadline) -> Batch {
         let server = self.server.clone();
         let mut held = BTreeSet::new();
         let mut batch = Batch::default();
         for event in events {
-            let now = Instant::now();
-            let wait = match until {
-                Some(t) if now >= t => return batch,
-                Some(t) => self.wait.min(t - now),
-                None => self.wait,
+            let Some(wait) = until.cap(self.wait) else {
+                return batch;
             };
             if held.contains(&event.user) {
                 batch.outcomes.push(None);

@@ -22,7 +22,6 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use rusqlite::Connection;
 
@@ -35,7 +34,7 @@ use super::{
 use crate::config::Config;
 use crate::detect::{Engine, Seen};
 use crate::error::{Error, Result};
-use crate::model::{ActionKind, Cidr, Label, SaslUser, Span, Timestamp};
+use crate::model::{ActionKind, Cidr, Deadline, Label, SaslUser, Span, Timestamp};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -100,13 +99,8 @@ impl Store for SqliteStore {
     /// One transaction for the whole batch: a drain after a full disk must not write
     /// (and fsync) a WAL frame set per login. Then the WAL is checkpointed, so the next
     /// batch reuses its space instead of growing it.
-    fn record_spooled(
-        &mut self,
-        events: &[LoginEvent],
-        engine: &Engine,
-        until: Option<Instant>,
-    ) -> Batch {
-        if until.is_some_and(|t| Instant::now() >= t) {
+    fn record_spooled(&mut self, events: &[LoginEvent], engine: &Engine, until: Deadline) -> Batch {
+        if until.passed() {
             return Batch::default();
         }
         let (conn, server, retention) = (&mut self.conn, &self.server, self.retention);
