@@ -132,8 +132,9 @@ filled() {
     fill "$1" "$2"
 }
 
-# NETWORKS logins of spread@example.com, each from a network of its own (80 /24s of
-# 198.19.0.0/16, outside the built-in whitelist),
+# NETWORKS logins of spread@example.com, each from a network of its own (80 /24s in as
+# many /16s, 198.18.0.0/24 to 198.97.0.0/24, as a botnet's: outside the built-in
+# whitelist),
 # over the last 20 minutes of log time (so all stay in the 1 h window for 40 minutes):
 # the account a botnet logs in to. Its first record rises to lock (in the warm-up);
 # each later one is the case Fail2ban meets all along. The SQL for SQLite and for
@@ -158,7 +159,7 @@ INSERT INTO users (name) VALUES ('spread@example.com');
 INSERT INTO events (user_id, ts_ms, source, ip, jail$server)
   $series (SELECT id FROM users WHERE name = 'spread@example.com'),
          $now - 1200000 + i * 1200000 / $NETWORKS, 'smtp',
-         '198.19.' || (i % 80) || '.' || (1 + i / 80), 'bench'$server_value
+         '198.' || (18 + i % 80) || '.0.' || (1 + i / 80), 'bench'$server_value
   $from;
 SQL
 }

@@ -59,18 +59,8 @@ fn spellings_of_one_login_are_one_account_blocked_and_released_in_real_postfix()
     // Two spellings, as two clients of one botnet might log in: six networks each.
     let t = now() - 300;
     for i in 0..6 {
-        s.record(
-            "smtp",
-            "Mallory@example.test",
-            &format!("198.51.{}.7", 100 + i),
-            t + i,
-        );
-        s.record(
-            "smtp",
-            MALLORY,
-            &format!("198.51.{}.7", 110 + i),
-            t + 10 + i,
-        );
+        s.record("smtp", "Mallory@example.test", &support::bot(i), t + i);
+        s.record("smtp", MALLORY, &support::bot(10 + i), t + 10 + i);
     }
     one_blocked_account(&s, &pf, "MALLORY@example.test", MALLORY);
     for key in [MALLORY, "Mallory@Example.Test"] {
@@ -181,9 +171,13 @@ fn names_postfix_folds_alike_are_one_account() {
     // Six networks under each spelling: eleven or more block one account.
     let t = now() - 300;
     for i in 0..6 {
-        let net = |n: i64| format!("198.51.{n}.7");
-        s.record("smtp", "Straße@example.test", &net(100 + i), t + i);
-        s.record("smtp", "STRASSE@example.test", &net(110 + i), t + 10 + i);
+        s.record("smtp", "Straße@example.test", &support::bot(i), t + i);
+        s.record(
+            "smtp",
+            "STRASSE@example.test",
+            &support::bot(10 + i),
+            t + 10 + i,
+        );
     }
     one_blocked_account(&s, &pf, "straße@example.test", STRASSE);
     for key in ["straße@example.test", "STRASSE@example.test", STRASSE] {

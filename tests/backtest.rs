@@ -199,12 +199,12 @@ fn the_report_counts_messages_before_containment_with_and_without_quarantine() {
             DAY - 7200 + i
         ));
     }
-    // Twelve networks a minute apart, three messages each: notify with the 6th
-    // network's first, block with the 11th's first.
+    // Twelve networks (a botnet's, each in a /16 of its own) a minute apart, three
+    // messages each: notify with the 6th network's first, block with the 11th's first.
     for k in 1..=12 {
         for m in 0..3 {
             input.push_str(&format!(
-                "{} alice@example.com 203.0.{k}.9\n",
+                "{} alice@example.com 203.{k}.0.9\n",
                 DAY + k * 60 + m * 10
             ));
         }

@@ -159,13 +159,14 @@ fn a_generated_day_finds_exactly_the_compromised_account_at_the_expected_time() 
 #[test]
 fn last_months_log_through_fail2ban_regex_shows_who_would_have_been_flagged_and_when() {
     let s = Sandbox::new("");
-    // A botnet on alice (a new address every 20 s), bob on two devices all day.
+    // A botnet on alice (a new address in a new /16 every 20 s), bob on two devices
+    // all day.
     let mut log = Vec::new();
     for i in 0..12 {
         log.push((
             DAY + 20 * i,
             format!(
-                "client=unknown[203.0.{}.1], sasl_method=PLAIN, sasl_username=alice@example.com",
+                "client=unknown[203.{}.0.1], sasl_method=PLAIN, sasl_username=alice@example.com",
                 i + 1
             ),
         ));

@@ -76,7 +76,7 @@ fn warn_mode_sends_only_mail_saying_what_would_be_done() {
         .data
         .contains("refuse (block) or hold (quarantine) its mail: Postfix check_sasl_access"));
     assert!(block.data.contains("smtp: 11 networks/1h > 10"));
-    assert!(block.data.contains("198.51.110.7/32"));
+    assert!(block.data.contains("198.61.100.7/32"));
     assert!(block
         .data
         .contains(&format!("f2b-mailguard release -- '{ALICE}'")));

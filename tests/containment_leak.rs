@@ -81,7 +81,7 @@ fn now_ms() -> i64 {
 }
 
 fn bot(k: usize) -> String {
-    format!("203.0.{}.9", 100 + k)
+    format!("203.{}.0.9", 100 + k)
 }
 
 /// The attack: message n is due at n/RATE s; the bots present then take turns.

@@ -132,11 +132,12 @@ impl Stack {
     }
 }
 
-/// The botnet: 12 authenticated sends as alice from 12 addresses within a minute.
+/// The botnet: 12 authenticated sends as alice from 12 addresses (in 12 /16s) within a
+/// minute.
 fn botnet(st: &Stack) {
     for i in 1..=12 {
         // Once blocked, further attempts are refused; the botnet keeps trying.
-        let _ = st.send(ALICE, &format!("203.0.{}.9", 100 + i));
+        let _ = st.send(ALICE, &format!("203.{}.0.9", 100 + i));
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -207,7 +208,7 @@ fn enforce_a_blocked_accounts_botnet_keeps_counting_until_lock() {
     // resets the password (535: authentication failed).
     let mut refused = Vec::new();
     for i in 1..=20 {
-        let addr = format!("203.0.{}.77", 150 + i);
+        let addr = format!("203.{}.0.77", 150 + i);
         match st.send(ALICE, &addr) {
             Err(r) if r.starts_with("535") => break,
             Err(r) if r.starts_with("550 5.7.1") && r.contains("Account suspended") => {

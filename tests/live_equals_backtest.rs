@@ -334,11 +334,9 @@ fn refused_logins_count_only_for_an_account_blocked_in_enforce_mode_live_and_rep
         calls_of(0, 25, "smtp-refused", "mallory@example.com", &|i| {
             format!("203.0.{}.{}", 100 + i % 5, 10 + i)
         }),
-        calls_of(100, 11, "smtp", "alice@example.com", &|i| {
-            format!("198.51.{}.7", 100 + i)
-        }),
+        calls_of(100, 11, "smtp", "alice@example.com", &support::bot),
         calls_of(200, 10, "smtp-refused", "alice@example.com", &|i| {
-            format!("192.0.{}.9", 100 + i)
+            format!("192.{}.0.9", 100 + i)
         }),
     ]
     .concat();

@@ -330,3 +330,47 @@ fn without_a_database_a_drip_on_the_first_day_blocks_on_its_wider_networks() {
     assert_eq!(st["level"], "notify", "{st:#}");
     s.assert_backtest_agrees(&lines);
 }
+
+/// Without a database, on an account's first day (nothing is new yet): a big
+/// provider sending "as" the user from its pool, eleven addresses in eight /24s of six
+/// /16s within the hour, a message from each and nothing bouncing, is held at notify
+/// (it blocked before: more than three /24s); once its mail bounces it blocks, and a
+/// botnet's eleven hosts in eleven /16s block at once.
+#[test]
+fn without_a_database_a_first_day_block_needs_many_16s_or_mail_evidence() {
+    let s = Sandbox::with_asn(None);
+    const POOL: &str = "pool@example.com";
+    const BOTNET: &str = "botnet@example.com";
+    let nets = [
+        "40.77.1", "41.77.1", "42.77.1", "43.77.1", "44.77.1", "45.77.1", "40.77.2", "41.77.2",
+    ];
+    let mut lines = Vec::new();
+    for i in 0..11 {
+        let ip = format!("{}.{}", nets[i % nets.len()], 10 + i);
+        let t = T0 + i as i64 * 300;
+        lines.push(record(&s, "smtp", POOL, &ip, t, 1));
+        lines.push(record(&s, "rate", POOL, &ip, t + 1, 1));
+    }
+    let at = T0 + 10 * 300 + 1;
+    let st = s.status_user(POOL, at);
+    assert_eq!(st["level"], "notify", "11 networks in 6 /16s: {st:#}");
+    lines.push(record(&s, "bounces", POOL, "40.77.1.10", at + 60, 25));
+    let st = s.status_user(POOL, at + 60);
+    assert_eq!(st["level"], "block", "{st:#}");
+    let block = reason(&st, "block");
+    assert!(
+        block.starts_with("smtp: 11 networks/1h > 5 (block: corroborated by bounces)"),
+        "{block}"
+    );
+    for i in 0..11 {
+        let ip = format!("{}.51.100.9", 20 + i);
+        lines.push(record(&s, "smtp", BOTNET, &ip, T0 + i * 20, 1));
+    }
+    let st = s.status_user(BOTNET, T0 + 300);
+    assert_eq!(st["level"], "block", "{st:#}");
+    assert!(
+        reason(&st, "block").starts_with("smtp: 11 networks/1h > 10"),
+        "{st:#}"
+    );
+    s.assert_backtest_agrees(&lines);
+}

@@ -73,12 +73,12 @@ fn login(log: &Path, n: u32, user: &str, addr: &str) {
     );
 }
 
-/// Alice's botnet during the fault: 12 logins from 12 /24s, a few at a time, each a
+/// Alice's botnet during the fault: 12 logins from 12 /16s, a few at a time, each a
 /// new pair for Fail2ban. Returns when Fail2ban has handed over every one and the
 /// spool holds at least one (all of them when nothing could be stored).
 fn botnet_during_fault(f2b: &Fail2ban, log: &Path, db: &Path, all_spooled: bool) {
     for i in 0..12u32 {
-        login(log, i, ALICE, &format!("198.51.{}.7", 100 + i));
+        login(log, i, ALICE, &support::bot(i.into()));
         if i % 4 == 3 {
             std::thread::sleep(Duration::from_millis(700));
         }
@@ -123,9 +123,7 @@ fn all_stored_after_the_next_login(s: &Sandbox, f2b: &Fail2ban, log: &Path, db: 
         .map(|n| n["network"].as_str().unwrap_or_default().to_owned())
         .collect();
     nets.sort();
-    let mut want: Vec<String> = (0..12)
-        .map(|i| format!("198.51.{}.7/32", 100 + i))
-        .collect();
+    let mut want: Vec<String> = (0..12).map(|i| format!("{}/32", support::bot(i))).collect();
     want.sort();
     assert_eq!(
         nets,

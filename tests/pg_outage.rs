@@ -17,7 +17,7 @@ fn on_postgres(pg: &Postgres, server: &str) -> Sandbox {
     pg.server(server, NO_ACTIONS)
 }
 
-/// Login `i` of the run: alice from network i, bob from network i % 3.
+/// Login `i` of the run: alice from network i (`support::bot`), bob from network i % 3.
 fn login(s: &Sandbox, i: i64) -> Output {
     let user = if i % 4 == 3 { BOB } else { ALICE };
     s.run(&[
@@ -25,7 +25,7 @@ fn login(s: &Sandbox, i: i64) -> Output {
         "--source=smtp",
         "--jail=t",
         &format!("--user={user}"),
-        &format!("--ip=198.51.{}.7", 100 + i % 17),
+        &format!("--ip={}", support::bot(i % 17)),
         &format!("--time={}", T0 + i),
     ])
 }

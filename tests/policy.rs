@@ -228,7 +228,7 @@ fn a_botnet_at_50_messages_a_second_gets_nothing_out_after_the_block() {
         let (port, accepted) = (st.pf.submission_port, accepted.clone());
         threads.push(std::thread::spawn(move || {
             let subject = format!("attack {i}");
-            let Ok(mut c) = Session::connect(port, &format!("203.0.{}.9", 100 + i)) else {
+            let Ok(mut c) = Session::connect(port, &format!("203.{}.0.9", 100 + i)) else {
                 return;
             };
             if c.auth(ALICE, ALICE_PW).is_ok()
@@ -359,7 +359,7 @@ fn the_service_and_record_judge_the_same_events_alike() {
     }
     for i in 0..12 {
         let mut c =
-            Session::connect(st.pf.submission_port, &format!("203.0.{}.7", 10 + i)).unwrap();
+            Session::connect(st.pf.submission_port, &format!("203.{}.0.7", 10 + i)).unwrap();
         c.auth(ALICE, ALICE_PW).unwrap();
         if i % 3 == 0 {
             c.send(ALICE, TO, &message(ALICE, TO, &format!("m{i}"), "hello"))

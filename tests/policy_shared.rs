@@ -106,8 +106,8 @@ fn each_answer_after_auth_is_the_level_its_login_stored() {
     let mut seen = Vec::new();
     for i in 0..14 {
         let login = format!(
-            r#"{{"login":"{ALICE}","remote":"198.51.{}.7","protocol":"smtp","session_id":"s{i}","pwhash":"","tls":false}}"#,
-            100 + i
+            r#"{{"login":"{ALICE}","remote":"{}","protocol":"smtp","session_id":"s{i}","pwhash":"","tls":false}}"#,
+            support::bot(i)
         );
         // SMTP AUTH through Dovecot: before the password check, then after it (recorded,
         // answered on its judgement).

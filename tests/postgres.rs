@@ -256,7 +256,7 @@ fn a_botnet_split_over_two_servers_is_blocked_by_the_shared_store() {
     // 12 networks, 6 through each server, interleaved as round-robin DNS does.
     for i in 0..12 {
         let server = if i % 2 == 0 { &mx1 } else { &mx2 };
-        server.record("smtp", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
+        server.record("smtp", ALICE, &support::bot(i), T0 + i);
     }
     assert_eq!(steps(&mx2, ALICE), ["ok>notify", "notify>block"]);
     assert_eq!(
@@ -271,7 +271,7 @@ fn a_botnet_split_over_two_servers_is_blocked_by_the_shared_store() {
     for server in 0..2 {
         let alone = Sandbox::new("mode = \"enforce\"");
         for i in (server..12).step_by(2) {
-            alone.record("smtp", ALICE, &format!("198.51.{}.7", 100 + i), T0 + i);
+            alone.record("smtp", ALICE, &support::bot(i), T0 + i);
         }
         assert_eq!(steps(&alone, ALICE), ["ok>notify"]);
     }
@@ -291,7 +291,7 @@ fn servers_recording_one_account_at_once_decide_each_level_once_as_in_log_time_o
                     "--source=smtp",
                     "--jail=t",
                     &format!("--user={ALICE}"),
-                    &format!("--ip=198.51.{}.7", 100 + i),
+                    &format!("--ip={}", support::bot(i as i64)),
                     &format!("--time={}", T0 + i as i64),
                 ])
                 .spawn()

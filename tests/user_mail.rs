@@ -86,7 +86,7 @@ fn the_owner_hears_once_per_level_rise_in_plain_words() {
     let text = quoted_printable(&m.data).replace("\r\n", "\n");
     for words in [
         "about your mail\naccount alice@example.com.",
-        "was used to log in from 11 different networks:\n\n  198.51.110.7/32 ",
+        "was used to log in from 11 different networks:\n\n  198.61.100.7/32 ",
         "\n  198.51.100.7/32 ",
         "someone else very probably\nknows your password",
         "What we did: your account has been blocked.\n  - It can no longer send mail.",

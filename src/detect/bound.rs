@@ -17,6 +17,7 @@
 //! full counts do. Their figures are not for explanations: a level change is judged
 //! again from all the evidence, as `ingest`'s replay judges it (see `store::evaluate`).
 
+use super::signal::PARTY_CAP_UP_TO;
 use super::{AccountState, Counted, Known, Origin, Seen, Tally, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::{ClientAddr, SaslUser, Source, Timestamp};
@@ -147,6 +148,12 @@ impl<'a> Bounded<'a> {
         let window = past_window
             || (t.networks.len() >= self.enough
                 && t.owners.len() >= self.enough
+                // Not yet warm and without owners, a count rises only as far as its
+                // wider networks do, up to a limit (`party_capped`).
+                && (self.warm
+                    || t.parties().known
+                    || t.party_keys.len() >= self.enough
+                    || t.networks.len() > self.enough.saturating_mul(PARTY_CAP_UP_TO))
                 // Other sources than smtp count owners first seen within the window.
                 && (smtp || t.fresh_owners.len() >= self.enough)
                 // Whether owners are known changes which rules apply.

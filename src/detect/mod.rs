@@ -30,7 +30,7 @@ pub use known::Known;
 pub use message::{message_of, MessageKey};
 use signal::{
     bounce_share, corroborate, crossed, new_owners_mailing, new_sending, one_quiet_owner,
-    own_thresholds, owner_count, spread_block, unit,
+    own_thresholds, owner_count, party_capped, spread_block, unit,
 };
 pub use signal::{Crossing, Signal};
 pub use tally::{Counted, Origin, OwnerKey, Parties, Tally};
@@ -238,6 +238,16 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
                     ..s
                 }));
             } else {
+                // Not yet warm, without owners: only as far as its /16s (0: off).
+                let capped = !parties.known && d.escalate_min_spread > 0;
+                let t = cfg.thresholds_for(user, source);
+                let sig = sig.map(|s| {
+                    if capped {
+                        party_capped(s, c.party_keys.len(), t)
+                    } else {
+                        s
+                    }
+                });
                 if parties.count > d.escalate_min_spread as usize
                     && sig.as_ref().is_some_and(|s| s.level == Level::Notify)
                 {

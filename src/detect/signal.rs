@@ -262,6 +262,44 @@ pub(super) fn bounce_share(d: &Detection, counts: &Tally) -> Option<Signal> {
         })
 }
 
+/// A network count above this many times its highest threshold is no pool's hour (a
+/// provider's "send as" pool shows a dozen addresses in one): `party_capped` lets it
+/// rise, so it is never held where it blocked before, and `record` reads that far.
+pub(super) const PARTY_CAP_UP_TO: usize = 4;
+
+/// Before an account has history and without an ASN database, /24s stand in poorly
+/// for owners: a big provider's "send as" pool spans a dozen /24s in a handful of
+/// /16s, a botnet's hosts sit in about as many /16s as addresses. So a network count
+/// `full` rises above notify only as far as its `parties` (/16s, /32s) alone cross
+/// the same thresholds `t`, up to `PARTY_CAP_UP_TO`; held at notify, mail evidence
+/// still raises it (`corroborate`).
+pub(super) fn party_capped(full: Signal, parties: usize, t: Thresholds) -> Signal {
+    let highest = t.lock.or(t.block).or(t.notify).map_or(0, u64::from);
+    if full.value > highest.saturating_mul(PARTY_CAP_UP_TO as u64) {
+        return full;
+    }
+    let by_parties =
+        crossed(full.source, parties as u64, None, t).map_or(Level::Notify, |s| s.level);
+    let level = by_parties.max(Level::Notify);
+    if level >= full.level {
+        return full;
+    }
+    let threshold = if level == Level::Block {
+        t.block
+    } else {
+        t.notify
+    };
+    Signal {
+        level,
+        threshold: threshold.map_or(full.threshold, u64::from),
+        held: (level == Level::Notify).then_some(Parties {
+            count: parties,
+            known: false,
+        }),
+        ..full
+    }
+}
+
 /// Raises the network counts at `candidates` (indexes into `signals`) to block when
 /// a message signal is at notify or above: many networks alone may be a traveller's
 /// day, messages alone a newsletter; a stolen password shows both within minutes.
@@ -274,6 +312,7 @@ pub(super) fn corroborate(signals: &mut [Signal], candidates: &[usize]) {
     for &i in candidates {
         signals[i].level = Level::Block;
         signals[i].corroborated = Some(by);
+        signals[i].held = None;
     }
 }
 

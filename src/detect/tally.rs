@@ -108,6 +108,9 @@ pub struct SourceTally {
     /// `Known::is_fresh`): on an account's first day, other sources than smtp count
     /// owners by these.
     pub fresh_owners: NetCounts<OwnerKey>,
+    /// Their parties (see `Known`): without an ASN database the /16s (/32s), which a
+    /// count on an account's first day needs many of to block.
+    pub party_keys: NetCounts<OwnerKey>,
 }
 
 /// How many parties a source's networks belong to: owners when an ASN database knows
@@ -257,6 +260,9 @@ impl Tally {
                 if c.fresh {
                     t.fresh_owners.change(owner, change, events);
                 }
+                if let Some(party) = c.party {
+                    t.party_keys.change(party, change, events);
+                }
                 if let Some(party) = c.party.filter(|_| c.new) {
                     t.new_networks.change(net, change, events);
                     t.new_owners.change(party, change, events);
@@ -315,6 +321,7 @@ impl Tally {
             smtp.new_networks.merge(&r.new_networks);
             smtp.new_owners.merge(&r.new_owners);
             smtp.fresh_owners.merge(&r.fresh_owners);
+            smtp.party_keys.merge(&r.party_keys);
             smtp.new_messages = smtp.new_messages.wrapping_add(r.new_messages);
             t.spread.merge(&spread_refused);
             t.spread_new.merge(&spread_refused_new);

@@ -19,7 +19,7 @@ fn seen(n: usize) -> Vec<Seen> {
     (0..n)
         .map(|i| Seen {
             source: Source::Smtp,
-            addr: ClientAddr::parse(&format!("198.51.{}.7", 100 + i)).unwrap(),
+            addr: ClientAddr::parse(&format!("198.{}.100.7", 18 + i)).unwrap(),
             time: Timestamp::from_millis(1000 * i as i64),
             count: 1,
             events: 1,
@@ -69,6 +69,59 @@ fn levels_by_count() {
     assert_eq!(judge(&cfg, &user, &seen(11)).1, "smtp: 11 networks/1h > 10");
 }
 
+/// Without owners, on a first day, a count rises above notify only as far as its /16s
+/// do: 21 /24s of one /16 (a provider's pool) notify, of 11 /16s block, of 21 lock;
+/// unless `escalate_min_spread` is 0.
+#[test]
+fn a_first_day_count_rises_only_as_far_as_its_16s() {
+    let cfg = Config::default();
+    let user = SaslUser::parse("a@example.com").unwrap();
+    let spread = |sixteens: usize| -> Vec<Seen> {
+        seen(21)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Seen {
+                addr: ClientAddr::parse(&format!("198.{}.{i}.7", 18 + i % sixteens)).unwrap(),
+                ..s
+            })
+            .collect()
+    };
+    assert_eq!(
+        judge(&cfg, &user, &spread(1)),
+        (
+            Level::Notify,
+            "smtp: 21 networks/1h > 5 (held at notify: 1 wider network only); \
+             spread: 21 networks/1d > 20"
+                .into()
+        )
+    );
+    assert_eq!(judge(&cfg, &user, &spread(10)).0, Level::Notify);
+    let (level, reason) = judge(&cfg, &user, &spread(11));
+    assert_eq!(level, Level::Block);
+    assert!(reason.starts_with("smtp: 21 networks/1h > 10;"), "{reason}");
+    assert_eq!(judge(&cfg, &user, &spread(21)).0, Level::Lock);
+    // More than four times the lock threshold in an hour (/24s of one /16) is no
+    // pool: it rises.
+    let flood = |n: usize| -> Vec<Seen> {
+        seen(1)
+            .into_iter()
+            .cycle()
+            .take(n)
+            .enumerate()
+            .map(|(i, s)| Seen {
+                addr: ClientAddr::parse(&format!("198.18.{i}.7")).unwrap(),
+                ..s
+            })
+            .collect()
+    };
+    assert_eq!(judge(&cfg, &user, &flood(80)).0, Level::Notify);
+    assert_eq!(judge(&cfg, &user, &flood(81)).0, Level::Lock);
+    // escalate_min_spread = 0: every count may block, this one too.
+    let mut every = cfg.clone();
+    every.detection.escalate_min_spread = 0;
+    assert_eq!(judge(&every, &user, &spread(1)).0, Level::Lock);
+}
+
 #[test]
 fn message_signal_corroborates_a_widely_spread_network_count() {
     let mut cfg = Config::default();
@@ -83,7 +136,7 @@ fn message_signal_corroborates_a_widely_spread_network_count() {
     };
     // Six /24s and 150 messages: a botnet's first minutes.
     let mut botnet = seen(6);
-    botnet.push(rate("198.51.100.7"));
+    botnet.push(rate("198.18.100.7"));
     assert_eq!(
         judge(&cfg, &user, &botnet),
         (
@@ -101,7 +154,7 @@ fn message_signal_corroborates_a_widely_spread_network_count() {
     pool.push(rate("192.0.2.10"));
     assert_eq!(judge(&cfg, &user, &pool).0, Level::Notify);
     // A newsletter: one address, many messages that hardly bounce: no alarm.
-    let newsletter = [seen(1)[0], rate("198.51.100.7")];
+    let newsletter = [seen(1)[0], rate("198.18.100.7")];
     assert_eq!(judge(&cfg, &user, &newsletter).0, Level::Ok);
     cfg.detection.corroborate = false;
     assert_eq!(judge(&cfg, &user, &botnet).0, Level::Notify);

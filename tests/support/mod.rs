@@ -74,6 +74,13 @@ pub fn described(out: &Output) -> String {
 }
 
 /// The `[actions]` table of a server whose levels queue nothing.
+/// The `i`-th host (from 0, below 200) of a botnet: each in a /16 of its own, as
+/// real botnets' hosts are, outside the built-in whitelist (198.51.100.7,
+/// 198.52.100.7, ...; the first is a documentation address).
+pub fn bot(i: i64) -> String {
+    format!("198.{}.100.7", 51 + i)
+}
+
 pub const NO_ACTIONS: &str = "[actions]\nnotify = []\nblock = []\nlock = []\n";
 
 /// Wall-clock seconds since 1970, for tests that mix log time with real actions.
@@ -248,11 +255,10 @@ impl Sandbox {
     }
 
     /// A botnet's burst: `n` SMTP logins of `user`, one a second from `first`, each
-    /// from another /24 (198.51.100.7, 198.51.101.7, ...), so the count escalates.
+    /// from another /16 as a botnet's hosts are (198.51.100.7, 198.52.100.7, ...), so
+    /// the count escalates on a first day without an ASN database too.
     pub fn burst(&self, user: &str, n: usize, first: i64) {
-        self.each(n as i64, first, "smtp", user, |i| {
-            format!("198.51.{}.7", 100 + i)
-        });
+        self.each(n as i64, first, "smtp", user, bot);
     }
 
     /// `n` logins of `user` through `source`, one a second from `first`, the i-th

@@ -98,10 +98,13 @@ fn each_case(seed: u64, cases: usize, mut judge: impl FnMut(usize, &mut Rng, Con
 /// above it, and two times in three lock `gap` above notify and up to `top` more.
 fn login_thresholds(d: &mut Detection, rng: &mut Rng, (low, gap, top): (u64, u64, u64)) {
     let low = 1 + rng.below(low) as u32;
+    let block = low + rng.below(gap) as u32;
+    // On the first day a count rises only as far as its /16s do: a lock within the
+    // reach of the rows' /16s in the window too.
     let t = Thresholds {
         notify: Some(low),
-        block: Some(low + rng.below(gap) as u32),
-        lock: (rng.below(3) > 0).then(|| low + gap as u32 + rng.below(top) as u32),
+        block: Some(block),
+        lock: (rng.below(3) > 0).then(|| block + 1 + rng.below(top) as u32),
     };
     d.thresholds.insert(Source::Smtp, t);
     d.thresholds.insert(Source::Imap, t);
@@ -184,23 +187,34 @@ fn an_account_of_many_networks_is_read_only_past_the_thresholds() {
     let none = Ownership::none();
     let wl = Whitelist::new(&cfg, &user(), &[]);
     let at = Timestamp::from_millis(AT);
-    // 20,000 addresses in 80 /24s over the last 50 minutes.
-    let many: Vec<Seen> = (0..20_000u32)
-        .map(|i| Seen {
-            source: Source::Smtp,
-            addr: ClientAddr::parse(&format!("198.18.{}.{}", i % 80, 1 + i / 80)).unwrap(),
-            time: at.minus(Span::secs(i64::from(i % 3000))),
-            count: 1,
-            events: 1,
-            message: None,
-        })
-        .collect();
-    let seen_for_days = Known::stored(d, Some(at.minus(Span::secs(10 * 86_400))), []);
-    for (known, warm) in [(Known::none(), false), (seen_for_days, true)] {
+    // 20,000 addresses in 80 /24s over the last 50 minutes: of as many /16s (a
+    // botnet's), and of one /16, which on the first day is read until its count is
+    // past what `party_capped` holds.
+    let many = |addr: &dyn Fn(u32) -> String| -> Vec<Seen> {
+        (0..20_000u32)
+            .map(|i| Seen {
+                source: Source::Smtp,
+                addr: ClientAddr::parse(&addr(i)).unwrap(),
+                time: at.minus(Span::secs(i64::from(i % 3000))),
+                count: 1,
+                events: 1,
+                message: None,
+            })
+            .collect()
+    };
+    let spread = many(&|i| format!("198.{}.0.{}", 18 + i % 80, 1 + i / 80));
+    let one = many(&|i| format!("198.18.{}.{}", i % 80, 1 + i / 80));
+    let seen_for_days = || Known::stored(d, Some(at.minus(Span::secs(10 * 86_400))), []);
+    for (known, warm, many, most) in [
+        (Known::none(), false, &spread, 100),
+        (seen_for_days(), true, &spread, 100),
+        (Known::none(), false, &one, 200),
+        (seen_for_days(), true, &one, 100),
+    ] {
         assert_eq!(known.warm(at), warm);
-        let (b, read) = bounded(&cfg, (&none, &wl, &known), &many, None);
-        assert!(read <= 100, "read {read} of 20,000 rows");
-        let full = Tally::count(d, (&wl, &none, &known), at, &many);
+        let (b, read) = bounded(&cfg, (&none, &wl, &known), many, None);
+        assert!(read <= most, "read {read} of 20,000 rows");
+        let full = Tally::count(d, (&wl, &none, &known), at, many);
         assert_eq!(
             level_warm(&cfg, b.tally(), None, warm),
             level_warm(&cfg, &full, None, warm)

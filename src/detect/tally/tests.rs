@@ -110,7 +110,7 @@ fn refused_logins_count_as_smtp_networks_and_spread_only_when_they_count() {
     let login = |source, i: i64| {
         let seen = Seen {
             source,
-            addr: ClientAddr::parse(&format!("198.51.{i}.7")).unwrap(),
+            addr: ClientAddr::parse(&format!("198.{}.51.7", 18 + i)).unwrap(),
             time: Timestamp::from_millis(1000 * i),
             count: 1,
             events: 1,
