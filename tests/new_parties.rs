@@ -374,3 +374,50 @@ fn without_a_database_a_first_day_block_needs_many_16s_or_mail_evidence() {
     );
     s.assert_backtest_agrees(&lines);
 }
+
+/// Without a database, a slow drip on an account with history: a new /16 every
+/// quarter hour, a message from each, and some of it bounces. Its fourth new /16 in
+/// the hour whose mail bounced twice blocks, within the hour (it waited for its
+/// thirteenth new /16 of the day, past three hours); a traveller's five new /16s in
+/// an hour (airport, carrier, hotel, venues), each sending, one bounce, do not.
+#[test]
+fn without_a_database_a_drip_with_history_blocks_within_the_hour() {
+    let s = Sandbox::with_asn(None);
+    const DRIP: &str = "drip@example.com";
+    const TRAVEL: &str = "travel@example.com";
+    let mut lines = Vec::new();
+    history(&s, DRIP, &mut lines);
+    history(&s, TRAVEL, &mut lines);
+    let start = T0 + 2 * DAY;
+    let at = |i: i64| start + i * 900;
+    for i in 0..4 {
+        if i == 3 {
+            let st = s.status_user(DRIP, at(2) + 5);
+            assert_ne!(st["level"], "block", "three new /16s: {st:#}");
+        }
+        let ip = format!("{}.{}.7.9", 20 + i, 30 + i);
+        lines.push(record(&s, "smtp", DRIP, &ip, at(i), 1));
+        lines.push(record(&s, "rate", DRIP, &ip, at(i) + 5, 1));
+        if i % 2 == 1 {
+            lines.push(record(&s, "bounces", DRIP, &ip, at(i) + 5, 1));
+        }
+    }
+    let st = s.status_user(DRIP, at(3) + 5);
+    assert_eq!(st["level"], "block", "{st:#}");
+    let block = reason(&st, "block");
+    assert!(
+        block.starts_with("smtp: 4 new wider networks/1h > 3 (block: corroborated by bounces)"),
+        "{block}"
+    );
+    for i in 0..5 {
+        let ip = format!("{}.{}.8.9", 60 + i, 70 + i);
+        let t = start + i * 600;
+        lines.push(record(&s, "smtp", TRAVEL, &ip, t, 1));
+        lines.push(record(&s, "rate", TRAVEL, &ip, t + 5, 1));
+    }
+    lines.push(record(&s, "bounces", TRAVEL, "60.70.8.9", start + 5, 1));
+    let travel = s.status_user(TRAVEL, start + 4 * 600 + 5);
+    assert_ne!(travel["level"], "block", "{travel:#}");
+    assert_ne!(travel["level"], "lock", "{travel:#}");
+    s.assert_backtest_agrees(&lines);
+}
