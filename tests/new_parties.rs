@@ -56,6 +56,23 @@ fn history(s: &Sandbox, user: &str, lines: &mut Vec<String>) {
     }
 }
 
+/// A drip's `i`th host, in a /16 of its own, logs in at `t` and sends a message:
+/// returns its address.
+fn drip_host(s: &Sandbox, user: &str, i: i64, t: i64, lines: &mut Vec<String>) -> String {
+    let ip = format!("{}.{}.7.9", 20 + i, 30 + i);
+    lines.push(record(s, "smtp", user, &ip, t, 1));
+    lines.push(record(s, "rate", user, &ip, t + 5, 1));
+    ip
+}
+
+/// `user` is at block at `at`, and the reason of its rise begins with `prefix`.
+fn assert_blocked(s: &Sandbox, user: &str, at: i64, prefix: &str) {
+    let st = s.status_user(user, at);
+    assert_eq!(st["level"], "block", "{st:#}");
+    let block = reason(&st, "block");
+    assert!(block.starts_with(prefix), "{block}");
+}
+
 fn reason(status: &serde_json::Value, level: &str) -> String {
     status["history"]
         .as_array()
@@ -270,12 +287,11 @@ fn mail_from_new_owners_in_the_hour_blocks() {
         lines.push(record(&s, "smtp", DRIP, &ip, t, 1));
         lines.push(record(&s, "rate", DRIP, &ip, t, 1));
     }
-    let st = s.status_user(DRIP, start + 2 * 720);
-    assert_eq!(st["level"], "block", "{st:#}");
-    let block = reason(&st, "block");
-    assert!(
-        block.starts_with("smtp: 3 new owners/1h > 2 (block: corroborated by rate)"),
-        "{block}"
+    assert_blocked(
+        &s,
+        DRIP,
+        start + 2 * 720,
+        "smtp: 3 new owners/1h > 2 (block: corroborated by rate)",
     );
     for i in 0..5 {
         let ip = format!("198.19.{}.9", 8 + i);
@@ -307,9 +323,7 @@ fn without_a_database_a_drip_on_the_first_day_blocks_on_its_wider_networks() {
             let st = s.status_user(USER, at(23));
             assert_eq!(st["level"], "notify", "24 wider networks: {st:#}");
         }
-        let ip = format!("{}.{}.7.9", 20 + i, 30 + i);
-        lines.push(record(&s, "smtp", USER, &ip, at(i), 1));
-        lines.push(record(&s, "rate", USER, &ip, at(i) + 5, 1));
+        drip_host(&s, USER, i, at(i), &mut lines);
     }
     let st = s.status_user(USER, at(24) + 5);
     assert_eq!(st["level"], "block", "{st:#}");
@@ -395,19 +409,16 @@ fn without_a_database_a_drip_with_history_blocks_within_the_hour() {
             let st = s.status_user(DRIP, at(2) + 5);
             assert_ne!(st["level"], "block", "three new /16s: {st:#}");
         }
-        let ip = format!("{}.{}.7.9", 20 + i, 30 + i);
-        lines.push(record(&s, "smtp", DRIP, &ip, at(i), 1));
-        lines.push(record(&s, "rate", DRIP, &ip, at(i) + 5, 1));
+        let ip = drip_host(&s, DRIP, i, at(i), &mut lines);
         if i % 2 == 1 {
             lines.push(record(&s, "bounces", DRIP, &ip, at(i) + 5, 1));
         }
     }
-    let st = s.status_user(DRIP, at(3) + 5);
-    assert_eq!(st["level"], "block", "{st:#}");
-    let block = reason(&st, "block");
-    assert!(
-        block.starts_with("smtp: 4 new wider networks/1h > 3 (block: corroborated by bounces)"),
-        "{block}"
+    assert_blocked(
+        &s,
+        DRIP,
+        at(3) + 5,
+        "smtp: 4 new wider networks/1h > 3 (block: corroborated by bounces)",
     );
     for i in 0..5 {
         let ip = format!("{}.{}.8.9", 60 + i, 70 + i);
