@@ -393,7 +393,8 @@ fn without_a_database_a_first_day_block_needs_many_16s_or_mail_evidence() {
 /// quarter hour, a message from each, and some of it bounces. Its fourth new /16 in
 /// the hour whose mail bounced twice blocks, within the hour (it waited for its
 /// thirteenth new /16 of the day, past three hours); a traveller's five new /16s in
-/// an hour (airport, carrier, hotel, venues), each sending, one bounce, do not.
+/// an hour (airport, carrier, hotel, venues), each sending, one bounce, do not. On an
+/// account's first day the same drip blocks by the /16s first seen within the hour.
 #[test]
 fn without_a_database_a_drip_with_history_blocks_within_the_hour() {
     let s = Sandbox::with_asn(None);
@@ -430,5 +431,13 @@ fn without_a_database_a_drip_with_history_blocks_within_the_hour() {
     let travel = s.status_user(TRAVEL, start + 4 * 600 + 5);
     assert_ne!(travel["level"], "block", "{travel:#}");
     assert_ne!(travel["level"], "lock", "{travel:#}");
+    // On an account's first day nothing is new: /16s first seen within the hour count.
+    const FIRST: &str = "first@example.com";
+    for i in 0..4 {
+        let ip = drip_host(&s, FIRST, 10 + i, start + i * 900, &mut lines);
+        lines.push(record(&s, "bounces", FIRST, &ip, start + i * 900 + 5, 1));
+    }
+    let prefix = "smtp: 4 fresh wider networks/1h > 3 (block: corroborated by bounces)";
+    assert_blocked(&s, FIRST, start + 3 * 900 + 5, prefix);
     s.assert_backtest_agrees(&lines);
 }

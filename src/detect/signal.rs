@@ -163,25 +163,34 @@ const NEW_NETS_BOUNCES: u64 = 1;
 /// database a trip spans more wider networks than owners, but its mail hardly
 /// bounces: a fourth new /16 (/32) in the hour whose mail bounced twice blocks, and
 /// a drip sending spam from a new host every quarter hour is stopped within its first
-/// hours, not only at its thirteenth new /16 of the day.
-pub(super) fn new_owners_mailing(d: &Detection, counts: &Tally) -> Option<Signal> {
+/// hours, not only at its thirteenth new /16 of the day. Before the account is `warm`
+/// nothing is new: parties first seen within the window stand in, with bounced mail
+/// always (a role mailbox's households all start on its first day, and hardly bounce).
+pub(super) fn new_owners_mailing(d: &Detection, counts: &Tally, warm: bool) -> Option<Signal> {
     let smtp = counts.source(Source::Smtp);
-    let value = smtp.new_owners.len() as u64;
-    let mail = counts.source(Source::Rate).new_messages;
-    let bounced = counts.source(Source::Bounces).new_messages;
-    let (threshold, by) = if smtp.parties().known {
-        (NEW_OWNERS_MAILING, Source::Rate)
-    } else if Crossing::Above.crosses(bounced, NEW_NETS_BOUNCES) {
-        (NEW_NETS_MAILING, Source::Bounces)
+    let (rate, bounces) = (counts.source(Source::Rate), counts.source(Source::Bounces));
+    let (value, mail, bounced) = if warm {
+        let value = smtp.new_owners.len();
+        (value, rate.new_messages, bounces.new_messages)
     } else {
-        return None;
+        let value = smtp.fresh_parties.len();
+        (value, rate.fresh_messages, bounces.fresh_messages)
     };
+    let bounce = Crossing::Above.crosses(bounced, NEW_NETS_BOUNCES);
+    let (threshold, by) = match (smtp.parties().known, bounce) {
+        (true, _) if warm => (NEW_OWNERS_MAILING, Source::Rate),
+        (true, true) => (NEW_OWNERS_MAILING, Source::Bounces),
+        (false, true) => (NEW_NETS_MAILING, Source::Bounces),
+        (_, false) => return None,
+    };
+    let value = value as u64;
+    let noun = if warm { "new " } else { "fresh " };
     (Crossing::Above.crosses(value, threshold) && Crossing::Above.crosses(mail, NEW_OWNERS_MAIL))
         .then(|| Signal {
             source: Source::Smtp,
             level: Level::Block,
             value,
-            unit: format!("new {}/{}", smtp.parties().noun(), d.window),
+            unit: format!("{noun}{}/{}", smtp.parties().noun(), d.window),
             threshold,
             crossing: Crossing::Above,
             usual: None,
