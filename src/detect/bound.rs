@@ -17,7 +17,7 @@
 //! full counts do. Their figures are not for explanations: a level change is judged
 //! again from all the evidence, as `ingest`'s replay judges it (see `store::evaluate`).
 
-use super::signal::PARTY_CAP_UP_TO;
+use super::signal::{NEW_NETS_MAILING, NEW_OWNERS_MAILING, PARTY_CAP_UP_TO};
 use super::{AccountState, Counted, Known, Origin, Seen, Tally, Usual, Whitelist};
 use crate::config::{Config, WindowStarts};
 use crate::model::{ClientAddr, SaslUser, Source, Timestamp};
@@ -196,8 +196,10 @@ fn enough(cfg: &Config, user: &SaslUser, usual: Option<Usual>) -> usize {
         d.spread_owners_block.saturating_mul(4),
     ]
     .into_iter()
+    .map(u64::from)
+    .chain([NEW_OWNERS_MAILING, NEW_NETS_MAILING]) // `new_owners_mailing`
     .max()
-    .map_or(1, u64::from);
+    .unwrap_or(1);
     for source in Source::ALL
         .into_iter()
         .filter(|s| s.is_login() || *s == Source::Spread)

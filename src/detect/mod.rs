@@ -259,8 +259,8 @@ pub fn evaluate<'a>(cfg: &Config, user: &SaslUser, facts: &Facts<'a>) -> Evaluat
         signals.extend(bounce_share(d, counts));
         if facts.warm {
             signals.extend(new_sending(d, counts, facts.usual));
-            signals.extend(new_owners_mailing(d, counts));
         }
+        signals.extend(new_owners_mailing(d, counts, facts.warm));
         if let Some(n) = facts.deferred {
             signals.extend(check(Source::Queue, n.into(), None));
         }

@@ -148,34 +148,56 @@ pub(super) fn new_sending(d: &Detection, counts: &Tally, usual: Option<Usual>) -
 }
 
 /// SMTP logins from more than this many owners new to the account in the window...
-const NEW_OWNERS_MAILING: u64 = 2;
+pub(super) const NEW_OWNERS_MAILING: u64 = 2;
 /// ...with more than this many messages from new parties in it block.
 const NEW_OWNERS_MAIL: u64 = 2;
+/// Without an ASN database, more than this many new wider networks (/16s, /32s)...
+pub(super) const NEW_NETS_MAILING: u64 = 3;
+/// ...whose mail also bounced more than this many times.
+const NEW_NETS_BOUNCES: u64 = 1;
 
 /// One new owner after another, each sending: a drip or a proxy list blocks at its
 /// third new owner in the hour with a few messages from them, not only at its
 /// seventh in the day. A traveller's hotel, airport and roaming carrier are two new
-/// owners in an hour at most, and a venue's mail is one owner's. Only with an ASN
-/// database: without one, a trip spans more wider networks than owners.
-pub(super) fn new_owners_mailing(d: &Detection, counts: &Tally) -> Option<Signal> {
+/// owners in an hour at most, and a venue's mail is one owner's. Without an ASN
+/// database a trip spans more wider networks than owners, but its mail hardly
+/// bounces: a fourth new /16 (/32) in the hour whose mail bounced twice blocks, and
+/// a drip sending spam from a new host every quarter hour is stopped within its first
+/// hours, not only at its thirteenth new /16 of the day. Before the account is `warm`
+/// nothing is new: parties first seen within the window stand in, with bounced mail
+/// always (a role mailbox's households all start on its first day, and hardly bounce).
+pub(super) fn new_owners_mailing(d: &Detection, counts: &Tally, warm: bool) -> Option<Signal> {
     let smtp = counts.source(Source::Smtp);
-    let value = smtp.new_owners.len() as u64;
-    let mail = counts.source(Source::Rate).new_messages;
-    (smtp.parties().known
-        && Crossing::Above.crosses(value, NEW_OWNERS_MAILING)
-        && Crossing::Above.crosses(mail, NEW_OWNERS_MAIL))
-    .then(|| Signal {
-        source: Source::Smtp,
-        level: Level::Block,
-        value,
-        unit: format!("new owners/{}", d.window),
-        threshold: NEW_OWNERS_MAILING,
-        crossing: Crossing::Above,
-        usual: None,
-        held: None,
-        owners: None,
-        corroborated: Some(Source::Rate),
-    })
+    let (rate, bounces) = (counts.source(Source::Rate), counts.source(Source::Bounces));
+    let (value, mail, bounced) = if warm {
+        let value = smtp.new_owners.len();
+        (value, rate.new_messages, bounces.new_messages)
+    } else {
+        let value = smtp.fresh_parties.len();
+        (value, rate.fresh_messages, bounces.fresh_messages)
+    };
+    let bounce = Crossing::Above.crosses(bounced, NEW_NETS_BOUNCES);
+    let (threshold, by) = match (smtp.parties().known, bounce) {
+        (true, _) if warm => (NEW_OWNERS_MAILING, Source::Rate),
+        (true, true) => (NEW_OWNERS_MAILING, Source::Bounces),
+        (false, true) => (NEW_NETS_MAILING, Source::Bounces),
+        (_, false) => return None,
+    };
+    let value = value as u64;
+    let noun = if warm { "new " } else { "fresh " };
+    (Crossing::Above.crosses(value, threshold) && Crossing::Above.crosses(mail, NEW_OWNERS_MAIL))
+        .then(|| Signal {
+            source: Source::Smtp,
+            level: Level::Block,
+            value,
+            unit: format!("{noun}{}/{}", smtp.parties().noun(), d.window),
+            threshold,
+            crossing: Crossing::Above,
+            usual: None,
+            held: None,
+            owners: None,
+            corroborated: Some(by),
+        })
 }
 
 /// SMTP logins from more parties in the spread window than a day's travel shows

@@ -108,6 +108,10 @@ pub struct SourceTally {
     /// `Known::is_fresh`): on an account's first day, other sources than smtp count
     /// owners by these.
     pub fresh_owners: NetCounts<OwnerKey>,
+    /// The parties and messages of these first seen within the window: on an
+    /// account's first day, a drip's hosts each sending (see `new_owners_mailing`).
+    pub fresh_parties: NetCounts<OwnerKey>,
+    pub fresh_messages: u64,
     /// Their parties (see `Known`): without an ASN database the /16s (/32s), which a
     /// count on an account's first day needs many of to block.
     pub party_keys: NetCounts<OwnerKey>,
@@ -243,6 +247,9 @@ impl Tally {
         if c.new {
             change.apply_u64(&mut t.new_messages, c.seen.count.into());
         }
+        if c.fresh {
+            change.apply_u64(&mut t.fresh_messages, c.seen.count.into());
+        }
         if c.seen.source == Source::Bounces {
             match c.seen.message {
                 Some(m) => self.bounced.change(m, change, events),
@@ -262,6 +269,9 @@ impl Tally {
                 }
                 if let Some(party) = c.party {
                     t.party_keys.change(party, change, events);
+                    if c.fresh {
+                        t.fresh_parties.change(party, change, events);
+                    }
                 }
                 if let Some(party) = c.party.filter(|_| c.new) {
                     t.new_networks.change(net, change, events);
@@ -321,6 +331,8 @@ impl Tally {
             smtp.new_networks.merge(&r.new_networks);
             smtp.new_owners.merge(&r.new_owners);
             smtp.fresh_owners.merge(&r.fresh_owners);
+            smtp.fresh_parties.merge(&r.fresh_parties);
+            smtp.fresh_messages = smtp.fresh_messages.wrapping_add(r.fresh_messages);
             smtp.party_keys.merge(&r.party_keys);
             smtp.new_messages = smtp.new_messages.wrapping_add(r.new_messages);
             t.spread.merge(&spread_refused);
